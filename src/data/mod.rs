@@ -1,0 +1,1 @@
+//! Datasets: `.npy`, `.npz`, image folders and labels.

@@ -1,0 +1,9 @@
+//! qdbg: a quantization debugger for neural-network models.
+//!
+//! The engine (reader, graph, executors, datasets) knows nothing of the terminal UI.
+
+pub mod data;
+pub mod error;
+pub mod graph;
+
+pub use error::{Error, Result};
