@@ -4,6 +4,10 @@
 
 pub mod data;
 pub mod error;
+pub mod float;
 pub mod graph;
+pub mod kernels;
+pub mod ops;
+pub mod tflite;
 
 pub use error::{Error, Result};

@@ -211,6 +211,8 @@ pub struct Graph {
     pub folded: Vec<FoldedOp>,
     /// Free-form description from the model file.
     pub description: String,
+    /// The file the graph was read from, for error messages.
+    pub source: std::path::PathBuf,
 }
 
 /// An op of the source model that the reader evaluated at load time.

@@ -133,32 +133,62 @@ pub enum Op {
     DepthwiseConv2d(DepthwiseConv2dAttrs),
     TransposeConv(TransposeConvAttrs),
     FullyConnected(FullyConnectedAttrs),
-    BatchMatMul { adj_x: bool, adj_y: bool },
-    Binary { kind: BinaryKind, activation: FusedActivation },
+    BatchMatMul {
+        adj_x: bool,
+        adj_y: bool,
+    },
+    Binary {
+        kind: BinaryKind,
+        activation: FusedActivation,
+    },
     Unary(UnaryKind),
     Prelu,
-    Reduce { kind: ReduceKind, keep_dims: bool },
-    Pool2d { kind: PoolKind, attrs: Pool2dAttrs },
-    Softmax { beta: f32 },
+    Reduce {
+        kind: ReduceKind,
+        keep_dims: bool,
+    },
+    Pool2d {
+        kind: PoolKind,
+        attrs: Pool2dAttrs,
+    },
+    Softmax {
+        beta: f32,
+    },
     Reshape,
-    Squeeze { axes: Vec<i32> },
+    Squeeze {
+        axes: Vec<i32>,
+    },
     ExpandDims,
     Transpose,
-    Concatenation { axis: i32, activation: FusedActivation },
-    Split { num_splits: usize },
+    Concatenation {
+        axis: i32,
+        activation: FusedActivation,
+    },
+    Split {
+        num_splits: usize,
+    },
     Slice,
     StridedSlice(StridedSliceAttrs),
-    Gather { axis: i32, batch_dims: i32 },
+    Gather {
+        axis: i32,
+        batch_dims: i32,
+    },
     Pad,
     PadV2,
     ResizeBilinear(ResizeAttrs),
     ResizeNearestNeighbor(ResizeAttrs),
-    DepthToSpace { block_size: usize },
-    SpaceToDepth { block_size: usize },
+    DepthToSpace {
+        block_size: usize,
+    },
+    SpaceToDepth {
+        block_size: usize,
+    },
     Quantize,
     Dequantize,
     /// An op the reader knows by name but qdbg cannot run yet.
-    Unsupported { name: String },
+    Unsupported {
+        name: String,
+    },
 }
 
 impl Op {

@@ -1,0 +1,274 @@
+//! The float reference executor: runs a [`Graph`] op by op on candle tensors.
+//!
+//! This is what quantized results are measured against, so it follows TFLite's float
+//! semantics (checked against LiteRT tensor by tensor in the test suite) rather than
+//! whatever is fastest.
+
+mod device;
+
+pub use device::{parse_device, DeviceChoice};
+
+use candle_core::{Device, Tensor as CTensor};
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Op, TensorData, TensorId};
+use crate::ops::{self, carrier_dtype, EvalCtx, Prepared};
+
+pub struct FloatExecutor<'g> {
+    graph: &'g Graph,
+    device: Device,
+    constants: Vec<Option<CTensor>>,
+    prepared: Vec<Option<Prepared>>,
+    /// For each tensor, the position of the last node that reads it, so values can be
+    /// dropped as soon as nothing needs them.
+    last_reader: Vec<Option<usize>>,
+}
+
+impl<'g> FloatExecutor<'g> {
+    /// Checks every op is runnable and uploads constants to `device` once.
+    pub fn new(graph: &'g Graph, device: &Device) -> Result<Self> {
+        graph.check_supported()?;
+        let mut constants = Vec::with_capacity(graph.tensors.len());
+        for (id, tensor) in graph.tensors.iter().enumerate() {
+            constants.push(match &tensor.data {
+                Some(data) => constant_tensor(data, &tensor.shape, device)
+                    .map_err(|reason| tensor_error(graph, id, reason))?,
+                None => None,
+            });
+        }
+        let mut prepared = Vec::with_capacity(graph.nodes.len());
+        for node in &graph.nodes {
+            let lookup = |id: TensorId| constants.get(id).cloned().flatten();
+            prepared.push(
+                ops::prepare(graph, node, &lookup).map_err(|e| Error::OpFailed {
+                    op_index: node.source_index,
+                    op: node.op.display_name().to_string(),
+                    tensor: graph.tensor(node.outputs[0]).name.clone(),
+                    reason: e.0,
+                })?,
+            );
+        }
+        let mut last_reader = vec![None; graph.tensors.len()];
+        for (pos, node) in graph.nodes.iter().enumerate() {
+            for &id in node.inputs.iter().flatten() {
+                last_reader[id] = Some(pos);
+            }
+        }
+        Ok(FloatExecutor {
+            graph,
+            device: device.clone(),
+            constants,
+            prepared,
+            last_reader,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn graph(&self) -> &Graph {
+        self.graph
+    }
+
+    /// Runs one sample and returns the model's outputs.
+    pub fn run(&self, inputs: &[CTensor]) -> Result<Vec<CTensor>> {
+        self.run_observed(inputs, &mut |_, _| Ok(()))
+    }
+
+    /// Runs one sample, showing every tensor the graph computes (inputs included) to
+    /// `observe` as soon as it exists. Calibration and the debugger hook in here.
+    pub fn run_observed(
+        &self,
+        inputs: &[CTensor],
+        observe: &mut dyn FnMut(TensorId, &CTensor) -> Result<()>,
+    ) -> Result<Vec<CTensor>> {
+        let graph = self.graph;
+        let mut values: Vec<Option<CTensor>> = vec![None; graph.tensors.len()];
+        self.bind_inputs(inputs, &mut values)?;
+        for &id in &graph.inputs {
+            if let Some(v) = &values[id] {
+                observe(id, v)?;
+            }
+        }
+        for (pos, node) in graph.nodes.iter().enumerate() {
+            let input_values: Vec<Option<&CTensor>> = node
+                .inputs
+                .iter()
+                .map(|i| i.and_then(|id| values[id].as_ref().or(self.constants[id].as_ref())))
+                .collect();
+            let ctx = EvalCtx {
+                graph,
+                node,
+                inputs: &input_values,
+                device: &self.device,
+                prepared: self.prepared[pos].as_ref(),
+            };
+            let outputs = ops::eval(&ctx).map_err(|e| Error::OpFailed {
+                op_index: node.source_index,
+                op: node.op.display_name().to_string(),
+                tensor: graph.tensor(node.outputs[0]).name.clone(),
+                reason: e.0,
+            })?;
+            if outputs.len() != node.outputs.len() {
+                return Err(tensor_error(
+                    graph,
+                    node.outputs[0],
+                    format!(
+                        "op produced {} outputs, the model declares {}",
+                        outputs.len(),
+                        node.outputs.len()
+                    ),
+                ));
+            }
+            for (&id, value) in node.outputs.iter().zip(outputs) {
+                let declared = &graph.tensor(id).shape;
+                if value.dims() != declared.as_slice()
+                    && value.elem_count() == declared.iter().product::<usize>()
+                {
+                    // Same data, different but compatible rank (e.g. a scalar as [1]).
+                    values[id] = Some(
+                        value
+                            .reshape(declared.as_slice())
+                            .map_err(|e| tensor_error(graph, id, e.to_string()))?,
+                    );
+                } else if value.dims() != declared.as_slice() {
+                    return Err(tensor_error(
+                        graph,
+                        id,
+                        format!(
+                            "computed shape {:?} differs from the declared {declared:?}",
+                            value.dims()
+                        ),
+                    ));
+                } else {
+                    values[id] = Some(value);
+                }
+                if let Some(v) = &values[id] {
+                    observe(id, v)?;
+                }
+            }
+            // Drop values no later node reads, keeping the model's outputs.
+            for &id in node.inputs.iter().flatten() {
+                if self.last_reader[id] == Some(pos) && !graph.outputs.contains(&id) {
+                    values[id] = None;
+                }
+            }
+        }
+        graph
+            .outputs
+            .iter()
+            .map(|&id| {
+                values[id]
+                    .clone()
+                    .or_else(|| self.constants[id].clone())
+                    .ok_or_else(|| {
+                        tensor_error(graph, id, "model output was never computed".into())
+                    })
+            })
+            .collect()
+    }
+
+    fn bind_inputs(&self, inputs: &[CTensor], values: &mut [Option<CTensor>]) -> Result<()> {
+        let graph = self.graph;
+        if inputs.len() != graph.inputs.len() {
+            return Err(Error::InputMismatch {
+                tensor: graph
+                    .inputs
+                    .iter()
+                    .map(|&i| graph.tensor(i).name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                expected: format!("{} inputs", graph.inputs.len()),
+                actual: format!("{} inputs", inputs.len()),
+                hint: String::new(),
+            });
+        }
+        for (&id, value) in graph.inputs.iter().zip(inputs) {
+            let tensor = graph.tensor(id);
+            let carrier = carrier_dtype(tensor.dtype).ok_or_else(|| Error::InputMismatch {
+                tensor: tensor.name.clone(),
+                expected: format!("{:?} {}", tensor.shape, tensor.dtype),
+                actual: "data".into(),
+                hint: format!(" (qdbg cannot feed {} inputs)", tensor.dtype),
+            })?;
+            if value.elem_count() != tensor.num_elements() {
+                return Err(Error::InputMismatch {
+                    tensor: tensor.name.clone(),
+                    expected: format!("{:?} {}", tensor.shape, tensor.dtype),
+                    actual: format!("{:?}", value.dims()),
+                    hint: String::new(),
+                });
+            }
+            let bound = value
+                .to_device(&self.device)
+                .and_then(|v| v.to_dtype(carrier))
+                .and_then(|v| v.reshape(tensor.shape.as_slice()))
+                .map_err(|e| tensor_error(graph, id, e.to_string()))?;
+            values[id] = Some(bound);
+        }
+        Ok(())
+    }
+}
+
+fn tensor_error(graph: &Graph, id: TensorId, reason: String) -> Error {
+    let producer = graph.nodes.iter().find(|n| n.outputs.contains(&id));
+    Error::OpFailed {
+        op_index: producer.map_or(0, |n| n.source_index),
+        op: producer.map_or("(input)".to_string(), |n| n.op.display_name().to_string()),
+        tensor: graph.tensor(id).name.clone(),
+        reason,
+    }
+}
+
+/// Uploads a constant in its carrier dtype; raw (string, float64) constants stay on the host.
+fn constant_tensor(
+    data: &TensorData,
+    shape: &[usize],
+    device: &Device,
+) -> std::result::Result<Option<CTensor>, String> {
+    let shape = shape.to_vec();
+    let t = match data {
+        TensorData::F32(v) => CTensor::from_slice(v, shape, device),
+        TensorData::Bool(v) => {
+            let bytes: Vec<u8> = v.iter().map(|&b| b as u8).collect();
+            CTensor::from_vec(bytes, shape, device)
+        }
+        TensorData::Raw(_) => return Ok(None),
+        ints => match ints.to_i64() {
+            Some(v) => CTensor::from_vec(v, shape, device),
+            None => return Ok(None),
+        },
+    };
+    t.map(Some).map_err(|e| e.to_string())
+}
+
+/// Whether `graph` only holds ops qdbg can run, as an error naming the first that is not.
+impl Graph {
+    pub fn check_supported(&self) -> Result<()> {
+        for node in &self.nodes {
+            if let Op::Unsupported { name } = &node.op {
+                let hint = if name == "DENSIFY" {
+                    "sparse weights are not supported; convert the model without sparsification"
+                        .to_string()
+                } else if name.starts_with("CUSTOM") {
+                    "custom ops have no implementation in qdbg; convert with builtin ops only \
+                     (without allow_custom_ops), or open an issue naming the op"
+                        .to_string()
+                } else {
+                    format!(
+                        "qdbg has no kernel for {name} yet; `qdbg inspect` lists the supported ops, \
+                         and an issue naming the op helps us add it"
+                    )
+                };
+                return Err(Error::UnsupportedOp {
+                    path: self.source.clone(),
+                    op_index: node.source_index,
+                    op: name.clone(),
+                    hint,
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+//! Kernels qdbg writes itself, on plain slices, where candle has no fitting op or is slow:
+//! depthwise convolution (candle's grouped conv runs one convolution per channel),
+//! TFLite-style pooling (SAME average pooling ignores padded cells) and resizing.
+//! They plug into candle tensors through [`run_on_host`].
+
+pub mod depthwise_f32;
+pub mod fixed_point;
+pub mod pool_f32;
+pub mod resize_f32;
+
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor as CTensor};
+
+/// A host kernel from one contiguous f32 input to one f32 output of a known shape.
+struct HostKernel<'a, F: Fn(&[f32], &mut [f32])> {
+    name: &'static str,
+    out_shape: &'a [usize],
+    kernel: F,
+}
+
+impl<F: Fn(&[f32], &mut [f32])> CustomOp1 for HostKernel<'_, F> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("{} expects float32 input", self.name)
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("{} expects a contiguous input", self.name)
+        };
+        let mut out = vec![0f32; self.out_shape.iter().product()];
+        (self.kernel)(&data[start..end], &mut out);
+        Ok((CpuStorage::F32(out), Shape::from(self.out_shape.to_vec())))
+    }
+}
+
+/// Runs `kernel` over the contiguous f32 contents of `x`. On the CPU the tensor's storage
+/// is used in place; on a GPU the data makes a round trip through host memory, which is
+/// correct but slow (these kernels have no GPU versions yet).
+pub fn run_on_host<F: Fn(&[f32], &mut [f32])>(
+    name: &'static str,
+    x: &CTensor,
+    out_shape: &[usize],
+    kernel: F,
+) -> candle_core::Result<CTensor> {
+    let op = HostKernel {
+        name,
+        out_shape,
+        kernel,
+    };
+    let x = x.to_dtype(candle_core::DType::F32)?.contiguous()?;
+    if x.device().is_cpu() {
+        x.apply_op1_no_bwd(&op)
+    } else {
+        let device = x.device().clone();
+        x.to_device(&Device::Cpu)?
+            .apply_op1_no_bwd(&op)?
+            .to_device(&device)
+    }
+}

@@ -1,0 +1,203 @@
+//! CONV_2D and TRANSPOSE_CONV on candle.
+//!
+//! TFLite stores activations NHWC and filters OHWI; candle convolves NCHW with OIHW
+//! filters and only pads symmetrically, so the input is padded explicitly (TFLite's SAME
+//! may need one more pixel after than before). 1x1 convolutions skip the layout dance
+//! entirely: on NHWC data they are a plain matrix product.
+
+use candle_core::Tensor as CTensor;
+
+use super::{activation::apply_fused, op_bail, spatial_padding, EvalCtx, OpResult, Prepared};
+use crate::graph::{Conv2dAttrs, Graph, Node, Padding, TensorId, TransposeConvAttrs};
+
+/// Re-lays-out constant filters once: `[in, out]` for 1x1 convolutions, OIHW otherwise.
+pub fn prepare(
+    graph: &Graph,
+    node: &Node,
+    constant: &dyn Fn(TensorId) -> Option<CTensor>,
+) -> OpResult<Option<Prepared>> {
+    let Some(filter) = node.input(1).and_then(constant) else {
+        return Ok(None);
+    };
+    let bias = node.input(2).and_then(constant);
+    let Some(fid) = node.input(1) else {
+        return Ok(None);
+    };
+    let shape = &graph.tensor(fid).shape;
+    if shape.len() != 4 {
+        op_bail!("filter must have 4 dimensions (OHWI), got {shape:?}");
+    }
+    if shape[1] == 1 && shape[2] == 1 {
+        let weights_io = filter.reshape((shape[0], shape[3]))?.t()?.contiguous()?;
+        return Ok(Some(Prepared::MatMul { weights_io, bias }));
+    }
+    let filter_oihw = filter.permute((0, 3, 1, 2))?.contiguous()?;
+    Ok(Some(Prepared::Conv { filter_oihw, bias }))
+}
+
+pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let (batch, in_h, in_w, in_c) = input.dims4()?;
+    let filter_shape = ctx.graph.tensor(ctx.input_id(1)?).shape.clone();
+    let [out_c, k_h, k_w, k_c] = filter_shape[..] else {
+        op_bail!("filter must have 4 dimensions (OHWI), got {filter_shape:?}");
+    };
+    if k_c != in_c {
+        op_bail!("filter expects {k_c} input channels, input has {in_c}");
+    }
+    let (pad_top, pad_bottom, out_h) =
+        spatial_padding(attrs.padding, in_h, k_h, attrs.stride_h, attrs.dilation_h)?;
+    let (pad_left, pad_right, out_w) =
+        spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
+
+    let prepared;
+    let (weights, bias) = match ctx.prepared {
+        Some(p) => (p, bias_of(p)),
+        None => {
+            let filter = ctx.input(1)?;
+            prepared = if k_h == 1 && k_w == 1 {
+                Prepared::MatMul {
+                    weights_io: filter.reshape((out_c, in_c))?.t()?.contiguous()?,
+                    bias: None,
+                }
+            } else {
+                Prepared::Conv {
+                    filter_oihw: filter.permute((0, 3, 1, 2))?.contiguous()?,
+                    bias: None,
+                }
+            };
+            let bias = if ctx.has_input(2) {
+                Some(ctx.input(2)?)
+            } else {
+                None
+            };
+            (&prepared, bias)
+        }
+    };
+
+    let out = match weights {
+        Prepared::MatMul { weights_io, .. } => {
+            // A 1x1 filter with stride s reads every s-th pixel; padding never applies.
+            let picked = if attrs.stride_h == 1 && attrs.stride_w == 1 {
+                input.clone()
+            } else {
+                subsample(input, attrs.stride_h, attrs.stride_w, out_h, out_w)?
+            };
+            picked
+                .reshape((batch * out_h * out_w, in_c))?
+                .matmul(weights_io)?
+                .reshape((batch, out_h, out_w, out_c))?
+        }
+        Prepared::Conv { filter_oihw, .. } => {
+            let nchw = input.permute((0, 3, 1, 2))?;
+            let padded = nchw
+                .pad_with_zeros(2, pad_top, pad_bottom)?
+                .pad_with_zeros(3, pad_left, pad_right)?
+                .contiguous()?;
+            if attrs.dilation_h != attrs.dilation_w {
+                op_bail!(
+                    "dilation {}x{} differs per axis; qdbg supports equal dilations",
+                    attrs.dilation_h,
+                    attrs.dilation_w
+                );
+            }
+            let out = if attrs.stride_h == attrs.stride_w {
+                padded.conv2d(filter_oihw, 0, attrs.stride_h, attrs.dilation_h, 1)?
+            } else {
+                // candle takes one stride for both axes: convolve densely, then subsample.
+                let dense = padded.conv2d(filter_oihw, 0, 1, attrs.dilation_h, 1)?;
+                let nhwc = dense.permute((0, 2, 3, 1))?;
+                let picked = subsample(&nhwc, attrs.stride_h, attrs.stride_w, out_h, out_w)?;
+                picked.permute((0, 3, 1, 2))?
+            };
+            out.permute((0, 2, 3, 1))?
+        }
+        Prepared::Depthwise { .. } => op_bail!("internal: depthwise weights given to CONV_2D"),
+    };
+    let out = match bias {
+        Some(b) => out.broadcast_add(b)?,
+        None => out,
+    };
+    apply_fused(out.contiguous()?, attrs.activation)
+}
+
+fn bias_of(p: &Prepared) -> Option<&CTensor> {
+    match p {
+        Prepared::Conv { bias, .. } | Prepared::MatMul { bias, .. } => bias.as_ref(),
+        Prepared::Depthwise { .. } => None,
+    }
+}
+
+/// Rows and columns `0, s, 2s, ...` of an NHWC tensor.
+fn subsample(
+    x: &CTensor,
+    stride_h: usize,
+    stride_w: usize,
+    out_h: usize,
+    out_w: usize,
+) -> OpResult<CTensor> {
+    let device = x.device();
+    let rows: Vec<u32> = (0..out_h).map(|i| (i * stride_h) as u32).collect();
+    let cols: Vec<u32> = (0..out_w).map(|i| (i * stride_w) as u32).collect();
+    let rows = CTensor::from_vec(rows, out_h, device)?;
+    let cols = CTensor::from_vec(cols, out_w, device)?;
+    Ok(x.index_select(&rows, 1)?.index_select(&cols, 2)?)
+}
+
+/// TRANSPOSE_CONV: inputs are (output_shape, filter OHWI, input, optional bias).
+pub fn transpose_conv(ctx: &EvalCtx, attrs: &TransposeConvAttrs) -> OpResult<CTensor> {
+    let output_shape = ctx.const_ints(0)?;
+    let filter = ctx.input(1)?;
+    let input = ctx.input(2)?;
+    let (_, in_h, in_w, in_c) = input.dims4()?;
+    let (out_c, k_h, k_w, k_c) = filter.dims4()?;
+    if k_c != in_c {
+        op_bail!("filter expects {k_c} input channels, input has {in_c}");
+    }
+    let [_, out_h, out_w, shape_c] = output_shape[..] else {
+        op_bail!("output_shape must have 4 entries, got {output_shape:?}");
+    };
+    if shape_c as usize != out_c || out_h < 1 || out_w < 1 {
+        op_bail!("output_shape {output_shape:?} does not match the filter's {out_c} channels");
+    }
+    if attrs.stride_h != attrs.stride_w {
+        op_bail!(
+            "strides {}x{} differ per axis; qdbg supports equal strides for TRANSPOSE_CONV",
+            attrs.stride_h,
+            attrs.stride_w
+        );
+    }
+    let stride = attrs.stride_h;
+    let (out_h, out_w) = (out_h as usize, out_w as usize);
+    // The full transposed convolution, before TFLite's padding crops it.
+    let full_h = (in_h - 1) * stride + k_h;
+    let full_w = (in_w - 1) * stride + k_w;
+    let (top, left) = match attrs.padding {
+        Padding::Same => (
+            full_h.saturating_sub(out_h) / 2,
+            full_w.saturating_sub(out_w) / 2,
+        ),
+        Padding::Valid => (0, 0),
+    };
+    // candle wants the filter as [in, out, kh, kw].
+    let kernel = filter.permute((3, 0, 1, 2))?.contiguous()?;
+    let nchw = input.permute((0, 3, 1, 2))?.contiguous()?;
+    let mut full = nchw.conv_transpose2d(&kernel, 0, 0, stride, 1)?;
+    // VALID can ask for a larger output than the scatter covers; the extra stays zero.
+    if full_h < out_h + top {
+        full = full.pad_with_zeros(2, 0, out_h + top - full_h)?;
+    }
+    if full_w < out_w + left {
+        full = full.pad_with_zeros(3, 0, out_w + left - full_w)?;
+    }
+    let out = full
+        .narrow(2, top, out_h)?
+        .narrow(3, left, out_w)?
+        .permute((0, 2, 3, 1))?;
+    let out = if ctx.has_input(3) {
+        out.broadcast_add(ctx.input(3)?)?
+    } else {
+        out
+    };
+    apply_fused(out.contiguous()?, attrs.activation)
+}

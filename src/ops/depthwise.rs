@@ -1,0 +1,89 @@
+//! DEPTHWISE_CONV_2D through qdbg's own kernel (see `kernels::depthwise_f32`).
+
+use candle_core::Tensor as CTensor;
+
+use super::{activation::apply_fused, op_bail, spatial_padding, EvalCtx, OpResult, Prepared};
+use crate::graph::{DepthwiseConv2dAttrs, Graph, Node, TensorData};
+use crate::kernels::{depthwise_f32, run_on_host};
+
+/// Keeps constant filter and bias on the host, in the layout the kernel reads.
+pub fn prepare(graph: &Graph, node: &Node) -> OpResult<Option<Prepared>> {
+    let host = |i: usize| -> Option<Vec<f32>> {
+        let id = node.input(i)?;
+        graph.tensor(id).data.as_ref().and_then(TensorData::to_f32)
+    };
+    let Some(filter) = host(1) else {
+        return Ok(None);
+    };
+    let bias = match node.input(2) {
+        Some(_) => match host(2) {
+            Some(b) => b,
+            None => return Ok(None),
+        },
+        None => Vec::new(),
+    };
+    Ok(Some(Prepared::Depthwise { filter, bias }))
+}
+
+pub fn depthwise_conv2d(ctx: &EvalCtx, attrs: &DepthwiseConv2dAttrs) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let (batch, in_h, in_w, in_c) = input.dims4()?;
+    let filter_shape = &ctx.graph.tensor(ctx.input_id(1)?).shape;
+    let [1, k_h, k_w, out_c] = filter_shape[..] else {
+        op_bail!("filter must be [1, kh, kw, channels], got {filter_shape:?}");
+    };
+    // TFLite lets depth_multiplier be 0 or stale; the filter's channel count is the truth.
+    if in_c == 0 || out_c % in_c != 0 {
+        op_bail!("filter has {out_c} channels, not a multiple of the input's {in_c}");
+    }
+    let multiplier = out_c / in_c;
+    if attrs.depth_multiplier > 1 && attrs.depth_multiplier != multiplier {
+        op_bail!(
+            "depth_multiplier {} disagrees with the filter ({out_c} channels for {in_c} inputs)",
+            attrs.depth_multiplier
+        );
+    }
+    let (pad_top, _, out_h) =
+        spatial_padding(attrs.padding, in_h, k_h, attrs.stride_h, attrs.dilation_h)?;
+    let (pad_left, _, out_w) =
+        spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
+    let geometry = depthwise_f32::DepthwiseGeometry {
+        batch,
+        in_h,
+        in_w,
+        in_c,
+        depth_multiplier: multiplier,
+        out_h,
+        out_w,
+        k_h,
+        k_w,
+        stride_h: attrs.stride_h,
+        stride_w: attrs.stride_w,
+        dilation_h: attrs.dilation_h,
+        dilation_w: attrs.dilation_w,
+        pad_top,
+        pad_left,
+    };
+    let owned;
+    let (filter, bias): (&[f32], &[f32]) = match ctx.prepared {
+        Some(Prepared::Depthwise { filter, bias }) => (filter, bias),
+        _ => {
+            let filter = ctx.input(1)?.flatten_all()?.to_vec1::<f32>()?;
+            let bias = if ctx.has_input(2) {
+                ctx.input(2)?.flatten_all()?.to_vec1::<f32>()?
+            } else {
+                Vec::new()
+            };
+            owned = (filter, bias);
+            (&owned.0, &owned.1)
+        }
+    };
+    if filter.len() != k_h * k_w * out_c || !(bias.is_empty() || bias.len() == out_c) {
+        op_bail!("filter or bias size does not match {out_c} output channels");
+    }
+    let out_shape = [batch, out_h, out_w, out_c];
+    let out = run_on_host("depthwise_conv2d", input, &out_shape, |x, y| {
+        depthwise_f32::depthwise_conv2d(&geometry, x, filter, bias, y)
+    })?;
+    apply_fused(out, attrs.activation)
+}

@@ -1,0 +1,219 @@
+//! Float semantics of every supported op, one op family per file.
+//!
+//! Each family evaluates its ops on candle tensors with TFLite's semantics (NHWC layout,
+//! TFLite's SAME padding, numpy broadcasting). Values of integer-typed graph tensors are
+//! carried as candle `I64`, floats as `F32`, booleans as `U8`.
+
+mod activation;
+mod binary;
+mod conv;
+mod dense;
+mod depthwise;
+mod layout;
+mod pool;
+mod quantize;
+mod reduce;
+mod resize;
+mod slicing;
+
+pub use quantize::dequantize_values;
+
+use candle_core::{DType as CDType, Device, Tensor as CTensor};
+
+use crate::graph::{DType, Graph, Node, Op, TensorData, TensorId};
+
+/// Why an op could not be evaluated; the executor adds the op and tensor names.
+#[derive(Debug)]
+pub struct OpError(pub String);
+
+impl From<candle_core::Error> for OpError {
+    fn from(e: candle_core::Error) -> Self {
+        OpError(e.to_string())
+    }
+}
+
+pub type OpResult<T> = Result<T, OpError>;
+
+macro_rules! op_bail {
+    ($($arg:tt)*) => { return Err($crate::ops::OpError(format!($($arg)*))) };
+}
+pub(crate) use op_bail;
+
+/// Everything an op needs to run once: its node, the graph (for constant inputs and
+/// static shapes) and the values of its inputs.
+pub struct EvalCtx<'a> {
+    pub graph: &'a Graph,
+    pub node: &'a Node,
+    pub inputs: &'a [Option<&'a CTensor>],
+    pub device: &'a Device,
+    /// Weights re-laid-out once when the executor was built (see [`prepare`]).
+    pub prepared: Option<&'a Prepared>,
+}
+
+impl EvalCtx<'_> {
+    /// Value of input `i`; an error if the model left it out.
+    pub fn input(&self, i: usize) -> OpResult<&CTensor> {
+        match self.inputs.get(i).copied().flatten() {
+            Some(t) => Ok(t),
+            None => op_bail!("input #{i} is missing"),
+        }
+    }
+
+    pub fn has_input(&self, i: usize) -> bool {
+        self.inputs.get(i).copied().flatten().is_some()
+    }
+
+    /// Integer contents of a constant input (axes, shapes, paddings, ...).
+    pub fn const_ints(&self, i: usize) -> OpResult<Vec<i64>> {
+        let Some(id) = self.node.input(i) else {
+            op_bail!("input #{i} is missing")
+        };
+        let tensor = self.graph.tensor(id);
+        match tensor.data.as_ref().and_then(TensorData::to_i64) {
+            Some(v) => Ok(v),
+            None => op_bail!(
+                "input #{i} ('{}') must be a constant integer tensor; qdbg needs it at load time",
+                tensor.name
+            ),
+        }
+    }
+
+    /// Static shape of output `i` as the model declares it.
+    pub fn output_shape(&self, i: usize) -> OpResult<&[usize]> {
+        match self.node.outputs.get(i) {
+            Some(&id) => Ok(&self.graph.tensor(id).shape),
+            None => op_bail!("output #{i} is missing"),
+        }
+    }
+
+    pub fn output_dtype(&self, i: usize) -> OpResult<DType> {
+        match self.node.outputs.get(i) {
+            Some(&id) => Ok(self.graph.tensor(id).dtype),
+            None => op_bail!("output #{i} is missing"),
+        }
+    }
+
+    pub fn input_id(&self, i: usize) -> OpResult<TensorId> {
+        match self.node.input(i) {
+            Some(id) => Ok(id),
+            None => op_bail!("input #{i} is missing"),
+        }
+    }
+}
+
+/// Weights of one node re-laid-out for the kernel that runs it, computed once per executor.
+pub enum Prepared {
+    /// Convolution filter as candle wants it (OIHW) and the bias.
+    Conv {
+        filter_oihw: CTensor,
+        bias: Option<CTensor>,
+    },
+    /// 1x1 convolution or fully-connected weights as a `[in, out]` matrix.
+    MatMul {
+        weights_io: CTensor,
+        bias: Option<CTensor>,
+    },
+    /// Depthwise filter `[kh, kw, channels]` and bias, on the host for the CPU kernel.
+    Depthwise { filter: Vec<f32>, bias: Vec<f32> },
+}
+
+/// Builds the node's [`Prepared`] weights when they are constants.
+pub fn prepare(
+    graph: &Graph,
+    node: &Node,
+    constant: &dyn Fn(TensorId) -> Option<CTensor>,
+) -> OpResult<Option<Prepared>> {
+    match &node.op {
+        Op::Conv2d(_) => conv::prepare(graph, node, constant),
+        Op::FullyConnected(_) => dense::prepare(graph, node, constant),
+        Op::DepthwiseConv2d(_) => depthwise::prepare(graph, node),
+        _ => Ok(None),
+    }
+}
+
+/// Evaluates one node, returning one value per output.
+pub fn eval(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+    let one = |t: CTensor| Ok(vec![t]);
+    match &ctx.node.op {
+        Op::Conv2d(attrs) => one(conv::conv2d(ctx, attrs)?),
+        Op::TransposeConv(attrs) => one(conv::transpose_conv(ctx, attrs)?),
+        Op::DepthwiseConv2d(attrs) => one(depthwise::depthwise_conv2d(ctx, attrs)?),
+        Op::FullyConnected(attrs) => one(dense::fully_connected(ctx, attrs)?),
+        Op::BatchMatMul { adj_x, adj_y } => one(dense::batch_matmul(ctx, *adj_x, *adj_y)?),
+        Op::Binary { kind, activation } => one(binary::binary(ctx, *kind, *activation)?),
+        Op::Unary(kind) => one(activation::unary(ctx.input(0)?, *kind)?),
+        Op::Prelu => one(activation::prelu(ctx.input(0)?, ctx.input(1)?)?),
+        Op::Softmax { beta } => one(activation::softmax(ctx.input(0)?, *beta)?),
+        Op::Reduce { kind, .. } => one(reduce::reduce(ctx, *kind)?),
+        Op::Pool2d { kind, attrs } => one(pool::pool2d(ctx, *kind, attrs)?),
+        Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims => one(layout::reshape(ctx)?),
+        Op::Transpose => one(layout::transpose(ctx)?),
+        Op::Concatenation { axis, activation } => {
+            one(layout::concatenation(ctx, *axis, *activation)?)
+        }
+        Op::Split { num_splits } => slicing::split(ctx, *num_splits),
+        Op::Slice => one(slicing::slice(ctx)?),
+        Op::StridedSlice(attrs) => one(slicing::strided_slice(ctx, attrs)?),
+        Op::Gather { axis, batch_dims } => one(slicing::gather(ctx, *axis, *batch_dims)?),
+        Op::Pad | Op::PadV2 => one(layout::pad(ctx)?),
+        Op::ResizeBilinear(attrs) => one(resize::bilinear(ctx, attrs)?),
+        Op::ResizeNearestNeighbor(attrs) => one(resize::nearest(ctx, attrs)?),
+        Op::DepthToSpace { block_size } => one(layout::depth_to_space(ctx, *block_size)?),
+        Op::SpaceToDepth { block_size } => one(layout::space_to_depth(ctx, *block_size)?),
+        Op::Quantize => one(quantize::quantize(ctx)?),
+        Op::Dequantize => one(quantize::dequantize(ctx)?),
+        Op::Unsupported { name } => op_bail!("op {name} has no float implementation in qdbg"),
+    }
+}
+
+/// The candle dtype that carries values of a graph dtype.
+pub fn carrier_dtype(dtype: DType) -> Option<CDType> {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 | DType::F64 => Some(CDType::F32),
+        DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 => {
+            Some(CDType::I64)
+        }
+        DType::Bool => Some(CDType::U8),
+        DType::U64 | DType::String | DType::Unsupported(_) => None,
+    }
+}
+
+/// Converts a negative axis to its positive form, checking it is in range.
+pub fn normalize_axis(axis: i64, rank: usize) -> OpResult<usize> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a >= r.max(1) {
+        op_bail!("axis {axis} is out of range for a tensor of rank {rank}");
+    }
+    Ok(a as usize)
+}
+
+/// TFLite's padding for one spatial dimension: `(before, after, output_size)`.
+/// SAME puts the extra pixel after, which makes stride-2 padding asymmetric.
+pub fn spatial_padding(
+    padding: crate::graph::Padding,
+    input: usize,
+    filter: usize,
+    stride: usize,
+    dilation: usize,
+) -> OpResult<(usize, usize, usize)> {
+    if stride == 0 || dilation == 0 {
+        op_bail!("stride and dilation must be at least 1");
+    }
+    let effective = (filter.max(1) - 1) * dilation + 1;
+    match padding {
+        crate::graph::Padding::Same => {
+            let out = input.div_ceil(stride);
+            let needed = ((out.max(1) - 1) * stride + effective).saturating_sub(input);
+            Ok((needed / 2, needed - needed / 2, out))
+        }
+        crate::graph::Padding::Valid => {
+            if input < effective {
+                op_bail!(
+                    "VALID padding: the {effective}-wide filter is larger than the input ({input})"
+                );
+            }
+            Ok((0, 0, (input - effective) / stride + 1))
+        }
+    }
+}

@@ -1,0 +1,726 @@
+//! Reads a `.tflite` flatbuffer into a [`Graph`].
+//!
+//! Every index and size in the file is checked before use: the flatbuffer verifier
+//! bounds the structure, and this reader bounds what the structure points at (tensor and
+//! buffer indices, element counts against the bytes actually present), so a hostile file
+//! yields an error rather than a panic or an allocation it chose.
+
+use std::path::Path;
+
+use super::fb;
+use crate::error::{Error, Result};
+use crate::graph::*;
+
+/// Largest model qdbg opens: flatbuffers address at most 2 GiB, and constant data placed
+/// after the flatbuffer (TFLite's offset buffers) is bounded by the file itself.
+const MAX_MODEL_BYTES: u64 = 4 << 30;
+
+pub fn read_model(path: &Path) -> Result<Graph> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.len() > MAX_MODEL_BYTES {
+        return Err(Error::invalid_model(
+            path,
+            format!(
+                "file is {} bytes, more than qdbg's limit of 4 GiB",
+                meta.len()
+            ),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    read_model_bytes(&bytes, path)
+}
+
+/// Parses model bytes; `path` only labels errors.
+pub fn read_model_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
+    let bad = |reason: String| Error::invalid_model(path, reason);
+    if bytes.len() < 8 {
+        return Err(bad(format!(
+            "the file has {} bytes, too few for a TFLite model (truncated?)",
+            bytes.len()
+        )));
+    }
+    if !fb::model_buffer_has_identifier(bytes) {
+        return Err(bad(format!(
+            "missing the 'TFL3' file identifier (found {:?}); is this a .tflite file?",
+            String::from_utf8_lossy(&bytes[4..8])
+        )));
+    }
+    let opts = flatbuffers::VerifierOptions {
+        max_depth: 64,
+        max_tables: 10_000_000,
+        max_apparent_size: 1 << 31,
+        ignore_missing_null_terminator: true,
+    };
+    let model = fb::root_as_model_with_opts(&opts, bytes)
+        .map_err(|e| bad(format!("the flatbuffer is corrupt or truncated: {e}")))?;
+    Reader { path, bytes, model }.read()
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    bytes: &'a [u8],
+    model: fb::Model<'a>,
+}
+
+impl<'a> Reader<'a> {
+    fn bad(&self, reason: impl Into<String>) -> Error {
+        Error::invalid_model(self.path, reason)
+    }
+
+    fn read(&self) -> Result<Graph> {
+        if self.model.version() != 3 {
+            return Err(self.bad(format!(
+                "schema version {} is not 3, the only version TFLite writes",
+                self.model.version()
+            )));
+        }
+        let subgraphs = self
+            .model
+            .subgraphs()
+            .ok_or_else(|| self.bad("the model has no subgraphs"))?;
+        if subgraphs.is_empty() {
+            return Err(self.bad("the model has no subgraphs"));
+        }
+        let sg = subgraphs.get(0);
+        let fb_tensors = sg
+            .tensors()
+            .ok_or_else(|| self.bad("subgraph 0 has no tensors"))?;
+        let mut tensors = Vec::with_capacity(fb_tensors.len());
+        for (i, t) in fb_tensors.iter().enumerate() {
+            tensors.push(self.read_tensor(i, &t)?);
+        }
+        let ids = |v: Option<flatbuffers::Vector<'a, i32>>, what: &str| -> Result<Vec<TensorId>> {
+            v.map(|v| v.iter().collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| self.tensor_index(i, tensors.len(), what))
+                .collect()
+        };
+        let inputs = ids(sg.inputs(), "model input")?;
+        let outputs = ids(sg.outputs(), "model output")?;
+
+        let mut graph = Graph {
+            tensors,
+            nodes: Vec::new(),
+            inputs,
+            outputs,
+            folded: Vec::new(),
+            description: self.model.description().unwrap_or_default().to_string(),
+            source: self.path.to_path_buf(),
+        };
+        let operators = sg
+            .operators()
+            .map(|o| o.iter().collect::<Vec<_>>())
+            .unwrap_or_default();
+        for (index, op) in operators.iter().enumerate() {
+            let node = self.read_node(index, op, graph.tensors.len())?;
+            if let Some(folded) = fold_constant_dequantize(&mut graph, &node) {
+                graph.folded.push(folded);
+                continue;
+            }
+            graph.nodes.push(node);
+        }
+        self.check_order(&graph)?;
+        Ok(graph)
+    }
+
+    fn tensor_index(&self, i: i32, count: usize, what: &str) -> Result<TensorId> {
+        if i < 0 || i as usize >= count {
+            return Err(self.bad(format!(
+                "{what} refers to tensor {i}, but the model has {count} tensors"
+            )));
+        }
+        Ok(i as usize)
+    }
+
+    fn read_tensor(&self, index: usize, t: &fb::Tensor<'a>) -> Result<Tensor> {
+        let name = t.name().unwrap_or_default().to_string();
+        let label = || format!("tensor {index} ('{name}')");
+        let dtype = map_dtype(t.type_());
+        let signature: Option<Vec<i64>> = t
+            .shape_signature()
+            .map(|s| s.iter().map(i64::from).collect());
+        let raw_shape: Vec<i32> = t.shape().map(|s| s.iter().collect()).unwrap_or_default();
+        let mut shape = Vec::with_capacity(raw_shape.len());
+        for (d, &dim) in raw_shape.iter().enumerate() {
+            let dynamic = signature
+                .as_ref()
+                .and_then(|s| s.get(d))
+                .is_some_and(|&s| s < 0);
+            match dim {
+                // Dynamic dimensions run with size 1, the batch qdbg feeds.
+                _ if dynamic => shape.push(dim.max(1) as usize),
+                d if d >= 0 => shape.push(d as usize),
+                d => {
+                    return Err(self.bad(format!("{} has a negative dimension {d}", label())));
+                }
+            }
+        }
+        let elements = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .filter(|&n| n <= isize::MAX as usize / 8)
+            .ok_or_else(|| {
+                self.bad(format!(
+                    "{} claims an impossibly large shape {shape:?}",
+                    label()
+                ))
+            })?;
+
+        let quant = t.quantization().and_then(|q| {
+            let scale: Vec<f32> = q.scale()?.iter().collect();
+            if scale.is_empty() {
+                return None;
+            }
+            let zero_point: Vec<i64> = q
+                .zero_point()
+                .map(|z| z.iter().collect())
+                .unwrap_or_else(|| vec![0; scale.len()]);
+            Some(QuantParams {
+                scale,
+                zero_point,
+                axis: q.quantized_dimension().max(0) as usize,
+            })
+        });
+        if let Some(q) = &quant {
+            if q.zero_point.len() != q.scale.len() {
+                return Err(self.bad(format!(
+                    "{} has {} scales but {} zero points",
+                    label(),
+                    q.scale.len(),
+                    q.zero_point.len()
+                )));
+            }
+            if q.is_per_channel() && shape.get(q.axis) != Some(&q.scale.len()) {
+                return Err(self.bad(format!(
+                    "{} has {} per-channel scales, which does not match dimension {} of {shape:?}",
+                    label(),
+                    q.scale.len(),
+                    q.axis
+                )));
+            }
+        }
+
+        let bytes = self.buffer_bytes(t.buffer(), &label)?;
+        let data = match bytes {
+            Some(b) if !b.is_empty() => {
+                if t.sparsity().is_some() {
+                    return Err(self.bad(format!(
+                        "{} holds sparse weights (DENSIFY); qdbg needs dense weights: \
+                         convert the model without sparsification",
+                        label()
+                    )));
+                }
+                Some(
+                    decode(b, dtype, elements)
+                        .map_err(|e| self.bad(format!("{}: {e}", label())))?,
+                )
+            }
+            _ => None,
+        };
+        Ok(Tensor {
+            name,
+            shape,
+            shape_signature: signature.filter(|s| s.iter().any(|&d| d < 0)),
+            dtype,
+            data,
+            quant,
+        })
+    }
+
+    /// The bytes of buffer `index`, inline or (for large models) after the flatbuffer.
+    fn buffer_bytes(&self, index: u32, label: &dyn Fn() -> String) -> Result<Option<&'a [u8]>> {
+        if index == 0 {
+            return Ok(None);
+        }
+        let buffers = self.model.buffers().ok_or_else(|| {
+            self.bad(format!(
+                "{} refers to buffer {index}, but there are none",
+                label()
+            ))
+        })?;
+        if index as usize >= buffers.len() {
+            return Err(self.bad(format!(
+                "{} refers to buffer {index}, but the model has {} buffers",
+                label(),
+                buffers.len()
+            )));
+        }
+        let buffer = buffers.get(index as usize);
+        if let Some(data) = buffer.data() {
+            return Ok(Some(data));
+        }
+        let (offset, size) = (buffer.offset(), buffer.size_());
+        if offset > 1 {
+            let end = offset
+                .checked_add(size)
+                .filter(|&e| e <= self.bytes.len() as u64);
+            return match end {
+                Some(end) => Ok(Some(&self.bytes[offset as usize..end as usize])),
+                None => Err(self.bad(format!(
+                    "{}: buffer {index} spans bytes {offset}..{} but the file has {} (truncated?)",
+                    label(),
+                    offset.saturating_add(size),
+                    self.bytes.len()
+                ))),
+            };
+        }
+        Ok(None)
+    }
+
+    fn read_node(&self, index: usize, op: &fb::Operator<'a>, tensor_count: usize) -> Result<Node> {
+        let codes = self
+            .model
+            .operator_codes()
+            .ok_or_else(|| self.bad("the model has operators but no operator codes"))?;
+        let code_index = op.opcode_index() as usize;
+        if code_index >= codes.len() {
+            return Err(self.bad(format!(
+                "op #{index} uses operator code {code_index}, but the model has {}",
+                codes.len()
+            )));
+        }
+        let code = codes.get(code_index);
+        // Newer files keep the real code in `builtin_code`; older ones in the deprecated byte.
+        let builtin = fb::BuiltinOperator(
+            code.builtin_code()
+                .0
+                .max(code.deprecated_builtin_code() as i32),
+        );
+        let op_kind = parse_op(builtin, op, code.custom_code()).map_err(|reason| {
+            self.bad(format!("op #{index} ({}): {reason}", builtin_name(builtin)))
+        })?;
+        let inputs = op
+            .inputs()
+            .map(|v| v.iter().collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| match i {
+                -1 => Ok(None),
+                i => self
+                    .tensor_index(i, tensor_count, &format!("op #{index} input"))
+                    .map(Some),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let outputs = op
+            .outputs()
+            .map(|v| v.iter().collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| self.tensor_index(i, tensor_count, &format!("op #{index} output")))
+            .collect::<Result<Vec<_>>>()?;
+        if outputs.is_empty() {
+            return Err(self.bad(format!(
+                "op #{index} ({}) has no outputs",
+                op_kind.display_name()
+            )));
+        }
+        Ok(Node {
+            op: op_kind,
+            inputs,
+            outputs,
+            source_index: index,
+        })
+    }
+
+    /// Every op must read only tensors that exist before it runs: model inputs,
+    /// constants, or outputs of earlier ops. This also rules out cycles.
+    fn check_order(&self, graph: &Graph) -> Result<()> {
+        let mut ready: Vec<bool> = graph.tensors.iter().map(Tensor::is_constant).collect();
+        for &i in &graph.inputs {
+            ready[i] = true;
+        }
+        for node in &graph.nodes {
+            for id in node.inputs.iter().flatten() {
+                if !ready[*id] {
+                    return Err(self.bad(format!(
+                        "op #{} ({}) reads tensor {} ('{}') before any op produces it \
+                         (ops out of order, or a cycle)",
+                        node.source_index,
+                        node.op.display_name(),
+                        id,
+                        graph.tensors[*id].name
+                    )));
+                }
+            }
+            for &id in &node.outputs {
+                if graph.tensors[id].is_constant() {
+                    return Err(self.bad(format!(
+                        "op #{} ({}) writes to constant tensor {} ('{}')",
+                        node.source_index,
+                        node.op.display_name(),
+                        id,
+                        graph.tensors[id].name
+                    )));
+                }
+                ready[id] = true;
+            }
+        }
+        for &id in &graph.outputs {
+            if !ready[id] {
+                return Err(self.bad(format!(
+                    "model output tensor {id} ('{}') is never produced",
+                    graph.tensors[id].name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn map_dtype(t: fb::TensorType) -> DType {
+    match t {
+        fb::TensorType::FLOAT32 => DType::F32,
+        fb::TensorType::FLOAT16 => DType::F16,
+        fb::TensorType::BFLOAT16 => DType::BF16,
+        fb::TensorType::FLOAT64 => DType::F64,
+        fb::TensorType::INT8 => DType::I8,
+        fb::TensorType::UINT8 => DType::U8,
+        fb::TensorType::INT16 => DType::I16,
+        fb::TensorType::UINT16 => DType::U16,
+        fb::TensorType::INT32 => DType::I32,
+        fb::TensorType::UINT32 => DType::U32,
+        fb::TensorType::INT64 => DType::I64,
+        fb::TensorType::UINT64 => DType::U64,
+        fb::TensorType::BOOL => DType::Bool,
+        fb::TensorType::STRING => DType::String,
+        other => DType::Unsupported(other.variant_name().unwrap_or("unknown")),
+    }
+}
+
+/// Decodes little-endian constant bytes. Allocation is bounded by the bytes present.
+fn decode(bytes: &[u8], dtype: DType, elements: usize) -> Result<TensorData, String> {
+    let Some(size) = dtype.size_bytes() else {
+        return Ok(TensorData::Raw(bytes.to_vec()));
+    };
+    if Some(bytes.len()) != elements.checked_mul(size) {
+        return Err(format!(
+            "its buffer has {} bytes, but {elements} {dtype} elements need {}",
+            bytes.len(),
+            elements.saturating_mul(size)
+        ));
+    }
+    fn chunks<const N: usize, T>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+        bytes
+            .chunks_exact(N)
+            .map(|c| {
+                let mut a = [0u8; N];
+                a.copy_from_slice(c);
+                f(a)
+            })
+            .collect()
+    }
+    Ok(match dtype {
+        DType::F32 => TensorData::F32(chunks(bytes, f32::from_le_bytes)),
+        // Half-precision weights are float weights: widen them once, here.
+        DType::F16 => TensorData::F32(chunks(bytes, |b| half::f16::from_le_bytes(b).to_f32())),
+        DType::BF16 => TensorData::F32(chunks(bytes, |b| half::bf16::from_le_bytes(b).to_f32())),
+        DType::I8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
+        DType::U8 => TensorData::U8(bytes.to_vec()),
+        DType::I16 => TensorData::I16(chunks(bytes, i16::from_le_bytes)),
+        DType::I32 => TensorData::I32(chunks(bytes, i32::from_le_bytes)),
+        DType::I64 => TensorData::I64(chunks(bytes, i64::from_le_bytes)),
+        DType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
+        _ => TensorData::Raw(bytes.to_vec()),
+    })
+}
+
+/// DEQUANTIZE of a constant (float16 weights, or int8 weights of a hybrid model) is a
+/// float constant in disguise: evaluate it now so the graph sees plain float weights.
+fn fold_constant_dequantize(graph: &mut Graph, node: &Node) -> Option<FoldedOp> {
+    if node.op != Op::Dequantize {
+        return None;
+    }
+    let input = graph.tensors.get(node.input(0)?)?;
+    let &output = node.outputs.first()?;
+    let data = input.data.as_ref()?;
+    let values = match (input.dtype, &input.quant) {
+        (DType::F16 | DType::BF16 | DType::F32, _) => data.to_f32()?,
+        (_, Some(q)) => {
+            let ints = data.to_i64()?;
+            crate::ops::dequantize_values(&ints, &input.shape, q).ok()?
+        }
+        _ => return None,
+    };
+    let why = if input.dtype == DType::F16 {
+        "float16 weights widened to float32"
+    } else {
+        "constant dequantized at load time"
+    };
+    let out = graph.tensors.get_mut(output)?;
+    if out.num_elements() != values.len() {
+        return None;
+    }
+    out.data = Some(TensorData::F32(values));
+    Some(FoldedOp {
+        source_index: node.source_index,
+        op_name: "DEQUANTIZE".into(),
+        output,
+        why,
+    })
+}
+
+fn builtin_name(op: fb::BuiltinOperator) -> String {
+    op.variant_name()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("BUILTIN_{}", op.0))
+}
+
+fn activation(a: fb::ActivationFunctionType) -> Result<FusedActivation, String> {
+    Ok(match a {
+        fb::ActivationFunctionType::NONE => FusedActivation::None,
+        fb::ActivationFunctionType::RELU => FusedActivation::Relu,
+        fb::ActivationFunctionType::RELU_N1_TO_1 => FusedActivation::ReluN1To1,
+        fb::ActivationFunctionType::RELU6 => FusedActivation::Relu6,
+        fb::ActivationFunctionType::TANH => FusedActivation::Tanh,
+        fb::ActivationFunctionType::SIGN_BIT => FusedActivation::SignBit,
+        other => return Err(format!("unknown fused activation {}", other.0)),
+    })
+}
+
+fn padding(p: fb::Padding) -> Result<Padding, String> {
+    match p {
+        fb::Padding::SAME => Ok(Padding::Same),
+        fb::Padding::VALID => Ok(Padding::Valid),
+        other => Err(format!("unknown padding {}", other.0)),
+    }
+}
+
+fn positive(v: i32, what: &str) -> Result<usize, String> {
+    if v < 1 {
+        return Err(format!("{what} must be at least 1, got {v}"));
+    }
+    Ok(v as usize)
+}
+
+/// Maps a builtin op and its options table onto [`Op`]. Missing option tables take
+/// TFLite's defaults, as the interpreter does.
+fn parse_op(
+    builtin: fb::BuiltinOperator,
+    op: &fb::Operator,
+    custom_code: Option<&str>,
+) -> Result<Op, String> {
+    use fb::BuiltinOperator as B;
+    let binary = |kind, act: Option<fb::ActivationFunctionType>| -> Result<Op, String> {
+        Ok(Op::Binary {
+            kind,
+            activation: activation(act.unwrap_or(fb::ActivationFunctionType::NONE))?,
+        })
+    };
+    Ok(match builtin {
+        B::CONV_2D => {
+            let o = op.builtin_options_as_conv_2doptions();
+            Op::Conv2d(Conv2dAttrs {
+                padding: padding(o.map_or(fb::Padding::SAME, |o| o.padding()))?,
+                stride_h: positive(o.map_or(1, |o| o.stride_h()), "stride_h")?,
+                stride_w: positive(o.map_or(1, |o| o.stride_w()), "stride_w")?,
+                dilation_h: positive(o.map_or(1, |o| o.dilation_h_factor()), "dilation_h")?,
+                dilation_w: positive(o.map_or(1, |o| o.dilation_w_factor()), "dilation_w")?,
+                activation: activation(o.map_or(fb::ActivationFunctionType::NONE, |o| {
+                    o.fused_activation_function()
+                }))?,
+            })
+        }
+        B::DEPTHWISE_CONV_2D => {
+            let o = op.builtin_options_as_depthwise_conv_2doptions();
+            Op::DepthwiseConv2d(DepthwiseConv2dAttrs {
+                padding: padding(o.map_or(fb::Padding::SAME, |o| o.padding()))?,
+                stride_h: positive(o.map_or(1, |o| o.stride_h()), "stride_h")?,
+                stride_w: positive(o.map_or(1, |o| o.stride_w()), "stride_w")?,
+                dilation_h: positive(o.map_or(1, |o| o.dilation_h_factor()), "dilation_h")?,
+                dilation_w: positive(o.map_or(1, |o| o.dilation_w_factor()), "dilation_w")?,
+                depth_multiplier: o.map_or(1, |o| o.depth_multiplier()).max(0) as usize,
+                activation: activation(o.map_or(fb::ActivationFunctionType::NONE, |o| {
+                    o.fused_activation_function()
+                }))?,
+            })
+        }
+        B::TRANSPOSE_CONV => {
+            let o = op.builtin_options_as_transpose_conv_options();
+            Op::TransposeConv(TransposeConvAttrs {
+                padding: padding(o.map_or(fb::Padding::SAME, |o| o.padding()))?,
+                stride_h: positive(o.map_or(1, |o| o.stride_h()), "stride_h")?,
+                stride_w: positive(o.map_or(1, |o| o.stride_w()), "stride_w")?,
+                activation: activation(o.map_or(fb::ActivationFunctionType::NONE, |o| {
+                    o.fused_activation_function()
+                }))?,
+            })
+        }
+        B::FULLY_CONNECTED => {
+            let o = op.builtin_options_as_fully_connected_options();
+            Op::FullyConnected(FullyConnectedAttrs {
+                activation: activation(o.map_or(fb::ActivationFunctionType::NONE, |o| {
+                    o.fused_activation_function()
+                }))?,
+                keep_num_dims: o.is_some_and(|o| o.keep_num_dims()),
+            })
+        }
+        B::BATCH_MATMUL => {
+            let o = op.builtin_options_as_batch_mat_mul_options();
+            Op::BatchMatMul {
+                adj_x: o.is_some_and(|o| o.adj_x()),
+                adj_y: o.is_some_and(|o| o.adj_y()),
+            }
+        }
+        B::ADD => binary(
+            BinaryKind::Add,
+            op.builtin_options_as_add_options()
+                .map(|o| o.fused_activation_function()),
+        )?,
+        B::SUB => binary(
+            BinaryKind::Sub,
+            op.builtin_options_as_sub_options()
+                .map(|o| o.fused_activation_function()),
+        )?,
+        B::MUL => binary(
+            BinaryKind::Mul,
+            op.builtin_options_as_mul_options()
+                .map(|o| o.fused_activation_function()),
+        )?,
+        B::DIV => binary(
+            BinaryKind::Div,
+            op.builtin_options_as_div_options()
+                .map(|o| o.fused_activation_function()),
+        )?,
+        B::SQUARED_DIFFERENCE => binary(BinaryKind::SquaredDifference, None)?,
+        B::MAXIMUM => binary(BinaryKind::Maximum, None)?,
+        B::MINIMUM => binary(BinaryKind::Minimum, None)?,
+        B::RSQRT => Op::Unary(UnaryKind::Rsqrt),
+        B::SQRT => Op::Unary(UnaryKind::Sqrt),
+        B::RELU => Op::Unary(UnaryKind::Relu),
+        B::RELU6 => Op::Unary(UnaryKind::Relu6),
+        B::RELU_N1_TO_1 => Op::Unary(UnaryKind::ReluN1To1),
+        B::LOGISTIC => Op::Unary(UnaryKind::Logistic),
+        B::TANH => Op::Unary(UnaryKind::Tanh),
+        B::HARD_SWISH => Op::Unary(UnaryKind::HardSwish),
+        B::GELU => Op::Unary(UnaryKind::Gelu {
+            approximate: op
+                .builtin_options_as_gelu_options()
+                .is_some_and(|o| o.approximate()),
+        }),
+        B::LEAKY_RELU => Op::Unary(UnaryKind::LeakyRelu {
+            alpha: op
+                .builtin_options_as_leaky_relu_options()
+                .map_or(0.2, |o| o.alpha()),
+        }),
+        B::PRELU => Op::Prelu,
+        B::MEAN | B::SUM | B::REDUCE_MAX => Op::Reduce {
+            kind: match builtin {
+                B::MEAN => ReduceKind::Mean,
+                B::SUM => ReduceKind::Sum,
+                _ => ReduceKind::Max,
+            },
+            keep_dims: op
+                .builtin_options_as_reducer_options()
+                .is_some_and(|o| o.keep_dims()),
+        },
+        B::AVERAGE_POOL_2D | B::MAX_POOL_2D => {
+            let o = op.builtin_options_as_pool_2doptions();
+            Op::Pool2d {
+                kind: if builtin == B::MAX_POOL_2D {
+                    PoolKind::Max
+                } else {
+                    PoolKind::Average
+                },
+                attrs: Pool2dAttrs {
+                    padding: padding(o.map_or(fb::Padding::SAME, |o| o.padding()))?,
+                    stride_h: positive(o.map_or(1, |o| o.stride_h()), "stride_h")?,
+                    stride_w: positive(o.map_or(1, |o| o.stride_w()), "stride_w")?,
+                    filter_h: positive(o.map_or(1, |o| o.filter_height()), "filter_height")?,
+                    filter_w: positive(o.map_or(1, |o| o.filter_width()), "filter_width")?,
+                    activation: activation(o.map_or(fb::ActivationFunctionType::NONE, |o| {
+                        o.fused_activation_function()
+                    }))?,
+                },
+            }
+        }
+        B::SOFTMAX => Op::Softmax {
+            beta: op
+                .builtin_options_as_softmax_options()
+                .map_or(1.0, |o| o.beta()),
+        },
+        B::RESHAPE => Op::Reshape,
+        B::SQUEEZE => Op::Squeeze {
+            axes: op
+                .builtin_options_as_squeeze_options()
+                .and_then(|o| o.squeeze_dims())
+                .map(|v| v.iter().collect())
+                .unwrap_or_default(),
+        },
+        B::EXPAND_DIMS => Op::ExpandDims,
+        B::TRANSPOSE => Op::Transpose,
+        B::CONCATENATION => {
+            let o = op.builtin_options_as_concatenation_options();
+            Op::Concatenation {
+                axis: o.map_or(0, |o| o.axis()),
+                activation: activation(o.map_or(fb::ActivationFunctionType::NONE, |o| {
+                    o.fused_activation_function()
+                }))?,
+            }
+        }
+        B::SPLIT => Op::Split {
+            num_splits: positive(
+                op.builtin_options_as_split_options()
+                    .map_or(1, |o| o.num_splits()),
+                "num_splits",
+            )?,
+        },
+        B::SLICE => Op::Slice,
+        B::STRIDED_SLICE => {
+            let o = op.builtin_options_as_strided_slice_options();
+            Op::StridedSlice(StridedSliceAttrs {
+                begin_mask: o.map_or(0, |o| o.begin_mask()),
+                end_mask: o.map_or(0, |o| o.end_mask()),
+                ellipsis_mask: o.map_or(0, |o| o.ellipsis_mask()),
+                new_axis_mask: o.map_or(0, |o| o.new_axis_mask()),
+                shrink_axis_mask: o.map_or(0, |o| o.shrink_axis_mask()),
+                offset: o.is_some_and(|o| o.offset()),
+            })
+        }
+        B::GATHER => {
+            let o = op.builtin_options_as_gather_options();
+            Op::Gather {
+                axis: o.map_or(0, |o| o.axis()),
+                batch_dims: o.map_or(0, |o| o.batch_dims()),
+            }
+        }
+        B::PAD => Op::Pad,
+        B::PADV2 => Op::PadV2,
+        B::RESIZE_BILINEAR => {
+            let o = op.builtin_options_as_resize_bilinear_options();
+            Op::ResizeBilinear(ResizeAttrs {
+                align_corners: o.is_some_and(|o| o.align_corners()),
+                half_pixel_centers: o.is_some_and(|o| o.half_pixel_centers()),
+            })
+        }
+        B::RESIZE_NEAREST_NEIGHBOR => {
+            let o = op.builtin_options_as_resize_nearest_neighbor_options();
+            Op::ResizeNearestNeighbor(ResizeAttrs {
+                align_corners: o.is_some_and(|o| o.align_corners()),
+                half_pixel_centers: o.is_some_and(|o| o.half_pixel_centers()),
+            })
+        }
+        B::DEPTH_TO_SPACE => Op::DepthToSpace {
+            block_size: positive(
+                op.builtin_options_as_depth_to_space_options()
+                    .map_or(0, |o| o.block_size()),
+                "block_size",
+            )?,
+        },
+        B::SPACE_TO_DEPTH => Op::SpaceToDepth {
+            block_size: positive(
+                op.builtin_options_as_space_to_depth_options()
+                    .map_or(0, |o| o.block_size()),
+                "block_size",
+            )?,
+        },
+        B::QUANTIZE => Op::Quantize,
+        B::DEQUANTIZE => Op::Dequantize,
+        B::CUSTOM => Op::Unsupported {
+            name: format!("CUSTOM({})", custom_code.unwrap_or("unnamed")),
+        },
+        other => Op::Unsupported {
+            name: builtin_name(other),
+        },
+    })
+}
