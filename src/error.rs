@@ -49,6 +49,10 @@ pub enum Error {
 
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
+
+    /// A broken invariant inside qdbg: a bug to report, not a problem with the input.
+    #[error("internal error: {0} (please report this)")]
+    Internal(String),
 }
 
 impl Error {
@@ -76,6 +80,6 @@ impl Error {
     /// Whether the error comes from what the user gave us (exit code 2) rather than
     /// from qdbg itself (exit code 1).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::OpFailed { .. })
+        !matches!(self, Error::OpFailed { .. } | Error::Internal(_))
     }
 }

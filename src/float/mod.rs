@@ -10,8 +10,11 @@ pub use device::{parse_device, DeviceChoice};
 
 use candle_core::{Device, Tensor as CTensor};
 
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use crate::data::SampleArray;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op, TensorData, TensorId};
+use crate::graph::{DType, Graph, Op, TensorData, TensorId};
 use crate::ops::{self, carrier_dtype, EvalCtx, Prepared};
 
 pub struct FloatExecutor<'g> {
@@ -271,4 +274,78 @@ impl Graph {
         }
         Ok(())
     }
+}
+
+/// A dataset sample as a candle tensor on `device`.
+pub fn tensor_from_sample(sample: &SampleArray, device: &Device) -> Result<CTensor> {
+    let shape = sample.shape().to_vec();
+    let result = match sample {
+        SampleArray::F32(a) => CTensor::from_vec(a.iter().copied().collect::<Vec<_>>(), shape, device),
+        SampleArray::I32(a) => CTensor::from_vec(a.iter().map(|&v| v as i64).collect::<Vec<_>>(), shape, device),
+        SampleArray::I64(a) => CTensor::from_vec(a.iter().copied().collect::<Vec<_>>(), shape, device),
+        SampleArray::U8(a) => CTensor::from_vec(a.iter().map(|&v| v as i64).collect::<Vec<_>>(), shape, device),
+        SampleArray::I8(a) => CTensor::from_vec(a.iter().map(|&v| v as i64).collect::<Vec<_>>(), shape, device),
+    };
+    result.map_err(|e| Error::Device {
+        device: format!("{device:?}"),
+        reason: e.to_string(),
+    })
+}
+
+/// A computed tensor as an array of the model's dtype for that tensor.
+pub fn sample_from_tensor(value: &CTensor, dtype: DType) -> Result<SampleArray> {
+    let fail = |e: candle_core::Error| Error::Device {
+        device: format!("{:?}", value.device()),
+        reason: e.to_string(),
+    };
+    let shape = IxDyn(value.dims());
+    let flat = value.flatten_all().map_err(fail)?;
+    let array = match dtype {
+        d if d.is_float() => {
+            let v = flat.to_dtype(candle_core::DType::F32).and_then(|t| t.to_vec1::<f32>()).map_err(fail)?;
+            SampleArray::F32(ArrayD::from_shape_vec(shape, v).map_err(|e| shape_error(e.to_string()))?)
+        }
+        _ => {
+            let v = flat.to_dtype(candle_core::DType::I64).and_then(|t| t.to_vec1::<i64>()).map_err(fail)?;
+            match dtype {
+                DType::I8 => SampleArray::I8(ArrayD::from_shape_vec(shape, v.iter().map(|&x| x as i8).collect()).map_err(|e| shape_error(e.to_string()))?),
+                DType::U8 | DType::Bool => SampleArray::U8(ArrayD::from_shape_vec(shape, v.iter().map(|&x| x as u8).collect()).map_err(|e| shape_error(e.to_string()))?),
+                DType::I64 => SampleArray::I64(ArrayD::from_shape_vec(shape, v).map_err(|e| shape_error(e.to_string()))?),
+                _ => SampleArray::I32(ArrayD::from_shape_vec(shape, v.iter().map(|&x| x as i32).collect()).map_err(|e| shape_error(e.to_string()))?),
+            }
+        }
+    };
+    Ok(array)
+}
+
+fn shape_error(reason: String) -> Error {
+    Error::Internal(reason)
+}
+
+/// Stacks per-sample arrays of one output along a new first axis.
+pub fn stack_samples(samples: &[SampleArray]) -> Result<SampleArray> {
+    fn stack<T: Clone>(parts: Vec<&ArrayD<T>>) -> Result<ArrayD<T>> {
+        let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
+        ndarray::stack(Axis(0), &views).map_err(|e| shape_error(e.to_string()))
+    }
+    macro_rules! gather {
+        ($variant:ident) => {{
+            let parts = samples
+                .iter()
+                .map(|s| match s {
+                    SampleArray::$variant(a) => Ok(a),
+                    _ => Err(shape_error("samples of one output differ in dtype".into())),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            SampleArray::$variant(stack(parts)?)
+        }};
+    }
+    Ok(match samples.first() {
+        None => return Err(shape_error("no samples to stack".into())),
+        Some(SampleArray::F32(_)) => gather!(F32),
+        Some(SampleArray::I32(_)) => gather!(I32),
+        Some(SampleArray::I64(_)) => gather!(I64),
+        Some(SampleArray::U8(_)) => gather!(U8),
+        Some(SampleArray::I8(_)) => gather!(I8),
+    })
 }

@@ -1,0 +1,55 @@
+//! Float inference latency of a model on one sample, for `benches/float_vs_litert.sh`.
+//! Prints one JSON line like `benches/litert_latency.py` does, so the script can divide.
+//!
+//! cargo bench --bench float_inference -- MODEL INPUTS.npz [RUNS]
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor as CTensor};
+use ndarray::Axis;
+use ndarray_npy::NpzReader;
+use qdbg::float::FloatExecutor;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let (model, inputs) = match (args.first(), args.get(1)) {
+        (Some(m), Some(i)) => (m.clone(), i.clone()),
+        _ => {
+            eprintln!("usage: float_inference MODEL INPUTS.npz [RUNS]");
+            std::process::exit(2);
+        }
+    };
+    let runs: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(30);
+    let graph = qdbg::tflite::read_model(model.as_ref()).expect("model");
+    let mut npz = NpzReader::new(std::fs::File::open(&inputs).expect("inputs")).expect("npz");
+    let sample: Vec<CTensor> = graph
+        .inputs
+        .iter()
+        .map(|&id| {
+            let t = graph.tensor(id);
+            let a: ndarray::ArrayD<f32> = npz.by_name(&format!("{}.npy", t.name)).expect("input array");
+            let first: Vec<f32> = a.index_axis(Axis(0), 0).iter().copied().collect();
+            CTensor::from_vec(first, t.shape.clone(), &Device::Cpu).expect("tensor")
+        })
+        .collect();
+    let exec = FloatExecutor::new(&graph, &Device::Cpu).expect("executor");
+    for _ in 0..5 {
+        exec.run(&sample).expect("warm-up run");
+    }
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            exec.run(&sample).expect("run");
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{{\"runner\": \"qdbg-float\", \"model\": \"{model}\", \"threads\": {}, \"runs\": {runs}, \"median_ms\": {:.3}, \"p10_ms\": {:.3}, \"p90_ms\": {:.3}}}",
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
+        pick(0.5),
+        pick(0.1),
+        pick(0.9)
+    );
+}

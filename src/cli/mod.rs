@@ -1,0 +1,127 @@
+//! Command-line definitions and dispatch; one file per subcommand.
+
+mod inspect;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use qdbg::data::{ChannelOrder, ImageOptions};
+use qdbg::float::DeviceChoice;
+
+#[derive(Parser)]
+#[command(
+    name = "qdbg",
+    version,
+    about = "A quantization debugger for neural-network models, in the terminal",
+    long_about = "qdbg reads a float TFLite model and a dataset, runs it on candle, and \
+                  (as the quantizer and debugger land) finds the layers that int8 \
+                  quantization breaks.\n\nWith no subcommand it opens the bundled demo.",
+    after_help = "Examples:\n  qdbg inspect model.tflite\n  qdbg inspect model.tflite --json\n  \
+                  qdbg run model.tflite --data samples.npz -o outputs.npz\n  \
+                  qdbg run model.tflite --data images/ --mean 0.5 --std 0.5 -o outputs.npz"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a model's inputs, outputs, op counts and every op with its shapes.
+    Inspect(inspect::InspectArgs),
+    /// Run a model in float on every sample of a dataset and save its outputs as .npz.
+    Run(run::RunArgs),
+}
+
+/// Where the float executor runs.
+#[derive(Args, Clone)]
+pub struct DeviceArgs {
+    /// cpu, cuda[:N] (build with --features cuda) or metal[:N] (--features metal).
+    #[arg(long, default_value = "cpu", value_parser = parse_device_choice)]
+    pub device: DeviceChoice,
+}
+
+fn parse_device_choice(s: &str) -> Result<DeviceChoice, String> {
+    s.parse()
+}
+
+/// How image folders become model inputs: value = (pixel * scale - mean) / std.
+#[derive(Args, Clone)]
+pub struct ImageArgs {
+    /// Multiplier applied to 0..255 pixels before mean/std.
+    #[arg(long, default_value_t = 1.0 / 255.0)]
+    pub image_scale: f32,
+    /// Mean subtracted per channel: one value, or one per channel separated by commas.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub mean: Vec<f32>,
+    /// Standard deviation divided per channel: one value or one per channel.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub std: Vec<f32>,
+    /// Channel order the model expects.
+    #[arg(long, value_enum, default_value = "rgb")]
+    pub channel_order: ChannelOrderArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub enum ChannelOrderArg {
+    Rgb,
+    Bgr,
+}
+
+impl ImageArgs {
+    pub fn options(&self) -> ImageOptions {
+        ImageOptions {
+            scale: self.image_scale,
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+            channel_order: match self.channel_order {
+                ChannelOrderArg::Rgb => ChannelOrder::Rgb,
+                ChannelOrderArg::Bgr => ChannelOrder::Bgr,
+            },
+        }
+    }
+}
+
+/// The bundled demo: `$QDBG_DEMO_DIR`, `./demo`, or the source tree's `demo/`.
+pub fn demo_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("QDBG_DEMO_DIR") {
+        return PathBuf::from(dir);
+    }
+    let local = PathBuf::from("demo");
+    if local.join("model.tflite").exists() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo")
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(2),
+            };
+        }
+    };
+    let result = match cli.command {
+        Some(Command::Inspect(args)) => inspect::inspect(&args),
+        Some(Command::Run(args)) => run::run(&args),
+        None => inspect::demo_summary(&demo_dir()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let user_error = e
+                .downcast_ref::<qdbg::Error>()
+                .is_none_or(qdbg::Error::is_user_error);
+            ExitCode::from(if user_error { 2 } else { 1 })
+        }
+    }
+}

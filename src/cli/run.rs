@@ -1,0 +1,87 @@
+//! `qdbg run`: the model's outputs on every sample, saved so users can compare them with
+//! their own pipeline.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use qdbg::data::{load_dataset, write_npz_atomic, InputSpec};
+use qdbg::float::{parse_device, sample_from_tensor, stack_samples, tensor_from_sample, FloatExecutor};
+
+use super::{DeviceArgs, ImageArgs};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The .tflite model.
+    pub model: PathBuf,
+    /// Samples: .npy (one input), .npz (one array per input name) or a folder of images.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Where to write the outputs (.npz, one array per model output, first axis = samples).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Run only the first N samples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    let graph = qdbg::tflite::read_model(&args.model)?;
+    let specs: Vec<InputSpec> = graph
+        .inputs
+        .iter()
+        .map(|&id| {
+            let t = graph.tensor(id);
+            InputSpec {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                dtype: t.dtype,
+            }
+        })
+        .collect();
+    let dataset = load_dataset(&args.data, &specs, &args.images.options())?;
+    let device = parse_device(args.device.device)?;
+    let executor = FloatExecutor::new(&graph, &device)?;
+    let count = args
+        .limit
+        .map_or(dataset.num_samples(), |n| n.min(dataset.num_samples()));
+
+    let started = Instant::now();
+    let mut per_output = vec![Vec::with_capacity(count); graph.outputs.len()];
+    for i in 0..count {
+        let inputs = dataset
+            .sample(i)
+            .iter()
+            .map(|s| tensor_from_sample(s, &device))
+            .collect::<qdbg::Result<Vec<_>>>()?;
+        let outputs = executor
+            .run(&inputs)
+            .with_context(|| format!("sample {i} of {}", args.data.display()))?;
+        for ((slot, value), &id) in per_output.iter_mut().zip(&outputs).zip(&graph.outputs) {
+            slot.push(sample_from_tensor(value, graph.tensor(id).dtype)?);
+        }
+    }
+    let elapsed = started.elapsed();
+
+    let mut arrays = Vec::with_capacity(graph.outputs.len());
+    for (samples, &id) in per_output.iter().zip(&graph.outputs) {
+        arrays.push((graph.tensor(id).name.clone(), stack_samples(samples)?));
+    }
+    write_npz_atomic(&args.output, &arrays)?;
+    println!(
+        "ran {count} samples in {:.2} s ({:.2} ms/sample) on {:?}",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e3 / count.max(1) as f64,
+        args.device.device
+    );
+    println!("wrote {}:", args.output.display());
+    for (name, array) in &arrays {
+        println!("  {name}: {:?} {}", array.shape(), array.dtype());
+    }
+    Ok(())
+}
