@@ -11,7 +11,10 @@ use ndarray_npy::NpzReader;
 use qdbg::float::FloatExecutor;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let (model, inputs) = match (args.first(), args.get(1)) {
         (Some(m), Some(i)) => (m.clone(), i.clone()),
         _ => {
@@ -27,7 +30,9 @@ fn main() {
         .iter()
         .map(|&id| {
             let t = graph.tensor(id);
-            let a: ndarray::ArrayD<f32> = npz.by_name(&format!("{}.npy", t.name)).expect("input array");
+            let a: ndarray::ArrayD<f32> = npz
+                .by_name(&format!("{}.npy", t.name))
+                .expect("input array");
             let first: Vec<f32> = a.index_axis(Axis(0), 0).iter().copied().collect();
             CTensor::from_vec(first, t.shape.clone(), &Device::Cpu).expect("tensor")
         })
@@ -46,7 +51,7 @@ fn main() {
     times.sort_by(f64::total_cmp);
     let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     println!(
-        "{{\"runner\": \"qdbg-float\", \"model\": \"{model}\", \"threads\": {}, \"runs\": {runs}, \"median_ms\": {:.3}, \"p10_ms\": {:.3}, \"p90_ms\": {:.3}}}",
+        "{{\"runner\": \"qdbg-float\", \"model\": \"{model}\", \"threads\": \"{}\", \"runs\": {runs}, \"median_ms\": {:.3}, \"p10_ms\": {:.3}, \"p90_ms\": {:.3}}}",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
         pick(0.5),
         pick(0.1),

@@ -840,6 +840,20 @@ def fixture_quant_dequant(name, samples):
     return dict(model=model, inputs=inputs, expects=expects, check=reference)
 
 
+def fixture_unsupported_op(name, samples):
+    """A model with an op qdbg has no kernel for (FLOOR), for the error-message tests."""
+    spec = [tf.TensorSpec([1, 4], tf.float32, name="x")]
+
+    @tf.function(input_signature=spec)
+    def f(x):
+        return {"y": tf.math.floor(x * 3.0) + 1.0}
+
+    model = convert(f)
+    rng = rng_for("inputs/" + name)
+    inputs = {"x": uniform(rng, -2, 2, (samples, 4))}
+    return dict(model=model, inputs=inputs, expects=[Expect("FLOOR")])
+
+
 def smooth_images(rng, n, size=224):
     """Image-like inputs in [-1, 1]: upsampled low-frequency noise plus a little pixel noise."""
     low = rng.uniform(-1, 1, (n, 7, 7, 3)).astype(np.float32)
@@ -901,6 +915,7 @@ FIXTURES = [
     ("f16_weights", fixture_f16_weights, 3),
     ("quant_dequant", fixture_quant_dequant, 3),
     ("mobilenet_v3_small", fixture_mobilenet_v3_small, 2),
+    ("unsupported_op", fixture_unsupported_op, 2),
 ]
 
 # Every op the fixture set as a whole must contain.

@@ -30,7 +30,11 @@ fn load_inputs(graph: &qdbg::graph::Graph, path: &Path) -> Vec<Vec<CTensor>> {
                 .zip(&per_input)
                 .map(|(&id, arr)| {
                     let t = graph.tensor(id);
-                    let v: Vec<f32> = arr.index_axis(Axis(0), s).iter().map(|&x| x as f32).collect();
+                    let v: Vec<f32> = arr
+                        .index_axis(Axis(0), s)
+                        .iter()
+                        .map(|&x| x as f32)
+                        .collect();
                     let c = CTensor::from_vec(v, t.shape.clone(), &Device::Cpu).unwrap();
                     if t.dtype == DType::F32 {
                         c
@@ -76,7 +80,9 @@ fn check_fixture(name: &str) {
             .nodes
             .iter()
             .find(|n| n.outputs.contains(idx))
-            .map_or("input".to_string(), |n| format!("#{} {}", n.source_index, n.op.name()));
+            .map_or("input".to_string(), |n| {
+                format!("#{} {}", n.source_index, n.op.name())
+            });
         compared += 1;
         if let (true, Some(data)) = (ours[*idx].is_empty(), &tensor.data) {
             // Folded at load time (float16 weights behind DEQUANTIZE): compare the constant.
@@ -84,7 +90,10 @@ fn check_fixture(name: &str) {
             ours[*idx] = vec![values; samples.len()];
         }
         if ours[*idx].len() != samples.len() {
-            failures.push(format!("t{idx} '{}' ({producer}): not computed", tensor.name));
+            failures.push(format!(
+                "t{idx} '{}' ({producer}): not computed",
+                tensor.name
+            ));
             continue;
         }
         let lo = expected.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -93,7 +102,12 @@ fn check_fixture(name: &str) {
         let mut worst = 0f64;
         for (s, got) in ours[*idx].iter().enumerate() {
             let want = expected.index_axis(Axis(0), s);
-            assert_eq!(want.len(), got.len(), "t{idx} '{}': element count", tensor.name);
+            assert_eq!(
+                want.len(),
+                got.len(),
+                "t{idx} '{}': element count",
+                tensor.name
+            );
             for (a, b) in want.iter().zip(got) {
                 worst = worst.max((a - b).abs());
             }
@@ -105,7 +119,12 @@ fn check_fixture(name: &str) {
             ));
         }
     }
-    assert!(failures.is_empty(), "{name}: {} of {compared} tensors differ from LiteRT:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{name}: {} of {compared} tensors differ from LiteRT:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{name}: {compared} tensors match LiteRT");
 }
 

@@ -98,8 +98,8 @@ pub fn render(graph: &Graph) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:>5}  {:<24} {:<40} {}",
-        "index", "op", "output tensor", "shapes (inputs -> outputs)"
+        "\n{:>5}  {:<24} {:<40} shapes (inputs -> outputs)",
+        "index", "op", "output tensor"
     );
     for node in &graph.nodes {
         let ins: Vec<String> = node

@@ -7,7 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use qdbg::data::{load_dataset, write_npz_atomic, InputSpec};
-use qdbg::float::{parse_device, sample_from_tensor, stack_samples, tensor_from_sample, FloatExecutor};
+use qdbg::float::{
+    parse_device, sample_from_tensor, stack_samples, tensor_from_sample, FloatExecutor,
+};
 
 use super::{DeviceArgs, ImageArgs};
 
@@ -18,7 +20,8 @@ pub struct RunArgs {
     /// Samples: .npy (one input), .npz (one array per input name) or a folder of images.
     #[arg(long)]
     pub data: PathBuf,
-    /// Where to write the outputs (.npz, one array per model output, first axis = samples).
+    /// Where to write the outputs: .npz, one array per model output named like the output
+    /// tensor, shaped [samples, ...] (the batch dimension of 1 dropped).
     #[arg(short, long)]
     pub output: PathBuf,
     /// Run only the first N samples.
@@ -63,7 +66,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
             .run(&inputs)
             .with_context(|| format!("sample {i} of {}", args.data.display()))?;
         for ((slot, value), &id) in per_output.iter_mut().zip(&outputs).zip(&graph.outputs) {
-            slot.push(sample_from_tensor(value, graph.tensor(id).dtype)?);
+            // Drop the batch dimension of 1 so the saved arrays are [samples, ...], the
+            // same layout `--data` takes.
+            let value = match value.dims() {
+                [1, _, ..] => value.squeeze(0)?,
+                _ => value.clone(),
+            };
+            slot.push(sample_from_tensor(&value, graph.tensor(id).dtype)?);
         }
     }
     let elapsed = started.elapsed();

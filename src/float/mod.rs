@@ -280,11 +280,27 @@ impl Graph {
 pub fn tensor_from_sample(sample: &SampleArray, device: &Device) -> Result<CTensor> {
     let shape = sample.shape().to_vec();
     let result = match sample {
-        SampleArray::F32(a) => CTensor::from_vec(a.iter().copied().collect::<Vec<_>>(), shape, device),
-        SampleArray::I32(a) => CTensor::from_vec(a.iter().map(|&v| v as i64).collect::<Vec<_>>(), shape, device),
-        SampleArray::I64(a) => CTensor::from_vec(a.iter().copied().collect::<Vec<_>>(), shape, device),
-        SampleArray::U8(a) => CTensor::from_vec(a.iter().map(|&v| v as i64).collect::<Vec<_>>(), shape, device),
-        SampleArray::I8(a) => CTensor::from_vec(a.iter().map(|&v| v as i64).collect::<Vec<_>>(), shape, device),
+        SampleArray::F32(a) => {
+            CTensor::from_vec(a.iter().copied().collect::<Vec<_>>(), shape, device)
+        }
+        SampleArray::I32(a) => CTensor::from_vec(
+            a.iter().map(|&v| v as i64).collect::<Vec<_>>(),
+            shape,
+            device,
+        ),
+        SampleArray::I64(a) => {
+            CTensor::from_vec(a.iter().copied().collect::<Vec<_>>(), shape, device)
+        }
+        SampleArray::U8(a) => CTensor::from_vec(
+            a.iter().map(|&v| v as i64).collect::<Vec<_>>(),
+            shape,
+            device,
+        ),
+        SampleArray::I8(a) => CTensor::from_vec(
+            a.iter().map(|&v| v as i64).collect::<Vec<_>>(),
+            shape,
+            device,
+        ),
     };
     result.map_err(|e| Error::Device {
         device: format!("{device:?}"),
@@ -302,16 +318,35 @@ pub fn sample_from_tensor(value: &CTensor, dtype: DType) -> Result<SampleArray> 
     let flat = value.flatten_all().map_err(fail)?;
     let array = match dtype {
         d if d.is_float() => {
-            let v = flat.to_dtype(candle_core::DType::F32).and_then(|t| t.to_vec1::<f32>()).map_err(fail)?;
-            SampleArray::F32(ArrayD::from_shape_vec(shape, v).map_err(|e| shape_error(e.to_string()))?)
+            let v = flat
+                .to_dtype(candle_core::DType::F32)
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(fail)?;
+            SampleArray::F32(
+                ArrayD::from_shape_vec(shape, v).map_err(|e| shape_error(e.to_string()))?,
+            )
         }
         _ => {
-            let v = flat.to_dtype(candle_core::DType::I64).and_then(|t| t.to_vec1::<i64>()).map_err(fail)?;
+            let v = flat
+                .to_dtype(candle_core::DType::I64)
+                .and_then(|t| t.to_vec1::<i64>())
+                .map_err(fail)?;
             match dtype {
-                DType::I8 => SampleArray::I8(ArrayD::from_shape_vec(shape, v.iter().map(|&x| x as i8).collect()).map_err(|e| shape_error(e.to_string()))?),
-                DType::U8 | DType::Bool => SampleArray::U8(ArrayD::from_shape_vec(shape, v.iter().map(|&x| x as u8).collect()).map_err(|e| shape_error(e.to_string()))?),
-                DType::I64 => SampleArray::I64(ArrayD::from_shape_vec(shape, v).map_err(|e| shape_error(e.to_string()))?),
-                _ => SampleArray::I32(ArrayD::from_shape_vec(shape, v.iter().map(|&x| x as i32).collect()).map_err(|e| shape_error(e.to_string()))?),
+                DType::I8 => SampleArray::I8(
+                    ArrayD::from_shape_vec(shape, v.iter().map(|&x| x as i8).collect())
+                        .map_err(|e| shape_error(e.to_string()))?,
+                ),
+                DType::U8 | DType::Bool => SampleArray::U8(
+                    ArrayD::from_shape_vec(shape, v.iter().map(|&x| x as u8).collect())
+                        .map_err(|e| shape_error(e.to_string()))?,
+                ),
+                DType::I64 => SampleArray::I64(
+                    ArrayD::from_shape_vec(shape, v).map_err(|e| shape_error(e.to_string()))?,
+                ),
+                _ => SampleArray::I32(
+                    ArrayD::from_shape_vec(shape, v.iter().map(|&x| x as i32).collect())
+                        .map_err(|e| shape_error(e.to_string()))?,
+                ),
             }
         }
     };

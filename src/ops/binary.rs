@@ -2,11 +2,12 @@
 
 use candle_core::Tensor as CTensor;
 
-use super::{activation::apply_fused, EvalCtx, OpResult};
+use super::{activation::apply_fused, broadcast_shape, expect_output_shape, EvalCtx, OpResult};
 use crate::graph::{BinaryKind, FusedActivation};
 
 pub fn binary(ctx: &EvalCtx, kind: BinaryKind, activation: FusedActivation) -> OpResult<CTensor> {
     let (a, b) = (ctx.input(0)?, ctx.input(1)?);
+    expect_output_shape(ctx, 0, &broadcast_shape(a.dims(), b.dims())?)?;
     let out = match kind {
         BinaryKind::Add => a.broadcast_add(b)?,
         BinaryKind::Sub => a.broadcast_sub(b)?,

@@ -7,7 +7,10 @@
 
 use candle_core::Tensor as CTensor;
 
-use super::{activation::apply_fused, op_bail, spatial_padding, EvalCtx, OpResult, Prepared};
+use super::{
+    activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpResult,
+    Prepared,
+};
 use crate::graph::{Conv2dAttrs, Graph, Node, Padding, TensorId, TransposeConvAttrs};
 
 /// Re-lays-out constant filters once: `[in, out]` for 1x1 convolutions, OIHW otherwise.
@@ -49,6 +52,7 @@ pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
         spatial_padding(attrs.padding, in_h, k_h, attrs.stride_h, attrs.dilation_h)?;
     let (pad_left, pad_right, out_w) =
         spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
+    expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
 
     let prepared;
     let (weights, bias) = match ctx.prepared {
@@ -169,9 +173,17 @@ pub fn transpose_conv(ctx: &EvalCtx, attrs: &TransposeConvAttrs) -> OpResult<CTe
     }
     let stride = attrs.stride_h;
     let (out_h, out_w) = (out_h as usize, out_w as usize);
+    expect_output_shape(ctx, 0, &[input.dims()[0], out_h, out_w, out_c])?;
+    if stride > 1 << 12 || k_h > 1 << 12 || k_w > 1 << 12 {
+        op_bail!("stride {stride} or filter {k_h}x{k_w} is out of range");
+    }
     // The full transposed convolution, before TFLite's padding crops it.
     let full_h = (in_h - 1) * stride + k_h;
     let full_w = (in_w - 1) * stride + k_w;
+    // TFLite's output is the full scatter cropped by at most the filter size.
+    if full_h > out_h + k_h || full_w > out_w + k_w {
+        op_bail!("output_shape {output_shape:?} is too small for stride {stride} and a {k_h}x{k_w} filter");
+    }
     let (top, left) = match attrs.padding {
         Padding::Same => (
             full_h.saturating_sub(out_h) / 2,

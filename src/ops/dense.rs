@@ -2,7 +2,10 @@
 
 use candle_core::Tensor as CTensor;
 
-use super::{activation::apply_fused, op_bail, EvalCtx, OpResult, Prepared};
+use super::{
+    activation::apply_fused, broadcast_shape, expect_output_shape, op_bail, EvalCtx, OpResult,
+    Prepared,
+};
 use crate::graph::{FullyConnectedAttrs, Graph, Node, TensorId};
 
 /// Transposes constant `[out, in]` weights once into the `[in, out]` matrix matmul wants.
@@ -69,6 +72,11 @@ pub fn batch_matmul(ctx: &EvalCtx, adj_x: bool, adj_y: bool) -> OpResult<CTensor
     if adj_y {
         y = y.t()?;
     }
+    let (xd, yd) = (x.dims(), y.dims());
+    let batch = broadcast_shape(&xd[..xd.len() - 2], &yd[..yd.len() - 2])?;
+    let mut computed = batch;
+    computed.extend([xd[xd.len() - 2], yd[yd.len() - 1]]);
+    expect_output_shape(ctx, 0, &computed)?;
     let out = x.contiguous()?.broadcast_matmul(&y.contiguous()?)?;
     Ok(out.reshape(ctx.output_shape(0)?)?)
 }

@@ -2,7 +2,10 @@
 
 use candle_core::Tensor as CTensor;
 
-use super::{activation::apply_fused, op_bail, spatial_padding, EvalCtx, OpResult, Prepared};
+use super::{
+    activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpResult,
+    Prepared,
+};
 use crate::graph::{DepthwiseConv2dAttrs, Graph, Node, TensorData};
 use crate::kernels::{depthwise_f32, run_on_host};
 
@@ -47,6 +50,7 @@ pub fn depthwise_conv2d(ctx: &EvalCtx, attrs: &DepthwiseConv2dAttrs) -> OpResult
         spatial_padding(attrs.padding, in_h, k_h, attrs.stride_h, attrs.dilation_h)?;
     let (pad_left, _, out_w) =
         spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
+    expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
     let geometry = depthwise_f32::DepthwiseGeometry {
         batch,
         in_h,

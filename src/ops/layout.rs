@@ -3,7 +3,9 @@
 
 use candle_core::Tensor as CTensor;
 
-use super::{activation::apply_fused, normalize_axis, op_bail, EvalCtx, OpResult};
+use super::{
+    activation::apply_fused, expect_output_shape, normalize_axis, op_bail, EvalCtx, OpResult,
+};
 use crate::graph::FusedActivation;
 
 /// RESHAPE, SQUEEZE and EXPAND_DIMS all end in the shape the model declares.
@@ -52,7 +54,7 @@ pub fn pad(ctx: &EvalCtx) -> OpResult<CTensor> {
     let input = ctx.input(0)?;
     let paddings = ctx.const_ints(1)?;
     let rank = input.rank();
-    if paddings.len() != rank * 2 || paddings.iter().any(|&p| p < 0) {
+    if paddings.len() != rank * 2 || paddings.iter().any(|&p| !(0..1 << 24).contains(&p)) {
         op_bail!("paddings {paddings:?} must be {rank}x2 non-negative numbers");
     }
     let value = if ctx.has_input(2) {
@@ -66,6 +68,10 @@ pub fn pad(ctx: &EvalCtx) -> OpResult<CTensor> {
     } else {
         0.0
     };
+    let padded: Vec<usize> = (0..rank)
+        .map(|d| input.dims()[d] + paddings[2 * d] as usize + paddings[2 * d + 1] as usize)
+        .collect();
+    expect_output_shape(ctx, 0, &padded)?;
     let mut x = input.clone();
     for dim in 0..rank {
         let (before, after) = (paddings[2 * dim] as usize, paddings[2 * dim + 1] as usize);

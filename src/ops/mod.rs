@@ -142,7 +142,11 @@ pub fn eval(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         Op::BatchMatMul { adj_x, adj_y } => one(dense::batch_matmul(ctx, *adj_x, *adj_y)?),
         Op::Binary { kind, activation } => one(binary::binary(ctx, *kind, *activation)?),
         Op::Unary(kind) => one(activation::unary(ctx.input(0)?, *kind)?),
-        Op::Prelu => one(activation::prelu(ctx.input(0)?, ctx.input(1)?)?),
+        Op::Prelu => {
+            let (x, alpha) = (ctx.input(0)?, ctx.input(1)?);
+            expect_output_shape(ctx, 0, &broadcast_shape(x.dims(), alpha.dims())?)?;
+            one(activation::prelu(x, alpha)?)
+        }
         Op::Softmax { beta } => one(activation::softmax(ctx.input(0)?, *beta)?),
         Op::Reduce { kind, .. } => one(reduce::reduce(ctx, *kind)?),
         Op::Pool2d { kind, attrs } => one(pool::pool2d(ctx, *kind, attrs)?),
@@ -178,6 +182,45 @@ pub fn carrier_dtype(dtype: DType) -> Option<CDType> {
     }
 }
 
+/// Refuses to compute a result whose shape differs from what the model declares: the
+/// declared shapes were bounded when the model was read, while shapes derived from a
+/// file's constants (paddings, sizes, strides) were not, and would otherwise size an
+/// allocation.
+pub fn expect_output_shape(ctx: &EvalCtx, index: usize, computed: &[usize]) -> OpResult<()> {
+    let declared = ctx.output_shape(index)?;
+    let same_count = declared.iter().product::<usize>() == computed.iter().product::<usize>();
+    let same_dims = declared
+        .iter()
+        .filter(|&&d| d != 1)
+        .eq(computed.iter().filter(|&&d| d != 1));
+    if !(same_count && same_dims) {
+        op_bail!("the result would be {computed:?}, but the model declares {declared:?}");
+    }
+    Ok(())
+}
+
+/// Numpy broadcasting of two shapes.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let dim = |s: &[usize], i: usize| {
+        let pad = rank - s.len();
+        if i < pad {
+            1
+        } else {
+            s[i - pad]
+        }
+    };
+    (0..rank)
+        .map(|i| match (dim(a, i), dim(b, i)) {
+            (x, y) if x == y || y == 1 => Ok(x),
+            (1, y) => Ok(y),
+            (x, y) => {
+                op_bail!("shapes {a:?} and {b:?} do not broadcast (dimension {i}: {x} vs {y})")
+            }
+        })
+        .collect()
+}
+
 /// Converts a negative axis to its positive form, checking it is in range.
 pub fn normalize_axis(axis: i64, rank: usize) -> OpResult<usize> {
     let r = rank as i64;
@@ -197,8 +240,10 @@ pub fn spatial_padding(
     stride: usize,
     dilation: usize,
 ) -> OpResult<(usize, usize, usize)> {
-    if stride == 0 || dilation == 0 {
-        op_bail!("stride and dilation must be at least 1");
+    // Real models use single- or low-double-digit strides and dilations; bounding them
+    // keeps a corrupt file from sizing a padded copy of the input.
+    if stride == 0 || dilation == 0 || stride > 1 << 12 || dilation > 1 << 12 || filter > 1 << 12 {
+        op_bail!("stride {stride}, dilation {dilation} or filter size {filter} is out of range");
     }
     let effective = (filter.max(1) - 1) * dilation + 1;
     match padding {

@@ -3,7 +3,7 @@
 
 use candle_core::Tensor as CTensor;
 
-use super::{activation::apply_fused, spatial_padding, EvalCtx, OpResult};
+use super::{activation::apply_fused, expect_output_shape, spatial_padding, EvalCtx, OpResult};
 use crate::graph::{Pool2dAttrs, PoolKind};
 use crate::kernels::{pool_f32, run_on_host};
 
@@ -14,6 +14,7 @@ pub fn pool2d(ctx: &EvalCtx, kind: PoolKind, attrs: &Pool2dAttrs) -> OpResult<CT
         spatial_padding(attrs.padding, in_h, attrs.filter_h, attrs.stride_h, 1)?;
     let (pad_left, _, out_w) =
         spatial_padding(attrs.padding, in_w, attrs.filter_w, attrs.stride_w, 1)?;
+    expect_output_shape(ctx, 0, &[batch, out_h, out_w, channels])?;
     let g = pool_f32::PoolGeometry {
         batch,
         in_h,

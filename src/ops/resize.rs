@@ -2,7 +2,7 @@
 
 use candle_core::Tensor as CTensor;
 
-use super::{op_bail, EvalCtx, OpResult};
+use super::{expect_output_shape, op_bail, EvalCtx, OpResult};
 use crate::graph::ResizeAttrs;
 use crate::kernels::{resize_f32, run_on_host};
 
@@ -15,6 +15,7 @@ fn geometry(ctx: &EvalCtx, attrs: &ResizeAttrs) -> OpResult<resize_f32::ResizeGe
     if out_h < 1 || out_w < 1 {
         op_bail!("size {size:?} must be positive");
     }
+    expect_output_shape(ctx, 0, &[batch, out_h as usize, out_w as usize, channels])?;
     if attrs.align_corners && attrs.half_pixel_centers {
         op_bail!("align_corners and half_pixel_centers cannot both be set");
     }

@@ -15,6 +15,11 @@ use crate::graph::*;
 /// after the flatbuffer (TFLite's offset buffers) is bounded by the file itself.
 const MAX_MODEL_BYTES: u64 = 4 << 30;
 
+/// Largest tensor qdbg will allocate (4 GiB of float32). A vision model's activations are
+/// far smaller; a file claiming more is corrupt or hostile, and is refused before any
+/// executor allocates it.
+const MAX_TENSOR_ELEMENTS: usize = 1 << 30;
+
 pub fn read_model(path: &Path) -> Result<Graph> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.len() > MAX_MODEL_BYTES {
@@ -159,10 +164,10 @@ impl<'a> Reader<'a> {
         let elements = shape
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .filter(|&n| n <= isize::MAX as usize / 8)
+            .filter(|&n| n <= MAX_TENSOR_ELEMENTS)
             .ok_or_else(|| {
                 self.bad(format!(
-                    "{} claims an impossibly large shape {shape:?}",
+                    "{} claims shape {shape:?}, more than qdbg's limit of 2^30 elements per tensor",
                     label()
                 ))
             })?;

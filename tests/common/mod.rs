@@ -36,7 +36,13 @@ pub fn oracle_python() -> PathBuf {
                 String::from_utf8_lossy(&out.stderr)
             );
             let stdout = String::from_utf8_lossy(&out.stdout);
-            PathBuf::from(stdout.lines().last().expect("setup.sh printed no path").trim())
+            PathBuf::from(
+                stdout
+                    .lines()
+                    .last()
+                    .expect("setup.sh printed no path")
+                    .trim(),
+            )
         })
         .clone()
 }
@@ -52,7 +58,11 @@ pub fn litert_dump(model: &Path, inputs: &Path, out_dir: &Path) -> Vec<(usize, A
         .arg(&out)
         .status()
         .expect("running the LiteRT oracle");
-    assert!(status.success(), "litert_dump.py failed on {}", model.display());
+    assert!(
+        status.success(),
+        "litert_dump.py failed on {}",
+        model.display()
+    );
     let mut npz = NpzReader::new(std::fs::File::open(&out).unwrap()).unwrap();
     let mut tensors = Vec::new();
     for name in npz.names().unwrap() {

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (the pinned LiteRT oracle, in a cached
+# virtualenv), then runs the whole suite. Fails loudly on anything missing.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh float_oracle   # extra arguments go to cargo test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "test.sh: cargo is required (https://rustup.rs)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "test.sh: python3 is required for the LiteRT oracle" >&2; exit 1; }
+
+QDBG_ORACLE_PYTHON="$(bash tests/oracle/setup.sh | tail -n1)"
+export QDBG_ORACLE_PYTHON
+echo "test.sh: LiteRT oracle at $QDBG_ORACLE_PYTHON" >&2
+
+# Release mode: the suite runs whole models through the float kernels.
+cargo test --release --all-targets "$@"

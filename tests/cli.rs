@@ -1,0 +1,173 @@
+//! The `qdbg` binary as users drive it: output, files written, exit codes and messages.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use ndarray::Axis;
+use ndarray_npy::NpzReader;
+
+fn qdbg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qdbg"))
+        .args(args)
+        .current_dir(common::repo())
+        .output()
+        .expect("running qdbg")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn inspect_lists_the_ops_the_fixture_was_built_with() {
+    let out = qdbg(&["inspect", "tests/fixtures/conv_ops.tflite", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // tests/fixtures/README.md: conv_ops is 3 CONV_2D, 2 DEPTHWISE_CONV_2D, 2 TRANSPOSE_CONV, 1 ADD.
+    let count = |op: &str| {
+        json["op_counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["op"] == op)
+            .map_or(0, |c| c["count"].as_u64().unwrap())
+    };
+    assert_eq!(count("CONV_2D"), 3);
+    assert_eq!(count("DEPTHWISE_CONV_2D"), 2);
+    assert_eq!(count("TRANSPOSE_CONV"), 2);
+    assert_eq!(count("ADD"), 1);
+    assert_eq!(json["inputs"][0]["name"], "image");
+    assert_eq!(
+        json["inputs"][0]["shape"],
+        serde_json::json!([1, 10, 10, 3])
+    );
+
+    let table = qdbg(&["inspect", "tests/fixtures/conv_ops.tflite"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("DEPTHWISE_CONV_2D") && text.contains("[1,10,10,3] float32"));
+}
+
+#[test]
+fn inspect_reports_folded_float16_weights() {
+    let out = qdbg(&["inspect", "tests/fixtures/f16_weights.tflite"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The fixture script asserts 6 DEQUANTIZE ops on FLOAT16 constants.
+    assert!(text.contains("folded at load time: 6 DEQUANTIZE"), "{text}");
+    assert!(!text.contains("  DEQUANTIZE "), "{text}");
+}
+
+/// `qdbg run` writes each model output, [samples, ...], equal to LiteRT's outputs.
+#[test]
+fn run_writes_outputs_that_match_litert() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.npz");
+    let model = common::fixture("multi_io.tflite");
+    let inputs = common::fixture("multi_io.inputs.npz");
+    let out = qdbg(&[
+        "run",
+        model.to_str().unwrap(),
+        "--data",
+        inputs.to_str().unwrap(),
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let graph = qdbg::tflite::read_model(&model).unwrap();
+    let oracle = common::litert_dump(&model, &inputs, dir.path());
+    let mut npz = NpzReader::new(std::fs::File::open(&out_path).unwrap()).unwrap();
+    for &id in &graph.outputs {
+        let name = &graph.tensor(id).name;
+        let ours = common::read_any(&mut npz, &format!("{name}.npy"));
+        let (_, want) = oracle
+            .iter()
+            .find(|(i, _)| *i == id)
+            .expect("oracle output");
+        assert_eq!(ours.len_of(Axis(0)), 3, "{name}: one row per sample");
+        // LiteRT keeps the batch dim; ours drops it: compare element by element.
+        assert_eq!(ours.len(), want.len(), "{name}");
+        for (a, b) in ours.iter().zip(want.iter()) {
+            assert!((a - b).abs() < 1e-4, "{name}: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn truncated_model_is_refused_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(common::fixture("conv_ops.tflite")).unwrap();
+    let path = dir.path().join("truncated.tflite");
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let out = qdbg(&["inspect", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("truncated.tflite") && err.contains("not a valid TFLite model"),
+        "{err}"
+    );
+}
+
+#[test]
+fn non_tflite_file_is_refused() {
+    let out = qdbg(&["inspect", "Cargo.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("TFL3"), "{}", stderr(&out));
+}
+
+#[test]
+fn missing_model_is_refused() {
+    let out = qdbg(&["inspect", "no/such/model.tflite"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no/such/model.tflite"));
+}
+
+#[test]
+fn unsupported_op_is_named_with_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.npz");
+    let out = qdbg(&[
+        "run",
+        "tests/fixtures/unsupported_op.tflite",
+        "--data",
+        "tests/fixtures/unsupported_op.inputs.npz",
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("FLOOR") && err.contains("op #"), "{err}");
+    assert!(!out_path.exists(), "no output file on failure");
+    // inspect still shows the model, flagging the op.
+    let inspect = qdbg(&["inspect", "tests/fixtures/unsupported_op.tflite"]);
+    assert!(inspect.status.success());
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("not supported by qdbg: #"));
+}
+
+#[test]
+fn wrong_data_names_the_input_and_both_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("wrong.npy");
+    ndarray_npy::write_npy(&data, &ndarray::Array4::<f32>::zeros((2, 5, 5, 3))).unwrap();
+    let out = qdbg(&[
+        "run",
+        "tests/fixtures/conv_ops.tflite",
+        "--data",
+        data.to_str().unwrap(),
+        "-o",
+        dir.path().join("out.npz").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("image") && err.contains("10, 10, 3") && err.contains("5, 5, 3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    assert_eq!(qdbg(&["frobnicate"]).status.code(), Some(2));
+    assert!(qdbg(&["--help"]).status.success());
+    assert!(qdbg(&["run", "--help"]).status.success());
+}
