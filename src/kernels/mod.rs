@@ -5,6 +5,7 @@
 
 pub mod depthwise_f32;
 pub mod fixed_point;
+pub mod int8;
 pub mod pool_f32;
 pub mod resize_f32;
 
