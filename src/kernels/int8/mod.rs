@@ -22,3 +22,40 @@ impl QParams {
         QParams { scale, zero_point }
     }
 }
+
+/// The int8 range a fused activation leaves, as TFLite's
+/// `CalculateActivationRangeQuantized` computes it: the activation's real bounds
+/// quantized with the output's parameters, intersected with [-128, 127].
+pub fn fused_activation_range(
+    activation: crate::graph::FusedActivation,
+    output: QParams,
+) -> (i32, i32) {
+    use crate::graph::FusedActivation as A;
+    let quantize = |real: f32| output.zero_point + (real / output.scale).round() as i32;
+    let (lo, hi) = (-128, 127);
+    match activation {
+        A::Relu => (lo.max(quantize(0.0)), hi),
+        A::Relu6 => (lo.max(quantize(0.0)), hi.min(quantize(6.0))),
+        A::ReluN1To1 => (lo.max(quantize(-1.0)), hi.min(quantize(1.0))),
+        A::None | A::Tanh | A::SignBit => (lo, hi),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::FusedActivation;
+
+    #[test]
+    fn activation_ranges_by_hand() {
+        // scale 0.05, zero point -100: 0.0 -> -100, 6.0 -> -100 + 120 = 20
+        let q = QParams::new(0.05, -100);
+        assert_eq!(fused_activation_range(FusedActivation::Relu6, q), (-100, 20));
+        assert_eq!(fused_activation_range(FusedActivation::Relu, q), (-100, 127));
+        // -1 -> -120, 1 -> -80
+        assert_eq!(fused_activation_range(FusedActivation::ReluN1To1, q), (-120, -80));
+        // a zero point far below the range clamps at -128
+        let q = QParams::new(0.01, -200);
+        assert_eq!(fused_activation_range(FusedActivation::Relu, q), (-128, 127));
+    }
+}
