@@ -87,7 +87,13 @@ class Weights:
 # Conversion and flatbuffer helpers
 # ---------------------------------------------------------------------------
 
+# Every tf.function converted while building the current fixture, so its full-int8 twin
+# can be made from the same function (see `full_int8`).
+CONVERTED_FNS = []
+
+
 def convert(fn, configure=None):
+    CONVERTED_FNS.append(fn)
     concrete = fn.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn)
     if configure is not None:
@@ -854,6 +860,10 @@ def fixture_unsupported_op(name, samples):
     return dict(model=model, inputs=inputs, expects=[Expect("FLOOR")])
 
 
+def describe_int8_ops(model_bytes):
+    return [d["op_name"] for d in interpreter(model_bytes)._get_ops_details()]
+
+
 def smooth_images(rng, n, size=224):
     """Image-like inputs in [-1, 1]: upsampled low-frequency noise plus a little pixel noise."""
     low = rng.uniform(-1, 1, (n, 7, 7, 3)).astype(np.float32)
@@ -928,6 +938,34 @@ RELU6 RELU_N1_TO_1 LEAKY_RELU PRELU HARD_SWISH GELU QUANTIZE DEQUANTIZE
 """.split()
 
 
+# Fixtures that also get a TensorFlow full-int8 twin, `NAME.int8.tflite`, made by the
+# converter with the fixture's own inputs as the representative dataset: the reference for
+# qdbg's calibration and quantizer, and a model "quantized elsewhere" to run.
+INT8_FIXTURES = ["conv_ops", "dense_ops", "elementwise_ops", "reduce_ops", "resize_ops",
+                 "activation_ops", "multi_io", "mobilenet_v3_small"]
+
+
+def full_int8(fn, inputs):
+    """TensorFlow's full-integer quantization of `fn` (float I/O, the converter's default),
+    calibrated on every sample of `inputs` (a dict keyed by the function's argument names)."""
+    names = [spec.name for spec in fn.input_signature]
+    count = len(next(iter(inputs.values())))
+
+    def representative():
+        for i in range(count):
+            yield [inputs[n][i:i + 1] for n in names]
+
+    def configure(converter):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+    concrete = fn.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn)
+    configure(converter)
+    return bytes(converter.convert())
+
+
 def finalize_inputs(name, model_bytes, inputs):
     """Key the inputs by TFLite input tensor name; check shapes and dtypes against the model."""
     it = interpreter(model_bytes)
@@ -963,6 +1001,7 @@ def main():
             continue
         print(f"[fixture] {name}", flush=True)
         keras.utils.set_random_seed(SEED)
+        CONVERTED_FNS.clear()
         spec = fn(name, samples)
         model, expects = spec["model"], spec["expects"]
         op_names = verify_ops(name, model, expects)
@@ -975,6 +1014,11 @@ def main():
         if spec.get("check"):
             spec["check"](model, inputs)
         write_bytes(os.path.join(out_dir, name + ".tflite"), model)
+        if name in INT8_FIXTURES:
+            int8 = full_int8(CONVERTED_FNS[0], inputs)
+            run_litert(int8, inputs)  # LiteRT must run it
+            write_bytes(os.path.join(out_dir, name + ".int8.tflite"), int8)
+            print(f"  {name}.int8.tflite: {len(int8)} bytes, ops {sorted(set(describe_int8_ops(int8)))}")
         write_npz(os.path.join(out_dir, name + ".inputs.npz"), inputs)
         seen.update(set(op_names))
         it = interpreter(model)

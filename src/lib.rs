@@ -2,12 +2,14 @@
 //!
 //! The engine (reader, graph, executors, datasets) knows nothing of the terminal UI.
 
+pub mod atomic;
 pub mod data;
 pub mod error;
 pub mod float;
 pub mod graph;
 pub mod kernels;
 pub mod ops;
+pub mod quant;
 pub mod tflite;
 
 pub use error::{Error, Result};

@@ -1,9 +1,8 @@
 //! `.npz` archives: reading one array per model input, and writing atomically.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{BufWriter, Read, Seek};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use ndarray_npy::NpzWriter;
 use zip::result::ZipError;
@@ -14,6 +13,7 @@ use super::convert::{to_samples, Origin};
 use super::npy::parse_npy;
 use super::sample::with_array;
 use super::{InputSpec, SampleArray};
+use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 
 /// One array per spec, in spec order, matched by name.
@@ -213,61 +213,9 @@ pub fn write_npz_atomic(path: &Path, arrays: &[(String, SampleArray)]) -> Result
     })
 }
 
-/// Runs `write` on a fresh temp file next to `path`, then renames it over `path`. On
-/// any failure the temp file is removed and `path` is left as it was.
-pub(crate) fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut File) -> std::result::Result<(), String>,
-) -> Result<()> {
-    let write_err = |reason: String| Error::Write {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| write_err("the path names no file".to_string()))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-
-    let (tmp_path, mut file) = create_temp(dir, file_name).map_err(|e| {
-        write_err(format!(
-            "cannot create a temp file in {}: {e}",
-            dir.display()
-        ))
-    })?;
-    let result = write(&mut file).and_then(|()| {
-        drop(file);
-        fs::rename(&tmp_path, path).map_err(|e| format!("renaming the temp file into place: {e}"))
-    });
-    result.map_err(|reason| {
-        // Best effort: the write error is the one worth reporting.
-        let _ = fs::remove_file(&tmp_path);
-        write_err(reason)
-    })
-}
-
-fn create_temp(dir: &Path, file_name: &std::ffi::OsStr) -> std::io::Result<(PathBuf, File)> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut last_err = None;
-    for _ in 0..100 {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut name = std::ffi::OsString::from(".");
-        name.push(file_name);
-        name.push(format!(".{}.{n}.tmp", std::process::id()));
-        let tmp = dir.join(name);
-        match File::options().write(true).create_new(true).open(&tmp) {
-            Ok(f) => return Ok((tmp, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_err = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| std::io::Error::other("no free temp file name")))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use super::*;
     use std::io::Write;
 

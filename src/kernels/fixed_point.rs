@@ -1,7 +1,6 @@
 //! TFLite's fixed-point arithmetic for rescaling integers by a real factor: the factor
 //! becomes a Q31 multiplier and a power-of-two shift, applied with gemmlowp's rounding
-//! (round half away from zero in the doubling high multiply, then a rounding right
-//! shift). Bit-exactness with LiteRT depends on reproducing these steps exactly.
+//! (a nudged doubling high multiply, then a right shift rounding half away from zero). Bit-exactness with LiteRT depends on reproducing these steps exactly.
 
 /// A real multiplier as `multiplier * 2^(shift - 31)`, with `multiplier` in `[2^30, 2^31)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,14 +126,18 @@ mod tests {
     }
 
     #[test]
-    fn rounding_is_half_away_from_zero() {
+    fn rounding_follows_gemmlowp() {
         let half = QuantizedMultiplier::from_real(0.5);
         assert_eq!(half.apply(5), 3); // 2.5 -> 3
-        assert_eq!(half.apply(-5), -3); // -2.5 -> -3
+        // The doubling high multiply nudges negative products by 1 - 2^30, so an exact
+        // negative tie lands just short of it: (-5 * 2^30 + 1 - 2^30) / 2^31 = -2.99..
+        // truncates to -2.
+        assert_eq!(half.apply(-5), -2);
         assert_eq!(half.apply(4), 2);
         let tenth = QuantizedMultiplier::from_real(0.1);
         assert_eq!(tenth.apply(15), 2); // 1.5 -> 2
         assert_eq!(tenth.apply(14), 1); // 1.4 -> 1
+        // -15 * 0.8 = -12 (high mul), then -12 / 2^3 = -1.5 rounds away from zero.
         assert_eq!(tenth.apply(-15), -2);
         assert_eq!(QuantizedMultiplier::from_real(3.0).apply(-7), -21);
     }

@@ -50,12 +50,24 @@ mod tests {
     fn activation_ranges_by_hand() {
         // scale 0.05, zero point -100: 0.0 -> -100, 6.0 -> -100 + 120 = 20
         let q = QParams::new(0.05, -100);
-        assert_eq!(fused_activation_range(FusedActivation::Relu6, q), (-100, 20));
-        assert_eq!(fused_activation_range(FusedActivation::Relu, q), (-100, 127));
+        assert_eq!(
+            fused_activation_range(FusedActivation::Relu6, q),
+            (-100, 20)
+        );
+        assert_eq!(
+            fused_activation_range(FusedActivation::Relu, q),
+            (-100, 127)
+        );
         // -1 -> -120, 1 -> -80
-        assert_eq!(fused_activation_range(FusedActivation::ReluN1To1, q), (-120, -80));
+        assert_eq!(
+            fused_activation_range(FusedActivation::ReluN1To1, q),
+            (-120, -80)
+        );
         // a zero point far below the range clamps at -128
         let q = QParams::new(0.01, -200);
-        assert_eq!(fused_activation_range(FusedActivation::Relu, q), (-128, 127));
+        assert_eq!(
+            fused_activation_range(FusedActivation::Relu, q),
+            (-128, 127)
+        );
     }
 }

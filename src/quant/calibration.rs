@@ -1,0 +1,173 @@
+//! Calibration: the range of every activation over the representative dataset, recorded
+//! as TFLite's calibrator does (running absolute min/max over all samples, not averaged).
+//!
+//! A calibration is saved next to the model and tied to the model's and the dataset's
+//! content hashes, so every later quantization (each new denylist) reuses it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor as CTensor;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::{Dataset, SampleArray};
+use crate::error::{Error, Result};
+use crate::float::{tensor_from_sample, FloatExecutor};
+use crate::graph::TensorId;
+
+/// Bumped whenever the file's meaning changes; older files are recomputed, not misread.
+pub const CALIBRATION_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorRange {
+    pub min: f32,
+    pub max: f32,
+}
+
+impl TensorRange {
+    fn include(&mut self, other: TensorRange) {
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub version: u32,
+    pub model_sha256: String,
+    pub dataset_sha256: String,
+    pub samples: usize,
+    /// Observed range of every non-constant tensor, by tensor index.
+    pub ranges: BTreeMap<TensorId, NamedRange>,
+}
+
+/// A range with the tensor's name, so the file can be read (and checked) by a person.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NamedRange {
+    pub name: String,
+    #[serde(flatten)]
+    pub range: TensorRange,
+}
+
+impl Calibration {
+    pub fn range(&self, id: TensorId) -> Option<TensorRange> {
+        self.ranges.get(&id).map(|r| r.range)
+    }
+
+    /// Where the calibration of `model` is kept: beside it.
+    pub fn default_path(model: &Path) -> PathBuf {
+        let mut name = model.file_name().unwrap_or_default().to_os_string();
+        name.push(".qdbg-calibration.json");
+        model.with_file_name(name)
+    }
+
+    /// Loads a saved calibration if it exists, is of this version and matches both hashes.
+    pub fn load_matching(path: &Path, model_sha256: &str, dataset_sha256: &str) -> Option<Self> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let cal: Calibration = serde_json::from_str(&text).ok()?;
+        (cal.version == CALIBRATION_VERSION
+            && cal.model_sha256 == model_sha256
+            && cal.dataset_sha256 == dataset_sha256)
+            .then_some(cal)
+    }
+
+    /// Writes the calibration atomically (temp file in the same folder, then rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
+        crate::atomic::write_bytes_atomic(path, text.as_bytes())
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A hash of the samples themselves, so the same data in another file format matches.
+pub fn dataset_sha256(dataset: &Dataset) -> String {
+    let mut hasher = Sha256::new();
+    for (name, array) in &dataset.inputs {
+        hasher.update(name.as_bytes());
+        hasher.update(format!("{:?}{:?}", array.dtype(), array.shape()).as_bytes());
+        match array {
+            SampleArray::F32(a) => a.iter().for_each(|v| hasher.update(v.to_le_bytes())),
+            SampleArray::I32(a) => a.iter().for_each(|v| hasher.update(v.to_le_bytes())),
+            SampleArray::I64(a) => a.iter().for_each(|v| hasher.update(v.to_le_bytes())),
+            SampleArray::U8(a) => a.iter().for_each(|v| hasher.update([*v])),
+            SampleArray::I8(a) => a.iter().for_each(|v| hasher.update(v.to_le_bytes())),
+        }
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn min_max(value: &CTensor) -> candle_core::Result<TensorRange> {
+    let flat = value.flatten_all()?.to_dtype(candle_core::DType::F32)?;
+    if flat.elem_count() == 0 {
+        return Ok(TensorRange { min: 0.0, max: 0.0 });
+    }
+    Ok(TensorRange {
+        min: flat.min(0)?.to_scalar::<f32>()?,
+        max: flat.max(0)?.to_scalar::<f32>()?,
+    })
+}
+
+/// Runs the float model over every sample and records each activation's range.
+/// `progress` is told how many samples are done.
+pub fn calibrate(
+    executor: &FloatExecutor,
+    dataset: &Dataset,
+    model_sha256: String,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Calibration> {
+    let graph = executor.graph();
+    let mut ranges: BTreeMap<TensorId, TensorRange> = BTreeMap::new();
+    for i in 0..dataset.num_samples() {
+        let inputs = dataset
+            .sample(i)
+            .iter()
+            .map(|s| tensor_from_sample(s, executor.device()))
+            .collect::<Result<Vec<_>>>()?;
+        executor.run_observed(&inputs, &mut |id, value| {
+            if !graph.tensor(id).dtype.is_float() {
+                return Ok(());
+            }
+            let r = min_max(value).map_err(|e| Error::Internal(e.to_string()))?;
+            if !(r.min.is_finite() && r.max.is_finite()) {
+                return Err(Error::Data {
+                    path: dataset.source.clone(),
+                    reason: format!(
+                        "sample {i} makes tensor '{}' non-finite ({}..{}); calibration needs finite activations",
+                        graph.tensor(id).name, r.min, r.max
+                    ),
+                });
+            }
+            ranges.entry(id).and_modify(|acc| acc.include(r)).or_insert(r);
+            Ok(())
+        })?;
+        progress(i + 1);
+    }
+    Ok(Calibration {
+        version: CALIBRATION_VERSION,
+        model_sha256,
+        dataset_sha256: dataset_sha256(dataset),
+        samples: dataset.num_samples(),
+        ranges: ranges
+            .into_iter()
+            .map(|(id, range)| {
+                (
+                    id,
+                    NamedRange {
+                        name: graph.tensor(id).name.clone(),
+                        range,
+                    },
+                )
+            })
+            .collect(),
+    })
+}
