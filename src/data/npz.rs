@@ -215,8 +215,8 @@ pub fn write_npz_atomic(path: &Path, arrays: &[(String, SampleArray)]) -> Result
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
     use super::*;
+    use std::fs;
     use std::io::Write;
 
     fn dir_entries(dir: &Path) -> Vec<String> {

@@ -129,15 +129,15 @@ mod tests {
     fn rounding_follows_gemmlowp() {
         let half = QuantizedMultiplier::from_real(0.5);
         assert_eq!(half.apply(5), 3); // 2.5 -> 3
-        // The doubling high multiply nudges negative products by 1 - 2^30, so an exact
-        // negative tie lands just short of it: (-5 * 2^30 + 1 - 2^30) / 2^31 = -2.99..
-        // truncates to -2.
+                                      // The doubling high multiply nudges negative products by 1 - 2^30, so an exact
+                                      // negative tie lands just short of it: (-5 * 2^30 + 1 - 2^30) / 2^31 = -2.99..
+                                      // truncates to -2.
         assert_eq!(half.apply(-5), -2);
         assert_eq!(half.apply(4), 2);
         let tenth = QuantizedMultiplier::from_real(0.1);
         assert_eq!(tenth.apply(15), 2); // 1.5 -> 2
         assert_eq!(tenth.apply(14), 1); // 1.4 -> 1
-        // -15 * 0.8 = -12 (high mul), then -12 / 2^3 = -1.5 rounds away from zero.
+                                        // -15 * 0.8 = -12 (high mul), then -12 / 2^3 = -1.5 rounds away from zero.
         assert_eq!(tenth.apply(-15), -2);
         assert_eq!(QuantizedMultiplier::from_real(3.0).apply(-7), -21);
     }

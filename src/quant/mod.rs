@@ -3,5 +3,6 @@
 
 pub mod calibration;
 pub mod params;
+pub mod plan;
 
 pub use calibration::{calibrate, Calibration, TensorRange};
