@@ -51,12 +51,6 @@ pub fn concatenation(ctx: &EvalCtx, axis: i32, activation: FusedActivation) -> O
 
 /// PAD pads with zeros, PADV2 with its third input (a scalar).
 pub fn pad(ctx: &EvalCtx) -> OpResult<CTensor> {
-    let input = ctx.input(0)?;
-    let paddings = ctx.const_ints(1)?;
-    let rank = input.rank();
-    if paddings.len() != rank * 2 || paddings.iter().any(|&p| !(0..1 << 24).contains(&p)) {
-        op_bail!("paddings {paddings:?} must be {rank}x2 non-negative numbers");
-    }
     let value = if ctx.has_input(2) {
         ctx.input(2)?
             .flatten_all()?
@@ -68,6 +62,17 @@ pub fn pad(ctx: &EvalCtx) -> OpResult<CTensor> {
     } else {
         0.0
     };
+    pad_with(ctx, value)
+}
+
+/// Pads input 0 by the paddings of input 1 with `value`.
+pub fn pad_with(ctx: &EvalCtx, value: f64) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let paddings = ctx.const_ints(1)?;
+    let rank = input.rank();
+    if paddings.len() != rank * 2 || paddings.iter().any(|&p| !(0..1 << 24).contains(&p)) {
+        op_bail!("paddings {paddings:?} must be {rank}x2 non-negative numbers");
+    }
     let padded: Vec<usize> = (0..rank)
         .map(|d| input.dims()[d] + paddings[2 * d] as usize + paddings[2 * d + 1] as usize)
         .collect();

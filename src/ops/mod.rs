@@ -12,6 +12,7 @@ mod depthwise;
 mod layout;
 mod pool;
 mod quantize;
+pub mod quantized;
 mod reduce;
 mod resize;
 mod slicing;
@@ -133,6 +134,11 @@ pub fn prepare(
 
 /// Evaluates one node, returning one value per output.
 pub fn eval(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+    if quantized::is_quantized(ctx) {
+        if let Some(result) = quantized::eval(ctx) {
+            return result;
+        }
+    }
     let one = |t: CTensor| Ok(vec![t]);
     match &ctx.node.op {
         Op::Conv2d(attrs) => one(conv::conv2d(ctx, attrs)?),

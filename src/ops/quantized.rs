@@ -1,0 +1,118 @@
+//! Dispatch of ops that run on int8 tensors (a model quantized by TensorFlow, or by qdbg).
+//!
+//! Ops that only move data (reshapes, slicing, gathering, ...) need no int8 kernel: the
+//! float path moves integer values just as well, so they fall through. Ops that compute
+//! go to the int8 kernels in `kernels::int8`.
+
+use candle_core::{DType as CDType, Tensor as CTensor};
+
+use super::{op_bail, EvalCtx, OpResult};
+use crate::graph::{DType, Op, QuantParams, TensorId};
+use crate::kernels::int8::QParams;
+
+/// Whether the node computes on quantized integers: its first data input or its output is
+/// an int8/uint8/int16 tensor with quantization parameters. QUANTIZE and DEQUANTIZE are
+/// the boundary and handle both sides themselves.
+pub fn is_quantized(ctx: &EvalCtx) -> bool {
+    if matches!(ctx.node.op, Op::Quantize | Op::Dequantize) {
+        return false;
+    }
+    let quantized = |id: TensorId| {
+        let t = ctx.graph.tensor(id);
+        matches!(t.dtype, DType::I8 | DType::U8 | DType::I16) && t.quant.is_some()
+    };
+    ctx.node.outputs.iter().any(|&id| quantized(id))
+}
+
+/// Evaluates a quantized node, or `None` when the float path handles it unchanged.
+pub fn eval(ctx: &EvalCtx) -> Option<OpResult<Vec<CTensor>>> {
+    match &ctx.node.op {
+        Op::Reshape
+        | Op::Squeeze { .. }
+        | Op::ExpandDims
+        | Op::Transpose
+        | Op::Split { .. }
+        | Op::Slice
+        | Op::StridedSlice(_)
+        | Op::Gather { .. }
+        | Op::DepthToSpace { .. }
+        | Op::SpaceToDepth { .. }
+        | Op::ResizeNearestNeighbor(_) => None,
+        Op::Concatenation { .. } => Some(concatenation(ctx).map(|t| vec![t])),
+        Op::Pad | Op::PadV2 => Some(pad(ctx).map(|t| vec![t])),
+        other => Some(Err(super::OpError(format!(
+            "{} on int8 tensors has no int8 kernel in qdbg yet",
+            other.name()
+        )))),
+    }
+}
+
+/// Per-tensor parameters of a tensor, as the kernels take them.
+pub fn qparams(ctx: &EvalCtx, id: TensorId) -> OpResult<QParams> {
+    let t = ctx.graph.tensor(id);
+    match &t.quant {
+        Some(QuantParams {
+            scale, zero_point, ..
+        }) if scale.len() == 1 && zero_point.len() == 1 => {
+            Ok(QParams::new(scale[0], zero_point[0] as i32))
+        }
+        Some(_) => op_bail!(
+            "tensor '{}' is quantized per channel; an activation must be per tensor",
+            t.name
+        ),
+        None => op_bail!("tensor '{}' has no quantization parameters", t.name),
+    }
+}
+
+/// An int8 value as a host vector.
+pub fn int8_values(t: &CTensor) -> OpResult<Vec<i8>> {
+    let v = t.flatten_all()?.to_dtype(CDType::I64)?.to_vec1::<i64>()?;
+    Ok(v.into_iter().map(|x| x.clamp(-128, 127) as i8).collect())
+}
+
+/// A host int8 result as the executor's integer carrier.
+pub fn from_int8(values: Vec<i8>, dims: &[usize], like: &CTensor) -> OpResult<CTensor> {
+    let wide: Vec<i64> = values.into_iter().map(i64::from).collect();
+    Ok(CTensor::from_vec(wide, dims, like.device())?)
+}
+
+/// CONCATENATION of int8 inputs: raw values where an input shares the output's
+/// parameters, otherwise rescaled in float and rounded as TFLite's kernel does.
+fn concatenation(ctx: &EvalCtx) -> OpResult<CTensor> {
+    let out = qparams(ctx, ctx.node.outputs[0])?;
+    let mut parts = Vec::with_capacity(ctx.node.inputs.len());
+    for i in 0..ctx.node.inputs.len() {
+        let id = ctx.input_id(i)?;
+        let input = ctx.input(i)?;
+        let q = qparams(ctx, id)?;
+        if q == out {
+            parts.push(input.clone());
+            continue;
+        }
+        let scale = q.scale / out.scale;
+        let bias = -(q.zero_point as f32) * scale;
+        let rescaled: Vec<i8> = int8_values(input)?
+            .into_iter()
+            .map(|v| {
+                ((v as f32 * scale + bias).round() as i32 + out.zero_point).clamp(-128, 127) as i8
+            })
+            .collect();
+        parts.push(from_int8(rescaled, input.dims(), input)?);
+    }
+    let Op::Concatenation { axis, .. } = ctx.node.op else {
+        op_bail!("internal: not a CONCATENATION");
+    };
+    let axis = super::normalize_axis(axis as i64, parts[0].rank())?;
+    Ok(CTensor::cat(&parts, axis)?)
+}
+
+/// PAD / PADV2 on int8: padding is the zero point (PAD) or the quantized constant (PADV2).
+fn pad(ctx: &EvalCtx) -> OpResult<CTensor> {
+    let out = qparams(ctx, ctx.node.outputs[0])?;
+    let value = if ctx.has_input(2) {
+        int8_values(ctx.input(2)?)?.first().copied().unwrap_or(0) as f64
+    } else {
+        out.zero_point as f64
+    };
+    super::layout::pad_with(ctx, value)
+}
