@@ -24,6 +24,27 @@ pub fn is_quantized(ctx: &EvalCtx) -> bool {
     ctx.node.outputs.iter().any(|&id| quantized(id))
 }
 
+/// Whether qdbg can run `op` on int8 tensors (so the quantizer may quantize it).
+pub fn has_int8_kernel(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Reshape
+            | Op::Squeeze { .. }
+            | Op::ExpandDims
+            | Op::Transpose
+            | Op::Split { .. }
+            | Op::Slice
+            | Op::StridedSlice(_)
+            | Op::Gather { .. }
+            | Op::DepthToSpace { .. }
+            | Op::SpaceToDepth { .. }
+            | Op::ResizeNearestNeighbor(_)
+            | Op::Concatenation { .. }
+            | Op::Pad
+            | Op::PadV2
+    )
+}
+
 /// Evaluates a quantized node, or `None` when the float path handles it unchanged.
 pub fn eval(ctx: &EvalCtx) -> Option<OpResult<Vec<CTensor>>> {
     match &ctx.node.op {

@@ -171,3 +171,39 @@ pub fn calibrate(
             .collect(),
     })
 }
+
+/// Where a calibration came from, for the user.
+#[derive(Debug)]
+pub enum CalibrationSource {
+    /// Reused from this file (same model and data).
+    Reused(PathBuf),
+    /// Computed now and saved to this file.
+    Saved(PathBuf),
+    /// Computed now; saving failed (read-only folder?), so the next run computes it again.
+    NotSaved(Error),
+}
+
+/// The calibration of `model` on `dataset`: the saved one beside the model when its hashes
+/// match (unless `recalibrate`), else a fresh one, saved for next time.
+pub fn calibrate_or_load(
+    model: &Path,
+    executor: &FloatExecutor,
+    dataset: &Dataset,
+    recalibrate: bool,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(Calibration, CalibrationSource)> {
+    let model_bytes = std::fs::read(model).map_err(|e| Error::io(model, e))?;
+    let model_sha = sha256_hex(&model_bytes);
+    let path = Calibration::default_path(model);
+    if !recalibrate {
+        if let Some(cal) = Calibration::load_matching(&path, &model_sha, &dataset_sha256(dataset)) {
+            return Ok((cal, CalibrationSource::Reused(path)));
+        }
+    }
+    let cal = calibrate(executor, dataset, model_sha, progress)?;
+    let source = match cal.save(&path) {
+        Ok(()) => CalibrationSource::Saved(path),
+        Err(e) => CalibrationSource::NotSaved(e),
+    };
+    Ok((cal, source))
+}

@@ -4,5 +4,6 @@
 pub mod calibration;
 pub mod params;
 pub mod plan;
+pub mod quantize;
 
-pub use calibration::{calibrate, Calibration, TensorRange};
+pub use calibration::{calibrate, calibrate_or_load, Calibration, CalibrationSource, TensorRange};

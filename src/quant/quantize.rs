@@ -1,0 +1,324 @@
+//! Builds the quantized graph from a float graph and an activation plan: int8 activations,
+//! per-channel symmetric int8 weights, int32 biases, and QUANTIZE / DEQUANTIZE wherever
+//! an int8 tensor meets a float one (the model's float inputs and outputs by default, and
+//! the borders of every op kept in float).
+//!
+//! Tensor ids of the float graph keep their meaning: an activation that becomes int8
+//! keeps its id and name, so reports and denylists written against the float model still
+//! match. New tensors (the int8 twin of a float input or output, converted copies) are
+//! appended.
+
+use std::collections::{HashMap, HashSet};
+
+use super::params::symmetric_weight_scales;
+use super::plan::ActivationPlan;
+use crate::error::{Error, Result};
+use crate::graph::{DType, Graph, Node, Op, QuantParams, Tensor, TensorData, TensorId};
+use crate::ops::quantized::has_int8_kernel;
+
+#[derive(Clone, Debug, Default)]
+pub struct QuantizeOptions {
+    /// Integer-only model: int8 inputs and outputs, no QUANTIZE / DEQUANTIZE at the edges.
+    pub int8_io: bool,
+    /// Ops to keep in float, by position in `graph.nodes` (the denylist, resolved).
+    pub keep_float: HashSet<usize>,
+}
+
+/// Why an op stayed float.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FloatReason {
+    Denylisted,
+    NoInt8Kernel,
+    NotCalibrated,
+}
+
+#[derive(Clone, Debug)]
+pub struct QuantizedModel {
+    pub graph: Graph,
+    /// Ops of the float graph that stayed float: (position in float graph, why).
+    pub float_ops: Vec<(usize, FloatReason)>,
+}
+
+/// Which constant input of an op is a weight (quantized symmetric per channel on `axis`)
+/// and which is its bias.
+fn weight_and_bias(op: &Op) -> Option<(usize, usize, usize)> {
+    match op {
+        Op::Conv2d(_) | Op::FullyConnected(_) => Some((1, 0, 2)),
+        Op::DepthwiseConv2d(_) => Some((1, 3, 2)),
+        _ => None,
+    }
+}
+
+pub fn quantize_graph(float: &Graph, plan: &ActivationPlan, options: &QuantizeOptions) -> Result<QuantizedModel> {
+    let mut g = float.clone();
+    g.folded.clear();
+    let n = float.nodes.len();
+
+    // 1. Which ops run in int8.
+    let mut float_ops = Vec::new();
+    let mut quantized = vec![false; n];
+    for (pos, node) in float.nodes.iter().enumerate() {
+        let data_tensors = node
+            .inputs
+            .iter()
+            .flatten()
+            .chain(&node.outputs)
+            .filter(|&&id| !float.tensor(id).is_constant() && float.tensor(id).dtype.is_float());
+        let calibrated = data_tensors.clone().all(|id| plan.contains_key(id));
+        let reason = if options.keep_float.contains(&pos) {
+            Some(FloatReason::Denylisted)
+        } else if !has_int8_kernel(&node.op) {
+            Some(FloatReason::NoInt8Kernel)
+        } else if !calibrated {
+            Some(FloatReason::NotCalibrated)
+        } else {
+            None
+        };
+        match reason {
+            Some(r) => float_ops.push((pos, r)),
+            None => quantized[pos] = true,
+        }
+    }
+
+    // 2. Activations produced by int8 ops (and int8 model inputs) become int8 in place.
+    let mut is_int8: HashSet<TensorId> = HashSet::new();
+    if options.int8_io {
+        for &id in &float.inputs {
+            if let Some(q) = plan.get(&id) {
+                is_int8.insert(id);
+                set_int8(&mut g.tensors[id], q.clone());
+            }
+        }
+    }
+    for (pos, node) in float.nodes.iter().enumerate() {
+        if !quantized[pos] {
+            continue;
+        }
+        for &out in &node.outputs {
+            if float.tensor(out).dtype.is_float() {
+                let q = plan.get(&out).cloned().ok_or_else(|| missing(float, out))?;
+                set_int8(&mut g.tensors[out], q);
+                is_int8.insert(out);
+            }
+        }
+    }
+
+    // 3. Rebuild the op list, converting at every float/int8 border.
+    let mut nodes: Vec<Node> = Vec::with_capacity(n + 8);
+    let mut quantized_copy: HashMap<TensorId, TensorId> = HashMap::new();
+    let mut float_copy: HashMap<TensorId, TensorId> = HashMap::new();
+    let mut constant_users: HashMap<TensorId, usize> = HashMap::new();
+    for node in &float.nodes {
+        for &id in node.inputs.iter().flatten() {
+            if float.tensor(id).is_constant() {
+                *constant_users.entry(id).or_default() += 1;
+            }
+        }
+    }
+    for (pos, node) in float.nodes.iter().enumerate() {
+        let mut new_node = node.clone();
+        if quantized[pos] {
+            let wb = weight_and_bias(&node.op);
+            let input_q = node.input(0).and_then(|i| plan.get(&i)).cloned();
+            let mut weight_scales: Option<Vec<f32>> = None;
+            for (slot, input) in new_node.inputs.iter_mut().enumerate() {
+                let Some(id) = *input else { continue };
+                let t = float.tensor(id);
+                if t.is_constant() {
+                    if !t.dtype.is_float() {
+                        continue; // shapes, axes, paddings stay int32
+                    }
+                    let converted = match wb {
+                        Some((w, axis, _)) if slot == w => {
+                            let (tensor, scales) = quantize_weight(t, axis)?;
+                            weight_scales = Some(scales);
+                            tensor
+                        }
+                        Some((_, _, b)) if slot == b => {
+                            let (Some(iq), Some(ws)) = (&input_q, &weight_scales) else {
+                                return Err(missing(float, id));
+                            };
+                            quantize_bias(t, iq.scale[0], ws)?
+                        }
+                        _ => quantize_constant(t)?,
+                    };
+                    *input = Some(replace_or_append(&mut g, id, converted, &constant_users));
+                } else if t.dtype.is_float() && !is_int8.contains(&id) {
+                    // A float activation feeding an int8 op: QUANTIZE it once.
+                    let q = plan.get(&id).cloned().ok_or_else(|| missing(float, id))?;
+                    let copy = *quantized_copy.entry(id).or_insert_with(|| {
+                        let mut twin = g.tensors[id].clone();
+                        twin.name = format!("{}/int8", twin.name);
+                        set_int8(&mut twin, q.clone());
+                        g.tensors.push(twin);
+                        let twin_id = g.tensors.len() - 1;
+                        nodes.push(border_node(Op::Quantize, id, twin_id, node.source_index));
+                        twin_id
+                    });
+                    *input = Some(copy);
+                }
+            }
+        } else {
+            for input in new_node.inputs.iter_mut() {
+                let Some(id) = *input else { continue };
+                if is_int8.contains(&id) {
+                    // An int8 activation feeding a float op: DEQUANTIZE it once.
+                    let copy = *float_copy.entry(id).or_insert_with(|| {
+                        let mut twin = float.tensors[id].clone();
+                        twin.name = format!("{}/float", twin.name);
+                        g.tensors.push(twin);
+                        let twin_id = g.tensors.len() - 1;
+                        nodes.push(border_node(Op::Dequantize, id, twin_id, node.source_index));
+                        twin_id
+                    });
+                    *input = Some(copy);
+                }
+            }
+        }
+        nodes.push(new_node);
+    }
+
+    // 4. Float model outputs computed in int8: the op writes an int8 twin, DEQUANTIZE
+    //    writes the original (float) output tensor.
+    if !options.int8_io {
+        for &out in &float.outputs {
+            if !is_int8.contains(&out) {
+                continue;
+            }
+            let mut twin = g.tensors[out].clone();
+            twin.name = format!("{}/int8", twin.name);
+            g.tensors.push(twin);
+            let twin_id = g.tensors.len() - 1;
+            g.tensors[out] = float.tensors[out].clone();
+            for node in nodes.iter_mut() {
+                for o in node.outputs.iter_mut().filter(|o| **o == out) {
+                    *o = twin_id;
+                }
+                for i in node.inputs.iter_mut().flatten().filter(|i| **i == out) {
+                    *i = twin_id;
+                }
+            }
+            let source = nodes.last().map_or(0, |n| n.source_index);
+            nodes.push(border_node(Op::Dequantize, twin_id, out, source));
+        }
+    }
+    g.nodes = nodes;
+    if g.nodes.iter().all(|n| matches!(n.op, Op::Quantize | Op::Dequantize)) && !float.nodes.is_empty() {
+        // Nothing computes in int8: say so plainly instead of writing an odd model.
+        return Err(Error::Internal(
+            "no op of the model could be quantized (all kept float); check the denylist".into(),
+        ));
+    }
+    Ok(QuantizedModel { graph: g, float_ops })
+}
+
+fn missing(graph: &Graph, id: TensorId) -> Error {
+    Error::Internal(format!(
+        "tensor {id} ('{}') has no calibrated range; recalibrate with --recalibrate",
+        graph.tensor(id).name
+    ))
+}
+
+fn set_int8(t: &mut Tensor, q: QuantParams) {
+    t.dtype = DType::I8;
+    t.quant = Some(q);
+}
+
+fn border_node(op: Op, input: TensorId, output: TensorId, source_index: usize) -> Node {
+    Node {
+        op,
+        inputs: vec![Some(input)],
+        outputs: vec![output],
+        source_index,
+    }
+}
+
+/// Puts a converted constant in place of the original when nothing else reads it.
+fn replace_or_append(
+    g: &mut Graph,
+    id: TensorId,
+    converted: Tensor,
+    users: &HashMap<TensorId, usize>,
+) -> TensorId {
+    if users.get(&id).copied().unwrap_or(0) <= 1 {
+        g.tensors[id] = converted;
+        id
+    } else {
+        g.tensors.push(converted);
+        g.tensors.len() - 1
+    }
+}
+
+fn float_values(t: &Tensor) -> Result<Vec<f32>> {
+    t.data
+        .as_ref()
+        .and_then(TensorData::to_f32)
+        .ok_or_else(|| Error::Internal(format!("constant '{}' has no float data", t.name)))
+}
+
+/// Symmetric int8 weights, values in [-127, 127], one scale per slice along `axis`.
+fn quantize_weight(t: &Tensor, axis: usize) -> Result<(Tensor, Vec<f32>)> {
+    let values = float_values(t)?;
+    let scales = symmetric_weight_scales(&values, &t.shape, axis);
+    let channels = scales.len();
+    let inner: usize = t.shape.get(axis + 1..).map_or(1, |s| s.iter().product::<usize>()).max(1);
+    let q: Vec<i8> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let s = scales[(i / inner) % channels];
+            (v / s).round().clamp(-127.0, 127.0) as i8
+        })
+        .collect();
+    let mut out = t.clone();
+    out.dtype = DType::I8;
+    out.data = Some(TensorData::I8(q));
+    out.quant = Some(QuantParams {
+        scale: scales.clone(),
+        zero_point: vec![0; channels],
+        axis,
+    });
+    Ok((out, scales))
+}
+
+/// int32 bias with scale `input_scale * weight_scale[c]` and zero point 0.
+fn quantize_bias(t: &Tensor, input_scale: f32, weight_scales: &[f32]) -> Result<Tensor> {
+    let values = float_values(t)?;
+    let scales: Vec<f32> = if weight_scales.len() == values.len() {
+        weight_scales.iter().map(|w| input_scale * w).collect()
+    } else {
+        vec![input_scale * weight_scales[0]; values.len()]
+    };
+    let q: Vec<i32> = values
+        .iter()
+        .zip(&scales)
+        .map(|(&v, &s)| (v as f64 / s as f64).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32)
+        .collect();
+    let mut out = t.clone();
+    out.dtype = DType::I32;
+    out.data = Some(TensorData::I32(q));
+    out.quant = Some(QuantParams {
+        zero_point: vec![0; scales.len()],
+        scale: scales,
+        axis: 0,
+    });
+    Ok(out)
+}
+
+/// Any other float constant an int8 op reads (an ADD's constant operand): asymmetric int8
+/// over its own range, as the converter does.
+fn quantize_constant(t: &Tensor) -> Result<Tensor> {
+    let values = float_values(t)?;
+    let (lo, hi) = values.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let q = super::params::activation_params(lo, hi);
+    let (s, zp) = (q.scale[0], q.zero_point[0]);
+    let data: Vec<i8> = values
+        .iter()
+        .map(|&v| ((v / s).round() as i64 + zp).clamp(-128, 127) as i8)
+        .collect();
+    let mut out = t.clone();
+    out.dtype = DType::I8;
+    out.data = Some(TensorData::I8(data));
+    out.quant = Some(q);
+    Ok(out)
+}
