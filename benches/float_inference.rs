@@ -49,6 +49,27 @@ fn main() {
         })
         .collect();
     times.sort_by(f64::total_cmp);
+    // QDBG_BENCH_PROFILE=1: where the time goes, per op type (for optimisation work).
+    if std::env::var_os("QDBG_BENCH_PROFILE").is_some() {
+        let mut per_op: std::collections::BTreeMap<&str, f64> = Default::default();
+        for _ in 0..runs {
+            let mut last = Instant::now();
+            exec.run_observed(&sample, &mut |id, _| {
+                if let Some(node) = graph.nodes.iter().find(|n| n.outputs.first() == Some(&id)) {
+                    *per_op.entry(node.op.name()).or_default() +=
+                        last.elapsed().as_secs_f64() * 1e3;
+                }
+                last = Instant::now();
+                Ok(())
+            })
+            .expect("profiled run");
+        }
+        let mut rows: Vec<_> = per_op.into_iter().collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (op, ms) in rows {
+            eprintln!("{op:<24} {:>8.3} ms/run", ms / runs as f64);
+        }
+    }
     let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     println!(
         "{{\"runner\": \"qdbg-float\", \"model\": \"{model}\", \"threads\": \"{}\", \"runs\": {runs}, \"median_ms\": {:.3}, \"p10_ms\": {:.3}, \"p90_ms\": {:.3}}}",

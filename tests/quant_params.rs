@@ -14,18 +14,7 @@ fn check(name: &str) -> (usize, Vec<String>) {
     let int8_path = common::fixture(&format!("{name}.int8.tflite"));
     let graph = qdbg::tflite::read_model(&float_path).unwrap();
     let tf_int8 = qdbg::tflite::read_model(&int8_path).unwrap();
-    let specs: Vec<InputSpec> = graph
-        .inputs
-        .iter()
-        .map(|&id| {
-            let t = graph.tensor(id);
-            InputSpec {
-                name: t.name.clone(),
-                shape: t.shape.clone(),
-                dtype: t.dtype,
-            }
-        })
-        .collect();
+    let specs = InputSpec::for_graph(&graph);
     let data = load_dataset(
         &common::fixture(&format!("{name}.inputs.npz")),
         &specs,

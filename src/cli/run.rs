@@ -35,19 +35,11 @@ pub struct RunArgs {
 
 pub fn run(args: &RunArgs) -> Result<()> {
     let graph = qdbg::tflite::read_model(&args.model)?;
-    let specs: Vec<InputSpec> = graph
-        .inputs
-        .iter()
-        .map(|&id| {
-            let t = graph.tensor(id);
-            InputSpec {
-                name: t.name.clone(),
-                shape: t.shape.clone(),
-                dtype: t.dtype,
-            }
-        })
-        .collect();
-    let dataset = load_dataset(&args.data, &specs, &args.images.options())?;
+    let dataset = load_dataset(
+        &args.data,
+        &InputSpec::for_graph(&graph),
+        &args.images.options(),
+    )?;
     let device = parse_device(args.device.device)?;
     let executor = FloatExecutor::new(&graph, &device)?;
     let count = args

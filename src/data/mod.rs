@@ -29,6 +29,24 @@ pub struct InputSpec {
     pub dtype: DType,
 }
 
+impl InputSpec {
+    /// The specs of a graph's inputs, in order.
+    pub fn for_graph(graph: &crate::graph::Graph) -> Vec<InputSpec> {
+        graph
+            .inputs
+            .iter()
+            .map(|&id| {
+                let t = graph.tensor(id);
+                InputSpec {
+                    name: t.name.clone(),
+                    shape: t.shape.clone(),
+                    dtype: t.dtype,
+                }
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ChannelOrder {
     #[default]

@@ -7,6 +7,7 @@ pub mod depthwise_f32;
 pub mod fixed_point;
 pub mod int8;
 pub mod pool_f32;
+pub mod reduce_f32;
 pub mod resize_f32;
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor as CTensor};

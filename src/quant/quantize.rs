@@ -49,7 +49,11 @@ fn weight_and_bias(op: &Op) -> Option<(usize, usize, usize)> {
     }
 }
 
-pub fn quantize_graph(float: &Graph, plan: &ActivationPlan, options: &QuantizeOptions) -> Result<QuantizedModel> {
+pub fn quantize_graph(
+    float: &Graph,
+    plan: &ActivationPlan,
+    options: &QuantizeOptions,
+) -> Result<QuantizedModel> {
     let mut g = float.clone();
     g.folded.clear();
     let n = float.nodes.len();
@@ -203,13 +207,20 @@ pub fn quantize_graph(float: &Graph, plan: &ActivationPlan, options: &QuantizeOp
         }
     }
     g.nodes = nodes;
-    if g.nodes.iter().all(|n| matches!(n.op, Op::Quantize | Op::Dequantize)) && !float.nodes.is_empty() {
+    if g.nodes
+        .iter()
+        .all(|n| matches!(n.op, Op::Quantize | Op::Dequantize))
+        && !float.nodes.is_empty()
+    {
         // Nothing computes in int8: say so plainly instead of writing an odd model.
         return Err(Error::Internal(
             "no op of the model could be quantized (all kept float); check the denylist".into(),
         ));
     }
-    Ok(QuantizedModel { graph: g, float_ops })
+    Ok(QuantizedModel {
+        graph: g,
+        float_ops,
+    })
 }
 
 fn missing(graph: &Graph, id: TensorId) -> Error {
@@ -261,7 +272,11 @@ fn quantize_weight(t: &Tensor, axis: usize) -> Result<(Tensor, Vec<f32>)> {
     let values = float_values(t)?;
     let scales = symmetric_weight_scales(&values, &t.shape, axis);
     let channels = scales.len();
-    let inner: usize = t.shape.get(axis + 1..).map_or(1, |s| s.iter().product::<usize>()).max(1);
+    let inner: usize = t
+        .shape
+        .get(axis + 1..)
+        .map_or(1, |s| s.iter().product::<usize>())
+        .max(1);
     let q: Vec<i8> = values
         .iter()
         .enumerate()
@@ -292,7 +307,11 @@ fn quantize_bias(t: &Tensor, input_scale: f32, weight_scales: &[f32]) -> Result<
     let q: Vec<i32> = values
         .iter()
         .zip(&scales)
-        .map(|(&v, &s)| (v as f64 / s as f64).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32)
+        .map(|(&v, &s)| {
+            (v as f64 / s as f64)
+                .round()
+                .clamp(i32::MIN as f64, i32::MAX as f64) as i32
+        })
         .collect();
     let mut out = t.clone();
     out.dtype = DType::I32;
@@ -309,7 +328,9 @@ fn quantize_bias(t: &Tensor, input_scale: f32, weight_scales: &[f32]) -> Result<
 /// over its own range, as the converter does.
 fn quantize_constant(t: &Tensor) -> Result<Tensor> {
     let values = float_values(t)?;
-    let (lo, hi) = values.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = values
+        .iter()
+        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let q = super::params::activation_params(lo, hi);
     let (s, zp) = (q.scale[0], q.zero_point[0]);
     let data: Vec<i8> = values
