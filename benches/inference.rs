@@ -1,7 +1,8 @@
-//! Float inference latency of a model on one sample, for `benches/float_vs_litert.sh`.
+//! Inference latency of a model (float or int8) on one sample, for
+//! `benches/latency_vs_litert.sh`.
 //! Prints one JSON line like `benches/litert_latency.py` does, so the script can divide.
 //!
-//! cargo bench --bench float_inference -- MODEL INPUTS.npz [RUNS]
+//! cargo bench --bench inference -- MODEL INPUTS.npz [RUNS]
 
 use std::time::Instant;
 
@@ -18,7 +19,7 @@ fn main() {
     let (model, inputs) = match (args.first(), args.get(1)) {
         (Some(m), Some(i)) => (m.clone(), i.clone()),
         _ => {
-            eprintln!("usage: float_inference MODEL INPUTS.npz [RUNS]");
+            eprintln!("usage: inference MODEL INPUTS.npz [RUNS]");
             std::process::exit(2);
         }
     };
@@ -72,7 +73,7 @@ fn main() {
     }
     let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     println!(
-        "{{\"runner\": \"qdbg-float\", \"model\": \"{model}\", \"threads\": \"{}\", \"runs\": {runs}, \"median_ms\": {:.3}, \"p10_ms\": {:.3}, \"p90_ms\": {:.3}}}",
+        "{{\"runner\": \"qdbg\", \"model\": \"{model}\", \"threads\": \"{}\", \"runs\": {runs}, \"median_ms\": {:.3}, \"p10_ms\": {:.3}, \"p90_ms\": {:.3}}}",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
         pick(0.5),
         pick(0.1),

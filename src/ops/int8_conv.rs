@@ -1,0 +1,150 @@
+//! CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED on int8 tensors, through
+//! `kernels::int8::conv`.
+
+use candle_core::Tensor as CTensor;
+
+use super::quantized::{from_int8, int8_values, qparams};
+use super::{expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError, OpResult};
+use crate::graph::{Conv2dAttrs, DepthwiseConv2dAttrs, FullyConnectedAttrs, TensorData, TensorId};
+use crate::kernels::int8::conv::{ConvGeometry, ConvInt8, FullyConnectedInt8};
+
+/// The int8 filter of a quantized op and its per-channel (or single) scales.
+fn filter<'a>(ctx: &'a EvalCtx, slot: usize) -> OpResult<(&'a [i8], &'a [f32], TensorId)> {
+    let id = ctx.input_id(slot)?;
+    let t = ctx.graph.tensor(id);
+    match (&t.data, &t.quant) {
+        (Some(TensorData::I8(values)), Some(q)) => Ok((values, &q.scale, id)),
+        _ => op_bail!("filter '{}' must be a constant int8 tensor with scales", t.name),
+    }
+}
+
+/// The int32 bias, if the op has one.
+fn bias<'a>(ctx: &'a EvalCtx, slot: usize) -> OpResult<Option<&'a [i32]>> {
+    let Some(id) = ctx.node.input(slot) else {
+        return Ok(None);
+    };
+    match &ctx.graph.tensor(id).data {
+        Some(TensorData::I32(values)) => Ok(Some(values)),
+        _ => op_bail!("bias '{}' must be a constant int32 tensor", ctx.graph.tensor(id).name),
+    }
+}
+
+fn kernel_error(e: String) -> OpError {
+    OpError(e)
+}
+
+pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let (batch, in_h, in_w, in_c) = input.dims4()?;
+    let (weights, scales, fid) = filter(ctx, 1)?;
+    let [out_c, k_h, k_w, _] = ctx.graph.tensor(fid).shape[..] else {
+        op_bail!("filter must have 4 dimensions (OHWI)");
+    };
+    let (pad_top, _, out_h) = spatial_padding(attrs.padding, in_h, k_h, attrs.stride_h, attrs.dilation_h)?;
+    let (pad_left, _, out_w) = spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
+    expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
+    let g = ConvGeometry {
+        batch,
+        in_h,
+        in_w,
+        in_c,
+        out_h,
+        out_w,
+        out_c,
+        k_h,
+        k_w,
+        stride_h: attrs.stride_h,
+        stride_w: attrs.stride_w,
+        dilation_h: attrs.dilation_h,
+        dilation_w: attrs.dilation_w,
+        pad_top,
+        pad_left,
+        depth_multiplier: 1,
+    };
+    let kernel = ConvInt8::new(
+        qparams(ctx, ctx.input_id(0)?)?,
+        scales,
+        qparams(ctx, ctx.node.outputs[0])?,
+        attrs.activation,
+        out_c,
+    )
+    .map_err(kernel_error)?;
+    let mut out = vec![0i8; batch * out_h * out_w * out_c];
+    kernel
+        .conv2d(&g, &int8_values(input)?, weights, bias(ctx, 2)?, &mut out)
+        .map_err(kernel_error)?;
+    from_int8(out, &[batch, out_h, out_w, out_c], input)
+}
+
+pub fn depthwise(ctx: &EvalCtx, attrs: &DepthwiseConv2dAttrs) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let (batch, in_h, in_w, in_c) = input.dims4()?;
+    let (weights, scales, fid) = filter(ctx, 1)?;
+    let [1, k_h, k_w, out_c] = ctx.graph.tensor(fid).shape[..] else {
+        op_bail!("filter must be [1, kh, kw, channels]");
+    };
+    if in_c == 0 || out_c % in_c != 0 {
+        op_bail!("filter has {out_c} channels, not a multiple of the input's {in_c}");
+    }
+    let (pad_top, _, out_h) = spatial_padding(attrs.padding, in_h, k_h, attrs.stride_h, attrs.dilation_h)?;
+    let (pad_left, _, out_w) = spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
+    expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
+    let g = ConvGeometry {
+        batch,
+        in_h,
+        in_w,
+        in_c,
+        out_h,
+        out_w,
+        out_c,
+        k_h,
+        k_w,
+        stride_h: attrs.stride_h,
+        stride_w: attrs.stride_w,
+        dilation_h: attrs.dilation_h,
+        dilation_w: attrs.dilation_w,
+        pad_top,
+        pad_left,
+        depth_multiplier: out_c / in_c,
+    };
+    let kernel = ConvInt8::new(
+        qparams(ctx, ctx.input_id(0)?)?,
+        scales,
+        qparams(ctx, ctx.node.outputs[0])?,
+        attrs.activation,
+        out_c,
+    )
+    .map_err(kernel_error)?;
+    let mut out = vec![0i8; batch * out_h * out_w * out_c];
+    kernel
+        .depthwise(&g, &int8_values(input)?, weights, bias(ctx, 2)?, &mut out)
+        .map_err(kernel_error)?;
+    from_int8(out, &[batch, out_h, out_w, out_c], input)
+}
+
+pub fn fully_connected(ctx: &EvalCtx, attrs: &FullyConnectedAttrs) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let (weights, scales, fid) = filter(ctx, 1)?;
+    let [units, depth] = ctx.graph.tensor(fid).shape[..] else {
+        op_bail!("weights must be 2-D [units, depth]");
+    };
+    let count = input.elem_count();
+    if depth == 0 || count % depth != 0 {
+        op_bail!("input of {count} elements cannot be split into rows of {depth}");
+    }
+    let rows = count / depth;
+    expect_output_shape(ctx, 0, &[rows, units])?;
+    let kernel = FullyConnectedInt8::new(
+        qparams(ctx, ctx.input_id(0)?)?,
+        scales,
+        qparams(ctx, ctx.node.outputs[0])?,
+        attrs.activation,
+        units,
+    )
+    .map_err(kernel_error)?;
+    let mut out = vec![0i8; rows * units];
+    kernel
+        .run(rows, depth, &int8_values(input)?, weights, bias(ctx, 2)?, &mut out)
+        .map_err(kernel_error)?;
+    from_int8(out, ctx.output_shape(0)?, input)
+}
