@@ -14,7 +14,10 @@ fn filter<'a>(ctx: &'a EvalCtx, slot: usize) -> OpResult<(&'a [i8], &'a [f32], T
     let t = ctx.graph.tensor(id);
     match (&t.data, &t.quant) {
         (Some(TensorData::I8(values)), Some(q)) => Ok((values, &q.scale, id)),
-        _ => op_bail!("filter '{}' must be a constant int8 tensor with scales", t.name),
+        _ => op_bail!(
+            "filter '{}' must be a constant int8 tensor with scales",
+            t.name
+        ),
     }
 }
 
@@ -25,7 +28,10 @@ fn bias<'a>(ctx: &'a EvalCtx, slot: usize) -> OpResult<Option<&'a [i32]>> {
     };
     match &ctx.graph.tensor(id).data {
         Some(TensorData::I32(values)) => Ok(Some(values)),
-        _ => op_bail!("bias '{}' must be a constant int32 tensor", ctx.graph.tensor(id).name),
+        _ => op_bail!(
+            "bias '{}' must be a constant int32 tensor",
+            ctx.graph.tensor(id).name
+        ),
     }
 }
 
@@ -40,8 +46,10 @@ pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
     let [out_c, k_h, k_w, _] = ctx.graph.tensor(fid).shape[..] else {
         op_bail!("filter must have 4 dimensions (OHWI)");
     };
-    let (pad_top, _, out_h) = spatial_padding(attrs.padding, in_h, k_h, attrs.stride_h, attrs.dilation_h)?;
-    let (pad_left, _, out_w) = spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
+    let (pad_top, _, out_h) =
+        spatial_padding(attrs.padding, in_h, k_h, attrs.stride_h, attrs.dilation_h)?;
+    let (pad_left, _, out_w) =
+        spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
     expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
     let g = ConvGeometry {
         batch,
@@ -86,8 +94,10 @@ pub fn depthwise(ctx: &EvalCtx, attrs: &DepthwiseConv2dAttrs) -> OpResult<CTenso
     if in_c == 0 || out_c % in_c != 0 {
         op_bail!("filter has {out_c} channels, not a multiple of the input's {in_c}");
     }
-    let (pad_top, _, out_h) = spatial_padding(attrs.padding, in_h, k_h, attrs.stride_h, attrs.dilation_h)?;
-    let (pad_left, _, out_w) = spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
+    let (pad_top, _, out_h) =
+        spatial_padding(attrs.padding, in_h, k_h, attrs.stride_h, attrs.dilation_h)?;
+    let (pad_left, _, out_w) =
+        spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
     expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
     let g = ConvGeometry {
         batch,
@@ -144,7 +154,14 @@ pub fn fully_connected(ctx: &EvalCtx, attrs: &FullyConnectedAttrs) -> OpResult<C
     .map_err(kernel_error)?;
     let mut out = vec![0i8; rows * units];
     kernel
-        .run(rows, depth, &int8_values(input)?, weights, bias(ctx, 2)?, &mut out)
+        .run(
+            rows,
+            depth,
+            &int8_values(input)?,
+            weights,
+            bias(ctx, 2)?,
+            &mut out,
+        )
         .map_err(kernel_error)?;
     from_int8(out, ctx.output_shape(0)?, input)
 }

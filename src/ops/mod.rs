@@ -9,6 +9,7 @@ mod binary;
 mod conv;
 mod dense;
 mod depthwise;
+mod int8_conv;
 mod layout;
 mod pool;
 mod quantize;
@@ -124,6 +125,9 @@ pub fn prepare(
     node: &Node,
     constant: &dyn Fn(TensorId) -> Option<CTensor>,
 ) -> OpResult<Option<Prepared>> {
+    if quantized::node_is_quantized(graph, node) {
+        return Ok(None); // int8 kernels read their weights straight from the graph
+    }
     match &node.op {
         Op::Conv2d(_) => conv::prepare(graph, node, constant),
         Op::FullyConnected(_) => dense::prepare(graph, node, constant),

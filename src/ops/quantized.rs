@@ -7,21 +7,25 @@
 use candle_core::{DType as CDType, Tensor as CTensor};
 
 use super::{op_bail, EvalCtx, OpResult};
-use crate::graph::{DType, Op, QuantParams, TensorId};
+use crate::graph::{DType, Graph, Node, Op, QuantParams, TensorId};
 use crate::kernels::int8::QParams;
 
 /// Whether the node computes on quantized integers: its first data input or its output is
 /// an int8/uint8/int16 tensor with quantization parameters. QUANTIZE and DEQUANTIZE are
 /// the boundary and handle both sides themselves.
 pub fn is_quantized(ctx: &EvalCtx) -> bool {
-    if matches!(ctx.node.op, Op::Quantize | Op::Dequantize) {
+    node_is_quantized(ctx.graph, ctx.node)
+}
+
+pub fn node_is_quantized(graph: &Graph, node: &Node) -> bool {
+    if matches!(node.op, Op::Quantize | Op::Dequantize) {
         return false;
     }
     let quantized = |id: TensorId| {
-        let t = ctx.graph.tensor(id);
+        let t = graph.tensor(id);
         matches!(t.dtype, DType::I8 | DType::U8 | DType::I16) && t.quant.is_some()
     };
-    ctx.node.outputs.iter().any(|&id| quantized(id))
+    node.outputs.iter().any(|&id| quantized(id))
 }
 
 /// Whether qdbg can run `op` on int8 tensors (so the quantizer may quantize it).
@@ -42,6 +46,9 @@ pub fn has_int8_kernel(op: &Op) -> bool {
             | Op::Concatenation { .. }
             | Op::Pad
             | Op::PadV2
+            | Op::Conv2d(_)
+            | Op::DepthwiseConv2d(_)
+            | Op::FullyConnected(_)
     )
 }
 
@@ -60,6 +67,13 @@ pub fn eval(ctx: &EvalCtx) -> Option<OpResult<Vec<CTensor>>> {
         | Op::SpaceToDepth { .. }
         | Op::ResizeNearestNeighbor(_) => None,
         Op::Concatenation { .. } => Some(concatenation(ctx).map(|t| vec![t])),
+        Op::Conv2d(attrs) => Some(super::int8_conv::conv2d(ctx, attrs).map(|t| vec![t])),
+        Op::DepthwiseConv2d(attrs) => {
+            Some(super::int8_conv::depthwise(ctx, attrs).map(|t| vec![t]))
+        }
+        Op::FullyConnected(attrs) => {
+            Some(super::int8_conv::fully_connected(ctx, attrs).map(|t| vec![t]))
+        }
         Op::Pad | Op::PadV2 => Some(pad(ctx).map(|t| vec![t])),
         other => Some(Err(super::OpError(format!(
             "{} on int8 tensors has no int8 kernel in qdbg yet",

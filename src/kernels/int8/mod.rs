@@ -31,7 +31,12 @@ pub fn fused_activation_range(
     output: QParams,
 ) -> (i32, i32) {
     use crate::graph::FusedActivation as A;
-    let quantize = |real: f32| output.zero_point + (real / output.scale).round() as i32;
+    // Saturating: a tiny output scale puts the quantized bound far outside i32.
+    let quantize = |real: f32| {
+        output
+            .zero_point
+            .saturating_add((real / output.scale).round() as i32)
+    };
     let (lo, hi) = (-128, 127);
     match activation {
         A::Relu => (lo.max(quantize(0.0)), hi),
