@@ -11,6 +11,13 @@
 //! code per builtin carrying the highest version any of its ops needs, as TensorFlow's
 //! `UpdateOpVersion` does. Given the source model's bytes, the writer carries over what
 //! the graph does not model: metadata entries (with their buffers) and signature defs.
+//! `min_runtime_version` is kept only while the written (builtin, version) pairs are
+//! exactly the source's, since the converter computed it from them; signature defs of
+//! subgraphs other than 0 (which the reader does not read) are dropped.
+//!
+//! Constants are written in their tensor's type: float data of a FLOAT16 or BFLOAT16
+//! tensor (widened by the reader) is narrowed back, exactly for values that came from
+//! the file. Every buffer's data starts on a 16-byte boundary, as the converter's do.
 
 use std::collections::HashSet;
 use std::path::Path;
