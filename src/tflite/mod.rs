@@ -1,7 +1,9 @@
 //! TFLite: flatbuffer bindings generated from the vendored `schema/tflite/schema.fbs`
-//! (see `scripts/gen_tflite_bindings.sh`) and the reader into [`crate::graph::Graph`].
+//! (see `scripts/gen_tflite_bindings.sh`), the reader into [`crate::graph::Graph`] and the
+//! writer back out of it.
 
 mod reader;
+mod writer;
 
 #[allow(
     clippy::all,
@@ -18,3 +20,4 @@ mod schema_generated;
 
 pub use reader::{read_model, read_model_bytes};
 pub(crate) use schema_generated::tflite as fb;
+pub use writer::{model_bytes, write_model};
