@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch; one file per subcommand.
 
 mod inspect;
+mod quantize;
 mod run;
 
 use std::path::PathBuf;
@@ -20,7 +21,8 @@ use qdbg::float::DeviceChoice;
                   quantization breaks.\n\nWith no subcommand it opens the bundled demo.",
     after_help = "Examples:\n  qdbg inspect model.tflite\n  qdbg inspect model.tflite --json\n  \
                   qdbg run model.tflite --data samples.npz -o outputs.npz\n  \
-                  qdbg run model.tflite --data images/ --mean 0.5 --std 0.5 -o outputs.npz"
+                  qdbg run model.tflite --data images/ --mean 0.5 --std 0.5 -o outputs.npz\n  \
+                  qdbg quantize model.tflite --data calibration.npy -o model_int8.tflite"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,6 +35,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Run a model in float on every sample of a dataset and save its outputs as .npz.
     Run(run::RunArgs),
+    /// Calibrate on a representative dataset and write a full-int8 .tflite.
+    Quantize(quantize::QuantizeArgs),
 }
 
 /// Where the float executor runs.
@@ -112,6 +116,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Inspect(args)) => inspect::inspect(&args),
         Some(Command::Run(args)) => run::run(&args),
+        Some(Command::Quantize(args)) => quantize::quantize(&args),
         None => inspect::demo_summary(&demo_dir()),
     };
     match result {
