@@ -1,6 +1,7 @@
-//! Models quantized by TensorFlow's converter run on qdbg's int8 kernels, tensor by tensor
-//! against LiteRT's builtin kernels: on every int8 tensor, >= 99.9% of elements identical
-//! and none more than 1 LSB apart.
+//! Quantized models run on qdbg's int8 kernels, tensor by tensor against LiteRT's builtin
+//! kernels: on every int8 tensor, >= 99.9% of elements identical and none more than 1 LSB
+//! apart. Two sources of models: TensorFlow's converter (`NAME.int8.tflite`, "quantized
+//! elsewhere") and qdbg's own quantizer, whose written file LiteRT must load and run.
 
 mod common;
 
@@ -11,7 +12,43 @@ use qdbg::float::FloatExecutor;
 use qdbg::graph::DType;
 
 fn check(name: &str) {
-    let model = common::fixture(&format!("{name}.int8.tflite"));
+    check_model(name, &common::fixture(&format!("{name}.int8.tflite")));
+}
+
+/// Quantizes the float fixture with qdbg (calibrated on the fixture's inputs), writes it,
+/// and checks the written file.
+fn check_qdbg_quantized(name: &str) {
+    use qdbg::data::{load_dataset, ImageOptions, InputSpec};
+    use qdbg::quant::{
+        calibrate,
+        plan::plan_activations,
+        quantize::{quantize_graph, QuantizeOptions},
+    };
+    let float_path = common::fixture(&format!("{name}.tflite"));
+    let original = std::fs::read(&float_path).unwrap();
+    let graph = qdbg::tflite::read_model_bytes(&original, &float_path).unwrap();
+    let data = load_dataset(
+        &common::fixture(&format!("{name}.inputs.npz")),
+        &InputSpec::for_graph(&graph),
+        &ImageOptions::default(),
+    )
+    .unwrap();
+    let exec = FloatExecutor::new(&graph, &Device::Cpu).unwrap();
+    let cal = calibrate(&exec, &data, String::new(), &mut |_| {}).unwrap();
+    let model = quantize_graph(
+        &graph,
+        &plan_activations(&graph, &cal),
+        &QuantizeOptions::default(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.qdbg-int8.tflite"));
+    qdbg::tflite::write_model(&model.graph, Some(&original), &path).unwrap();
+    check_model(name, &path);
+}
+
+fn check_model(name: &str, model: &std::path::Path) {
+    let model = model.to_path_buf();
     let inputs = common::fixture(&format!("{name}.inputs.npz"));
     let graph = qdbg::tflite::read_model(&model).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -40,13 +40,22 @@ pub struct QuantizeArgs {
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     let original = std::fs::read(&args.model).map_err(|e| qdbg::Error::io(&args.model, e))?;
     let graph = qdbg::tflite::read_model_bytes(&original, &args.model)?;
-    let dataset = load_dataset(&args.data, &InputSpec::for_graph(&graph), &args.images.options())?;
+    let dataset = load_dataset(
+        &args.data,
+        &InputSpec::for_graph(&graph),
+        &args.images.options(),
+    )?;
     let device = parse_device(args.device.device)?;
     let executor = FloatExecutor::new(&graph, &device)?;
 
     let started = Instant::now();
-    let (calibration, source) =
-        calibrate_or_load(&args.model, &executor, &dataset, args.recalibrate, &mut |_| {})?;
+    let (calibration, source) = calibrate_or_load(
+        &args.model,
+        &executor,
+        &dataset,
+        args.recalibrate,
+        &mut |_| {},
+    )?;
     match &source {
         CalibrationSource::Reused(path) => println!("calibration: reused {}", path.display()),
         CalibrationSource::Saved(path) => println!(
@@ -56,7 +65,10 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
             path.display()
         ),
         CalibrationSource::NotSaved(e) => {
-            println!("calibration: {} samples (not saved: {e})", calibration.samples)
+            println!(
+                "calibration: {} samples (not saved: {e})",
+                calibration.samples
+            )
         }
     }
 
