@@ -25,6 +25,11 @@ tests/fixtures/kernels/misc_<case>.npz:
     filter, stride    [h, w] for pools; padding 0 = SAME, 1 = VALID
     axes, keep_dims   for reductions;  beta (softmax), alpha (leaky relu)
 
+Test samples are random, drawn a little wider than the calibration data; for
+the one-input elementwise ops (LOGISTIC, TANH, HARD_SWISH, RELU, RELU6,
+LEAKY_RELU) the first sample runs through all 256 int8 codes. Scalars are
+stored as 0-d arrays.
+
 Deterministic: fixed seeds, and the archives are written with fixed timestamps,
 so a rerun gives byte-identical files (unless the pinned packages change).
 """
