@@ -1,1 +1,888 @@
-//! (being written)
+//! int8 ADD, SUB, MUL, MAXIMUM and MINIMUM with numpy broadcasting, bit-exact with
+//! LiteRT's optimized builtin kernels as they run on x86.
+//!
+//! LiteRT's x86 build defines `__SSE4_1__`, so TFLite's `neon_check.h` turns on
+//! `USE_NEON` and the "NEON" loops run through the NEON_2_SSE emulation. Those loops
+//! do not always compute what the scalar tails compute, so the lanes that LiteRT
+//! hands to a vector block are computed here with the vector arithmetic and the rest
+//! with the scalar arithmetic:
+//!
+//! * ADD (`optimized_integer_ops::AddElementwiseInt8`, 16 lanes): the vector code
+//!   shifts each input left by `20 + input_shift` before one rounding multiply, the
+//!   scalar code shifts by 20, multiplies, then rounds the shift away; and in
+//!   `AddScalarBroadcast` (8 lanes) the vector code drops the input shift with a
+//!   truncating shift. Both narrow through int16 before saturating to int8.
+//! * MUL (`MulElementwise` / `MulSimpleBroadcast`, 16 lanes): same arithmetic, but
+//!   the vector code saturates to int16 and adds the output offset with int16
+//!   wrap-around before saturating to int8.
+//! * SUB: LiteRT runs the reference kernels (`reference_ops::Sub` /
+//!   `BroadcastQuantSubSlow`) for int8, so every lane is scalar.
+//! * MAXIMUM / MINIMUM compare the raw int8 values on every path.
+//!
+//! Which elements form a vector block depends on how TFLite's
+//! `ProcessBroadcastShapes` splits the shapes into its five-fold loop nest, so that
+//! split is reproduced exactly ([`BroadcastPlan`]).
+
+use super::{fused_activation_range, QParams};
+use crate::graph::FusedActivation;
+use crate::kernels::fixed_point::{
+    rounding_divide_by_pot, saturating_rounding_doubling_high_mul, QuantizedMultiplier,
+};
+
+/// Emulations of the NEON intrinsics (as NEON_2_SSE implements them) that LiteRT's
+/// int8 kernels use, shared by the kernels in this module's siblings.
+pub(crate) mod neon {
+    use crate::kernels::fixed_point::saturating_rounding_doubling_high_mul;
+
+    /// `vshlq_s32`: a left shift for non-negative counts, an arithmetic (truncating)
+    /// right shift for negative ones; counts past the lane width give 0 or the sign.
+    pub fn shl(x: i32, count: i32) -> i32 {
+        match count {
+            c if c >= 32 => 0,
+            c if c >= 0 => x.wrapping_shl(c as u32),
+            c if c > -32 => x >> (-c),
+            _ => x >> 31,
+        }
+    }
+
+    /// `vrshlq_s32`: like [`shl`], but a right shift rounds half up (adds half the
+    /// divisor first, without overflow), unlike gemmlowp's half-away-from-zero.
+    pub fn rounding_shl(x: i32, count: i32) -> i32 {
+        if count >= 0 {
+            return shl(x, count);
+        }
+        let n = count.saturating_neg().min(63) as u32;
+        ((i64::from(x) + (1i64 << (n - 1))) >> n) as i32
+    }
+
+    /// `MultiplyByQuantizedMultiplier4Rows` (double-rounding build): shift left,
+    /// `vqrdmulhq_s32`, then a half-up rounding right shift.
+    pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
+        let left = shift.max(0);
+        let right = shift.min(0);
+        rounding_shl(
+            saturating_rounding_doubling_high_mul(shl(x, left), multiplier),
+            right,
+        )
+    }
+
+    /// `vqmovn_s32`: saturate to int16.
+    pub fn saturate_i16(x: i32) -> i16 {
+        x.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
+    }
+
+    /// `vqmovn_s16`: saturate to int8.
+    pub fn saturate_i8(x: i16) -> i8 {
+        x.clamp(i16::from(i8::MIN), i16::from(i8::MAX)) as i8
+    }
+
+    /// `vmaxq_s8(min, vminq_s8(max, x))` with the bounds broadcast as int8
+    /// (`vdupq_n_s8` truncates them).
+    pub fn clamp_i8(x: i8, lo: i32, hi: i32) -> i8 {
+        (lo as i8).max((hi as i8).min(x))
+    }
+}
+
+/// The broadcast output shape of two shapes under numpy rules (aligned at the
+/// trailing axis; each pair of extents equal or one of them 1).
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
+    let rank = a.len().max(b.len());
+    let ext_a = extend(a, rank);
+    let ext_b = extend(b, rank);
+    ext_a
+        .iter()
+        .zip(&ext_b)
+        .map(|(&x, &y)| match (x, y) {
+            _ if x == y => Ok(x),
+            (1, _) => Ok(y),
+            (_, 1) => Ok(x),
+            _ => Err(format!("shapes {a:?} and {b:?} do not broadcast")),
+        })
+        .collect()
+}
+
+fn extend(shape: &[usize], rank: usize) -> Vec<usize> {
+    let mut v = vec![1; rank - shape.len()];
+    v.extend_from_slice(shape);
+    v
+}
+
+fn element_count(shape: &[usize]) -> Result<usize, String> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} has too many elements"))
+}
+
+/// How TFLite's `ProcessBroadcastShapes` (reference/process_broadcast_shapes.h)
+/// classifies a pair of shapes; this decides which loop, and so which mix of vector
+/// and scalar arithmetic, LiteRT applies to each element.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BroadcastPlan {
+    /// Equal shapes once padded to a common rank: one flat pass over `len` elements.
+    Elementwise { len: usize },
+    /// The five-fold loop nest of `optimized_ops::BinaryBroadcastFiveFold`. The
+    /// "fast-broadcasting" operand, the one iterated as `input1` there, has
+    /// `y0*y1*y2*y4` elements and the other `y0*y2*y3*y4`; `swapped` says the
+    /// fast-broadcasting operand is the op's second input, whose quantization
+    /// parameters then play the first input's role.
+    FiveFold { swapped: bool, y: [usize; 5] },
+    /// Any other broadcast: the per-element reference loop.
+    Generic {
+        out_shape: Vec<usize>,
+        strides_a: Vec<usize>,
+        strides_b: Vec<usize>,
+    },
+}
+
+impl BroadcastPlan {
+    pub fn new(a: &[usize], b: &[usize]) -> Result<Self, String> {
+        let out_shape = broadcast_shape(a, b)?;
+        let rank = out_shape.len();
+        let (ea, eb) = (extend(a, rank), extend(b, rank));
+        element_count(&ea)?;
+        element_count(&eb)?;
+        let len = element_count(&out_shape)?;
+        if ea == eb {
+            return Ok(BroadcastPlan::Elementwise { len });
+        }
+        // The innermost axis where the extents differ decides which input
+        // "broadcasts fast"; the other input is the one walked contiguously.
+        let first_fast = (0..rank)
+            .rev()
+            .find(|&i| ea[i] != eb[i])
+            .map(|i| ea[i] == 1)
+            .unwrap_or(true);
+        let (sa, sb) = if first_fast { (&ea, &eb) } else { (&eb, &ea) };
+        let mut y = [1usize; 5];
+        let mut i = rank as isize - 1;
+        let at = |s: &Vec<usize>, i: isize| s[i as usize];
+        // Same consolidation order as TFLite: y4 (equal), y3 (a is 1), y2 (equal),
+        // y1 (b is 1), y0 (equal). Products cannot overflow: each is bounded by
+        // an operand's element count, checked above.
+        while i >= 0 && at(sa, i) == at(sb, i) {
+            y[4] *= at(sb, i);
+            i -= 1;
+        }
+        while i >= 0 && at(sa, i) == 1 {
+            y[3] *= at(sb, i);
+            i -= 1;
+        }
+        while i >= 0 && at(sa, i) == at(sb, i) {
+            y[2] *= at(sa, i);
+            i -= 1;
+        }
+        while i >= 0 && at(sb, i) == 1 {
+            y[1] *= at(sa, i);
+            i -= 1;
+        }
+        while i >= 0 && at(sa, i) == at(sb, i) {
+            y[0] *= at(sb, i);
+            i -= 1;
+        }
+        if i >= 0 {
+            return Ok(BroadcastPlan::Generic {
+                strides_a: broadcast_strides(&ea, &out_shape),
+                strides_b: broadcast_strides(&eb, &out_shape),
+                out_shape,
+            });
+        }
+        Ok(BroadcastPlan::FiveFold {
+            swapped: !first_fast,
+            y,
+        })
+    }
+}
+
+/// Row-major strides of `shape` seen through `out_shape`, 0 on broadcast axes.
+fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![0; shape.len()];
+    let mut s = 1;
+    for i in (0..shape.len()).rev() {
+        strides[i] = if shape[i] == 1 && out_shape[i] != 1 {
+            0
+        } else {
+            s
+        };
+        s *= shape[i];
+    }
+    strides
+}
+
+/// Calls `f(out_index, a_index, b_index)` for every output element, row-major.
+fn for_each_broadcast(
+    out_shape: &[usize],
+    sa: &[usize],
+    sb: &[usize],
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let rank = out_shape.len();
+    let total: usize = out_shape.iter().product();
+    let mut idx = vec![0usize; rank];
+    let (mut ia, mut ib) = (0usize, 0usize);
+    for o in 0..total {
+        f(o, ia, ib);
+        // Odometer increment, keeping the operand offsets in step.
+        for d in (0..rank).rev() {
+            idx[d] += 1;
+            ia += sa[d];
+            ib += sb[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            ia -= sa[d] * idx[d];
+            ib -= sb[d] * idx[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/// The five-fold loop nest of TFLite's `BinaryBroadcastFiveFold`: `a` is the
+/// fast-broadcasting operand. With `y4 > 1` the innermost call is an elementwise
+/// pass over `y4` elements; otherwise a scalar of `a` is broadcast over `y3`.
+fn five_fold(
+    y: [usize; 5],
+    a: &[i8],
+    b: &[i8],
+    out: &mut [i8],
+    mut elementwise: impl FnMut(&[i8], &[i8], &mut [i8]),
+    mut scalar: impl FnMut(i8, &[i8], &mut [i8]),
+) {
+    let [y0, y1, y2, y3, y4] = y;
+    let (mut pa, mut po, mut b_reset) = (0usize, 0usize, 0usize);
+    for _ in 0..y0 {
+        let mut pb = b_reset;
+        for _ in 0..y1 {
+            pb = b_reset;
+            for _ in 0..y2 {
+                if y4 > 1 {
+                    for _ in 0..y3 {
+                        elementwise(&a[pa..pa + y4], &b[pb..pb + y4], &mut out[po..po + y4]);
+                        pb += y4;
+                        po += y4;
+                    }
+                    pa += y4;
+                } else {
+                    scalar(a[pa], &b[pb..pb + y3], &mut out[po..po + y3]);
+                    pb += y3;
+                    po += y3;
+                    pa += 1;
+                }
+            }
+        }
+        b_reset = pb;
+    }
+}
+
+/// Checks operand and output lengths against their shapes, returning the plan.
+fn plan_for(
+    a: &[i8],
+    a_shape: &[usize],
+    b: &[i8],
+    b_shape: &[usize],
+    out: &[i8],
+) -> Result<BroadcastPlan, String> {
+    let plan = BroadcastPlan::new(a_shape, b_shape)?;
+    let out_len = element_count(&broadcast_shape(a_shape, b_shape)?)?;
+    if a.len() != element_count(a_shape)? || b.len() != element_count(b_shape)? {
+        return Err(format!(
+            "input lengths {} and {} do not match shapes {a_shape:?} and {b_shape:?}",
+            a.len(),
+            b.len()
+        ));
+    }
+    if out.len() != out_len {
+        return Err(format!(
+            "output length {} does not match the broadcast shape ({out_len} elements)",
+            out.len()
+        ));
+    }
+    Ok(plan)
+}
+
+/// Runs a binary op through LiteRT's dispatch: flat elementwise, five-fold, or the
+/// generic per-element loop (`scalar_op`, reference arithmetic, original operand order).
+#[allow(clippy::too_many_arguments)]
+fn dispatch<P: Copy>(
+    plan: &BroadcastPlan,
+    params: P,
+    switched: P,
+    a: &[i8],
+    b: &[i8],
+    out: &mut [i8],
+    elementwise: impl Fn(&P, &[i8], &[i8], &mut [i8]),
+    scalar_broadcast: impl Fn(&P, i8, &[i8], &mut [i8]),
+    scalar_op: impl Fn(&P, i8, i8) -> i8,
+) {
+    match plan {
+        BroadcastPlan::Elementwise { .. } => elementwise(&params, a, b, out),
+        BroadcastPlan::FiveFold { swapped, y } => {
+            let (p, fa, fb) = if *swapped {
+                (switched, b, a)
+            } else {
+                (params, a, b)
+            };
+            five_fold(
+                *y,
+                fa,
+                fb,
+                out,
+                |x, y, o| elementwise(&p, x, y, o),
+                |s, y, o| scalar_broadcast(&p, s, y, o),
+            );
+        }
+        BroadcastPlan::Generic {
+            out_shape,
+            strides_a,
+            strides_b,
+        } => for_each_broadcast(out_shape, strides_a, strides_b, |o, ia, ib| {
+            out[o] = scalar_op(&params, a[ia], b[ib]);
+        }),
+    }
+}
+
+fn check_scale(what: &str, q: QParams) -> Result<(), String> {
+    if q.scale.is_finite() && q.scale > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{what} scale {} is not a positive number", q.scale))
+    }
+}
+
+/// TFLite's `QuantizeMultiplierSmallerThanOneExp`: the multiplier must lie in (0, 1).
+fn multiplier_below_one(what: &str, real: f64) -> Result<QuantizedMultiplier, String> {
+    if !(real > 0.0 && real < 1.0) {
+        return Err(format!(
+            "{what} multiplier {real} is outside (0, 1), which TFLite rejects"
+        ));
+    }
+    Ok(QuantizedMultiplier::from_real(real))
+}
+
+/// TFLite's `MultiplyByQuantizedMultiplierSmallerThanOneExp` (shift <= 0).
+fn mul_below_one(x: i32, m: QuantizedMultiplier) -> i32 {
+    rounding_divide_by_pot(
+        saturating_rounding_doubling_high_mul(x, m.multiplier),
+        -m.shift,
+    )
+}
+
+/// The ADD / SUB input shift: TFLite scales both operands up by 2^20 first.
+const ADD_LEFT_SHIFT: i32 = 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AddSide {
+    offset: i32,
+    multiplier: QuantizedMultiplier,
+}
+
+/// The fixed-point parameters of TFLite's int8 ADD / SUB (`ArithmeticParams`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AddParams {
+    in1: AddSide,
+    in2: AddSide,
+    out: QuantizedMultiplier,
+    out_offset: i32,
+    act_min: i32,
+    act_max: i32,
+}
+
+impl AddParams {
+    /// `PrepareGeneralSubOp` / add.cc `Prepare`: both inputs are rescaled to twice
+    /// the larger input scale, summed at 2^20 resolution, then scaled to the output.
+    fn new(
+        in1: QParams,
+        in2: QParams,
+        out: QParams,
+        activation: FusedActivation,
+    ) -> Result<Self, String> {
+        check_scale("first input", in1)?;
+        check_scale("second input", in2)?;
+        check_scale("output", out)?;
+        let twice_max = 2.0 * f64::from(in1.scale.max(in2.scale));
+        let real_out = twice_max / (f64::from(1u32 << ADD_LEFT_SHIFT) * f64::from(out.scale));
+        let (act_min, act_max) = fused_activation_range(activation, out);
+        Ok(AddParams {
+            in1: AddSide {
+                offset: -in1.zero_point,
+                multiplier: multiplier_below_one("input", f64::from(in1.scale) / twice_max)?,
+            },
+            in2: AddSide {
+                offset: -in2.zero_point,
+                multiplier: multiplier_below_one("input", f64::from(in2.scale) / twice_max)?,
+            },
+            out: multiplier_below_one("output", real_out)?,
+            out_offset: out.zero_point,
+            act_min,
+            act_max,
+        })
+    }
+
+    fn switched(self) -> Self {
+        AddParams {
+            in1: self.in2,
+            in2: self.in1,
+            ..self
+        }
+    }
+
+    /// One input scaled the scalar way: shift by 2^20, multiply, round the shift away.
+    fn scale_scalar(side: AddSide, x: i8) -> i32 {
+        let shifted = (side.offset + i32::from(x)).wrapping_mul(1 << ADD_LEFT_SHIFT);
+        mul_below_one(shifted, side.multiplier)
+    }
+
+    /// The scalar output stage: rescale, offset, clamp, truncate to int8.
+    fn finish_scalar(&self, raw: i32) -> i8 {
+        let raw = mul_below_one(raw, self.out).wrapping_add(self.out_offset);
+        raw.max(self.act_min).min(self.act_max) as i8
+    }
+
+    /// The vector output stage: rescale, narrow to int16 (truncating), add the
+    /// offset in int16, saturate to int8, clamp with int8 bounds.
+    fn finish_vector(&self, raw: i32) -> i8 {
+        let v = mul_below_one(raw, self.out) as i16;
+        let v = neon::saturate_i8(v.wrapping_add(self.out_offset as i16));
+        neon::clamp_i8(v, self.act_min, self.act_max)
+    }
+
+    /// `vaddq_s16` of the input and its offset (both int16).
+    fn offset_i16(side: AddSide, x: i8) -> i32 {
+        i32::from(i16::from(x).wrapping_add(side.offset as i16))
+    }
+}
+
+/// ADD, one lane of `AddElementwiseInt8`'s vector loop.
+fn add_vector_lane(p: &AddParams, a: i8, b: i8) -> i8 {
+    let scale = |side: AddSide, x: i8| {
+        let v = neon::shl(
+            AddParams::offset_i16(side, x),
+            ADD_LEFT_SHIFT + side.multiplier.shift,
+        );
+        saturating_rounding_doubling_high_mul(v, side.multiplier.multiplier)
+    };
+    p.finish_vector(scale(p.in1, a).wrapping_add(scale(p.in2, b)))
+}
+
+fn add_scalar(p: &AddParams, a: i8, b: i8) -> i8 {
+    p.finish_scalar(
+        AddParams::scale_scalar(p.in1, a).wrapping_add(AddParams::scale_scalar(p.in2, b)),
+    )
+}
+
+/// `optimized_integer_ops::AddElementwiseInt8`: 16-lane blocks, scalar tail.
+fn add_elementwise(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
+    let blocks = out.len() / 16 * 16;
+    for i in 0..out.len() {
+        out[i] = if i < blocks {
+            add_vector_lane(p, a[i], b[i])
+        } else {
+            add_scalar(p, a[i], b[i])
+        };
+    }
+}
+
+/// `optimized_integer_ops::AddScalarBroadcast`: 8-lane blocks whose input shifts
+/// truncate (`vshlq_s32` by a negative count), then a scalar tail that rounds.
+fn add_scalar_broadcast(p: &AddParams, a: i8, b: &[i8], out: &mut [i8]) {
+    let blocks = out.len() / 8 * 8;
+    let scale_vector = |side: AddSide, x: i8| {
+        let v = neon::shl(AddParams::offset_i16(side, x), ADD_LEFT_SHIFT);
+        let v = saturating_rounding_doubling_high_mul(v, side.multiplier.multiplier);
+        neon::shl(v, side.multiplier.shift)
+    };
+    let a_vector = scale_vector(p.in1, a);
+    let a_scalar = AddParams::scale_scalar(p.in1, a);
+    for (i, (o, &x)) in out.iter_mut().zip(b).enumerate() {
+        *o = if i < blocks {
+            p.finish_vector(a_vector.wrapping_add(scale_vector(p.in2, x)))
+        } else {
+            p.finish_scalar(a_scalar.wrapping_add(AddParams::scale_scalar(p.in2, x)))
+        };
+    }
+}
+
+/// Prepared int8 ADD (`tflite::ops::builtin::add`, optimized kernel).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Add {
+    params: AddParams,
+}
+
+impl Add {
+    pub fn new(
+        in1: QParams,
+        in2: QParams,
+        out: QParams,
+        activation: FusedActivation,
+    ) -> Result<Self, String> {
+        Ok(Add {
+            params: AddParams::new(in1, in2, out, activation)?,
+        })
+    }
+
+    /// `out = a + b` broadcast; `out` has the broadcast shape's element count.
+    pub fn run(
+        &self,
+        a: &[i8],
+        a_shape: &[usize],
+        b: &[i8],
+        b_shape: &[usize],
+        out: &mut [i8],
+    ) -> Result<(), String> {
+        let plan = plan_for(a, a_shape, b, b_shape, out)?;
+        dispatch(
+            &plan,
+            self.params,
+            self.params.switched(),
+            a,
+            b,
+            out,
+            add_elementwise,
+            add_scalar_broadcast,
+            add_scalar,
+        );
+        Ok(())
+    }
+}
+
+/// Prepared int8 SUB. LiteRT runs the reference kernel for int8 SUB, so every
+/// element takes the scalar path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sub {
+    params: AddParams,
+}
+
+impl Sub {
+    pub fn new(
+        in1: QParams,
+        in2: QParams,
+        out: QParams,
+        activation: FusedActivation,
+    ) -> Result<Self, String> {
+        for (what, q) in [("first input", in1), ("second input", in2), ("output", out)] {
+            if !(-128..=127).contains(&q.zero_point) {
+                // sub.cc's Prepare rejects these (TF_LITE_ENSURE).
+                return Err(format!(
+                    "{what} zero point {} is outside int8",
+                    q.zero_point
+                ));
+            }
+        }
+        // sub.cc would accept an output multiplier above 1 and then right-shift by a
+        // negative amount (undefined behaviour); refusing it is the only safe option.
+        Ok(Sub {
+            params: AddParams::new(in1, in2, out, activation)?,
+        })
+    }
+
+    /// `out = a - b` broadcast; `out` has the broadcast shape's element count.
+    pub fn run(
+        &self,
+        a: &[i8],
+        a_shape: &[usize],
+        b: &[i8],
+        b_shape: &[usize],
+        out: &mut [i8],
+    ) -> Result<(), String> {
+        let plan = plan_for(a, a_shape, b, b_shape, out)?;
+        let p = &self.params;
+        let sub = |x: i8, y: i8| {
+            p.finish_scalar(
+                AddParams::scale_scalar(p.in1, x).wrapping_sub(AddParams::scale_scalar(p.in2, y)),
+            )
+        };
+        match plan {
+            BroadcastPlan::Elementwise { .. } => {
+                for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                    *o = sub(x, y);
+                }
+            }
+            _ => {
+                let out_shape = broadcast_shape(a_shape, b_shape)?;
+                let rank = out_shape.len();
+                let sa = broadcast_strides(&extend(a_shape, rank), &out_shape);
+                let sb = broadcast_strides(&extend(b_shape, rank), &out_shape);
+                for_each_broadcast(&out_shape, &sa, &sb, |o, ia, ib| out[o] = sub(a[ia], b[ib]));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fixed-point parameters of TFLite's int8 MUL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MulParams {
+    in1_offset: i32,
+    in2_offset: i32,
+    out_offset: i32,
+    out: QuantizedMultiplier,
+    act_min: i32,
+    act_max: i32,
+}
+
+impl MulParams {
+    fn switched(self) -> Self {
+        MulParams {
+            in1_offset: self.in2_offset,
+            in2_offset: self.in1_offset,
+            ..self
+        }
+    }
+
+    fn finish_scalar(&self, product: i32) -> i8 {
+        let v = self.out.apply(product).wrapping_add(self.out_offset);
+        v.max(self.act_min).min(self.act_max) as i8
+    }
+
+    /// The vector lanes: int16 operands, exact product, the same rescale, then
+    /// saturate to int16, add the offset in int16, saturate to int8, clamp.
+    fn finish_vector(&self, x: i16, y: i16) -> i8 {
+        let left = self.out.shift.max(0);
+        let right = (-self.out.shift).max(0);
+        let p = neon::shl(i32::from(x) * i32::from(y), left);
+        let p = rounding_divide_by_pot(
+            saturating_rounding_doubling_high_mul(p, self.out.multiplier),
+            right,
+        );
+        let v = neon::saturate_i16(p).wrapping_add(self.out_offset as i16);
+        neon::clamp_i8(neon::saturate_i8(v), self.act_min, self.act_max)
+    }
+}
+
+/// `optimized_integer_ops::MulElementwise`: 16-lane blocks, scalar tail.
+fn mul_elementwise(p: &MulParams, a: &[i8], b: &[i8], out: &mut [i8]) {
+    let blocks = out.len() / 16 * 16;
+    for i in 0..out.len() {
+        out[i] = if i < blocks {
+            p.finish_vector(
+                i16::from(a[i]).wrapping_add(p.in1_offset as i16),
+                i16::from(b[i]).wrapping_add(p.in2_offset as i16),
+            )
+        } else {
+            mul_scalar(p, a[i], b[i])
+        };
+    }
+}
+
+/// `optimized_integer_ops::MulSimpleBroadcast`. The broadcast operand plus its
+/// offset is held in an int16 on both paths.
+fn mul_scalar_broadcast(p: &MulParams, a: i8, b: &[i8], out: &mut [i8]) {
+    let blocks = out.len() / 16 * 16;
+    let x = (p.in1_offset + i32::from(a)) as i16;
+    for (i, (o, &y)) in out.iter_mut().zip(b).enumerate() {
+        *o = if i < blocks {
+            p.finish_vector(x, i16::from(y).wrapping_add(p.in2_offset as i16))
+        } else {
+            p.finish_scalar(i32::from(x).wrapping_mul(p.in2_offset + i32::from(y)))
+        };
+    }
+}
+
+fn mul_scalar(p: &MulParams, a: i8, b: i8) -> i8 {
+    p.finish_scalar((p.in1_offset + i32::from(a)).wrapping_mul(p.in2_offset + i32::from(b)))
+}
+
+/// Prepared int8 MUL (`tflite::ops::builtin::mul`, optimized kernel).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mul {
+    params: MulParams,
+}
+
+impl Mul {
+    pub fn new(
+        in1: QParams,
+        in2: QParams,
+        out: QParams,
+        activation: FusedActivation,
+    ) -> Result<Self, String> {
+        check_scale("first input", in1)?;
+        check_scale("second input", in2)?;
+        check_scale("output", out)?;
+        // mul.cc multiplies the scales in float before widening to double.
+        let real = f64::from(in1.scale * in2.scale / out.scale);
+        if !real.is_finite() || real <= 0.0 {
+            return Err(format!("MUL output multiplier {real} is not usable"));
+        }
+        let (act_min, act_max) = fused_activation_range(activation, out);
+        Ok(Mul {
+            params: MulParams {
+                in1_offset: -in1.zero_point,
+                in2_offset: -in2.zero_point,
+                out_offset: out.zero_point,
+                out: QuantizedMultiplier::from_real(real),
+                act_min,
+                act_max,
+            },
+        })
+    }
+
+    /// `out = a * b` broadcast; `out` has the broadcast shape's element count.
+    pub fn run(
+        &self,
+        a: &[i8],
+        a_shape: &[usize],
+        b: &[i8],
+        b_shape: &[usize],
+        out: &mut [i8],
+    ) -> Result<(), String> {
+        let plan = plan_for(a, a_shape, b, b_shape, out)?;
+        dispatch(
+            &plan,
+            self.params,
+            self.params.switched(),
+            a,
+            b,
+            out,
+            mul_elementwise,
+            mul_scalar_broadcast,
+            mul_scalar,
+        );
+        Ok(())
+    }
+}
+
+/// int8 MAXIMUM / MINIMUM. TFLite compares the raw int8 values on every path,
+/// relying on the converter to give inputs and output one set of parameters; this
+/// does the same, so it stays bit-exact even for a model that breaks that rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MinMax {
+    Maximum,
+    Minimum,
+}
+
+impl MinMax {
+    pub fn run(
+        self,
+        a: &[i8],
+        a_shape: &[usize],
+        b: &[i8],
+        b_shape: &[usize],
+        out: &mut [i8],
+    ) -> Result<(), String> {
+        plan_for(a, a_shape, b, b_shape, out)?;
+        let pick = match self {
+            MinMax::Maximum => std::cmp::max::<i8>,
+            MinMax::Minimum => std::cmp::min::<i8>,
+        };
+        let out_shape = broadcast_shape(a_shape, b_shape)?;
+        let rank = out_shape.len();
+        let sa = broadcast_strides(&extend(a_shape, rank), &out_shape);
+        let sb = broadcast_strides(&extend(b_shape, rank), &out_shape);
+        for_each_broadcast(&out_shape, &sa, &sb, |o, ia, ib| {
+            out[o] = pick(a[ia], b[ib])
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_plans_follow_tflite() {
+        // Squeeze-excite: the second input broadcasts fast -> swapped, y4 = C.
+        assert_eq!(
+            BroadcastPlan::new(&[1, 7, 7, 40], &[1, 1, 1, 40]).unwrap(),
+            BroadcastPlan::FiveFold {
+                swapped: true,
+                y: [1, 1, 1, 49, 40]
+            }
+        );
+        // Per-pixel scalar: y4 = 1, the scalar-broadcast loop over C.
+        assert_eq!(
+            BroadcastPlan::new(&[1, 6, 6, 20], &[1, 6, 6, 1]).unwrap(),
+            BroadcastPlan::FiveFold {
+                swapped: true,
+                y: [1, 1, 36, 20, 1]
+            }
+        );
+        assert_eq!(
+            BroadcastPlan::new(&[2, 3], &[2, 3]).unwrap(),
+            BroadcastPlan::Elementwise { len: 6 }
+        );
+        // Lower rank operand is padded with leading 1s.
+        assert_eq!(
+            BroadcastPlan::new(&[5], &[2, 3, 5]).unwrap(),
+            BroadcastPlan::FiveFold {
+                swapped: false,
+                y: [1, 1, 1, 6, 5]
+            }
+        );
+        assert!(matches!(
+            BroadcastPlan::new(&[3, 1, 4, 1], &[1, 5, 1, 6]).unwrap(),
+            BroadcastPlan::Generic { .. }
+        ));
+        assert!(BroadcastPlan::new(&[2, 3], &[3, 2]).is_err());
+    }
+
+    #[test]
+    fn add_by_hand() {
+        // Equal scales 0.1, zero points 0, output scale 0.2: twice_max = 0.2, input
+        // multipliers 0.5 (2^30, shift 0), output 0.2 / (2^20 * 0.2) = 2^-20.
+        let q = QParams::new(0.1, 0);
+        let add = Add::new(q, q, QParams::new(0.2, 0), FusedActivation::None).unwrap();
+        let a = [10i8, -10, 3, 127];
+        let b = [5i8, -6, 0, 127];
+        let mut out = [0i8; 4];
+        add.run(&a, &[4], &b, &[4], &mut out).unwrap();
+        // (10 + 5) * 0.1 / 0.2 = 7.5 -> 8 (half away from zero); -16 * 0.5 = -8;
+        // 1.5 -> 2; 254 / 2 = 127.
+        assert_eq!(out, [8, -8, 2, 127]);
+        // A fused RELU with output zero point 0 clamps at 0.
+        let relu = Add::new(q, q, QParams::new(0.2, 0), FusedActivation::Relu).unwrap();
+        relu.run(&a, &[4], &b, &[4], &mut out).unwrap();
+        assert_eq!(out, [8, 0, 2, 127]);
+    }
+
+    #[test]
+    fn sub_and_mul_by_hand() {
+        let q = QParams::new(0.5, 1);
+        let sub = Sub::new(q, q, QParams::new(0.5, -2), FusedActivation::None).unwrap();
+        let mut out = [0i8; 2];
+        // (9 - 1) - (4 - 1) = 5 -> 5 - 2 = 3; (1-1) - (11-1) = -10 -> -12
+        sub.run(&[9, 1], &[2], &[4, 11], &[2], &mut out).unwrap();
+        assert_eq!(out, [3, -12]);
+        // 0.5 * 0.5 / 0.25 = 1: the product of the offset values.
+        let mul = Mul::new(q, q, QParams::new(0.25, 0), FusedActivation::None).unwrap();
+        mul.run(&[4, -3], &[2], &[6], &[1], &mut out).unwrap();
+        assert_eq!(out, [15, -20]);
+    }
+
+    #[test]
+    fn min_max_broadcast() {
+        let mut out = [0i8; 4];
+        MinMax::Maximum
+            .run(&[1, -5], &[2, 1], &[0, 3], &[1, 2], &mut out)
+            .unwrap();
+        assert_eq!(out, [1, 3, 0, 3]);
+        MinMax::Minimum
+            .run(&[1, -5], &[2, 1], &[0, 3], &[1, 2], &mut out)
+            .unwrap();
+        assert_eq!(out, [0, 1, -5, -5]);
+    }
+
+    #[test]
+    fn inconsistent_inputs_are_errors() {
+        let q = QParams::new(0.1, 0);
+        let add = Add::new(q, q, q, FusedActivation::None).unwrap();
+        let mut out = [0i8; 3];
+        assert!(add.run(&[1, 2], &[3], &[1, 2, 3], &[3], &mut out).is_err());
+        assert!(add.run(&[1, 2, 3], &[3], &[1, 2], &[2], &mut out).is_err());
+        assert!(Add::new(QParams::new(0.0, 0), q, q, FusedActivation::None).is_err());
+        // An output scale so small that the output multiplier exceeds 1.
+        assert!(Add::new(q, q, QParams::new(1e-9, 0), FusedActivation::None).is_err());
+        assert!(Sub::new(QParams::new(0.1, 200), q, q, FusedActivation::None).is_err());
+        assert!(Mul::new(q, q, QParams::new(f32::NAN, 0), FusedActivation::None).is_err());
+    }
+
+    #[test]
+    fn vector_rounding_helpers() {
+        assert_eq!(neon::shl(5, 2), 20);
+        assert_eq!(neon::shl(-5, -1), -3); // truncating (floor) shift
+        assert_eq!(neon::rounding_shl(-5, -1), -2); // -2.5 rounds up to -2
+        assert_eq!(neon::rounding_shl(5, -1), 3);
+        assert_eq!(rounding_divide_by_pot(-5, 1), -3); // scalar: away from zero
+        assert_eq!(neon::clamp_i8(100, -128, 50), 50);
+    }
+}
