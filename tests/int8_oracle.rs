@@ -156,11 +156,24 @@ macro_rules! int8_tests {
     ($($name:ident),*) => { $( #[test] fn $name() { check(stringify!($name)); } )* };
 }
 
-int8_tests!(
-    conv_ops,
-    dense_ops,
-    reduce_ops,
-    activation_ops,
-    multi_io,
-    mobilenet_v3_small
-);
+// conv_ops (TRANSPOSE_CONV), dense_ops (BATCH_MATMUL), elementwise_ops (DIV, RSQRT, ...)
+// and activation_ops (GELU, PRELU) join as their int8 kernels land.
+int8_tests!(reduce_ops, multi_io, mobilenet_v3_small);
+
+/// qdbg's own quantizer: the written model must load in LiteRT and agree with qdbg.
+mod qdbg_quantized {
+    macro_rules! qdbg_tests {
+        ($($name:ident),*) => { $( #[test] fn $name() { super::check_qdbg_quantized(stringify!($name)); } )* };
+    }
+    qdbg_tests!(
+        conv_ops,
+        dense_ops,
+        elementwise_ops,
+        reduce_ops,
+        shape_ops,
+        resize_ops,
+        activation_ops,
+        multi_io,
+        mobilenet_v3_small
+    );
+}

@@ -10,6 +10,7 @@ mod conv;
 mod dense;
 mod depthwise;
 mod int8_conv;
+mod int8_misc;
 mod layout;
 mod pool;
 mod quantize;

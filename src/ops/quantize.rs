@@ -48,6 +48,8 @@ pub fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
         x.iter()
             .map(|&v| ((v / scale).round() as i64 + zero_point).clamp(lo, hi))
             .collect()
+    } else if ctx.graph.tensor(in_id).dtype == DType::I8 && ctx.output_dtype(0)? == DType::I8 {
+        return super::int8_misc::requantize(ctx);
     } else {
         let in_q = params(ctx, in_id, "input")?;
         let multiplier = QuantizedMultiplier::from_real(in_q.scale[0] as f64 / scale as f64);

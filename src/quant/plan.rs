@@ -39,7 +39,12 @@ fn passes_input_params(op: &Op) -> Option<usize> {
         | Op::ResizeBilinear(_)
         | Op::ResizeNearestNeighbor(_)
         | Op::DepthToSpace { .. }
-        | Op::SpaceToDepth { .. } => Some(0),
+        | Op::SpaceToDepth { .. }
+        // LiteRT's int8 REDUCE_MAX insists on equal input and output parameters.
+        | Op::Reduce {
+            kind: crate::graph::ReduceKind::Max,
+            ..
+        } => Some(0),
         // SPLIT's first input is the axis.
         Op::Split { .. } => Some(1),
         _ => None,

@@ -144,6 +144,11 @@ pub fn quantize_graph(
                             };
                             quantize_bias(t, iq.scale[0], ws)?
                         }
+                        // PADV2's pad value must use the padded tensor's parameters.
+                        _ if matches!(node.op, Op::PadV2) && slot == 2 => {
+                            let q = input_q.clone().ok_or_else(|| missing(float, id))?;
+                            quantize_constant_with(t, &q)?
+                        }
                         _ => quantize_constant(t)?,
                     };
                     *input = Some(replace_or_append(&mut g, id, converted, &constant_users));
@@ -160,6 +165,27 @@ pub fn quantize_graph(
                         twin_id
                     });
                     *input = Some(copy);
+                }
+            }
+            // LiteRT's int8 CONCATENATION copies raw values, so every input must carry the
+            // output's parameters; requantize those that do not (as the converter does).
+            if matches!(node.op, Op::Concatenation { .. }) {
+                let out_q = plan
+                    .get(&node.outputs[0])
+                    .cloned()
+                    .ok_or_else(|| missing(float, node.outputs[0]))?;
+                for input in new_node.inputs.iter_mut() {
+                    let Some(id) = *input else { continue };
+                    if g.tensors[id].quant.as_ref() == Some(&out_q) || g.tensors[id].is_constant() {
+                        continue;
+                    }
+                    let mut twin = g.tensors[id].clone();
+                    twin.name = format!("{}/requantized", twin.name);
+                    set_int8(&mut twin, out_q.clone());
+                    g.tensors.push(twin);
+                    let twin_id = g.tensors.len() - 1;
+                    nodes.push(border_node(Op::Quantize, id, twin_id, node.source_index));
+                    *input = Some(twin_id);
                 }
             }
         } else {
@@ -331,7 +357,13 @@ fn quantize_constant(t: &Tensor) -> Result<Tensor> {
     let (lo, hi) = values
         .iter()
         .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let q = super::params::activation_params(lo, hi);
+    quantize_constant_with(t, &super::params::activation_params(lo, hi))
+}
+
+/// A float constant quantized with given per-tensor parameters.
+fn quantize_constant_with(t: &Tensor, q: &QuantParams) -> Result<Tensor> {
+    let values = float_values(t)?;
+    let q = q.clone();
     let (s, zp) = (q.scale[0], q.zero_point[0]);
     let data: Vec<i8> = values
         .iter()
