@@ -171,3 +171,82 @@ fn unknown_subcommand_is_a_usage_error() {
     assert!(qdbg(&["--help"]).status.success());
     assert!(qdbg(&["run", "--help"]).status.success());
 }
+
+/// `qdbg quantize`: writes the model, saves the calibration beside the model, reuses it on
+/// the next run and recomputes it with --recalibrate.
+#[test]
+fn quantize_calibrates_once_and_reuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("conv_ops.tflite");
+    std::fs::copy(common::fixture("conv_ops.tflite"), &model).unwrap();
+    let data = common::fixture("conv_ops.inputs.npz");
+    let out = dir.path().join("conv_ops_int8.tflite");
+    let args = [
+        "quantize",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let first = qdbg(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(text.contains("saved to"), "{text}");
+    assert!(dir.path().join("conv_ops.tflite.qdbg-calibration.json").exists());
+    assert!(out.exists());
+    let second = qdbg(&args);
+    assert!(String::from_utf8_lossy(&second.stdout).contains("calibration: reused"));
+    let mut again = args.to_vec();
+    again.push("--recalibrate");
+    let third = qdbg(&again);
+    assert!(String::from_utf8_lossy(&third.stdout).contains("saved to"));
+
+    // The written model is int8 inside, float at the edges.
+    let graph = qdbg::tflite::read_model(&out).unwrap();
+    assert_eq!(graph.tensor(graph.inputs[0]).dtype, qdbg::graph::DType::F32);
+    assert!(graph.nodes.iter().any(|n| n.op.name() == "CONV_2D"
+        && graph.tensor(n.outputs[0]).dtype == qdbg::graph::DType::I8));
+}
+
+#[test]
+fn quantize_int8_io_makes_integer_inputs_and_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.tflite");
+    let model = dir.path().join("multi_io.tflite");
+    std::fs::copy(common::fixture("multi_io.tflite"), &model).unwrap();
+    let o = qdbg(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "--data",
+        "tests/fixtures/multi_io.inputs.npz",
+        "--int8-io",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let graph = qdbg::tflite::read_model(&out).unwrap();
+    for &id in graph.inputs.iter().chain(&graph.outputs) {
+        assert_eq!(graph.tensor(id).dtype, qdbg::graph::DType::I8, "{}", graph.tensor(id).name);
+    }
+    assert!(!graph.nodes.iter().any(|n| n.op.name() == "QUANTIZE" || n.op.name() == "DEQUANTIZE"));
+}
+
+#[test]
+fn quantize_to_an_unwritable_path_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("no/such/dir/m.tflite");
+    let model = dir.path().join("multi_io.tflite");
+    std::fs::copy(common::fixture("multi_io.tflite"), &model).unwrap();
+    let o = qdbg(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "--data",
+        "tests/fixtures/multi_io.inputs.npz",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("m.tflite"), "{}", stderr(&o));
+    assert!(!out.exists());
+}
