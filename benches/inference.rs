@@ -9,7 +9,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor as CTensor};
 use ndarray::Axis;
 use ndarray_npy::NpzReader;
-use qdbg::float::FloatExecutor;
+use qdbg::exec::Executor;
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -38,7 +38,7 @@ fn main() {
             CTensor::from_vec(first, t.shape.clone(), &Device::Cpu).expect("tensor")
         })
         .collect();
-    let exec = FloatExecutor::new(&graph, &Device::Cpu).expect("executor");
+    let exec = Executor::new(&graph, &Device::Cpu).expect("executor");
     for _ in 0..5 {
         exec.run(&sample).expect("warm-up run");
     }

@@ -5,7 +5,7 @@
 pub mod atomic;
 pub mod data;
 pub mod error;
-pub mod float;
+pub mod exec;
 pub mod graph;
 pub mod kernels;
 pub mod ops;

@@ -193,7 +193,10 @@ fn quantize_calibrates_once_and_reuses() {
     assert!(first.status.success(), "{}", stderr(&first));
     let text = String::from_utf8_lossy(&first.stdout);
     assert!(text.contains("saved to"), "{text}");
-    assert!(dir.path().join("conv_ops.tflite.qdbg-calibration.json").exists());
+    assert!(dir
+        .path()
+        .join("conv_ops.tflite.qdbg-calibration.json")
+        .exists());
     assert!(out.exists());
     let second = qdbg(&args);
     assert!(String::from_utf8_lossy(&second.stdout).contains("calibration: reused"));
@@ -205,8 +208,11 @@ fn quantize_calibrates_once_and_reuses() {
     // The written model is int8 inside, float at the edges.
     let graph = qdbg::tflite::read_model(&out).unwrap();
     assert_eq!(graph.tensor(graph.inputs[0]).dtype, qdbg::graph::DType::F32);
-    assert!(graph.nodes.iter().any(|n| n.op.name() == "CONV_2D"
-        && graph.tensor(n.outputs[0]).dtype == qdbg::graph::DType::I8));
+    assert!(graph
+        .nodes
+        .iter()
+        .any(|n| n.op.name() == "CONV_2D"
+            && graph.tensor(n.outputs[0]).dtype == qdbg::graph::DType::I8));
 }
 
 #[test]
@@ -227,9 +233,17 @@ fn quantize_int8_io_makes_integer_inputs_and_outputs() {
     assert!(o.status.success(), "{}", stderr(&o));
     let graph = qdbg::tflite::read_model(&out).unwrap();
     for &id in graph.inputs.iter().chain(&graph.outputs) {
-        assert_eq!(graph.tensor(id).dtype, qdbg::graph::DType::I8, "{}", graph.tensor(id).name);
+        assert_eq!(
+            graph.tensor(id).dtype,
+            qdbg::graph::DType::I8,
+            "{}",
+            graph.tensor(id).name
+        );
     }
-    assert!(!graph.nodes.iter().any(|n| n.op.name() == "QUANTIZE" || n.op.name() == "DEQUANTIZE"));
+    assert!(!graph
+        .nodes
+        .iter()
+        .any(|n| n.op.name() == "QUANTIZE" || n.op.name() == "DEQUANTIZE"));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor as CTensor};
 use ndarray::Axis;
 use ndarray_npy::NpzReader;
-use qdbg::float::FloatExecutor;
+use qdbg::exec::Executor;
 use qdbg::graph::DType;
 
 /// Loads `NAME.inputs.npz` as one candle tensor per model input, per sample.
@@ -55,7 +55,7 @@ fn check_fixture(name: &str) {
     let oracle = common::litert_dump(&model, &inputs, dir.path());
     assert!(!oracle.is_empty(), "{name}: the oracle returned no tensors");
 
-    let exec = FloatExecutor::new(&graph, &Device::Cpu).unwrap();
+    let exec = Executor::new(&graph, &Device::Cpu).unwrap();
     let samples = load_inputs(&graph, &inputs);
     // ours[tensor][sample] = flattened values
     let mut ours: Vec<Vec<Vec<f64>>> = vec![Vec::new(); graph.tensors.len()];

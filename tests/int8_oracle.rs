@@ -8,7 +8,7 @@ mod common;
 use candle_core::{Device, Tensor as CTensor};
 use ndarray::Axis;
 use ndarray_npy::NpzReader;
-use qdbg::float::FloatExecutor;
+use qdbg::exec::Executor;
 use qdbg::graph::DType;
 
 fn check(name: &str) {
@@ -33,7 +33,7 @@ fn check_qdbg_quantized(name: &str) {
         &ImageOptions::default(),
     )
     .unwrap();
-    let exec = FloatExecutor::new(&graph, &Device::Cpu).unwrap();
+    let exec = Executor::new(&graph, &Device::Cpu).unwrap();
     let cal = calibrate(&exec, &data, String::new(), &mut |_| {}).unwrap();
     let model = quantize_graph(
         &graph,
@@ -61,7 +61,7 @@ fn check_model(name: &str, model: &std::path::Path) {
         .map(|&id| common::read_any(&mut npz, &format!("{}.npy", graph.tensor(id).name)))
         .collect();
     let samples = arrays[0].len_of(Axis(0));
-    let exec = FloatExecutor::new(&graph, &Device::Cpu).unwrap();
+    let exec = Executor::new(&graph, &Device::Cpu).unwrap();
     let mut ours: Vec<Vec<Vec<f64>>> = vec![Vec::new(); graph.tensors.len()];
     for s in 0..samples {
         let sample: Vec<CTensor> = graph

@@ -6,7 +6,7 @@ mod common;
 
 use candle_core::Device;
 use qdbg::data::{load_dataset, ImageOptions, InputSpec};
-use qdbg::float::FloatExecutor;
+use qdbg::exec::Executor;
 use qdbg::quant::{calibrate, plan::plan_activations};
 
 fn check(name: &str) -> (usize, Vec<String>) {
@@ -21,7 +21,7 @@ fn check(name: &str) -> (usize, Vec<String>) {
         &ImageOptions::default(),
     )
     .unwrap();
-    let exec = FloatExecutor::new(&graph, &Device::Cpu).unwrap();
+    let exec = Executor::new(&graph, &Device::Cpu).unwrap();
     let cal = calibrate(&exec, &data, String::new(), &mut |_| {}).unwrap();
 
     let mut compared = 0;

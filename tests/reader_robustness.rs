@@ -24,7 +24,7 @@ fn read(bytes: &[u8]) {
         if graph.tensors.iter().any(|t| t.num_elements() > 1 << 22) {
             return;
         }
-        let Ok(exec) = qdbg::float::FloatExecutor::new(&graph, &candle_core::Device::Cpu) else {
+        let Ok(exec) = qdbg::exec::Executor::new(&graph, &candle_core::Device::Cpu) else {
             return;
         };
         let inputs: Vec<_> = graph

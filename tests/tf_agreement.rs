@@ -9,7 +9,7 @@ mod common;
 use candle_core::Device;
 use ndarray::Axis;
 use qdbg::data::{load_dataset, ImageOptions, InputSpec};
-use qdbg::float::{tensor_from_sample, FloatExecutor};
+use qdbg::exec::{tensor_from_sample, Executor};
 use qdbg::quant::{
     calibrate,
     plan::plan_activations,
@@ -26,7 +26,7 @@ fn compare(name: &str) -> (f64, usize, usize) {
         &ImageOptions::default(),
     )
     .unwrap();
-    let exec = FloatExecutor::new(&graph, &Device::Cpu).unwrap();
+    let exec = Executor::new(&graph, &Device::Cpu).unwrap();
     let cal = calibrate(&exec, &data, String::new(), &mut |_| {}).unwrap();
     let ours = quantize_graph(
         &graph,
@@ -35,7 +35,7 @@ fn compare(name: &str) -> (f64, usize, usize) {
     )
     .unwrap()
     .graph;
-    let ours_exec = FloatExecutor::new(&ours, &Device::Cpu).unwrap();
+    let ours_exec = Executor::new(&ours, &Device::Cpu).unwrap();
 
     // TensorFlow's int8 twin, run by LiteRT.
     let tf_path = common::fixture(&format!("{name}.int8.tflite"));

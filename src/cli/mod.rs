@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use qdbg::data::{ChannelOrder, ImageOptions};
-use qdbg::float::DeviceChoice;
+use qdbg::exec::DeviceChoice;
 
 #[derive(Parser)]
 #[command(

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 use qdbg::data::{load_dataset, InputSpec};
-use qdbg::float::{parse_device, FloatExecutor};
+use qdbg::exec::{parse_device, Executor};
 use qdbg::quant::plan::plan_activations;
 use qdbg::quant::quantize::{quantize_graph, FloatReason, QuantizeOptions};
 use qdbg::quant::{calibrate_or_load, CalibrationSource};
@@ -46,7 +46,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         &args.images.options(),
     )?;
     let device = parse_device(args.device.device)?;
-    let executor = FloatExecutor::new(&graph, &device)?;
+    let executor = Executor::new(&graph, &device)?;
 
     let started = Instant::now();
     let (calibration, source) = calibrate_or_load(

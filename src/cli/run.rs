@@ -7,9 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use qdbg::data::{load_dataset, write_npz_atomic, InputSpec};
-use qdbg::float::{
-    parse_device, sample_from_tensor, stack_samples, tensor_from_sample, FloatExecutor,
-};
+use qdbg::exec::{parse_device, sample_from_tensor, stack_samples, tensor_from_sample, Executor};
 
 use super::{DeviceArgs, ImageArgs};
 
@@ -41,7 +39,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         &args.images.options(),
     )?;
     let device = parse_device(args.device.device)?;
-    let executor = FloatExecutor::new(&graph, &device)?;
+    let executor = Executor::new(&graph, &device)?;
     let count = args
         .limit
         .map_or(dataset.num_samples(), |n| n.min(dataset.num_samples()));

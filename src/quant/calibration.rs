@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::{Dataset, SampleArray};
 use crate::error::{Error, Result};
-use crate::float::{tensor_from_sample, FloatExecutor};
+use crate::exec::{tensor_from_sample, Executor};
 use crate::graph::TensorId;
 
 /// Bumped whenever the file's meaning changes; older files are recomputed, not misread.
@@ -120,7 +120,7 @@ fn min_max(value: &CTensor) -> candle_core::Result<TensorRange> {
 /// Runs the float model over every sample and records each activation's range.
 /// `progress` is told how many samples are done.
 pub fn calibrate(
-    executor: &FloatExecutor,
+    executor: &Executor,
     dataset: &Dataset,
     model_sha256: String,
     progress: &mut dyn FnMut(usize),
@@ -187,7 +187,7 @@ pub enum CalibrationSource {
 /// match (unless `recalibrate`), else a fresh one, saved for next time.
 pub fn calibrate_or_load(
     model: &Path,
-    executor: &FloatExecutor,
+    executor: &Executor,
     dataset: &Dataset,
     recalibrate: bool,
     progress: &mut dyn FnMut(usize),

@@ -1,8 +1,9 @@
-//! The float reference executor: runs a [`Graph`] op by op on candle tensors.
+//! The executor: runs a [`Graph`] op by op on candle tensors. Float ops are the reference
+//! quantized results are measured against; int8 ops (models quantized by qdbg or by
+//! TensorFlow) dispatch to qdbg's int8 kernels.
 //!
-//! This is what quantized results are measured against, so it follows TFLite's float
-//! semantics (checked against LiteRT tensor by tensor in the test suite) rather than
-//! whatever is fastest.
+//! Float ops follow TFLite's float semantics (checked against LiteRT tensor by tensor in
+//! the test suite) rather than whatever is fastest.
 
 mod device;
 
@@ -17,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::graph::{DType, Graph, Op, TensorData, TensorId};
 use crate::ops::{self, carrier_dtype, EvalCtx, Prepared};
 
-pub struct FloatExecutor<'g> {
+pub struct Executor<'g> {
     graph: &'g Graph,
     device: Device,
     constants: Vec<Option<CTensor>>,
@@ -27,7 +28,7 @@ pub struct FloatExecutor<'g> {
     last_reader: Vec<Option<usize>>,
 }
 
-impl<'g> FloatExecutor<'g> {
+impl<'g> Executor<'g> {
     /// Checks every op is runnable and uploads constants to `device` once.
     pub fn new(graph: &'g Graph, device: &Device) -> Result<Self> {
         graph.check_supported()?;
@@ -57,7 +58,7 @@ impl<'g> FloatExecutor<'g> {
                 last_reader[id] = Some(pos);
             }
         }
-        Ok(FloatExecutor {
+        Ok(Executor {
             graph,
             device: device.clone(),
             constants,
