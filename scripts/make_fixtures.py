@@ -19,6 +19,8 @@ needs Erf/Erfc, which have no builtin), and the whole quant_dequant model.
 """
 
 import argparse
+import io
+import json
 import math
 import os
 import sys
@@ -35,6 +37,7 @@ import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 import flatbuffers  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
+from tensorflow.lite.python import convert as tf_convert  # noqa: E402
 from tensorflow.lite.python import schema_py_generated as schema_fb  # noqa: E402
 
 SEED = 20240611
@@ -945,9 +948,10 @@ INT8_FIXTURES = ["conv_ops", "dense_ops", "elementwise_ops", "reduce_ops", "resi
                  "activation_ops", "multi_io", "mobilenet_v3_small"]
 
 
-def full_int8(fn, inputs):
-    """TensorFlow's full-integer quantization of `fn` (float I/O, the converter's default),
-    calibrated on every sample of `inputs` (a dict keyed by the function's argument names)."""
+def representative_dataset(fn, inputs):
+    """A callable yielding every sample of `inputs` (a dict keyed by the function's argument
+    names) as a list of batch-1 arrays in signature order: the converter's representative
+    dataset, and the QuantizationDebugger's debug dataset."""
     names = [spec.name for spec in fn.input_signature]
     count = len(next(iter(inputs.values())))
 
@@ -955,15 +959,295 @@ def full_int8(fn, inputs):
         for i in range(count):
             yield [inputs[n][i:i + 1] for n in names]
 
-    def configure(converter):
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return representative
 
+
+def int8_converter(fn, inputs):
+    """A converter set up for TensorFlow's full-integer quantization of `fn` (float I/O, the
+    converter's default), calibrated on every sample of `inputs`."""
     concrete = fn.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn)
-    configure(converter)
-    return bytes(converter.convert())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset(fn, inputs)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter
+
+
+def full_int8(fn, inputs):
+    """TensorFlow's full-integer quantization of `fn` (float I/O, the converter's default),
+    calibrated on every sample of `inputs` (a dict keyed by the function's argument names)."""
+    return bytes(int8_converter(fn, inputs).convert())
+
+
+# ---------------------------------------------------------------------------
+# TensorFlow's QuantizationDebugger as an oracle (NAME.tf_debug*.csv / .json)
+# ---------------------------------------------------------------------------
+
+# model_debug_metrics for `model_statistics`: mean squared error between the float model's
+# and the quantized debug model's outputs, averaged over outputs (per-output means, so
+# outputs of different shapes combine), then (by TF) over samples.
+TF_MODEL_DEBUG_METRICS = {
+    "mse": lambda f, q: float(np.mean([np.mean((a - b) ** 2) for a, b in zip(f, q)])),
+}
+
+
+def tf_layer_statistics_csv(debugger):
+    """`layer_statistics_dump` output, byte for byte (csv module: CRLF line ends)."""
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    return buf.getvalue()
+
+
+def _json_clean(x):
+    if isinstance(x, dict):
+        return {str(k): _json_clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_clean(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    if isinstance(x, np.ndarray):
+        return _json_clean(x.tolist())
+    return x
+
+
+def _tensor_map(model_bytes):
+    """(model_t, subgraph, {tensor name: idx}, {output tensor idx: op name})."""
+    mt = load_model_t(model_bytes)
+    sub = mt.subgraphs[0]
+    by_name = {}
+    for i in range(len(sub.tensors)):
+        by_name.setdefault(tensor_name(sub, i), i)
+    producer = {}
+    for op in sub.operators:
+        for o in op.outputs:
+            producer[int(o)] = OPNAMES.get(op_code(mt, op), "?")
+    return mt, sub, by_name, producer
+
+
+def _quant_params(sub, idx):
+    q = sub.tensors[idx].quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return None
+    return float(np.float32(q.scale[0])), int(q.zeroPoint[0])
+
+
+def _quantized_ops_by_type(model_bytes):
+    """{op name: [first output tensor idx of each op whose output is quantized]}, model order."""
+    mt = load_model_t(model_bytes)
+    sub = mt.subgraphs[0]
+    out = {}
+    for op in sub.operators:
+        if len(op.outputs) and _quant_params(sub, int(op.outputs[0])) is not None:
+            out.setdefault(OPNAMES.get(op_code(mt, op), "?"), []).append(int(op.outputs[0]))
+    return out
+
+
+def _numeric_verify_stats(debug_model, rep, reference_kernels):
+    """Re-run the debug model and compute TF's five default metrics per NumericVerify output
+    (per sample, then NaN-skipping mean), keyed by the quantized tensor index.  With
+    reference_kernels=False this is TF's own interpreter set-up (tf.lite.Interpreter, default
+    resolver, so XNNPACK runs the ops it takes); True: LiteRT's builtin reference kernels."""
+    if reference_kernels:
+        it = Interpreter(model_content=debug_model,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                         num_threads=1)
+    else:
+        it = tf.lite.Interpreter(model_content=debug_model)
+    verify = [op for op in it._get_ops_details() if op["op_name"] == "NumericVerify"]
+    per = {}
+    first = True
+    for sample in rep():
+        details = it.get_input_details()
+        if first:
+            for d, t in zip(details, sample):
+                it.resize_tensor_input(d["index"], t.shape)
+            it.allocate_tensors()
+            first = False
+        for d, t in zip(details, sample):
+            it.set_tensor(d["index"], t)
+        it.invoke()
+        for op in verify:
+            diff = it.get_tensor(op["outputs"][0])
+            m = per.setdefault(int(op["inputs"][0]), {k: [] for k in
+                                                      ("num_elements", "stddev", "mean_error",
+                                                       "max_abs_error", "mean_squared_error")})
+            m["num_elements"].append(diff.size)
+            m["stddev"].append(np.std(diff))
+            m["mean_error"].append(np.average(diff))
+            m["max_abs_error"].append(np.max(np.abs(diff)))
+            m["mean_squared_error"].append(np.average(diff ** 2))
+    return {k: {n: np.nanmean(v) for n, v in m.items()} for k, m in per.items()}
+
+
+def _describe_rows(csv_text, debug_model, float_model, int8_model, rep):
+    """Per CSV row: where its tensors are in the debug, float and int8 models."""
+    import csv
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    _, dsub, _, dprod = _tensor_map(debug_model)
+    _, fsub, fby_name, fprod = _tensor_map(float_model)
+    _, isub, _, _ = _tensor_map(int8_model)
+    dmt = load_model_t(debug_model)
+    verify_of = {}  # quantized tensor idx -> (NumericVerify output idx, float reference idx)
+    for op in dsub.operators:
+        code = dmt.operatorCodes[op.opcodeIndex]
+        custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+        if custom == "NumericVerify":
+            verify_of[int(op.inputs[0])] = (int(op.outputs[0]), int(op.inputs[1]))
+    dq = _quantized_ops_by_type(debug_model)
+    iq = _quantized_ops_by_type(int8_model)
+    tf_stats = _numeric_verify_stats(debug_model, rep, reference_kernels=False)
+    ref_stats = _numeric_verify_stats(debug_model, rep, reference_kernels=True)
+    metrics = ("num_elements", "stddev", "mean_error", "max_abs_error", "mean_squared_error")
+    out = []
+    for row in rows:
+        idx = int(row["tensor_idx"])
+        nv_idx, ref_idx = verify_of[idx]
+        d = dict(op_name=row["op_name"], tensor_idx=idx, tensor_name=row["tensor_name"],
+                 debug_quant_tensor_name=tensor_name(dsub, idx),
+                 debug_numeric_verify_tensor=nv_idx,
+                 debug_numeric_verify_name=tensor_name(dsub, nv_idx),
+                 debug_float_ref_tensor=ref_idx,
+                 debug_float_ref_name=tensor_name(dsub, ref_idx),
+                 debug_float_ref_op=dprod.get(ref_idx))
+        # The float model (the fixture's NAME.tflite) tensor of the same name.
+        fidx = fby_name.get(row["tensor_name"])
+        d["float_tensor_idx"] = fidx
+        d["float_tensor_op"] = fprod.get(fidx) if fidx is not None else None
+        # The final int8 model (NAME.int8.tflite): the k-th quantized op of the same type.
+        k = dq.get(row["op_name"], []).index(idx)
+        cands = iq.get(row["op_name"], [])
+        iidx = cands[k] if len(cands) == len(dq[row["op_name"]]) else None
+        d["int8_tensor_idx"] = iidx
+        d["int8_tensor_name"] = tensor_name(isub, iidx) if iidx is not None else None
+        d["int8_same_shape_and_quant"] = (
+            iidx is not None
+            and list(isub.tensors[iidx].shape) == list(dsub.tensors[idx].shape)
+            and _quant_params(isub, iidx) == _quant_params(dsub, idx)
+            and int(isub.tensors[iidx].type) == int(dsub.tensors[idx].type))
+        csv_vals = {m: float(row[m]) for m in metrics}
+        recomputed = {m: float(tf_stats[idx][m]) for m in metrics}
+        d["recomputed_equals_csv"] = all(
+            np.float32(recomputed[m]) == np.float32(csv_vals[m]) or
+            (math.isnan(recomputed[m]) and math.isnan(csv_vals[m])) for m in metrics)
+        d["stats_litert_reference_kernels"] = {m: float(ref_stats[idx][m]) for m in metrics}
+        out.append(d)
+    return out
+
+
+def _output_names(model_bytes):
+    it = tf.lite.Interpreter(model_content=model_bytes)
+    return [d["name"] for d in it.get_output_details()]
+
+
+def tf_debug(fn, inputs, float_model, int8_model):
+    """Run TensorFlow's QuantizationDebugger on `fn`, calibrated (exactly as `full_int8`) and
+    debugged on `inputs`.  Returns (per-layer CSV, whole-model CSV, cross-check dict)."""
+    rep = representative_dataset(fn, inputs)
+    options = tf.lite.experimental.QuantizationDebugOptions(model_debug_metrics=TF_MODEL_DEBUG_METRICS)
+    # With model_debug_metrics the debugger first converts the float model (optimizations
+    # cleared), then calibrates only (_experimental_calibrate_only) and quantizes the
+    # calibrated model with NumericVerify ops (mlir_quantize(enable_numeric_verify=True)).
+    dbg = tf.lite.experimental.QuantizationDebugger(
+        converter=int8_converter(fn, inputs), debug_dataset=rep, debug_options=options)
+    dbg.run()
+    per_layer_csv = tf_layer_statistics_csv(dbg)
+    nondebug = dbg.get_nondebug_quantized_model()
+
+    # TF 2.21's QuantizationDebugOptions has no enable_whole_model_verify; the option only
+    # exists on the quantizer, convert.mlir_quantize.  Quantize the debugger's own calibrated
+    # model with it and hand the result to the debugger as a debug model.
+    try:
+        tf.lite.experimental.QuantizationDebugOptions(enable_whole_model_verify=True)
+        option_note = "accepted"
+    except TypeError as e:
+        option_note = f"TypeError: {e}"
+    whole_model = tf_convert.mlir_quantize(
+        dbg.calibrated_model,
+        disable_per_channel=dbg.converter._experimental_disable_per_channel,
+        fully_quantize=options.fully_quantize,
+        enable_numeric_verify=True,
+        enable_whole_model_verify=True)
+    wdbg = tf.lite.experimental.QuantizationDebugger(
+        quant_debug_model_content=whole_model, float_model_content=dbg.float_model,
+        debug_dataset=rep, debug_options=options)
+    wdbg.run()
+    whole_csv = tf_layer_statistics_csv(wdbg)
+
+    def same_model(a, b):
+        """Same tensors (name, type, shape, quantization), ops, and buffers; metadata order aside."""
+        ma, mb = load_model_t(a), load_model_t(b)
+        sa, sb = ma.subgraphs[0], mb.subgraphs[0]
+        if len(sa.tensors) != len(sb.tensors) or len(sa.operators) != len(sb.operators):
+            return False
+        for i in range(len(sa.tensors)):
+            ta, tb = sa.tensors[i], sb.tensors[i]
+            if (tensor_name(sa, i), int(ta.type), list(ta.shape), _quant_params(sa, i)) != \
+                    (tensor_name(sb, i), int(tb.type), list(tb.shape), _quant_params(sb, i)):
+                return False
+            da, db = ma.buffers[ta.buffer].data, mb.buffers[tb.buffer].data
+            if (da is None) != (db is None) or (da is not None and bytes(da) != bytes(db)):
+                return False
+        return all(op_code(ma, x) == op_code(mb, y) and list(x.inputs) == list(y.inputs)
+                   and list(x.outputs) == list(y.outputs)
+                   for x, y in zip(sa.operators, sb.operators))
+
+    def mode(debugger, csv_text, debug_model):
+        rows = _describe_rows(csv_text, debug_model, float_model, int8_model, rep)
+        ops = Counter(op["op_name"] for op in tf.lite.Interpreter(
+            model_content=debug_model)._get_ops_details())
+        with_row = {r["int8_tensor_idx"] for r in rows}
+        _, isub, _, iprod = _tensor_map(int8_model)
+        no_row = [f"{iprod[int(op.outputs[0])]} {tensor_name(isub, int(op.outputs[0]))}"
+                  for op in isub.operators if int(op.outputs[0]) not in with_row]
+        return dict(
+            model_statistics=debugger.model_statistics,
+            debug_model_ops=dict(sorted(ops.items())),
+            rows=len(rows),
+            rows_matching_float_tensor_name=sum(r["float_tensor_idx"] is not None for r in rows),
+            rows_matching_float_tensor_name_and_op=sum(r["float_tensor_op"] == r["op_name"] for r in rows),
+            rows_mapped_to_int8_model=sum(bool(r["int8_same_shape_and_quant"]) for r in rows),
+            rows_recomputed_equal_to_csv=sum(bool(r["recomputed_equals_csv"]) for r in rows),
+            int8_ops_without_row=no_row,
+            quant_model_outputs=_output_names(debug_model),
+            row_details=rows)
+
+    info = dict(
+        tensorflow=tf.__version__,
+        float_model_outputs=_output_names(float_model),
+        debugger_float_model_equals_fixture=bytes(dbg.float_model) == bytes(float_model),
+        debugger_float_model_outputs=_output_names(dbg.float_model),
+        nondebug_quantized_equals_int8_fixture=same_model(nondebug, int8_model),
+        whole_model_verify_option=option_note,
+        per_layer=mode(dbg, per_layer_csv, dbg.quant_model),
+        whole_model=mode(wdbg, whole_csv, whole_model),
+    )
+    return per_layer_csv, whole_csv, _json_clean(info)
+
+
+def write_tf_debug(out_dir, name, fn, inputs, float_model, int8_model):
+    """NAME.tf_debug.csv, NAME.tf_debug_whole.csv, NAME.tf_debug.json (see tests/fixtures/README.md).
+    A fixture the debugger fails on is reported and skipped (its old files are removed)."""
+    paths = [os.path.join(out_dir, name + ext)
+             for ext in (".tf_debug.csv", ".tf_debug_whole.csv", ".tf_debug.json")]
+    try:
+        per_layer, whole, info = tf_debug(fn, inputs, float_model, int8_model)
+    except Exception as e:  # noqa: BLE001 -- any debugger failure: report, skip this fixture
+        print(f"  {name}: TF QuantizationDebugger FAILED, no tf_debug files: {type(e).__name__}: {e}")
+        for p in paths:
+            if os.path.exists(p):
+                os.remove(p)
+        return
+    write_bytes(paths[0], per_layer.encode())
+    write_bytes(paths[1], whole.encode())
+    write_bytes(paths[2], (json.dumps(info, indent=1, allow_nan=False) + "\n").encode())
+    for mode in ("per_layer", "whole_model"):
+        m = info[mode]
+        print(f"  {name}.tf_debug ({mode}): {m['rows']} rows, {m['rows_matching_float_tensor_name']} "
+              f"match a float tensor name, {m['rows_mapped_to_int8_model']} mapped to the int8 model, "
+              f"model_statistics {m['model_statistics']}")
 
 
 def finalize_inputs(name, model_bytes, inputs):
@@ -1019,6 +1303,7 @@ def main():
             run_litert(int8, inputs)  # LiteRT must run it
             write_bytes(os.path.join(out_dir, name + ".int8.tflite"), int8)
             print(f"  {name}.int8.tflite: {len(int8)} bytes, ops {sorted(set(describe_int8_ops(int8)))}")
+            write_tf_debug(out_dir, name, CONVERTED_FNS[0], inputs, model, int8)
         write_npz(os.path.join(out_dir, name + ".inputs.npz"), inputs)
         seen.update(set(op_names))
         it = interpreter(model)

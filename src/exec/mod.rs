@@ -99,21 +99,9 @@ impl<'g> Executor<'g> {
             let input_values: Vec<Option<&CTensor>> = node
                 .inputs
                 .iter()
-                .map(|i| i.and_then(|id| values[id].as_ref().or(self.constants[id].as_ref())))
+                .map(|i| i.and_then(|id| values[id].as_ref()))
                 .collect();
-            let ctx = EvalCtx {
-                graph,
-                node,
-                inputs: &input_values,
-                device: &self.device,
-                prepared: self.prepared[pos].as_ref(),
-            };
-            let outputs = ops::eval(&ctx).map_err(|e| Error::OpFailed {
-                op_index: node.source_index,
-                op: node.op.display_name().to_string(),
-                tensor: graph.tensor(node.outputs[0]).name.clone(),
-                reason: e.0,
-            })?;
+            let outputs = self.eval_node(pos, &input_values)?;
             if outputs.len() != node.outputs.len() {
                 return Err(tensor_error(
                     graph,
@@ -171,6 +159,41 @@ impl<'g> Executor<'g> {
                     })
             })
             .collect()
+    }
+
+    /// Evaluates node `pos` alone on the given input values; constant inputs (and inputs
+    /// given as `None` that are constants) come from the graph. The debugger runs a float
+    /// op on the dequantized inputs of its int8 twin through this.
+    pub fn eval_node(&self, pos: usize, inputs: &[Option<&CTensor>]) -> Result<Vec<CTensor>> {
+        let graph = self.graph;
+        let node = &graph.nodes[pos];
+        let input_values: Vec<Option<&CTensor>> = node
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(slot, id)| {
+                id.and_then(|id| {
+                    inputs
+                        .get(slot)
+                        .copied()
+                        .flatten()
+                        .or(self.constants[id].as_ref())
+                })
+            })
+            .collect();
+        let ctx = EvalCtx {
+            graph,
+            node,
+            inputs: &input_values,
+            device: &self.device,
+            prepared: self.prepared[pos].as_ref(),
+        };
+        ops::eval(&ctx).map_err(|e| Error::OpFailed {
+            op_index: node.source_index,
+            op: node.op.display_name().to_string(),
+            tensor: graph.tensor(node.outputs[0]).name.clone(),
+            reason: e.0,
+        })
     }
 
     fn bind_inputs(&self, inputs: &[CTensor], values: &mut [Option<CTensor>]) -> Result<()> {

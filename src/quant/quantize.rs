@@ -35,6 +35,12 @@ pub enum FloatReason {
 #[derive(Clone, Debug)]
 pub struct QuantizedModel {
     pub graph: Graph,
+    /// For each node of `graph`, the position of the float node it computes, or `None`
+    /// for the QUANTIZE / DEQUANTIZE inserted at borders.
+    pub node_origin: Vec<Option<usize>>,
+    /// For each tensor appended to `graph` (ids past the float graph's), the float tensor
+    /// it carries (its int8 or float twin).
+    pub twin_of: HashMap<TensorId, TensorId>,
     /// Ops of the float graph that stayed float: (position in float graph, why).
     pub float_ops: Vec<(usize, FloatReason)>,
 }
@@ -109,6 +115,8 @@ pub fn quantize_graph(
 
     // 3. Rebuild the op list, converting at every float/int8 border.
     let mut nodes: Vec<Node> = Vec::with_capacity(n + 8);
+    let mut origins: Vec<Option<usize>> = Vec::with_capacity(n + 8);
+    let mut twin_of: HashMap<TensorId, TensorId> = HashMap::new();
     let mut quantized_copy: HashMap<TensorId, TensorId> = HashMap::new();
     let mut float_copy: HashMap<TensorId, TensorId> = HashMap::new();
     let mut constant_users: HashMap<TensorId, usize> = HashMap::new();
@@ -162,6 +170,8 @@ pub fn quantize_graph(
                         g.tensors.push(twin);
                         let twin_id = g.tensors.len() - 1;
                         nodes.push(border_node(Op::Quantize, id, twin_id, node.source_index));
+                        origins.push(None);
+                        twin_of.insert(twin_id, id);
                         twin_id
                     });
                     *input = Some(copy);
@@ -185,6 +195,8 @@ pub fn quantize_graph(
                     g.tensors.push(twin);
                     let twin_id = g.tensors.len() - 1;
                     nodes.push(border_node(Op::Quantize, id, twin_id, node.source_index));
+                    origins.push(None);
+                    twin_of.insert(twin_id, *twin_of.get(&id).unwrap_or(&id));
                     *input = Some(twin_id);
                 }
             }
@@ -199,6 +211,8 @@ pub fn quantize_graph(
                         g.tensors.push(twin);
                         let twin_id = g.tensors.len() - 1;
                         nodes.push(border_node(Op::Dequantize, id, twin_id, node.source_index));
+                        origins.push(None);
+                        twin_of.insert(twin_id, id);
                         twin_id
                     });
                     *input = Some(copy);
@@ -206,6 +220,7 @@ pub fn quantize_graph(
             }
         }
         nodes.push(new_node);
+        origins.push(Some(pos));
     }
 
     // 4. Float model outputs computed in int8: the op writes an int8 twin, DEQUANTIZE
@@ -230,6 +245,8 @@ pub fn quantize_graph(
             }
             let source = nodes.last().map_or(0, |n| n.source_index);
             nodes.push(border_node(Op::Dequantize, twin_id, out, source));
+            origins.push(None);
+            twin_of.insert(twin_id, out);
         }
     }
     g.nodes = nodes;
@@ -245,6 +262,8 @@ pub fn quantize_graph(
     }
     Ok(QuantizedModel {
         graph: g,
+        node_origin: origins,
+        twin_of,
         float_ops,
     })
 }
