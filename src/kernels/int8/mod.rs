@@ -4,11 +4,14 @@
 //! `Prepare` step does, so callers only deal in [`QParams`].
 
 pub mod activation;
+pub mod batch_matmul;
 pub mod conv;
 pub mod elementwise;
 pub mod pool;
 pub mod reduce;
+pub mod resize;
 pub mod softmax;
+pub mod transpose_conv;
 
 /// Per-tensor affine quantization: `real = scale * (q - zero_point)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
