@@ -1045,12 +1045,14 @@ def _quantized_ops_by_type(model_bytes):
     return out
 
 
-def _numeric_verify_stats(debug_model, rep, reference_kernels):
+def _numeric_verify_stats(debug_model, rep, litert_builtin):
     """Re-run the debug model and compute TF's five default metrics per NumericVerify output
     (per sample, then NaN-skipping mean), keyed by the quantized tensor index.  With
-    reference_kernels=False this is TF's own interpreter set-up (tf.lite.Interpreter, default
-    resolver, so XNNPACK runs the ops it takes); True: LiteRT's builtin reference kernels."""
-    if reference_kernels:
+    litert_builtin=False this is TF's own interpreter set-up (tf.lite.Interpreter, default
+    resolver, so XNNPACK runs the ops it takes, float and int8); True: LiteRT with
+    BUILTIN_WITHOUT_DEFAULT_DELEGATES and one thread (no XNNPACK), the runtime the project's
+    kernel oracles use."""
+    if litert_builtin:
         it = Interpreter(model_content=debug_model,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
                          num_threads=1)
@@ -1098,8 +1100,8 @@ def _describe_rows(csv_text, debug_model, float_model, int8_model, rep):
             verify_of[int(op.inputs[0])] = (int(op.outputs[0]), int(op.inputs[1]))
     dq = _quantized_ops_by_type(debug_model)
     iq = _quantized_ops_by_type(int8_model)
-    tf_stats = _numeric_verify_stats(debug_model, rep, reference_kernels=False)
-    ref_stats = _numeric_verify_stats(debug_model, rep, reference_kernels=True)
+    tf_stats = _numeric_verify_stats(debug_model, rep, litert_builtin=False)
+    ref_stats = _numeric_verify_stats(debug_model, rep, litert_builtin=True)
     metrics = ("num_elements", "stddev", "mean_error", "max_abs_error", "mean_squared_error")
     out = []
     for row in rows:
@@ -1132,7 +1134,9 @@ def _describe_rows(csv_text, debug_model, float_model, int8_model, rep):
         d["recomputed_equals_csv"] = all(
             np.float32(recomputed[m]) == np.float32(csv_vals[m]) or
             (math.isnan(recomputed[m]) and math.isnan(csv_vals[m])) for m in metrics)
-        d["stats_litert_reference_kernels"] = {m: float(ref_stats[idx][m]) for m in metrics}
+        d["stats_litert_builtin"] = {m: float(ref_stats[idx][m]) for m in metrics}
+        d["litert_builtin_equals_csv"] = all(
+            np.float32(ref_stats[idx][m]) == np.float32(csv_vals[m]) for m in metrics)
         out.append(d)
     return out
 
@@ -1210,6 +1214,7 @@ def tf_debug(fn, inputs, float_model, int8_model):
             rows_matching_float_tensor_name_and_op=sum(r["float_tensor_op"] == r["op_name"] for r in rows),
             rows_mapped_to_int8_model=sum(bool(r["int8_same_shape_and_quant"]) for r in rows),
             rows_recomputed_equal_to_csv=sum(bool(r["recomputed_equals_csv"]) for r in rows),
+            rows_litert_builtin_equal_to_csv=sum(bool(r["litert_builtin_equals_csv"]) for r in rows),
             int8_ops_without_row=no_row,
             quant_model_outputs=_output_names(debug_model),
             row_details=rows)
@@ -1235,7 +1240,8 @@ def write_tf_debug(out_dir, name, fn, inputs, float_model, int8_model):
     try:
         per_layer, whole, info = tf_debug(fn, inputs, float_model, int8_model)
     except Exception as e:  # noqa: BLE001 -- any debugger failure: report, skip this fixture
-        print(f"  {name}: TF QuantizationDebugger FAILED, no tf_debug files: {type(e).__name__}: {e}")
+        msg = " | ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        print(f"  {name}: TF QuantizationDebugger FAILED, no tf_debug files: {type(e).__name__}: {msg}")
         for p in paths:
             if os.path.exists(p):
                 os.remove(p)

@@ -156,9 +156,16 @@ macro_rules! int8_tests {
     ($($name:ident),*) => { $( #[test] fn $name() { check(stringify!($name)); } )* };
 }
 
-// conv_ops (TRANSPOSE_CONV), dense_ops (BATCH_MATMUL), elementwise_ops (DIV, RSQRT, ...)
-// and activation_ops (GELU, PRELU) join as their int8 kernels land.
-int8_tests!(reduce_ops, multi_io, mobilenet_v3_small);
+// elementwise_ops (DIV, RSQRT, ...) and activation_ops (GELU, PRELU) join as their int8
+// kernels land.
+int8_tests!(
+    conv_ops,
+    dense_ops,
+    reduce_ops,
+    resize_ops,
+    multi_io,
+    mobilenet_v3_small
+);
 
 /// qdbg's own quantizer: the written model must load in LiteRT and agree with qdbg.
 mod qdbg_quantized {

@@ -165,3 +165,112 @@ pub fn fully_connected(ctx: &EvalCtx, attrs: &FullyConnectedAttrs) -> OpResult<C
         .map_err(kernel_error)?;
     from_int8(out, ctx.output_shape(0)?, input)
 }
+
+/// TRANSPOSE_CONV on int8: inputs are (output_shape, filter OHWI, input, optional bias).
+pub fn transpose_conv(
+    ctx: &EvalCtx,
+    attrs: &crate::graph::TransposeConvAttrs,
+) -> OpResult<CTensor> {
+    use crate::kernels::int8::transpose_conv::{TransposeConvGeometry, TransposeConvInt8};
+    let shape = ctx.const_ints(0)?;
+    let input = ctx.input(2)?;
+    let (batch, in_h, in_w, in_c) = input.dims4()?;
+    let (weights, scales, fid) = filter(ctx, 1)?;
+    let [out_c, k_h, k_w, _] = ctx.graph.tensor(fid).shape[..] else {
+        op_bail!("filter must have 4 dimensions (OHWI)");
+    };
+    let [_, out_h, out_w, _] = shape[..] else {
+        op_bail!("output_shape must have 4 entries, got {shape:?}");
+    };
+    let (out_h, out_w) = (out_h.max(0) as usize, out_w.max(0) as usize);
+    expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
+    let g = TransposeConvGeometry {
+        batch,
+        in_h,
+        in_w,
+        in_c,
+        out_h,
+        out_w,
+        out_c,
+        k_h,
+        k_w,
+        stride_h: attrs.stride_h,
+        stride_w: attrs.stride_w,
+        padding: attrs.padding,
+    };
+    let kernel = TransposeConvInt8::new(
+        qparams(ctx, ctx.input_id(2)?)?,
+        scales,
+        qparams(ctx, ctx.node.outputs[0])?,
+        attrs.activation,
+        out_c,
+    )
+    .map_err(kernel_error)?;
+    let mut out = vec![0i8; batch * out_h * out_w * out_c];
+    kernel
+        .run(&g, &int8_values(input)?, weights, bias(ctx, 3)?, &mut out)
+        .map_err(kernel_error)?;
+    from_int8(out, &[batch, out_h, out_w, out_c], input)
+}
+
+/// BATCH_MATMUL on int8 (both operands activations).
+pub fn batch_matmul(ctx: &EvalCtx, adj_x: bool, adj_y: bool) -> OpResult<CTensor> {
+    use crate::kernels::int8::batch_matmul::BatchMatMulInt8;
+    let (lhs, rhs) = (ctx.input(0)?, ctx.input(1)?);
+    let kernel = BatchMatMulInt8::new(
+        qparams(ctx, ctx.input_id(0)?)?,
+        qparams(ctx, ctx.input_id(1)?)?,
+        qparams(ctx, ctx.node.outputs[0])?,
+        adj_x,
+        adj_y,
+    )
+    .map_err(kernel_error)?;
+    let shape = kernel
+        .output_shape(lhs.dims(), rhs.dims())
+        .map_err(kernel_error)?;
+    expect_output_shape(ctx, 0, &shape)?;
+    let mut out = vec![0i8; shape.iter().product()];
+    kernel
+        .run(
+            lhs.dims(),
+            &int8_values(lhs)?,
+            rhs.dims(),
+            &int8_values(rhs)?,
+            &mut out,
+        )
+        .map_err(kernel_error)?;
+    from_int8(out, ctx.output_shape(0)?, lhs)
+}
+
+/// RESIZE_BILINEAR on int8.
+pub fn resize_bilinear(ctx: &EvalCtx, attrs: &crate::graph::ResizeAttrs) -> OpResult<CTensor> {
+    use crate::kernels::int8::resize::{ResizeBilinearInt8, ResizeDims};
+    let input = ctx.input(0)?;
+    let (batch, in_h, in_w, channels) = input.dims4()?;
+    let size = ctx.const_ints(1)?;
+    let [out_h, out_w] = size[..] else {
+        op_bail!("size must have 2 entries, got {size:?}");
+    };
+    let (out_h, out_w) = (out_h.max(0) as usize, out_w.max(0) as usize);
+    expect_output_shape(ctx, 0, &[batch, out_h, out_w, channels])?;
+    let kernel = ResizeBilinearInt8::new(
+        qparams(ctx, ctx.input_id(0)?)?,
+        qparams(ctx, ctx.node.outputs[0])?,
+        attrs.align_corners,
+        attrs.half_pixel_centers,
+    )
+    .map_err(kernel_error)?;
+    let dims = ResizeDims {
+        batch,
+        in_h,
+        in_w,
+        channels,
+        out_h,
+        out_w,
+    };
+    let mut out = vec![0i8; batch * out_h * out_w * channels];
+    kernel
+        .run(&dims, &int8_values(input)?, &mut out)
+        .map_err(kernel_error)?;
+    from_int8(out, &[batch, out_h, out_w, channels], input)
+}

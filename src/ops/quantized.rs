@@ -47,6 +47,9 @@ pub fn has_int8_kernel(op: &Op) -> bool {
             | Op::Pad
             | Op::PadV2
             | Op::Conv2d(_)
+            | Op::TransposeConv(_)
+            | Op::BatchMatMul { .. }
+            | Op::ResizeBilinear(_)
             | Op::DepthwiseConv2d(_)
             | Op::FullyConnected(_)
             | Op::Pool2d { .. }
@@ -109,6 +112,15 @@ pub fn eval(ctx: &EvalCtx) -> Option<OpResult<Vec<CTensor>>> {
             Some(super::int8_misc::unary(ctx, *kind).map(|t| vec![t]))
         }
         Op::Conv2d(attrs) => Some(super::int8_conv::conv2d(ctx, attrs).map(|t| vec![t])),
+        Op::TransposeConv(attrs) => {
+            Some(super::int8_conv::transpose_conv(ctx, attrs).map(|t| vec![t]))
+        }
+        Op::BatchMatMul { adj_x, adj_y } => {
+            Some(super::int8_conv::batch_matmul(ctx, *adj_x, *adj_y).map(|t| vec![t]))
+        }
+        Op::ResizeBilinear(attrs) => {
+            Some(super::int8_conv::resize_bilinear(ctx, attrs).map(|t| vec![t]))
+        }
         Op::DepthwiseConv2d(attrs) => {
             Some(super::int8_conv::depthwise(ctx, attrs).map(|t| vec![t]))
         }

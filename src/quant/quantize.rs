@@ -51,6 +51,8 @@ fn weight_and_bias(op: &Op) -> Option<(usize, usize, usize)> {
     match op {
         Op::Conv2d(_) | Op::FullyConnected(_) => Some((1, 0, 2)),
         Op::DepthwiseConv2d(_) => Some((1, 3, 2)),
+        // TRANSPOSE_CONV: (output_shape, filter OHWI, input, bias).
+        Op::TransposeConv(_) => Some((1, 0, 3)),
         _ => None,
     }
 }
@@ -131,7 +133,13 @@ pub fn quantize_graph(
         let mut new_node = node.clone();
         if quantized[pos] {
             let wb = weight_and_bias(&node.op);
-            let input_q = node.input(0).and_then(|i| plan.get(&i)).cloned();
+            // The data input whose scale the bias scale builds on.
+            let data_slot = if matches!(node.op, Op::TransposeConv(_)) {
+                2
+            } else {
+                0
+            };
+            let input_q = node.input(data_slot).and_then(|i| plan.get(&i)).cloned();
             let mut weight_scales: Option<Vec<f32>> = None;
             for (slot, input) in new_node.inputs.iter_mut().enumerate() {
                 let Some(id) = *input else { continue };
