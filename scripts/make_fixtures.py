@@ -16,6 +16,11 @@ by a small, verified flatbuffer rewrite of the converted model (see
 `rewrite_*` below): SQUEEZE / EXPAND_DIMS (the converter turns static ones into
 RESHAPE), SOFTMAX with beta != 1, GELU with approximate=False (TF's exact GELU
 needs Erf/Erfc, which have no builtin), and the whole quant_dequant model.
+
+Fixtures in INT8_FIXTURES also get TensorFlow's full-int8 twin NAME.int8.tflite and
+the output of TensorFlow's QuantizationDebugger on the same function and data
+(NAME.tf_debug.csv, NAME.tf_debug_whole.csv, NAME.tf_debug.json; see `tf_debug` and
+tests/fixtures/README.md).
 """
 
 import argparse
