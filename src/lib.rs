@@ -4,6 +4,7 @@
 
 pub mod atomic;
 pub mod data;
+pub mod debug;
 pub mod error;
 pub mod exec;
 pub mod graph;

@@ -264,3 +264,35 @@ fn quantize_to_an_unwritable_path_fails_cleanly() {
     assert!(stderr(&o).contains("m.tflite"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+/// `qdbg debug --csv`: TensorFlow's columns in TensorFlow's order (extra metrics between
+/// the five defaults and `scale, zero_point, tensor_name`), one row per int8 layer, the
+/// same rows as TensorFlow's debugger (tests/fixtures/dense_ops.tf_debug.csv).
+#[test]
+fn debug_writes_tensorflow_compatible_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("dense_ops.tflite");
+    std::fs::copy(common::fixture("dense_ops.tflite"), &model).unwrap();
+    let csv_path = dir.path().join("layers.csv");
+    let o = qdbg(&[
+        "debug",
+        model.to_str().unwrap(),
+        "--data",
+        common::fixture("dense_ops.inputs.npz").to_str().unwrap(),
+        "--csv",
+        csv_path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("rmse/scale"));
+    let mut ours = csv::Reader::from_path(&csv_path).unwrap();
+    let mut tf = csv::Reader::from_path(common::fixture("dense_ops.tf_debug.csv")).unwrap();
+    let (oh, th) = (ours.headers().unwrap().clone(), tf.headers().unwrap().clone());
+    let ours_cols: Vec<&str> = oh.iter().collect();
+    let tf_cols: Vec<&str> = th.iter().collect();
+    assert_eq!(&ours_cols[..7], &tf_cols[..7]);
+    assert_eq!(&ours_cols[ours_cols.len() - 3..], &tf_cols[tf_cols.len() - 3..]);
+    let names = |r: &mut csv::Reader<std::fs::File>, col: usize| -> Vec<String> {
+        r.records().map(|x| x.unwrap()[col].to_string()).collect()
+    };
+    assert_eq!(names(&mut ours, ours_cols.len() - 1), names(&mut tf, tf_cols.len() - 1));
+}

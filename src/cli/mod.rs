@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch; one file per subcommand.
 
+mod debug;
 mod inspect;
 mod quantize;
 mod run;
@@ -22,7 +23,8 @@ use qdbg::exec::DeviceChoice;
     after_help = "Examples:\n  qdbg inspect model.tflite\n  qdbg inspect model.tflite --json\n  \
                   qdbg run model.tflite --data samples.npz -o outputs.npz\n  \
                   qdbg run model.tflite --data images/ --mean 0.5 --std 0.5 -o outputs.npz\n  \
-                  qdbg quantize model.tflite --data calibration.npy -o model_int8.tflite"
+                  qdbg quantize model.tflite --data calibration.npy -o model_int8.tflite\n  \
+                  qdbg debug model.tflite --data debug.npy --csv layers.csv"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +39,8 @@ enum Command {
     Run(run::RunArgs),
     /// Calibrate on a representative dataset and write a full-int8 .tflite.
     Quantize(quantize::QuantizeArgs),
+    /// Per-layer error of the int8 model against float (TensorFlow's QuantizationDebugger).
+    Debug(debug::DebugArgs),
 }
 
 /// Where the float executor runs.
@@ -117,6 +121,7 @@ pub fn main() -> ExitCode {
         Some(Command::Inspect(args)) => inspect::inspect(&args),
         Some(Command::Run(args)) => run::run(&args),
         Some(Command::Quantize(args)) => quantize::quantize(&args),
+        Some(Command::Debug(args)) => debug::debug(&args),
         None => inspect::demo_summary(&demo_dir()),
     };
     match result {

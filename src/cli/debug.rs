@@ -1,0 +1,143 @@
+//! `qdbg debug`: quantize (reusing the saved calibration), run the debug data through the
+//! float and int8 models, and report every int8 layer's error like TensorFlow's
+//! `QuantizationDebugger`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use qdbg::data::{load_dataset, InputSpec};
+use qdbg::debug::report::{range, rmse_over_scale, write_csv, write_json};
+use qdbg::debug::{DebugEvent, Debugger, VerifyMode};
+use qdbg::exec::{parse_device, Executor};
+use qdbg::quant::calibrate_or_load;
+use qdbg::quant::plan::plan_activations;
+use qdbg::quant::quantize::{quantize_graph, QuantizeOptions};
+
+use super::{DeviceArgs, ImageArgs};
+
+#[derive(Args)]
+pub struct DebugArgs {
+    /// The float .tflite model.
+    pub model: PathBuf,
+    /// Debug (and calibration) data: .npy, .npz or a folder of images.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Write TensorFlow's `layer_statistics_dump` CSV here.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Write every layer's statistics as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// per-layer: each op's own error (TensorFlow's default); whole-model: error
+    /// accumulated down the model; both: side by side.
+    #[arg(long, value_enum, default_value = "per-layer")]
+    pub mode: ModeArg,
+    /// How many of the worst layers to list.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Recompute the calibration even if a matching one is saved beside the model.
+    #[arg(long)]
+    pub recalibrate: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    PerLayer,
+    WholeModel,
+    Both,
+}
+
+pub fn debug(args: &DebugArgs) -> Result<()> {
+    let graph = qdbg::tflite::read_model(&args.model)?;
+    let dataset = load_dataset(
+        &args.data,
+        &InputSpec::for_graph(&graph),
+        &args.images.options(),
+    )?;
+    let device = parse_device(args.device.device)?;
+    let executor = Executor::new(&graph, &device)?;
+    let (calibration, _) = calibrate_or_load(
+        &args.model,
+        &executor,
+        &dataset,
+        args.recalibrate,
+        &mut |_| {},
+    )?;
+    let model = quantize_graph(
+        &graph,
+        &plan_activations(&graph, &calibration),
+        &QuantizeOptions::default(),
+    )?;
+    let mode = match args.mode {
+        ModeArg::PerLayer => VerifyMode::PerLayer,
+        ModeArg::WholeModel => VerifyMode::WholeModel,
+        ModeArg::Both => VerifyMode::Both,
+    };
+    let debugger = Debugger::new(&graph, &model, &device)?;
+    let started = std::time::Instant::now();
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let stats = debugger.run(&dataset, mode, &AtomicBool::new(false), &mut |event| {
+        // Progress only where a person watches; logs get the final line alone.
+        if let (true, DebugEvent::Updated { done, total, .. }) = (interactive, event) {
+            eprint!("\rdebugging: {done}/{total} samples");
+            let _ = std::io::stderr().flush();
+        }
+    })?;
+    eprintln!(
+        "{}debugged {} samples in {:.2} s",
+        if interactive { "\r" } else { "" },
+        dataset.num_samples(),
+        started.elapsed().as_secs_f64()
+    );
+
+    if let Some(path) = &args.csv {
+        write_csv(path, &stats, mode)?;
+        println!(
+            "wrote {} ({} layers, TensorFlow's layer_statistics_dump columns)",
+            path.display(),
+            stats.len()
+        );
+    }
+    if let Some(path) = &args.json {
+        write_json(path, &stats)?;
+        println!("wrote {}", path.display());
+    }
+
+    let metric = |s: &qdbg::debug::LayerStats| {
+        let m = match mode {
+            VerifyMode::WholeModel => s.whole_model,
+            _ => s.per_layer,
+        };
+        m.map_or(f64::NAN, |m| {
+            rmse_over_scale(m.mean_squared_error, s.info.scale)
+        })
+    };
+    let mut order: Vec<usize> = (0..stats.len()).collect();
+    order.sort_by(|&a, &b| metric(&stats[b]).total_cmp(&metric(&stats[a])));
+    println!("\n{} int8 layers; the worst by rmse/scale:", stats.len());
+    println!("{:>10} {:>9} {:<18} tensor", "rmse/scale", "range", "op");
+    for &k in order.iter().take(args.top) {
+        let s = &stats[k];
+        println!(
+            "{:>10.3} {:>9.3} {:<18} {}",
+            metric(s),
+            range(s.info.scale),
+            s.info.op_name,
+            s.info.tensor_name
+        );
+    }
+    println!(
+        "\nrmse/scale is a layer's RMS error in units of its int8 step: about 0.29 (1/sqrt(12)) \
+         means plain rounding noise; well above that (say > 0.7), the layer loses more than \
+         rounding and is a candidate to keep in float. range = 255 x scale: the real span \
+         the int8 tensor covers; a huge range squeezes the common values into few steps."
+    );
+    Ok(())
+}

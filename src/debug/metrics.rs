@@ -1,0 +1,151 @@
+//! Per-layer error metrics with TensorFlow's aggregation: each metric is computed per
+//! sample on `diff = dequantized int8 output - float output`, then averaged over samples
+//! with a NaN-skipping mean (so `max_abs_error` is the mean of per-sample maxima).
+//! Only running sums are kept: memory does not grow with the number of samples.
+
+use serde::Serialize;
+
+/// TensorFlow's five default metrics of one sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleMetrics {
+    pub num_elements: f64,
+    pub stddev: f64,
+    pub mean_error: f64,
+    pub max_abs_error: f64,
+    pub mean_squared_error: f64,
+}
+
+/// The default metrics of one sample's `diff`. `stddev` is the population standard
+/// deviation (numpy's default, `ddof=0`), as TensorFlow computes it.
+pub fn sample_metrics(diff: &[f64]) -> SampleMetrics {
+    let n = diff.len() as f64;
+    if diff.is_empty() {
+        return SampleMetrics {
+            num_elements: 0.0,
+            stddev: f64::NAN,
+            mean_error: f64::NAN,
+            max_abs_error: f64::NAN,
+            mean_squared_error: f64::NAN,
+        };
+    }
+    let mean = diff.iter().sum::<f64>() / n;
+    let variance = diff.iter().map(|d| (d - mean) * (d - mean)).sum::<f64>() / n;
+    SampleMetrics {
+        num_elements: n,
+        stddev: variance.sqrt(),
+        mean_error: mean,
+        max_abs_error: diff.iter().fold(0f64, |m, d| m.max(d.abs())),
+        mean_squared_error: diff.iter().map(|d| d * d).sum::<f64>() / n,
+    }
+}
+
+/// A NaN-skipping running mean (numpy's `nanmean`): NaN when every value was NaN.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct NanMean {
+    sum: f64,
+    count: usize,
+}
+
+impl NanMean {
+    pub fn add(&mut self, v: f64) {
+        if !v.is_nan() {
+            self.sum += v;
+            self.count += 1;
+        }
+    }
+
+    pub fn value(&self) -> f64 {
+        if self.count == 0 {
+            f64::NAN
+        } else {
+            self.sum / self.count as f64
+        }
+    }
+}
+
+/// The default metrics of one layer, accumulated over samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LayerAccumulator {
+    num_elements: NanMean,
+    stddev: NanMean,
+    mean_error: NanMean,
+    max_abs_error: NanMean,
+    mean_squared_error: NanMean,
+    /// Pooled sums for the SQNR over all samples.
+    signal_power: f64,
+    noise_power: f64,
+    pub samples: usize,
+}
+
+/// A layer's metrics as reported.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct LayerMetrics {
+    pub num_elements: f64,
+    pub stddev: f64,
+    pub mean_error: f64,
+    pub max_abs_error: f64,
+    pub mean_squared_error: f64,
+    /// Signal-to-quantization-noise ratio in dB, pooled over all samples.
+    pub sqnr_db: f64,
+}
+
+impl LayerAccumulator {
+    /// Adds one sample: the float reference and the dequantized int8 result.
+    pub fn add_sample(&mut self, float: &[f64], dequantized: &[f64]) {
+        let diff: Vec<f64> = dequantized.iter().zip(float).map(|(q, f)| q - f).collect();
+        let m = sample_metrics(&diff);
+        self.num_elements.add(m.num_elements);
+        self.stddev.add(m.stddev);
+        self.mean_error.add(m.mean_error);
+        self.max_abs_error.add(m.max_abs_error);
+        self.mean_squared_error.add(m.mean_squared_error);
+        self.signal_power += float.iter().map(|f| f * f).sum::<f64>();
+        self.noise_power += diff.iter().map(|d| d * d).sum::<f64>();
+        self.samples += 1;
+    }
+
+    pub fn metrics(&self) -> LayerMetrics {
+        LayerMetrics {
+            num_elements: self.num_elements.value(),
+            stddev: self.stddev.value(),
+            mean_error: self.mean_error.value(),
+            max_abs_error: self.max_abs_error.value(),
+            mean_squared_error: self.mean_squared_error.value(),
+            sqnr_db: 10.0 * (self.signal_power / self.noise_power).log10(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// diff = [1, -1, 2, 0]: mean 0.5; squares 1, 1, 4, 0 -> mse 1.5;
+    /// variance = mse - mean^2 = 1.25 -> stddev sqrt(1.25); max |diff| 2.
+    #[test]
+    fn sample_metrics_by_hand() {
+        let m = sample_metrics(&[1.0, -1.0, 2.0, 0.0]);
+        assert_eq!(m.num_elements, 4.0);
+        assert_eq!(m.mean_error, 0.5);
+        assert_eq!(m.mean_squared_error, 1.5);
+        assert!((m.stddev - 1.25f64.sqrt()).abs() < 1e-12);
+        assert_eq!(m.max_abs_error, 2.0);
+    }
+
+    /// Two samples with per-sample maxima 2 and 4: TensorFlow reports their mean, 3.
+    #[test]
+    fn samples_are_averaged_like_nanmean() {
+        let mut acc = LayerAccumulator::default();
+        acc.add_sample(&[0.0, 0.0], &[2.0, 0.0]);
+        acc.add_sample(&[0.0, 0.0], &[4.0, 0.0]);
+        let m = acc.metrics();
+        assert_eq!(m.max_abs_error, 3.0);
+        // mse per sample: 2 and 8 -> mean 5
+        assert_eq!(m.mean_squared_error, 5.0);
+        let mut nm = NanMean::default();
+        nm.add(f64::NAN);
+        nm.add(1.0);
+        nm.add(3.0);
+        assert_eq!(nm.value(), 2.0);
+    }
+}

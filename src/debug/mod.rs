@@ -1,0 +1,8 @@
+//! The quantization debugger: per-layer and whole-model verification of an int8 model
+//! against its float source, with TensorFlow's `QuantizationDebugger` metrics.
+
+pub mod metrics;
+pub mod report;
+mod verify;
+
+pub use verify::{DebugEvent, Debugger, LayerInfo, LayerStats, VerifyMode};

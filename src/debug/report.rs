@@ -1,0 +1,106 @@
+//! Reports: TensorFlow's `layer_statistics_dump` CSV (same columns, same order, so pandas
+//! notebooks written for TensorFlow's CSV keep working) and a JSON document.
+
+use std::path::Path;
+
+use super::verify::{LayerStats, VerifyMode};
+use crate::error::{Error, Result};
+
+/// `rmse/scale`: the layer's RMS error in units of its quantization step. Uniform
+/// rounding noise gives 1/sqrt(12) ~= 0.289; much larger values mark a badly
+/// quantized layer.
+pub fn rmse_over_scale(mse: f64, scale: f32) -> f64 {
+    mse.sqrt() / scale as f64
+}
+
+/// `range`: the real span the int8 tensor covers, 255 steps of its scale.
+pub fn range(scale: f32) -> f64 {
+    255.0 * scale as f64
+}
+
+/// Writes TensorFlow's columns: `op_name, tensor_idx, num_elements, stddev, mean_error,
+/// max_abs_error, mean_squared_error`, then extra metrics (`range`, `rmse/scale`, and the
+/// whole-model columns when both modes ran), then `scale, zero_point, tensor_name`.
+pub fn write_csv(path: &Path, layers: &[LayerStats], mode: VerifyMode) -> Result<()> {
+    let mut buf = Vec::new();
+    {
+        let mut w = csv::Writer::from_writer(&mut buf);
+        let mut header = vec![
+            "op_name",
+            "tensor_idx",
+            "num_elements",
+            "stddev",
+            "mean_error",
+            "max_abs_error",
+            "mean_squared_error",
+            "range",
+            "rmse/scale",
+        ];
+        if mode == VerifyMode::Both {
+            header.extend([
+                "whole_model_mean_squared_error",
+                "whole_model_max_abs_error",
+                "whole_model_rmse/scale",
+            ]);
+        }
+        header.extend(["scale", "zero_point", "tensor_name"]);
+        w.write_record(&header).map_err(|e| csv_error(path, e))?;
+        for l in layers {
+            let main = match mode {
+                VerifyMode::WholeModel => l.whole_model,
+                _ => l.per_layer,
+            };
+            let Some(m) = main else { continue };
+            let mut row = vec![
+                l.info.op_name.to_string(),
+                l.info.tensor_idx.to_string(),
+                num(m.num_elements),
+                num(m.stddev),
+                num(m.mean_error),
+                num(m.max_abs_error),
+                num(m.mean_squared_error),
+                num(range(l.info.scale)),
+                num(rmse_over_scale(m.mean_squared_error, l.info.scale)),
+            ];
+            if mode == VerifyMode::Both {
+                let wm = l.whole_model;
+                row.push(wm.map_or(String::new(), |w| num(w.mean_squared_error)));
+                row.push(wm.map_or(String::new(), |w| num(w.max_abs_error)));
+                row.push(wm.map_or(String::new(), |w| {
+                    num(rmse_over_scale(w.mean_squared_error, l.info.scale))
+                }));
+            }
+            row.push(num(l.info.scale as f64));
+            row.push(l.info.zero_point.to_string());
+            row.push(l.info.tensor_name.clone());
+            w.write_record(&row).map_err(|e| csv_error(path, e))?;
+        }
+        w.flush().map_err(|e| Error::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    }
+    crate::atomic::write_bytes_atomic(path, &buf)
+}
+
+/// Writes every layer's statistics (both modes when present) as JSON.
+pub fn write_json(path: &Path, layers: &[LayerStats]) -> Result<()> {
+    let text = serde_json::to_string_pretty(layers).map_err(|e| Error::Internal(e.to_string()))?;
+    crate::atomic::write_bytes_atomic(path, text.as_bytes())
+}
+
+fn num(v: f64) -> String {
+    // Python's repr of a float, which is what pandas writes: NaN as "nan".
+    if v.is_nan() {
+        "nan".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> Error {
+    Error::Write {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}

@@ -1,0 +1,297 @@
+//! Running the debug data through the float and int8 graphs.
+//!
+//! - Per-layer (TensorFlow's default): each int8 op's float twin runs on the *dequantized
+//!   int8 inputs* the int8 op saw, with the original float weights, so each layer's own
+//!   error shows.
+//! - Whole-model: the float and int8 graphs run separately and are compared at every int8
+//!   op's output, so the error accumulated down the model shows.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{Device, Tensor as CTensor};
+use serde::Serialize;
+
+use super::metrics::{LayerAccumulator, LayerMetrics};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::exec::{tensor_from_sample, Executor};
+use crate::graph::{Graph, Op, QuantParams, TensorId};
+use crate::ops::dequantize_values;
+use crate::ops::quantized::node_is_quantized;
+use crate::quant::quantize::QuantizedModel;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum VerifyMode {
+    PerLayer,
+    WholeModel,
+    Both,
+}
+
+impl VerifyMode {
+    fn per_layer(self) -> bool {
+        matches!(self, VerifyMode::PerLayer | VerifyMode::Both)
+    }
+    fn whole_model(self) -> bool {
+        matches!(self, VerifyMode::WholeModel | VerifyMode::Both)
+    }
+}
+
+/// One row of the report: an int8 op and its output tensor.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerInfo {
+    pub op_name: &'static str,
+    /// The int8 output tensor's index in the quantized model.
+    pub tensor_idx: TensorId,
+    pub tensor_name: String,
+    pub scale: f32,
+    pub zero_point: i64,
+    /// Position of the op in the quantized graph and of its twin in the float graph.
+    #[serde(skip)]
+    pub quant_node: usize,
+    #[serde(skip)]
+    pub float_node: usize,
+    /// The float graph's tensor the layer's output stands for.
+    #[serde(skip)]
+    pub float_tensor: TensorId,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerStats {
+    #[serde(flatten)]
+    pub info: LayerInfo,
+    pub per_layer: Option<LayerMetrics>,
+    pub whole_model: Option<LayerMetrics>,
+}
+
+/// What the debugger tells its consumers (the dashboard, the CSV and JSON writers).
+#[derive(Clone, Debug)]
+pub enum DebugEvent {
+    Started {
+        layers: Vec<LayerInfo>,
+        samples: usize,
+    },
+    /// Statistics of every layer after `done` samples.
+    Updated {
+        done: usize,
+        total: usize,
+        layers: Vec<LayerStats>,
+    },
+}
+
+pub struct Debugger<'a> {
+    float: Executor<'a>,
+    quant: Executor<'a>,
+    model: &'a QuantizedModel,
+    layers: Vec<LayerInfo>,
+}
+
+impl<'a> Debugger<'a> {
+    pub fn new(float: &'a Graph, model: &'a QuantizedModel, device: &Device) -> Result<Self> {
+        let q = &model.graph;
+        let mut layers = Vec::new();
+        for (pos, node) in q.nodes.iter().enumerate() {
+            let Some(Some(float_node)) = model.node_origin.get(pos) else {
+                continue;
+            };
+            if !node_is_quantized(q, node) || matches!(node.op, Op::Quantize | Op::Dequantize) {
+                continue;
+            }
+            let out = node.outputs[0];
+            let Some(params) = q.tensor(out).quant.as_ref() else {
+                continue;
+            };
+            let float_tensor = *model.twin_of.get(&out).unwrap_or(&out);
+            layers.push(LayerInfo {
+                op_name: node.op.name(),
+                tensor_idx: out,
+                // The float model's name, as TensorFlow's debugger reports it: the name
+                // users know, and the one denylists are written against.
+                tensor_name: float.tensor(float_tensor).name.clone(),
+                scale: params.scale[0],
+                zero_point: params.zero_point[0],
+                quant_node: pos,
+                float_node: *float_node,
+                float_tensor,
+            });
+        }
+        Ok(Debugger {
+            float: Executor::new(float, device)?,
+            quant: Executor::new(q, device)?,
+            model,
+            layers,
+        })
+    }
+
+    pub fn layers(&self) -> &[LayerInfo] {
+        &self.layers
+    }
+
+    /// Runs every sample, reporting after each one; stops between samples when `cancel`
+    /// is set, returning the statistics gathered so far.
+    pub fn run(
+        &self,
+        dataset: &Dataset,
+        mode: VerifyMode,
+        cancel: &AtomicBool,
+        on_event: &mut dyn FnMut(DebugEvent),
+    ) -> Result<Vec<LayerStats>> {
+        let total = dataset.num_samples();
+        on_event(DebugEvent::Started {
+            layers: self.layers.clone(),
+            samples: total,
+        });
+        let mut per_layer = vec![LayerAccumulator::default(); self.layers.len()];
+        let mut whole = vec![LayerAccumulator::default(); self.layers.len()];
+        let q = &self.model.graph;
+        // An int8 input made by QUANTIZE from a float tensor (a model input, or the output
+        // of an op kept float) stands for that float tensor: the float twin reads it
+        // directly, as TensorFlow's debug model does (it folds dequantize(quantize(x))).
+        let mut float_source: HashMap<TensorId, TensorId> = HashMap::new();
+        for node in &q.nodes {
+            if node.op == Op::Quantize {
+                if let Some(src) = node.input(0).filter(|&i| q.tensor(i).dtype.is_float()) {
+                    float_source.insert(node.outputs[0], src);
+                }
+            }
+        }
+        // Which tensors the layers read and write, to keep only those per sample.
+        let mut wanted: HashMap<TensorId, ()> = HashMap::new();
+        for l in &self.layers {
+            wanted.insert(l.tensor_idx, ());
+            for &i in q.nodes[l.quant_node].inputs.iter().flatten() {
+                if !q.tensor(i).is_constant() {
+                    wanted.insert(*float_source.get(&i).unwrap_or(&i), ());
+                }
+            }
+        }
+        let float_outputs: HashMap<TensorId, usize> = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(k, l)| (l.float_tensor, k))
+            .collect();
+
+        let mut stats = self.snapshot(&per_layer, &whole, mode);
+        for s in 0..total {
+            if cancel.load(Ordering::Relaxed) {
+                break;
+            }
+            let inputs = dataset
+                .sample(s)
+                .iter()
+                .map(|x| tensor_from_sample(x, self.quant.device()))
+                .collect::<Result<Vec<_>>>()?;
+            let mut qvals: HashMap<TensorId, CTensor> = HashMap::new();
+            self.quant.run_observed(&inputs, &mut |id, v| {
+                if wanted.contains_key(&id) {
+                    qvals.insert(id, v.clone());
+                }
+                Ok(())
+            })?;
+            if mode.per_layer() {
+                for (k, l) in self.layers.iter().enumerate() {
+                    let qnode = &q.nodes[l.quant_node];
+                    let float_inputs = qnode
+                        .inputs
+                        .iter()
+                        .map(|i| match i {
+                            Some(id) if !q.tensor(*id).is_constant() => {
+                                match float_source.get(id) {
+                                    Some(src) => Ok(qvals.get(src).cloned()),
+                                    None => qvals
+                                        .get(id)
+                                        .map(|v| dequantize(v, q.tensor(*id).quant.as_ref()))
+                                        .transpose()
+                                        .map(Option::flatten),
+                                }
+                            }
+                            _ => Ok(None),
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let refs: Vec<Option<&CTensor>> =
+                        float_inputs.iter().map(|v| v.as_ref()).collect();
+                    let out = self.float.eval_node(l.float_node, &refs)?;
+                    let reference = host(&out[0])?;
+                    let got = self.dequantized_output(l, &qvals)?;
+                    per_layer[k].add_sample(&reference, &got);
+                }
+            }
+            if mode.whole_model() {
+                let mut fvals: HashMap<usize, Vec<f64>> = HashMap::new();
+                self.float.run_observed(&inputs, &mut |id, v| {
+                    if let Some(&k) = float_outputs.get(&id) {
+                        fvals.insert(k, host(v)?);
+                    }
+                    Ok(())
+                })?;
+                for (k, l) in self.layers.iter().enumerate() {
+                    if let Some(reference) = fvals.get(&k) {
+                        let got = self.dequantized_output(l, &qvals)?;
+                        whole[k].add_sample(reference, &got);
+                    }
+                }
+            }
+            stats = self.snapshot(&per_layer, &whole, mode);
+            on_event(DebugEvent::Updated {
+                done: s + 1,
+                total,
+                layers: stats.clone(),
+            });
+        }
+        Ok(stats)
+    }
+
+    fn dequantized_output(
+        &self,
+        l: &LayerInfo,
+        qvals: &HashMap<TensorId, CTensor>,
+    ) -> Result<Vec<f64>> {
+        let q = &self.model.graph;
+        let v = qvals.get(&l.tensor_idx).ok_or_else(|| {
+            Error::Internal(format!("layer '{}' was not computed", l.tensor_name))
+        })?;
+        let deq = dequantize(v, q.tensor(l.tensor_idx).quant.as_ref())?.ok_or_else(|| {
+            Error::Internal(format!("layer '{}' has no parameters", l.tensor_name))
+        })?;
+        host(&deq)
+    }
+
+    fn snapshot(
+        &self,
+        per_layer: &[LayerAccumulator],
+        whole: &[LayerAccumulator],
+        mode: VerifyMode,
+    ) -> Vec<LayerStats> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(k, info)| LayerStats {
+                info: info.clone(),
+                per_layer: mode.per_layer().then(|| per_layer[k].metrics()),
+                whole_model: mode.whole_model().then(|| whole[k].metrics()),
+            })
+            .collect()
+    }
+}
+
+fn host(t: &CTensor) -> Result<Vec<f64>> {
+    t.flatten_all()
+        .and_then(|t| t.to_dtype(candle_core::DType::F64))
+        .and_then(|t| t.to_vec1::<f64>())
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// An int8 value as float32, `None` when the tensor has no quantization parameters.
+fn dequantize(v: &CTensor, q: Option<&QuantParams>) -> Result<Option<CTensor>> {
+    let Some(q) = q else { return Ok(None) };
+    let ints = v
+        .flatten_all()
+        .and_then(|t| t.to_dtype(candle_core::DType::I64))
+        .and_then(|t| t.to_vec1::<i64>())
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let values = dequantize_values(&ints, v.dims(), q).map_err(|e| Error::Internal(e.0))?;
+    CTensor::from_vec(values, v.dims(), v.device())
+        .map(Some)
+        .map_err(|e| Error::Internal(e.to_string()))
+}
