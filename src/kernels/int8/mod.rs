@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod conv;
 pub mod elementwise;
+pub mod math;
 pub mod pool;
 pub mod reduce;
 pub mod softmax;
