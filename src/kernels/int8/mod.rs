@@ -7,6 +7,7 @@ pub mod activation;
 pub mod batch_matmul;
 pub mod conv;
 pub mod elementwise;
+pub mod math;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
