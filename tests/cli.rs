@@ -286,13 +286,22 @@ fn debug_writes_tensorflow_compatible_csv() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("rmse/scale"));
     let mut ours = csv::Reader::from_path(&csv_path).unwrap();
     let mut tf = csv::Reader::from_path(common::fixture("dense_ops.tf_debug.csv")).unwrap();
-    let (oh, th) = (ours.headers().unwrap().clone(), tf.headers().unwrap().clone());
+    let (oh, th) = (
+        ours.headers().unwrap().clone(),
+        tf.headers().unwrap().clone(),
+    );
     let ours_cols: Vec<&str> = oh.iter().collect();
     let tf_cols: Vec<&str> = th.iter().collect();
     assert_eq!(&ours_cols[..7], &tf_cols[..7]);
-    assert_eq!(&ours_cols[ours_cols.len() - 3..], &tf_cols[tf_cols.len() - 3..]);
+    assert_eq!(
+        &ours_cols[ours_cols.len() - 3..],
+        &tf_cols[tf_cols.len() - 3..]
+    );
     let names = |r: &mut csv::Reader<std::fs::File>, col: usize| -> Vec<String> {
         r.records().map(|x| x.unwrap()[col].to_string()).collect()
     };
-    assert_eq!(names(&mut ours, ours_cols.len() - 1), names(&mut tf, tf_cols.len() - 1));
+    assert_eq!(
+        names(&mut ours, ours_cols.len() - 1),
+        names(&mut tf, tf_cols.len() - 1)
+    );
 }

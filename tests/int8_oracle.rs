@@ -156,13 +156,13 @@ macro_rules! int8_tests {
     ($($name:ident),*) => { $( #[test] fn $name() { check(stringify!($name)); } )* };
 }
 
-// elementwise_ops (DIV, RSQRT, ...) and activation_ops (GELU, PRELU) join as their int8
-// kernels land.
 int8_tests!(
     conv_ops,
     dense_ops,
+    elementwise_ops,
     reduce_ops,
     resize_ops,
+    activation_ops,
     multi_io,
     mobilenet_v3_small
 );

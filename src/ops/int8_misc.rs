@@ -6,7 +6,7 @@ use candle_core::Tensor as CTensor;
 use super::quantized::{from_int8, int8_values, qparams};
 use super::{broadcast_shape, expect_output_shape, op_bail, EvalCtx, OpError, OpResult};
 use crate::graph::{BinaryKind, FusedActivation, Pool2dAttrs, PoolKind, ReduceKind, UnaryKind};
-use crate::kernels::int8::{activation, elementwise, pool, reduce, softmax};
+use crate::kernels::int8::{activation, elementwise, math, pool, reduce, softmax};
 
 fn kernel(e: String) -> OpError {
     OpError(e)
@@ -34,6 +34,12 @@ pub fn binary(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResult
         BinaryKind::Mul => {
             elementwise::Mul::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
         }
+        BinaryKind::Div => {
+            math::Div::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
+        }
+        BinaryKind::SquaredDifference => {
+            math::SquaredDifference::new(qa, qb, qo).and_then(|k| k.run(&va, da, &vb, db, &mut out))
+        }
         BinaryKind::Maximum | BinaryKind::Minimum => {
             if qa != qo || qb != qo {
                 op_bail!(
@@ -48,7 +54,6 @@ pub fn binary(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResult
             };
             which.run(&va, da, &vb, db, &mut out)
         }
-        other => op_bail!("{other:?} has no int8 kernel in qdbg yet"),
     }
     .map_err(kernel)?;
     from_int8(out, &shape, a)
@@ -150,13 +155,14 @@ pub fn unary(ctx: &EvalCtx, kind: UnaryKind) -> OpResult<CTensor> {
             };
             activation::Relu::new(relu, qi, qo).and_then(|k| k.run(&values, &mut out))
         }
+        UnaryKind::Rsqrt => math::Rsqrt::new(qi, qo).and_then(|k| k.run(&values, &mut out)),
+        UnaryKind::Sqrt => math::Sqrt::new(qi, qo).and_then(|k| k.run(&values, &mut out)),
+        UnaryKind::Gelu { approximate } => {
+            math::Gelu::new(approximate, qi, qo).and_then(|k| k.run(&values, &mut out))
+        }
         UnaryKind::LeakyRelu { alpha } => {
             activation::LeakyRelu::new(alpha, qi, qo).and_then(|k| k.run(&values, &mut out))
         }
-        _ => op_bail!(
-            "{} on int8 tensors has no int8 kernel in qdbg yet",
-            ctx.node.op.name()
-        ),
     }
     .map_err(kernel)?;
     from_int8(out, input.dims(), input)
@@ -175,4 +181,27 @@ pub fn requantize(ctx: &EvalCtx) -> OpResult<CTensor> {
     let mut out = vec![0i8; values.len()];
     k.run(&values, &mut out).map_err(kernel)?;
     from_int8(out, input.dims(), input)
+}
+
+/// PRELU on int8: alpha is a constant int8 tensor broadcast against the input.
+pub fn prelu(ctx: &EvalCtx) -> OpResult<CTensor> {
+    let (x, alpha) = (ctx.input(0)?, ctx.input(1)?);
+    expect_output_shape(ctx, 0, x.dims())?;
+    let k = math::Prelu::new(
+        qparams(ctx, ctx.input_id(0)?)?,
+        qparams(ctx, ctx.input_id(1)?)?,
+        qparams(ctx, ctx.node.outputs[0])?,
+    )
+    .map_err(kernel)?;
+    let values = int8_values(x)?;
+    let mut out = vec![0i8; values.len()];
+    k.run(
+        &values,
+        x.dims(),
+        &int8_values(alpha)?,
+        alpha.dims(),
+        &mut out,
+    )
+    .map_err(kernel)?;
+    from_int8(out, x.dims(), x)
 }

@@ -7,7 +7,7 @@
 use candle_core::{DType as CDType, Tensor as CTensor};
 
 use super::{op_bail, EvalCtx, OpResult};
-use crate::graph::{BinaryKind, DType, Graph, Node, Op, QuantParams, TensorId, UnaryKind};
+use crate::graph::{DType, Graph, Node, Op, QuantParams, TensorId};
 use crate::kernels::int8::QParams;
 
 /// Whether the node computes on quantized integers: its first data input or its output is
@@ -55,31 +55,9 @@ pub fn has_int8_kernel(op: &Op) -> bool {
             | Op::Pool2d { .. }
             | Op::Reduce { .. }
             | Op::Softmax { .. }
-    ) || matches!(op, Op::Binary { kind, .. } if binary_has_kernel(*kind))
-        || matches!(op, Op::Unary(kind) if unary_has_kernel(*kind))
-}
-
-fn binary_has_kernel(kind: BinaryKind) -> bool {
-    matches!(
-        kind,
-        BinaryKind::Add
-            | BinaryKind::Sub
-            | BinaryKind::Mul
-            | BinaryKind::Maximum
-            | BinaryKind::Minimum
-    )
-}
-
-fn unary_has_kernel(kind: UnaryKind) -> bool {
-    matches!(
-        kind,
-        UnaryKind::Logistic
-            | UnaryKind::Tanh
-            | UnaryKind::HardSwish
-            | UnaryKind::Relu
-            | UnaryKind::Relu6
-            | UnaryKind::ReluN1To1
-            | UnaryKind::LeakyRelu { .. }
+            | Op::Prelu
+            | Op::Binary { .. }
+            | Op::Unary(_)
     )
 }
 
@@ -98,7 +76,7 @@ pub fn eval(ctx: &EvalCtx) -> Option<OpResult<Vec<CTensor>>> {
         | Op::SpaceToDepth { .. }
         | Op::ResizeNearestNeighbor(_) => None,
         Op::Concatenation { .. } => Some(concatenation(ctx).map(|t| vec![t])),
-        Op::Binary { kind, activation } if binary_has_kernel(*kind) => {
+        Op::Binary { kind, activation } => {
             Some(super::int8_misc::binary(ctx, *kind, *activation).map(|t| vec![t]))
         }
         Op::Pool2d { kind, attrs } => {
@@ -108,9 +86,8 @@ pub fn eval(ctx: &EvalCtx) -> Option<OpResult<Vec<CTensor>>> {
             Some(super::int8_misc::reduce(ctx, *kind, *keep_dims).map(|t| vec![t]))
         }
         Op::Softmax { beta } => Some(super::int8_misc::softmax(ctx, *beta).map(|t| vec![t])),
-        Op::Unary(kind) if unary_has_kernel(*kind) => {
-            Some(super::int8_misc::unary(ctx, *kind).map(|t| vec![t]))
-        }
+        Op::Prelu => Some(super::int8_misc::prelu(ctx).map(|t| vec![t])),
+        Op::Unary(kind) => Some(super::int8_misc::unary(ctx, *kind).map(|t| vec![t])),
         Op::Conv2d(attrs) => Some(super::int8_conv::conv2d(ctx, attrs).map(|t| vec![t])),
         Op::TransposeConv(attrs) => {
             Some(super::int8_conv::transpose_conv(ctx, attrs).map(|t| vec![t]))
