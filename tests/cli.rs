@@ -305,3 +305,54 @@ fn debug_writes_tensorflow_compatible_csv() {
         names(&mut tf, tf_cols.len() - 1)
     );
 }
+
+/// The main job: `qdbg` with no arguments debugs the bundled demo. Its float top-1 on the
+/// debug set must equal the one LiteRT measured when the demo was made
+/// (demo/expected.json, 98/100), and full int8 must lose at least 3 points, the demo's
+/// reason to exist.
+#[test]
+fn main_job_debugs_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.tflite", "debug.npy", "labels.txt"] {
+        std::fs::copy(common::repo().join("demo").join(f), dir.path().join(f)).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_qdbg"))
+        .env("QDBG_DEMO_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("demo/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let float_top1 = expected["debug_set"]["float"]["top1"].as_f64().unwrap();
+    let accuracy = text
+        .lines()
+        .find(|l| l.starts_with("accuracy:"))
+        .unwrap_or_else(|| panic!("no accuracy line in:\n{text}"));
+    let pick = |label: &str| -> f64 {
+        let at = accuracy
+            .find(label)
+            .unwrap_or_else(|| panic!("no '{label}' in {accuracy}"));
+        let rest = &accuracy[at + label.len()..];
+        rest.trim_start()
+            .split('%')
+            .next()
+            .unwrap()
+            .trim()
+            .parse::<f64>()
+            .unwrap()
+            / 100.0
+    };
+    let (ours_float, ours_int8) = (pick("float top-1"), pick("int8 top-1"));
+    assert!(
+        (ours_float - float_top1).abs() < 1e-9,
+        "float top-1 {ours_float} vs LiteRT's {float_top1}"
+    );
+    assert!(
+        ours_float - ours_int8 >= 0.03,
+        "int8 top-1 {ours_int8} is not 3 points below float {ours_float}"
+    );
+    assert!(text.contains("rmse/scale"));
+}

@@ -84,11 +84,13 @@ fn check(name: &str) {
     let stats = debugger
         .run(
             &data,
+            None,
             VerifyMode::PerLayer,
             &AtomicBool::new(false),
             &mut |_| {},
         )
-        .unwrap();
+        .unwrap()
+        .layers;
 
     let tf = tf_rows(name);
     let ours: Vec<(String, String)> = stats

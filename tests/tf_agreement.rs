@@ -103,4 +103,12 @@ macro_rules! agreement_tests {
     )* };
 }
 
-agreement_tests!(conv_ops, dense_ops, elementwise_ops, reduce_ops, resize_ops, multi_io, mobilenet_v3_small);
+agreement_tests!(
+    conv_ops,
+    dense_ops,
+    elementwise_ops,
+    reduce_ops,
+    resize_ops,
+    multi_io,
+    mobilenet_v3_small
+);

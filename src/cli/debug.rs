@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use qdbg::data::{load_dataset, InputSpec};
+use qdbg::data::{load_dataset, load_labels, InputSpec};
 use qdbg::debug::report::{range, rmse_over_scale, write_csv, write_json};
 use qdbg::debug::{DebugEvent, Debugger, VerifyMode};
 use qdbg::exec::{parse_device, Executor};
@@ -25,6 +25,9 @@ pub struct DebugArgs {
     /// Debug (and calibration) data: .npy, .npz or a folder of images.
     #[arg(long)]
     pub data: PathBuf,
+    /// Labels (.npy of integers or a text file, one per line) for top-1/top-5 accuracy.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
     /// Write TensorFlow's `layer_statistics_dump` CSV here.
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -61,6 +64,10 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         &InputSpec::for_graph(&graph),
         &args.images.options(),
     )?;
+    let labels = match &args.labels {
+        Some(path) => Some(load_labels(path, Some(dataset.num_samples()))?),
+        None => None,
+    };
     let device = parse_device(args.device.device)?;
     let executor = Executor::new(&graph, &device)?;
     let (calibration, _) = calibrate_or_load(
@@ -83,13 +90,19 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
     let debugger = Debugger::new(&graph, &model, &device)?;
     let started = std::time::Instant::now();
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let stats = debugger.run(&dataset, mode, &AtomicBool::new(false), &mut |event| {
-        // Progress only where a person watches; logs get the final line alone.
-        if let (true, DebugEvent::Updated { done, total, .. }) = (interactive, event) {
-            eprint!("\rdebugging: {done}/{total} samples");
-            let _ = std::io::stderr().flush();
-        }
-    })?;
+    let report = debugger.run(
+        &dataset,
+        labels.as_deref(),
+        mode,
+        &AtomicBool::new(false),
+        &mut |event| {
+            // Progress only where a person watches; logs get the final line alone.
+            if let (true, DebugEvent::Updated { done, total, .. }) = (interactive, event) {
+                eprint!("\rdebugging: {done}/{total} samples");
+                let _ = std::io::stderr().flush();
+            }
+        },
+    )?;
     eprintln!(
         "{}debugged {} samples in {:.2} s",
         if interactive { "\r" } else { "" },
@@ -97,8 +110,9 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    let stats = &report.layers;
     if let Some(path) = &args.csv {
-        write_csv(path, &stats, mode)?;
+        write_csv(path, stats, mode)?;
         println!(
             "wrote {} ({} layers, TensorFlow's layer_statistics_dump columns)",
             path.display(),
@@ -106,10 +120,32 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         );
     }
     if let Some(path) = &args.json {
-        write_json(path, &stats)?;
+        write_json(path, &report)?;
         println!("wrote {}", path.display());
     }
 
+    let m = report.model;
+    println!(
+        "model outputs, float vs int8 over {} samples: mse {:.3e}, sqnr {:.1} dB, cosine {:.4}, \
+         same top-1 class {:.1}%, int8 top-1 within float top-5 {:.1}%",
+        m.samples,
+        m.mse,
+        m.sqnr_db,
+        m.cosine,
+        100.0 * m.argmax_agreement,
+        100.0 * m.top5_agreement
+    );
+    if let (Some(f1), Some(q1), Some(f5), Some(q5)) =
+        (m.float_top1, m.int8_top1, m.float_top5, m.int8_top5)
+    {
+        println!(
+            "accuracy: float top-1 {:.1}% / top-5 {:.1}%, int8 top-1 {:.1}% / top-5 {:.1}%",
+            100.0 * f1,
+            100.0 * f5,
+            100.0 * q1,
+            100.0 * q5
+        );
+    }
     let metric = |s: &qdbg::debug::LayerStats| {
         let m = match mode {
             VerifyMode::WholeModel => s.whole_model,

@@ -1,7 +1,7 @@
 //! `qdbg inspect`: what a model contains, for people (a table) and scripts (`--json`).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
@@ -24,20 +24,6 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
     } else {
         print!("{}", render(&graph));
     }
-    Ok(())
-}
-
-/// What `qdbg` with no arguments shows until the dashboard lands: the demo's summary.
-pub fn demo_summary(demo: &Path) -> Result<()> {
-    let model = demo.join("model.tflite");
-    let graph = qdbg::tflite::read_model(&model)?;
-    println!("qdbg demo: {}\n", model.display());
-    print!("{}", render(&graph));
-    println!(
-        "\nTry: qdbg run {} --data {} -o outputs.npz",
-        model.display(),
-        demo.join("debug.npy").display()
-    );
     Ok(())
 }
 

@@ -104,6 +104,39 @@ pub fn demo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo")
 }
 
+/// `qdbg` with no arguments: the debugger's summary on the bundled demo (the interactive
+/// dashboard will open here once it exists).
+fn demo(dir: &std::path::Path) -> anyhow::Result<()> {
+    let model = dir.join("model.tflite");
+    let data = dir.join("debug.npy");
+    let labels = dir.join("labels.txt");
+    println!(
+        "qdbg demo: {} on {} (labels {})\n",
+        model.display(),
+        data.display(),
+        labels.display()
+    );
+    let args = [
+        "qdbg".as_ref(),
+        "debug".as_ref(),
+        model.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--labels".as_ref(),
+        labels.as_os_str(),
+    ];
+    match Cli::try_parse_from(args)?.command {
+        Some(Command::Debug(args)) => debug::debug(&args)?,
+        _ => unreachable!("the demo arguments parse as `debug`"),
+    }
+    println!(
+        "\nNext: qdbg debug {} --data {} --csv layers.csv   (TensorFlow's CSV columns)",
+        model.display(),
+        data.display()
+    );
+    Ok(())
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -122,7 +155,7 @@ pub fn main() -> ExitCode {
         Some(Command::Run(args)) => run::run(&args),
         Some(Command::Quantize(args)) => quantize::quantize(&args),
         Some(Command::Debug(args)) => debug::debug(&args),
-        None => inspect::demo_summary(&demo_dir()),
+        None => demo(&demo_dir()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

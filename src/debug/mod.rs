@@ -5,4 +5,4 @@ pub mod metrics;
 pub mod report;
 mod verify;
 
-pub use verify::{DebugEvent, Debugger, LayerInfo, LayerStats, VerifyMode};
+pub use verify::{DebugEvent, DebugReport, Debugger, LayerInfo, LayerStats, VerifyMode};

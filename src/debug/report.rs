@@ -83,9 +83,10 @@ pub fn write_csv(path: &Path, layers: &[LayerStats], mode: VerifyMode) -> Result
     crate::atomic::write_bytes_atomic(path, &buf)
 }
 
-/// Writes every layer's statistics (both modes when present) as JSON.
-pub fn write_json(path: &Path, layers: &[LayerStats]) -> Result<()> {
-    let text = serde_json::to_string_pretty(layers).map_err(|e| Error::Internal(e.to_string()))?;
+/// Writes the whole report (every layer, both modes when present, model-level metrics)
+/// as JSON.
+pub fn write_json(path: &Path, report: &super::DebugReport) -> Result<()> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| Error::Internal(e.to_string()))?;
     crate::atomic::write_bytes_atomic(path, text.as_bytes())
 }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{Device, Tensor as CTensor};
 use serde::Serialize;
 
-use super::metrics::{LayerAccumulator, LayerMetrics};
+use super::metrics::{LayerAccumulator, LayerMetrics, ModelAccumulator, ModelMetrics};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::exec::{tensor_from_sample, Executor};
@@ -64,6 +64,15 @@ pub struct LayerStats {
     pub whole_model: Option<LayerMetrics>,
 }
 
+/// Everything one run measured: every layer, and the two models' final outputs.
+#[derive(Clone, Debug, Serialize)]
+pub struct DebugReport {
+    pub layers: Vec<LayerStats>,
+    pub model: ModelMetrics,
+    /// Samples done (fewer than the dataset's when the run was cancelled).
+    pub samples: usize,
+}
+
 /// What the debugger tells its consumers (the dashboard, the CSV and JSON writers).
 #[derive(Clone, Debug)]
 pub enum DebugEvent {
@@ -71,11 +80,11 @@ pub enum DebugEvent {
         layers: Vec<LayerInfo>,
         samples: usize,
     },
-    /// Statistics of every layer after `done` samples.
+    /// Statistics of every layer and of the model after `done` samples.
     Updated {
         done: usize,
         total: usize,
-        layers: Vec<LayerStats>,
+        report: DebugReport,
     },
 }
 
@@ -129,13 +138,15 @@ impl<'a> Debugger<'a> {
 
     /// Runs every sample, reporting after each one; stops between samples when `cancel`
     /// is set, returning the statistics gathered so far.
+    /// `labels`, when given, holds one class per sample for the accuracies.
     pub fn run(
         &self,
         dataset: &Dataset,
+        labels: Option<&[i64]>,
         mode: VerifyMode,
         cancel: &AtomicBool,
         on_event: &mut dyn FnMut(DebugEvent),
-    ) -> Result<Vec<LayerStats>> {
+    ) -> Result<DebugReport> {
         let total = dataset.num_samples();
         on_event(DebugEvent::Started {
             layers: self.layers.clone(),
@@ -172,7 +183,8 @@ impl<'a> Debugger<'a> {
             .map(|(k, l)| (l.float_tensor, k))
             .collect();
 
-        let mut stats = self.snapshot(&per_layer, &whole, mode);
+        let mut model_acc = ModelAccumulator::default();
+        let mut report = self.snapshot(&per_layer, &whole, &model_acc, mode);
         for s in 0..total {
             if cancel.load(Ordering::Relaxed) {
                 break;
@@ -183,7 +195,7 @@ impl<'a> Debugger<'a> {
                 .map(|x| tensor_from_sample(x, self.quant.device()))
                 .collect::<Result<Vec<_>>>()?;
             let mut qvals: HashMap<TensorId, CTensor> = HashMap::new();
-            self.quant.run_observed(&inputs, &mut |id, v| {
+            let quant_out = self.quant.run_observed(&inputs, &mut |id, v| {
                 if wanted.contains_key(&id) {
                     qvals.insert(id, v.clone());
                 }
@@ -217,14 +229,20 @@ impl<'a> Debugger<'a> {
                     per_layer[k].add_sample(&reference, &got);
                 }
             }
-            if mode.whole_model() {
-                let mut fvals: HashMap<usize, Vec<f64>> = HashMap::new();
-                self.float.run_observed(&inputs, &mut |id, v| {
-                    if let Some(&k) = float_outputs.get(&id) {
-                        fvals.insert(k, host(v)?);
-                    }
-                    Ok(())
-                })?;
+            // The float model runs whole every sample: model-level metrics need its outputs,
+            // and whole-model verification its intermediate tensors.
+            let mut fvals: HashMap<usize, Vec<f64>> = HashMap::new();
+            let whole_model = mode.whole_model();
+            let float_out = self.float.run_observed(&inputs, &mut |id, v| {
+                if let (true, Some(&k)) = (whole_model, float_outputs.get(&id)) {
+                    fvals.insert(k, host(v)?);
+                }
+                Ok(())
+            })?;
+            if let (Some(f), Some(q)) = (float_out.first(), quant_out.first()) {
+                model_acc.add_sample(&host(f)?, &host(q)?, labels.and_then(|l| l.get(s).copied()));
+            }
+            if whole_model {
                 for (k, l) in self.layers.iter().enumerate() {
                     if let Some(reference) = fvals.get(&k) {
                         let got = self.dequantized_output(l, &qvals)?;
@@ -232,14 +250,14 @@ impl<'a> Debugger<'a> {
                     }
                 }
             }
-            stats = self.snapshot(&per_layer, &whole, mode);
+            report = self.snapshot(&per_layer, &whole, &model_acc, mode);
             on_event(DebugEvent::Updated {
                 done: s + 1,
                 total,
-                layers: stats.clone(),
+                report: report.clone(),
             });
         }
-        Ok(stats)
+        Ok(report)
     }
 
     fn dequantized_output(
@@ -261,17 +279,24 @@ impl<'a> Debugger<'a> {
         &self,
         per_layer: &[LayerAccumulator],
         whole: &[LayerAccumulator],
+        model: &ModelAccumulator,
         mode: VerifyMode,
-    ) -> Vec<LayerStats> {
-        self.layers
-            .iter()
-            .enumerate()
-            .map(|(k, info)| LayerStats {
-                info: info.clone(),
-                per_layer: mode.per_layer().then(|| per_layer[k].metrics()),
-                whole_model: mode.whole_model().then(|| whole[k].metrics()),
-            })
-            .collect()
+    ) -> DebugReport {
+        let m = model.metrics();
+        DebugReport {
+            layers: self
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(k, info)| LayerStats {
+                    info: info.clone(),
+                    per_layer: mode.per_layer().then(|| per_layer[k].metrics()),
+                    whole_model: mode.whole_model().then(|| whole[k].metrics()),
+                })
+                .collect(),
+            samples: m.samples,
+            model: m,
+        }
     }
 }
 
