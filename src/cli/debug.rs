@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use qdbg::data::{load_dataset, load_labels, InputSpec};
+use qdbg::debug::metrics::EXTRA_METRICS;
 use qdbg::debug::report::{range, rmse_over_scale, write_csv, write_json};
 use qdbg::debug::{DebugEvent, Debugger, VerifyMode};
 use qdbg::exec::{parse_device, Executor};
@@ -38,6 +39,10 @@ pub struct DebugArgs {
     /// accumulated down the model; both: side by side.
     #[arg(long, value_enum, default_value = "per-layer")]
     pub mode: ModeArg,
+    /// Extra metrics for the CSV, comma-separated: sqnr_db, cosine, mean_abs_error,
+    /// max_abs_error_global, correlation, saturation (all are in the JSON).
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<String>,
     /// How many of the worst layers to list.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
@@ -58,6 +63,21 @@ pub enum ModeArg {
 }
 
 pub fn debug(args: &DebugArgs) -> Result<()> {
+    if let Some(bad) = args
+        .metrics
+        .iter()
+        .find(|m| !EXTRA_METRICS.contains(&m.as_str()))
+    {
+        // A usage error: exit code 2, like clap's own.
+        return Err(qdbg::Error::Data {
+            path: "--metrics".into(),
+            reason: format!(
+                "unknown metric '{bad}'; choose from {}",
+                EXTRA_METRICS.join(", ")
+            ),
+        }
+        .into());
+    }
     let graph = qdbg::tflite::read_model(&args.model)?;
     let dataset = load_dataset(
         &args.data,
@@ -112,7 +132,8 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
 
     let stats = &report.layers;
     if let Some(path) = &args.csv {
-        write_csv(path, stats, mode)?;
+        let extra: Vec<&str> = args.metrics.iter().map(String::as_str).collect();
+        write_csv(path, stats, mode, &extra)?;
         println!(
             "wrote {} ({} layers, TensorFlow's layer_statistics_dump columns)",
             path.display(),

@@ -71,9 +71,17 @@ pub struct LayerAccumulator {
     mean_error: NanMean,
     max_abs_error: NanMean,
     mean_squared_error: NanMean,
-    /// Pooled sums for the SQNR over all samples.
+    /// Pooled sums over all samples, for the metrics TensorFlow does not have.
     signal_power: f64,
     noise_power: f64,
+    abs_error: f64,
+    max_abs_global: f64,
+    elements: usize,
+    sum_f: f64,
+    sum_q: f64,
+    sum_q2: f64,
+    dot: f64,
+    saturated: usize,
     pub samples: usize,
 }
 
@@ -87,11 +95,47 @@ pub struct LayerMetrics {
     pub mean_squared_error: f64,
     /// Signal-to-quantization-noise ratio in dB, pooled over all samples.
     pub sqnr_db: f64,
+    /// Cosine similarity of float and dequantized outputs, pooled over all samples.
+    pub cosine: f64,
+    /// Mean absolute error over all elements of all samples.
+    pub mean_abs_error: f64,
+    /// Largest absolute error over all samples (TensorFlow's is a mean of maxima).
+    pub max_abs_error_global: f64,
+    /// Pearson correlation of float and dequantized outputs, pooled.
+    pub correlation: f64,
+    /// Fraction of int8 outputs at -128 or 127: clipping by a too-narrow range.
+    pub saturation: f64,
+}
+
+/// The names `--metrics` accepts, in the order the CSV writes them.
+pub const EXTRA_METRICS: [&str; 6] = [
+    "sqnr_db",
+    "cosine",
+    "mean_abs_error",
+    "max_abs_error_global",
+    "correlation",
+    "saturation",
+];
+
+impl LayerMetrics {
+    /// An extra metric by its `--metrics` name.
+    pub fn extra(&self, name: &str) -> Option<f64> {
+        Some(match name {
+            "sqnr_db" => self.sqnr_db,
+            "cosine" => self.cosine,
+            "mean_abs_error" => self.mean_abs_error,
+            "max_abs_error_global" => self.max_abs_error_global,
+            "correlation" => self.correlation,
+            "saturation" => self.saturation,
+            _ => return None,
+        })
+    }
 }
 
 impl LayerAccumulator {
-    /// Adds one sample: the float reference and the dequantized int8 result.
-    pub fn add_sample(&mut self, float: &[f64], dequantized: &[f64]) {
+    /// Adds one sample: the float reference, the dequantized int8 result, and how many
+    /// of the int8 values sit at -128 or 127.
+    pub fn add_sample(&mut self, float: &[f64], dequantized: &[f64], saturated: usize) {
         let diff: Vec<f64> = dequantized.iter().zip(float).map(|(q, f)| q - f).collect();
         let m = sample_metrics(&diff);
         self.num_elements.add(m.num_elements);
@@ -101,6 +145,18 @@ impl LayerAccumulator {
         self.mean_squared_error.add(m.mean_squared_error);
         self.signal_power += float.iter().map(|f| f * f).sum::<f64>();
         self.noise_power += diff.iter().map(|d| d * d).sum::<f64>();
+        self.abs_error += diff.iter().map(|d| d.abs()).sum::<f64>();
+        self.max_abs_global = self.max_abs_global.max(m.max_abs_error);
+        self.elements += diff.len();
+        self.sum_f += float.iter().sum::<f64>();
+        self.sum_q += dequantized.iter().sum::<f64>();
+        self.sum_q2 += dequantized.iter().map(|q| q * q).sum::<f64>();
+        self.dot += float
+            .iter()
+            .zip(dequantized)
+            .map(|(f, q)| f * q)
+            .sum::<f64>();
+        self.saturated += saturated;
         self.samples += 1;
     }
 
@@ -112,6 +168,17 @@ impl LayerAccumulator {
             max_abs_error: self.max_abs_error.value(),
             mean_squared_error: self.mean_squared_error.value(),
             sqnr_db: 10.0 * (self.signal_power / self.noise_power).log10(),
+            cosine: self.dot / (self.signal_power.sqrt() * self.sum_q2.sqrt()),
+            mean_abs_error: self.abs_error / self.elements.max(1) as f64,
+            max_abs_error_global: self.max_abs_global,
+            correlation: {
+                let n = self.elements as f64;
+                let cov = self.dot - self.sum_f * self.sum_q / n;
+                let var_f = self.signal_power - self.sum_f * self.sum_f / n;
+                let var_q = self.sum_q2 - self.sum_q * self.sum_q / n;
+                cov / (var_f * var_q).sqrt()
+            },
+            saturation: self.saturated as f64 / self.elements.max(1) as f64,
         }
     }
 }
@@ -136,12 +203,16 @@ mod tests {
     #[test]
     fn samples_are_averaged_like_nanmean() {
         let mut acc = LayerAccumulator::default();
-        acc.add_sample(&[0.0, 0.0], &[2.0, 0.0]);
-        acc.add_sample(&[0.0, 0.0], &[4.0, 0.0]);
+        acc.add_sample(&[0.0, 0.0], &[2.0, 0.0], 0);
+        acc.add_sample(&[0.0, 0.0], &[4.0, 0.0], 1);
         let m = acc.metrics();
         assert_eq!(m.max_abs_error, 3.0);
         // mse per sample: 2 and 8 -> mean 5
         assert_eq!(m.mean_squared_error, 5.0);
+        // pooled: |errors| 2, 0, 4, 0 -> mean 1.5, global max 4; 1 of 4 saturated
+        assert_eq!(m.mean_abs_error, 1.5);
+        assert_eq!(m.max_abs_error_global, 4.0);
+        assert_eq!(m.saturation, 0.25);
         let mut nm = NanMean::default();
         nm.add(f64::NAN);
         nm.add(1.0);
@@ -234,6 +305,24 @@ impl ModelAccumulator {
             int8_top1: labelled.map(|l| self.quant_top1 as f64 / l),
             int8_top5: labelled.map(|l| self.quant_top5 as f64 / l),
         }
+    }
+}
+
+#[cfg(test)]
+mod pooled_tests {
+    use super::*;
+
+    /// float [1, 2, 3], int8 result [1, 2, 4]: cosine = 17 / (sqrt(14) sqrt(21)),
+    /// correlation of (1,2,3) with (1,2,4) = 1.5 / sqrt(1 * 2.3333) by hand.
+    #[test]
+    fn cosine_and_correlation_by_hand() {
+        let mut acc = LayerAccumulator::default();
+        acc.add_sample(&[1.0, 2.0, 3.0], &[1.0, 2.0, 4.0], 0);
+        let m = acc.metrics();
+        assert!((m.cosine - 17.0 / (14f64.sqrt() * 21f64.sqrt())).abs() < 1e-12);
+        assert!((m.correlation - 1.5 / (1.0f64 * (7.0 / 3.0)).sqrt()).abs() < 1e-12);
+        // signal 14, noise 1 -> 10 log10(14)
+        assert!((m.sqnr_db - 10.0 * 14f64.log10()).abs() < 1e-12);
     }
 }
 

@@ -21,7 +21,14 @@ pub fn range(scale: f32) -> f64 {
 /// Writes TensorFlow's columns: `op_name, tensor_idx, num_elements, stddev, mean_error,
 /// max_abs_error, mean_squared_error`, then extra metrics (`range`, `rmse/scale`, and the
 /// whole-model columns when both modes ran), then `scale, zero_point, tensor_name`.
-pub fn write_csv(path: &Path, layers: &[LayerStats], mode: VerifyMode) -> Result<()> {
+///
+/// `extra` names further metrics (see `metrics::EXTRA_METRICS`), written after `rmse/scale`.
+pub fn write_csv(
+    path: &Path,
+    layers: &[LayerStats],
+    mode: VerifyMode,
+    extra: &[&str],
+) -> Result<()> {
     let mut buf = Vec::new();
     {
         let mut w = csv::Writer::from_writer(&mut buf);
@@ -36,6 +43,7 @@ pub fn write_csv(path: &Path, layers: &[LayerStats], mode: VerifyMode) -> Result
             "range",
             "rmse/scale",
         ];
+        header.extend(extra.iter().copied());
         if mode == VerifyMode::Both {
             header.extend([
                 "whole_model_mean_squared_error",
@@ -62,6 +70,9 @@ pub fn write_csv(path: &Path, layers: &[LayerStats], mode: VerifyMode) -> Result
                 num(range(l.info.scale)),
                 num(rmse_over_scale(m.mean_squared_error, l.info.scale)),
             ];
+            for name in extra {
+                row.push(m.extra(name).map_or(String::new(), num));
+            }
             if mode == VerifyMode::Both {
                 let wm = l.whole_model;
                 row.push(wm.map_or(String::new(), |w| num(w.mean_squared_error)));

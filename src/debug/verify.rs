@@ -225,8 +225,8 @@ impl<'a> Debugger<'a> {
                         float_inputs.iter().map(|v| v.as_ref()).collect();
                     let out = self.float.eval_node(l.float_node, &refs)?;
                     let reference = host(&out[0])?;
-                    let got = self.dequantized_output(l, &qvals)?;
-                    per_layer[k].add_sample(&reference, &got);
+                    let (got, saturated) = self.dequantized_output(l, &qvals)?;
+                    per_layer[k].add_sample(&reference, &got, saturated);
                 }
             }
             // The float model runs whole every sample: model-level metrics need its outputs,
@@ -245,8 +245,8 @@ impl<'a> Debugger<'a> {
             if whole_model {
                 for (k, l) in self.layers.iter().enumerate() {
                     if let Some(reference) = fvals.get(&k) {
-                        let got = self.dequantized_output(l, &qvals)?;
-                        whole[k].add_sample(reference, &got);
+                        let (got, saturated) = self.dequantized_output(l, &qvals)?;
+                        whole[k].add_sample(reference, &got, saturated);
                     }
                 }
             }
@@ -260,11 +260,12 @@ impl<'a> Debugger<'a> {
         Ok(report)
     }
 
+    /// The layer's int8 output, dequantized, and how many values sit at -128 or 127.
     fn dequantized_output(
         &self,
         l: &LayerInfo,
         qvals: &HashMap<TensorId, CTensor>,
-    ) -> Result<Vec<f64>> {
+    ) -> Result<(Vec<f64>, usize)> {
         let q = &self.model.graph;
         let v = qvals.get(&l.tensor_idx).ok_or_else(|| {
             Error::Internal(format!("layer '{}' was not computed", l.tensor_name))
@@ -272,7 +273,11 @@ impl<'a> Debugger<'a> {
         let deq = dequantize(v, q.tensor(l.tensor_idx).quant.as_ref())?.ok_or_else(|| {
             Error::Internal(format!("layer '{}' has no parameters", l.tensor_name))
         })?;
-        host(&deq)
+        let saturated = host(v)?
+            .iter()
+            .filter(|&&x| x <= -128.0 || x >= 127.0)
+            .count();
+        Ok((host(&deq)?, saturated))
     }
 
     fn snapshot(
