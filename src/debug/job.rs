@@ -1,0 +1,68 @@
+//! Running the debugger off the caller's thread: events arrive on a channel, and a cancel
+//! request takes effect before the next sample starts.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use candle_core::Device;
+
+use super::verify::{DebugEvent, DebugReport, Debugger, VerifyMode};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::quant::quantize::QuantizedModel;
+
+/// A debugger run on a worker thread.
+pub struct DebugJob {
+    /// Started, then one update per sample; the channel closes when the run ends.
+    pub events: Receiver<DebugEvent>,
+    cancel: Arc<AtomicBool>,
+    handle: JoinHandle<Result<DebugReport>>,
+}
+
+impl DebugJob {
+    /// Asks the worker to stop; statistics gathered so far are kept.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits for the worker and returns its report (partial if cancelled).
+    pub fn join(self) -> Result<DebugReport> {
+        self.handle
+            .join()
+            .map_err(|_| Error::Internal("the debugger thread panicked".into()))?
+    }
+}
+
+pub fn spawn(
+    float: Arc<Graph>,
+    model: Arc<QuantizedModel>,
+    dataset: Arc<Dataset>,
+    labels: Option<Arc<Vec<i64>>>,
+    mode: VerifyMode,
+    device: Device,
+) -> DebugJob {
+    let (tx, events) = channel();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&cancel);
+    let handle = std::thread::spawn(move || {
+        let debugger = Debugger::new(&float, &model, &device)?;
+        debugger.run(
+            &dataset,
+            labels.as_deref().map(Vec::as_slice),
+            mode,
+            &flag,
+            &mut |e| {
+                // A consumer that stopped listening is not an error for the run.
+                let _ = tx.send(e);
+            },
+        )
+    });
+    DebugJob {
+        events,
+        cancel,
+        handle,
+    }
+}
