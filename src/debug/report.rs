@@ -19,8 +19,9 @@ pub fn range(scale: f32) -> f64 {
 }
 
 /// Writes TensorFlow's columns: `op_name, tensor_idx, num_elements, stddev, mean_error,
-/// max_abs_error, mean_squared_error`, then extra metrics (`range`, `rmse/scale`, and the
-/// whole-model columns when both modes ran), then `scale, zero_point, tensor_name`.
+/// max_abs_error, mean_squared_error`, then user metrics, then qdbg's extra metrics
+/// (`range`, `rmse/scale`, those named in `extra`, and the whole-model columns when both
+/// modes ran), then `scale, zero_point, tensor_name`.
 ///
 /// `extra` names further metrics (see `metrics::EXTRA_METRICS`), written after `rmse/scale`.
 pub fn write_csv(
@@ -40,9 +41,14 @@ pub fn write_csv(
             "mean_error",
             "max_abs_error",
             "mean_squared_error",
-            "range",
-            "rmse/scale",
         ];
+        // User metrics come right after TensorFlow's five, as in its dump.
+        let custom_names: Vec<String> = layers
+            .first()
+            .map(|l| l.custom.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default();
+        header.extend(custom_names.iter().map(String::as_str));
+        header.extend(["range", "rmse/scale"]);
         header.extend(extra.iter().copied());
         if mode == VerifyMode::Both {
             header.extend([
@@ -67,9 +73,12 @@ pub fn write_csv(
                 num(m.mean_error),
                 num(m.max_abs_error),
                 num(m.mean_squared_error),
+            ];
+            row.extend(l.custom.iter().map(|(_, v)| num(*v)));
+            row.extend([
                 num(range(l.info.scale)),
                 num(rmse_over_scale(m.mean_squared_error, l.info.scale)),
-            ];
+            ]);
             for name in extra {
                 row.push(m.extra(name).map_or(String::new(), num));
             }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{Device, Tensor as CTensor};
 use serde::Serialize;
 
-use super::metrics::{LayerAccumulator, LayerMetrics, ModelAccumulator, ModelMetrics};
+use super::metrics::{LayerAccumulator, LayerMetrics, ModelAccumulator, ModelMetrics, NanMean};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::exec::{tensor_from_sample, Executor};
@@ -62,13 +62,27 @@ pub struct LayerStats {
     pub info: LayerInfo,
     pub per_layer: Option<LayerMetrics>,
     pub whole_model: Option<LayerMetrics>,
+    /// User metrics (registered on the [`Debugger`]) of the main mode, by name, in
+    /// registration order: layer metrics, then direct-compare metrics.
+    pub custom: Vec<(String, f64)>,
 }
+
+/// TensorFlow's `layer_debug_metrics`: a function of one sample's `diff`.
+pub type LayerMetricFn = Box<dyn Fn(&[f64]) -> f64 + Send + Sync>;
+/// TensorFlow's `layer_direct_compare_metrics`: a function of one sample's float output,
+/// raw int8 output, scale and zero point.
+pub type DirectCompareFn = Box<dyn Fn(&[f64], &[i64], f64, i64) -> f64 + Send + Sync>;
+/// TensorFlow's `model_debug_metrics`: a function of one sample's float model outputs and
+/// int8 model outputs (one vector per model output).
+pub type ModelMetricFn = Box<dyn Fn(&[Vec<f64>], &[Vec<f64>]) -> f64 + Send + Sync>;
 
 /// Everything one run measured: every layer, and the two models' final outputs.
 #[derive(Clone, Debug, Serialize)]
 pub struct DebugReport {
     pub layers: Vec<LayerStats>,
     pub model: ModelMetrics,
+    /// User model metrics, by name: NaN-skipping mean over samples.
+    pub model_custom: Vec<(String, f64)>,
     /// Samples done (fewer than the dataset's when the run was cancelled).
     pub samples: usize,
 }
@@ -93,6 +107,9 @@ pub struct Debugger<'a> {
     quant: Executor<'a>,
     model: &'a QuantizedModel,
     layers: Vec<LayerInfo>,
+    layer_metrics: Vec<(String, LayerMetricFn)>,
+    direct_metrics: Vec<(String, DirectCompareFn)>,
+    model_metrics: Vec<(String, ModelMetricFn)>,
 }
 
 impl<'a> Debugger<'a> {
@@ -129,7 +146,29 @@ impl<'a> Debugger<'a> {
             quant: Executor::new(q, device)?,
             model,
             layers,
+            layer_metrics: Vec::new(),
+            direct_metrics: Vec::new(),
+            model_metrics: Vec::new(),
         })
+    }
+
+    /// Adds a metric computed on each sample's `diff` (TensorFlow's `layer_debug_metrics`).
+    pub fn with_layer_metric(mut self, name: &str, f: LayerMetricFn) -> Self {
+        self.layer_metrics.push((name.to_string(), f));
+        self
+    }
+
+    /// Adds a metric on float output, raw int8 output, scale and zero point (TensorFlow's
+    /// `layer_direct_compare_metrics`).
+    pub fn with_direct_compare_metric(mut self, name: &str, f: DirectCompareFn) -> Self {
+        self.direct_metrics.push((name.to_string(), f));
+        self
+    }
+
+    /// Adds a metric on the two models' final outputs (TensorFlow's `model_debug_metrics`).
+    pub fn with_model_metric(mut self, name: &str, f: ModelMetricFn) -> Self {
+        self.model_metrics.push((name.to_string(), f));
+        self
     }
 
     pub fn layers(&self) -> &[LayerInfo] {
@@ -184,7 +223,11 @@ impl<'a> Debugger<'a> {
             .collect();
 
         let mut model_acc = ModelAccumulator::default();
-        let mut report = self.snapshot(&per_layer, &whole, &model_acc, mode);
+        let n_custom = self.layer_metrics.len() + self.direct_metrics.len();
+        let mut custom = vec![vec![NanMean::default(); n_custom]; self.layers.len()];
+        let mut model_custom = vec![NanMean::default(); self.model_metrics.len()];
+        let mut report =
+            self.snapshot(&per_layer, &whole, &model_acc, &custom, &model_custom, mode);
         for s in 0..total {
             if cancel.load(Ordering::Relaxed) {
                 break;
@@ -225,8 +268,9 @@ impl<'a> Debugger<'a> {
                         float_inputs.iter().map(|v| v.as_ref()).collect();
                     let out = self.float.eval_node(l.float_node, &refs)?;
                     let reference = host(&out[0])?;
-                    let (got, saturated) = self.dequantized_output(l, &qvals)?;
-                    per_layer[k].add_sample(&reference, &got, saturated);
+                    let (got, raw) = self.dequantized_output(l, &qvals)?;
+                    per_layer[k].add_sample(&reference, &got, saturated(&raw));
+                    self.add_custom(&mut custom[k], l, &reference, &got, &raw);
                 }
             }
             // The float model runs whole every sample: model-level metrics need its outputs,
@@ -239,18 +283,26 @@ impl<'a> Debugger<'a> {
                 }
                 Ok(())
             })?;
-            if let (Some(f), Some(q)) = (float_out.first(), quant_out.first()) {
-                model_acc.add_sample(&host(f)?, &host(q)?, labels.and_then(|l| l.get(s).copied()));
+            let float_host = float_out.iter().map(host).collect::<Result<Vec<_>>>()?;
+            let quant_host = quant_out.iter().map(host).collect::<Result<Vec<_>>>()?;
+            if let (Some(f), Some(q)) = (float_host.first(), quant_host.first()) {
+                model_acc.add_sample(f, q, labels.and_then(|l| l.get(s).copied()));
+            }
+            for ((_, f), acc) in self.model_metrics.iter().zip(model_custom.iter_mut()) {
+                acc.add(f(&float_host, &quant_host));
             }
             if whole_model {
                 for (k, l) in self.layers.iter().enumerate() {
                     if let Some(reference) = fvals.get(&k) {
-                        let (got, saturated) = self.dequantized_output(l, &qvals)?;
-                        whole[k].add_sample(reference, &got, saturated);
+                        let (got, raw) = self.dequantized_output(l, &qvals)?;
+                        whole[k].add_sample(reference, &got, saturated(&raw));
+                        if !mode.per_layer() {
+                            self.add_custom(&mut custom[k], l, reference, &got, &raw);
+                        }
                     }
                 }
             }
-            report = self.snapshot(&per_layer, &whole, &model_acc, mode);
+            report = self.snapshot(&per_layer, &whole, &model_acc, &custom, &model_custom, mode);
             on_event(DebugEvent::Updated {
                 done: s + 1,
                 total,
@@ -260,12 +312,12 @@ impl<'a> Debugger<'a> {
         Ok(report)
     }
 
-    /// The layer's int8 output, dequantized, and how many values sit at -128 or 127.
+    /// The layer's int8 output, dequantized and raw.
     fn dequantized_output(
         &self,
         l: &LayerInfo,
         qvals: &HashMap<TensorId, CTensor>,
-    ) -> Result<(Vec<f64>, usize)> {
+    ) -> Result<(Vec<f64>, Vec<i64>)> {
         let q = &self.model.graph;
         let v = qvals.get(&l.tensor_idx).ok_or_else(|| {
             Error::Internal(format!("layer '{}' was not computed", l.tensor_name))
@@ -273,11 +325,28 @@ impl<'a> Debugger<'a> {
         let deq = dequantize(v, q.tensor(l.tensor_idx).quant.as_ref())?.ok_or_else(|| {
             Error::Internal(format!("layer '{}' has no parameters", l.tensor_name))
         })?;
-        let saturated = host(v)?
-            .iter()
-            .filter(|&&x| x <= -128.0 || x >= 127.0)
-            .count();
-        Ok((host(&deq)?, saturated))
+        let raw: Vec<i64> = host(v)?.iter().map(|&x| x as i64).collect();
+        Ok((host(&deq)?, raw))
+    }
+
+    /// One sample of every user layer metric for layer `l`.
+    fn add_custom(
+        &self,
+        acc: &mut [NanMean],
+        l: &LayerInfo,
+        float: &[f64],
+        got: &[f64],
+        raw: &[i64],
+    ) {
+        let diff: Vec<f64> = got.iter().zip(float).map(|(q, f)| q - f).collect();
+        let values = self.layer_metrics.iter().map(|(_, f)| f(&diff)).chain(
+            self.direct_metrics
+                .iter()
+                .map(|(_, f)| f(float, raw, l.scale as f64, l.zero_point)),
+        );
+        for (a, v) in acc.iter_mut().zip(values) {
+            a.add(v);
+        }
     }
 
     fn snapshot(
@@ -285,8 +354,16 @@ impl<'a> Debugger<'a> {
         per_layer: &[LayerAccumulator],
         whole: &[LayerAccumulator],
         model: &ModelAccumulator,
+        custom: &[Vec<NanMean>],
+        model_custom: &[NanMean],
         mode: VerifyMode,
     ) -> DebugReport {
+        let names: Vec<&String> = self
+            .layer_metrics
+            .iter()
+            .map(|(n, _)| n)
+            .chain(self.direct_metrics.iter().map(|(n, _)| n))
+            .collect();
         let m = model.metrics();
         DebugReport {
             layers: self
@@ -297,12 +374,27 @@ impl<'a> Debugger<'a> {
                     info: info.clone(),
                     per_layer: mode.per_layer().then(|| per_layer[k].metrics()),
                     whole_model: mode.whole_model().then(|| whole[k].metrics()),
+                    custom: names
+                        .iter()
+                        .zip(&custom[k])
+                        .map(|(n, v)| ((*n).clone(), v.value()))
+                        .collect(),
                 })
                 .collect(),
             samples: m.samples,
             model: m,
+            model_custom: self
+                .model_metrics
+                .iter()
+                .zip(model_custom)
+                .map(|((n, _), v)| (n.clone(), v.value()))
+                .collect(),
         }
     }
+}
+
+fn saturated(raw: &[i64]) -> usize {
+    raw.iter().filter(|&&x| x <= -128 || x >= 127).count()
 }
 
 fn host(t: &CTensor) -> Result<Vec<f64>> {
