@@ -216,6 +216,19 @@ def predict(model_bytes, xs, ref=False):
     return np.array(probs)
 
 
+def builtin_classes(model_bytes, xs):
+    it = Interpreter(model_content=model_bytes, num_threads=1,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    (inp,), (out,) = it.get_input_details(), it.get_output_details()
+    classes = []
+    for x in xs:
+        it.set_tensor(inp["index"], x[None])
+        it.invoke()
+        classes.append(int(np.argmax(it.get_tensor(out["index"])[0])))
+    return classes
+
+
 def top1(model_bytes, xs, ys, ref=False):
     correct = int((predict(model_bytes, xs, ref).argmax(1) == ys).sum())
     return dict(top1=correct / len(ys), correct=correct, total=int(len(ys)))
@@ -544,6 +557,10 @@ def main():
         held_out=held_out, held_out_reference_kernels=held_out_ref,
         debug_set=debug_set, debug_set_reference_kernels=debug_set_ref,
         mechanism=evidence,
+        # For qdbg's agreement test: TensorFlow's full-int8 model's class for each debug
+        # sample, calibrated on calibration.npy, run by LiteRT's builtin kernels without
+        # delegates (the kernels qdbg reproduces; XNNPACK rounds differently).
+        debug_set_int8_predictions=builtin_classes(int8_bytes, data["x_debug"]),
         layer_stats=stats,
         versions=dict(tensorflow=tf.__version__, keras=keras.__version__, numpy=np.__version__),
         notes="Top-1 from ai_edge_litert 2.3.0's Interpreter: default op resolver (XNNPACK) unless "
@@ -556,6 +573,8 @@ def main():
 
     write_bytes(os.path.join(out, "model.tflite"), float_bytes)
     np.save(os.path.join(out, "debug.npy"), np.ascontiguousarray(data["x_debug"], dtype=np.float32))
+    # TensorFlow's representative dataset, so qdbg can quantize from the same samples.
+    np.save(os.path.join(out, "calibration.npy"), np.ascontiguousarray(calib, dtype=np.float32))
     with open(os.path.join(out, "labels.txt"), "w") as fh:
         fh.write("".join(f"{int(v)}\n" for v in data["y_debug"]))
     with open(os.path.join(out, "expected.json"), "w") as fh:

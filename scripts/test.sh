@@ -15,4 +15,4 @@ export QDBG_ORACLE_PYTHON
 echo "test.sh: LiteRT oracle at $QDBG_ORACLE_PYTHON" >&2
 
 # Release mode: the suite runs whole models through the float kernels.
-cargo test --release --all-targets "$@"
+cargo test --release "$@"

@@ -112,3 +112,70 @@ agreement_tests!(
     multi_io,
     mobilenet_v3_small
 );
+
+/// A real classifier (the demo), quantized by qdbg from the same calibration samples
+/// TensorFlow used: its top-1 class must agree with TensorFlow's int8 model's on >= 99% of
+/// the debug set (TensorFlow's classes recorded in demo/expected.json by
+/// scripts/make_demo.py).
+#[test]
+fn demo_classifier_top1_agrees_with_tensorflow() {
+    let demo = common::repo().join("demo");
+    let graph = qdbg::tflite::read_model(&demo.join("model.tflite")).unwrap();
+    let specs = InputSpec::for_graph(&graph);
+    let calibration = load_dataset(
+        &demo.join("calibration.npy"),
+        &specs,
+        &ImageOptions::default(),
+    )
+    .unwrap();
+    let debug = load_dataset(&demo.join("debug.npy"), &specs, &ImageOptions::default()).unwrap();
+    let exec = Executor::new(&graph, &Device::Cpu).unwrap();
+    let cal = calibrate(&exec, &calibration, String::new(), &mut |_| {}).unwrap();
+    let ours = quantize_graph(
+        &graph,
+        &plan_activations(&graph, &cal),
+        &QuantizeOptions::default(),
+    )
+    .unwrap()
+    .graph;
+    let run = Executor::new(&ours, &Device::Cpu).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(demo.join("expected.json")).unwrap())
+            .unwrap();
+    let tf_classes: Vec<u64> = expected["debug_set_int8_predictions"]
+        .as_array()
+        .expect("expected.json lacks debug_set_int8_predictions")
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(tf_classes.len(), debug.num_samples());
+    let mut agree = 0;
+    for (s, &tf_class) in tf_classes.iter().enumerate() {
+        let inputs: Vec<_> = debug
+            .sample(s)
+            .iter()
+            .map(|x| tensor_from_sample(x, &Device::Cpu).unwrap())
+            .collect();
+        let out = run.run(&inputs).unwrap()[0]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let class = out
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0 as u64;
+        agree += usize::from(class == tf_class);
+    }
+    eprintln!(
+        "demo: top-1 agrees with TensorFlow's int8 model on {agree}/{}",
+        tf_classes.len()
+    );
+    assert!(
+        agree * 100 >= 99 * tf_classes.len(),
+        "top-1 agrees on {agree}/{}",
+        tf_classes.len()
+    );
+}

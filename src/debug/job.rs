@@ -16,7 +16,7 @@ use crate::quant::quantize::QuantizedModel;
 
 /// A debugger run on a worker thread.
 pub struct DebugJob {
-    /// Started, then one update per sample; the channel closes when the run ends.
+    /// Started, then one update per sample (or Failed); the channel closes when the run ends.
     pub events: Receiver<DebugEvent>,
     cancel: Arc<AtomicBool>,
     handle: JoinHandle<Result<DebugReport>>,

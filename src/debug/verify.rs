@@ -100,6 +100,8 @@ pub enum DebugEvent {
         total: usize,
         report: DebugReport,
     },
+    /// The run stopped on an error (sent by [`super::job::spawn`]'s worker).
+    Failed(String),
 }
 
 pub struct Debugger<'a> {
