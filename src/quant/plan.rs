@@ -10,7 +10,8 @@
 //! One more rule reproduces a quirk of TensorFlow's calibrator rather than the spec: when
 //! an ADD, SUB or MUL can run in place (an input of the output's shape that no later op
 //! reads), LiteRT writes the result into that input's buffer, and the calibrator, which
-//! reads op inputs after the op has run, folds the op's output range into the input's.
+//! reads op inputs after the op has run, folds the op's output range into the input's
+//! (not when the op writes a model output, which always gets a buffer of its own).
 //! qdbg widens the same ranges so that its parameters equal the converter's (see
 //! `tensorflow_inplace_widening`); in MobileNetV3 this touches the residual branches.
 
@@ -102,6 +103,10 @@ fn tensorflow_inplace_widening(
             continue;
         }
         let out = node.outputs[0];
+        // A model output gets a buffer of its own: nothing runs in place into it.
+        if graph.outputs.contains(&out) {
+            continue;
+        }
         let shared = node.inputs.iter().flatten().rev().find(|&&id| {
             let t = graph.tensor(id);
             !t.is_constant()
