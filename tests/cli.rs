@@ -356,3 +356,89 @@ fn main_job_debugs_the_demo() {
     );
     assert!(text.contains("rmse/scale"));
 }
+
+/// The tutorial's workflow on the demo: `rmse/scale > 0.7` finds the stem convolution (the
+/// layer the demo was built to break, named in demo/expected.json), and keeping the picked
+/// layers float brings top-1 back within 1 point of float; the denylist file round-trips.
+#[test]
+fn select_restores_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.tflite", "debug.npy", "labels.txt"] {
+        std::fs::copy(common::repo().join("demo").join(f), dir.path().join(f)).unwrap();
+    }
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let o = qdbg(&[
+        "select",
+        &p("model.tflite"),
+        "--data",
+        &p("debug.npy"),
+        "--labels",
+        &p("labels.txt"),
+        "--deny",
+        "rmse/scale > 0.7",
+        "--save-denylist",
+        &p("deny.txt"),
+        "-o",
+        &p("selective.tflite"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("demo/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let stem = expected["stem_tensor"].as_str().unwrap();
+    assert!(text.contains(stem), "the stem is not kept float:\n{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("top-1 accuracy"))
+        .expect("accuracy row");
+    let cells: Vec<f64> = row
+        .split_whitespace()
+        .filter_map(|c| c.strip_suffix('%'))
+        .map(|c| c.parse().unwrap())
+        .collect();
+    let (float, full, selective) = (cells[0], cells[1], cells[2]);
+    assert!(float - full >= 3.0, "{row}");
+    assert!(float - selective <= 1.0, "{row}");
+    assert!(std::fs::read_to_string(dir.path().join("deny.txt"))
+        .unwrap()
+        .contains("rmse/scale > 0.7"));
+    // The written selective model loads and runs.
+    let graph = qdbg::tflite::read_model(&dir.path().join("selective.tflite")).unwrap();
+    assert!(graph
+        .nodes
+        .iter()
+        .any(|n| n.op.name() == "CONV_2D"
+            && graph.tensor(n.outputs[0]).dtype == qdbg::graph::DType::F32));
+
+    // A rule that matches nothing is reported; one that keeps everything float is explained.
+    let o = qdbg(&[
+        "select",
+        &p("model.tflite"),
+        "--data",
+        &p("debug.npy"),
+        "--deny",
+        "no_such_tensor",
+        "-o",
+        &p("x.tflite"),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("matches nothing"));
+    let o = qdbg(&[
+        "select",
+        &p("model.tflite"),
+        "--data",
+        &p("debug.npy"),
+        "--deny",
+        "re:.*",
+        "-o",
+        &p("y.tflite"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("nothing would be quantized"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("y.tflite").exists());
+}

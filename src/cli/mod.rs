@@ -4,6 +4,7 @@ mod debug;
 mod inspect;
 mod quantize;
 mod run;
+mod select;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,8 @@ enum Command {
     Quantize(quantize::QuantizeArgs),
     /// Per-layer error of the int8 model against float (TensorFlow's QuantizationDebugger).
     Debug(debug::DebugArgs),
+    /// Keep denylisted ops float: write the selective model, compare float / int8 / selective.
+    Select(select::SelectArgs),
 }
 
 /// Where the float executor runs.
@@ -155,6 +158,7 @@ pub fn main() -> ExitCode {
         Some(Command::Run(args)) => run::run(&args),
         Some(Command::Quantize(args)) => quantize::quantize(&args),
         Some(Command::Debug(args)) => debug::debug(&args),
+        Some(Command::Select(args)) => select::select(&args),
         None => demo(&demo_dir()),
     };
     match result {

@@ -2,6 +2,7 @@
 //! spec's rules) and building the quantized graph.
 
 pub mod calibration;
+pub mod denylist;
 pub mod params;
 pub mod plan;
 pub mod quantize;

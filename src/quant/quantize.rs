@@ -258,15 +258,19 @@ pub fn quantize_graph(
         }
     }
     g.nodes = nodes;
-    if g.nodes
-        .iter()
-        .all(|n| matches!(n.op, Op::Quantize | Op::Dequantize))
-        && !float.nodes.is_empty()
+    if !quantized.contains(&true) && !float.nodes.is_empty()
     {
         // Nothing computes in int8: say so plainly instead of writing an odd model.
-        return Err(Error::Internal(
-            "no op of the model could be quantized (all kept float); check the denylist".into(),
-        ));
+        let denied = float_ops
+            .iter()
+            .filter(|(_, r)| *r == FloatReason::Denylisted)
+            .count();
+        return Err(Error::Data {
+            path: "denylist".into(),
+            reason: format!(
+                "nothing would be quantized: the denylist keeps {denied} of the model's {n} ops                  float and qdbg cannot quantize the rest; remove or narrow a rule"
+            ),
+        });
     }
     Ok(QuantizedModel {
         graph: g,
@@ -401,4 +405,49 @@ fn quantize_constant_with(t: &Tensor, q: &QuantParams) -> Result<Tensor> {
     out.data = Some(TensorData::I8(data));
     out.quant = Some(q);
     Ok(out)
+}
+
+/// Float islands: the groups of connected ops left in float, i.e. the partitions an
+/// integer-only accelerator would hand back to the CPU. Two float ops are in one island
+/// when one reads a tensor the other writes.
+pub fn float_islands(model: &QuantizedModel) -> usize {
+    let g = &model.graph;
+    let float_node: Vec<bool> = g
+        .nodes
+        .iter()
+        .map(|n| {
+            !matches!(n.op, Op::Quantize | Op::Dequantize)
+                && !crate::ops::quantized::node_is_quantized(g, n)
+        })
+        .collect();
+    let mut parent: Vec<usize> = (0..g.nodes.len()).collect();
+    fn find(p: &mut [usize], mut x: usize) -> usize {
+        while p[x] != x {
+            p[x] = p[p[x]];
+            x = p[x];
+        }
+        x
+    }
+    let mut producer: HashMap<TensorId, usize> = HashMap::new();
+    for (pos, n) in g.nodes.iter().enumerate() {
+        for &o in &n.outputs {
+            producer.insert(o, pos);
+        }
+    }
+    for (pos, n) in g.nodes.iter().enumerate() {
+        if !float_node[pos] {
+            continue;
+        }
+        for id in n.inputs.iter().flatten() {
+            if let Some(&p) = producer.get(id).filter(|&&p| float_node[p]) {
+                let (a, b) = (find(&mut parent, pos), find(&mut parent, p));
+                parent[a] = b;
+            }
+        }
+    }
+    let roots: std::collections::HashSet<usize> = (0..g.nodes.len())
+        .filter(|&i| float_node[i])
+        .map(|i| find(&mut parent, i))
+        .collect();
+    roots.len()
 }

@@ -1,0 +1,228 @@
+//! `qdbg select`: build a denylist from rules, write the selectively quantized model, and
+//! show what it costs (float ops, float islands, size) and buys (model-level error,
+//! accuracy) next to the float and the full-int8 model.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Result;
+use clap::Args;
+use qdbg::data::{load_dataset, load_labels, InputSpec};
+use qdbg::debug::{DebugReport, Debugger, VerifyMode};
+use qdbg::exec::{parse_device, Executor};
+use qdbg::quant::calibrate_or_load;
+use qdbg::quant::denylist::{read_denylist, resolve, write_denylist, Rule};
+use qdbg::quant::plan::plan_activations;
+use qdbg::quant::quantize::{
+    float_islands, quantize_graph, FloatReason, QuantizeOptions, QuantizedModel,
+};
+
+use super::{DeviceArgs, ImageArgs};
+
+#[derive(Args)]
+#[command(
+    after_help = "Rules: name:EXACT, glob:PATTERN, re:REGEX (output tensor names of the float \
+model; a bare word is an exact name), op:TYPE, first:N, last:N, or a metric expression such as \
+'rmse/scale > 0.7', 'sqnr_db < 20 and op == CONV_2D' (and binds tighter than or).\n\n\
+Example:\n  qdbg select model.tflite --data debug.npy --labels labels.txt \\\n    \
+--deny 'rmse/scale > 0.7' --deny-first 5 --deny-op MEAN -o selective.tflite"
+)]
+pub struct SelectArgs {
+    /// The float .tflite model.
+    pub model: PathBuf,
+    /// Calibration and debug data: .npy, .npz or a folder of images.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Labels for accuracy (one per sample).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// A denylist rule (repeatable).
+    #[arg(long = "deny")]
+    pub deny: Vec<String>,
+    /// Keep the first N quantized layers float.
+    #[arg(long)]
+    pub deny_first: Option<usize>,
+    /// Keep the last N quantized layers float.
+    #[arg(long)]
+    pub deny_last: Option<usize>,
+    /// Keep every op of this type float (repeatable), e.g. MEAN.
+    #[arg(long)]
+    pub deny_op: Vec<String>,
+    /// Read rules from a file (one per line, # comments).
+    #[arg(long)]
+    pub deny_file: Option<PathBuf>,
+    /// Save the rules used as a denylist file.
+    #[arg(long)]
+    pub save_denylist: Option<PathBuf>,
+    /// Where to write the selective model.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Recompute the calibration even if a matching one is saved beside the model.
+    #[arg(long)]
+    pub recalibrate: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
+}
+
+fn rules(args: &SelectArgs) -> Result<Vec<Rule>> {
+    let mut rules = Vec::new();
+    if let Some(path) = &args.deny_file {
+        rules.extend(read_denylist(path)?);
+    }
+    for text in &args.deny {
+        rules.push(Rule::parse(text).map_err(|e| qdbg::Error::Data {
+            path: "--deny".into(),
+            reason: e,
+        })?);
+    }
+    rules.extend(args.deny_first.map(Rule::First));
+    rules.extend(args.deny_last.map(Rule::Last));
+    rules.extend(
+        args.deny_op
+            .iter()
+            .map(|o| Rule::Op(o.to_ascii_uppercase())),
+    );
+    Ok(rules)
+}
+
+pub fn select(args: &SelectArgs) -> Result<()> {
+    let rules = rules(args)?;
+    let original = std::fs::read(&args.model).map_err(|e| qdbg::Error::io(&args.model, e))?;
+    let graph = qdbg::tflite::read_model_bytes(&original, &args.model)?;
+    let dataset = load_dataset(
+        &args.data,
+        &InputSpec::for_graph(&graph),
+        &args.images.options(),
+    )?;
+    let labels = match &args.labels {
+        Some(path) => Some(load_labels(path, Some(dataset.num_samples()))?),
+        None => None,
+    };
+    let device = parse_device(args.device.device)?;
+    let executor = Executor::new(&graph, &device)?;
+    let (calibration, _) = calibrate_or_load(
+        &args.model,
+        &executor,
+        &dataset,
+        args.recalibrate,
+        &mut |_| {},
+    )?;
+    let plan = plan_activations(&graph, &calibration);
+
+    let evaluate = |model: &QuantizedModel| -> Result<DebugReport> {
+        Ok(Debugger::new(&graph, model, &device)?.run(
+            &dataset,
+            labels.as_deref(),
+            VerifyMode::PerLayer,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )?)
+    };
+    let full = quantize_graph(&graph, &plan, &QuantizeOptions::default())?;
+    let full_report = evaluate(&full)?;
+
+    let resolved = resolve(&graph, &rules, &full_report.layers)?;
+    for rule in &resolved.unmatched {
+        eprintln!("note: rule '{rule}' matches nothing");
+    }
+    let selective = quantize_graph(
+        &graph,
+        &plan,
+        &QuantizeOptions {
+            keep_float: resolved.keep_float.iter().copied().collect(),
+            ..Default::default()
+        },
+    )?;
+    let selective_report = evaluate(&selective)?;
+    let full_bytes = qdbg::tflite::model_bytes(&full.graph, Some(&original))?;
+    let bytes = qdbg::tflite::model_bytes(&selective.graph, Some(&original))?;
+    qdbg::atomic::write_bytes_atomic(&args.output, &bytes)?;
+    if let Some(path) = &args.save_denylist {
+        write_denylist(path, &rules)?;
+    }
+
+    println!(
+        "kept float by the denylist ({}):",
+        resolved.keep_float.len()
+    );
+    for &pos in &resolved.keep_float {
+        let node = &graph.nodes[pos];
+        println!(
+            "  #{} {} '{}'",
+            node.source_index,
+            node.op.display_name(),
+            graph.tensor(node.outputs[0]).name
+        );
+    }
+    let denied = |m: &QuantizedModel| {
+        m.float_ops
+            .iter()
+            .filter(|(_, r)| *r == FloatReason::Denylisted)
+            .count()
+    };
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    println!(
+        "\n{:<22} {:>10} {:>12} {:>10}",
+        "", "float", "full int8", "selective"
+    );
+    println!(
+        "{:<22} {:>10} {:>12} {:>10}",
+        "size (bytes)",
+        original.len(),
+        full_bytes.len(),
+        bytes.len()
+    );
+    println!(
+        "{:<22} {:>10} {:>12} {:>10}",
+        "float ops",
+        graph.nodes.len(),
+        full.float_ops.len(),
+        selective.float_ops.len()
+    );
+    println!(
+        "{:<22} {:>10} {:>12} {:>10}",
+        "  of them denylisted",
+        "-",
+        denied(&full),
+        denied(&selective)
+    );
+    println!(
+        "{:<22} {:>10} {:>12} {:>10}",
+        "float islands",
+        1,
+        float_islands(&full),
+        float_islands(&selective)
+    );
+    let (f, s) = (full_report.model, selective_report.model);
+    println!(
+        "{:<22} {:>10} {:>12.1} {:>10.1}",
+        "output sqnr (dB)", "-", f.sqnr_db, s.sqnr_db
+    );
+    println!(
+        "{:<22} {:>10} {:>12} {:>10}",
+        "same top-1 as float",
+        "-",
+        pct(Some(f.argmax_agreement)),
+        pct(Some(s.argmax_agreement))
+    );
+    if labels.is_some() {
+        println!(
+            "{:<22} {:>10} {:>12} {:>10}",
+            "top-1 accuracy",
+            pct(f.float_top1),
+            pct(f.int8_top1),
+            pct(s.int8_top1)
+        );
+        println!(
+            "{:<22} {:>10} {:>12} {:>10}",
+            "top-5 accuracy",
+            pct(f.float_top5),
+            pct(f.int8_top5),
+            pct(s.int8_top5)
+        );
+    }
+    println!("\nwrote {}", args.output.display());
+    Ok(())
+}
