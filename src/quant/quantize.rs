@@ -258,8 +258,7 @@ pub fn quantize_graph(
         }
     }
     g.nodes = nodes;
-    if !quantized.contains(&true) && !float.nodes.is_empty()
-    {
+    if !quantized.contains(&true) && !float.nodes.is_empty() {
         // Nothing computes in int8: say so plainly instead of writing an odd model.
         let denied = float_ops
             .iter()
