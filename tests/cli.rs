@@ -442,3 +442,44 @@ fn select_restores_the_demo() {
     );
     assert!(!dir.path().join("y.tflite").exists());
 }
+
+/// `qdbg eval` on the demo's float model: top-1 on the debug set equals what LiteRT measured
+/// when the demo was made (demo/expected.json).
+#[test]
+fn eval_reports_accuracy_like_litert() {
+    let o = qdbg(&[
+        "eval",
+        "demo/model.tflite",
+        "demo/model.tflite",
+        "--data",
+        "demo/debug.npy",
+        "--labels",
+        "demo/labels.txt",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("demo/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let want = 100.0 * expected["debug_set"]["float"]["top1"].as_f64().unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.ends_with("demo/model.tflite"))
+        .unwrap();
+    let top1: f64 = row
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
+    assert!((top1 - want).abs() < 1e-9, "{row} vs {want}");
+    assert!(row.contains("100.0%"), "a model agrees with itself: {row}");
+    assert_eq!(
+        qdbg(&["eval", "demo/model.tflite", "--data", "demo/no_such.npy"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch; one file per subcommand.
 
 mod debug;
+mod eval;
 mod inspect;
 mod quantize;
 mod run;
@@ -44,6 +45,8 @@ enum Command {
     Debug(debug::DebugArgs),
     /// Keep denylisted ops float: write the selective model, compare float / int8 / selective.
     Select(select::SelectArgs),
+    /// Evaluate .tflite models side by side on the same data (accuracy, agreement).
+    Eval(eval::EvalArgs),
 }
 
 /// Where the float executor runs.
@@ -159,6 +162,7 @@ pub fn main() -> ExitCode {
         Some(Command::Quantize(args)) => quantize::quantize(&args),
         Some(Command::Debug(args)) => debug::debug(&args),
         Some(Command::Select(args)) => select::select(&args),
+        Some(Command::Eval(args)) => eval::eval(&args),
         None => demo(&demo_dir()),
     };
     match result {
