@@ -465,7 +465,7 @@ fn eval_reports_accuracy_like_litert() {
     let want = 100.0 * expected["debug_set"]["float"]["top1"].as_f64().unwrap();
     let row = text
         .lines()
-        .find(|l| l.ends_with("demo/model.tflite"))
+        .find(|l| l.contains('%') && l.ends_with("demo/model.tflite"))
         .unwrap();
     let top1: f64 = row
         .split_whitespace()
