@@ -8,12 +8,9 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use qdbg::data::{load_dataset, load_labels, InputSpec};
 use qdbg::debug::metrics::EXTRA_METRICS;
 use qdbg::debug::report::{range, rmse_over_scale, write_csv, write_json};
 use qdbg::debug::{DebugEvent, Debugger, VerifyMode};
-use qdbg::exec::{parse_device, Executor};
-use qdbg::quant::calibrate_or_load;
 use qdbg::quant::plan::plan_activations;
 use qdbg::quant::quantize::{quantize_graph, QuantizeOptions};
 
@@ -78,24 +75,20 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         }
         .into());
     }
-    let graph = qdbg::tflite::read_model(&args.model)?;
-    let dataset = load_dataset(
-        &args.data,
-        &InputSpec::for_graph(&graph),
-        &args.images.options(),
-    )?;
-    let labels = match &args.labels {
-        Some(path) => Some(load_labels(path, Some(dataset.num_samples()))?),
-        None => None,
-    };
-    let device = parse_device(args.device.device)?;
-    let executor = Executor::new(&graph, &device)?;
-    let (calibration, _) = calibrate_or_load(
+    let super::Prepared {
+        graph,
+        dataset,
+        labels,
+        device,
+        calibration,
+        ..
+    } = super::prepare(
         &args.model,
-        &executor,
-        &dataset,
+        &args.data,
+        args.labels.as_deref(),
+        &args.images,
+        &args.device,
         args.recalibrate,
-        &mut |_| {},
     )?;
     let model = quantize_graph(
         &graph,

@@ -176,3 +176,50 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// What every command that quantizes starts from: the model (its bytes, for the writer),
+/// the data, optional labels, the device, and the calibration (reused when it matches).
+pub struct Prepared {
+    pub original: Vec<u8>,
+    pub graph: qdbg::graph::Graph,
+    pub dataset: qdbg::data::Dataset,
+    pub labels: Option<Vec<i64>>,
+    pub device: candle_core::Device,
+    pub calibration: qdbg::quant::Calibration,
+    pub calibration_source: qdbg::quant::CalibrationSource,
+}
+
+pub fn prepare(
+    model: &std::path::Path,
+    data: &std::path::Path,
+    labels: Option<&std::path::Path>,
+    images: &ImageArgs,
+    device: &DeviceArgs,
+    recalibrate: bool,
+) -> anyhow::Result<Prepared> {
+    let original = std::fs::read(model).map_err(|e| qdbg::Error::io(model, e))?;
+    let graph = qdbg::tflite::read_model_bytes(&original, model)?;
+    let dataset = qdbg::data::load_dataset(
+        data,
+        &qdbg::data::InputSpec::for_graph(&graph),
+        &images.options(),
+    )?;
+    let labels = match labels {
+        Some(path) => Some(qdbg::data::load_labels(path, Some(dataset.num_samples()))?),
+        None => None,
+    };
+    let device = qdbg::exec::parse_device(device.device)?;
+    let executor = qdbg::exec::Executor::new(&graph, &device)?;
+    let (calibration, calibration_source) =
+        qdbg::quant::calibrate_or_load(model, &executor, &dataset, recalibrate, &mut |_| {})?;
+    drop(executor);
+    Ok(Prepared {
+        original,
+        graph,
+        dataset,
+        labels,
+        device,
+        calibration,
+        calibration_source,
+    })
+}

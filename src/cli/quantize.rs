@@ -6,11 +6,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use qdbg::data::{load_dataset, InputSpec};
-use qdbg::exec::{parse_device, Executor};
 use qdbg::quant::plan::plan_activations;
 use qdbg::quant::quantize::{quantize_graph, FloatReason, QuantizeOptions};
-use qdbg::quant::{calibrate_or_load, CalibrationSource};
+use qdbg::quant::CalibrationSource;
 
 use super::{DeviceArgs, ImageArgs};
 
@@ -38,23 +36,20 @@ pub struct QuantizeArgs {
 }
 
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
-    let original = std::fs::read(&args.model).map_err(|e| qdbg::Error::io(&args.model, e))?;
-    let graph = qdbg::tflite::read_model_bytes(&original, &args.model)?;
-    let dataset = load_dataset(
-        &args.data,
-        &InputSpec::for_graph(&graph),
-        &args.images.options(),
-    )?;
-    let device = parse_device(args.device.device)?;
-    let executor = Executor::new(&graph, &device)?;
-
     let started = Instant::now();
-    let (calibration, source) = calibrate_or_load(
+    let super::Prepared {
+        original,
+        graph,
+        calibration,
+        calibration_source: source,
+        ..
+    } = super::prepare(
         &args.model,
-        &executor,
-        &dataset,
+        &args.data,
+        None,
+        &args.images,
+        &args.device,
         args.recalibrate,
-        &mut |_| {},
     )?;
     match &source {
         CalibrationSource::Reused(path) => println!("calibration: reused {}", path.display()),

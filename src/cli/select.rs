@@ -7,10 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use clap::Args;
-use qdbg::data::{load_dataset, load_labels, InputSpec};
 use qdbg::debug::{DebugReport, Debugger, VerifyMode};
-use qdbg::exec::{parse_device, Executor};
-use qdbg::quant::calibrate_or_load;
 use qdbg::quant::denylist::{read_denylist, resolve, write_denylist, Rule};
 use qdbg::quant::plan::plan_activations;
 use qdbg::quant::quantize::{
@@ -89,25 +86,21 @@ fn rules(args: &SelectArgs) -> Result<Vec<Rule>> {
 
 pub fn select(args: &SelectArgs) -> Result<()> {
     let rules = rules(args)?;
-    let original = std::fs::read(&args.model).map_err(|e| qdbg::Error::io(&args.model, e))?;
-    let graph = qdbg::tflite::read_model_bytes(&original, &args.model)?;
-    let dataset = load_dataset(
-        &args.data,
-        &InputSpec::for_graph(&graph),
-        &args.images.options(),
-    )?;
-    let labels = match &args.labels {
-        Some(path) => Some(load_labels(path, Some(dataset.num_samples()))?),
-        None => None,
-    };
-    let device = parse_device(args.device.device)?;
-    let executor = Executor::new(&graph, &device)?;
-    let (calibration, _) = calibrate_or_load(
+    let super::Prepared {
+        original,
+        graph,
+        dataset,
+        labels,
+        device,
+        calibration,
+        ..
+    } = super::prepare(
         &args.model,
-        &executor,
-        &dataset,
+        &args.data,
+        args.labels.as_deref(),
+        &args.images,
+        &args.device,
         args.recalibrate,
-        &mut |_| {},
     )?;
     let plan = plan_activations(&graph, &calibration);
 
