@@ -37,7 +37,7 @@ pub struct DebugArgs {
     #[arg(long, value_enum, default_value = "per-layer")]
     pub mode: ModeArg,
     /// Extra metrics for the CSV, comma-separated: sqnr_db, cosine, mean_abs_error,
-    /// max_abs_error_global, correlation, saturation (all are in the JSON).
+    /// max_abs_error_global, kl_divergence, correlation, saturation (all are in the JSON).
     #[arg(long, value_delimiter = ',')]
     pub metrics: Vec<String>,
     /// How many of the worst layers to list.

@@ -64,8 +64,13 @@ impl NanMean {
 }
 
 /// The default metrics of one layer, accumulated over samples.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LayerAccumulator {
+    /// The layer's int8 step (scale, zero point): histograms for the KL divergence count
+    /// values per step, the finest binning the int8 output can show.
+    step: Option<(f64, i64)>,
+    float_hist: [u64; 256],
+    quant_hist: [u64; 256],
     num_elements: NanMean,
     stddev: NanMean,
     mean_error: NanMean,
@@ -105,14 +110,18 @@ pub struct LayerMetrics {
     pub correlation: f64,
     /// Fraction of int8 outputs at -128 or 127: clipping by a too-narrow range.
     pub saturation: f64,
+    /// KL divergence of the float values' distribution from the int8 values', both
+    /// binned by the layer's int8 steps, pooled over all samples.
+    pub kl_divergence: f64,
 }
 
 /// The names `--metrics` accepts, in the order the CSV writes them.
-pub const EXTRA_METRICS: [&str; 6] = [
+pub const EXTRA_METRICS: [&str; 7] = [
     "sqnr_db",
     "cosine",
     "mean_abs_error",
     "max_abs_error_global",
+    "kl_divergence",
     "correlation",
     "saturation",
 ];
@@ -127,12 +136,47 @@ impl LayerMetrics {
             "max_abs_error_global" => self.max_abs_error_global,
             "correlation" => self.correlation,
             "saturation" => self.saturation,
+            "kl_divergence" => self.kl_divergence,
             _ => return None,
         })
     }
 }
 
+impl Default for LayerAccumulator {
+    fn default() -> Self {
+        LayerAccumulator {
+            step: None,
+            float_hist: [0; 256],
+            quant_hist: [0; 256],
+            num_elements: NanMean::default(),
+            stddev: NanMean::default(),
+            mean_error: NanMean::default(),
+            max_abs_error: NanMean::default(),
+            mean_squared_error: NanMean::default(),
+            signal_power: 0.0,
+            noise_power: 0.0,
+            abs_error: 0.0,
+            max_abs_global: 0.0,
+            elements: 0,
+            sum_f: 0.0,
+            sum_q: 0.0,
+            sum_q2: 0.0,
+            dot: 0.0,
+            saturated: 0,
+            samples: 0,
+        }
+    }
+}
+
 impl LayerAccumulator {
+    /// An accumulator that also histograms values per int8 step of the layer's output.
+    pub fn for_layer(scale: f64, zero_point: i64) -> Self {
+        LayerAccumulator {
+            step: Some((scale, zero_point)),
+            ..Default::default()
+        }
+    }
+
     /// Adds one sample: the float reference, the dequantized int8 result, and how many
     /// of the int8 values sit at -128 or 127.
     pub fn add_sample(&mut self, float: &[f64], dequantized: &[f64], saturated: usize) {
@@ -157,7 +201,35 @@ impl LayerAccumulator {
             .map(|(f, q)| f * q)
             .sum::<f64>();
         self.saturated += saturated;
+        if let Some((scale, zp)) = self.step.filter(|(s, _)| *s > 0.0) {
+            let bin = |v: f64| (((v / scale).round() as i64 + zp).clamp(-128, 127) + 128) as usize;
+            float.iter().for_each(|&v| self.float_hist[bin(v)] += 1);
+            dequantized
+                .iter()
+                .for_each(|&v| self.quant_hist[bin(v)] += 1);
+        }
         self.samples += 1;
+    }
+
+    /// KL(float || int8) of the value distributions over the layer's 256 int8 steps;
+    /// empty int8 bins get a 1e-10 floor so a float value the int8 output cannot take
+    /// counts as a large, finite divergence.
+    fn kl_divergence(&self) -> f64 {
+        let n = self.float_hist.iter().sum::<u64>() as f64;
+        let m = self.quant_hist.iter().sum::<u64>() as f64;
+        if self.step.is_none() || n == 0.0 || m == 0.0 {
+            return f64::NAN;
+        }
+        self.float_hist
+            .iter()
+            .zip(&self.quant_hist)
+            .filter(|(&f, _)| f > 0)
+            .map(|(&f, &q)| {
+                let p = f as f64 / n;
+                let q = (q as f64 / m).max(1e-10);
+                p * (p / q).ln()
+            })
+            .sum()
     }
 
     pub fn metrics(&self) -> LayerMetrics {
@@ -179,6 +251,7 @@ impl LayerAccumulator {
                 cov / (var_f * var_q).sqrt()
             },
             saturation: self.saturated as f64 / self.elements.max(1) as f64,
+            kl_divergence: self.kl_divergence(),
         }
     }
 }
@@ -323,6 +396,25 @@ mod pooled_tests {
         assert!((m.correlation - 1.5 / (1.0f64 * (7.0 / 3.0)).sqrt()).abs() < 1e-12);
         // signal 14, noise 1 -> 10 log10(14)
         assert!((m.sqnr_db - 10.0 * 14f64.log10()).abs() < 1e-12);
+    }
+}
+
+#[cfg(test)]
+mod kl_tests {
+    use super::*;
+
+    /// Scale 1, zero point 0: values land in the bins of their rounded value.
+    /// float [0, 1] vs int8 [0, 0]: p = (0.5, 0.5), q = (1, floor 1e-10) ->
+    /// 0.5 ln(0.5) + 0.5 ln(0.5 / 1e-10), worked out by hand.
+    #[test]
+    fn kl_by_hand() {
+        let mut acc = LayerAccumulator::for_layer(1.0, 0);
+        acc.add_sample(&[0.0, 1.0], &[0.0, 0.0], 0);
+        let want = 0.5 * 0.5f64.ln() + 0.5 * (0.5f64 / 1e-10).ln();
+        assert!((acc.metrics().kl_divergence - want).abs() < 1e-9);
+        let mut same = LayerAccumulator::for_layer(1.0, 0);
+        same.add_sample(&[2.2, -3.1], &[2.0, -3.0], 0);
+        assert_eq!(same.metrics().kl_divergence, 0.0);
     }
 }
 

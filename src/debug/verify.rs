@@ -193,8 +193,14 @@ impl<'a> Debugger<'a> {
             layers: self.layers.clone(),
             samples: total,
         });
-        let mut per_layer = vec![LayerAccumulator::default(); self.layers.len()];
-        let mut whole = vec![LayerAccumulator::default(); self.layers.len()];
+        let accumulators = || -> Vec<LayerAccumulator> {
+            self.layers
+                .iter()
+                .map(|l| LayerAccumulator::for_layer(l.scale as f64, l.zero_point))
+                .collect()
+        };
+        let mut per_layer = accumulators();
+        let mut whole = accumulators();
         let q = &self.model.graph;
         // An int8 input made by QUANTIZE from a float tensor (a model input, or the output
         // of an op kept float) stands for that float tensor: the float twin reads it
