@@ -104,17 +104,19 @@ pub fn select(args: &SelectArgs) -> Result<()> {
     )?;
     let plan = plan_activations(&graph, &calibration);
 
-    let evaluate = |model: &QuantizedModel| -> Result<DebugReport> {
+    // Per-layer statistics for the rules on the full-int8 model; only the model-level
+    // comparison for the selective one.
+    let evaluate = |model: &QuantizedModel, mode: VerifyMode| -> Result<DebugReport> {
         Ok(Debugger::new(&graph, model, &device)?.run(
             &dataset,
             labels.as_deref(),
-            VerifyMode::PerLayer,
+            mode,
             &AtomicBool::new(false),
             &mut |_| {},
         )?)
     };
     let full = quantize_graph(&graph, &plan, &QuantizeOptions::default())?;
-    let full_report = evaluate(&full)?;
+    let full_report = evaluate(&full, VerifyMode::PerLayer)?;
 
     let resolved = resolve(&graph, &rules, &full_report.layers)?;
     for rule in &resolved.unmatched {
@@ -128,7 +130,7 @@ pub fn select(args: &SelectArgs) -> Result<()> {
             ..Default::default()
         },
     )?;
-    let selective_report = evaluate(&selective)?;
+    let selective_report = evaluate(&selective, VerifyMode::ModelOnly)?;
     let full_bytes = qdbg::tflite::model_bytes(&full.graph, Some(&original))?;
     let bytes = qdbg::tflite::model_bytes(&selective.graph, Some(&original))?;
     qdbg::atomic::write_bytes_atomic(&args.output, &bytes)?;

@@ -26,6 +26,8 @@ pub enum VerifyMode {
     PerLayer,
     WholeModel,
     Both,
+    /// Only the two models' final outputs (what evaluating a denylist needs).
+    ModelOnly,
 }
 
 impl VerifyMode {
