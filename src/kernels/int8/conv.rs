@@ -183,17 +183,17 @@ pub fn requantize(acc: i32, m: QuantizedMultiplier, rounding: Rounding) -> i32 {
 /// What TFLite's `Prepare` derives from the quantization parameters, shared by the
 /// three ops: offsets, one multiplier per output channel, the fused activation's range.
 #[derive(Clone, Debug, PartialEq)]
-struct Requant {
-    input_offset: i32,
-    output_zero_point: i32,
-    multipliers: Vec<QuantizedMultiplier>,
-    act_min: i32,
-    act_max: i32,
+pub(crate) struct Requant {
+    pub(crate) input_offset: i32,
+    pub(crate) output_zero_point: i32,
+    pub(crate) multipliers: Vec<QuantizedMultiplier>,
+    pub(crate) act_min: i32,
+    pub(crate) act_max: i32,
 }
 
 /// How the real per-channel factor is formed from f32 scales.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum ScaleProduct {
+pub(crate) enum ScaleProduct {
     /// `PopulateConvolutionQuantizationParams` (conv, depthwise, per-channel FC):
     /// `f64(input) * f64(filter) / f64(output)`.
     Double,
@@ -203,7 +203,7 @@ enum ScaleProduct {
 }
 
 impl Requant {
-    fn new(
+    pub(crate) fn new(
         input: QParams,
         filter_scales: &[f32],
         output: QParams,

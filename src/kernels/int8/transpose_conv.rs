@@ -46,7 +46,8 @@
 //! bounds there. Here that is an error.
 
 use super::conv::{requantize, Rounding};
-use super::{fused_activation_range, QParams};
+use super::conv::{Requant, ScaleProduct};
+use super::QParams;
 use crate::graph::{FusedActivation, Padding};
 use crate::kernels::fixed_point::QuantizedMultiplier;
 
@@ -194,34 +195,17 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
     }
 }
 
-fn check_activation_params(what: &str, q: QParams) -> Result<(), String> {
-    if !(q.scale.is_finite() && q.scale > 0.0) {
-        return Err(format!("{what} scale {} is not a positive number", q.scale));
-    }
-    if !(-128..=127).contains(&q.zero_point) {
-        return Err(format!(
-            "{what} zero point {} is outside int8",
-            q.zero_point
-        ));
-    }
-    Ok(())
-}
-
 /// Prepared int8 TRANSPOSE_CONV: the parameters TFLite's `Prepare` computes, reusable
 /// across calls with any geometry that has `out_channels` outputs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransposeConvInt8 {
-    input_offset: i32,
-    output_zero_point: i32,
-    multipliers: Vec<QuantizedMultiplier>,
-    act_min: i32,
-    act_max: i32,
+    rq: Requant,
 }
 
 impl TransposeConvInt8 {
     /// `filter_scales` has one entry per output channel (axis 0 of the OHWI filter), or
     /// one for all. Multipliers as TFLite's `PopulateConvolutionQuantizationParams`
-    /// computes them (all in f64); the activation range as
+    /// computes them (all in f64), shared with CONV_2D; the activation range as
     /// `CalculateActivationRangeQuantized` (TANH / SIGN_BIT clamp nothing). Errors on
     /// non-positive or non-finite scales, zero points outside int8, a scale count that
     /// is neither 1 nor `out_channels`, or a rescale factor of 2^30 or more.
@@ -232,56 +216,25 @@ impl TransposeConvInt8 {
         activation: FusedActivation,
         out_channels: usize,
     ) -> Result<Self, String> {
-        if out_channels == 0 {
-            return Err("no output channels".into());
-        }
-        if filter_scales.len() != 1 && filter_scales.len() != out_channels {
-            return Err(format!(
-                "{} filter scales for {out_channels} output channels (need 1 or {out_channels})",
-                filter_scales.len()
-            ));
-        }
-        check_activation_params("input", input)?;
-        check_activation_params("output", output)?;
-        if let Some(s) = filter_scales
-            .iter()
-            .find(|s| !(s.is_finite() && **s >= 0.0))
-        {
-            return Err(format!("filter scale {s} is not a non-negative number"));
-        }
-        let multipliers = (0..out_channels)
-            .map(|c| {
-                let f = filter_scales[if filter_scales.len() == 1 { 0 } else { c }];
-                let real = f64::from(input.scale) * f64::from(f) / f64::from(output.scale);
-                let m = QuantizedMultiplier::from_real(real);
-                // A shift past 30 would shift the accumulator out entirely.
-                if !real.is_finite() || m.shift > 30 {
-                    return Err(format!(
-                        "channel {c}: rescale factor {real} (input {} x filter {f} / output {}) is out of range",
-                        input.scale, output.scale
-                    ));
-                }
-                Ok(m)
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        let (act_min, act_max) = fused_activation_range(activation, output);
-        Ok(TransposeConvInt8 {
-            input_offset: -input.zero_point,
-            output_zero_point: output.zero_point,
-            multipliers,
-            act_min,
-            act_max,
-        })
+        Requant::new(
+            input,
+            filter_scales,
+            output,
+            activation,
+            out_channels,
+            ScaleProduct::Double,
+        )
+        .map(|rq| TransposeConvInt8 { rq })
     }
 
     /// The per-channel fixed-point multipliers, as TFLite stores them.
     pub fn multipliers(&self) -> &[QuantizedMultiplier] {
-        &self.multipliers
+        &self.rq.multipliers
     }
 
     /// The int8 range the fused activation leaves.
     pub fn activation_range(&self) -> (i32, i32) {
-        (self.act_min, self.act_max)
+        (self.rq.act_min, self.rq.act_max)
     }
 
     /// Runs the op: `input` NHWC, `filter` `[out_c, k_h, k_w, in_c]`, `bias` `[out_c]`,
@@ -296,11 +249,11 @@ impl TransposeConvInt8 {
         out: &mut [i8],
     ) -> Result<(), String> {
         let (pad, e) = g.extents()?;
-        if g.out_c != self.multipliers.len() {
+        if g.out_c != self.rq.multipliers.len() {
             return Err(format!(
                 "geometry has {} output channels, the op was prepared for {}",
                 g.out_c,
-                self.multipliers.len()
+                self.rq.multipliers.len()
             ));
         }
         check_len("input", input.len(), e.input)?;
@@ -327,7 +280,7 @@ impl TransposeConvInt8 {
                 for ix in 0..g.in_w {
                     let px = &input[((b * g.in_h + iy) * g.in_w + ix) * g.in_c..][..g.in_c];
                     for (c, &x) in centred.iter_mut().zip(px) {
-                        *c = i32::from(x) + self.input_offset;
+                        *c = i32::from(x) + self.rq.input_offset;
                     }
                     for ky in 0..g.k_h {
                         // `extents` bounded these by isize::MAX.
@@ -363,9 +316,9 @@ impl TransposeConvInt8 {
                     } else {
                         Rounding::HalfAwayFromZero
                     };
-                    let v = requantize(a, self.multipliers[c], rounding)
-                        .saturating_add(self.output_zero_point);
-                    *o = v.clamp(self.act_min, self.act_max) as i8;
+                    let v = requantize(a, self.rq.multipliers[c], rounding)
+                        .saturating_add(self.rq.output_zero_point);
+                    *o = v.clamp(self.rq.act_min, self.rq.act_max) as i8;
                 }
             }
         }
