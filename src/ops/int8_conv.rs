@@ -39,17 +39,32 @@ fn kernel_error(e: String) -> OpError {
     OpError(e)
 }
 
-pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
+/// The stepping both convolutions share: strides, dilations, padding.
+struct Stepping {
+    padding: crate::graph::Padding,
+    stride: (usize, usize),
+    dilation: (usize, usize),
+    activation: crate::graph::FusedActivation,
+}
+
+/// CONV_2D (`depthwise` false, filter OHWI) or DEPTHWISE_CONV_2D (filter `[1, kh, kw, C]`).
+fn convolution(ctx: &EvalCtx, s: Stepping, depthwise: bool) -> OpResult<CTensor> {
     let input = ctx.input(0)?;
     let (batch, in_h, in_w, in_c) = input.dims4()?;
     let (weights, scales, fid) = filter(ctx, 1)?;
-    let [out_c, k_h, k_w, _] = ctx.graph.tensor(fid).shape[..] else {
-        op_bail!("filter must have 4 dimensions (OHWI)");
+    let (out_c, k_h, k_w, multiplier) = match (depthwise, &ctx.graph.tensor(fid).shape[..]) {
+        (false, &[out_c, k_h, k_w, _]) => (out_c, k_h, k_w, 1),
+        (true, &[1, k_h, k_w, out_c]) => {
+            if in_c == 0 || out_c % in_c != 0 {
+                op_bail!("filter has {out_c} channels, not a multiple of the input's {in_c}");
+            }
+            (out_c, k_h, k_w, out_c / in_c)
+        }
+        (false, _) => op_bail!("filter must have 4 dimensions (OHWI)"),
+        (true, _) => op_bail!("filter must be [1, kh, kw, channels]"),
     };
-    let (pad_top, _, out_h) =
-        spatial_padding(attrs.padding, in_h, k_h, attrs.stride_h, attrs.dilation_h)?;
-    let (pad_left, _, out_w) =
-        spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
+    let (pad_top, _, out_h) = spatial_padding(s.padding, in_h, k_h, s.stride.0, s.dilation.0)?;
+    let (pad_left, _, out_w) = spatial_padding(s.padding, in_w, k_w, s.stride.1, s.dilation.1)?;
     expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
     let g = ConvGeometry {
         batch,
@@ -61,75 +76,52 @@ pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
         out_c,
         k_h,
         k_w,
-        stride_h: attrs.stride_h,
-        stride_w: attrs.stride_w,
-        dilation_h: attrs.dilation_h,
-        dilation_w: attrs.dilation_w,
+        stride_h: s.stride.0,
+        stride_w: s.stride.1,
+        dilation_h: s.dilation.0,
+        dilation_w: s.dilation.1,
         pad_top,
         pad_left,
-        depth_multiplier: 1,
+        depth_multiplier: multiplier,
     };
     let kernel = ConvInt8::new(
         qparams(ctx, ctx.input_id(0)?)?,
         scales,
         qparams(ctx, ctx.node.outputs[0])?,
-        attrs.activation,
+        s.activation,
         out_c,
     )
     .map_err(kernel_error)?;
     let mut out = vec![0i8; batch * out_h * out_w * out_c];
-    kernel
-        .conv2d(&g, &int8_values(input)?, weights, bias(ctx, 2)?, &mut out)
-        .map_err(kernel_error)?;
+    let values = int8_values(input)?;
+    let bias = bias(ctx, 2)?;
+    if depthwise {
+        kernel.depthwise(&g, &values, weights, bias, &mut out)
+    } else {
+        kernel.conv2d(&g, &values, weights, bias, &mut out)
+    }
+    .map_err(kernel_error)?;
     from_int8(out, &[batch, out_h, out_w, out_c], input)
 }
 
-pub fn depthwise(ctx: &EvalCtx, attrs: &DepthwiseConv2dAttrs) -> OpResult<CTensor> {
-    let input = ctx.input(0)?;
-    let (batch, in_h, in_w, in_c) = input.dims4()?;
-    let (weights, scales, fid) = filter(ctx, 1)?;
-    let [1, k_h, k_w, out_c] = ctx.graph.tensor(fid).shape[..] else {
-        op_bail!("filter must be [1, kh, kw, channels]");
+pub fn conv2d(ctx: &EvalCtx, a: &Conv2dAttrs) -> OpResult<CTensor> {
+    let stepping = Stepping {
+        padding: a.padding,
+        stride: (a.stride_h, a.stride_w),
+        dilation: (a.dilation_h, a.dilation_w),
+        activation: a.activation,
     };
-    if in_c == 0 || out_c % in_c != 0 {
-        op_bail!("filter has {out_c} channels, not a multiple of the input's {in_c}");
-    }
-    let (pad_top, _, out_h) =
-        spatial_padding(attrs.padding, in_h, k_h, attrs.stride_h, attrs.dilation_h)?;
-    let (pad_left, _, out_w) =
-        spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
-    expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
-    let g = ConvGeometry {
-        batch,
-        in_h,
-        in_w,
-        in_c,
-        out_h,
-        out_w,
-        out_c,
-        k_h,
-        k_w,
-        stride_h: attrs.stride_h,
-        stride_w: attrs.stride_w,
-        dilation_h: attrs.dilation_h,
-        dilation_w: attrs.dilation_w,
-        pad_top,
-        pad_left,
-        depth_multiplier: out_c / in_c,
+    convolution(ctx, stepping, false)
+}
+
+pub fn depthwise(ctx: &EvalCtx, a: &DepthwiseConv2dAttrs) -> OpResult<CTensor> {
+    let stepping = Stepping {
+        padding: a.padding,
+        stride: (a.stride_h, a.stride_w),
+        dilation: (a.dilation_h, a.dilation_w),
+        activation: a.activation,
     };
-    let kernel = ConvInt8::new(
-        qparams(ctx, ctx.input_id(0)?)?,
-        scales,
-        qparams(ctx, ctx.node.outputs[0])?,
-        attrs.activation,
-        out_c,
-    )
-    .map_err(kernel_error)?;
-    let mut out = vec![0i8; batch * out_h * out_w * out_c];
-    kernel
-        .depthwise(&g, &int8_values(input)?, weights, bias(ctx, 2)?, &mut out)
-        .map_err(kernel_error)?;
-    from_int8(out, &[batch, out_h, out_w, out_c], input)
+    convolution(ctx, stepping, true)
 }
 
 pub fn fully_connected(ctx: &EvalCtx, attrs: &FullyConnectedAttrs) -> OpResult<CTensor> {
