@@ -19,14 +19,18 @@ use qdbg::exec::DeviceChoice;
     name = "qdbg",
     version,
     about = "A quantization debugger for neural-network models, in the terminal",
-    long_about = "qdbg reads a float TFLite model and a dataset, runs it on candle, and \
-                  (as the quantizer and debugger land) finds the layers that int8 \
-                  quantization breaks.\n\nWith no subcommand it opens the bundled demo.",
+    long_about = "qdbg reads a float TFLite model and a dataset, quantizes it to int8 with \
+                  LiteRT-exact kernels, measures every layer's quantization error like \
+                  TensorFlow's QuantizationDebugger, and writes selectively quantized models \
+                  that keep the broken layers in float.\n\nWith no subcommand it debugs the \
+                  bundled demo.",
     after_help = "Examples:\n  qdbg inspect model.tflite\n  qdbg inspect model.tflite --json\n  \
                   qdbg run model.tflite --data samples.npz -o outputs.npz\n  \
                   qdbg run model.tflite --data images/ --mean 0.5 --std 0.5 -o outputs.npz\n  \
                   qdbg quantize model.tflite --data calibration.npy -o model_int8.tflite\n  \
-                  qdbg debug model.tflite --data debug.npy --csv layers.csv"
+                  qdbg debug model.tflite --data debug.npy --csv layers.csv\n  \
+                  qdbg select model.tflite --data debug.npy --deny 'rmse/scale > 0.7' -o selective.tflite\n  \
+                  qdbg eval model.tflite selective.tflite --data debug.npy --labels labels.txt"
 )]
 struct Cli {
     #[command(subcommand)]
