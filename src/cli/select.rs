@@ -7,12 +7,12 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use clap::Args;
-use qdbg::debug::{DebugReport, Debugger, VerifyMode};
-use qdbg::quant::denylist::{read_denylist, resolve, write_denylist, Rule};
+use std::sync::Arc;
+
+use qdbg::debug::selection::Selector;
+use qdbg::debug::{Debugger, VerifyMode};
+use qdbg::quant::denylist::{read_denylist, write_denylist, Rule};
 use qdbg::quant::plan::plan_activations;
-use qdbg::quant::quantize::{
-    float_islands, quantize_graph, FloatReason, QuantizeOptions, QuantizedModel,
-};
 
 use super::{DeviceArgs, ImageArgs};
 
@@ -103,46 +103,46 @@ pub fn select(args: &SelectArgs) -> Result<()> {
         args.recalibrate,
     )?;
     let plan = plan_activations(&graph, &calibration);
+    let selector = Selector {
+        graph: Arc::new(graph),
+        original: Some(Arc::new(original)),
+        plan: Arc::new(plan),
+        dataset: Arc::new(dataset),
+        labels: labels.map(Arc::new),
+        device,
+    };
+    let graph = &selector.graph;
 
     // Per-layer statistics for the rules on the full-int8 model; only the model-level
     // comparison for the selective one.
-    let evaluate = |model: &QuantizedModel, mode: VerifyMode| -> Result<DebugReport> {
-        Ok(Debugger::new(&graph, model, &device)?.run(
-            &dataset,
-            labels.as_deref(),
-            mode,
-            &AtomicBool::new(false),
-            &mut |_| {},
-        )?)
-    };
-    let full = quantize_graph(&graph, &plan, &QuantizeOptions::default())?;
-    let full_report = evaluate(&full, VerifyMode::PerLayer)?;
+    let full = selector.select(&[], &[])?;
+    let full_report = Debugger::new(graph, &full.model, &selector.device)?.run(
+        &selector.dataset,
+        selector.labels.as_deref().map(Vec::as_slice),
+        VerifyMode::PerLayer,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )?;
 
-    let resolved = resolve(&graph, &rules, &full_report.layers)?;
-    for rule in &resolved.unmatched {
+    let selective = selector.select(&rules, &full_report.layers)?;
+    for rule in &selective.unmatched {
         eprintln!("note: rule '{rule}' matches nothing");
     }
-    let selective = quantize_graph(
-        &graph,
-        &plan,
-        &QuantizeOptions {
-            keep_float: resolved.keep_float.iter().copied().collect(),
-            ..Default::default()
-        },
-    )?;
-    let selective_report = evaluate(&selective, VerifyMode::ModelOnly)?;
-    let full_bytes = qdbg::tflite::model_bytes(&full.graph, Some(&original))?;
-    let bytes = qdbg::tflite::model_bytes(&selective.graph, Some(&original))?;
-    qdbg::atomic::write_bytes_atomic(&args.output, &bytes)?;
+    if let Some(why) = selective.nothing_quantized() {
+        eprintln!("note: {why}");
+    }
+    let selective_model =
+        selector.evaluate(&selective.model, &AtomicBool::new(false), &mut |_, _| {})?;
+    qdbg::atomic::write_bytes_atomic(&args.output, &selective.bytes)?;
     if let Some(path) = &args.save_denylist {
         write_denylist(path, &rules)?;
     }
 
     println!(
         "kept float by the denylist ({}):",
-        resolved.keep_float.len()
+        selective.keep_float.len()
     );
-    for &pos in &resolved.keep_float {
+    for &pos in &selective.keep_float {
         let node = &graph.nodes[pos];
         println!(
             "  #{} {} '{}'",
@@ -151,12 +151,6 @@ pub fn select(args: &SelectArgs) -> Result<()> {
             graph.tensor(node.outputs[0]).name
         );
     }
-    let denied = |m: &QuantizedModel| {
-        m.float_ops
-            .iter()
-            .filter(|(_, r)| *r == FloatReason::Denylisted)
-            .count()
-    };
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
     println!(
         "\n{:<22} {:>10} {:>12} {:>10}",
@@ -165,32 +159,32 @@ pub fn select(args: &SelectArgs) -> Result<()> {
     println!(
         "{:<22} {:>10} {:>12} {:>10}",
         "size (bytes)",
-        original.len(),
-        full_bytes.len(),
-        bytes.len()
+        selector.original.as_ref().map_or(0, |o| o.len()),
+        full.bytes.len(),
+        selective.bytes.len()
     );
     println!(
         "{:<22} {:>10} {:>12} {:>10}",
         "float ops",
         graph.nodes.len(),
-        full.float_ops.len(),
-        selective.float_ops.len()
+        full.float_ops(),
+        selective.float_ops()
     );
     println!(
         "{:<22} {:>10} {:>12} {:>10}",
         "  of them denylisted",
         "-",
-        denied(&full),
-        denied(&selective)
+        full.denylisted_ops(),
+        selective.denylisted_ops()
     );
     println!(
         "{:<22} {:>10} {:>12} {:>10}",
         "float islands",
         1,
-        float_islands(&full),
-        float_islands(&selective)
+        full.float_islands(),
+        selective.float_islands()
     );
-    let (f, s) = (full_report.model, selective_report.model);
+    let (f, s) = (full_report.model, selective_model);
     println!(
         "{:<22} {:>10} {:>12.1} {:>10.1}",
         "output sqnr (dB)", "-", f.sqnr_db, s.sqnr_db
@@ -202,7 +196,7 @@ pub fn select(args: &SelectArgs) -> Result<()> {
         pct(Some(f.argmax_agreement)),
         pct(Some(s.argmax_agreement))
     );
-    if labels.is_some() {
+    if selector.labels.is_some() {
         println!(
             "{:<22} {:>10} {:>12} {:>10}",
             "top-1 accuracy",

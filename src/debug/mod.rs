@@ -4,6 +4,7 @@
 pub mod job;
 pub mod metrics;
 pub mod report;
+pub mod selection;
 mod verify;
 
 pub use verify::{DebugEvent, DebugReport, Debugger, LayerInfo, LayerStats, VerifyMode};
