@@ -71,6 +71,8 @@ pub struct LayerAccumulator {
     step: Option<(f64, i64)>,
     float_hist: [u64; 256],
     quant_hist: [u64; 256],
+    /// Errors in units of the layer's scale (what the dashboard's error histogram shows).
+    error_hist: [u64; ERROR_BINS],
     num_elements: NanMean,
     stddev: NanMean,
     mean_error: NanMean,
@@ -126,6 +128,37 @@ pub const EXTRA_METRICS: [&str; 7] = [
     "saturation",
 ];
 
+/// Bins of the error histogram: steps of a quarter of the layer's scale, centred on zero;
+/// the two end bins also hold everything beyond them.
+pub const ERROR_BINS: usize = 33;
+/// Width of one error bin, in units of the layer's scale.
+pub const ERROR_BIN_WIDTH: f64 = 0.25;
+
+/// The error-histogram bin of an error measured in units of the layer's scale.
+pub fn error_bin(error_in_scales: f64) -> usize {
+    let half = (ERROR_BINS / 2) as f64;
+    let k = (error_in_scales / ERROR_BIN_WIDTH).round();
+    // NaN clamps to the centre rather than poisoning an end bin.
+    (if k.is_nan() {
+        0.0
+    } else {
+        k.clamp(-half, half)
+    } + half) as usize
+}
+
+/// One layer's value and error distributions, pooled over the samples seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerHistograms {
+    pub scale: f64,
+    pub zero_point: i64,
+    /// Float reference values per int8 step: bin `q + 128` counts values that quantize to `q`.
+    pub float: Vec<u64>,
+    /// Dequantized int8 values per int8 step, binned like `float`.
+    pub dequantized: Vec<u64>,
+    /// `dequantized - float` in [`ERROR_BIN_WIDTH`] steps of the scale, [`ERROR_BINS`] bins.
+    pub error: Vec<u64>,
+}
+
 impl LayerMetrics {
     /// An extra metric by its `--metrics` name.
     pub fn extra(&self, name: &str) -> Option<f64> {
@@ -148,6 +181,7 @@ impl Default for LayerAccumulator {
             step: None,
             float_hist: [0; 256],
             quant_hist: [0; 256],
+            error_hist: [0; ERROR_BINS],
             num_elements: NanMean::default(),
             stddev: NanMean::default(),
             mean_error: NanMean::default(),
@@ -207,6 +241,9 @@ impl LayerAccumulator {
             dequantized
                 .iter()
                 .for_each(|&v| self.quant_hist[bin(v)] += 1);
+            for &d in &diff {
+                self.error_hist[error_bin(d / scale)] += 1;
+            }
         }
         self.samples += 1;
     }
@@ -230,6 +267,18 @@ impl LayerAccumulator {
                 p * (p / q).ln()
             })
             .sum()
+    }
+
+    /// The value and error distributions so far; `None` without a usable int8 step.
+    pub fn histograms(&self) -> Option<LayerHistograms> {
+        let (scale, zero_point) = self.step.filter(|(s, _)| *s > 0.0)?;
+        Some(LayerHistograms {
+            scale,
+            zero_point,
+            float: self.float_hist.to_vec(),
+            dequantized: self.quant_hist.to_vec(),
+            error: self.error_hist.to_vec(),
+        })
     }
 
     pub fn metrics(&self) -> LayerMetrics {
@@ -291,6 +340,29 @@ mod tests {
         nm.add(1.0);
         nm.add(3.0);
         assert_eq!(nm.value(), 2.0);
+    }
+
+    /// Scale 0.5, zero point 0: values 0.4 and 1.0 quantize to steps 1 and 2; the int8
+    /// results 0.5 and 1.0 (errors +0.1 = 0.2 scales -> bin 16+1, and 0 -> centre bin 16).
+    #[test]
+    fn histograms_by_hand() {
+        let mut acc = LayerAccumulator::for_layer(0.5, 0);
+        acc.add_sample(&[0.4, 1.0], &[0.5, 1.0], 0);
+        let h = acc
+            .histograms()
+            .expect("a layer with a scale has histograms");
+        assert_eq!(h.float[128 + 1], 1);
+        assert_eq!(h.float[128 + 2], 1);
+        assert_eq!(h.dequantized[128 + 1], 1);
+        assert_eq!(h.dequantized[128 + 2], 1);
+        assert_eq!(h.error[16], 1);
+        assert_eq!(h.error[17], 1);
+        assert_eq!(h.error.iter().sum::<u64>(), 2);
+        // Far errors land in the end bins.
+        assert_eq!(error_bin(-100.0), 0);
+        assert_eq!(error_bin(100.0), ERROR_BINS - 1);
+        assert_eq!(error_bin(f64::NAN), ERROR_BINS / 2);
+        assert!(LayerAccumulator::default().histograms().is_none());
     }
 }
 

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{Device, Tensor as CTensor};
 use serde::Serialize;
 
-use super::metrics::{LayerAccumulator, LayerMetrics, ModelAccumulator, ModelMetrics, NanMean};
+use super::metrics::{
+    LayerAccumulator, LayerHistograms, LayerMetrics, ModelAccumulator, ModelMetrics, NanMean,
+};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::exec::{tensor_from_sample, Executor};
@@ -67,6 +69,9 @@ pub struct LayerStats {
     /// User metrics (registered on the [`Debugger`]) of the main mode, by name, in
     /// registration order: layer metrics, then direct-compare metrics.
     pub custom: Vec<(String, f64)>,
+    /// Value and error distributions of the main mode (per-layer when it ran).
+    #[serde(skip)]
+    pub histograms: Option<LayerHistograms>,
 }
 
 /// TensorFlow's `layer_debug_metrics`: a function of one sample's `diff`.
@@ -389,6 +394,13 @@ impl<'a> Debugger<'a> {
                         .zip(&custom[k])
                         .map(|(n, v)| ((*n).clone(), v.value()))
                         .collect(),
+                    histograms: if mode.per_layer() {
+                        per_layer[k].histograms()
+                    } else if mode.whole_model() {
+                        whole[k].histograms()
+                    } else {
+                        None
+                    },
                 })
                 .collect(),
             samples: m.samples,
