@@ -387,7 +387,7 @@ pub struct ModelAccumulator {
 }
 
 /// Model-level metrics as reported.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct ModelMetrics {
     pub samples: usize,
     pub mse: f64,
