@@ -251,12 +251,19 @@ impl State {
 
     /// Which verification modes produced the statistics.
     pub fn sides(&self) -> Vec<Side> {
-        let first = self.layers().first();
+        let Some(first) = self
+            .layers()
+            .first()
+            .filter(|l| l.per_layer.is_some() || l.whole_model.is_some())
+        else {
+            // Before the first sample: TensorFlow's default mode.
+            return vec![Side::PerLayer];
+        };
         let mut sides = Vec::new();
-        if first.is_none_or(|l| l.per_layer.is_some()) {
+        if first.per_layer.is_some() {
             sides.push(Side::PerLayer);
         }
-        if first.is_some_and(|l| l.whole_model.is_some()) {
+        if first.whole_model.is_some() {
             sides.push(Side::WholeModel);
         }
         sides
