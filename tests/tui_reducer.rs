@@ -57,8 +57,20 @@ fn key(code: KeyCode) -> KeyEvent {
 fn rows_appear_when_the_debugger_starts_and_fill_as_samples_complete() {
     let mut s = State::new("m".into(), "d".into(), false);
     assert!(matches!(s.phase, Phase::Calibrating { .. }));
-    update(&mut s, Action::Calibrating { done: 3, total: 100 });
-    assert_eq!(s.phase, Phase::Calibrating { done: 3, total: 100 });
+    update(
+        &mut s,
+        Action::Calibrating {
+            done: 3,
+            total: 100,
+        },
+    );
+    assert_eq!(
+        s.phase,
+        Phase::Calibrating {
+            done: 3,
+            total: 100
+        }
+    );
     update(
         &mut s,
         Action::DebugStarted {
@@ -150,7 +162,11 @@ fn the_cursor_stays_on_its_layer_while_rows_reorder_live() {
     assert_eq!(s.selected_layer(), Some(6));
     // The next update swaps the order of layers 4 and 6: the cursor follows layer 6.
     let mut next = (*report(2, false)).clone();
-    next.layers[6].per_layer.as_mut().unwrap().mean_squared_error *= 4.0;
+    next.layers[6]
+        .per_layer
+        .as_mut()
+        .unwrap()
+        .mean_squared_error *= 4.0;
     update(
         &mut s,
         Action::DebugUpdated {
@@ -248,7 +264,10 @@ fn first_n_op_types_rows_and_regexes_build_the_denylist() {
     assert!(update(&mut s, Action::PromptSubmit).is_empty());
     update(&mut s, Action::PromptBackspace);
     type_text(&mut s, "2");
-    assert_eq!(rules_of(&update(&mut s, Action::PromptSubmit)), vec!["first:2"]);
+    assert_eq!(
+        rules_of(&update(&mut s, Action::PromptSubmit)),
+        vec!["first:2"]
+    );
 
     update(&mut s, Action::OpenOpTypes);
     // ADD, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, HARD_SWISH, MEAN, SOFTMAX
@@ -307,7 +326,9 @@ fn first_n_op_types_rows_and_regexes_build_the_denylist() {
     update(&mut s, Action::OpenSearch);
     type_text(&mut s, "(");
     update(&mut s, Action::PromptSubmit);
-    assert!(matches!(&s.prompt, Some(Prompt::Search { error: Some(e), .. }) if e.contains("bad regex")));
+    assert!(
+        matches!(&s.prompt, Some(Prompt::Search { error: Some(e), .. }) if e.contains("bad regex"))
+    );
     update(&mut s, Action::PromptCancel);
 
     assert!(rules_of(&update(&mut s, Action::ClearDenylist)).is_empty());
@@ -351,9 +372,21 @@ fn only_the_newest_rules_answer_counts() {
         },
     );
     assert_eq!(s.denied.iter().filter(|&&d| d).count(), 3);
-    update(&mut s, Action::Costed { generation: old, cost: cost(1) });
+    update(
+        &mut s,
+        Action::Costed {
+            generation: old,
+            cost: cost(1),
+        },
+    );
     assert_eq!(s.cost, None);
-    update(&mut s, Action::Costed { generation: new, cost: cost(3) });
+    update(
+        &mut s,
+        Action::Costed {
+            generation: new,
+            cost: cost(3),
+        },
+    );
     assert_eq!(s.cost.as_ref().map(|c| c.denylisted_ops), Some(3));
 }
 
@@ -390,10 +423,20 @@ fn evaluating_keeps_a_history_of_experiments() {
     };
     assert_eq!(rules, &vec!["rmse/scale > 0.7".to_string()]);
     assert_eq!(s.panel, Panel::Experiments);
-    update(&mut s, Action::EvalProgress { id: 1, done: 40, total: 100 });
+    update(
+        &mut s,
+        Action::EvalProgress {
+            id: 1,
+            done: 40,
+            total: 100,
+        },
+    );
     assert_eq!(
         s.experiments[0].status,
-        EvalStatus::Running { done: 40, total: 100 }
+        EvalStatus::Running {
+            done: 40,
+            total: 100
+        }
     );
     let metrics = report(100, false).model;
     let cost = Cost {
@@ -423,7 +466,10 @@ fn evaluating_keeps_a_history_of_experiments() {
         },
     );
     assert_eq!(s.experiments.len(), 2);
-    assert_eq!(s.experiments[1].status, EvalStatus::Failed("disk full".into()));
+    assert_eq!(
+        s.experiments[1].status,
+        EvalStatus::Failed("disk full".into())
+    );
     assert!(s.experiments[1].rules.is_empty());
 }
 
@@ -443,7 +489,9 @@ fn writing_asks_for_a_path_and_quitting_cancels_everything() {
     assert_eq!(rules, &vec!["first:1".to_string()]);
     update(&mut s, Action::OpenWriteCsv);
     let effects = update(&mut s, Action::PromptSubmit);
-    assert!(matches!(effects.as_slice(), [Effect::WriteCsv { path, .. }] if path.ends_with("layers.csv")));
+    assert!(
+        matches!(effects.as_slice(), [Effect::WriteCsv { path, .. }] if path.ends_with("layers.csv"))
+    );
     let effects = update(&mut s, Action::Quit);
     assert!(matches!(effects.as_slice(), [Effect::CancelAll]));
     assert!(s.quit);
@@ -460,7 +508,10 @@ fn keys_map_by_mode() {
     assert_eq!(act(&s, key(KeyCode::Tab)), Some("NextPanel".into()));
     // In a prompt, letters are text, and Ctrl-C still quits.
     update(&mut s, Action::OpenThreshold);
-    assert_eq!(act(&s, key(KeyCode::Char('q'))), Some("PromptInput('q')".into()));
+    assert_eq!(
+        act(&s, key(KeyCode::Char('q'))),
+        Some("PromptInput('q')".into())
+    );
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert_eq!(act(&s, ctrl_c), Some("Quit".into()));
     assert_eq!(act(&s, key(KeyCode::Esc)), Some("PromptCancel".into()));

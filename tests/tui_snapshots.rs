@@ -89,7 +89,13 @@ fn with_threshold() -> State {
 #[test]
 fn calibrating() {
     let mut s = State::new("demo/model.tflite".into(), "demo/debug.npy".into(), true);
-    update(&mut s, Action::Calibrating { done: 37, total: 100 });
+    update(
+        &mut s,
+        Action::Calibrating {
+            done: 37,
+            total: 100,
+        },
+    );
     insta::assert_snapshot!(text(&s, 80, 24));
 }
 
@@ -249,7 +255,15 @@ fn any_size_renders() {
     let mut s = with_threshold();
     for panel in [Panel::Charts, Panel::Layer, Panel::Experiments] {
         s.panel = panel;
-        for (w, h) in [(1, 1), (10, 3), (20, 5), (40, 10), (80, 24), (79, 23), (200, 60)] {
+        for (w, h) in [
+            (1, 1),
+            (10, 3),
+            (20, 5),
+            (40, 10),
+            (80, 24),
+            (79, 23),
+            (200, 60),
+        ] {
             draw(&s, w, h);
         }
     }

@@ -73,7 +73,9 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
                 "qdbg demo: {} on {} (labels {})\n",
                 model.display(),
                 data.display(),
-                labels.as_deref().map_or("none".into(), |l| l.display().to_string())
+                labels
+                    .as_deref()
+                    .map_or("none".into(), |l| l.display().to_string())
             );
         }
         super::debug::debug(&DebugArgs {

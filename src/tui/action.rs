@@ -45,21 +45,53 @@ pub enum Action {
     ClearDenylist,
     Evaluate,
     /// The table's height in rows changed (start, resize).
-    Viewport { table_rows: usize },
+    Viewport {
+        table_rows: usize,
+    },
 
     // News from the engine; `at_s` is seconds since the dashboard opened.
-    Tick { now_s: f64 },
-    Calibrating { done: usize, total: usize },
-    DebugStarted { layers: Vec<LayerInfo>, samples: usize, at_s: f64 },
-    DebugUpdated { done: usize, total: usize, report: Arc<DebugReport>, at_s: f64 },
-    DebugEnded { cancelled: bool, at_s: f64 },
+    Tick {
+        now_s: f64,
+    },
+    Calibrating {
+        done: usize,
+        total: usize,
+    },
+    DebugStarted {
+        layers: Vec<LayerInfo>,
+        samples: usize,
+        at_s: f64,
+    },
+    DebugUpdated {
+        done: usize,
+        total: usize,
+        report: Arc<DebugReport>,
+        at_s: f64,
+    },
+    DebugEnded {
+        cancelled: bool,
+        at_s: f64,
+    },
     DebugFailed(String),
     /// Which layers a generation of rules denies, aligned with the layers.
-    Denied { generation: u64, denied: Vec<bool> },
-    Costed { generation: u64, cost: Cost },
+    Denied {
+        generation: u64,
+        denied: Vec<bool>,
+    },
+    Costed {
+        generation: u64,
+        cost: Cost,
+    },
     /// The float model's file size and the full-int8 model's cost.
-    Baseline { float_size: usize, full: Cost },
-    EvalProgress { id: usize, done: usize, total: usize },
+    Baseline {
+        float_size: usize,
+        full: Cost,
+    },
+    EvalProgress {
+        id: usize,
+        done: usize,
+        total: usize,
+    },
     Evaluated {
         id: usize,
         result: Result<(Cost, ModelMetrics), String>,
@@ -171,7 +203,10 @@ pub fn key_action(state: &State, key: KeyEvent) -> Option<Action> {
 
 /// Every key, for the `?` screen (and the README).
 pub const KEYS: &[(&str, &str)] = &[
-    ("↑ ↓  j k", "move; PgUp PgDn (Ctrl-b Ctrl-f), g/G or Home/End"),
+    (
+        "↑ ↓  j k",
+        "move; PgUp PgDn (Ctrl-b Ctrl-f), g/G or Home/End",
+    ),
     ("s  S", "sort by the next / previous column"),
     ("r", "reverse the sort"),
     ("Tab", "bottom panel: charts, selected layer, experiments"),
@@ -184,7 +219,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("d", "deny every row the filter shows"),
     ("Esc", "clear the filter; close a prompt"),
     ("x", "clear the denylist"),
-    ("e", "evaluate the selective model (float / int8 / selective)"),
+    (
+        "e",
+        "evaluate the selective model (float / int8 / selective)",
+    ),
     ("w", "write the selective model and its denylist"),
     ("c", "write the CSV (TensorFlow's columns)"),
     ("?", "this help"),

@@ -197,7 +197,11 @@ impl Widget for Histogram<'_> {
             for row in 0..h {
                 let y = area.y + 1 + (h - 1 - row) as u16;
                 let fill = eighths.saturating_sub(row * 8).min(8);
-                let ch = if fill == 0 && marked { '┊' } else { EIGHTHS[fill] };
+                let ch = if fill == 0 && marked {
+                    '┊'
+                } else {
+                    EIGHTHS[fill]
+                };
                 buf[(x, y)].set_char(ch).set_style(self.style);
             }
         }

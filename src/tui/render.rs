@@ -10,8 +10,8 @@ use ratatui::Frame;
 use super::action::KEYS;
 use super::charts::{short, Histogram, LayerBars};
 use super::state::{
-    column_of_metric, display_name, ellipsize_start, fit_path, metric, shared_prefix, Column, Cost, EvalStatus, Panel, Phase, Prompt,
-    Side, State,
+    column_of_metric, display_name, ellipsize_start, fit_path, metric, shared_prefix, Column, Cost,
+    EvalStatus, Panel, Phase, Prompt, Side, State,
 };
 use crate::debug::metrics::{ModelMetrics, ERROR_BINS, ERROR_BIN_WIDTH};
 use crate::debug::report::rmse_over_scale;
@@ -96,9 +96,10 @@ fn severity(state: &State, bad: bool, warn: bool) -> Style {
 
 fn render_header(state: &State, frame: &mut Frame, area: Rect) {
     let model = state.report.model;
-    let mut spans = vec![
-        Span::styled("qdbg ", Style::default().add_modifier(Modifier::BOLD)),
-    ];
+    let mut spans = vec![Span::styled(
+        "qdbg ",
+        Style::default().add_modifier(Modifier::BOLD),
+    )];
     let mut summary = String::new();
     if model.samples > 0 {
         summary = match (model.float_top1, model.int8_top1) {
@@ -150,10 +151,7 @@ fn render_gauge(state: &State, frame: &mut Frame, area: Rect) {
             ratio(p.done, p.total),
             format!("debugging {}/{} samples{}", p.done, p.total, timing(state)),
         ),
-        Phase::Finished => (
-            1.0,
-            format!("done: {} samples{}", p.done, timing(state)),
-        ),
+        Phase::Finished => (1.0, format!("done: {} samples{}", p.done, timing(state))),
         Phase::Cancelled => (
             ratio(p.done, p.total),
             format!(
@@ -359,10 +357,12 @@ fn render_table(state: &State, frame: &mut Frame, area: Rect) {
 }
 
 fn panel_block(title: &str) -> Block<'_> {
-    Block::default().borders(Borders::TOP).title(Line::from(vec![
-        Span::styled(title, Style::default().add_modifier(Modifier::BOLD)),
-        Span::raw(" (Tab)"),
-    ]))
+    Block::default()
+        .borders(Borders::TOP)
+        .title(Line::from(vec![
+            Span::styled(title, Style::default().add_modifier(Modifier::BOLD)),
+            Span::raw(" (Tab)"),
+        ]))
 }
 
 fn render_charts(state: &State, frame: &mut Frame, area: Rect) {
@@ -398,7 +398,10 @@ fn render_layer(state: &State, frame: &mut Frame, area: Rect) {
         return;
     };
     let l = &state.layers()[k];
-    let title = format!("#{k} {} · scale {:.3e} zp {}", l.info.op_name, l.info.scale, l.info.zero_point);
+    let title = format!(
+        "#{k} {} · scale {:.3e} zp {}",
+        l.info.op_name, l.info.scale, l.info.zero_point
+    );
     let block = panel_block(&title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -433,7 +436,11 @@ fn render_layer(state: &State, frame: &mut Frame, area: Rect) {
     let [values, errors] =
         Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(plots);
     // Only the occupied steps: the distributions rarely span all 256.
-    let occupied = |c: &[u64]| c.iter().position(|&n| n > 0).zip(c.iter().rposition(|&n| n > 0));
+    let occupied = |c: &[u64]| {
+        c.iter()
+            .position(|&n| n > 0)
+            .zip(c.iter().rposition(|&n| n > 0))
+    };
     let span = match (occupied(&h.float), occupied(&h.dequantized)) {
         (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
         (Some(x), None) | (None, Some(x)) => Some(x),
@@ -497,10 +504,14 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let full = state.report.model;
-    let latest = state.experiments.iter().rev().find_map(|e| match &e.status {
-        EvalStatus::Done(m) => Some((e, *m)),
-        _ => None,
-    });
+    let latest = state
+        .experiments
+        .iter()
+        .rev()
+        .find_map(|e| match &e.status {
+            EvalStatus::Done(m) => Some((e, *m)),
+            _ => None,
+        });
     let sel_title = latest.map_or("selective".to_string(), |(e, _)| format!("sel #{}", e.id));
     let sel_cost = latest.and_then(|(e, _)| e.cost.as_ref());
     let sel: Option<ModelMetrics> = latest.map(|(_, m)| m);
@@ -564,8 +575,7 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
         ],
     )
     .header(header);
-    let [top, history] =
-        Layout::vertical([Constraint::Length(n), Constraint::Min(0)]).areas(inner);
+    let [top, history] = Layout::vertical([Constraint::Length(n), Constraint::Min(0)]).areas(inner);
     frame.render_widget(table, top);
     let lines: Vec<Line> = state
         .experiments
@@ -586,7 +596,10 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
                         None => format!("same top-1 {:.1}%", 100.0 * m.argmax_agreement),
                     };
                     if let Some(c) = &e.cost {
-                        s.push_str(&format!(" · {} float · {} isl", c.denylisted_ops, c.float_islands));
+                        s.push_str(&format!(
+                            " · {} float · {} isl",
+                            c.denylisted_ops, c.float_islands
+                        ));
                     }
                     s
                 }
@@ -615,10 +628,7 @@ fn render_denylist(state: &State, frame: &mut Frame, area: Rect) {
         lines.push(Line::from(" o op types, Space a row"));
     }
     for r in &rules {
-        let unmatched = state
-            .cost
-            .as_ref()
-            .is_some_and(|c| c.unmatched.contains(r));
+        let unmatched = state.cost.as_ref().is_some_and(|c| c.unmatched.contains(r));
         let text = ellipsize_end(r, inner.width as usize - if unmatched { 2 } else { 0 });
         lines.push(if unmatched {
             Line::from(vec![
@@ -656,7 +666,10 @@ fn render_denylist(state: &State, frame: &mut Frame, area: Rect) {
 fn render_footer(state: &State, frame: &mut Frame, area: Rect) {
     let prompt = |label: &str, input: &str, error: &Option<String>, hint: &str| {
         let mut spans = vec![
-            Span::styled(format!("{label}> "), Style::default().add_modifier(Modifier::BOLD)),
+            Span::styled(
+                format!("{label}> "),
+                Style::default().add_modifier(Modifier::BOLD),
+            ),
             Span::raw(input.to_string()),
             Span::styled("▏", Style::default().add_modifier(Modifier::SLOW_BLINK)),
         ];
@@ -718,8 +731,16 @@ fn render_op_picker(state: &State, cursor: usize, frame: &mut Frame) {
         .iter()
         .enumerate()
         .map(|(i, op)| {
-            let mark = if state.denylist.ops.contains(op) { "[x]" } else { "[ ]" };
-            let count = state.layers().iter().filter(|l| l.info.op_name == op).count();
+            let mark = if state.denylist.ops.contains(op) {
+                "[x]"
+            } else {
+                "[ ]"
+            };
+            let count = state
+                .layers()
+                .iter()
+                .filter(|l| l.info.op_name == op)
+                .count();
             let line = Line::from(format!("{mark} {op} ({count})"));
             if i == cursor {
                 line.style(Style::default().add_modifier(Modifier::REVERSED))
@@ -741,7 +762,10 @@ fn render_help(_state: &State, frame: &mut Frame) {
         .iter()
         .map(|(k, what)| {
             Line::from(vec![
-                Span::styled(format!("{k:>15}  "), Style::default().add_modifier(Modifier::BOLD)),
+                Span::styled(
+                    format!("{k:>15}  "),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
                 Span::raw(*what),
             ])
         })

@@ -12,7 +12,10 @@ use crate::debug::{DebugReport, LayerStats};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Phase {
     /// Loading or computing the calibration (`done` of `total` samples when computing).
-    Calibrating { done: usize, total: usize },
+    Calibrating {
+        done: usize,
+        total: usize,
+    },
     /// The debugger is running the debug data through both models.
     Running,
     Finished,
@@ -89,11 +92,26 @@ pub enum Panel {
 /// A text prompt or picker at the bottom of the screen.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Prompt {
-    Threshold { input: String, error: Option<String> },
-    FirstN { input: String, error: Option<String> },
-    Search { input: String, error: Option<String> },
-    WriteModel { input: String, error: Option<String> },
-    WriteCsv { input: String, error: Option<String> },
+    Threshold {
+        input: String,
+        error: Option<String>,
+    },
+    FirstN {
+        input: String,
+        error: Option<String>,
+    },
+    Search {
+        input: String,
+        error: Option<String>,
+    },
+    WriteModel {
+        input: String,
+        error: Option<String>,
+    },
+    WriteCsv {
+        input: String,
+        error: Option<String>,
+    },
     /// Op types present among the layers; Space toggles the one under the cursor.
     OpTypes { cursor: usize },
 }
@@ -356,7 +374,9 @@ pub fn metric(l: &LayerStats, column: Column) -> Option<f64> {
         Column::Scale => Some(l.info.scale as f64),
         Column::ZeroPoint => Some(l.info.zero_point as f64),
         Column::Range => Some(range(l.info.scale)),
-        Column::RmseScale(s) => side(s).map(|m| rmse_over_scale(m.mean_squared_error, l.info.scale)),
+        Column::RmseScale(s) => {
+            side(s).map(|m| rmse_over_scale(m.mean_squared_error, l.info.scale))
+        }
         Column::Mse(s) => side(s).map(|m| m.mean_squared_error),
         Column::MaxAbs(s) => side(s).map(|m| m.max_abs_error),
         Column::Sqnr(s) => side(s).map(|m| m.sqnr_db),
@@ -509,7 +529,10 @@ mod tests {
             fit_path("b1_expand_bn_1/batchnorm/add_1", 22),
             "b1_expand_bn_1/…/add_1"
         );
-        assert_eq!(fit_path("b1_project_bn_1/batchnorm/add_1", 19), "b1_project_bn_1/…");
+        assert_eq!(
+            fit_path("b1_project_bn_1/batchnorm/add_1", 19),
+            "b1_project_bn_1/…"
+        );
         assert_eq!(fit_path("abcdefghijklmnop", 8), "…jklmnop");
         assert_eq!(display_name("m_1/a/b;m_1/c", "m_1/"), "a/b");
         let names = ["m_1/a;x", "m_1/b", "m_1/c", "Identity"];

@@ -9,13 +9,48 @@ use qdbg::debug::{DebugReport, LayerInfo, LayerStats};
 
 /// (op, tensor name, scale, zero point, rmse/scale, sqnr dB)
 pub const LAYERS: [(&str, &str, f32, i64, f64, f64); 8] = [
-    ("CONV_2D", "net_1/stem_bn/add;net_1/stem/conv", 0.0625, 4, 4.0, 15.0),
-    ("HARD_SWISH", "net_1/stem_hswish/mul", 0.015625, -100, 0.28, 41.0),
-    ("DEPTHWISE_CONV_2D", "net_1/b1_dw_relu/Relu", 0.03125, -128, 0.22, 39.5),
-    ("CONV_2D", "net_1/b1_project_bn/batchnorm/add_1", 0.0625, 10, 0.31, 36.0),
+    (
+        "CONV_2D",
+        "net_1/stem_bn/add;net_1/stem/conv",
+        0.0625,
+        4,
+        4.0,
+        15.0,
+    ),
+    (
+        "HARD_SWISH",
+        "net_1/stem_hswish/mul",
+        0.015625,
+        -100,
+        0.28,
+        41.0,
+    ),
+    (
+        "DEPTHWISE_CONV_2D",
+        "net_1/b1_dw_relu/Relu",
+        0.03125,
+        -128,
+        0.22,
+        39.5,
+    ),
+    (
+        "CONV_2D",
+        "net_1/b1_project_bn/batchnorm/add_1",
+        0.0625,
+        10,
+        0.31,
+        36.0,
+    ),
     ("MEAN", "net_1/b1_se/Mean", 0.001953125, -128, 0.9, 18.0),
     ("ADD", "net_1/b1_add/Add", 0.0625, 10, 0.29, 37.0),
-    ("FULLY_CONNECTED", "net_1/logits/MatMul", 0.125, 3, 0.71, 35.0),
+    (
+        "FULLY_CONNECTED",
+        "net_1/logits/MatMul",
+        0.125,
+        3,
+        0.71,
+        35.0,
+    ),
     ("SOFTMAX", "Identity", 0.00390625, -128, 0.1, 60.0),
 ];
 
