@@ -354,7 +354,6 @@ fn only_the_newest_rules_answer_counts() {
         float_islands: 1,
         size_bytes: 1000,
         unmatched: vec![],
-        nothing_quantized: None,
     };
     update(
         &mut s,
@@ -445,7 +444,6 @@ fn evaluating_keeps_a_history_of_experiments() {
         float_islands: 3,
         size_bytes: 107_392,
         unmatched: vec![],
-        nothing_quantized: None,
     };
     update(
         &mut s,

@@ -40,7 +40,6 @@ fn cost(denied: usize) -> Cost {
         float_islands: denied,
         size_bytes: 107_392,
         unmatched: vec![],
-        nothing_quantized: None,
     }
 }
 

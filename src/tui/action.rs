@@ -82,6 +82,11 @@ pub enum Action {
         generation: u64,
         cost: Cost,
     },
+    /// The rules cannot make a selective model (for example, nothing would be quantized).
+    CostFailed {
+        generation: u64,
+        reason: String,
+    },
     /// The float model's file size and the full-int8 model's cost.
     Baseline {
         float_size: usize,

@@ -654,11 +654,12 @@ fn render_denylist(state: &State, frame: &mut Frame, area: Rect) {
                     style(state, Color::Yellow),
                 ));
             }
-            if let Some(why) = &c.nothing_quantized {
-                lines.push(Line::styled(why.clone(), style(state, Color::Red)));
+        }
+        (None, false) => {
+            if let Some(reason) = &state.cost_error {
+                lines.push(Line::styled(reason.clone(), severity(state, true, true)));
             }
         }
-        (None, false) => {}
     }
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
 }

@@ -259,6 +259,14 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
         Action::Costed { generation, cost } => {
             if generation == state.rules_generation {
                 state.cost = Some(cost);
+                state.cost_error = None;
+            }
+        }
+        Action::CostFailed { generation, reason } => {
+            if generation == state.rules_generation {
+                state.answered_generation = generation;
+                state.cost = None;
+                state.cost_error = Some(reason);
             }
         }
         Action::Baseline { float_size, full } => {

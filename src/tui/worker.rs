@@ -217,7 +217,6 @@ pub fn cost_of(selection: &Selection) -> Cost {
         float_islands: selection.float_islands(),
         size_bytes: selection.bytes.len(),
         unmatched: selection.unmatched.clone(),
-        nothing_quantized: selection.nothing_quantized(),
     }
 }
 
@@ -260,7 +259,7 @@ fn cost_loop(selector: &Selector, requests: &Receiver<Effect>, actions: &Sender<
                 });
             }
             Err(reason) => {
-                let _ = actions.send(Action::Status(format!("denylist: {reason}")));
+                let _ = actions.send(Action::CostFailed { generation, reason });
             }
         }
     }
