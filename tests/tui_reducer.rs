@@ -490,6 +490,20 @@ fn writing_asks_for_a_path_and_quitting_cancels_everything() {
     assert!(
         matches!(effects.as_slice(), [Effect::WriteCsv { path, .. }] if path.ends_with("layers.csv"))
     );
+    // `p` stops a running debugger and keeps the dashboard; once it ended, nothing to stop.
+    assert!(matches!(
+        update(&mut s, Action::StopRun).as_slice(),
+        [Effect::StopRun]
+    ));
+    update(
+        &mut s,
+        Action::DebugEnded {
+            cancelled: true,
+            at_s: 5.0,
+        },
+    );
+    assert!(update(&mut s, Action::StopRun).is_empty());
+    assert!(!s.quit);
     let effects = update(&mut s, Action::Quit);
     assert!(matches!(effects.as_slice(), [Effect::CancelAll]));
     assert!(s.quit);

@@ -146,7 +146,7 @@ fn render_gauge(state: &State, frame: &mut Frame, area: Rect) {
             *done as f64 / *total as f64,
             format!("calibrating {done}/{total} samples"),
         ),
-        Phase::Calibrating { .. } => (0.0, "loading the calibration ...".to_string()),
+        Phase::Calibrating { .. } => (0.0, "preparing the calibration ...".to_string()),
         Phase::Running => (
             ratio(p.done, p.total),
             format!("debugging {}/{} samples{}", p.done, p.total, timing(state)),
@@ -773,7 +773,7 @@ fn render_help(_state: &State, frame: &mut Frame) {
         .collect();
     lines.push(Line::from(""));
     lines.push(Line::from(
-        "rmse/scale: RMS error in int8 steps; ~0.29 is rounding noise, > 0.7 loses more.",
+        "rmse/scale: RMS error in int8 steps: ~0.29 is rounding noise, > 0.7 is more.",
     ));
     lines.push(Line::from(
         "range = 255 x scale: a huge range squeezes common values into few steps.",

@@ -186,6 +186,12 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                 report: Arc::clone(&state.report),
             }];
         }
+        Action::StopRun => {
+            if matches!(state.phase, Phase::Running | Phase::Calibrating { .. }) {
+                state.status = "stopping after the sample in progress ...".into();
+                return vec![Effect::StopRun];
+            }
+        }
         Action::Viewport { table_rows } => {
             state.table_rows = table_rows.max(1);
             clamp_scroll(state);
