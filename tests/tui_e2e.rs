@@ -66,6 +66,22 @@ impl Tmux {
         assert!(status.success());
     }
 
+    /// The pid of the program the pane's shell started.
+    fn child_pid(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["display", "-p", "-t", &self.session, "#{pane_pid}"])
+            .output()
+            .unwrap();
+        let shell = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let out = Command::new("pgrep").args(["-P", &shell]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("the pane runs a program")
+            .trim()
+            .to_string()
+    }
+
     fn screen(&self) -> String {
         let out = Command::new("tmux")
             .args(["capture-pane", "-p", "-t", &self.session])
@@ -262,4 +278,35 @@ fn keys_answer_within_50_ms_mid_run() {
     let median = latencies[latencies.len() / 2];
     eprintln!("key-to-screen latency mid-run, ms: {latencies:?}");
     assert!(median < 50.0, "median {median:.1} ms: {latencies:?}");
+}
+
+/// SIGTERM mid-run ends the dashboard like `q`: exit code 0, the terminal restored.
+#[test]
+fn sigterm_mid_run_restores_the_terminal() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("mobilenet.tflite");
+    std::fs::copy(common::fixture("mobilenet_v3_small.tflite"), &model).unwrap();
+    let data = common::fixture("mobilenet_v3_small.inputs.npz");
+    let bin = env!("CARGO_BIN_EXE_qdbg");
+    let tmux = Tmux::start(
+        dir.path(),
+        &format!(
+            "{bin} {} --data {} --mode both --recalibrate; echo qdbg-exit=$?; sleep 60",
+            model.display(),
+            data.display()
+        ),
+    );
+    tmux.wait_for("the dashboard", |s| s.contains("(Tab)"), 30);
+    let status = Command::new("kill")
+        .args(["-TERM", &tmux.child_pid()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let screen = tmux.wait_for("qdbg to exit", |s| s.contains("qdbg-exit="), 30);
+    assert!(screen.contains("qdbg-exit=0"), "{screen}");
+    assert!(
+        !screen.contains("(Tab)"),
+        "the dashboard is still on screen:\n{screen}"
+    );
 }
