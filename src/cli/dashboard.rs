@@ -88,6 +88,7 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
             metrics: Vec::new(),
             top: 10,
             recalibrate: args.recalibrate,
+            int8: None,
             device: args.device.clone(),
             images: args.images.clone(),
         })?;

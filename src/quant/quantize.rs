@@ -30,6 +30,8 @@ pub enum FloatReason {
     Denylisted,
     NoInt8Kernel,
     NotCalibrated,
+    /// The int8 model being debugged (made by another tool) computes this op in float.
+    FloatInGivenModel,
 }
 
 #[derive(Clone, Debug)]
