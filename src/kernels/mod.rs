@@ -9,6 +9,7 @@ pub mod int8;
 pub mod pool_f32;
 pub mod reduce_f32;
 pub mod resize_f32;
+pub mod simd;
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor as CTensor};
 

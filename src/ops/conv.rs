@@ -116,7 +116,7 @@ pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
             };
             out.permute((0, 2, 3, 1))?
         }
-        Prepared::Depthwise { .. } => op_bail!("internal: depthwise weights given to CONV_2D"),
+        _ => op_bail!("internal: CONV_2D was given another op's prepared weights"),
     };
     let out = match bias {
         Some(b) => out.broadcast_add(b)?,
@@ -128,7 +128,7 @@ pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
 fn bias_of(p: &Prepared) -> Option<&CTensor> {
     match p {
         Prepared::Conv { bias, .. } | Prepared::MatMul { bias, .. } => bias.as_ref(),
-        Prepared::Depthwise { .. } => None,
+        _ => None,
     }
 }
 

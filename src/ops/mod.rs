@@ -118,6 +118,12 @@ pub enum Prepared {
     },
     /// Depthwise filter `[kh, kw, channels]` and bias, on the host for the CPU kernel.
     Depthwise { filter: Vec<f32>, bias: Vec<f32> },
+    /// int8 CONV_2D with its filter packed for the SIMD kernels.
+    Int8Conv(crate::kernels::int8::packed::PackedConv2d),
+    /// int8 DEPTHWISE_CONV_2D with its filter widened for the SIMD kernels.
+    Int8Depthwise(crate::kernels::int8::packed::PackedDepthwise),
+    /// int8 FULLY_CONNECTED with its weights packed for the SIMD kernels.
+    Int8FullyConnected(crate::kernels::int8::packed::PackedFullyConnected),
 }
 
 /// Builds the node's [`Prepared`] weights when they are constants.
@@ -127,7 +133,8 @@ pub fn prepare(
     constant: &dyn Fn(TensorId) -> Option<CTensor>,
 ) -> OpResult<Option<Prepared>> {
     if quantized::node_is_quantized(graph, node) {
-        return Ok(None); // int8 kernels read their weights straight from the graph
+        // Packing failures (odd parameters) are left for the op to report when it runs.
+        return Ok(int8_conv::prepare(graph, node));
     }
     match &node.op {
         Op::Conv2d(_) => conv::prepare(graph, node, constant),

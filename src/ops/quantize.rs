@@ -54,10 +54,7 @@ pub fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
         let in_q = params(ctx, in_id, "input")?;
         let multiplier = QuantizedMultiplier::from_real(in_q.scale[0] as f64 / scale as f64);
         let in_zp = in_q.zero_point[0];
-        let x = input
-            .flatten_all()?
-            .to_dtype(CDType::I64)?
-            .to_vec1::<i64>()?;
+        let x = super::quantized::integer_values(input, ctx.graph.tensor(in_id).dtype)?;
         x.iter()
             .map(|&q| {
                 let centred = (q - in_zp).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
@@ -65,6 +62,11 @@ pub fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
             })
             .collect()
     };
+    if ctx.output_dtype(0)? == DType::I8 {
+        // int8 results travel as bit patterns (see `quantized::from_int8`).
+        let bytes = values.into_iter().map(|v| v as i8).collect();
+        return super::quantized::from_int8(bytes, input.dims(), input);
+    }
     Ok(CTensor::from_vec(values, input.dims(), input.device())?)
 }
 
@@ -78,10 +80,7 @@ pub fn dequantize(ctx: &EvalCtx) -> OpResult<CTensor> {
     }
     let q = params(ctx, in_id, "input")?;
     let dims = input.dims().to_vec();
-    let x = input
-        .flatten_all()?
-        .to_dtype(CDType::I64)?
-        .to_vec1::<i64>()?;
+    let x = super::quantized::integer_values(input, ctx.graph.tensor(in_id).dtype)?;
     let out = dequantize_values(&x, &dims, q)?;
     Ok(CTensor::from_vec(out, dims, input.device())?)
 }
