@@ -223,6 +223,30 @@ impl Gemm {
         let rows = g.batch * g.out_h * g.out_w;
         match &self.weights {
             GemmWeights::Vnni(w) => {
+                let pointwise = g.k_h == 1
+                    && g.k_w == 1
+                    && g.stride_h == 1
+                    && g.stride_w == 1
+                    && g.pad_top == 0
+                    && g.pad_left == 0
+                    && (g.in_h, g.in_w) == (g.out_h, g.out_w);
+                if pointwise && self.depth == self.depth_pad {
+                    // The input rows are the im2col rows already: no copy.
+                    let a: &[u8] = bytes_of(input);
+                    // SAFETY: as below.
+                    unsafe {
+                        x86::gemm_vnni::<true>(
+                            a,
+                            rows,
+                            self.depth_pad,
+                            w,
+                            &self.ep,
+                            self.units,
+                            out,
+                        )
+                    };
+                    return;
+                }
                 let block = block_rows(self.depth_pad, 8);
                 let mut a = vec![0u8; block * self.depth_pad];
                 let pad = (input_zp as u8) ^ 0x80;
@@ -234,7 +258,9 @@ impl Gemm {
                     let dst = &mut out[start * self.units..][..n * self.units];
                     // SAFETY: the level was capped by `simd::supported`, so the CPU has
                     // AVX-512 F/BW/VL and VNNI; slice sizes are as the kernel expects.
-                    unsafe { x86::gemm_vnni(&a, n, self.depth_pad, w, &self.ep, self.units, dst) };
+                    unsafe {
+                        x86::gemm_vnni::<false>(&a, n, self.depth_pad, w, &self.ep, self.units, dst)
+                    };
                 }
             }
             GemmWeights::Avx2(w) => {
@@ -260,6 +286,13 @@ impl Gemm {
             GemmWeights::Scalar(_) => {}
         }
     }
+}
+
+/// The bytes of an int8 slice.
+#[cfg(target_arch = "x86_64")]
+fn bytes_of(x: &[i8]) -> &[u8] {
+    // SAFETY: i8 and u8 have the same size and alignment, and every bit pattern is valid.
+    unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) }
 }
 
 /// Rows per im2col block: enough to reuse each packed weight block many times, few
@@ -530,7 +563,20 @@ impl ConvInt8 {
                 }
             }
         }
-        let bias_vec: Vec<i32> = (0..channels).map(|c| bias.map_or(0, |b| b[c])).collect();
+        // The input offset folds into the bias (`sum((x + off) w) = sum(x w) + off sum(w)`)
+        // because the kernels read a copy of the input padded with its zero point, for
+        // which `x w` is cancelled by the fold just like `(zp + off) w = 0`.
+        let off = self.rq.input_offset;
+        let bias_vec: Vec<i32> = (0..channels)
+            .map(|c| {
+                let sum = filter
+                    .iter()
+                    .skip(c)
+                    .step_by(channels.max(1))
+                    .fold(0i32, |s, &w| s.wrapping_add(i32::from(w)));
+                bias.map_or(0, |b| b[c]).wrapping_add(off.wrapping_mul(sum))
+            })
+            .collect();
         Ok(PackedDepthwise {
             reference: self.clone(),
             level,
@@ -569,27 +615,82 @@ impl PackedDepthwise {
         check_len("output", out.len(), e.output)?;
         #[cfg(target_arch = "x86_64")]
         {
+            let Some(padded) = PaddedInput::new(g, input, (-self.reference.rq.input_offset) as i8)
+            else {
+                return self
+                    .reference
+                    .depthwise(g, input, &self.filter, self.bias.as_deref(), out);
+            };
             // LiteRT requantizes whole groups of 8 channels with vector code (ties up)
             // and the rest with the scalar reference (ties away from zero).
             let vector_channels = self.channels - self.channels % 8;
             let params = x86::DepthwiseParams {
                 g,
+                image: &padded.data,
+                padded_h: padded.h,
+                padded_w: padded.w,
                 filter: &self.filter32,
                 channels_pad: self.channels_pad,
                 ep: &self.ep,
-                input_offset: self.reference.rq.input_offset,
                 vector_channels,
                 rq: &self.reference.rq,
             };
-            // SAFETY: the level was capped by `simd::supported`; sizes checked above.
+            // SAFETY: the level was capped by `simd::supported`; the padded input covers
+            // every window (see `PaddedInput`), the output length was checked above.
             unsafe {
                 match self.level {
-                    Level::Avx512 => x86::depthwise_avx512(&params, input, out),
-                    _ => x86::depthwise_avx2(&params, input, out),
+                    Level::Avx512 => x86::depthwise_avx512(&params, out),
+                    _ => x86::depthwise_avx2(&params, out),
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// The input with the padding made real: every window of every output pixel lies inside,
+/// padding cells hold the input zero point. `[batch, h, w, channels]`.
+#[cfg(target_arch = "x86_64")]
+struct PaddedInput {
+    data: Vec<i8>,
+    h: usize,
+    w: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PaddedInput {
+    /// `None` when the padded copy would be much larger than the input (huge padding
+    /// or dilation in an odd model): the reference kernel needs no copy.
+    fn new(g: &ConvGeometry, input: &[i8], zero_point: i8) -> Option<Self> {
+        // `extents` bounded these spans by isize::MAX.
+        let h = (g.out_h.max(1) - 1) * g.stride_h + (g.k_h - 1) * g.dilation_h + 1;
+        let w = (g.out_w.max(1) - 1) * g.stride_w + (g.k_w - 1) * g.dilation_w + 1;
+        let c = g.in_c;
+        let len = g
+            .batch
+            .checked_mul(h)
+            .and_then(|n| n.checked_mul(w))
+            .and_then(|n| n.checked_mul(c))?;
+        if len > input.len().saturating_mul(4).max(1 << 20) {
+            return None;
+        }
+        let mut data = vec![zero_point; len];
+        // Columns of the padded row that come from the input.
+        let x0 = g.pad_left.min(w);
+        let x1 = (g.pad_left + g.in_w).min(w);
+        for b in 0..g.batch {
+            for py in 0..h {
+                let Some(iy) = py.checked_sub(g.pad_top).filter(|&iy| iy < g.in_h) else {
+                    continue;
+                };
+                if x0 >= x1 {
+                    continue;
+                }
+                let src = &input[((b * g.in_h + iy) * g.in_w) * c..][..(x1 - x0) * c];
+                data[((b * h + py) * w + x0) * c..][..(x1 - x0) * c].copy_from_slice(src);
+            }
+        }
+        Some(PaddedInput { data, h, w })
     }
 }
 
@@ -706,8 +807,12 @@ mod x86 {
 
     /// `out[r][u] = requant(bias'[u] + sum_k a[r][k] * w[u][k])` for `rows` rows of the
     /// u8 im2col block `a` (`rows x depth_pad`) and the packed weights.
+    ///
+    /// `FLIP`: `a` holds the int8 activations themselves (a 1x1 convolution's input read
+    /// in place, depth a multiple of 4): their sign bits are flipped as they are
+    /// broadcast, which is what im2col does otherwise.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) unsafe fn gemm_vnni(
+    pub(super) unsafe fn gemm_vnni<const FLIP: bool>(
         a: &[u8],
         rows: usize,
         depth_pad: usize,
@@ -732,10 +837,10 @@ mod x86 {
                 out: out.as_mut_ptr(),
             };
             match nv {
-                4 => vnni_rows::<4>(&cols, rows),
-                3 => vnni_rows::<3>(&cols, rows),
-                2 => vnni_rows::<2>(&cols, rows),
-                _ => vnni_rows::<1>(&cols, rows),
+                4 => vnni_rows::<4, FLIP>(&cols, rows),
+                3 => vnni_rows::<3, FLIP>(&cols, rows),
+                2 => vnni_rows::<2, FLIP>(&cols, rows),
+                _ => vnni_rows::<1, FLIP>(&cols, rows),
             }
             block += nv;
         }
@@ -756,17 +861,17 @@ mod x86 {
 
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn vnni_rows<const NV: usize>(c: &VnniCols, rows: usize) {
+    unsafe fn vnni_rows<const NV: usize, const FLIP: bool>(c: &VnniCols, rows: usize) {
         let mut r = 0;
         while r < rows {
             let left = rows - r;
             r += match left {
-                1 => vnni_tile::<1, NV>(c, r, 1),
-                2 => vnni_tile::<2, NV>(c, r, 2),
-                3 | 4 => vnni_tile::<4, NV>(c, r, left),
+                1 => vnni_tile::<1, NV, FLIP>(c, r, 1),
+                2 => vnni_tile::<2, NV, FLIP>(c, r, 2),
+                3 | 4 => vnni_tile::<4, NV, FLIP>(c, r, left),
                 // 6 x 4 and 8 x 3 accumulators + weights + one broadcast fit 32 registers.
-                _ if NV == 4 => vnni_tile::<6, NV>(c, r, left.min(6)),
-                _ => vnni_tile::<8, NV>(c, r, left.min(8)),
+                _ if NV == 4 => vnni_tile::<6, NV, FLIP>(c, r, left.min(6)),
+                _ => vnni_tile::<8, NV, FLIP>(c, r, left.min(8)),
             };
         }
     }
@@ -775,7 +880,7 @@ mod x86 {
     /// recompute the last real row and are not stored). Returns `valid`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn vnni_tile<const MR: usize, const NV: usize>(
+    unsafe fn vnni_tile<const MR: usize, const NV: usize, const FLIP: bool>(
         c: &VnniCols,
         r0: usize,
         valid: usize,
@@ -799,7 +904,11 @@ mod x86 {
                 *wv = _mm512_loadu_si512(c.w.add(v * block_stride + k * 16).cast());
             }
             for (i, row) in rows.iter().enumerate() {
-                let av = _mm512_set1_epi32(row.add(k).cast::<i32>().read_unaligned());
+                let mut four = row.add(k).cast::<i32>().read_unaligned();
+                if FLIP {
+                    four ^= 0x8080_8080u32 as i32;
+                }
+                let av = _mm512_set1_epi32(four);
                 for v in 0..NV {
                     acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], av, wv[v]);
                 }
@@ -935,42 +1044,21 @@ mod x86 {
 
     pub(super) struct DepthwiseParams<'a> {
         pub g: &'a ConvGeometry,
+        /// The padded input (`PaddedInput`).
+        pub image: &'a [i8],
+        pub padded_h: usize,
+        pub padded_w: usize,
+        /// `[tap][channels_pad]`, int16 values in i32 lanes with a zero high half.
         pub filter: &'a [i32],
         pub channels_pad: usize,
+        /// `bias` holds the folded bias.
         pub ep: &'a Epilogue,
-        pub input_offset: i32,
         pub vector_channels: usize,
         pub rq: &'a Requant,
     }
 
-    /// The valid tap range `[lo, hi)` of output position `o` along one axis.
-    #[inline(always)]
-    fn tap_range(
-        o: usize,
-        stride: usize,
-        dilation: usize,
-        pad: usize,
-        size: usize,
-        k: usize,
-    ) -> (usize, usize) {
-        let base = (o * stride) as isize - pad as isize;
-        let d = dilation as isize;
-        // First tap with base + t*d >= 0, first tap with base + t*d >= size.
-        let lo = if base >= 0 {
-            0
-        } else {
-            ((-base + d - 1) / d) as usize
-        };
-        let hi = if base >= size as isize {
-            0
-        } else {
-            (((size as isize - base + d - 1) / d) as usize).min(k)
-        };
-        (lo.min(hi), hi)
-    }
-
-    /// Writes the channels of one output pixel whose requantization LiteRT runs in
-    /// scalar code (`vector_channels..`), from their accumulators.
+    /// Writes the channels of one output pixel from their accumulators, choosing each
+    /// channel's rounding as LiteRT does (see `PackedDepthwise::run`).
     #[inline]
     fn scalar_tail(
         acc: &[i32],
@@ -990,116 +1078,164 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn depthwise_avx512(p: &DepthwiseParams, input: &[i8], out: &mut [i8]) {
+    /// Output pixels computed together along a row: they share every weight load.
+    const PIXELS: usize = 4;
+
+    /// `PX` output pixels from `ox`, channels `c..c + 16` (masked past the end).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn depthwise_block16<const PX: usize>(
+        p: &DepthwiseParams,
+        image: *const i8,
+        oy: usize,
+        ox: usize,
+        c: usize,
+        out_row: *mut i8,
+    ) {
         let g = p.g;
         let ch = g.out_c;
-        let offset = _mm512_set1_epi32(p.input_offset);
-        let in_ptr = input.as_ptr();
-        let mut out_px = out.as_mut_ptr();
+        let n = (ch - c).min(16);
+        let mask: __mmask16 = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
+        let bias = _mm512_loadu_si512(p.ep.bias.as_ptr().add(c).cast());
+        let mut acc = [bias; PX];
+        for ky in 0..g.k_h {
+            let row = image.add((oy * g.stride_h + ky * g.dilation_h) * p.padded_w * ch + c);
+            let wrow = p.filter.as_ptr().add(ky * g.k_w * p.channels_pad + c);
+            for kx in 0..g.k_w {
+                let w = _mm512_loadu_si512(wrow.add(kx * p.channels_pad).cast());
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let px = row.add(((ox + i) * g.stride_w + kx * g.dilation_w) * ch);
+                    let x = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, px));
+                    // x is sign-extended (its high int16 half is 0 or -1), w's high half
+                    // is 0: the pairwise int16 dot product is exactly x * w.
+                    *a = _mm512_dpwssd_epi32(*a, x, w);
+                }
+            }
+        }
+        for (i, a) in acc.iter().enumerate() {
+            let dst = out_row.add((ox + i) * ch + c);
+            if c + n <= p.vector_channels {
+                let q = requant16(*a, p.ep, c);
+                _mm_mask_storeu_epi8(dst, mask, _mm512_cvtepi32_epi8(q));
+            } else {
+                let mut lanes = [0i32; 16];
+                _mm512_storeu_si512(lanes.as_mut_ptr().cast(), *a);
+                let dst = std::slice::from_raw_parts_mut(dst, n);
+                scalar_tail(&lanes[..n], c, p.rq, p.vector_channels, dst);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn depthwise_avx512(p: &DepthwiseParams, out: &mut [i8]) {
+        let g = p.g;
+        let ch = g.out_c;
         for b in 0..g.batch {
+            let image = p.image.as_ptr().add(b * p.padded_h * p.padded_w * ch);
             for oy in 0..g.out_h {
-                let (ky0, ky1) = tap_range(oy, g.stride_h, g.dilation_h, g.pad_top, g.in_h, g.k_h);
-                for ox in 0..g.out_w {
-                    let (kx0, kx1) =
-                        tap_range(ox, g.stride_w, g.dilation_w, g.pad_left, g.in_w, g.k_w);
-                    let mut c = 0;
-                    while c < ch {
-                        let n = (ch - c).min(16);
-                        let mask: __mmask16 = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
-                        let mut acc = _mm512_loadu_si512(p.ep.bias.as_ptr().add(c).cast());
-                        for ky in ky0..ky1 {
-                            let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
-                            let row = in_ptr.add(((b * g.in_h + iy) * g.in_w) * ch + c);
-                            let wrow = p.filter.as_ptr().add(ky * g.k_w * p.channels_pad + c);
-                            for kx in kx0..kx1 {
-                                let ix = ox * g.stride_w + kx * g.dilation_w - g.pad_left;
-                                let x = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(
-                                    mask,
-                                    row.add(ix * ch),
-                                ));
-                                let x = _mm512_add_epi32(x, offset);
-                                let w = _mm512_loadu_si512(wrow.add(kx * p.channels_pad).cast());
-                                // x + offset fits int16 (|.| <= 255) and w's high half is
-                                // zero: the pairwise multiply-add is the exact product.
-                                acc = _mm512_add_epi32(acc, _mm512_madd_epi16(x, w));
-                            }
-                        }
-                        if c + n <= p.vector_channels {
-                            let q = requant16(acc, p.ep, c);
-                            _mm_mask_storeu_epi8(out_px.add(c), mask, _mm512_cvtepi32_epi8(q));
-                        } else {
-                            let mut lanes = [0i32; 16];
-                            _mm512_storeu_si512(lanes.as_mut_ptr().cast(), acc);
-                            let dst = std::slice::from_raw_parts_mut(out_px.add(c), n);
-                            scalar_tail(&lanes[..n], c, p.rq, p.vector_channels, dst);
-                        }
-                        c += 16;
+                let out_row = out.as_mut_ptr().add((b * g.out_h + oy) * g.out_w * ch);
+                let mut ox = 0;
+                while ox + PIXELS <= g.out_w {
+                    for c in (0..ch).step_by(16) {
+                        depthwise_block16::<PIXELS>(p, image, oy, ox, c, out_row);
                     }
-                    out_px = out_px.add(ch);
+                    ox += PIXELS;
+                }
+                while ox < g.out_w {
+                    for c in (0..ch).step_by(16) {
+                        depthwise_block16::<1>(p, image, oy, ox, c, out_row);
+                    }
+                    ox += 1;
                 }
             }
         }
     }
 
+    /// [`depthwise_block16`] with AVX2: 8 channels, `c + 8 <= channels`.
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn depthwise_avx2(p: &DepthwiseParams, input: &[i8], out: &mut [i8]) {
+    unsafe fn depthwise_block8<const PX: usize>(
+        p: &DepthwiseParams,
+        image: *const i8,
+        oy: usize,
+        ox: usize,
+        c: usize,
+        out_row: *mut i8,
+    ) {
         let g = p.g;
         let ch = g.out_c;
-        let offset = _mm256_set1_epi32(p.input_offset);
-        let in_ptr = input.as_ptr();
-        let mut out_px = out.as_mut_ptr();
+        let bias = _mm256_loadu_si256(p.ep.bias.as_ptr().add(c).cast());
+        let mut acc = [bias; PX];
+        for ky in 0..g.k_h {
+            let row = image.add((oy * g.stride_h + ky * g.dilation_h) * p.padded_w * ch + c);
+            let wrow = p.filter.as_ptr().add(ky * g.k_w * p.channels_pad + c);
+            for kx in 0..g.k_w {
+                let w = _mm256_loadu_si256(wrow.add(kx * p.channels_pad).cast());
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let px = row.add(((ox + i) * g.stride_w + kx * g.dilation_w) * ch);
+                    let x = _mm256_cvtepi8_epi32(_mm_loadl_epi64(px.cast()));
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(x, w));
+                }
+            }
+        }
+        for (i, a) in acc.iter().enumerate() {
+            // Whole groups of 8 are below `vector_channels`: all round ties up.
+            store8(out_row.add((ox + i) * ch + c), requant8(*a, p.ep, c), 8);
+        }
+    }
+
+    /// The last `channels % 8` channels of one pixel, in scalar code.
+    fn depthwise_tail(p: &DepthwiseParams, image: &[i8], oy: usize, ox: usize, dst: &mut [i8]) {
+        let g = p.g;
+        let ch = g.out_c;
+        let first = ch - ch % 8;
+        let mut lanes = [0i32; 8];
+        for (i, a) in lanes.iter_mut().enumerate().take(ch - first) {
+            let c = first + i;
+            let mut s = p.ep.bias[c];
+            for ky in 0..g.k_h {
+                for kx in 0..g.k_w {
+                    let y = oy * g.stride_h + ky * g.dilation_h;
+                    let x = ox * g.stride_w + kx * g.dilation_w;
+                    let v = i32::from(image[(y * p.padded_w + x) * ch + c]);
+                    let w = p.filter[(ky * g.k_w + kx) * p.channels_pad + c] as u16 as i16;
+                    s = s.wrapping_add(v * i32::from(w));
+                }
+            }
+            *a = s;
+        }
+        scalar_tail(&lanes[..ch - first], first, p.rq, p.vector_channels, dst);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn depthwise_avx2(p: &DepthwiseParams, out: &mut [i8]) {
+        let g = p.g;
+        let ch = g.out_c;
         let full = ch - ch % 8;
+        let image_len = p.padded_h * p.padded_w * ch;
         for b in 0..g.batch {
+            let image = &p.image[b * image_len..][..image_len];
             for oy in 0..g.out_h {
-                let (ky0, ky1) = tap_range(oy, g.stride_h, g.dilation_h, g.pad_top, g.in_h, g.k_h);
-                for ox in 0..g.out_w {
-                    let (kx0, kx1) =
-                        tap_range(ox, g.stride_w, g.dilation_w, g.pad_left, g.in_w, g.k_w);
-                    let mut c = 0;
-                    while c < full {
-                        let mut acc = _mm256_loadu_si256(p.ep.bias.as_ptr().add(c).cast());
-                        for ky in ky0..ky1 {
-                            let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
-                            let row = in_ptr.add(((b * g.in_h + iy) * g.in_w) * ch + c);
-                            let wrow = p.filter.as_ptr().add(ky * g.k_w * p.channels_pad + c);
-                            for kx in kx0..kx1 {
-                                let ix = ox * g.stride_w + kx * g.dilation_w - g.pad_left;
-                                let bytes = _mm_loadl_epi64(row.add(ix * ch).cast());
-                                let x = _mm256_add_epi32(_mm256_cvtepi8_epi32(bytes), offset);
-                                let w = _mm256_loadu_si256(wrow.add(kx * p.channels_pad).cast());
-                                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
-                            }
-                        }
-                        // `full` is a multiple of 8 <= vector_channels: all ties-up lanes.
-                        store8(out_px.add(c), requant8(acc, p.ep, c), 8);
-                        c += 8;
+                let out_row = out.as_mut_ptr().add((b * g.out_h + oy) * g.out_w * ch);
+                let mut ox = 0;
+                while ox + PIXELS <= g.out_w {
+                    for c in (0..full).step_by(8) {
+                        depthwise_block8::<PIXELS>(p, image.as_ptr(), oy, ox, c, out_row);
                     }
-                    if full < ch {
-                        // Fewer than 8 channels left: LiteRT's scalar tail; so is ours.
-                        let mut lanes = [0i32; 8];
-                        for (i, a) in lanes.iter_mut().enumerate().take(ch - full) {
-                            let cc = full + i;
-                            let mut s = p.ep.bias[cc];
-                            for ky in ky0..ky1 {
-                                let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
-                                for kx in kx0..kx1 {
-                                    let ix = ox * g.stride_w + kx * g.dilation_w - g.pad_left;
-                                    let x = i32::from(
-                                        *in_ptr.add(((b * g.in_h + iy) * g.in_w + ix) * ch + cc),
-                                    );
-                                    let w = p.filter[(ky * g.k_w + kx) * p.channels_pad + cc];
-                                    s = s.wrapping_add(
-                                        (x + p.input_offset) * (w as u16 as i16 as i32),
-                                    );
-                                }
-                            }
-                            *a = s;
-                        }
-                        let dst = std::slice::from_raw_parts_mut(out_px.add(full), ch - full);
-                        scalar_tail(&lanes[..ch - full], full, p.rq, p.vector_channels, dst);
+                    ox += PIXELS;
+                }
+                while ox < g.out_w {
+                    for c in (0..full).step_by(8) {
+                        depthwise_block8::<1>(p, image.as_ptr(), oy, ox, c, out_row);
                     }
-                    out_px = out_px.add(ch);
+                    ox += 1;
+                }
+                if full < ch {
+                    for ox in 0..g.out_w {
+                        let dst =
+                            std::slice::from_raw_parts_mut(out_row.add(ox * ch + full), ch - full);
+                        depthwise_tail(p, image, oy, ox, dst);
+                    }
                 }
             }
         }
