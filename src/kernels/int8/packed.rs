@@ -322,21 +322,35 @@ fn im2col<T: Copy + Default>(
     let mut ox = start % g.out_w;
     let mut oy = (start / g.out_w) % g.out_h;
     let mut b = start / (g.out_w * g.out_h);
+    let span = g.k_w * g.in_c;
     for row in dst.chunks_exact_mut(row_len).take(n) {
-        let mut taps = row.chunks_exact_mut(g.in_c.max(1));
-        for ky in 0..g.k_h {
-            let iy = ConvGeometry::source(oy, g.stride_h, ky, g.dilation_h, g.pad_top, g.in_h);
-            for kx in 0..g.k_w {
-                let Some(tap) = taps.next() else { break };
-                let ix = ConvGeometry::source(ox, g.stride_w, kx, g.dilation_w, g.pad_left, g.in_w);
-                match (iy, ix) {
-                    (Some(iy), Some(ix)) => {
-                        let src = &input[((b * g.in_h + iy) * g.in_w + ix) * g.in_c..][..g.in_c];
-                        for (d, &s) in tap.iter_mut().zip(src) {
+        // Leftmost input column of the window; the window's columns are one contiguous
+        // run when it lies inside the image and is not dilated (the common case).
+        let x_start = (ox * g.stride_w) as isize - g.pad_left as isize;
+        let contiguous = g.dilation_w == 1 && x_start >= 0 && x_start as usize + g.k_w <= g.in_w;
+        for (ky, seg) in row[..window].chunks_exact_mut(span.max(1)).enumerate() {
+            let Some(iy) =
+                ConvGeometry::source(oy, g.stride_h, ky, g.dilation_h, g.pad_top, g.in_h)
+            else {
+                seg.fill(pad);
+                continue;
+            };
+            let line = &input[(b * g.in_h + iy) * g.in_w * g.in_c..][..g.in_w * g.in_c];
+            if contiguous {
+                let src = &line[x_start as usize * g.in_c..][..span];
+                for (d, &s) in seg.iter_mut().zip(src) {
+                    *d = convert(s);
+                }
+                continue;
+            }
+            for (kx, tap) in seg.chunks_exact_mut(g.in_c.max(1)).enumerate() {
+                match ConvGeometry::source(ox, g.stride_w, kx, g.dilation_w, g.pad_left, g.in_w) {
+                    Some(ix) => {
+                        for (d, &s) in tap.iter_mut().zip(&line[ix * g.in_c..][..g.in_c]) {
                             *d = convert(s);
                         }
                     }
-                    _ => tap.fill(pad),
+                    None => tap.fill(pad),
                 }
             }
         }
