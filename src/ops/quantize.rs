@@ -123,7 +123,11 @@ fn quantize_int8_fast(src: &[f32], scale: f32, zero_point: i32, out: &mut [i8]) 
 /// Float to int8 straight into the int8 carrier (the model input's QUANTIZE runs on
 /// every sample): the same arithmetic as the general path, one pass, no i64 detour.
 fn quantize_f32_to_int8(input: &CTensor, scale: f32, zero_point: i64) -> OpResult<CTensor> {
-    let one = |v: f32| (round_half_away(v / scale) + zero_point).clamp(-128, 127) as i8;
+    let one = |v: f32| {
+        round_half_away(v / scale)
+            .saturating_add(zero_point)
+            .clamp(-128, 127) as i8
+    };
     let convert = |src: &[f32]| -> Vec<i8> {
         let mut out = vec![0i8; src.len()];
         if (-128..=127).contains(&zero_point) {
@@ -243,7 +247,10 @@ mod tests {
         super::quantize_int8_fast(&specials, 0.37, -7, &mut fast);
         for (q, f) in specials.into_iter().zip(fast) {
             assert_eq!(super::round_half_away(q), q.round() as i64, "{q}");
-            let want = ((q / 0.37).round() as i64 - 7).clamp(-128, 127) as i8;
+            // Saturating: an infinite quotient must not wrap around.
+            let want = ((q / 0.37).round() as i64)
+                .saturating_sub(7)
+                .clamp(-128, 127) as i8;
             assert_eq!(f, want, "{q}");
         }
     }

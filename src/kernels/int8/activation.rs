@@ -433,6 +433,47 @@ impl Requantize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The VBMI table lookup against the plain loop, on every length up to a few
+    /// vectors (the masked tail) and every byte value.
+    #[test]
+    fn table_lookup_matches_scalar() {
+        let lut = Lut::from_fn(|x| x.wrapping_mul(37).wrapping_add(11));
+        let input: Vec<i8> = (0..700).map(|i: i32| (i * 29 + 3) as i8).collect();
+        for len in (0..200).chain([255, 256, 257, 511, 700]) {
+            let mut want = vec![0i8; len];
+            lut.run_scalar(&input[..len], &mut want);
+            let mut got = vec![0i8; len];
+            lut.run(&input[..len], &mut got).unwrap();
+            assert_eq!(got, want, "length {len}");
+        }
+    }
+
+    /// Large inputs go through the table; it must hold exactly what the per-element
+    /// arithmetic gives (HARD_SWISH, ReLU, LEAKY_RELU, and REQUANTIZE's two rules).
+    #[test]
+    fn tabled_kernels_match_their_arithmetic() {
+        let input: Vec<i8> = (0..TABLE_FROM as i32 + 37)
+            .map(|i| (i * 7 + 1) as i8)
+            .collect();
+        let mut out = vec![0i8; input.len()];
+        let (qi, qo) = (QParams::new(0.05, -9), QParams::new(0.03, 4));
+        let hs = HardSwish::new(qi, qo).unwrap();
+        hs.run(&input, &mut out).unwrap();
+        assert!(input.iter().zip(&out).all(|(&x, &o)| hs.one(x) == o));
+        let relu = Relu::new(ReluKind::Relu6, qi, qo).unwrap();
+        relu.run(&input, &mut out).unwrap();
+        assert!(input.iter().zip(&out).all(|(&x, &o)| relu.one(x) == o));
+        let leaky = LeakyRelu::new(0.2, qi, qo).unwrap();
+        leaky.run(&input, &mut out).unwrap();
+        assert!(input.iter().zip(&out).all(|(&x, &o)| leaky.one(x) == o));
+        let rq = Requantize::new(QParams::new(0.0625, 3), QParams::new(0.25, -2)).unwrap();
+        rq.run(&input, &mut out).unwrap();
+        let blocks = input.len() / 16 * 16;
+        for (i, (&x, &o)) in input.iter().zip(&out).enumerate() {
+            assert_eq!(o, rq.one(x, i < blocks), "element {i}");
+        }
+    }
     use crate::kernels::fixed_point::saturating_rounding_doubling_high_mul;
 
     #[test]

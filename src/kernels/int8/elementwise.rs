@@ -967,6 +967,79 @@ mod simd_x86 {
     }
 }
 
+#[cfg(all(test, target_arch = "x86_64"))]
+mod simd_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn activation() -> impl Strategy<Value = FusedActivation> {
+        prop_oneof![
+            Just(FusedActivation::None),
+            Just(FusedActivation::Relu),
+            Just(FusedActivation::Relu6),
+            Just(FusedActivation::ReluN1To1),
+        ]
+    }
+
+    fn zero_point() -> impl Strategy<Value = i32> {
+        // Mostly int8, sometimes far outside (the int16 offset arithmetic wraps then).
+        prop_oneof![9 => -128i32..=127, 1 => -40_000i32..40_000]
+    }
+
+    fn qparams() -> impl Strategy<Value = QParams> {
+        (1e-4f32..2.0, zero_point()).prop_map(|(s, z)| QParams::new(s, z))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The AVX2 lanes of MUL (element-wise and scalar-broadcast) against the scalar
+        /// form of LiteRT's vector lane.
+        #[test]
+        fn mul_lanes_match_scalar(
+            (qa, qb, qo, act) in (qparams(), qparams(), qparams(), activation()),
+            a in prop::collection::vec(any::<i8>(), 0..200),
+            seed in any::<u64>(),
+        ) {
+            let Ok(mul) = Mul::new(qa, qb, qo, act) else { return Ok(()) };
+            let p = mul.params;
+            let b: Vec<i8> = a.iter().enumerate().map(|(i, &x)| (x as u64 ^ seed.rotate_left(i as u32)) as i8).collect();
+            let mut got = vec![0i8; a.len()];
+            let done = simd_x86::mul_vector_lanes(&p, simd_x86::Operand::Slice(&a), &b, &mut got);
+            for i in 0..done {
+                let want = p.finish_vector(
+                    i16::from(a[i]).wrapping_add(p.in1_offset as i16),
+                    i16::from(b[i]).wrapping_add(p.in2_offset as i16),
+                );
+                prop_assert_eq!(got[i], want, "lane {}", i);
+            }
+            let x = (p.in1_offset + i32::from(a.first().copied().unwrap_or(3))) as i16;
+            let done = simd_x86::mul_vector_lanes(&p, simd_x86::Operand::Broadcast(x), &b, &mut got);
+            for i in 0..done {
+                let want = p.finish_vector(x, i16::from(b[i]).wrapping_add(p.in2_offset as i16));
+                prop_assert_eq!(got[i], want, "broadcast lane {}", i);
+            }
+        }
+
+        /// The AVX2 lanes of ADD against `add_vector_lane`.
+        #[test]
+        fn add_lanes_match_scalar(
+            (qa, qb, qo, act) in (qparams(), qparams(), qparams(), activation()),
+            a in prop::collection::vec(any::<i8>(), 0..200),
+            seed in any::<u64>(),
+        ) {
+            let Ok(add) = Add::new(qa, qb, qo, act) else { return Ok(()) };
+            let p = add.params;
+            let b: Vec<i8> = a.iter().enumerate().map(|(i, &x)| (x as u64 ^ seed.rotate_left(i as u32)) as i8).collect();
+            let mut got = vec![0i8; a.len()];
+            let done = simd_x86::add_vector_lanes(&p, &a, &b, &mut got);
+            for i in 0..done {
+                prop_assert_eq!(got[i], add_vector_lane(&p, a[i], b[i]), "lane {}", i);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
