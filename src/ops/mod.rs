@@ -118,6 +118,12 @@ pub enum Prepared {
     },
     /// Depthwise filter `[kh, kw, channels]` and bias, on the host for the CPU kernel.
     Depthwise { filter: Vec<f32>, bias: Vec<f32> },
+    /// A small convolution's filter as `[kh, kw, in, out]` and bias, on the host for
+    /// the direct CPU kernel (`kernels::conv_f32`).
+    DirectConv {
+        filter_hwio: Vec<f32>,
+        bias: Vec<f32>,
+    },
     /// int8 CONV_2D with its filter packed for the SIMD kernels.
     Int8Conv(crate::kernels::int8::packed::PackedConv2d),
     /// int8 DEPTHWISE_CONV_2D with its filter widened for the SIMD kernels.
