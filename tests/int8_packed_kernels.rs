@@ -172,7 +172,10 @@ fn levels() -> Vec<Level> {
 }
 
 /// Everything one CONV_2D case needs.
-fn conv_case() -> impl Strategy<Value = (Shape, usize, Quant, Vec<i8>, Vec<i8>, Option<Vec<i32>>)> {
+/// A CONV_2D case: shape, output channels, parameters, input, filter, bias.
+type ConvCase = (Shape, usize, Quant, Vec<i8>, Vec<i8>, Option<Vec<i32>>);
+
+fn conv_case() -> impl Strategy<Value = ConvCase> {
     (shape(24), 1usize..=40).prop_flat_map(|(s, out_c)| {
         let input_len = s.batch * s.in_h * s.in_w * s.in_c;
         let filter_len = out_c * s.k.0 * s.k.1 * s.in_c;
@@ -189,8 +192,7 @@ fn conv_case() -> impl Strategy<Value = (Shape, usize, Quant, Vec<i8>, Vec<i8>, 
 
 /// Pointwise shapes (1x1, stride 1, no padding): the VNNI kernel reads them in place
 /// when the depth is a multiple of 4, so both depth kinds are drawn.
-fn pointwise_case(
-) -> impl Strategy<Value = (Shape, usize, Quant, Vec<i8>, Vec<i8>, Option<Vec<i32>>)> {
+fn pointwise_case() -> impl Strategy<Value = ConvCase> {
     (
         1usize..=2,
         1usize..=12,

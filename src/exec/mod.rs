@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 use crate::graph::{DType, Graph, Op, TensorData, TensorId};
 use crate::ops::{self, carrier_dtype, EvalCtx, Prepared};
 
+/// What `run_observed` shows each tensor to.
+type Observer<'a> = &'a mut dyn FnMut(TensorId, &CTensor) -> Result<()>;
+
 pub struct Executor<'g> {
     graph: &'g Graph,
     device: Device,
@@ -110,7 +113,7 @@ impl<'g> Executor<'g> {
     fn run_inner(
         &self,
         inputs: &[CTensor],
-        mut observe: Option<&mut dyn FnMut(TensorId, &CTensor) -> Result<()>>,
+        mut observe: Option<Observer<'_>>,
         after_node: &mut dyn FnMut(usize),
     ) -> Result<Vec<CTensor>> {
         let graph = self.graph;

@@ -220,7 +220,7 @@ mod tests {
                             for kx in 0..2 {
                                 let iy = (oy * 2 + ky) as isize - 1;
                                 let ix = (ox * 2 + kx * 2) as isize;
-                                if iy < 0 || iy >= 7 || ix >= 6 {
+                                if !(0..7).contains(&iy) || ix >= 6 {
                                     continue;
                                 }
                                 for i in 0..3 {

@@ -2,7 +2,8 @@
 //!
 //! Each family evaluates its ops on candle tensors with TFLite's semantics (NHWC layout,
 //! TFLite's SAME padding, numpy broadcasting). Values of integer-typed graph tensors are
-//! carried as candle `I64`, floats as `F32`, booleans as `U8`.
+//! carried as candle `I64` (int8 ones as `U8` bit patterns, see `quantized::from_int8`),
+//! floats as `F32`, booleans as `U8`.
 
 mod activation;
 mod binary;

@@ -1,5 +1,6 @@
 //! QUANTIZE and DEQUANTIZE: the boundary between float and integer tensors.
-//! Integer values travel as candle I64 (see the module docs of `ops`).
+//! Integer values travel as candle I64, int8 ones as U8 bit patterns (see the module docs
+//! of `ops`).
 
 use candle_core::{DType as CDType, Tensor as CTensor};
 
@@ -78,7 +79,7 @@ pub fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
 /// truncation and the fraction `q - trunc(q)` are exact; above, `q` is an integer.
 #[inline(always)]
 fn round_half_away(q: f32) -> i64 {
-    if !(q.abs() < 8_388_608.0) {
+    if q.is_nan() || q.abs() >= 8_388_608.0 {
         return q as i64;
     }
     let t = q as i32;
