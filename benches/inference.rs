@@ -55,13 +55,10 @@ fn main() {
         let mut per_op: std::collections::BTreeMap<&str, f64> = Default::default();
         for _ in 0..runs {
             let mut last = Instant::now();
-            exec.run_observed(&sample, &mut |id, _| {
-                if let Some(node) = graph.nodes.iter().find(|n| n.outputs.first() == Some(&id)) {
-                    *per_op.entry(node.op.name()).or_default() +=
-                        last.elapsed().as_secs_f64() * 1e3;
-                }
+            exec.run_profiled(&sample, &mut |pos| {
+                *per_op.entry(graph.nodes[pos].op.name()).or_default() +=
+                    last.elapsed().as_secs_f64() * 1e3;
                 last = Instant::now();
-                Ok(())
             })
             .expect("profiled run");
         }

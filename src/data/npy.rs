@@ -303,7 +303,7 @@ mod tests {
     fn handmade_npy(dict: &str, data: &[u8]) -> Vec<u8> {
         let mut header = dict.as_bytes().to_vec();
         // numpy pads the header with spaces so the data starts on a 64-byte boundary.
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(b' ');
         }
         header.push(b'\n');

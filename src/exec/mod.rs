@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 use crate::graph::{DType, Graph, Op, TensorData, TensorId};
 use crate::ops::{self, carrier_dtype, EvalCtx, Prepared};
 
+/// What `run_observed` shows each tensor to.
+type Observer<'a> = &'a mut dyn FnMut(TensorId, &CTensor) -> Result<()>;
+
 pub struct Executor<'g> {
     graph: &'g Graph,
     device: Device,
@@ -34,10 +37,16 @@ impl<'g> Executor<'g> {
         graph.check_supported()?;
         let mut constants = Vec::with_capacity(graph.tensors.len());
         for (id, tensor) in graph.tensors.iter().enumerate() {
-            constants.push(match &tensor.data {
+            let value = match &tensor.data {
                 Some(data) => constant_tensor(data, &tensor.shape, device)
                     .map_err(|reason| tensor_error(graph, id, reason))?,
                 None => None,
+            };
+            constants.push(match value {
+                Some(v) if tensor.dtype == DType::I8 => Some(
+                    ops::quantized::narrow_int8(&v).map_err(|e| tensor_error(graph, id, e.0))?,
+                ),
+                other => other,
             });
         }
         let mut prepared = Vec::with_capacity(graph.nodes.len());
@@ -77,7 +86,7 @@ impl<'g> Executor<'g> {
 
     /// Runs one sample and returns the model's outputs.
     pub fn run(&self, inputs: &[CTensor]) -> Result<Vec<CTensor>> {
-        self.run_observed(inputs, &mut |_, _| Ok(()))
+        self.run_inner(inputs, None, &mut |_| {})
     }
 
     /// Runs one sample, showing every tensor the graph computes (inputs included) to
@@ -87,12 +96,34 @@ impl<'g> Executor<'g> {
         inputs: &[CTensor],
         observe: &mut dyn FnMut(TensorId, &CTensor) -> Result<()>,
     ) -> Result<Vec<CTensor>> {
+        self.run_inner(inputs, Some(observe), &mut |_| {})
+    }
+
+    /// Runs one sample, calling `after_node` with each node's position once it has run
+    /// (for per-op timing: unlike [`Executor::run_observed`], no value is converted for
+    /// an observer).
+    pub fn run_profiled(
+        &self,
+        inputs: &[CTensor],
+        after_node: &mut dyn FnMut(usize),
+    ) -> Result<Vec<CTensor>> {
+        self.run_inner(inputs, None, after_node)
+    }
+
+    fn run_inner(
+        &self,
+        inputs: &[CTensor],
+        mut observe: Option<Observer<'_>>,
+        after_node: &mut dyn FnMut(usize),
+    ) -> Result<Vec<CTensor>> {
         let graph = self.graph;
         let mut values: Vec<Option<CTensor>> = vec![None; graph.tensors.len()];
         self.bind_inputs(inputs, &mut values)?;
-        for &id in &graph.inputs {
-            if let Some(v) = &values[id] {
-                observe(id, v)?;
+        if let Some(observe) = observe.as_mut() {
+            for &id in &graph.inputs {
+                if let Some(v) = &values[id] {
+                    observe(id, &self.external(id, v)?)?;
+                }
             }
         }
         for (pos, node) in graph.nodes.iter().enumerate() {
@@ -101,7 +132,7 @@ impl<'g> Executor<'g> {
                 .iter()
                 .map(|i| i.and_then(|id| values[id].as_ref()))
                 .collect();
-            let outputs = self.eval_node(pos, &input_values)?;
+            let outputs = self.eval_internal(pos, &input_values)?;
             if outputs.len() != node.outputs.len() {
                 return Err(tensor_error(
                     graph,
@@ -136,10 +167,20 @@ impl<'g> Executor<'g> {
                 } else {
                     values[id] = Some(value);
                 }
-                if let Some(v) = &values[id] {
-                    observe(id, v)?;
+                if graph.tensor(id).dtype == DType::I8 {
+                    // Whatever op made it, an int8 value travels as the int8 carrier.
+                    if let Some(v) = &values[id] {
+                        values[id] = Some(
+                            ops::quantized::narrow_int8(v)
+                                .map_err(|e| tensor_error(graph, id, e.0))?,
+                        );
+                    }
+                }
+                if let (Some(observe), Some(v)) = (observe.as_mut(), &values[id]) {
+                    observe(id, &self.external(id, v)?)?;
                 }
             }
+            after_node(pos);
             // Drop values no later node reads, keeping the model's outputs.
             for &id in node.inputs.iter().flatten() {
                 if self.last_reader[id] == Some(pos) && !graph.outputs.contains(&id) {
@@ -151,20 +192,58 @@ impl<'g> Executor<'g> {
             .outputs
             .iter()
             .map(|&id| {
-                values[id]
+                let value = values[id]
                     .clone()
                     .or_else(|| self.constants[id].clone())
                     .ok_or_else(|| {
                         tensor_error(graph, id, "model output was never computed".into())
-                    })
+                    })?;
+                self.external(id, &value)
             })
             .collect()
+    }
+
+    /// A value as the world outside the executor sees it: int8 tensors as I64 integers
+    /// rather than the int8 carrier's bit patterns (see `ops::quantized::from_int8`).
+    fn external(&self, id: TensorId, value: &CTensor) -> Result<CTensor> {
+        if self.graph.tensor(id).dtype == DType::I8 {
+            ops::quantized::widen_int8(value).map_err(|e| tensor_error(self.graph, id, e.0))
+        } else {
+            Ok(value.clone())
+        }
     }
 
     /// Evaluates node `pos` alone on the given input values; constant inputs (and inputs
     /// given as `None` that are constants) come from the graph. The debugger runs a float
     /// op on the dequantized inputs of its int8 twin through this.
     pub fn eval_node(&self, pos: usize, inputs: &[Option<&CTensor>]) -> Result<Vec<CTensor>> {
+        let graph = self.graph;
+        let node = &graph.nodes[pos];
+        // Callers hand int8 values as plain integers; the kernels take the int8 carrier.
+        let mut narrowed: Vec<Option<CTensor>> = Vec::with_capacity(inputs.len());
+        for (slot, value) in inputs.iter().enumerate() {
+            narrowed.push(match (node.input(slot), value) {
+                (Some(id), Some(v)) if graph.tensor(id).dtype == DType::I8 => {
+                    Some(ops::quantized::narrow_int8(v).map_err(|e| tensor_error(graph, id, e.0))?)
+                }
+                _ => None,
+            });
+        }
+        let inputs: Vec<Option<&CTensor>> = inputs
+            .iter()
+            .zip(&narrowed)
+            .map(|(given, narrow)| narrow.as_ref().or(*given))
+            .collect();
+        let outputs = self.eval_internal(pos, &inputs)?;
+        node.outputs
+            .iter()
+            .zip(outputs)
+            .map(|(&id, v)| self.external(id, &v))
+            .collect()
+    }
+
+    /// [`Executor::eval_node`] on values already in the executor's carriers.
+    fn eval_internal(&self, pos: usize, inputs: &[Option<&CTensor>]) -> Result<Vec<CTensor>> {
         let graph = self.graph;
         let node = &graph.nodes[pos];
         let input_values: Vec<Option<&CTensor>> = node
@@ -232,7 +311,11 @@ impl<'g> Executor<'g> {
                 .and_then(|v| v.to_dtype(carrier))
                 .and_then(|v| v.reshape(tensor.shape.as_slice()))
                 .map_err(|e| tensor_error(graph, id, e.to_string()))?;
-            values[id] = Some(bound);
+            values[id] = Some(if tensor.dtype == DType::I8 {
+                ops::quantized::narrow_int8(&bound).map_err(|e| tensor_error(graph, id, e.0))?
+            } else {
+                bound
+            });
         }
         Ok(())
     }

@@ -3,12 +3,14 @@
 //! TFLite-style pooling (SAME average pooling ignores padded cells) and resizing.
 //! They plug into candle tensors through [`run_on_host`].
 
+pub mod conv_f32;
 pub mod depthwise_f32;
 pub mod fixed_point;
 pub mod int8;
 pub mod pool_f32;
 pub mod reduce_f32;
 pub mod resize_f32;
+pub mod simd;
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor as CTensor};
 

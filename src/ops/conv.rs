@@ -11,7 +11,8 @@ use super::{
     activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpResult,
     Prepared,
 };
-use crate::graph::{Conv2dAttrs, Graph, Node, Padding, TensorId, TransposeConvAttrs};
+use crate::graph::{Conv2dAttrs, Graph, Node, Padding, TensorData, TensorId, TransposeConvAttrs};
+use crate::kernels::{conv_f32, int8::conv::ConvGeometry, run_on_host};
 
 /// Re-lays-out constant filters once: `[in, out]` for 1x1 convolutions, OIHW otherwise.
 pub fn prepare(
@@ -34,6 +35,22 @@ pub fn prepare(
         let weights_io = filter.reshape((shape[0], shape[3]))?.t()?.contiguous()?;
         return Ok(Some(Prepared::MatMul { weights_io, bias }));
     }
+    let host = |id: Option<TensorId>| -> Option<Vec<f32>> {
+        graph.tensor(id?).data.as_ref().and_then(TensorData::to_f32)
+    };
+    if filter.device().is_cpu() && conv_f32::suits(shape[0], shape[1], shape[2]) {
+        let bias = match node.input(2) {
+            Some(id) => host(Some(id)),
+            None => Some(Vec::new()),
+        };
+        if let (Some(ohwi), Some(bias)) = (host(Some(fid)), bias) {
+            if ohwi.len() == shape.iter().product::<usize>() {
+                let filter_hwio =
+                    conv_f32::filter_hwio(&ohwi, shape[0], shape[1], shape[2], shape[3]);
+                return Ok(Some(Prepared::DirectConv { filter_hwio, bias }));
+            }
+        }
+    }
     let filter_oihw = filter.permute((0, 3, 1, 2))?.contiguous()?;
     Ok(Some(Prepared::Conv { filter_oihw, bias }))
 }
@@ -53,6 +70,38 @@ pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
     let (pad_left, pad_right, out_w) =
         spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
     expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
+
+    if let (Some(Prepared::DirectConv { filter_hwio, bias }), true) =
+        (ctx.prepared, input.device().is_cpu())
+    {
+        if filter_hwio.len() != out_c * k_h * k_w * in_c
+            || !(bias.is_empty() || bias.len() == out_c)
+        {
+            op_bail!("filter or bias size does not match {out_c} output channels");
+        }
+        let g = ConvGeometry {
+            batch,
+            in_h,
+            in_w,
+            in_c,
+            out_h,
+            out_w,
+            out_c,
+            k_h,
+            k_w,
+            stride_h: attrs.stride_h,
+            stride_w: attrs.stride_w,
+            dilation_h: attrs.dilation_h,
+            dilation_w: attrs.dilation_w,
+            pad_top,
+            pad_left,
+            depth_multiplier: 1,
+        };
+        let out = run_on_host("conv2d", input, &[batch, out_h, out_w, out_c], |x, y| {
+            conv_f32::conv2d(&g, x, filter_hwio, bias, y)
+        })?;
+        return apply_fused(out, attrs.activation);
+    }
 
     let prepared;
     let (weights, bias) = match ctx.prepared {
@@ -116,7 +165,7 @@ pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
             };
             out.permute((0, 2, 3, 1))?
         }
-        Prepared::Depthwise { .. } => op_bail!("internal: depthwise weights given to CONV_2D"),
+        _ => op_bail!("internal: CONV_2D was given another op's prepared weights"),
     };
     let out = match bias {
         Some(b) => out.broadcast_add(b)?,
@@ -128,7 +177,7 @@ pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
 fn bias_of(p: &Prepared) -> Option<&CTensor> {
     match p {
         Prepared::Conv { bias, .. } | Prepared::MatMul { bias, .. } => bias.as_ref(),
-        Prepared::Depthwise { .. } => None,
+        _ => None,
     }
 }
 

@@ -3,10 +3,57 @@
 
 use candle_core::Tensor as CTensor;
 
-use super::quantized::{from_int8, int8_values, qparams};
-use super::{expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError, OpResult};
-use crate::graph::{Conv2dAttrs, DepthwiseConv2dAttrs, FullyConnectedAttrs, TensorData, TensorId};
+use super::quantized::{from_int8, graph_qparams, int8_values, qparams};
+use super::{expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError, OpResult, Prepared};
+use crate::graph::{
+    Conv2dAttrs, DepthwiseConv2dAttrs, FullyConnectedAttrs, Graph, Node, Op, TensorData, TensorId,
+};
 use crate::kernels::int8::conv::{ConvGeometry, ConvInt8, FullyConnectedInt8};
+use crate::kernels::simd;
+
+/// Packs the weights of an int8 CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED once, for
+/// the kernel level this process runs (`kernels::simd::active`). `None` when the op is
+/// another one or its parameters do not pack: the op then runs the reference kernel,
+/// which reports what is wrong.
+pub fn prepare(graph: &Graph, node: &Node) -> Option<Prepared> {
+    let level = simd::active();
+    let fid = node.input(1)?;
+    let filter_tensor = graph.tensor(fid);
+    let (Some(TensorData::I8(weights)), Some(q)) = (&filter_tensor.data, &filter_tensor.quant)
+    else {
+        return None;
+    };
+    let bias = match node.input(2) {
+        None => None,
+        Some(id) => match &graph.tensor(id).data {
+            Some(TensorData::I32(values)) => Some(values.as_slice()),
+            _ => return None,
+        },
+    };
+    let input = graph_qparams(graph, node.input(0)?).ok()?;
+    let output = graph_qparams(graph, *node.outputs.first()?).ok()?;
+    match (&node.op, &filter_tensor.shape[..]) {
+        (Op::Conv2d(a), &[out_c, k_h, k_w, in_c]) => {
+            let conv = ConvInt8::new(input, &q.scale, output, a.activation, out_c).ok()?;
+            conv.pack_conv2d(weights, bias, (k_h, k_w, in_c), level)
+                .ok()
+                .map(Prepared::Int8Conv)
+        }
+        (Op::DepthwiseConv2d(a), &[1, k_h, k_w, out_c]) => {
+            let conv = ConvInt8::new(input, &q.scale, output, a.activation, out_c).ok()?;
+            conv.pack_depthwise(weights, bias, (k_h, k_w), level)
+                .ok()
+                .map(Prepared::Int8Depthwise)
+        }
+        (Op::FullyConnected(a), &[units, depth]) => {
+            let fc = FullyConnectedInt8::new(input, &q.scale, output, a.activation, units).ok()?;
+            fc.pack(weights, bias, depth, level)
+                .ok()
+                .map(Prepared::Int8FullyConnected)
+        }
+        _ => None,
+    }
+}
 
 /// The int8 filter of a quantized op and its per-channel (or single) scales.
 fn filter<'a>(ctx: &'a EvalCtx, slot: usize) -> OpResult<(&'a [i8], &'a [f32], TensorId)> {
@@ -84,6 +131,19 @@ fn convolution(ctx: &EvalCtx, s: Stepping, depthwise: bool) -> OpResult<CTensor>
         pad_left,
         depth_multiplier: multiplier,
     };
+    let mut out = vec![0i8; batch * out_h * out_w * out_c];
+    let values = int8_values(input)?;
+    match (depthwise, ctx.prepared) {
+        (false, Some(Prepared::Int8Conv(packed))) => {
+            packed.run(&g, &values, &mut out).map_err(kernel_error)?;
+            return from_int8(out, &[batch, out_h, out_w, out_c], input);
+        }
+        (true, Some(Prepared::Int8Depthwise(packed))) => {
+            packed.run(&g, &values, &mut out).map_err(kernel_error)?;
+            return from_int8(out, &[batch, out_h, out_w, out_c], input);
+        }
+        _ => {}
+    }
     let kernel = ConvInt8::new(
         qparams(ctx, ctx.input_id(0)?)?,
         scales,
@@ -92,8 +152,6 @@ fn convolution(ctx: &EvalCtx, s: Stepping, depthwise: bool) -> OpResult<CTensor>
         out_c,
     )
     .map_err(kernel_error)?;
-    let mut out = vec![0i8; batch * out_h * out_w * out_c];
-    let values = int8_values(input)?;
     let bias = bias(ctx, 2)?;
     if depthwise {
         kernel.depthwise(&g, &values, weights, bias, &mut out)
@@ -136,6 +194,13 @@ pub fn fully_connected(ctx: &EvalCtx, attrs: &FullyConnectedAttrs) -> OpResult<C
     }
     let rows = count / depth;
     expect_output_shape(ctx, 0, &[rows, units])?;
+    if let Some(Prepared::Int8FullyConnected(packed)) = ctx.prepared {
+        let mut out = vec![0i8; rows * units];
+        packed
+            .run(rows, &int8_values(input)?, &mut out)
+            .map_err(kernel_error)?;
+        return from_int8(out, ctx.output_shape(0)?, input);
+    }
     let kernel = FullyConnectedInt8::new(
         qparams(ctx, ctx.input_id(0)?)?,
         scales,

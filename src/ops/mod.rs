@@ -2,7 +2,8 @@
 //!
 //! Each family evaluates its ops on candle tensors with TFLite's semantics (NHWC layout,
 //! TFLite's SAME padding, numpy broadcasting). Values of integer-typed graph tensors are
-//! carried as candle `I64`, floats as `F32`, booleans as `U8`.
+//! carried as candle `I64` (int8 ones as `U8` bit patterns, see `quantized::from_int8`),
+//! floats as `F32`, booleans as `U8`.
 
 mod activation;
 mod binary;
@@ -118,6 +119,18 @@ pub enum Prepared {
     },
     /// Depthwise filter `[kh, kw, channels]` and bias, on the host for the CPU kernel.
     Depthwise { filter: Vec<f32>, bias: Vec<f32> },
+    /// A small convolution's filter as `[kh, kw, in, out]` and bias, on the host for
+    /// the direct CPU kernel (`kernels::conv_f32`).
+    DirectConv {
+        filter_hwio: Vec<f32>,
+        bias: Vec<f32>,
+    },
+    /// int8 CONV_2D with its filter packed for the SIMD kernels.
+    Int8Conv(crate::kernels::int8::packed::PackedConv2d),
+    /// int8 DEPTHWISE_CONV_2D with its filter widened for the SIMD kernels.
+    Int8Depthwise(crate::kernels::int8::packed::PackedDepthwise),
+    /// int8 FULLY_CONNECTED with its weights packed for the SIMD kernels.
+    Int8FullyConnected(crate::kernels::int8::packed::PackedFullyConnected),
 }
 
 /// Builds the node's [`Prepared`] weights when they are constants.
@@ -127,7 +140,8 @@ pub fn prepare(
     constant: &dyn Fn(TensorId) -> Option<CTensor>,
 ) -> OpResult<Option<Prepared>> {
     if quantized::node_is_quantized(graph, node) {
-        return Ok(None); // int8 kernels read their weights straight from the graph
+        // Packing failures (odd parameters) are left for the op to report when it runs.
+        return Ok(int8_conv::prepare(graph, node));
     }
     match &node.op {
         Op::Conv2d(_) => conv::prepare(graph, node, constant),

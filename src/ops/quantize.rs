@@ -1,5 +1,6 @@
 //! QUANTIZE and DEQUANTIZE: the boundary between float and integer tensors.
-//! Integer values travel as candle I64 (see the module docs of `ops`).
+//! Integer values travel as candle I64, int8 ones as U8 bit patterns (see the module docs
+//! of `ops`).
 
 use candle_core::{DType as CDType, Tensor as CTensor};
 
@@ -40,6 +41,9 @@ pub fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
     let (lo, hi) = integer_range(ctx.output_dtype(0)?)?;
     let (scale, zero_point) = (out_q.scale[0], out_q.zero_point[0]);
     let in_id = ctx.input_id(0)?;
+    if ctx.graph.tensor(in_id).dtype.is_float() && ctx.output_dtype(0)? == DType::I8 {
+        return quantize_f32_to_int8(input, scale, zero_point);
+    }
     let values: Vec<i64> = if ctx.graph.tensor(in_id).dtype.is_float() {
         let x = input
             .flatten_all()?
@@ -54,10 +58,7 @@ pub fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
         let in_q = params(ctx, in_id, "input")?;
         let multiplier = QuantizedMultiplier::from_real(in_q.scale[0] as f64 / scale as f64);
         let in_zp = in_q.zero_point[0];
-        let x = input
-            .flatten_all()?
-            .to_dtype(CDType::I64)?
-            .to_vec1::<i64>()?;
+        let x = super::quantized::integer_values(input, ctx.graph.tensor(in_id).dtype)?;
         x.iter()
             .map(|&q| {
                 let centred = (q - in_zp).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
@@ -65,7 +66,99 @@ pub fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
             })
             .collect()
     };
+    if ctx.output_dtype(0)? == DType::I8 {
+        // int8 results travel as bit patterns (see `quantized::from_int8`).
+        let bytes = values.into_iter().map(|v| v as i8).collect();
+        return super::quantized::from_int8(bytes, input.dims(), input);
+    }
     Ok(CTensor::from_vec(values, input.dims(), input.device())?)
+}
+
+/// `q.round() as i64` (half away from zero, NaN to 0, saturating), without the libm call
+/// `f32::round` becomes on baseline x86-64, so the loop vectorizes: below 2^23 the
+/// truncation and the fraction `q - trunc(q)` are exact; above, `q` is an integer.
+#[inline(always)]
+fn round_half_away(q: f32) -> i64 {
+    if q.is_nan() || q.abs() >= 8_388_608.0 {
+        return q as i64;
+    }
+    let t = q as i32;
+    let frac = q - t as f32;
+    i64::from(t) + i64::from(frac >= 0.5) - i64::from(frac <= -0.5)
+}
+
+/// `(round_half_away(v / scale) + zero_point).clamp(-128, 127)` for a zero point within
+/// int8, in i32 lanes: quotients beyond +-1000 saturate either way, so clamping them
+/// there first (NaN to 0, as `as i64` does) changes no result and keeps everything in
+/// the exact range of the truncation trick.
+fn quantize_int8_fast(src: &[f32], scale: f32, zero_point: i32, out: &mut [i8]) {
+    #[inline(always)]
+    fn body(src: &[f32], scale: f32, zero_point: i32, out: &mut [i8]) {
+        for (o, &v) in out.iter_mut().zip(src) {
+            let q = v / scale;
+            let q = if q.is_nan() {
+                0.0
+            } else {
+                q.clamp(-1000.0, 1000.0)
+            };
+            let t = q as i32;
+            let frac = q - t as f32;
+            let r = t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5);
+            *o = (r + zero_point).clamp(-128, 127) as i8;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn body_avx2(src: &[f32], scale: f32, zero_point: i32, out: &mut [i8]) {
+        body(src, scale, zero_point, out)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::active() >= crate::kernels::simd::Level::Avx2 {
+        // SAFETY: the active level guarantees AVX2.
+        unsafe { body_avx2(src, scale, zero_point, out) };
+        return;
+    }
+    body(src, scale, zero_point, out)
+}
+
+/// Float to int8 straight into the int8 carrier (the model input's QUANTIZE runs on
+/// every sample): the same arithmetic as the general path, one pass, no i64 detour.
+fn quantize_f32_to_int8(input: &CTensor, scale: f32, zero_point: i64) -> OpResult<CTensor> {
+    let one = |v: f32| {
+        round_half_away(v / scale)
+            .saturating_add(zero_point)
+            .clamp(-128, 127) as i8
+    };
+    let convert = |src: &[f32]| -> Vec<i8> {
+        let mut out = vec![0i8; src.len()];
+        if (-128..=127).contains(&zero_point) {
+            quantize_int8_fast(src, scale, zero_point as i32, &mut out);
+        } else {
+            for (o, &v) in out.iter_mut().zip(src) {
+                *o = one(v);
+            }
+        }
+        out
+    };
+    let direct: Option<Vec<i8>> = {
+        let (storage, layout) = input.storage_and_layout();
+        match (&*storage, layout.contiguous_offsets()) {
+            (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((start, end))) => {
+                Some(convert(&v[start..end]))
+            }
+            _ => None,
+        }
+    };
+    let values = match direct {
+        Some(values) => values,
+        None => convert(
+            &input
+                .flatten_all()?
+                .to_dtype(CDType::F32)?
+                .to_vec1::<f32>()?,
+        ),
+    };
+    super::quantized::from_int8(values, input.dims(), input)
 }
 
 /// Integer to float: `(q - zero_point) * scale`, per tensor or per channel.
@@ -78,10 +171,7 @@ pub fn dequantize(ctx: &EvalCtx) -> OpResult<CTensor> {
     }
     let q = params(ctx, in_id, "input")?;
     let dims = input.dims().to_vec();
-    let x = input
-        .flatten_all()?
-        .to_dtype(CDType::I64)?
-        .to_vec1::<i64>()?;
+    let x = super::quantized::integer_values(input, ctx.graph.tensor(in_id).dtype)?;
     let out = dequantize_values(&x, &dims, q)?;
     Ok(CTensor::from_vec(out, dims, input.device())?)
 }
@@ -115,4 +205,54 @@ pub fn dequantize_values(values: &[i64], dims: &[usize], q: &QuantParams) -> OpR
             (v - q.zero_point[c]) as f32 * q.scale[c]
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn round_half_away_matches_f32_round() {
+        let mut specials = vec![
+            0.0f32,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            -2.5,
+            0.49999997,
+            -0.49999997,
+            8_388_607.5,
+            -8_388_607.5,
+            8_388_608.0,
+            1e10,
+            -1e10,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+            126.5,
+            -127.5,
+            -128.5,
+        ];
+        // A deterministic sweep of many magnitudes and fractions.
+        let mut x = 0x1234_5678u32;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            specials.push(f32::from_bits(x));
+            specials.push((x % 100_000) as f32 / 64.0 - 700.0);
+        }
+        let mut fast = vec![0i8; specials.len()];
+        super::quantize_int8_fast(&specials, 0.37, -7, &mut fast);
+        for (q, f) in specials.into_iter().zip(fast) {
+            assert_eq!(super::round_half_away(q), q.round() as i64, "{q}");
+            // Saturating: an infinite quotient must not wrap around.
+            let want = ((q / 0.37).round() as i64)
+                .saturating_sub(7)
+                .clamp(-128, 127) as i8;
+            assert_eq!(f, want, "{q}");
+        }
+    }
 }

@@ -73,8 +73,8 @@ pub fn eval(ctx: &EvalCtx) -> Option<OpResult<Vec<CTensor>>> {
         | Op::StridedSlice(_)
         | Op::Gather { .. }
         | Op::DepthToSpace { .. }
-        | Op::SpaceToDepth { .. }
-        | Op::ResizeNearestNeighbor(_) => None,
+        | Op::SpaceToDepth { .. } => None,
+        Op::ResizeNearestNeighbor(attrs) => Some(resize_nearest(ctx, attrs).map(|t| vec![t])),
         Op::Concatenation { .. } => Some(concatenation(ctx).map(|t| vec![t])),
         Op::Binary { kind, activation } => {
             Some(super::int8_misc::binary(ctx, *kind, *activation).map(|t| vec![t]))
@@ -114,7 +114,12 @@ pub fn eval(ctx: &EvalCtx) -> Option<OpResult<Vec<CTensor>>> {
 
 /// Per-tensor parameters of a tensor, as the kernels take them.
 pub fn qparams(ctx: &EvalCtx, id: TensorId) -> OpResult<QParams> {
-    let t = ctx.graph.tensor(id);
+    graph_qparams(ctx.graph, id)
+}
+
+/// [`qparams`] from the graph alone (for preparing kernels before any run).
+pub fn graph_qparams(graph: &Graph, id: TensorId) -> OpResult<QParams> {
+    let t = graph.tensor(id);
     match &t.quant {
         Some(QuantParams {
             scale, zero_point, ..
@@ -129,16 +134,84 @@ pub fn qparams(ctx: &EvalCtx, id: TensorId) -> OpResult<QParams> {
     }
 }
 
-/// An int8 value as a host vector.
+// int8 tensors travel inside the executor as candle `U8` tensors holding each value's
+// bit pattern (`v as u8`), not as the `I64` other integers use: the int8 kernels then read
+// and write one byte per element instead of converting eight-byte integers around every
+// op, which cost more than the kernels themselves. Data-movement ops are indifferent to
+// the dtype. The executor keeps the I64 form at its edges (inputs, observers, outputs;
+// see [`narrow_int8`] and [`widen_int8`]), so nothing outside it sees the bit patterns.
+
+/// Reads an int8 tensor: `U8` bit patterns (the executor's carrier) or plain integers.
 pub fn int8_values(t: &CTensor) -> OpResult<Vec<i8>> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            match cpu {
+                candle_core::CpuStorage::U8(v) => {
+                    return Ok(v[start..end].iter().map(|&b| b as i8).collect())
+                }
+                candle_core::CpuStorage::I64(v) => {
+                    return Ok(v[start..end]
+                        .iter()
+                        .map(|&x| x.clamp(-128, 127) as i8)
+                        .collect())
+                }
+                _ => {}
+            }
+        }
+    }
+    if t.dtype() == CDType::U8 {
+        let v = t.flatten_all()?.to_vec1::<u8>()?;
+        return Ok(v.into_iter().map(|b| b as i8).collect());
+    }
     let v = t.flatten_all()?.to_dtype(CDType::I64)?.to_vec1::<i64>()?;
     Ok(v.into_iter().map(|x| x.clamp(-128, 127) as i8).collect())
 }
 
-/// A host int8 result as the executor's integer carrier.
+/// A host int8 result as the executor's int8 carrier (bit patterns in a `U8` tensor).
 pub fn from_int8(values: Vec<i8>, dims: &[usize], like: &CTensor) -> OpResult<CTensor> {
-    let wide: Vec<i64> = values.into_iter().map(i64::from).collect();
-    Ok(CTensor::from_vec(wide, dims, like.device())?)
+    // Same size and alignment: the collect reuses the allocation.
+    let bits: Vec<u8> = values.into_iter().map(|v| v as u8).collect();
+    Ok(CTensor::from_vec(bits, dims, like.device())?)
+}
+
+/// The executor's carrier for a value of an int8 graph tensor given as plain integers
+/// (or floats holding integers); a `U8` tensor is taken to be the carrier already.
+pub fn narrow_int8(t: &CTensor) -> OpResult<CTensor> {
+    if t.dtype() == CDType::U8 {
+        return Ok(t.clone());
+    }
+    let values = int8_values(t)?;
+    from_int8(values, t.dims(), t)
+}
+
+/// The plain-integer (`I64`) form of an int8 carrier, for anything outside the executor.
+pub fn widen_int8(t: &CTensor) -> OpResult<CTensor> {
+    if t.dtype() != CDType::U8 {
+        return Ok(t.clone());
+    }
+    let wide: Vec<i64> = int8_values(t)?.into_iter().map(i64::from).collect();
+    Ok(CTensor::from_vec(wide, t.dims(), t.device())?)
+}
+
+/// Integer values of a tensor of graph dtype `dtype` as i64, whatever its carrier.
+pub fn integer_values(t: &CTensor, dtype: DType) -> OpResult<Vec<i64>> {
+    if dtype == DType::I8 && t.dtype() == CDType::U8 {
+        return Ok(int8_values(t)?.into_iter().map(i64::from).collect());
+    }
+    Ok(t.flatten_all()?.to_dtype(CDType::I64)?.to_vec1::<i64>()?)
+}
+
+/// RESIZE_NEAREST_NEIGHBOR only copies values, but through the float kernel: bit
+/// patterns (0..=255) survive the round trip through f32 exactly.
+fn resize_nearest(ctx: &EvalCtx, attrs: &crate::graph::ResizeAttrs) -> OpResult<CTensor> {
+    let out = super::resize::nearest(ctx, attrs)?;
+    if ctx.input(0)?.dtype() == CDType::U8 {
+        return Ok(out.to_dtype(CDType::U8)?);
+    }
+    Ok(out)
 }
 
 /// CONCATENATION of int8 inputs: raw values where an input shares the output's
@@ -175,9 +248,15 @@ fn concatenation(ctx: &EvalCtx) -> OpResult<CTensor> {
 fn pad(ctx: &EvalCtx) -> OpResult<CTensor> {
     let out = qparams(ctx, ctx.node.outputs[0])?;
     let value = if ctx.has_input(2) {
-        int8_values(ctx.input(2)?)?.first().copied().unwrap_or(0) as f64
+        int8_values(ctx.input(2)?)?.first().copied().unwrap_or(0)
     } else {
-        out.zero_point as f64
+        out.zero_point.clamp(-128, 127) as i8
+    };
+    // The padding value in the input's carrier: bit patterns for the int8 carrier.
+    let value = if ctx.input(0)?.dtype() == CDType::U8 {
+        f64::from(value as u8)
+    } else {
+        f64::from(value)
     };
     super::layout::pad_with(ctx, value)
 }

@@ -72,12 +72,64 @@ impl Lut {
         Ok(Self::populate(input, output, f32::tanh))
     }
 
+    /// The table of an element-wise function whose result depends on the value alone.
+    pub fn from_fn(f: impl Fn(i8) -> i8) -> Self {
+        let mut table = [0i8; 256];
+        for v in -128..=127i8 {
+            table[v as u8 as usize] = f(v);
+        }
+        Lut { table }
+    }
+
     pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
         check_lengths(input, out)?;
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::simd::active() == crate::kernels::simd::Level::Avx512
+            && std::arch::is_x86_feature_detected!("avx512vbmi")
+        {
+            // SAFETY: AVX-512 F/BW (part of the level) and VBMI were detected.
+            unsafe { lut_vbmi(&self.table, input, out) };
+            return Ok(());
+        }
+        self.run_scalar(input, out);
+        Ok(())
+    }
+
+    /// The plain lookup loop (the reference for the vector version).
+    pub fn run_scalar(&self, input: &[i8], out: &mut [i8]) {
         for (o, &x) in out.iter_mut().zip(input) {
             *o = self.table[x as u8 as usize];
         }
-        Ok(())
+    }
+}
+
+/// Element-wise kernels whose result depends on the value alone run through a table
+/// built from their scalar arithmetic once the input is large enough to pay for it:
+/// the same results, one lookup per element.
+const TABLE_FROM: usize = 1024;
+
+/// 64 lookups per step: `vpermi2b` picks from two 64-byte quarters of the table by the
+/// index's low 7 bits, once for each half; the index's top bit picks the half.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn lut_vbmi(table: &[i8; 256], input: &[i8], out: &mut [i8]) {
+    use std::arch::x86_64::*;
+    let t = table.as_ptr();
+    let q0 = _mm512_loadu_si512(t.cast());
+    let q1 = _mm512_loadu_si512(t.add(64).cast());
+    let q2 = _mm512_loadu_si512(t.add(128).cast());
+    let q3 = _mm512_loadu_si512(t.add(192).cast());
+    let n = input.len().min(out.len());
+    let mut i = 0;
+    while i < n {
+        let left = n - i;
+        let mask: __mmask64 = if left >= 64 { !0 } else { (1u64 << left) - 1 };
+        let idx = _mm512_maskz_loadu_epi8(mask, input.as_ptr().add(i));
+        let low = _mm512_permutex2var_epi8(q0, idx, q1);
+        let high = _mm512_permutex2var_epi8(q2, idx, q3);
+        let v = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), low, high);
+        _mm512_mask_storeu_epi8(out.as_mut_ptr().add(i), mask, v);
+        i += 64;
     }
 }
 
@@ -203,6 +255,9 @@ impl HardSwish {
 
     pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
         check_lengths(input, out)?;
+        if input.len() >= TABLE_FROM {
+            return Lut::from_fn(|x| self.one(x)).run(input, out);
+        }
         for (o, &x) in out.iter_mut().zip(input) {
             *o = self.one(x);
         }
@@ -261,14 +316,21 @@ impl Relu {
         })
     }
 
+    fn one(&self, x: i8) -> i8 {
+        let v = self
+            .multiplier
+            .apply(i32::from(x) - self.input_zero_point)
+            .wrapping_add(self.output_zero_point);
+        v.max(self.act_min).min(self.act_max) as i8
+    }
+
     pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
         check_lengths(input, out)?;
+        if input.len() >= TABLE_FROM {
+            return Lut::from_fn(|x| self.one(x)).run(input, out);
+        }
         for (o, &x) in out.iter_mut().zip(input) {
-            let v = self
-                .multiplier
-                .apply(i32::from(x) - self.input_zero_point)
-                .wrapping_add(self.output_zero_point);
-            *o = v.max(self.act_min).min(self.act_max) as i8;
+            *o = self.one(x);
         }
         Ok(())
     }
@@ -299,15 +361,21 @@ impl LeakyRelu {
         })
     }
 
+    fn one(&self, x: i8) -> i8 {
+        let v = i32::from(x) - self.input_zero_point;
+        let m = if v >= 0 { self.identity } else { self.alpha };
+        m.apply(v)
+            .wrapping_add(self.output_zero_point)
+            .clamp(-128, 127) as i8
+    }
+
     pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
         check_lengths(input, out)?;
+        if input.len() >= TABLE_FROM {
+            return Lut::from_fn(|x| self.one(x)).run(input, out);
+        }
         for (o, &x) in out.iter_mut().zip(input) {
-            let v = i32::from(x) - self.input_zero_point;
-            let m = if v >= 0 { self.identity } else { self.alpha };
-            *o = m
-                .apply(v)
-                .wrapping_add(self.output_zero_point)
-                .clamp(-128, 127) as i8;
+            *o = self.one(x);
         }
         Ok(())
     }
@@ -335,18 +403,28 @@ impl Requantize {
         })
     }
 
+    /// One element, as LiteRT's vector blocks (`vector`) or its scalar tail computes it.
+    fn one(&self, x: i8, vector: bool) -> i8 {
+        let v = i32::from(x) - self.input_zero_point;
+        let m = self.multiplier;
+        let scaled = if vector {
+            neon::multiply_by_quantized_multiplier(v, m.multiplier, m.shift)
+        } else {
+            m.apply(v)
+        };
+        scaled.wrapping_add(self.output_zero_point).clamp(-128, 127) as i8
+    }
+
     pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
         check_lengths(input, out)?;
         let blocks = input.len() / 16 * 16;
-        let m = self.multiplier;
+        if input.len() >= TABLE_FROM {
+            // The rule depends on the position only through block vs tail: one table each.
+            Lut::from_fn(|x| self.one(x, true)).run(&input[..blocks], &mut out[..blocks])?;
+            return Lut::from_fn(|x| self.one(x, false)).run(&input[blocks..], &mut out[blocks..]);
+        }
         for (i, (o, &x)) in out.iter_mut().zip(input).enumerate() {
-            let v = i32::from(x) - self.input_zero_point;
-            let scaled = if i < blocks {
-                neon::multiply_by_quantized_multiplier(v, m.multiplier, m.shift)
-            } else {
-                m.apply(v)
-            };
-            *o = scaled.wrapping_add(self.output_zero_point).clamp(-128, 127) as i8;
+            *o = self.one(x, i < blocks);
         }
         Ok(())
     }
@@ -355,6 +433,47 @@ impl Requantize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The VBMI table lookup against the plain loop, on every length up to a few
+    /// vectors (the masked tail) and every byte value.
+    #[test]
+    fn table_lookup_matches_scalar() {
+        let lut = Lut::from_fn(|x| x.wrapping_mul(37).wrapping_add(11));
+        let input: Vec<i8> = (0..700).map(|i: i32| (i * 29 + 3) as i8).collect();
+        for len in (0..200).chain([255, 256, 257, 511, 700]) {
+            let mut want = vec![0i8; len];
+            lut.run_scalar(&input[..len], &mut want);
+            let mut got = vec![0i8; len];
+            lut.run(&input[..len], &mut got).unwrap();
+            assert_eq!(got, want, "length {len}");
+        }
+    }
+
+    /// Large inputs go through the table; it must hold exactly what the per-element
+    /// arithmetic gives (HARD_SWISH, ReLU, LEAKY_RELU, and REQUANTIZE's two rules).
+    #[test]
+    fn tabled_kernels_match_their_arithmetic() {
+        let input: Vec<i8> = (0..TABLE_FROM as i32 + 37)
+            .map(|i| (i * 7 + 1) as i8)
+            .collect();
+        let mut out = vec![0i8; input.len()];
+        let (qi, qo) = (QParams::new(0.05, -9), QParams::new(0.03, 4));
+        let hs = HardSwish::new(qi, qo).unwrap();
+        hs.run(&input, &mut out).unwrap();
+        assert!(input.iter().zip(&out).all(|(&x, &o)| hs.one(x) == o));
+        let relu = Relu::new(ReluKind::Relu6, qi, qo).unwrap();
+        relu.run(&input, &mut out).unwrap();
+        assert!(input.iter().zip(&out).all(|(&x, &o)| relu.one(x) == o));
+        let leaky = LeakyRelu::new(0.2, qi, qo).unwrap();
+        leaky.run(&input, &mut out).unwrap();
+        assert!(input.iter().zip(&out).all(|(&x, &o)| leaky.one(x) == o));
+        let rq = Requantize::new(QParams::new(0.0625, 3), QParams::new(0.25, -2)).unwrap();
+        rq.run(&input, &mut out).unwrap();
+        let blocks = input.len() / 16 * 16;
+        for (i, (&x, &o)) in input.iter().zip(&out).enumerate() {
+            assert_eq!(o, rq.one(x, i < blocks), "element {i}");
+        }
+    }
     use crate::kernels::fixed_point::saturating_rounding_doubling_high_mul;
 
     #[test]

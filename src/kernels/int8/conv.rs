@@ -68,17 +68,17 @@ pub struct ConvGeometry {
 }
 
 /// Element counts of the three tensors a geometry describes, overflow-checked.
-struct Extents {
-    input: usize,
-    filter: usize,
-    output: usize,
+pub(crate) struct Extents {
+    pub(crate) input: usize,
+    pub(crate) filter: usize,
+    pub(crate) output: usize,
 }
 
 impl ConvGeometry {
     /// Checks that the geometry is usable and returns the slice lengths it implies.
     /// `depthwise` selects the filter layout (`[1, kh, kw, out_c]` vs
     /// `[out_c, kh, kw, in_c]`).
-    fn extents(&self, depthwise: bool) -> Result<Extents, String> {
+    pub(crate) fn extents(&self, depthwise: bool) -> Result<Extents, String> {
         let g = self;
         if g.stride_h == 0 || g.stride_w == 0 || g.dilation_h == 0 || g.dilation_w == 0 {
             return Err(format!(
@@ -134,7 +134,7 @@ impl ConvGeometry {
     }
 
     /// Input row index of tap `k` of output row `o`, or `None` when it lies in the padding.
-    fn source(
+    pub(crate) fn source(
         o: usize,
         stride: usize,
         k: usize,
@@ -271,7 +271,7 @@ impl Requant {
         })
     }
 
-    fn output(&self, acc: i32, channel: usize, rounding: Rounding) -> i8 {
+    pub(crate) fn output(&self, acc: i32, channel: usize, rounding: Rounding) -> i8 {
         let v = requantize(acc, self.multipliers[channel], rounding)
             .saturating_add(self.output_zero_point);
         v.clamp(self.act_min, self.act_max) as i8
@@ -291,7 +291,7 @@ fn activation_range(activation: FusedActivation, output: QParams) -> (i32, i32) 
     }
 }
 
-fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
+pub(crate) fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
     if got == want {
         Ok(())
     } else {
@@ -301,7 +301,7 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
     }
 }
 
-fn check_bias(bias: Option<&[i32]>, channels: usize) -> Result<(), String> {
+pub(crate) fn check_bias(bias: Option<&[i32]>, channels: usize) -> Result<(), String> {
     match bias {
         Some(b) => check_len("bias", b.len(), channels),
         None => Ok(()),
@@ -312,7 +312,7 @@ fn check_bias(bias: Option<&[i32]>, channels: usize) -> Result<(), String> {
 /// computes, reusable across calls with any geometry that has `out_channels` outputs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvInt8 {
-    rq: Requant,
+    pub(crate) rq: Requant,
 }
 
 impl ConvInt8 {
@@ -544,7 +544,7 @@ unsafe fn dot_avx2(x: &[i8], w: &[i8], input_offset: i32) -> i32 {
 /// Flattening the input to rows and `keep_num_dims` are the caller's business.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FullyConnectedInt8 {
-    rq: Requant,
+    pub(crate) rq: Requant,
 }
 
 impl FullyConnectedInt8 {

@@ -8,6 +8,7 @@ pub mod batch_matmul;
 pub mod conv;
 pub mod elementwise;
 pub mod math;
+pub mod packed;
 pub mod pool;
 pub mod reduce;
 pub mod resize;

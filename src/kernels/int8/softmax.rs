@@ -72,7 +72,7 @@ impl Softmax {
                 Err("softmax over an empty last axis".into())
             };
         }
-        if input.len() % depth != 0 {
+        if !input.len().is_multiple_of(depth) {
             return Err(format!(
                 "softmax input of {} elements is not whole rows of {depth}",
                 input.len()
