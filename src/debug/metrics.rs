@@ -142,6 +142,62 @@ impl LayerMetrics {
     }
 }
 
+/// One sample's contribution to a layer's statistics: computed on its own (on any thread)
+/// and merged into a [`LayerAccumulator`] in sample order with [`LayerAccumulator::add`].
+#[derive(Clone, Debug)]
+pub struct LayerSample {
+    metrics: SampleMetrics,
+    signal_power: f64,
+    noise_power: f64,
+    abs_error: f64,
+    elements: usize,
+    sum_f: f64,
+    sum_q: f64,
+    sum_q2: f64,
+    dot: f64,
+    saturated: usize,
+    /// Float and int8 values per int8 step (boxed: 4 KiB that only layers with a step need).
+    hist: Option<Box<([u64; 256], [u64; 256])>>,
+}
+
+impl LayerSample {
+    /// Measures one sample: the float reference, the dequantized int8 result, how many of
+    /// the int8 values sit at -128 or 127, and the layer's step (for the histograms).
+    pub fn new(
+        step: Option<(f64, i64)>,
+        float: &[f64],
+        dequantized: &[f64],
+        saturated: usize,
+    ) -> Self {
+        let diff: Vec<f64> = dequantized.iter().zip(float).map(|(q, f)| q - f).collect();
+        let metrics = sample_metrics(&diff);
+        let hist = step.filter(|(s, _)| *s > 0.0).map(|(scale, zp)| {
+            let bin = |v: f64| (((v / scale).round() as i64 + zp).clamp(-128, 127) + 128) as usize;
+            let mut h = Box::new(([0u64; 256], [0u64; 256]));
+            float.iter().for_each(|&v| h.0[bin(v)] += 1);
+            dequantized.iter().for_each(|&v| h.1[bin(v)] += 1);
+            h
+        });
+        LayerSample {
+            metrics,
+            signal_power: float.iter().map(|f| f * f).sum::<f64>(),
+            noise_power: diff.iter().map(|d| d * d).sum::<f64>(),
+            abs_error: diff.iter().map(|d| d.abs()).sum::<f64>(),
+            elements: diff.len(),
+            sum_f: float.iter().sum::<f64>(),
+            sum_q: dequantized.iter().sum::<f64>(),
+            sum_q2: dequantized.iter().map(|q| q * q).sum::<f64>(),
+            dot: float
+                .iter()
+                .zip(dequantized)
+                .map(|(f, q)| f * q)
+                .sum::<f64>(),
+            saturated,
+            hist,
+        }
+    }
+}
+
 impl Default for LayerAccumulator {
     fn default() -> Self {
         LayerAccumulator {
@@ -180,33 +236,42 @@ impl LayerAccumulator {
     /// Adds one sample: the float reference, the dequantized int8 result, and how many
     /// of the int8 values sit at -128 or 127.
     pub fn add_sample(&mut self, float: &[f64], dequantized: &[f64], saturated: usize) {
-        let diff: Vec<f64> = dequantized.iter().zip(float).map(|(q, f)| q - f).collect();
-        let m = sample_metrics(&diff);
+        self.add(&LayerSample::new(self.step, float, dequantized, saturated));
+    }
+
+    /// The step (scale, zero point) [`LayerSample::new`] needs to histogram a sample for
+    /// this layer.
+    pub fn step(&self) -> Option<(f64, i64)> {
+        self.step
+    }
+
+    /// Merges one sample measured on its own. Merging samples in sample order gives the
+    /// same sums, bit for bit, as adding them one by one on a single thread: each sample's
+    /// partial sums are computed alone either way, then added here in the same order.
+    pub fn add(&mut self, s: &LayerSample) {
+        let m = &s.metrics;
         self.num_elements.add(m.num_elements);
         self.stddev.add(m.stddev);
         self.mean_error.add(m.mean_error);
         self.max_abs_error.add(m.max_abs_error);
         self.mean_squared_error.add(m.mean_squared_error);
-        self.signal_power += float.iter().map(|f| f * f).sum::<f64>();
-        self.noise_power += diff.iter().map(|d| d * d).sum::<f64>();
-        self.abs_error += diff.iter().map(|d| d.abs()).sum::<f64>();
+        self.signal_power += s.signal_power;
+        self.noise_power += s.noise_power;
+        self.abs_error += s.abs_error;
         self.max_abs_global = self.max_abs_global.max(m.max_abs_error);
-        self.elements += diff.len();
-        self.sum_f += float.iter().sum::<f64>();
-        self.sum_q += dequantized.iter().sum::<f64>();
-        self.sum_q2 += dequantized.iter().map(|q| q * q).sum::<f64>();
-        self.dot += float
-            .iter()
-            .zip(dequantized)
-            .map(|(f, q)| f * q)
-            .sum::<f64>();
-        self.saturated += saturated;
-        if let Some((scale, zp)) = self.step.filter(|(s, _)| *s > 0.0) {
-            let bin = |v: f64| (((v / scale).round() as i64 + zp).clamp(-128, 127) + 128) as usize;
-            float.iter().for_each(|&v| self.float_hist[bin(v)] += 1);
-            dequantized
-                .iter()
-                .for_each(|&v| self.quant_hist[bin(v)] += 1);
+        self.elements += s.elements;
+        self.sum_f += s.sum_f;
+        self.sum_q += s.sum_q;
+        self.sum_q2 += s.sum_q2;
+        self.dot += s.dot;
+        self.saturated += s.saturated;
+        if let Some(h) = &s.hist {
+            for (acc, v) in self.float_hist.iter_mut().zip(&h.0) {
+                *acc += v;
+            }
+            for (acc, v) in self.quant_hist.iter_mut().zip(&h.1) {
+                *acc += v;
+            }
         }
         self.samples += 1;
     }

@@ -6,13 +6,16 @@
 //! - Whole-model: the float and int8 graphs run separately and are compared at every int8
 //!   op's output, so the error accumulated down the model shows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{Device, Tensor as CTensor};
+use rayon::prelude::*;
 use serde::Serialize;
 
-use super::metrics::{LayerAccumulator, LayerMetrics, ModelAccumulator, ModelMetrics, NanMean};
+use super::metrics::{
+    LayerAccumulator, LayerMetrics, LayerSample, ModelAccumulator, ModelMetrics, NanMean,
+};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::exec::{tensor_from_sample, Executor};
@@ -179,9 +182,13 @@ impl<'a> Debugger<'a> {
         &self.layers
     }
 
-    /// Runs every sample, reporting after each one; stops between samples when `cancel`
-    /// is set, returning the statistics gathered so far.
+    /// Runs every sample, in parallel chunks of at most one sample per thread of rayon's
+    /// pool, reporting after each chunk; stops within a chunk when `cancel` is set,
+    /// returning the statistics of the samples completed before it.
     /// `labels`, when given, holds one class per sample for the accuracies.
+    ///
+    /// Samples are measured on their own and merged in sample order, so the report is the
+    /// same, bit for bit, whatever the number of threads.
     pub fn run(
         &self,
         dataset: &Dataset,
@@ -203,123 +210,164 @@ impl<'a> Debugger<'a> {
         };
         let mut per_layer = accumulators();
         let mut whole = accumulators();
-        let q = &self.model.graph;
-        // An int8 input made by QUANTIZE from a float tensor (a model input, or the output
-        // of an op kept float) stands for that float tensor: the float twin reads it
-        // directly, as TensorFlow's debug model does (it folds dequantize(quantize(x))).
-        let mut float_source: HashMap<TensorId, TensorId> = HashMap::new();
-        for node in &q.nodes {
-            if node.op == Op::Quantize {
-                if let Some(src) = node.input(0).filter(|&i| q.tensor(i).dtype.is_float()) {
-                    float_source.insert(node.outputs[0], src);
-                }
-            }
-        }
-        // Which tensors the layers read and write, to keep only those per sample.
-        let mut wanted: HashMap<TensorId, ()> = HashMap::new();
-        for l in &self.layers {
-            wanted.insert(l.tensor_idx, ());
-            for &i in q.nodes[l.quant_node].inputs.iter().flatten() {
-                if !q.tensor(i).is_constant() {
-                    wanted.insert(*float_source.get(&i).unwrap_or(&i), ());
-                }
-            }
-        }
-        let float_outputs: HashMap<TensorId, usize> = self
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(k, l)| (l.float_tensor, k))
-            .collect();
-
+        let plan = SamplePlan::new(self);
         let mut model_acc = ModelAccumulator::default();
         let n_custom = self.layer_metrics.len() + self.direct_metrics.len();
         let mut custom = vec![vec![NanMean::default(); n_custom]; self.layers.len()];
         let mut model_custom = vec![NanMean::default(); self.model_metrics.len()];
         let mut report =
             self.snapshot(&per_layer, &whole, &model_acc, &custom, &model_custom, mode);
-        for s in 0..total {
-            if cancel.load(Ordering::Relaxed) {
-                break;
-            }
-            let inputs = dataset
-                .sample(s)
-                .iter()
-                .map(|x| tensor_from_sample(x, self.quant.device()))
-                .collect::<Result<Vec<_>>>()?;
-            let mut qvals: HashMap<TensorId, CTensor> = HashMap::new();
-            let quant_out = self.quant.run_observed(&inputs, &mut |id, v| {
-                if wanted.contains_key(&id) {
-                    qvals.insert(id, v.clone());
-                }
-                Ok(())
-            })?;
-            if mode.per_layer() {
-                for (k, l) in self.layers.iter().enumerate() {
-                    let qnode = &q.nodes[l.quant_node];
-                    let float_inputs = qnode
-                        .inputs
-                        .iter()
-                        .map(|i| match i {
-                            Some(id) if !q.tensor(*id).is_constant() => {
-                                match float_source.get(id) {
-                                    Some(src) => Ok(qvals.get(src).cloned()),
-                                    None => qvals
-                                        .get(id)
-                                        .map(|v| dequantize(v, q.tensor(*id).quant.as_ref()))
-                                        .transpose()
-                                        .map(Option::flatten),
-                                }
-                            }
-                            _ => Ok(None),
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    let refs: Vec<Option<&CTensor>> =
-                        float_inputs.iter().map(|v| v.as_ref()).collect();
-                    let out = self.float.eval_node(l.float_node, &refs)?;
-                    let reference = host(&out[0])?;
-                    let (got, raw) = self.dequantized_output(l, &qvals)?;
-                    per_layer[k].add_sample(&reference, &got, saturated(&raw));
-                    self.add_custom(&mut custom[k], l, &reference, &got, &raw);
-                }
-            }
-            // The float model runs whole every sample: model-level metrics need its outputs,
-            // and whole-model verification its intermediate tensors.
-            let mut fvals: HashMap<usize, Vec<f64>> = HashMap::new();
-            let whole_model = mode.whole_model();
-            let float_out = self.float.run_observed(&inputs, &mut |id, v| {
-                if let (true, Some(&k)) = (whole_model, float_outputs.get(&id)) {
-                    fvals.insert(k, host(v)?);
-                }
-                Ok(())
-            })?;
-            let float_host = float_out.iter().map(host).collect::<Result<Vec<_>>>()?;
-            let quant_host = quant_out.iter().map(host).collect::<Result<Vec<_>>>()?;
-            if let (Some(f), Some(q)) = (float_host.first(), quant_host.first()) {
-                model_acc.add_sample(f, q, labels.and_then(|l| l.get(s).copied()));
-            }
-            for ((_, f), acc) in self.model_metrics.iter().zip(model_custom.iter_mut()) {
-                acc.add(f(&float_host, &quant_host));
-            }
-            if whole_model {
-                for (k, l) in self.layers.iter().enumerate() {
-                    if let Some(reference) = fvals.get(&k) {
-                        let (got, raw) = self.dequantized_output(l, &qvals)?;
-                        whole[k].add_sample(reference, &got, saturated(&raw));
-                        if !mode.per_layer() {
-                            self.add_custom(&mut custom[k], l, reference, &got, &raw);
-                        }
+        let chunk = rayon::current_num_threads().max(1);
+        let mut done = 0;
+        while done < total && !cancel.load(Ordering::Relaxed) {
+            let end = (done + chunk).min(total);
+            // Only this chunk's per-sample results are held at once: memory stays bounded
+            // whatever the number of samples.
+            let outcomes: Vec<Result<Option<SampleOutcome>>> = (done..end)
+                .into_par_iter()
+                .map(|s| {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                    self.measure_sample(&plan, dataset, s, mode).map(Some)
+                })
+                .collect();
+            let mut stopped = false;
+            for outcome in outcomes {
+                // A cancelled sample ends the chunk: later ones are dropped even if they
+                // finished, so the statistics always cover samples 0..done.
+                let Some(o) = outcome? else {
+                    stopped = true;
+                    break;
+                };
+                for (acc, sample) in per_layer.iter_mut().zip(&o.per_layer) {
+                    if let Some(sample) = sample {
+                        acc.add(sample);
                     }
                 }
+                for (acc, sample) in whole.iter_mut().zip(&o.whole) {
+                    if let Some(sample) = sample {
+                        acc.add(sample);
+                    }
+                }
+                for (accs, values) in custom.iter_mut().zip(&o.custom) {
+                    for (a, &v) in accs.iter_mut().zip(values) {
+                        a.add(v);
+                    }
+                }
+                if let (Some(f), Some(q)) = (o.float_out.first(), o.quant_out.first()) {
+                    model_acc.add_sample(f, q, labels.and_then(|l| l.get(done).copied()));
+                }
+                for ((_, f), acc) in self.model_metrics.iter().zip(model_custom.iter_mut()) {
+                    acc.add(f(&o.float_out, &o.quant_out));
+                }
+                done += 1;
             }
             report = self.snapshot(&per_layer, &whole, &model_acc, &custom, &model_custom, mode);
             on_event(DebugEvent::Updated {
-                done: s + 1,
+                done,
                 total,
                 report: report.clone(),
             });
+            if stopped {
+                break;
+            }
         }
         Ok(report)
+    }
+
+    /// Everything sample `s` contributes, measured on its own (on any thread).
+    fn measure_sample(
+        &self,
+        plan: &SamplePlan,
+        dataset: &Dataset,
+        s: usize,
+        mode: VerifyMode,
+    ) -> Result<SampleOutcome> {
+        let q = &self.model.graph;
+        let inputs = dataset
+            .sample(s)
+            .iter()
+            .map(|x| tensor_from_sample(x, self.quant.device()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut qvals: HashMap<TensorId, CTensor> = HashMap::new();
+        let quant_out = self.quant.run_observed(&inputs, &mut |id, v| {
+            if plan.wanted.contains(&id) {
+                qvals.insert(id, v.clone());
+            }
+            Ok(())
+        })?;
+        let n = self.layers.len();
+        let mut outcome = SampleOutcome {
+            per_layer: vec![None; n],
+            whole: vec![None; n],
+            custom: vec![Vec::new(); n],
+            float_out: Vec::new(),
+            quant_out: Vec::new(),
+        };
+        if mode.per_layer() {
+            for (k, l) in self.layers.iter().enumerate() {
+                let qnode = &q.nodes[l.quant_node];
+                let float_inputs = qnode
+                    .inputs
+                    .iter()
+                    .map(|i| match i {
+                        Some(id) if !q.tensor(*id).is_constant() => {
+                            match plan.float_source.get(id) {
+                                Some(src) => Ok(qvals.get(src).cloned()),
+                                None => qvals
+                                    .get(id)
+                                    .map(|v| dequantize(v, q.tensor(*id).quant.as_ref()))
+                                    .transpose()
+                                    .map(Option::flatten),
+                            }
+                        }
+                        _ => Ok(None),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let refs: Vec<Option<&CTensor>> =
+                    float_inputs.iter().map(|v| v.as_ref()).collect();
+                let out = self.float.eval_node(l.float_node, &refs)?;
+                let reference = host(&out[0])?;
+                let (got, raw) = self.dequantized_output(l, &qvals)?;
+                outcome.per_layer[k] = Some(LayerSample::new(
+                    layer_step(l),
+                    &reference,
+                    &got,
+                    saturated(&raw),
+                ));
+                outcome.custom[k] = self.custom_values(l, &reference, &got, &raw);
+            }
+        }
+        // The float model runs whole every sample: model-level metrics need its outputs,
+        // and whole-model verification its intermediate tensors.
+        let mut fvals: HashMap<usize, Vec<f64>> = HashMap::new();
+        let whole_model = mode.whole_model();
+        let float_out = self.float.run_observed(&inputs, &mut |id, v| {
+            if let (true, Some(&k)) = (whole_model, plan.float_outputs.get(&id)) {
+                fvals.insert(k, host(v)?);
+            }
+            Ok(())
+        })?;
+        outcome.float_out = float_out.iter().map(host).collect::<Result<Vec<_>>>()?;
+        outcome.quant_out = quant_out.iter().map(host).collect::<Result<Vec<_>>>()?;
+        if whole_model {
+            for (k, l) in self.layers.iter().enumerate() {
+                if let Some(reference) = fvals.get(&k) {
+                    let (got, raw) = self.dequantized_output(l, &qvals)?;
+                    outcome.whole[k] = Some(LayerSample::new(
+                        layer_step(l),
+                        reference,
+                        &got,
+                        saturated(&raw),
+                    ));
+                    if !mode.per_layer() {
+                        outcome.custom[k] = self.custom_values(l, reference, &got, &raw);
+                    }
+                }
+            }
+        }
+        Ok(outcome)
     }
 
     /// The layer's int8 output, dequantized and raw.
@@ -339,24 +387,22 @@ impl<'a> Debugger<'a> {
         Ok((host(&deq)?, raw))
     }
 
-    /// One sample of every user layer metric for layer `l`.
-    fn add_custom(
-        &self,
-        acc: &mut [NanMean],
-        l: &LayerInfo,
-        float: &[f64],
-        got: &[f64],
-        raw: &[i64],
-    ) {
-        let diff: Vec<f64> = got.iter().zip(float).map(|(q, f)| q - f).collect();
-        let values = self.layer_metrics.iter().map(|(_, f)| f(&diff)).chain(
-            self.direct_metrics
-                .iter()
-                .map(|(_, f)| f(float, raw, l.scale as f64, l.zero_point)),
-        );
-        for (a, v) in acc.iter_mut().zip(values) {
-            a.add(v);
+    /// One sample of every user metric for layer `l`, in registration order (layer metrics,
+    /// then direct-compare metrics).
+    fn custom_values(&self, l: &LayerInfo, float: &[f64], got: &[f64], raw: &[i64]) -> Vec<f64> {
+        if self.layer_metrics.is_empty() && self.direct_metrics.is_empty() {
+            return Vec::new();
         }
+        let diff: Vec<f64> = got.iter().zip(float).map(|(q, f)| q - f).collect();
+        self.layer_metrics
+            .iter()
+            .map(|(_, f)| f(&diff))
+            .chain(
+                self.direct_metrics
+                    .iter()
+                    .map(|(_, f)| f(float, raw, l.scale as f64, l.zero_point)),
+            )
+            .collect()
     }
 
     fn snapshot(
@@ -401,6 +447,67 @@ impl<'a> Debugger<'a> {
                 .collect(),
         }
     }
+}
+
+/// What one run needs to know about the graphs, worked out once and shared by the
+/// threads measuring samples.
+struct SamplePlan {
+    /// An int8 input made by QUANTIZE from a float tensor (a model input, or the output
+    /// of an op kept float) stands for that float tensor: the float twin reads it
+    /// directly, as TensorFlow's debug model does (it folds dequantize(quantize(x))).
+    float_source: HashMap<TensorId, TensorId>,
+    /// The tensors the layers read and write: the only ones kept per sample.
+    wanted: HashSet<TensorId>,
+    /// Float-graph tensor of each layer's output -> layer index.
+    float_outputs: HashMap<TensorId, usize>,
+}
+
+impl SamplePlan {
+    fn new(d: &Debugger) -> Self {
+        let q = &d.model.graph;
+        let mut float_source = HashMap::new();
+        for node in &q.nodes {
+            if node.op == Op::Quantize {
+                if let Some(src) = node.input(0).filter(|&i| q.tensor(i).dtype.is_float()) {
+                    float_source.insert(node.outputs[0], src);
+                }
+            }
+        }
+        let mut wanted = HashSet::new();
+        for l in &d.layers {
+            wanted.insert(l.tensor_idx);
+            for &i in q.nodes[l.quant_node].inputs.iter().flatten() {
+                if !q.tensor(i).is_constant() {
+                    wanted.insert(*float_source.get(&i).unwrap_or(&i));
+                }
+            }
+        }
+        let float_outputs = d
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(k, l)| (l.float_tensor, k))
+            .collect();
+        SamplePlan {
+            float_source,
+            wanted,
+            float_outputs,
+        }
+    }
+}
+
+/// One sample's contribution to every statistic, merged in sample order by [`Debugger::run`].
+struct SampleOutcome {
+    per_layer: Vec<Option<LayerSample>>,
+    whole: Vec<Option<LayerSample>>,
+    /// User layer metrics per layer (empty where none were computed).
+    custom: Vec<Vec<f64>>,
+    float_out: Vec<Vec<f64>>,
+    quant_out: Vec<Vec<f64>>,
+}
+
+fn layer_step(l: &LayerInfo) -> Option<(f64, i64)> {
+    Some((l.scale as f64, l.zero_point))
 }
 
 fn saturated(raw: &[i64]) -> usize {
