@@ -139,6 +139,16 @@ fn main() {
         &times,
         &format!(", \"float_ops_and_sqnr_db\": {float_ops:?}"),
     );
+
+    // The least favourable changes: denylists that change the very first layer, so
+    // nothing of the int8 model's run can be reused but the QUANTIZE of the input.
+    let mut times = Vec::new();
+    for n in 1..=3 {
+        let started = Instant::now();
+        select_write_evaluate(&selector, &[Rule::First(n)], &report, &out);
+        times.push(ms(started));
+    }
+    line("qdbg-denylist-change-first-layers", &times, "");
 }
 
 /// One denylist change; returns the float ops it leaves and the output SQNR it measures.

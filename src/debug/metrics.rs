@@ -169,33 +169,108 @@ impl LayerSample {
         dequantized: &[f64],
         saturated: usize,
     ) -> Self {
-        let diff: Vec<f64> = dequantized.iter().zip(float).map(|(q, f)| q - f).collect();
-        let metrics = sample_metrics(&diff);
-        let hist = step.filter(|(s, _)| *s > 0.0).map(|(scale, zp)| {
-            let bin = |v: f64| (((v / scale).round() as i64 + zp).clamp(-128, 127) + 128) as usize;
-            let mut h = Box::new(([0u64; 256], [0u64; 256]));
-            float.iter().for_each(|&v| h.0[bin(v)] += 1);
-            dequantized.iter().for_each(|&v| h.1[bin(v)] += 1);
-            h
-        });
+        Self::measure(step, float, dequantized, None, saturated)
+    }
+
+    /// [`LayerSample::new`] for an int8 output given raw as well (`raw[i]` the int8 value
+    /// `dequantized[i]` was made from with the per-tensor `step`): the int8 histogram reads
+    /// the raw values' bins directly, and saturation is counted here.
+    ///
+    /// Same result as `new`: dequantizing gives `(raw - zp) * scale` to within a relative
+    /// 2^-24 (one f32 rounding), so dividing by the scale and rounding, as `new` bins, gives
+    /// back `raw - zp` exactly for every int8 value.
+    pub fn from_int8(step: (f64, i64), float: &[f64], dequantized: &[f64], raw: &[i64]) -> Self {
+        let saturated = raw.iter().filter(|&&x| x <= -128 || x >= 127).count();
+        Self::measure(Some(step), float, dequantized, Some(raw), saturated)
+    }
+
+    /// One pass for every sum but the variance (which needs the mean first). Each sum still
+    /// adds its terms one by one in element order, so the values are those of separate
+    /// `iter().sum()` passes, bit for bit.
+    fn measure(
+        step: Option<(f64, i64)>,
+        float: &[f64],
+        dequantized: &[f64],
+        raw: Option<&[i64]>,
+        saturated: usize,
+    ) -> Self {
+        let n = float.len().min(dequantized.len());
+        let (float, dequantized) = (&float[..n], &dequantized[..n]);
+        let mut hist = step
+            .filter(|(s, _)| *s > 0.0)
+            .map(|_| Box::new(([0u64; 256], [0u64; 256])));
+        // Sums start at -0.0, as `Iterator::sum` for floats does.
+        let (mut diff_sum, mut diff_sq, mut abs_sum, mut max_abs) = (-0.0f64, -0.0f64, -0.0f64, 0f64);
+        let (mut sig, mut sum_f, mut sum_q, mut sum_q2, mut dot) =
+            (-0.0f64, -0.0f64, -0.0f64, -0.0f64, -0.0f64);
+        for (&f, &q) in float.iter().zip(dequantized) {
+            let d = q - f;
+            diff_sum += d;
+            diff_sq += d * d;
+            abs_sum += d.abs();
+            max_abs = max_abs.max(d.abs());
+            sig += f * f;
+            sum_f += f;
+            sum_q += q;
+            sum_q2 += q * q;
+            dot += f * q;
+        }
+        if let (Some(h), Some((scale, zp))) = (hist.as_deref_mut(), step) {
+            float.iter().for_each(|&v| h.0[int8_bin(v / scale, zp)] += 1);
+            match raw {
+                Some(raw) => raw
+                    .iter()
+                    .take(n)
+                    .for_each(|&r| h.1[(r.clamp(-128, 127) + 128) as usize] += 1),
+                None => dequantized
+                    .iter()
+                    .for_each(|&v| h.1[int8_bin(v / scale, zp)] += 1),
+            }
+        }
+        let metrics = if n == 0 {
+            sample_metrics(&[])
+        } else {
+            let count = n as f64;
+            let mean = diff_sum / count;
+            let mut var = -0.0f64;
+            for (&f, &q) in float.iter().zip(dequantized) {
+                let d = q - f;
+                var += (d - mean) * (d - mean);
+            }
+            SampleMetrics {
+                num_elements: count,
+                stddev: (var / count).sqrt(),
+                mean_error: mean,
+                max_abs_error: max_abs,
+                mean_squared_error: diff_sq / count,
+            }
+        };
         LayerSample {
             metrics,
-            signal_power: float.iter().map(|f| f * f).sum::<f64>(),
-            noise_power: diff.iter().map(|d| d * d).sum::<f64>(),
-            abs_error: diff.iter().map(|d| d.abs()).sum::<f64>(),
-            elements: diff.len(),
-            sum_f: float.iter().sum::<f64>(),
-            sum_q: dequantized.iter().sum::<f64>(),
-            sum_q2: dequantized.iter().map(|q| q * q).sum::<f64>(),
-            dot: float
-                .iter()
-                .zip(dequantized)
-                .map(|(f, q)| f * q)
-                .sum::<f64>(),
+            signal_power: sig,
+            noise_power: diff_sq,
+            abs_error: abs_sum,
+            elements: n,
+            sum_f,
+            sum_q,
+            sum_q2,
+            dot,
             saturated,
             hist,
         }
     }
+}
+
+/// The int8 step a value falls in: `clamp(round(x) + zp, -128, 127) + 128` with `x` the
+/// value in steps and `round` rounding half away from zero, without a call to libm's
+/// `round`: `trunc(x + copysign(0.5 - 2^-54, x))` is how LLVM itself lowers `round`
+/// (the constant just under 0.5 keeps 0.49999999999999994 from rounding up), and `as`
+/// truncates. Clamping `x` first changes no bin (everything past +-1000 lands at the ends
+/// anyway) and keeps the conversion in range; NaN lands where `round` puts it (0 + zp).
+fn int8_bin(x: f64, zp: i64) -> usize {
+    let x = x.clamp(-1000.0, 1000.0);
+    let rounded = (x + 0.499_999_999_999_999_94f64.copysign(x)) as i64;
+    ((rounded + zp).clamp(-128, 127) + 128) as usize
 }
 
 impl Default for LayerAccumulator {

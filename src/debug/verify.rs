@@ -19,7 +19,7 @@ use super::metrics::{
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::exec::{tensor_from_sample, Executor};
-use crate::graph::{Graph, Op, QuantParams, TensorId};
+use crate::graph::{Graph, Op, TensorId};
 use crate::ops::dequantize_values;
 use crate::ops::quantized::node_is_quantized;
 use crate::quant::quantize::QuantizedModel;
@@ -305,38 +305,34 @@ impl<'a> Debugger<'a> {
             float_out: Vec::new(),
             quant_out: Vec::new(),
         };
+        // Each int8 tensor is read back once per sample, whether as a layer's output or as
+        // the next layer's input.
+        let mut int8 = Int8Memo::default();
         if mode.per_layer() {
             for (k, l) in self.layers.iter().enumerate() {
                 let qnode = &q.nodes[l.quant_node];
-                let float_inputs = qnode
-                    .inputs
-                    .iter()
-                    .map(|i| match i {
+                let mut float_inputs = Vec::with_capacity(qnode.inputs.len());
+                for i in &qnode.inputs {
+                    float_inputs.push(match i {
                         Some(id) if !q.tensor(*id).is_constant() => {
                             match plan.float_source.get(id) {
-                                Some(src) => Ok(qvals.get(src).cloned()),
-                                None => qvals
-                                    .get(id)
-                                    .map(|v| dequantize(v, q.tensor(*id).quant.as_ref()))
-                                    .transpose()
-                                    .map(Option::flatten),
+                                Some(src) => qvals.get(src).cloned(),
+                                None => match qvals.get(id) {
+                                    Some(v) => int8.get(q, *id, v)?.float_tensor(v.device())?,
+                                    None => None,
+                                },
                             }
                         }
-                        _ => Ok(None),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                        _ => None,
+                    });
+                }
                 let refs: Vec<Option<&CTensor>> =
                     float_inputs.iter().map(|v| v.as_ref()).collect();
                 let out = self.float.eval_node(l.float_node, &refs)?;
                 let reference = host(&out[0])?;
-                let (got, raw) = self.dequantized_output(l, &qvals)?;
-                outcome.per_layer[k] = Some(LayerSample::new(
-                    layer_step(l),
-                    &reference,
-                    &got,
-                    saturated(&raw),
-                ));
-                outcome.custom[k] = self.custom_values(l, &reference, &got, &raw);
+                let (sample, custom) = self.measure_layer(l, &reference, &qvals, &mut int8)?;
+                outcome.per_layer[k] = Some(sample);
+                outcome.custom[k] = custom;
             }
         }
         // The float model runs whole every sample: model-level metrics need its outputs,
@@ -354,15 +350,10 @@ impl<'a> Debugger<'a> {
         if whole_model {
             for (k, l) in self.layers.iter().enumerate() {
                 if let Some(reference) = fvals.get(&k) {
-                    let (got, raw) = self.dequantized_output(l, &qvals)?;
-                    outcome.whole[k] = Some(LayerSample::new(
-                        layer_step(l),
-                        reference,
-                        &got,
-                        saturated(&raw),
-                    ));
+                    let (sample, custom) = self.measure_layer(l, reference, &qvals, &mut int8)?;
+                    outcome.whole[k] = Some(sample);
                     if !mode.per_layer() {
-                        outcome.custom[k] = self.custom_values(l, reference, &got, &raw);
+                        outcome.custom[k] = custom;
                     }
                 }
             }
@@ -370,21 +361,35 @@ impl<'a> Debugger<'a> {
         Ok(outcome)
     }
 
-    /// The layer's int8 output, dequantized and raw.
-    fn dequantized_output(
+    /// Layer `l`'s error on one sample against the float `reference`, and its user metrics.
+    fn measure_layer(
         &self,
         l: &LayerInfo,
+        reference: &[f64],
         qvals: &HashMap<TensorId, CTensor>,
-    ) -> Result<(Vec<f64>, Vec<i64>)> {
+        int8: &mut Int8Memo,
+    ) -> Result<(LayerSample, Vec<f64>)> {
         let q = &self.model.graph;
         let v = qvals.get(&l.tensor_idx).ok_or_else(|| {
             Error::Internal(format!("layer '{}' was not computed", l.tensor_name))
         })?;
-        let deq = dequantize(v, q.tensor(l.tensor_idx).quant.as_ref())?.ok_or_else(|| {
+        let values = int8.get(q, l.tensor_idx, v)?;
+        let deq = values.dequantized.as_ref().ok_or_else(|| {
             Error::Internal(format!("layer '{}' has no parameters", l.tensor_name))
         })?;
-        let raw: Vec<i64> = host(v)?.iter().map(|&x| x as i64).collect();
-        Ok((host(&deq)?, raw))
+        let got: Vec<f64> = deq.iter().map(|&x| f64::from(x)).collect();
+        let raw = &values.raw;
+        let per_tensor = q
+            .tensor(l.tensor_idx)
+            .quant
+            .as_ref()
+            .is_some_and(|p| p.scale.len() == 1 && p.zero_point.len() == 1);
+        let sample = if per_tensor {
+            LayerSample::from_int8((l.scale as f64, l.zero_point), reference, &got, raw)
+        } else {
+            LayerSample::new(layer_step(l), reference, &got, saturated(raw))
+        };
+        Ok((sample, self.custom_values(l, reference, &got, raw)))
     }
 
     /// One sample of every user metric for layer `l`, in registration order (layer metrics,
@@ -506,6 +511,59 @@ struct SampleOutcome {
     quant_out: Vec<Vec<f64>>,
 }
 
+/// One sample's int8 tensors read back to the host, each once.
+#[derive(Default)]
+struct Int8Memo {
+    values: HashMap<TensorId, Int8Values>,
+}
+
+struct Int8Values {
+    raw: Vec<i64>,
+    /// `None` when the tensor has no quantization parameters.
+    dequantized: Option<Vec<f32>>,
+    dims: Vec<usize>,
+}
+
+impl Int8Values {
+    /// The dequantized values as a float tensor, the input a float twin reads.
+    fn float_tensor(&self, device: &Device) -> Result<Option<CTensor>> {
+        self.dequantized
+            .as_ref()
+            .map(|d| CTensor::from_vec(d.clone(), self.dims.as_slice(), device))
+            .transpose()
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+impl Int8Memo {
+    fn get(&mut self, q: &Graph, id: TensorId, v: &CTensor) -> Result<&Int8Values> {
+        if !self.values.contains_key(&id) {
+            let raw = v
+                .flatten_all()
+                .and_then(|t| t.to_dtype(candle_core::DType::I64))
+                .and_then(|t| t.to_vec1::<i64>())
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            let dequantized = match q.tensor(id).quant.as_ref() {
+                Some(p) => {
+                    Some(dequantize_values(&raw, v.dims(), p).map_err(|e| Error::Internal(e.0))?)
+                }
+                None => None,
+            };
+            self.values.insert(
+                id,
+                Int8Values {
+                    raw,
+                    dequantized,
+                    dims: v.dims().to_vec(),
+                },
+            );
+        }
+        self.values
+            .get(&id)
+            .ok_or_else(|| Error::Internal(format!("tensor {id} was not read back")))
+    }
+}
+
 fn layer_step(l: &LayerInfo) -> Option<(f64, i64)> {
     Some((l.scale as f64, l.zero_point))
 }
@@ -515,22 +573,16 @@ fn saturated(raw: &[i64]) -> usize {
 }
 
 fn host(t: &CTensor) -> Result<Vec<f64>> {
-    t.flatten_all()
-        .and_then(|t| t.to_dtype(candle_core::DType::F64))
+    let flat = t.flatten_all().map_err(|e| Error::Internal(e.to_string()))?;
+    // f32 -> f64 is exact: converting on the host gives the values candle's cast would,
+    // without a second tensor.
+    if flat.dtype() == candle_core::DType::F32 {
+        return flat
+            .to_vec1::<f32>()
+            .map(|v| v.into_iter().map(f64::from).collect())
+            .map_err(|e| Error::Internal(e.to_string()));
+    }
+    flat.to_dtype(candle_core::DType::F64)
         .and_then(|t| t.to_vec1::<f64>())
-        .map_err(|e| Error::Internal(e.to_string()))
-}
-
-/// An int8 value as float32, `None` when the tensor has no quantization parameters.
-fn dequantize(v: &CTensor, q: Option<&QuantParams>) -> Result<Option<CTensor>> {
-    let Some(q) = q else { return Ok(None) };
-    let ints = v
-        .flatten_all()
-        .and_then(|t| t.to_dtype(candle_core::DType::I64))
-        .and_then(|t| t.to_vec1::<i64>())
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let values = dequantize_values(&ints, v.dims(), q).map_err(|e| Error::Internal(e.0))?;
-    CTensor::from_vec(values, v.dims(), v.device())
-        .map(Some)
         .map_err(|e| Error::Internal(e.to_string()))
 }

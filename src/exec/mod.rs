@@ -95,7 +95,41 @@ impl<'g> Executor<'g> {
                 observe(id, v)?;
             }
         }
-        for (pos, node) in graph.nodes.iter().enumerate() {
+        self.run_nodes(0, values, observe)
+    }
+
+    /// Runs the nodes from position `start` on, with `seeded` holding every value those
+    /// nodes read that an earlier node would have computed (a checkpoint of another run of
+    /// a graph whose first `start` nodes are the same). `observe` sees the tensors computed
+    /// from `start` on.
+    pub fn run_from(
+        &self,
+        start: usize,
+        seeded: Vec<(TensorId, CTensor)>,
+        observe: &mut dyn FnMut(TensorId, &CTensor) -> Result<()>,
+    ) -> Result<Vec<CTensor>> {
+        let mut values: Vec<Option<CTensor>> = vec![None; self.graph.tensors.len()];
+        for (id, v) in seeded {
+            match values.get_mut(id) {
+                Some(slot) => *slot = Some(v),
+                None => {
+                    return Err(Error::Internal(format!(
+                        "checkpoint tensor {id} is not in the graph"
+                    )))
+                }
+            }
+        }
+        self.run_nodes(start, values, observe)
+    }
+
+    fn run_nodes(
+        &self,
+        start: usize,
+        mut values: Vec<Option<CTensor>>,
+        observe: &mut dyn FnMut(TensorId, &CTensor) -> Result<()>,
+    ) -> Result<Vec<CTensor>> {
+        let graph = self.graph;
+        for (pos, node) in graph.nodes.iter().enumerate().skip(start) {
             let input_values: Vec<Option<&CTensor>> = node
                 .inputs
                 .iter()
