@@ -63,7 +63,10 @@ fn main() {
             "{{\"runner\": \"{runner}\", \"samples\": {samples}, \"threads\": {threads}, \
              \"median_ms\": {:.1}, \"runs_ms\": {:?}{extra}}}",
             t[t.len() / 2],
-            times_ms.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>()
+            times_ms
+                .iter()
+                .map(|v| (v * 10.0).round() / 10.0)
+                .collect::<Vec<_>>()
         );
     };
 
@@ -74,7 +77,10 @@ fn main() {
         calibrate_or_load(&model_copy, &executor, &dataset, true, &mut |_| {}).expect("calib");
     drop(executor);
     let calibrate_ms = ms(started);
-    assert!(matches!(source, CalibrationSource::Saved(_)), "calibration saved");
+    assert!(
+        matches!(source, CalibrationSource::Saved(_)),
+        "calibration saved"
+    );
     line("qdbg-calibrate", &[calibrate_ms], "");
 
     // Per-layer debug of the full-int8 model: the statistics metric rules are written against.
@@ -109,7 +115,10 @@ fn main() {
     let (calibration, source) =
         calibrate_or_load(&model_copy, &executor, &dataset, false, &mut |_| {}).expect("load");
     drop(executor);
-    assert!(matches!(source, CalibrationSource::Reused(_)), "calibration reused");
+    assert!(
+        matches!(source, CalibrationSource::Reused(_)),
+        "calibration reused"
+    );
     let selector = Selector::new(
         Arc::new(graph.clone()),
         Some(Arc::clone(&original)),

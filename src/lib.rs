@@ -12,5 +12,6 @@ pub mod kernels;
 pub mod ops;
 pub mod quant;
 pub mod tflite;
+pub mod tui;
 
 pub use error::{Error, Result};

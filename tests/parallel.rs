@@ -181,10 +181,7 @@ fn selector_evaluation_matches_the_debugger_and_its_cache() {
         )
         .unwrap();
     let selective = selector
-        .select(
-            &[Rule::parse("rmse/scale > 0.7").unwrap()],
-            &report.layers,
-        )
+        .select(&[Rule::parse("rmse/scale > 0.7").unwrap()], &report.layers)
         .unwrap();
     assert!(selective.denylisted_ops() > 0);
     let debugger_says = Debugger::new(&graph, &selective.model, &Device::Cpu)

@@ -59,6 +59,16 @@ pub enum ModeArg {
     Both,
 }
 
+impl ModeArg {
+    pub fn verify_mode(self) -> VerifyMode {
+        match self {
+            ModeArg::PerLayer => VerifyMode::PerLayer,
+            ModeArg::WholeModel => VerifyMode::WholeModel,
+            ModeArg::Both => VerifyMode::Both,
+        }
+    }
+}
+
 pub fn debug(args: &DebugArgs) -> Result<()> {
     if let Some(bad) = args
         .metrics
@@ -95,11 +105,7 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         &plan_activations(&graph, &calibration),
         &QuantizeOptions::default(),
     )?;
-    let mode = match args.mode {
-        ModeArg::PerLayer => VerifyMode::PerLayer,
-        ModeArg::WholeModel => VerifyMode::WholeModel,
-        ModeArg::Both => VerifyMode::Both,
-    };
+    let mode = args.mode.verify_mode();
     let debugger = Debugger::new(&graph, &model, &device)?;
     let started = std::time::Instant::now();
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());

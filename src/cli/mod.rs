@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch; one file per subcommand.
 
+mod dashboard;
 mod debug;
 mod eval;
 mod inspect;
@@ -22,9 +23,12 @@ use qdbg::exec::DeviceChoice;
     long_about = "qdbg reads a float TFLite model and a dataset, quantizes it to int8 with \
                   LiteRT-exact kernels, measures every layer's quantization error like \
                   TensorFlow's QuantizationDebugger, and writes selectively quantized models \
-                  that keep the broken layers in float.\n\nWith no subcommand it debugs the \
-                  bundled demo.",
-    after_help = "Examples:\n  qdbg inspect model.tflite\n  qdbg inspect model.tflite --json\n  \
+                  that keep the broken layers in float.\n\nWith no subcommand it opens the \
+                  dashboard: `qdbg MODEL --data DATA [--labels L]`, or `qdbg` alone on the \
+                  bundled demo (a plain summary when stdout is not a terminal or with \
+                  --no-tui).",
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  qdbg\n  qdbg model.tflite --data debug.npy --labels labels.txt\n  qdbg inspect model.tflite\n  qdbg inspect model.tflite --json\n  \
                   qdbg run model.tflite --data samples.npz -o outputs.npz\n  \
                   qdbg run model.tflite --data images/ --mean 0.5 --std 0.5 -o outputs.npz\n  \
                   qdbg quantize model.tflite --data calibration.npy -o model_int8.tflite\n  \
@@ -35,8 +39,10 @@ use qdbg::exec::DeviceChoice;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    dashboard: dashboard::DashboardArgs,
     /// Worker threads for everything that runs samples or large ops (default: every core,
-    /// or $RAYON_NUM_THREADS).
+    /// or $RAYON_NUM_THREADS). With a subcommand, put it after the subcommand's name.
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
 }
@@ -141,39 +147,6 @@ pub fn demo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo")
 }
 
-/// `qdbg` with no arguments: the debugger's summary on the bundled demo (the interactive
-/// dashboard will open here once it exists).
-fn demo(dir: &std::path::Path) -> anyhow::Result<()> {
-    let model = dir.join("model.tflite");
-    let data = dir.join("debug.npy");
-    let labels = dir.join("labels.txt");
-    println!(
-        "qdbg demo: {} on {} (labels {})\n",
-        model.display(),
-        data.display(),
-        labels.display()
-    );
-    let args = [
-        "qdbg".as_ref(),
-        "debug".as_ref(),
-        model.as_os_str(),
-        "--data".as_ref(),
-        data.as_os_str(),
-        "--labels".as_ref(),
-        labels.as_os_str(),
-    ];
-    match Cli::try_parse_from(args)?.command {
-        Some(Command::Debug(args)) => debug::debug(&args)?,
-        _ => unreachable!("the demo arguments parse as `debug`"),
-    }
-    println!(
-        "\nNext: qdbg debug {} --data {} --csv layers.csv   (TensorFlow's CSV columns)",
-        model.display(),
-        data.display()
-    );
-    Ok(())
-}
-
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -198,7 +171,7 @@ pub fn main() -> ExitCode {
         Some(Command::Debug(args)) => debug::debug(&args),
         Some(Command::Select(args)) => select::select(&args),
         Some(Command::Eval(args)) => eval::eval(&args),
-        None => demo(&demo_dir()),
+        None => dashboard::dashboard(cli.dashboard),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use qdbg::data::{load_dataset, write_npz_atomic, InputSpec, SampleArray};
-use rayon::prelude::*;
 use qdbg::exec::{parse_device, sample_from_tensor, stack_samples, tensor_from_sample, Executor};
+use rayon::prelude::*;
 
 use super::{DeviceArgs, ImageArgs};
 

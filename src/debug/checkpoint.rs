@@ -78,9 +78,11 @@ impl StoredValue {
     pub fn to_tensor(&self, device: &Device) -> Result<CTensor> {
         let shape = self.shape.clone();
         match &self.value {
-            Stored::I8(v) => {
-                CTensor::from_vec(v.iter().map(|&x| x as i64).collect::<Vec<_>>(), shape, device)
-            }
+            Stored::I8(v) => CTensor::from_vec(
+                v.iter().map(|&x| x as i64).collect::<Vec<_>>(),
+                shape,
+                device,
+            ),
             Stored::U8(v) => CTensor::from_vec(v.clone(), shape, device),
             Stored::I64(v) => CTensor::from_vec(v.clone(), shape, device),
             Stored::F32(v) => CTensor::from_vec(v.clone(), shape, device),
@@ -121,7 +123,10 @@ pub struct Checkpoints {
 impl Checkpoints {
     /// The latest checkpoint at or before `position`.
     pub fn latest_at_or_before(&self, position: usize) -> Option<Arc<Checkpoint>> {
-        self.at.range(..=position).next_back().map(|(_, c)| Arc::clone(c))
+        self.at
+            .range(..=position)
+            .next_back()
+            .map(|(_, c)| Arc::clone(c))
     }
 
     pub fn has(&self, position: usize) -> bool {
@@ -162,7 +167,11 @@ pub fn first_difference(base: &Graph, model: &Graph) -> usize {
             !(a.op == b.op
                 && a.inputs == b.inputs
                 && a.outputs == b.outputs
-                && a.inputs.iter().flatten().chain(&a.outputs).all(|&id| same_tensor(id)))
+                && a.inputs
+                    .iter()
+                    .flatten()
+                    .chain(&a.outputs)
+                    .all(|&id| same_tensor(id)))
         })
         .unwrap_or(base.nodes.len().min(model.nodes.len()));
     let whole = common == base.nodes.len()

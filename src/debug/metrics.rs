@@ -71,6 +71,8 @@ pub struct LayerAccumulator {
     step: Option<(f64, i64)>,
     float_hist: [u64; 256],
     quant_hist: [u64; 256],
+    /// Errors in units of the layer's scale (what the dashboard's error histogram shows).
+    error_hist: [u64; ERROR_BINS],
     num_elements: NanMean,
     stddev: NanMean,
     mean_error: NanMean,
@@ -126,6 +128,37 @@ pub const EXTRA_METRICS: [&str; 7] = [
     "saturation",
 ];
 
+/// Bins of the error histogram: steps of a quarter of the layer's scale, centred on zero;
+/// the two end bins also hold everything beyond them.
+pub const ERROR_BINS: usize = 33;
+/// Width of one error bin, in units of the layer's scale.
+pub const ERROR_BIN_WIDTH: f64 = 0.25;
+
+/// The error-histogram bin of an error measured in units of the layer's scale.
+pub fn error_bin(error_in_scales: f64) -> usize {
+    let half = (ERROR_BINS / 2) as f64;
+    let k = (error_in_scales / ERROR_BIN_WIDTH).round();
+    // NaN clamps to the centre rather than poisoning an end bin.
+    (if k.is_nan() {
+        0.0
+    } else {
+        k.clamp(-half, half)
+    } + half) as usize
+}
+
+/// One layer's value and error distributions, pooled over the samples seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerHistograms {
+    pub scale: f64,
+    pub zero_point: i64,
+    /// Float reference values per int8 step: bin `q + 128` counts values that quantize to `q`.
+    pub float: Vec<u64>,
+    /// Dequantized int8 values per int8 step, binned like `float`.
+    pub dequantized: Vec<u64>,
+    /// `dequantized - float` in [`ERROR_BIN_WIDTH`] steps of the scale, [`ERROR_BINS`] bins.
+    pub error: Vec<u64>,
+}
+
 impl LayerMetrics {
     /// An extra metric by its `--metrics` name.
     pub fn extra(&self, name: &str) -> Option<f64> {
@@ -156,9 +189,12 @@ pub struct LayerSample {
     sum_q2: f64,
     dot: f64,
     saturated: usize,
-    /// Float and int8 values per int8 step (boxed: 4 KiB that only layers with a step need).
-    hist: Option<Box<([u64; 256], [u64; 256])>>,
+    /// Float and int8 values per int8 step, and errors per [`ERROR_BIN_WIDTH`] of the
+    /// scale (boxed: 4 KiB that only layers with a step need).
+    hist: Option<Box<Histograms>>,
 }
+
+type Histograms = ([u64; 256], [u64; 256], [u64; ERROR_BINS]);
 
 impl LayerSample {
     /// Measures one sample: the float reference, the dequantized int8 result, how many of
@@ -198,9 +234,10 @@ impl LayerSample {
         let (float, dequantized) = (&float[..n], &dequantized[..n]);
         let mut hist = step
             .filter(|(s, _)| *s > 0.0)
-            .map(|_| Box::new(([0u64; 256], [0u64; 256])));
+            .map(|_| Box::new(([0u64; 256], [0u64; 256], [0u64; ERROR_BINS])));
         // Sums start at -0.0, as `Iterator::sum` for floats does.
-        let (mut diff_sum, mut diff_sq, mut abs_sum, mut max_abs) = (-0.0f64, -0.0f64, -0.0f64, 0f64);
+        let (mut diff_sum, mut diff_sq, mut abs_sum, mut max_abs) =
+            (-0.0f64, -0.0f64, -0.0f64, 0f64);
         let (mut sig, mut sum_f, mut sum_q, mut sum_q2, mut dot) =
             (-0.0f64, -0.0f64, -0.0f64, -0.0f64, -0.0f64);
         for (&f, &q) in float.iter().zip(dequantized) {
@@ -216,7 +253,9 @@ impl LayerSample {
             dot += f * q;
         }
         if let (Some(h), Some((scale, zp))) = (hist.as_deref_mut(), step) {
-            float.iter().for_each(|&v| h.0[int8_bin(v / scale, zp)] += 1);
+            float
+                .iter()
+                .for_each(|&v| h.0[int8_bin(v / scale, zp)] += 1);
             match raw {
                 Some(raw) => raw
                     .iter()
@@ -225,6 +264,9 @@ impl LayerSample {
                 None => dequantized
                     .iter()
                     .for_each(|&v| h.1[int8_bin(v / scale, zp)] += 1),
+            }
+            for (&f, &q) in float.iter().zip(dequantized) {
+                h.2[fast_error_bin((q - f) / scale)] += 1;
             }
         }
         let metrics = if n == 0 {
@@ -261,6 +303,14 @@ impl LayerSample {
     }
 }
 
+/// [`error_bin`] without libm's `round`, as [`int8_bin`] does it.
+fn fast_error_bin(error_in_scales: f64) -> usize {
+    let half = (ERROR_BINS / 2) as i64;
+    let k = (error_in_scales / ERROR_BIN_WIDTH).clamp(-1000.0, 1000.0);
+    let rounded = (k + 0.499_999_999_999_999_94f64.copysign(k)) as i64;
+    (rounded.clamp(-half, half) + half) as usize
+}
+
 /// The int8 step a value falls in: `clamp(round(x) + zp, -128, 127) + 128` with `x` the
 /// value in steps and `round` rounding half away from zero, without a call to libm's
 /// `round`: `trunc(x + copysign(0.5 - 2^-54, x))` is how LLVM itself lowers `round`
@@ -279,6 +329,7 @@ impl Default for LayerAccumulator {
             step: None,
             float_hist: [0; 256],
             quant_hist: [0; 256],
+            error_hist: [0; ERROR_BINS],
             num_elements: NanMean::default(),
             stddev: NanMean::default(),
             mean_error: NanMean::default(),
@@ -347,6 +398,9 @@ impl LayerAccumulator {
             for (acc, v) in self.quant_hist.iter_mut().zip(&h.1) {
                 *acc += v;
             }
+            for (acc, v) in self.error_hist.iter_mut().zip(&h.2) {
+                *acc += v;
+            }
         }
         self.samples += 1;
     }
@@ -370,6 +424,18 @@ impl LayerAccumulator {
                 p * (p / q).ln()
             })
             .sum()
+    }
+
+    /// The value and error distributions so far; `None` without a usable int8 step.
+    pub fn histograms(&self) -> Option<LayerHistograms> {
+        let (scale, zero_point) = self.step.filter(|(s, _)| *s > 0.0)?;
+        Some(LayerHistograms {
+            scale,
+            zero_point,
+            float: self.float_hist.to_vec(),
+            dequantized: self.quant_hist.to_vec(),
+            error: self.error_hist.to_vec(),
+        })
     }
 
     pub fn metrics(&self) -> LayerMetrics {
@@ -432,6 +498,29 @@ mod tests {
         nm.add(3.0);
         assert_eq!(nm.value(), 2.0);
     }
+
+    /// Scale 0.5, zero point 0: values 0.4 and 1.0 quantize to steps 1 and 2; the int8
+    /// results 0.5 and 1.0 (errors +0.1 = 0.2 scales -> bin 16+1, and 0 -> centre bin 16).
+    #[test]
+    fn histograms_by_hand() {
+        let mut acc = LayerAccumulator::for_layer(0.5, 0);
+        acc.add_sample(&[0.4, 1.0], &[0.5, 1.0], 0);
+        let h = acc
+            .histograms()
+            .expect("a layer with a scale has histograms");
+        assert_eq!(h.float[128 + 1], 1);
+        assert_eq!(h.float[128 + 2], 1);
+        assert_eq!(h.dequantized[128 + 1], 1);
+        assert_eq!(h.dequantized[128 + 2], 1);
+        assert_eq!(h.error[16], 1);
+        assert_eq!(h.error[17], 1);
+        assert_eq!(h.error.iter().sum::<u64>(), 2);
+        // Far errors land in the end bins.
+        assert_eq!(error_bin(-100.0), 0);
+        assert_eq!(error_bin(100.0), ERROR_BINS - 1);
+        assert_eq!(error_bin(f64::NAN), ERROR_BINS / 2);
+        assert!(LayerAccumulator::default().histograms().is_none());
+    }
 }
 
 /// Final outputs of the float model against the int8 model (first output, which is the
@@ -455,7 +544,7 @@ pub struct ModelAccumulator {
 }
 
 /// Model-level metrics as reported.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct ModelMetrics {
     pub samples: usize,
     pub mse: f64,
@@ -517,6 +606,60 @@ impl ModelAccumulator {
             float_top5: labelled.map(|l| self.float_top5 as f64 / l),
             int8_top1: labelled.map(|l| self.quant_top1 as f64 / l),
             int8_top5: labelled.map(|l| self.quant_top5 as f64 / l),
+        }
+    }
+}
+
+#[cfg(test)]
+mod fast_bin_tests {
+    use super::*;
+
+    /// The libm-free binning equals the plain formulas, halves and edges included.
+    #[test]
+    fn fast_bins_equal_the_rounding_formulas() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -2.5,
+            0.499_999_999_999_999_94,
+            -0.499_999_999_999_999_94,
+            127.5,
+            -128.5,
+            1e300,
+            -1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            4.125,
+            -4.125,
+        ];
+        let mut state = 12345u64;
+        for _ in 0..100_000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+            values.push((unit - 0.5) * 600.0);
+            // Exact halves, where rounding direction matters.
+            values.push(((state >> 20) % 1200) as f64 / 2.0 - 300.0);
+        }
+        for &x in &values {
+            for zp in [-128i64, -3, 0, 5, 127] {
+                let plain = if x.is_finite() {
+                    ((x.round() as i64).saturating_add(zp).clamp(-128, 127) + 128) as usize
+                } else if x.is_nan() {
+                    (zp.clamp(-128, 127) + 128) as usize
+                } else if x > 0.0 {
+                    255
+                } else {
+                    0
+                };
+                assert_eq!(int8_bin(x, zp), plain, "x {x} zp {zp}");
+            }
+            assert_eq!(fast_error_bin(x), error_bin(x), "x {x}");
         }
     }
 }

@@ -11,13 +11,11 @@ use std::sync::{Arc, Mutex};
 use candle_core::Device;
 use rayon::prelude::*;
 
-use super::checkpoint::{
-    covers, first_difference, live_at, Checkpoint, Checkpoints, StoredValue,
-};
+use super::checkpoint::{covers, first_difference, live_at, Checkpoint, Checkpoints, StoredValue};
 use super::metrics::{ModelAccumulator, ModelMetrics};
-use super::verify::LayerStats;
 #[cfg(doc)]
 use super::verify::Debugger;
+use super::verify::LayerStats;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::exec::{tensor_from_sample, Executor};

@@ -14,7 +14,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::metrics::{
-    LayerAccumulator, LayerMetrics, LayerSample, ModelAccumulator, ModelMetrics, NanMean,
+    LayerAccumulator, LayerHistograms, LayerMetrics, LayerSample, ModelAccumulator, ModelMetrics,
+    NanMean,
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -70,6 +71,9 @@ pub struct LayerStats {
     /// User metrics (registered on the [`Debugger`]) of the main mode, by name, in
     /// registration order: layer metrics, then direct-compare metrics.
     pub custom: Vec<(String, f64)>,
+    /// Value and error distributions of the main mode (per-layer when it ran).
+    #[serde(skip)]
+    pub histograms: Option<LayerHistograms>,
 }
 
 /// TensorFlow's `layer_debug_metrics`: a function of one sample's `diff`.
@@ -326,8 +330,7 @@ impl<'a> Debugger<'a> {
                         _ => None,
                     });
                 }
-                let refs: Vec<Option<&CTensor>> =
-                    float_inputs.iter().map(|v| v.as_ref()).collect();
+                let refs: Vec<Option<&CTensor>> = float_inputs.iter().map(|v| v.as_ref()).collect();
                 let out = self.float.eval_node(l.float_node, &refs)?;
                 let reference = host(&out[0])?;
                 let (sample, custom) = self.measure_layer(l, &reference, &qvals, &mut int8)?;
@@ -440,6 +443,13 @@ impl<'a> Debugger<'a> {
                         .zip(&custom[k])
                         .map(|(n, v)| ((*n).clone(), v.value()))
                         .collect(),
+                    histograms: if mode.per_layer() {
+                        per_layer[k].histograms()
+                    } else if mode.whole_model() {
+                        whole[k].histograms()
+                    } else {
+                        None
+                    },
                 })
                 .collect(),
             samples: m.samples,
@@ -573,7 +583,9 @@ fn saturated(raw: &[i64]) -> usize {
 }
 
 fn host(t: &CTensor) -> Result<Vec<f64>> {
-    let flat = t.flatten_all().map_err(|e| Error::Internal(e.to_string()))?;
+    let flat = t
+        .flatten_all()
+        .map_err(|e| Error::Internal(e.to_string()))?;
     // f32 -> f64 is exact: converting on the host gives the values candle's cast would,
     // without a second tensor.
     if flat.dtype() == candle_core::DType::F32 {

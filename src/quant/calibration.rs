@@ -143,7 +143,10 @@ pub fn calibrate(
             .collect();
         for sample in per_sample {
             for (id, r) in sample? {
-                ranges.entry(id).and_modify(|acc| acc.include(r)).or_insert(r);
+                ranges
+                    .entry(id)
+                    .and_modify(|acc| acc.include(r))
+                    .or_insert(r);
             }
         }
         done = end;

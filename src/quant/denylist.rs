@@ -5,6 +5,8 @@
 //!   a bare word is an exact name;
 //! - `op:MEAN` — every op of a type;
 //! - `first:N`, `last:N` — the first / last N quantized layers in execution order;
+//! - `allow:EXACT` — an exception: that op stays quantized whatever the other rules say
+//!   (applied after them, so "everything above the threshold but this one" is two lines);
 //! - a metric expression over the debugger's per-layer statistics, such as
 //!   `rmse/scale > 0.7` or `sqnr_db < 20 and op == CONV_2D`, with `and` / `or`
 //!   (`and` binds tighter) and the comparisons `> >= < <= == !=`.
@@ -26,6 +28,8 @@ pub enum Rule {
     First(usize),
     Last(usize),
     Metric(Expr),
+    /// Keeps the op with this output tensor name quantized, overriding the other rules.
+    Allow(String),
 }
 
 /// `or` of `and`s of comparisons.
@@ -84,6 +88,7 @@ impl fmt::Display for Rule {
             Rule::First(n) => write!(f, "first:{n}"),
             Rule::Last(n) => write!(f, "last:{n}"),
             Rule::Metric(e) => f.write_str(&e.text),
+            Rule::Allow(n) => write!(f, "allow:{n}"),
         }
     }
 }
@@ -114,6 +119,7 @@ impl Rule {
                         .map_err(|e| format!("'{text}': bad regex: {e}"))
                 }
                 "op" => return Ok(Rule::Op(arg.to_ascii_uppercase())),
+                "allow" => return Ok(Rule::Allow(arg.to_string())),
                 "first" => return count().map(Rule::First),
                 "last" => return count().map(Rule::Last),
                 _ => {}
@@ -268,7 +274,10 @@ fn holds(c: &Comparison, stats: &LayerStats) -> bool {
 /// order) defines "layers" for first/last N and feeds metric expressions; metric rules need it.
 pub fn resolve(graph: &Graph, rules: &[Rule], layers: &[LayerStats]) -> Result<Resolved> {
     let mut out = Resolved::default();
-    for rule in rules {
+    // Exceptions apply after every denying rule, wherever they are written.
+    let (allows, denies): (Vec<&Rule>, Vec<&Rule>) =
+        rules.iter().partition(|r| matches!(r, Rule::Allow(_)));
+    for rule in denies.into_iter().chain(allows) {
         let mut matched = false;
         let name_of = |pos: usize| &graph.tensor(graph.nodes[pos].outputs[0]).name;
         match rule {
@@ -333,6 +342,14 @@ pub fn resolve(graph: &Graph, rules: &[Rule], layers: &[LayerStats]) -> Result<R
                     }
                 }
             }
+            Rule::Allow(n) => {
+                for pos in 0..graph.nodes.len() {
+                    if name_of(pos) == n {
+                        out.keep_float.remove(&pos);
+                        matched = true;
+                    }
+                }
+            }
         }
         if !matched {
             out.unmatched.push(rule.to_string());
@@ -349,6 +366,7 @@ mod tests {
     fn parses_every_form() {
         assert!(matches!(Rule::parse("op:mean"), Ok(Rule::Op(o)) if o == "MEAN"));
         assert!(matches!(Rule::parse("first:5"), Ok(Rule::First(5))));
+        assert!(matches!(Rule::parse("allow: b3/out"), Ok(Rule::Allow(n)) if n == "b3/out"));
         assert!(matches!(Rule::parse("last: 2"), Ok(Rule::Last(2))));
         assert!(matches!(Rule::parse("conv1/out"), Ok(Rule::Name(n)) if n == "conv1/out"));
         assert!(matches!(Rule::parse("glob:*stem*"), Ok(Rule::Glob(_))));

@@ -1,0 +1,156 @@
+//! `qdbg [MODEL --data DATA]`: the dashboard when stdout is a terminal, the debugger's plain
+//! summary when it is not (or with `--no-tui`). With no model, the bundled demo.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use qdbg::quant::denylist::read_denylist;
+use qdbg::tui::{DashboardOptions, EngineInputs};
+
+use super::debug::{DebugArgs, ModeArg};
+use super::{DeviceArgs, ImageArgs};
+
+#[derive(Args)]
+pub struct DashboardArgs {
+    /// The float .tflite model to debug (default: the bundled demo).
+    pub model: Option<PathBuf>,
+    /// Debug (and calibration) data: .npy, .npz or a folder of images.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Labels for top-1/top-5 accuracy (.npy of integers or a text file, one per line).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Start from the rules of a denylist file.
+    #[arg(long)]
+    pub deny_file: Option<PathBuf>,
+    /// per-layer (TensorFlow's default), whole-model, or both side by side.
+    #[arg(long, value_enum, default_value = "per-layer")]
+    pub mode: ModeArg,
+    /// Print the debugger's summary instead of opening the dashboard.
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Recompute the calibration even if a matching one is saved beside the model.
+    #[arg(long)]
+    pub recalibrate: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
+}
+
+pub fn dashboard(args: DashboardArgs) -> Result<()> {
+    let demo = args.model.is_none();
+    let (model, data, labels) = match (&args.model, &args.data) {
+        (None, _) => {
+            let dir = super::demo_dir();
+            (
+                dir.join("model.tflite"),
+                args.data.clone().unwrap_or_else(|| dir.join("debug.npy")),
+                args.labels.clone().or_else(|| Some(dir.join("labels.txt"))),
+            )
+        }
+        (Some(model), Some(data)) => (model.clone(), data.clone(), args.labels.clone()),
+        (Some(model), None) => {
+            return Err(qdbg::Error::Data {
+                path: model.clone(),
+                reason: "the dashboard needs debug data: add --data DATA (.npy, .npz or an \
+                         image folder)"
+                    .into(),
+            }
+            .into())
+        }
+    };
+    let rules: Vec<String> = match &args.deny_file {
+        Some(path) => read_denylist(path)?.iter().map(|r| r.to_string()).collect(),
+        None => Vec::new(),
+    };
+
+    if args.no_tui || !std::io::stdout().is_terminal() {
+        if demo {
+            println!(
+                "qdbg demo: {} on {} (labels {})\n",
+                model.display(),
+                data.display(),
+                labels
+                    .as_deref()
+                    .map_or("none".into(), |l| l.display().to_string())
+            );
+        }
+        super::debug::debug(&DebugArgs {
+            model: model.clone(),
+            data: data.clone(),
+            labels,
+            csv: None,
+            json: None,
+            mode: args.mode,
+            metrics: Vec::new(),
+            top: 10,
+            recalibrate: args.recalibrate,
+            device: args.device.clone(),
+            images: args.images.clone(),
+        })?;
+        println!(
+            "\nInteractive: run qdbg {} --data {} in a terminal for the dashboard.",
+            model.display(),
+            data.display()
+        );
+        return Ok(());
+    }
+
+    // The quick checks happen here, before the screen switches, so bad input reads like
+    // any other command's error; calibration and the run happen inside the dashboard.
+    let original = std::fs::read(&model).map_err(|e| qdbg::Error::io(&model, e))?;
+    let graph = qdbg::tflite::read_model_bytes(&original, &model)?;
+    let dataset = qdbg::data::load_dataset(
+        &data,
+        &qdbg::data::InputSpec::for_graph(&graph),
+        &args.images.options(),
+    )?;
+    let labels = match &labels {
+        Some(path) => Some(qdbg::data::load_labels(path, Some(dataset.num_samples()))?),
+        None => None,
+    };
+    let device = qdbg::exec::parse_device(args.device.device)?;
+    let inputs = EngineInputs {
+        model_path: model.clone(),
+        original,
+        graph,
+        dataset,
+        labels,
+        device,
+        recalibrate: args.recalibrate,
+        mode: args.mode.verify_mode(),
+    };
+    let colors = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let outcome = qdbg::tui::run(
+        inputs,
+        DashboardOptions {
+            colors,
+            rules,
+            data_label: data.display().to_string(),
+        },
+    )?;
+    println!(
+        "qdbg: {} layers, {} samples debugged.",
+        outcome.layers, outcome.samples
+    );
+    if !outcome.status.is_empty() {
+        println!("last: {}", outcome.status);
+    }
+    if !outcome.rules.is_empty() {
+        let deny: Vec<String> = outcome
+            .rules
+            .iter()
+            .map(|r| format!("--deny '{}'", r.replace('\'', "'\\''")))
+            .collect();
+        println!(
+            "denylist, to repeat without the dashboard:\n  qdbg select {} --data {} {} -o selective.tflite",
+            model.display(),
+            data.display(),
+            deny.join(" ")
+        );
+    }
+    Ok(())
+}

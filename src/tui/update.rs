@@ -1,0 +1,471 @@
+//! The reducer: `update(&mut State, Action) -> effects`. The only place the dashboard's
+//! state changes, so every behaviour here is unit-testable without a terminal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::action::{Action, Effect};
+use super::state::{
+    nudge_step, threshold_parts, Column, DebugProgress, EvalStatus, Experiment, Panel, Phase,
+    Prompt, State,
+};
+use crate::debug::{DebugReport, LayerStats};
+use crate::quant::denylist::Rule;
+
+pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
+    match action {
+        Action::Quit => {
+            state.quit = true;
+            return vec![Effect::CancelAll];
+        }
+        Action::Up => move_cursor(state, -1),
+        Action::Down => move_cursor(state, 1),
+        Action::PageUp => move_cursor(state, -(state.table_rows.max(1) as isize)),
+        Action::PageDown => move_cursor(state, state.table_rows.max(1) as isize),
+        Action::Home => move_cursor(state, isize::MIN / 2),
+        Action::End => move_cursor(state, isize::MAX / 2),
+        Action::SortNext => change_sort(state, 1),
+        Action::SortPrevious => change_sort(state, -1),
+        Action::SortReverse => keep_selection(state, |s| s.descending = !s.descending),
+        Action::NextPanel => {
+            state.panel = match state.panel {
+                Panel::Charts => Panel::Layer,
+                Panel::Layer => Panel::Experiments,
+                Panel::Experiments => Panel::Charts,
+            }
+        }
+        Action::ToggleHelp => state.show_help = !state.show_help,
+        Action::OpenThreshold => {
+            let input = state
+                .denylist
+                .threshold
+                .clone()
+                .unwrap_or_else(|| "rmse/scale > 0.7".into());
+            state.prompt = Some(Prompt::Threshold { input, error: None });
+        }
+        Action::OpenFirstN => {
+            let input = match state.denylist.first_n {
+                0 => String::new(),
+                n => n.to_string(),
+            };
+            state.prompt = Some(Prompt::FirstN { input, error: None });
+        }
+        Action::OpenSearch => {
+            let input = state.search.clone().unwrap_or_default();
+            state.prompt = Some(Prompt::Search { input, error: None });
+        }
+        Action::OpenOpTypes => state.prompt = Some(Prompt::OpTypes { cursor: 0 }),
+        Action::OpenWriteModel => {
+            state.prompt = Some(Prompt::WriteModel {
+                input: "selective.tflite".into(),
+                error: None,
+            })
+        }
+        Action::OpenWriteCsv => {
+            state.prompt = Some(Prompt::WriteCsv {
+                input: "layers.csv".into(),
+                error: None,
+            })
+        }
+        Action::PromptInput(c) => {
+            if let Some((input, error)) = prompt_text(state) {
+                input.push(c);
+                *error = None;
+            }
+        }
+        Action::PromptBackspace => {
+            if let Some((input, error)) = prompt_text(state) {
+                input.pop();
+                *error = None;
+            }
+        }
+        Action::PromptCancel => state.prompt = None,
+        Action::PromptSubmit => return submit_prompt(state),
+        Action::PickerUp | Action::PickerDown => {
+            let n = state.op_types().len();
+            if let Some(Prompt::OpTypes { cursor }) = &mut state.prompt {
+                *cursor = match action {
+                    Action::PickerUp => cursor.saturating_sub(1),
+                    _ => (*cursor + 1).min(n.saturating_sub(1)),
+                };
+            }
+        }
+        Action::PickerToggle => {
+            let ops = state.op_types();
+            if let Some(Prompt::OpTypes { cursor }) = state.prompt {
+                if let Some(op) = ops.get(cursor) {
+                    if !state.denylist.ops.remove(op) {
+                        state.denylist.ops.insert(op.clone());
+                    }
+                    return vec![recompute(state)];
+                }
+            }
+        }
+        Action::NudgeUp | Action::NudgeDown => {
+            let Some(text) = state.denylist.threshold.clone() else {
+                state.status = "no threshold to nudge: press t to set one".into();
+                return vec![];
+            };
+            let Some((metric, op, value)) = threshold_parts(&text) else {
+                state.status = format!(
+                    "'{text}' is not a single comparison; +/- nudge thresholds like \
+                     'rmse/scale > 0.7'"
+                );
+                return vec![];
+            };
+            let step = nudge_step(value);
+            let value = match action {
+                Action::NudgeUp => value + step,
+                _ => value - step,
+            };
+            state.denylist.threshold = Some(format!("{metric} {op} {}", format_number(value)));
+            return vec![recompute(state)];
+        }
+        Action::ToggleRow => {
+            let Some(k) = state.selected_layer() else {
+                return vec![];
+            };
+            let name = state.layers()[k].info.tensor_name.clone();
+            let denied = state.denied.get(k).copied().unwrap_or(false);
+            let list = &mut state.denylist;
+            if denied {
+                if !list.names.remove(&name) {
+                    list.allowed.insert(name);
+                }
+            } else if !list.allowed.remove(&name) {
+                list.names.insert(name);
+            }
+            return vec![recompute(state)];
+        }
+        Action::DenySearchMatches => {
+            let Some(search) = state.search.clone() else {
+                state.status = "filter rows with / first; d then denies what it shows".into();
+                return vec![];
+            };
+            if !state.denylist.regexes.contains(&search) {
+                state.denylist.regexes.push(search);
+            }
+            return vec![recompute(state)];
+        }
+        Action::ClearSearch => match &mut state.prompt {
+            Some(_) => {
+                if let Some((input, error)) = prompt_text(state) {
+                    input.clear();
+                    *error = None;
+                }
+            }
+            None => keep_selection(state, |s| s.search = None),
+        },
+        Action::ClearDenylist => {
+            state.denylist = Default::default();
+            return vec![recompute(state)];
+        }
+        Action::Evaluate => {
+            if state.layers().is_empty() {
+                state.status = "the debugger has not listed the layers yet; try again soon".into();
+                return vec![];
+            }
+            let id = state.experiments.len() + 1;
+            let rules = state.denylist.rules();
+            state.experiments.push(Experiment {
+                id,
+                rules: rules.clone(),
+                cost: None,
+                status: EvalStatus::Running {
+                    done: 0,
+                    total: state.progress.total,
+                },
+            });
+            state.panel = Panel::Experiments;
+            return vec![Effect::Evaluate {
+                id,
+                rules,
+                report: Arc::clone(&state.report),
+            }];
+        }
+        Action::Viewport { table_rows } => {
+            state.table_rows = table_rows.max(1);
+            clamp_scroll(state);
+        }
+        Action::Tick { now_s } => state.now_s = now_s,
+        Action::Calibrating { done, total } => state.phase = Phase::Calibrating { done, total },
+        Action::DebugStarted {
+            layers,
+            samples,
+            at_s,
+        } => {
+            let report = DebugReport {
+                layers: layers
+                    .into_iter()
+                    .map(|info| LayerStats {
+                        info,
+                        per_layer: None,
+                        whole_model: None,
+                        custom: Vec::new(),
+                        histograms: None,
+                    })
+                    .collect(),
+                model: Default::default(),
+                model_custom: Vec::new(),
+                samples: 0,
+            };
+            state.denied = vec![false; report.layers.len()];
+            state.report = Arc::new(report);
+            state.phase = Phase::Running;
+            state.progress = DebugProgress {
+                done: 0,
+                total: samples,
+                started_s: Some(at_s),
+                ended_s: None,
+            };
+            state.now_s = state.now_s.max(at_s);
+            if !state.denylist.is_empty() {
+                return vec![recompute(state)];
+            }
+        }
+        Action::DebugUpdated {
+            done,
+            total,
+            report,
+            at_s,
+        } => {
+            keep_selection(state, |s| s.report = report);
+            state.progress.done = done;
+            state.progress.total = total;
+            state.now_s = state.now_s.max(at_s);
+            // Metric rules move with the statistics; the others do not.
+            if depends_on_statistics(&state.denylist.rules()) {
+                return vec![recompute(state)];
+            }
+        }
+        Action::DebugEnded { cancelled, at_s } => {
+            state.phase = if cancelled {
+                Phase::Cancelled
+            } else {
+                Phase::Finished
+            };
+            state.progress.ended_s = Some(at_s);
+        }
+        Action::DebugFailed(reason) => state.phase = Phase::Failed(reason),
+        Action::Denied { generation, denied } => {
+            if generation >= state.answered_generation {
+                state.answered_generation = generation;
+                keep_selection(state, |s| s.denied = denied);
+            }
+        }
+        Action::Costed { generation, cost } => {
+            if generation == state.rules_generation {
+                state.cost = Some(cost);
+            }
+        }
+        Action::Baseline { float_size, full } => {
+            state.float_size = Some(float_size);
+            state.full_cost = Some(full);
+        }
+        Action::EvalProgress { id, done, total } => {
+            if let Some(e) = state.experiments.iter_mut().find(|e| e.id == id) {
+                e.status = EvalStatus::Running { done, total };
+            }
+        }
+        Action::Evaluated { id, result } => {
+            if let Some(e) = state.experiments.iter_mut().find(|e| e.id == id) {
+                match result {
+                    Ok((cost, metrics)) => {
+                        e.cost = Some(cost);
+                        e.status = EvalStatus::Done(metrics);
+                    }
+                    Err(reason) => e.status = EvalStatus::Failed(reason),
+                }
+            }
+        }
+        Action::Status(line) => state.status = line,
+    }
+    vec![]
+}
+
+/// The next generation of rules for the engine.
+fn recompute(state: &mut State) -> Effect {
+    state.rules_generation += 1;
+    Effect::Recompute {
+        generation: state.rules_generation,
+        rules: state.denylist.rules(),
+        report: Arc::clone(&state.report),
+    }
+}
+
+/// Whether any rule reads the debugger's statistics (so it changes as samples arrive).
+fn depends_on_statistics(rules: &[String]) -> bool {
+    rules
+        .iter()
+        .any(|r| matches!(Rule::parse(r), Ok(Rule::Metric(_))))
+}
+
+fn prompt_text(state: &mut State) -> Option<(&mut String, &mut Option<String>)> {
+    match state.prompt.as_mut()? {
+        Prompt::Threshold { input, error }
+        | Prompt::FirstN { input, error }
+        | Prompt::Search { input, error }
+        | Prompt::WriteModel { input, error }
+        | Prompt::WriteCsv { input, error } => Some((input, error)),
+        Prompt::OpTypes { .. } => None,
+    }
+}
+
+fn submit_prompt(state: &mut State) -> Vec<Effect> {
+    let Some(prompt) = state.prompt.clone() else {
+        return vec![];
+    };
+    let fail = |state: &mut State, reason: String| {
+        if let Some((_, error)) = prompt_text(state) {
+            *error = Some(reason);
+        }
+        vec![]
+    };
+    match prompt {
+        Prompt::Threshold { input, .. } => {
+            let text = input.trim().to_string();
+            if text.is_empty() {
+                state.denylist.threshold = None;
+            } else {
+                match Rule::parse(&text) {
+                    Ok(Rule::Metric(_)) => state.denylist.threshold = Some(text),
+                    Ok(_) => {
+                        return fail(
+                            state,
+                            "a threshold compares a metric, e.g. 'rmse/scale > 0.7' or \
+                             'sqnr_db < 20 and op == CONV_2D'"
+                                .into(),
+                        )
+                    }
+                    Err(e) => return fail(state, e),
+                }
+            }
+            state.prompt = None;
+            vec![recompute(state)]
+        }
+        Prompt::FirstN { input, .. } => {
+            let text = input.trim();
+            let n = if text.is_empty() {
+                Ok(0)
+            } else {
+                text.parse::<usize>()
+            };
+            match n {
+                Ok(n) => {
+                    state.denylist.first_n = n;
+                    state.prompt = None;
+                    vec![recompute(state)]
+                }
+                Err(_) => fail(state, format!("'{text}' is not a whole number of layers")),
+            }
+        }
+        Prompt::Search { input, .. } => {
+            if input.is_empty() {
+                state.prompt = None;
+                keep_selection(state, |s| s.search = None);
+                return vec![];
+            }
+            match regex::Regex::new(&input) {
+                Ok(_) => {
+                    state.prompt = None;
+                    state.search = Some(input);
+                    state.cursor = 0;
+                    state.scroll = 0;
+                    vec![]
+                }
+                Err(e) => fail(state, format!("bad regex: {e}")),
+            }
+        }
+        Prompt::WriteModel { input, .. } => {
+            let path = input.trim();
+            if path.is_empty() {
+                return fail(state, "type a path for the .tflite file".into());
+            }
+            state.prompt = None;
+            state.status = format!("writing {path} ...");
+            vec![Effect::WriteModel {
+                path: PathBuf::from(path),
+                rules: state.denylist.rules(),
+                report: Arc::clone(&state.report),
+            }]
+        }
+        Prompt::WriteCsv { input, .. } => {
+            let path = input.trim();
+            if path.is_empty() {
+                return fail(state, "type a path for the CSV file".into());
+            }
+            state.prompt = None;
+            state.status = format!("writing {path} ...");
+            vec![Effect::WriteCsv {
+                path: PathBuf::from(path),
+                report: Arc::clone(&state.report),
+            }]
+        }
+        Prompt::OpTypes { .. } => {
+            state.prompt = None;
+            vec![]
+        }
+    }
+}
+
+/// Runs `change` and puts the cursor back on the layer it was on, wherever it moved.
+fn keep_selection(state: &mut State, change: impl FnOnce(&mut State)) {
+    let selected = state.selected_layer();
+    change(state);
+    let rows = state.visible_rows();
+    state.cursor = selected
+        .and_then(|k| rows.iter().position(|&r| r == k))
+        .unwrap_or(state.cursor)
+        .min(rows.len().saturating_sub(1));
+    clamp_scroll(state);
+}
+
+fn move_cursor(state: &mut State, delta: isize) {
+    let n = state.visible_rows().len();
+    if n == 0 {
+        state.cursor = 0;
+        return;
+    }
+    let target = (state.cursor as isize).saturating_add(delta);
+    state.cursor = target.clamp(0, n as isize - 1) as usize;
+    clamp_scroll(state);
+}
+
+/// Keeps the cursor inside the visible window of `table_rows` rows.
+fn clamp_scroll(state: &mut State) {
+    let rows = state.table_rows.max(1);
+    if state.cursor < state.scroll {
+        state.scroll = state.cursor;
+    } else if state.cursor >= state.scroll + rows {
+        state.scroll = state.cursor + 1 - rows;
+    }
+}
+
+fn change_sort(state: &mut State, step: isize) {
+    let columns = state.columns();
+    let at = columns.iter().position(|&c| c == state.sort).unwrap_or(0) as isize;
+    let next = columns[(at + step).rem_euclid(columns.len() as isize) as usize];
+    keep_selection(state, |s| {
+        s.sort = next;
+        // Worst first: big errors and ranges at the top, low SQNR at the top.
+        s.descending = matches!(
+            next,
+            Column::Range
+                | Column::Scale
+                | Column::RmseScale(_)
+                | Column::Mse(_)
+                | Column::MaxAbs(_)
+        );
+    });
+}
+
+/// A threshold number as a person would type it: 0.75, not 0.7500000000000001.
+pub fn format_number(v: f64) -> String {
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
+}

@@ -1,0 +1,344 @@
+//! The engine behind the dashboard, off the UI thread: calibration, the debugger's run,
+//! and the denylist work the reducer asks for. Everything comes back as [`Action`]s.
+//!
+//! Three threads: one runs calibration then forwards the debugger's events; a cost thread
+//! answers denylist changes, where the newest request replaces any still waiting (typing
+//! `+` five times costs one recompute, not five); a job thread evaluates and writes, in
+//! the order asked.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+
+use super::action::{Action, Effect};
+use super::state::Cost;
+use crate::data::Dataset;
+use crate::debug::job;
+use crate::debug::report::write_csv;
+use crate::debug::selection::{Selection, Selector};
+use crate::debug::{DebugEvent, DebugReport, VerifyMode};
+use crate::exec::Executor;
+use crate::graph::Graph;
+use crate::quant::calibrate_or_load;
+use crate::quant::denylist::{write_denylist, Rule};
+use crate::quant::plan::plan_activations;
+
+/// What the dashboard debugs, already loaded and checked.
+pub struct EngineInputs {
+    pub model_path: PathBuf,
+    /// The model file's bytes (the writer carries metadata and signatures over).
+    pub original: Vec<u8>,
+    pub graph: Graph,
+    pub dataset: Dataset,
+    pub labels: Option<Vec<i64>>,
+    pub device: Device,
+    pub recalibrate: bool,
+    pub mode: VerifyMode,
+}
+
+pub struct Engine {
+    cost: Sender<Effect>,
+    jobs: Sender<Effect>,
+    /// Stops the debugger and any evaluation.
+    cancel: Arc<AtomicBool>,
+    job_thread: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Hands an effect to the thread that does it.
+    pub fn submit(&self, effect: Effect) {
+        // A stopped engine already reported why; nothing more to do with the request.
+        let _ = match effect {
+            Effect::Recompute { .. } => self.cost.send(effect),
+            Effect::CancelAll => {
+                self.cancel.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            _ => self.jobs.send(effect),
+        };
+    }
+
+    /// Cancels the debugger and evaluations and waits for a write in progress, so leaving
+    /// never abandons a half-written file.
+    pub fn shutdown(mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        drop(self.jobs);
+        if let Some(t) = self.job_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the engine; its news arrives on `actions`, timed against `clock`.
+pub fn start(inputs: EngineInputs, actions: Sender<Action>, clock: Instant) -> Engine {
+    let (cost_tx, cost_rx) = channel();
+    let (jobs_tx, jobs_rx) = channel();
+    let (ready_tx, ready_rx) = channel::<Arc<Selector>>();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mode = inputs.mode;
+
+    let cost_actions = actions.clone();
+    let (cost_ready_tx, cost_ready_rx) = channel::<Arc<Selector>>();
+    std::thread::spawn(move || {
+        if let Ok(selector) = cost_ready_rx.recv() {
+            cost_loop(&selector, &cost_rx, &cost_actions);
+        }
+    });
+    let job_actions = actions.clone();
+    let job_cancel = Arc::clone(&cancel);
+    let job_thread = std::thread::spawn(move || {
+        if let Ok(selector) = ready_rx.recv() {
+            job_loop(&selector, &jobs_rx, &job_actions, &job_cancel, mode);
+        }
+    });
+
+    let setup_cancel = Arc::clone(&cancel);
+    std::thread::spawn(move || {
+        let ready = |s: &Arc<Selector>| {
+            let _ = ready_tx.send(Arc::clone(s));
+            let _ = cost_ready_tx.send(Arc::clone(s));
+        };
+        if let Err(reason) = setup_and_debug(inputs, &actions, clock, &setup_cancel, ready) {
+            let _ = actions.send(Action::DebugFailed(reason));
+        }
+    });
+
+    Engine {
+        cost: cost_tx,
+        jobs: jobs_tx,
+        cancel,
+        job_thread: Some(job_thread),
+    }
+}
+
+/// Calibrates (or loads the saved calibration), quantizes, then runs the debugger and
+/// forwards its events until it ends or the user leaves.
+fn setup_and_debug(
+    inputs: EngineInputs,
+    actions: &Sender<Action>,
+    clock: Instant,
+    cancel: &AtomicBool,
+    ready: impl FnOnce(&Arc<Selector>),
+) -> Result<(), String> {
+    let EngineInputs {
+        model_path,
+        original,
+        graph,
+        dataset,
+        labels,
+        device,
+        recalibrate,
+        mode,
+    } = inputs;
+    let total = dataset.num_samples();
+    let calibration = {
+        let executor = Executor::new(&graph, &device).map_err(|e| e.to_string())?;
+        calibrate_or_load(&model_path, &executor, &dataset, recalibrate, &mut |done| {
+            let _ = actions.send(Action::Calibrating { done, total });
+        })
+        .map_err(|e| e.to_string())?
+        .0
+    };
+    let float_size = original.len();
+    let plan = Arc::new(plan_activations(&graph, &calibration));
+    let selector = Arc::new(Selector::new(
+        Arc::new(graph),
+        Some(Arc::new(original)),
+        plan,
+        Arc::new(dataset),
+        labels.map(Arc::new),
+        device,
+    ));
+    let full = selector.select(&[], &[]).map_err(|e| e.to_string())?;
+    let _ = actions.send(Action::Baseline {
+        float_size,
+        full: cost_of(&full),
+    });
+    ready(&selector);
+
+    let run = job::spawn(
+        Arc::clone(&selector.graph),
+        Arc::new(full.model),
+        Arc::clone(&selector.dataset),
+        selector.labels.clone(),
+        mode,
+        selector.device.clone(),
+    );
+    let at = || clock.elapsed().as_secs_f64();
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            run.cancel();
+        }
+        match run.events.recv_timeout(Duration::from_millis(50)) {
+            Ok(DebugEvent::Started { layers, samples }) => {
+                let _ = actions.send(Action::DebugStarted {
+                    layers,
+                    samples,
+                    at_s: at(),
+                });
+            }
+            Ok(DebugEvent::Updated {
+                done,
+                total,
+                report,
+            }) => {
+                let _ = actions.send(Action::DebugUpdated {
+                    done,
+                    total,
+                    report: Arc::new(report),
+                    at_s: at(),
+                });
+            }
+            Ok(DebugEvent::Failed(reason)) => return Err(reason),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let report = run.join().map_err(|e| e.to_string())?;
+    let _ = actions.send(Action::DebugEnded {
+        cancelled: report.samples < total,
+        at_s: at(),
+    });
+    Ok(())
+}
+
+fn parse_rules(rules: &[String]) -> Result<Vec<Rule>, String> {
+    rules.iter().map(|r| Rule::parse(r)).collect()
+}
+
+pub fn cost_of(selection: &Selection) -> Cost {
+    Cost {
+        denylisted_ops: selection.denylisted_ops(),
+        float_ops: selection.float_ops(),
+        float_islands: selection.float_islands(),
+        size_bytes: selection.bytes.len(),
+        unmatched: selection.unmatched.clone(),
+        nothing_quantized: selection.nothing_quantized(),
+    }
+}
+
+fn select(
+    selector: &Selector,
+    rules: &[String],
+    report: &DebugReport,
+) -> Result<Selection, String> {
+    let rules = parse_rules(rules)?;
+    selector
+        .select(&rules, &report.layers)
+        .map_err(|e| e.to_string())
+}
+
+fn cost_loop(selector: &Selector, requests: &Receiver<Effect>, actions: &Sender<Action>) {
+    while let Ok(mut request) = requests.recv() {
+        // Only the newest denylist matters.
+        while let Ok(newer) = requests.try_recv() {
+            request = newer;
+        }
+        let Effect::Recompute {
+            generation,
+            rules,
+            report,
+        } = request
+        else {
+            continue;
+        };
+        match select(selector, &rules, &report) {
+            Ok(selection) => {
+                let denied = report
+                    .layers
+                    .iter()
+                    .map(|l| selection.keep_float.contains(&l.info.float_node))
+                    .collect();
+                let _ = actions.send(Action::Denied { generation, denied });
+                let _ = actions.send(Action::Costed {
+                    generation,
+                    cost: cost_of(&selection),
+                });
+            }
+            Err(reason) => {
+                let _ = actions.send(Action::Status(format!("denylist: {reason}")));
+            }
+        }
+    }
+}
+
+fn job_loop(
+    selector: &Selector,
+    requests: &Receiver<Effect>,
+    actions: &Sender<Action>,
+    cancel: &AtomicBool,
+    mode: VerifyMode,
+) {
+    while let Ok(request) = requests.recv() {
+        match request {
+            Effect::Evaluate { id, rules, report } => {
+                let result = select(selector, &rules, &report).and_then(|selection| {
+                    let metrics = selector
+                        .evaluate(&selection.model, cancel, &mut |done, total| {
+                            let _ = actions.send(Action::EvalProgress { id, done, total });
+                        })
+                        .map_err(|e| e.to_string())?;
+                    Ok((cost_of(&selection), metrics))
+                });
+                let _ = actions.send(Action::Evaluated { id, result });
+            }
+            Effect::WriteModel {
+                path,
+                rules,
+                report,
+            } => {
+                let line = match write_model(selector, &path, &rules, &report) {
+                    Ok(line) => line,
+                    Err(reason) => format!("not written: {reason}"),
+                };
+                let _ = actions.send(Action::Status(line));
+            }
+            Effect::WriteCsv { path, report } => {
+                let line = match write_csv(&path, &report.layers, mode, &[]) {
+                    Ok(()) => format!(
+                        "wrote {} ({} layers, TensorFlow's columns, {} samples)",
+                        path.display(),
+                        report.layers.len(),
+                        report.samples
+                    ),
+                    Err(e) => format!("not written: {e}"),
+                };
+                let _ = actions.send(Action::Status(line));
+            }
+            Effect::Recompute { .. } | Effect::CancelAll => {}
+        }
+    }
+}
+
+/// Where a selective model's denylist goes: beside it, `NAME.denylist.txt`.
+pub fn denylist_path(model: &Path) -> PathBuf {
+    let stem = model
+        .file_stem()
+        .map_or("selective".into(), |s| s.to_string_lossy().into_owned());
+    model.with_file_name(format!("{stem}.denylist.txt"))
+}
+
+fn write_model(
+    selector: &Selector,
+    path: &Path,
+    rules: &[String],
+    report: &DebugReport,
+) -> Result<String, String> {
+    let selection = select(selector, rules, report)?;
+    crate::atomic::write_bytes_atomic(path, &selection.bytes).map_err(|e| e.to_string())?;
+    let list = denylist_path(path);
+    write_denylist(&list, &selection.rules).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "wrote {} ({} kB, {} ops float, {} islands) and {}",
+        path.display(),
+        selection.bytes.len() / 1024,
+        selection.denylisted_ops(),
+        selection.float_islands(),
+        list.display()
+    ))
+}
