@@ -161,17 +161,35 @@ fn main() {
 }
 
 /// One denylist change; returns the float ops it leaves and the output SQNR it measures.
+/// With QDBG_BENCH_PROFILE set, prints how long each step took.
 fn select_write_evaluate(
     selector: &Selector,
     rules: &[Rule],
     report: &qdbg::debug::DebugReport,
     out: &Path,
 ) -> (usize, f64) {
+    let t0 = Instant::now();
     let selection = selector.select(rules, &report.layers).expect("select");
+    let t1 = Instant::now();
     qdbg::atomic::write_bytes_atomic(out, &selection.bytes).expect("write");
+    let t2 = Instant::now();
     let metrics = selector
         .evaluate(&selection.model, &AtomicBool::new(false), &mut |_, _| {})
         .expect("evaluate");
+    if std::env::var_os("QDBG_BENCH_PROFILE").is_some() {
+        eprintln!(
+            "{:<24} select {:>7.1} ms, write {:>6.1} ms, evaluate {:>8.1} ms ({} float ops)",
+            rules
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            (t1 - t0).as_secs_f64() * 1e3,
+            (t2 - t1).as_secs_f64() * 1e3,
+            t2.elapsed().as_secs_f64() * 1e3,
+            selection.float_ops()
+        );
+    }
     (selection.float_ops(), metrics.sqnr_db)
 }
 
