@@ -259,3 +259,60 @@ fn a_cancelled_evaluation_keeps_a_prefix_and_the_next_one_completes() {
         .unwrap();
     assert_eq!(complete.samples, data.num_samples());
 }
+
+/// Denylists evaluated one after another on one selector (each starting from the
+/// checkpoints the earlier ones left) measure what the debugger measures from scratch.
+#[test]
+fn checkpointed_evaluations_match_runs_from_scratch() {
+    let (graph, data, labels) = demo();
+    let cal = calibration(&graph, &data);
+    let selector = Selector::new(
+        Arc::new(graph.clone()),
+        None,
+        Arc::new(plan_activations(&graph, &cal)),
+        Arc::new(data.clone()),
+        Some(Arc::new(labels.clone())),
+        Device::Cpu,
+    );
+    let full = selector.select(&[], &[]).unwrap();
+    let report = Debugger::new(&graph, &full.model, &Device::Cpu)
+        .unwrap()
+        .run(
+            &data,
+            Some(&labels),
+            VerifyMode::PerLayer,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap();
+    // Late differences first (they leave late checkpoints), then earlier and later again.
+    let denylists = [
+        "last:1",
+        "rmse/scale > 2",
+        "rmse/scale > 0.7",
+        "first:1",
+        "last:2",
+        "rmse/scale > 100",
+        "first:2",
+    ];
+    for text in denylists {
+        let selection = selector
+            .select(&[Rule::parse(text).unwrap()], &report.layers)
+            .unwrap();
+        let evaluated = selector
+            .evaluate(&selection.model, &AtomicBool::new(false), &mut |_, _| {})
+            .unwrap();
+        let scratch = Debugger::new(&graph, &selection.model, &Device::Cpu)
+            .unwrap()
+            .run(
+                &data,
+                Some(&labels),
+                VerifyMode::ModelOnly,
+                &AtomicBool::new(false),
+                &mut |_| {},
+            )
+            .unwrap()
+            .model;
+        assert_eq!(format!("{evaluated:?}"), format!("{scratch:?}"), "{text}");
+    }
+}
