@@ -106,8 +106,27 @@ fn main() {
     line("qdbg-debug-per-layer", &[debug_ms], "");
 
     // Calibration load (the saved file) + the first selection, which also fills the
-    // selector's float-output cache.
-    let thresholds: Vec<f64> = (0..=changes).map(|i| 0.4 + 0.15 * i as f64).collect();
+    // selector's float-output cache. Then new thresholds on rmse/scale, as a user tries
+    // them: each between two layers' values, so that they keep the k worst layers float
+    // (k = 1..=changes, in a scattered order): every change is a different denylist.
+    let mut ratios: Vec<f64> = report
+        .layers
+        .iter()
+        .filter_map(|l| {
+            l.per_layer
+                .map(|m| qdbg::debug::report::rmse_over_scale(m.mean_squared_error, l.info.scale))
+        })
+        .filter(|r| r.is_finite())
+        .collect();
+    ratios.sort_by(|a, b| b.total_cmp(a));
+    let threshold_keeping = |k: usize| match (ratios.get(k - 1), ratios.get(k)) {
+        (Some(a), Some(b)) => (a + b) / 2.0,
+        _ => 0.0,
+    };
+    let order = [3, 1, 5, 2, 8, 4, 9, 6, 7, 10, 12, 11];
+    let thresholds: Vec<f64> = std::iter::once(threshold_keeping(2))
+        .chain(order.iter().take(changes).map(|&k| threshold_keeping(k)))
+        .collect();
     let rules_for = |t: f64| vec![Rule::parse(&format!("rmse/scale > {t}")).expect("rule")];
     let out = tmp.path().join("selective.tflite");
     let started = Instant::now();

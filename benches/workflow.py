@@ -39,19 +39,21 @@ FIXTURE_INPUTS = os.path.join(ROOT, "tests", "fixtures", "mobilenet_v3_small.inp
 
 
 def child(argv, env=None):
-    """Runs argv; returns (JSON lines it printed, wall seconds, max RSS in MiB)."""
-    with tempfile.TemporaryFile(mode="w+") as out:
+    """Runs argv; returns (JSON lines it printed, wall seconds, max RSS in MiB).
+
+    The max RSS comes from /usr/bin/time: a child forked from this (TensorFlow-importing)
+    process would count the parent's pages it inherited before exec in its own maximum."""
+    with tempfile.TemporaryFile(mode="w+") as out, tempfile.NamedTemporaryFile(mode="r") as rss:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name] + argv, stdout=out,
+                              stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             raise SystemExit(f"workflow: {argv[:3]} failed with {proc.returncode}")
         out.seek(0)
         rows = [json.loads(line) for line in out if line.startswith("{")]
-    return rows, wall, usage.ru_maxrss / 1024.0  # Linux reports KiB
+        max_rss_kib = float(rss.read().strip().splitlines()[-1])
+    return rows, wall, max_rss_kib / 1024.0
 
 
 # ---- children -------------------------------------------------------------------------
@@ -229,6 +231,13 @@ def main():
     print(f"  qdbg debug CLI end to end (cold calibration, CSV written): {q_cli:.2f} s -> "
           f"TensorFlow/qdbg {tf_total / q_cli:.1f}x, ai-edge-quantizer/qdbg {aeq_total / q_cli:.1f}x")
     print(f"per-layer debug alone: qdbg {q_debug:.2f} s vs TensorFlow run() {tf_run:.2f} s -> {tf_run / q_debug:.1f}x")
+    changes = [r for rows, _, _ in runs["qdbg"] for r in rows if r["runner"] == "qdbg-denylist-change"]
+    early = med([next(r["median_ms"] for r in rows if r["runner"] == "qdbg-denylist-change-first-layers") / 1e3
+                 for rows, _, _ in runs["qdbg"]])
+    if changes:
+        print(f"  denylist changes, each run (ms): {changes[0]['runs_ms']}; (float ops, output SQNR dB): "
+              f"{changes[0]['float_ops_and_sqnr_db']}")
+    print(f"  least favourable change (denylisting the first layers, nothing reusable): {early * 1e3:.0f} ms")
     print(f"denylist change: qdbg select + write + evaluate {q_change * 1e3:.0f} ms (target <= 300 ms) vs "
           f"TensorFlow options + get_nondebug_quantized_model {tf_change:.2f} s (no evaluation) -> "
           f"{tf_change / q_change:.1f}x")

@@ -215,18 +215,11 @@ fn selector_evaluation_matches_the_debugger_and_its_cache() {
     assert_eq!(format!("{first:?}"), format!("{debugger_says:?}"));
     assert_eq!(format!("{cached:?}"), format!("{debugger_says:?}"));
     // The full-int8 model through the cache agrees with the per-layer run's model metrics.
-    let (full_metrics, _) = {
-        let selector = Arc::clone(&selector);
-        let model = &full.model;
-        in_pool(2, move || {
-            (
-                selector
-                    .evaluate(model, &AtomicBool::new(false), &mut |_, _| {})
-                    .unwrap(),
-                (),
-            )
-        })
-    };
+    let full_metrics = in_pool(2, || {
+        selector
+            .evaluate(&full.model, &AtomicBool::new(false), &mut |_, _| {})
+            .unwrap()
+    });
     assert_eq!(format!("{full_metrics:?}"), format!("{:?}", report.model));
 }
 

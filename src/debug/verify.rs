@@ -6,6 +6,7 @@
 //! - Whole-model: the float and int8 graphs run separately and are compared at every int8
 //!   op's output, so the error accumulated down the model shows.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -547,30 +548,26 @@ impl Int8Values {
 
 impl Int8Memo {
     fn get(&mut self, q: &Graph, id: TensorId, v: &CTensor) -> Result<&Int8Values> {
-        if !self.values.contains_key(&id) {
-            let raw = v
-                .flatten_all()
-                .and_then(|t| t.to_dtype(candle_core::DType::I64))
-                .and_then(|t| t.to_vec1::<i64>())
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            let dequantized = match q.tensor(id).quant.as_ref() {
-                Some(p) => {
-                    Some(dequantize_values(&raw, v.dims(), p).map_err(|e| Error::Internal(e.0))?)
-                }
-                None => None,
-            };
-            self.values.insert(
-                id,
-                Int8Values {
-                    raw,
-                    dequantized,
-                    dims: v.dims().to_vec(),
-                },
-            );
-        }
-        self.values
-            .get(&id)
-            .ok_or_else(|| Error::Internal(format!("tensor {id} was not read back")))
+        let slot = match self.values.entry(id) {
+            Entry::Occupied(e) => return Ok(e.into_mut()),
+            Entry::Vacant(slot) => slot,
+        };
+        let raw = v
+            .flatten_all()
+            .and_then(|t| t.to_dtype(candle_core::DType::I64))
+            .and_then(|t| t.to_vec1::<i64>())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let dequantized = match q.tensor(id).quant.as_ref() {
+            Some(p) => {
+                Some(dequantize_values(&raw, v.dims(), p).map_err(|e| Error::Internal(e.0))?)
+            }
+            None => None,
+        };
+        Ok(slot.insert(Int8Values {
+            raw,
+            dequantized,
+            dims: v.dims().to_vec(),
+        }))
     }
 }
 
