@@ -88,6 +88,7 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
             metrics: Vec::new(),
             top: 10,
             recalibrate: args.recalibrate,
+            int8: None,
             device: args.device.clone(),
             images: args.images.clone(),
         })?;
@@ -108,7 +109,7 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
         &qdbg::data::InputSpec::for_graph(&graph),
         &args.images.options(),
     )?;
-    let labels = match &labels {
+    let label_values = match &labels {
         Some(path) => Some(qdbg::data::load_labels(path, Some(dataset.num_samples()))?),
         None => None,
     };
@@ -118,7 +119,7 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
         original,
         graph,
         dataset,
-        labels,
+        labels: label_values,
         device,
         recalibrate: args.recalibrate,
         mode: args.mode.verify_mode(),
@@ -139,6 +140,9 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
     if !outcome.status.is_empty() {
         println!("last: {}", outcome.status);
     }
+    let labels_arg = labels
+        .as_deref()
+        .map_or(String::new(), |l| format!(" --labels {}", l.display()));
     if !outcome.rules.is_empty() {
         let deny: Vec<String> = outcome
             .rules
@@ -146,7 +150,7 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
             .map(|r| format!("--deny '{}'", r.replace('\'', "'\\''")))
             .collect();
         println!(
-            "denylist, to repeat without the dashboard:\n  qdbg select {} --data {} {} -o selective.tflite",
+            "denylist, to repeat without the dashboard:\n  qdbg select {} --data {}{labels_arg} {} -o selective.tflite",
             model.display(),
             data.display(),
             deny.join(" ")

@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use qdbg::debug::metrics::EXTRA_METRICS;
 use qdbg::debug::report::{range, rmse_over_scale, write_csv, write_json};
 use qdbg::debug::{DebugEvent, Debugger, VerifyMode};
+use qdbg::quant::foreign::pair_with_float;
 use qdbg::quant::plan::plan_activations;
 use qdbg::quant::quantize::{quantize_graph, QuantizeOptions};
 
@@ -46,6 +47,11 @@ pub struct DebugArgs {
     /// Recompute the calibration even if a matching one is saved beside the model.
     #[arg(long)]
     pub recalibrate: bool,
+    /// Debug this int8 model (made by TensorFlow's converter or another tool) against the
+    /// float model instead of quantizing it with qdbg; its ops are paired with the float
+    /// model's by op type and output tensor name.
+    #[arg(long, value_name = "INT8_MODEL")]
+    pub int8: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -85,26 +91,49 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         }
         .into());
     }
-    let super::Prepared {
-        graph,
-        dataset,
-        labels,
-        device,
-        calibration,
-        ..
-    } = super::prepare(
-        &args.model,
-        &args.data,
-        args.labels.as_deref(),
-        &args.images,
-        &args.device,
-        args.recalibrate,
-    )?;
-    let model = quantize_graph(
-        &graph,
-        &plan_activations(&graph, &calibration),
-        &QuantizeOptions::default(),
-    )?;
+    let (graph, dataset, labels, device, model) = match &args.int8 {
+        Some(int8_path) => {
+            let super::Loaded {
+                graph,
+                dataset,
+                labels,
+                device,
+                ..
+            } = super::load(
+                &args.model,
+                &args.data,
+                args.labels.as_deref(),
+                &args.images,
+                &args.device,
+            )?;
+            let int8 = qdbg::tflite::read_model(int8_path)?;
+            let model = pair_with_float(&graph, int8)?;
+            (graph, dataset, labels, device, model)
+        }
+        None => {
+            let super::Prepared {
+                graph,
+                dataset,
+                labels,
+                device,
+                calibration,
+                ..
+            } = super::prepare(
+                &args.model,
+                &args.data,
+                args.labels.as_deref(),
+                &args.images,
+                &args.device,
+                args.recalibrate,
+            )?;
+            let model = quantize_graph(
+                &graph,
+                &plan_activations(&graph, &calibration),
+                &QuantizeOptions::default(),
+            )?;
+            (graph, dataset, labels, device, model)
+        }
+    };
     let mode = args.mode.verify_mode();
     let debugger = Debugger::new(&graph, &model, &device)?;
     let started = std::time::Instant::now();

@@ -185,6 +185,43 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A model and its data, read and checked (no calibration yet).
+pub struct Loaded {
+    pub original: Vec<u8>,
+    pub graph: qdbg::graph::Graph,
+    pub dataset: qdbg::data::Dataset,
+    pub labels: Option<Vec<i64>>,
+    pub device: candle_core::Device,
+}
+
+pub fn load(
+    model: &std::path::Path,
+    data: &std::path::Path,
+    labels: Option<&std::path::Path>,
+    images: &ImageArgs,
+    device: &DeviceArgs,
+) -> anyhow::Result<Loaded> {
+    let original = std::fs::read(model).map_err(|e| qdbg::Error::io(model, e))?;
+    let graph = qdbg::tflite::read_model_bytes(&original, model)?;
+    let dataset = qdbg::data::load_dataset(
+        data,
+        &qdbg::data::InputSpec::for_graph(&graph),
+        &images.options(),
+    )?;
+    let labels = match labels {
+        Some(path) => Some(qdbg::data::load_labels(path, Some(dataset.num_samples()))?),
+        None => None,
+    };
+    let device = qdbg::exec::parse_device(device.device)?;
+    Ok(Loaded {
+        original,
+        graph,
+        dataset,
+        labels,
+        device,
+    })
+}
+
 /// What every command that quantizes starts from: the model (its bytes, for the writer),
 /// the data, optional labels, the device, and the calibration (reused when it matches).
 pub struct Prepared {
@@ -205,18 +242,13 @@ pub fn prepare(
     device: &DeviceArgs,
     recalibrate: bool,
 ) -> anyhow::Result<Prepared> {
-    let original = std::fs::read(model).map_err(|e| qdbg::Error::io(model, e))?;
-    let graph = qdbg::tflite::read_model_bytes(&original, model)?;
-    let dataset = qdbg::data::load_dataset(
-        data,
-        &qdbg::data::InputSpec::for_graph(&graph),
-        &images.options(),
-    )?;
-    let labels = match labels {
-        Some(path) => Some(qdbg::data::load_labels(path, Some(dataset.num_samples()))?),
-        None => None,
-    };
-    let device = qdbg::exec::parse_device(device.device)?;
+    let Loaded {
+        original,
+        graph,
+        dataset,
+        labels,
+        device,
+    } = load(model, data, labels, images, device)?;
     let executor = qdbg::exec::Executor::new(&graph, &device)?;
     let (calibration, calibration_source) =
         qdbg::quant::calibrate_or_load(model, &executor, &dataset, recalibrate, &mut |_| {})?;

@@ -92,6 +92,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
                 FloatReason::Denylisted => "denylisted",
                 FloatReason::NoInt8Kernel => "qdbg has no int8 kernel for this op yet",
                 FloatReason::NotCalibrated => "an input was not calibrated",
+                FloatReason::FloatInGivenModel => "float in the given int8 model",
             };
             println!(
                 "  #{} {} '{}': {why}",

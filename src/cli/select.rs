@@ -128,9 +128,6 @@ pub fn select(args: &SelectArgs) -> Result<()> {
     for rule in &selective.unmatched {
         eprintln!("note: rule '{rule}' matches nothing");
     }
-    if let Some(why) = selective.nothing_quantized() {
-        eprintln!("note: {why}");
-    }
     let selective_model =
         selector.evaluate(&selective.model, &AtomicBool::new(false), &mut |_, _| {})?;
     qdbg::atomic::write_bytes_atomic(&args.output, &selective.bytes)?;

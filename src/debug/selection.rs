@@ -105,28 +105,6 @@ impl Selection {
     pub fn float_islands(&self) -> usize {
         float_islands(&self.model)
     }
-
-    /// Int8 ops of the selective model (QUANTIZE/DEQUANTIZE at borders not counted).
-    pub fn int8_ops(&self) -> usize {
-        self.model
-            .node_origin
-            .iter()
-            .filter(|o| o.is_some())
-            .count()
-            .saturating_sub(self.float_ops())
-    }
-
-    /// Plain words for a denylist that leaves nothing quantized, `None` otherwise.
-    pub fn nothing_quantized(&self) -> Option<String> {
-        (self.int8_ops() == 0 && !self.keep_float.is_empty()).then(|| {
-            format!(
-                "the denylist keeps all {} quantizable ops float, so the selective model is \
-                 the float model plus conversions; loosen the rules (a higher threshold, \
-                 fewer first/last layers)",
-                self.keep_float.len()
-            )
-        })
-    }
 }
 
 impl Selector {

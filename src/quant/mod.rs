@@ -3,6 +3,7 @@
 
 pub mod calibration;
 pub mod denylist;
+pub mod foreign;
 pub mod params;
 pub mod plan;
 pub mod quantize;

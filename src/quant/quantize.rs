@@ -30,6 +30,8 @@ pub enum FloatReason {
     Denylisted,
     NoInt8Kernel,
     NotCalibrated,
+    /// The int8 model being debugged (made by another tool) computes this op in float.
+    FloatInGivenModel,
 }
 
 #[derive(Clone, Debug)]
@@ -267,7 +269,8 @@ pub fn quantize_graph(
         return Err(Error::Data {
             path: "denylist".into(),
             reason: format!(
-                "nothing would be quantized: the denylist keeps {denied} of the model's {n} ops                  float and qdbg cannot quantize the rest; remove or narrow a rule"
+                "nothing would be quantized: the denylist keeps {denied} of the model's {n} ops \
+                 float and qdbg cannot quantize the rest; remove or narrow a rule"
             ),
         });
     }

@@ -44,6 +44,8 @@ pub enum Action {
     ClearSearch,
     ClearDenylist,
     Evaluate,
+    /// Stop the debugger where it is, keeping its statistics and the dashboard open.
+    StopRun,
     /// The table's height in rows changed (start, resize).
     Viewport {
         table_rows: usize,
@@ -81,6 +83,11 @@ pub enum Action {
     Costed {
         generation: u64,
         cost: Cost,
+    },
+    /// The rules cannot make a selective model (for example, nothing would be quantized).
+    CostFailed {
+        generation: u64,
+        reason: String,
     },
     /// The float model's file size and the full-int8 model's cost.
     Baseline {
@@ -124,6 +131,8 @@ pub enum Effect {
         path: PathBuf,
         report: Arc<DebugReport>,
     },
+    /// Stop the debugger after the sample in progress; everything else goes on.
+    StopRun,
     /// Stop the debugger and any evaluation: the user is leaving.
     CancelAll,
 }
@@ -195,6 +204,7 @@ pub fn key_action(state: &State, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('d') => Action::DenySearchMatches,
         KeyCode::Char('x') => Action::ClearDenylist,
         KeyCode::Char('e') => Action::Evaluate,
+        KeyCode::Char('p') => Action::StopRun,
         KeyCode::Char('w') => Action::OpenWriteModel,
         KeyCode::Char('c') => Action::OpenWriteCsv,
         _ => return None,
@@ -207,24 +217,17 @@ pub const KEYS: &[(&str, &str)] = &[
         "↑ ↓  j k",
         "move; PgUp PgDn (Ctrl-b Ctrl-f), g/G or Home/End",
     ),
-    ("s  S", "sort by the next / previous column"),
-    ("r", "reverse the sort"),
+    ("s  S  r", "sort by the next / previous column; reverse"),
     ("Tab", "bottom panel: charts, selected layer, experiments"),
-    ("t", "threshold rule, e.g. rmse/scale > 0.7 (any metric)"),
-    ("+  -", "nudge the threshold's number up / down"),
+    ("t  +  -", "threshold rule (any metric); nudge its number"),
     ("n", "keep the first N layers float"),
     ("o", "op types to keep float (Space toggles)"),
     ("Space", "toggle the selected row in the denylist"),
-    ("/", "filter rows by a regex over tensor names"),
-    ("d", "deny every row the filter shows"),
-    ("Esc", "clear the filter; close a prompt"),
+    ("/  d  Esc", "filter rows by a name regex; deny them; clear"),
     ("x", "clear the denylist"),
-    (
-        "e",
-        "evaluate the selective model (float / int8 / selective)",
-    ),
-    ("w", "write the selective model and its denylist"),
-    ("c", "write the CSV (TensorFlow's columns)"),
+    ("e", "evaluate: float / full int8 / selective"),
+    ("p", "stop the debugger here, keep its statistics"),
+    ("w  c", "write the selective model + denylist; the CSV"),
     ("?", "this help"),
     ("q  Esc  Ctrl-C", "quit (cancels the run cleanly)"),
 ];

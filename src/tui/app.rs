@@ -3,7 +3,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::channel;
+use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,32 +86,54 @@ pub fn run(inputs: EngineInputs, options: DashboardOptions) -> io::Result<Outcom
         },
     );
 
+    // Keys come from their own thread: the loop below never blocks inside the terminal
+    // library, so a vanished terminal (SSH dropped) or a signal still ends it at once.
+    let (key_tx, key_rx) = channel();
+    std::thread::spawn(move || loop {
+        match event::read() {
+            Ok(ev) => {
+                if key_tx.send(Some(ev)).is_err() {
+                    break;
+                }
+            }
+            Err(_) => {
+                // The terminal is gone: nothing more can be read or shown.
+                let _ = key_tx.send(None);
+                break;
+            }
+        }
+    });
+
     let mut last_tick = Instant::now();
     let mut dirty = true;
     while !state.quit {
         if dirty {
-            terminal.draw(|frame| render(&state, frame))?;
+            // A terminal that went away ends the dashboard like `q` would.
+            if terminal.draw(|frame| render(&state, frame)).is_err() {
+                apply(&mut state, Action::Quit);
+                break;
+            }
             dirty = false;
         }
-        if event::poll(Duration::from_millis(25))? {
-            match event::read()? {
-                Event::Key(key) => {
-                    if let Some(action) = key_action(&state, key) {
-                        apply(&mut state, action);
-                        dirty = true;
-                    }
-                }
-                Event::Resize(width, height) => {
-                    apply(
-                        &mut state,
-                        Action::Viewport {
-                            table_rows: table_rows(Rect::new(0, 0, width, height)),
-                        },
-                    );
+        // Keys first, waiting at most a frame for one.
+        match key_rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(Some(Event::Key(key))) => {
+                if let Some(action) = key_action(&state, key) {
+                    apply(&mut state, action);
                     dirty = true;
                 }
-                _ => {}
             }
+            Ok(Some(Event::Resize(width, height))) => {
+                apply(
+                    &mut state,
+                    Action::Viewport {
+                        table_rows: table_rows(Rect::new(0, 0, width, height)),
+                    },
+                );
+                dirty = true;
+            }
+            Ok(Some(_)) | Err(RecvTimeoutError::Timeout) => {}
+            Ok(None) | Err(RecvTimeoutError::Disconnected) => apply(&mut state, Action::Quit),
         }
         // Engine news, bounded per frame so keys are never starved.
         for action in rx.try_iter().take(256) {

@@ -49,13 +49,13 @@ impl Widget for LayerBars<'_> {
         finite.sort_by(f64::total_cmp);
         let max = finite.last().copied().unwrap_or(0.0);
         // One outlier layer would flatten every other bar (and the threshold line) to
-        // the floor: the axis stops at twice the 90th percentile or twice the threshold,
+        // the floor: the axis stops at twice the 75th percentile or twice the threshold,
         // and bars above it end in an arrow.
-        let p90 = finite
-            .get((finite.len() * 9 / 10).min(finite.len().saturating_sub(1)))
+        let p75 = finite
+            .get((finite.len() * 3 / 4).min(finite.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0.0);
-        let wanted = (2.0 * p90).max(self.threshold.filter(|t| t.is_finite()).unwrap_or(0.0) * 2.0);
+        let wanted = (2.0 * p75).max(self.threshold.filter(|t| t.is_finite()).unwrap_or(0.0) * 2.0);
         let top = if wanted > 0.0 { max.min(wanted) } else { max };
         let top = match self.threshold {
             Some(t) if t.is_finite() && t > top => t * 1.05,
@@ -83,14 +83,32 @@ impl Widget for LayerBars<'_> {
             ..area
         };
         let h = plot.height as usize;
-        let width = plot.width as usize;
-        let start = self.window_start(width);
         let threshold_row = self
             .threshold
             .filter(|t| t.is_finite() && top > 0.0)
-            .map(|t| ((t / top) * h as f64).round().clamp(0.0, h as f64) as usize);
-        for (col, k) in (start..self.values.len()).take(width).enumerate() {
-            let x = plot.x + col as u16;
+            .map(|t| ((t / top) * h as f64).round().clamp(1.0, h as f64) as usize - 1);
+        // The first column is the axis, with the threshold marked on it: with a few rows
+        // of height the line itself often hides behind the bars.
+        let threshold_style = if self.colors {
+            Style::default().fg(Color::Yellow)
+        } else {
+            Style::default().add_modifier(Modifier::BOLD)
+        };
+        for row in 0..h {
+            let y = plot.y + (h - 1 - row) as u16;
+            let (ch, style) = if threshold_row == Some(row) {
+                ('┤', threshold_style)
+            } else {
+                ('│', Style::default())
+            };
+            buf[(plot.x, y)].set_char(ch).set_style(style);
+        }
+        // Few layers get wide bars (with a gap), many get one column each.
+        let columns = plot.width as usize - 1;
+        let bar = (columns / self.values.len().max(1)).clamp(1, 4);
+        let drawn = if bar >= 3 { bar - 1 } else { bar };
+        let start = self.window_start(columns / bar);
+        for (slot, k) in (start..self.values.len()).take(columns / bar).enumerate() {
             let value = self.values[k].filter(|v| v.is_finite()).unwrap_or(0.0);
             let eighths = if top > 0.0 {
                 ((value / top) * (h * 8) as f64).round() as usize
@@ -111,35 +129,22 @@ impl Widget for LayerBars<'_> {
             if Some(k) == self.selected {
                 style = style.add_modifier(Modifier::REVERSED);
             }
-            for row in 0..h {
-                // Rows count from the bottom.
-                let y = plot.y + (h - 1 - row) as u16;
-                let fill = eighths.saturating_sub(row * 8).min(8);
-                let on_threshold = threshold_row.is_some_and(|t| t > 0 && row == t - 1);
-                let clipped = value > top && row == h - 1;
-                let ch = if clipped {
-                    '↑'
-                } else if fill == 0 && on_threshold {
-                    '┄'
-                } else {
-                    EIGHTHS[fill]
-                };
-                let cell_style = if fill == 0 && on_threshold {
-                    Style::default()
-                        .fg(if self.colors {
-                            Color::Yellow
-                        } else {
-                            Color::Reset
-                        })
-                        .add_modifier(if Some(k) == self.selected {
-                            Modifier::REVERSED
-                        } else {
-                            Modifier::empty()
-                        })
-                } else {
-                    style
-                };
-                buf[(x, y)].set_char(ch).set_style(cell_style);
+            for dx in 0..drawn {
+                let x = plot.x + 1 + (slot * bar + dx) as u16;
+                for row in 0..h {
+                    // Rows count from the bottom.
+                    let y = plot.y + (h - 1 - row) as u16;
+                    let fill = eighths.saturating_sub(row * 8).min(8);
+                    let on_threshold = threshold_row == Some(row) && fill == 0;
+                    let (ch, cell_style) = if value > top && row == h - 1 {
+                        ('↑', style)
+                    } else if on_threshold {
+                        ('┄', threshold_style)
+                    } else {
+                        (EIGHTHS[fill], style)
+                    };
+                    buf[(x, y)].set_char(ch).set_style(cell_style);
+                }
             }
         }
     }

@@ -146,7 +146,7 @@ fn render_gauge(state: &State, frame: &mut Frame, area: Rect) {
             *done as f64 / *total as f64,
             format!("calibrating {done}/{total} samples"),
         ),
-        Phase::Calibrating { .. } => (0.0, "loading the calibration ...".to_string()),
+        Phase::Calibrating { .. } => (0.0, "preparing the calibration ...".to_string()),
         Phase::Running => (
             ratio(p.done, p.total),
             format!("debugging {}/{} samples{}", p.done, p.total, timing(state)),
@@ -654,11 +654,12 @@ fn render_denylist(state: &State, frame: &mut Frame, area: Rect) {
                     style(state, Color::Yellow),
                 ));
             }
-            if let Some(why) = &c.nothing_quantized {
-                lines.push(Line::styled(why.clone(), style(state, Color::Red)));
+        }
+        (None, false) => {
+            if let Some(reason) = &state.cost_error {
+                lines.push(Line::styled(reason.clone(), severity(state, true, true)));
             }
         }
-        (None, false) => {}
     }
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
 }
@@ -772,7 +773,7 @@ fn render_help(_state: &State, frame: &mut Frame) {
         .collect();
     lines.push(Line::from(""));
     lines.push(Line::from(
-        "rmse/scale: RMS error in int8 steps; ~0.29 is rounding noise, > 0.7 loses more.",
+        "rmse/scale: RMS error in int8 steps: ~0.29 is rounding noise, > 0.7 is more.",
     ));
     lines.push(Line::from(
         "range = 255 x scale: a huge range squeezes common values into few steps.",

@@ -124,8 +124,6 @@ pub struct Cost {
     pub float_islands: usize,
     pub size_bytes: usize,
     pub unmatched: Vec<String>,
-    /// Plain words when the denylist leaves nothing quantized.
-    pub nothing_quantized: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -215,6 +213,8 @@ pub struct State {
     pub rules_generation: u64,
     pub answered_generation: u64,
     pub cost: Option<Cost>,
+    /// Why the engine could not build the selective model for the current rules.
+    pub cost_error: Option<String>,
     /// The float model's size and the full-int8 model's cost, for the comparison.
     pub float_size: Option<usize>,
     pub full_cost: Option<Cost>,
@@ -255,6 +255,7 @@ impl State {
             rules_generation: 0,
             answered_generation: 0,
             cost: None,
+            cost_error: None,
             float_size: None,
             full_cost: None,
             experiments: Vec::new(),
@@ -269,12 +270,19 @@ impl State {
 
     /// Which verification modes produced the statistics.
     pub fn sides(&self) -> Vec<Side> {
-        let first = self.layers().first();
+        let Some(first) = self
+            .layers()
+            .first()
+            .filter(|l| l.per_layer.is_some() || l.whole_model.is_some())
+        else {
+            // Before the first sample: TensorFlow's default mode.
+            return vec![Side::PerLayer];
+        };
         let mut sides = Vec::new();
-        if first.is_none_or(|l| l.per_layer.is_some()) {
+        if first.per_layer.is_some() {
             sides.push(Side::PerLayer);
         }
-        if first.is_some_and(|l| l.whole_model.is_some()) {
+        if first.whole_model.is_some() {
             sides.push(Side::WholeModel);
         }
         sides

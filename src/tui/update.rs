@@ -26,7 +26,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
         Action::End => move_cursor(state, isize::MAX / 2),
         Action::SortNext => change_sort(state, 1),
         Action::SortPrevious => change_sort(state, -1),
-        Action::SortReverse => keep_selection(state, |s| s.descending = !s.descending),
+        Action::SortReverse => {
+            state.descending = !state.descending;
+            to_top(state);
+        }
         Action::NextPanel => {
             state.panel = match state.panel {
                 Panel::Charts => Panel::Layer,
@@ -183,6 +186,12 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                 report: Arc::clone(&state.report),
             }];
         }
+        Action::StopRun => {
+            if matches!(state.phase, Phase::Running | Phase::Calibrating { .. }) {
+                state.status = "stopping after the sample in progress ...".into();
+                return vec![Effect::StopRun];
+            }
+        }
         Action::Viewport { table_rows } => {
             state.table_rows = table_rows.max(1);
             clamp_scroll(state);
@@ -256,6 +265,14 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
         Action::Costed { generation, cost } => {
             if generation == state.rules_generation {
                 state.cost = Some(cost);
+                state.cost_error = None;
+            }
+        }
+        Action::CostFailed { generation, reason } => {
+            if generation == state.rules_generation {
+                state.answered_generation = generation;
+                state.cost = None;
+                state.cost_error = Some(reason);
             }
         }
         Action::Baseline { float_size, full } => {
@@ -445,18 +462,19 @@ fn change_sort(state: &mut State, step: isize) {
     let columns = state.columns();
     let at = columns.iter().position(|&c| c == state.sort).unwrap_or(0) as isize;
     let next = columns[(at + step).rem_euclid(columns.len() as isize) as usize];
-    keep_selection(state, |s| {
-        s.sort = next;
-        // Worst first: big errors and ranges at the top, low SQNR at the top.
-        s.descending = matches!(
-            next,
-            Column::Range
-                | Column::Scale
-                | Column::RmseScale(_)
-                | Column::Mse(_)
-                | Column::MaxAbs(_)
-        );
-    });
+    state.sort = next;
+    // Worst first: big errors and ranges at the top, low SQNR at the top.
+    state.descending = matches!(
+        next,
+        Column::Range | Column::Scale | Column::RmseScale(_) | Column::Mse(_) | Column::MaxAbs(_)
+    );
+    // A new order is read from its top.
+    to_top(state);
+}
+
+fn to_top(state: &mut State) {
+    state.cursor = 0;
+    state.scroll = 0;
 }
 
 /// A threshold number as a person would type it: 0.75, not 0.7500000000000001.

@@ -46,6 +46,8 @@ pub struct Engine {
     jobs: Sender<Effect>,
     /// Stops the debugger and any evaluation.
     cancel: Arc<AtomicBool>,
+    /// Stops the debugger only.
+    stop_run: Arc<AtomicBool>,
     job_thread: Option<JoinHandle<()>>,
 }
 
@@ -57,6 +59,10 @@ impl Engine {
             Effect::Recompute { .. } => self.cost.send(effect),
             Effect::CancelAll => {
                 self.cancel.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Effect::StopRun => {
+                self.stop_run.store(true, Ordering::Relaxed);
                 Ok(())
             }
             _ => self.jobs.send(effect),
@@ -97,13 +103,16 @@ pub fn start(inputs: EngineInputs, actions: Sender<Action>, clock: Instant) -> E
         }
     });
 
+    let stop_run = Arc::new(AtomicBool::new(false));
+    let setup_stop = Arc::clone(&stop_run);
     let setup_cancel = Arc::clone(&cancel);
     std::thread::spawn(move || {
         let ready = |s: &Arc<Selector>| {
             let _ = ready_tx.send(Arc::clone(s));
             let _ = cost_ready_tx.send(Arc::clone(s));
         };
-        if let Err(reason) = setup_and_debug(inputs, &actions, clock, &setup_cancel, ready) {
+        let stops = [setup_cancel.as_ref(), setup_stop.as_ref()];
+        if let Err(reason) = setup_and_debug(inputs, &actions, clock, stops, ready) {
             let _ = actions.send(Action::DebugFailed(reason));
         }
     });
@@ -112,6 +121,7 @@ pub fn start(inputs: EngineInputs, actions: Sender<Action>, clock: Instant) -> E
         cost: cost_tx,
         jobs: jobs_tx,
         cancel,
+        stop_run,
         job_thread: Some(job_thread),
     }
 }
@@ -122,7 +132,7 @@ fn setup_and_debug(
     inputs: EngineInputs,
     actions: &Sender<Action>,
     clock: Instant,
-    cancel: &AtomicBool,
+    stops: [&AtomicBool; 2],
     ready: impl FnOnce(&Arc<Selector>),
 ) -> Result<(), String> {
     let EngineInputs {
@@ -171,7 +181,7 @@ fn setup_and_debug(
     );
     let at = || clock.elapsed().as_secs_f64();
     loop {
-        if cancel.load(Ordering::Relaxed) {
+        if stops.iter().any(|s| s.load(Ordering::Relaxed)) {
             run.cancel();
         }
         match run.events.recv_timeout(Duration::from_millis(50)) {
@@ -218,7 +228,6 @@ pub fn cost_of(selection: &Selection) -> Cost {
         float_islands: selection.float_islands(),
         size_bytes: selection.bytes.len(),
         unmatched: selection.unmatched.clone(),
-        nothing_quantized: selection.nothing_quantized(),
     }
 }
 
@@ -261,7 +270,7 @@ fn cost_loop(selector: &Selector, requests: &Receiver<Effect>, actions: &Sender<
                 });
             }
             Err(reason) => {
-                let _ = actions.send(Action::Status(format!("denylist: {reason}")));
+                let _ = actions.send(Action::CostFailed { generation, reason });
             }
         }
     }
@@ -310,7 +319,7 @@ fn job_loop(
                 };
                 let _ = actions.send(Action::Status(line));
             }
-            Effect::Recompute { .. } | Effect::CancelAll => {}
+            Effect::Recompute { .. } | Effect::CancelAll | Effect::StopRun => {}
         }
     }
 }

@@ -97,3 +97,4 @@ pub fn read_any(npz: &mut NpzReader<std::fs::File>, name: &str) -> ArrayD<f64> {
     }
     panic!("npz entry {name} has an unsupported dtype");
 }
+pub mod synthetic;

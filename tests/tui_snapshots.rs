@@ -1,0 +1,271 @@
+//! Every dashboard screen drawn on ratatui's `TestBackend` and compared with a reviewed
+//! snapshot (tests/snapshots/). The statistics are hand-made (tests/common/synthetic.rs);
+//! rates and times are redacted, so the screens are the same on every machine.
+
+mod common;
+
+use common::synthetic::{infos, report};
+use qdbg::tui::action::Action;
+use qdbg::tui::render::render;
+use qdbg::tui::state::{Cost, Panel, State};
+use qdbg::tui::update::update;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use ratatui::Terminal;
+
+fn draw(state: &State, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| render(state, frame)).unwrap();
+    terminal
+}
+
+fn text(state: &State, width: u16, height: u16) -> String {
+    let terminal = draw(state, width, height);
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buffer.area.height {
+        let line: String = (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].symbol())
+            .collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn cost(denied: usize) -> Cost {
+    Cost {
+        denylisted_ops: denied,
+        float_ops: denied,
+        float_islands: denied,
+        size_bytes: 107_392,
+        unmatched: vec![],
+    }
+}
+
+/// Half-way through 100 samples, rows in execution order.
+fn running() -> State {
+    let mut s = State::new("demo/model.tflite".into(), "demo/debug.npy".into(), true);
+    s.redact_timings = true;
+    update(
+        &mut s,
+        Action::DebugStarted {
+            layers: infos(),
+            samples: 100,
+            at_s: 1.0,
+        },
+    );
+    update(
+        &mut s,
+        Action::DebugUpdated {
+            done: 50,
+            total: 100,
+            report: report(50, false),
+            at_s: 11.0,
+        },
+    );
+    s
+}
+
+/// `rmse/scale > 0.7` applied: layers 0, 4 and 6 (r = 4.0, 0.9, 0.71) denied.
+fn with_threshold() -> State {
+    let mut s = running();
+    update(&mut s, Action::OpenThreshold);
+    update(&mut s, Action::PromptSubmit);
+    let generation = s.rules_generation;
+    let denied = (0..8).map(|k| [0, 4, 6].contains(&k)).collect();
+    update(&mut s, Action::Denied { generation, denied });
+    update(
+        &mut s,
+        Action::Costed {
+            generation,
+            cost: cost(3),
+        },
+    );
+    s
+}
+
+#[test]
+fn calibrating() {
+    let mut s = State::new("demo/model.tflite".into(), "demo/debug.npy".into(), true);
+    update(
+        &mut s,
+        Action::Calibrating {
+            done: 37,
+            total: 100,
+        },
+    );
+    insta::assert_snapshot!(text(&s, 80, 24));
+}
+
+#[test]
+fn running_with_charts() {
+    insta::assert_snapshot!(text(&running(), 80, 24));
+}
+
+#[test]
+fn threshold_applied() {
+    insta::assert_snapshot!(text(&with_threshold(), 80, 24));
+}
+
+#[test]
+fn selected_layer_histograms() {
+    let mut s = with_threshold();
+    s.panel = Panel::Layer;
+    insta::assert_snapshot!(text(&s, 80, 24));
+}
+
+#[test]
+fn experiments_side_by_side() {
+    let mut s = with_threshold();
+    update(
+        &mut s,
+        Action::DebugEnded {
+            cancelled: false,
+            at_s: 21.0,
+        },
+    );
+    update(&mut s, Action::Evaluate);
+    let mut selective = report(100, false).model;
+    selective.sqnr_db = 26.5;
+    selective.argmax_agreement = 1.0;
+    selective.int8_top1 = Some(0.98);
+    selective.int8_top5 = Some(1.0);
+    update(
+        &mut s,
+        Action::Evaluated {
+            id: 1,
+            result: Ok((cost(3), selective)),
+        },
+    );
+    update(
+        &mut s,
+        Action::Baseline {
+            float_size: 214_240,
+            full: Cost {
+                size_bytes: 101_888,
+                ..cost(0)
+            },
+        },
+    );
+    update(&mut s, Action::Evaluate);
+    insta::assert_snapshot!(text(&s, 80, 24));
+}
+
+#[test]
+fn help() {
+    let mut s = running();
+    update(&mut s, Action::ToggleHelp);
+    insta::assert_snapshot!(text(&s, 80, 24));
+}
+
+#[test]
+fn op_type_picker() {
+    let mut s = running();
+    update(&mut s, Action::OpenOpTypes);
+    update(&mut s, Action::PickerDown);
+    update(&mut s, Action::PickerToggle);
+    insta::assert_snapshot!(text(&s, 80, 24));
+}
+
+#[test]
+fn threshold_prompt_with_an_error() {
+    let mut s = running();
+    update(&mut s, Action::OpenThreshold);
+    update(&mut s, Action::PromptInput('x'));
+    update(&mut s, Action::PromptSubmit);
+    insta::assert_snapshot!(text(&s, 80, 24));
+}
+
+#[test]
+fn filter_that_matches_nothing() {
+    let mut s = running();
+    update(&mut s, Action::OpenSearch);
+    for c in "no_such_layer".chars() {
+        update(&mut s, Action::PromptInput(c));
+    }
+    update(&mut s, Action::PromptSubmit);
+    insta::assert_snapshot!(text(&s, 80, 24));
+}
+
+#[test]
+fn both_modes_side_by_side_in_a_big_terminal() {
+    let mut s = with_threshold();
+    update(
+        &mut s,
+        Action::DebugUpdated {
+            done: 100,
+            total: 100,
+            report: report(100, true),
+            at_s: 21.0,
+        },
+    );
+    update(
+        &mut s,
+        Action::DebugEnded {
+            cancelled: false,
+            at_s: 21.0,
+        },
+    );
+    insta::assert_snapshot!(text(&s, 140, 40));
+}
+
+#[test]
+fn cancelled_run_keeps_its_rows() {
+    let mut s = running();
+    update(
+        &mut s,
+        Action::DebugEnded {
+            cancelled: true,
+            at_s: 12.0,
+        },
+    );
+    insta::assert_snapshot!(text(&s, 80, 24));
+}
+
+/// NO_COLOR: the same screens with no colour anywhere (bold and reverse still mark things).
+#[test]
+fn no_colour_means_no_colour() {
+    let mut s = with_threshold();
+    s.colors = false;
+    for panel in [Panel::Charts, Panel::Layer, Panel::Experiments] {
+        s.panel = panel;
+        let terminal = draw(&s, 80, 24);
+        let buffer = terminal.backend().buffer();
+        for cell in buffer.content() {
+            assert_eq!(cell.fg, Color::Reset, "a coloured cell under NO_COLOR");
+            assert_eq!(cell.bg, Color::Reset, "a coloured cell under NO_COLOR");
+        }
+    }
+    // With colours, the bad rows and values are coloured.
+    s.colors = true;
+    let terminal = draw(&s, 80, 24);
+    assert!(terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .any(|c| c.fg == Color::Red));
+}
+
+/// Tiny or odd terminals never panic (a window being resized passes through them all).
+#[test]
+fn any_size_renders() {
+    let mut s = with_threshold();
+    for panel in [Panel::Charts, Panel::Layer, Panel::Experiments] {
+        s.panel = panel;
+        for (w, h) in [
+            (1, 1),
+            (10, 3),
+            (20, 5),
+            (40, 10),
+            (80, 24),
+            (79, 23),
+            (200, 60),
+        ] {
+            draw(&s, w, h);
+        }
+    }
+    s.show_help = true;
+    draw(&s, 30, 8);
+}
