@@ -483,3 +483,37 @@ fn eval_reports_accuracy_like_litert() {
         Some(2)
     );
 }
+
+/// `--threads` sizes the pool samples run on; the CSV is the same byte for byte whatever
+/// the number, and 0 threads is a usage error.
+#[test]
+fn debug_csv_is_the_same_on_any_number_of_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model.tflite");
+    std::fs::copy(common::repo().join("demo/model.tflite"), &model).unwrap();
+    let csv = |threads: &str| {
+        let path = tmp.path().join(format!("layers-{threads}.csv"));
+        let out = qdbg(&[
+            "debug",
+            model.to_str().unwrap(),
+            "--data",
+            "demo/debug.npy",
+            "--csv",
+            path.to_str().unwrap(),
+            "--threads",
+            threads,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read(path).unwrap()
+    };
+    assert_eq!(csv("1"), csv("3"));
+    let out = qdbg(&[
+        "debug",
+        model.to_str().unwrap(),
+        "--data",
+        "demo/debug.npy",
+        "--threads",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use qdbg::data::{load_dataset, load_labels, InputSpec};
 use qdbg::exec::{parse_device, tensor_from_sample, Executor};
+use rayon::prelude::*;
 
 use super::{DeviceArgs, ImageArgs};
 
@@ -59,23 +60,29 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             }
         }
         let exec = Executor::new(&graph, &device)?;
-        let mut per_sample = Vec::with_capacity(samples);
-        for i in 0..samples {
-            let inputs = dataset
-                .sample(i)
-                .iter()
-                .map(|s| tensor_from_sample(s, &device))
-                .collect::<qdbg::Result<Vec<_>>>()?;
-            let out = exec.run(&inputs)?;
-            let first = out
-                .first()
-                .ok_or_else(|| qdbg::Error::Internal("model has no outputs".into()))?
-                .flatten_all()
-                .and_then(|t| t.to_dtype(candle_core::DType::F32))
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(|e| qdbg::Error::Internal(e.to_string()))?;
-            per_sample.push(ranked(&first));
-        }
+        // Samples run in parallel; rankings come back in sample order.
+        let per_sample = (0..samples)
+            .into_par_iter()
+            .map(|i| {
+                let inputs = dataset
+                    .sample(i)
+                    .iter()
+                    .map(|s| tensor_from_sample(s, &device))
+                    .collect::<qdbg::Result<Vec<_>>>()?;
+                let out = exec.run(&inputs)?;
+                let first = out
+                    .first()
+                    .ok_or_else(|| qdbg::Error::Internal("model has no outputs".into()))?
+                    .flatten_all()
+                    .and_then(|t| t.to_dtype(candle_core::DType::F32))
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(|e| qdbg::Error::Internal(e.to_string()))?;
+                Ok(ranked(&first))
+            })
+            .collect::<Vec<qdbg::Result<_>>>()
+            .into_iter()
+            // In sample order: the first failing sample is the one reported.
+            .collect::<qdbg::Result<Vec<_>>>()?;
         rankings.push(per_sample);
     }
     let k = args.top_k.max(1);

@@ -41,6 +41,33 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     dashboard: dashboard::DashboardArgs,
+    /// Worker threads for everything that runs samples or large ops (default: every core,
+    /// or $RAYON_NUM_THREADS). With a subcommand, put it after the subcommand's name.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+}
+
+/// Sizes rayon's global pool, which runs samples in parallel, and candle's matrix products,
+/// which read `RAYON_NUM_THREADS` on every call (else count physical cores): setting
+/// both to the same number keeps `--threads 1` really single-threaded.
+fn configure_threads(requested: Option<u16>) -> anyhow::Result<usize> {
+    let from_env = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    let threads = match (requested, from_env) {
+        (Some(n), _) => usize::from(n),
+        (None, Some(n)) => n,
+        (None, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    // Called before any thread starts (clap parsing is single-threaded), so changing the
+    // environment races with nothing.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| anyhow::anyhow!("cannot start {threads} worker threads: {e}"))?;
+    Ok(threads)
 }
 
 #[derive(Subcommand)]
@@ -133,6 +160,10 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    if let Err(e) = configure_threads(cli.threads) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(1);
+    }
     let result = match cli.command {
         Some(Command::Inspect(args)) => inspect::inspect(&args),
         Some(Command::Run(args)) => run::run(&args),

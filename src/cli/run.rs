@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use qdbg::data::{load_dataset, write_npz_atomic, InputSpec};
+use qdbg::data::{load_dataset, write_npz_atomic, InputSpec, SampleArray};
 use qdbg::exec::{parse_device, sample_from_tensor, stack_samples, tensor_from_sample, Executor};
+use rayon::prelude::*;
 
 use super::{DeviceArgs, ImageArgs};
 
@@ -46,23 +47,36 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
     let started = Instant::now();
     let mut per_output = vec![Vec::with_capacity(count); graph.outputs.len()];
-    for i in 0..count {
-        let inputs = dataset
-            .sample(i)
-            .iter()
-            .map(|s| tensor_from_sample(s, &device))
-            .collect::<qdbg::Result<Vec<_>>>()?;
-        let outputs = executor
-            .run(&inputs)
-            .with_context(|| format!("sample {i} of {}", args.data.display()))?;
-        for ((slot, value), &id) in per_output.iter_mut().zip(&outputs).zip(&graph.outputs) {
-            // Drop the batch dimension of 1 so the saved arrays are [samples, ...], the
-            // same layout `--data` takes.
-            let value = match value.dims() {
-                [1, _, ..] => value.squeeze(0)?,
-                _ => value.clone(),
-            };
-            slot.push(sample_from_tensor(&value, graph.tensor(id).dtype)?);
+    // Samples run in parallel; results come back in sample order.
+    let results: Vec<Result<Vec<SampleArray>>> = (0..count)
+        .into_par_iter()
+        .map(|i| {
+            let inputs = dataset
+                .sample(i)
+                .iter()
+                .map(|s| tensor_from_sample(s, &device))
+                .collect::<qdbg::Result<Vec<_>>>()?;
+            let outputs = executor
+                .run(&inputs)
+                .with_context(|| format!("sample {i} of {}", args.data.display()))?;
+            outputs
+                .iter()
+                .zip(&graph.outputs)
+                .map(|(value, &id)| {
+                    // Drop the batch dimension of 1 so the saved arrays are [samples, ...],
+                    // the same layout `--data` takes.
+                    let value = match value.dims() {
+                        [1, _, ..] => value.squeeze(0)?,
+                        _ => value.clone(),
+                    };
+                    Ok(sample_from_tensor(&value, graph.tensor(id).dtype)?)
+                })
+                .collect()
+        })
+        .collect();
+    for result in results {
+        for (slot, array) in per_output.iter_mut().zip(result?) {
+            slot.push(array);
         }
     }
     let elapsed = started.elapsed();

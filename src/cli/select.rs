@@ -103,14 +103,14 @@ pub fn select(args: &SelectArgs) -> Result<()> {
         args.recalibrate,
     )?;
     let plan = plan_activations(&graph, &calibration);
-    let selector = Selector {
-        graph: Arc::new(graph),
-        original: Some(Arc::new(original)),
-        plan: Arc::new(plan),
-        dataset: Arc::new(dataset),
-        labels: labels.map(Arc::new),
+    let selector = Selector::new(
+        Arc::new(graph),
+        Some(Arc::new(original)),
+        Arc::new(plan),
+        Arc::new(dataset),
+        labels.map(Arc::new),
         device,
-    };
+    );
     let graph = &selector.graph;
 
     // Per-layer statistics for the rules on the full-int8 model; only the model-level

@@ -1,5 +1,5 @@
 //! Running the debugger off the caller's thread: events arrive on a channel, and a cancel
-//! request takes effect before the next sample starts.
+//! request takes effect within the running chunk of samples (one sample per thread).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver};
@@ -16,7 +16,8 @@ use crate::quant::quantize::QuantizedModel;
 
 /// A debugger run on a worker thread.
 pub struct DebugJob {
-    /// Started, then one update per sample (or Failed); the channel closes when the run ends.
+    /// Started, then one update per chunk of samples (or Failed); the channel closes when
+    /// the run ends.
     pub events: Receiver<DebugEvent>,
     cancel: Arc<AtomicBool>,
     handle: JoinHandle<Result<DebugReport>>,

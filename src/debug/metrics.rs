@@ -175,6 +175,154 @@ impl LayerMetrics {
     }
 }
 
+/// One sample's contribution to a layer's statistics: computed on its own (on any thread)
+/// and merged into a [`LayerAccumulator`] in sample order with [`LayerAccumulator::add`].
+#[derive(Clone, Debug)]
+pub struct LayerSample {
+    metrics: SampleMetrics,
+    signal_power: f64,
+    noise_power: f64,
+    abs_error: f64,
+    elements: usize,
+    sum_f: f64,
+    sum_q: f64,
+    sum_q2: f64,
+    dot: f64,
+    saturated: usize,
+    /// Float and int8 values per int8 step, and errors per [`ERROR_BIN_WIDTH`] of the
+    /// scale (boxed: 4 KiB that only layers with a step need).
+    hist: Option<Box<Histograms>>,
+}
+
+type Histograms = ([u64; 256], [u64; 256], [u64; ERROR_BINS]);
+
+impl LayerSample {
+    /// Measures one sample: the float reference, the dequantized int8 result, how many of
+    /// the int8 values sit at -128 or 127, and the layer's step (for the histograms).
+    pub fn new(
+        step: Option<(f64, i64)>,
+        float: &[f64],
+        dequantized: &[f64],
+        saturated: usize,
+    ) -> Self {
+        Self::measure(step, float, dequantized, None, saturated)
+    }
+
+    /// [`LayerSample::new`] for an int8 output given raw as well (`raw[i]` the int8 value
+    /// `dequantized[i]` was made from with the per-tensor `step`): the int8 histogram reads
+    /// the raw values' bins directly, and saturation is counted here.
+    ///
+    /// Same result as `new`: dequantizing gives `(raw - zp) * scale` to within a relative
+    /// 2^-24 (one f32 rounding), so dividing by the scale and rounding, as `new` bins, gives
+    /// back `raw - zp` exactly for every int8 value.
+    pub fn from_int8(step: (f64, i64), float: &[f64], dequantized: &[f64], raw: &[i64]) -> Self {
+        let saturated = raw.iter().filter(|&&x| x <= -128 || x >= 127).count();
+        Self::measure(Some(step), float, dequantized, Some(raw), saturated)
+    }
+
+    /// One pass for every sum but the variance (which needs the mean first). Each sum still
+    /// adds its terms one by one in element order, so the values are those of separate
+    /// `iter().sum()` passes, bit for bit.
+    fn measure(
+        step: Option<(f64, i64)>,
+        float: &[f64],
+        dequantized: &[f64],
+        raw: Option<&[i64]>,
+        saturated: usize,
+    ) -> Self {
+        let n = float.len().min(dequantized.len());
+        let (float, dequantized) = (&float[..n], &dequantized[..n]);
+        let mut hist = step
+            .filter(|(s, _)| *s > 0.0)
+            .map(|_| Box::new(([0u64; 256], [0u64; 256], [0u64; ERROR_BINS])));
+        // Sums start at -0.0, as `Iterator::sum` for floats does.
+        let (mut diff_sum, mut diff_sq, mut abs_sum, mut max_abs) =
+            (-0.0f64, -0.0f64, -0.0f64, 0f64);
+        let (mut sig, mut sum_f, mut sum_q, mut sum_q2, mut dot) =
+            (-0.0f64, -0.0f64, -0.0f64, -0.0f64, -0.0f64);
+        for (&f, &q) in float.iter().zip(dequantized) {
+            let d = q - f;
+            diff_sum += d;
+            diff_sq += d * d;
+            abs_sum += d.abs();
+            max_abs = max_abs.max(d.abs());
+            sig += f * f;
+            sum_f += f;
+            sum_q += q;
+            sum_q2 += q * q;
+            dot += f * q;
+        }
+        if let (Some(h), Some((scale, zp))) = (hist.as_deref_mut(), step) {
+            float
+                .iter()
+                .for_each(|&v| h.0[int8_bin(v / scale, zp)] += 1);
+            match raw {
+                Some(raw) => raw
+                    .iter()
+                    .take(n)
+                    .for_each(|&r| h.1[(r.clamp(-128, 127) + 128) as usize] += 1),
+                None => dequantized
+                    .iter()
+                    .for_each(|&v| h.1[int8_bin(v / scale, zp)] += 1),
+            }
+            for (&f, &q) in float.iter().zip(dequantized) {
+                h.2[fast_error_bin((q - f) / scale)] += 1;
+            }
+        }
+        let metrics = if n == 0 {
+            sample_metrics(&[])
+        } else {
+            let count = n as f64;
+            let mean = diff_sum / count;
+            let mut var = -0.0f64;
+            for (&f, &q) in float.iter().zip(dequantized) {
+                let d = q - f;
+                var += (d - mean) * (d - mean);
+            }
+            SampleMetrics {
+                num_elements: count,
+                stddev: (var / count).sqrt(),
+                mean_error: mean,
+                max_abs_error: max_abs,
+                mean_squared_error: diff_sq / count,
+            }
+        };
+        LayerSample {
+            metrics,
+            signal_power: sig,
+            noise_power: diff_sq,
+            abs_error: abs_sum,
+            elements: n,
+            sum_f,
+            sum_q,
+            sum_q2,
+            dot,
+            saturated,
+            hist,
+        }
+    }
+}
+
+/// [`error_bin`] without libm's `round`, as [`int8_bin`] does it.
+fn fast_error_bin(error_in_scales: f64) -> usize {
+    let half = (ERROR_BINS / 2) as i64;
+    let k = (error_in_scales / ERROR_BIN_WIDTH).clamp(-1000.0, 1000.0);
+    let rounded = (k + 0.499_999_999_999_999_94f64.copysign(k)) as i64;
+    (rounded.clamp(-half, half) + half) as usize
+}
+
+/// The int8 step a value falls in: `clamp(round(x) + zp, -128, 127) + 128` with `x` the
+/// value in steps and `round` rounding half away from zero, without a call to libm's
+/// `round`: `trunc(x + copysign(0.5 - 2^-54, x))` is how LLVM itself lowers `round`
+/// (the constant just under 0.5 keeps 0.49999999999999994 from rounding up), and `as`
+/// truncates. Clamping `x` first changes no bin (everything past +-1000 lands at the ends
+/// anyway) and keeps the conversion in range; NaN lands where `round` puts it (0 + zp).
+fn int8_bin(x: f64, zp: i64) -> usize {
+    let x = x.clamp(-1000.0, 1000.0);
+    let rounded = (x + 0.499_999_999_999_999_94f64.copysign(x)) as i64;
+    ((rounded + zp).clamp(-128, 127) + 128) as usize
+}
+
 impl Default for LayerAccumulator {
     fn default() -> Self {
         LayerAccumulator {
@@ -214,35 +362,44 @@ impl LayerAccumulator {
     /// Adds one sample: the float reference, the dequantized int8 result, and how many
     /// of the int8 values sit at -128 or 127.
     pub fn add_sample(&mut self, float: &[f64], dequantized: &[f64], saturated: usize) {
-        let diff: Vec<f64> = dequantized.iter().zip(float).map(|(q, f)| q - f).collect();
-        let m = sample_metrics(&diff);
+        self.add(&LayerSample::new(self.step, float, dequantized, saturated));
+    }
+
+    /// The step (scale, zero point) [`LayerSample::new`] needs to histogram a sample for
+    /// this layer.
+    pub fn step(&self) -> Option<(f64, i64)> {
+        self.step
+    }
+
+    /// Merges one sample measured on its own. Merging samples in sample order gives the
+    /// same sums, bit for bit, as adding them one by one on a single thread: each sample's
+    /// partial sums are computed alone either way, then added here in the same order.
+    pub fn add(&mut self, s: &LayerSample) {
+        let m = &s.metrics;
         self.num_elements.add(m.num_elements);
         self.stddev.add(m.stddev);
         self.mean_error.add(m.mean_error);
         self.max_abs_error.add(m.max_abs_error);
         self.mean_squared_error.add(m.mean_squared_error);
-        self.signal_power += float.iter().map(|f| f * f).sum::<f64>();
-        self.noise_power += diff.iter().map(|d| d * d).sum::<f64>();
-        self.abs_error += diff.iter().map(|d| d.abs()).sum::<f64>();
+        self.signal_power += s.signal_power;
+        self.noise_power += s.noise_power;
+        self.abs_error += s.abs_error;
         self.max_abs_global = self.max_abs_global.max(m.max_abs_error);
-        self.elements += diff.len();
-        self.sum_f += float.iter().sum::<f64>();
-        self.sum_q += dequantized.iter().sum::<f64>();
-        self.sum_q2 += dequantized.iter().map(|q| q * q).sum::<f64>();
-        self.dot += float
-            .iter()
-            .zip(dequantized)
-            .map(|(f, q)| f * q)
-            .sum::<f64>();
-        self.saturated += saturated;
-        if let Some((scale, zp)) = self.step.filter(|(s, _)| *s > 0.0) {
-            let bin = |v: f64| (((v / scale).round() as i64 + zp).clamp(-128, 127) + 128) as usize;
-            float.iter().for_each(|&v| self.float_hist[bin(v)] += 1);
-            dequantized
-                .iter()
-                .for_each(|&v| self.quant_hist[bin(v)] += 1);
-            for &d in &diff {
-                self.error_hist[error_bin(d / scale)] += 1;
+        self.elements += s.elements;
+        self.sum_f += s.sum_f;
+        self.sum_q += s.sum_q;
+        self.sum_q2 += s.sum_q2;
+        self.dot += s.dot;
+        self.saturated += s.saturated;
+        if let Some(h) = &s.hist {
+            for (acc, v) in self.float_hist.iter_mut().zip(&h.0) {
+                *acc += v;
+            }
+            for (acc, v) in self.quant_hist.iter_mut().zip(&h.1) {
+                *acc += v;
+            }
+            for (acc, v) in self.error_hist.iter_mut().zip(&h.2) {
+                *acc += v;
             }
         }
         self.samples += 1;
@@ -449,6 +606,60 @@ impl ModelAccumulator {
             float_top5: labelled.map(|l| self.float_top5 as f64 / l),
             int8_top1: labelled.map(|l| self.quant_top1 as f64 / l),
             int8_top5: labelled.map(|l| self.quant_top5 as f64 / l),
+        }
+    }
+}
+
+#[cfg(test)]
+mod fast_bin_tests {
+    use super::*;
+
+    /// The libm-free binning equals the plain formulas, halves and edges included.
+    #[test]
+    fn fast_bins_equal_the_rounding_formulas() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -2.5,
+            0.499_999_999_999_999_94,
+            -0.499_999_999_999_999_94,
+            127.5,
+            -128.5,
+            1e300,
+            -1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            4.125,
+            -4.125,
+        ];
+        let mut state = 12345u64;
+        for _ in 0..100_000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+            values.push((unit - 0.5) * 600.0);
+            // Exact halves, where rounding direction matters.
+            values.push(((state >> 20) % 1200) as f64 / 2.0 - 300.0);
+        }
+        for &x in &values {
+            for zp in [-128i64, -3, 0, 5, 127] {
+                let plain = if x.is_finite() {
+                    ((x.round() as i64).saturating_add(zp).clamp(-128, 127) + 128) as usize
+                } else if x.is_nan() {
+                    (zp.clamp(-128, 127) + 128) as usize
+                } else if x > 0.0 {
+                    255
+                } else {
+                    0
+                };
+                assert_eq!(int8_bin(x, zp), plain, "x {x} zp {zp}");
+            }
+            assert_eq!(fast_error_bin(x), error_bin(x), "x {x}");
         }
     }
 }

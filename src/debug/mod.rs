@@ -1,6 +1,7 @@
 //! The quantization debugger: per-layer and whole-model verification of an int8 model
 //! against its float source, with TensorFlow's `QuantizationDebugger` metrics.
 
+mod checkpoint;
 pub mod job;
 pub mod metrics;
 pub mod report;

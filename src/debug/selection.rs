@@ -4,17 +4,22 @@
 //!
 //! Shared by `qdbg select` and the dashboard; knows nothing of either.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use candle_core::Device;
+use rayon::prelude::*;
 
-use super::metrics::ModelMetrics;
-use super::verify::{DebugEvent, Debugger, LayerStats, VerifyMode};
+use super::checkpoint::{covers, first_difference, live_at, Checkpoint, Checkpoints, StoredValue};
+use super::metrics::{ModelAccumulator, ModelMetrics};
+#[cfg(doc)]
+use super::verify::Debugger;
+use super::verify::LayerStats;
 use crate::data::Dataset;
-use crate::error::Result;
-use crate::graph::Graph;
+use crate::error::{Error, Result};
+use crate::exec::{tensor_from_sample, Executor};
+use crate::graph::{DType, Graph, TensorId};
 use crate::quant::denylist::{resolve, Rule};
 use crate::quant::plan::ActivationPlan;
 use crate::quant::quantize::{
@@ -22,6 +27,9 @@ use crate::quant::quantize::{
 };
 
 /// The fixed inputs of every denylist experiment on one model and dataset.
+///
+/// Built with [`Selector::new`]; shared across threads (`Arc<Selector>`), it keeps what
+/// every evaluation would otherwise recompute.
 pub struct Selector {
     pub graph: Arc<Graph>,
     /// The float model file's bytes: the writer carries its metadata and signatures over.
@@ -30,7 +38,41 @@ pub struct Selector {
     pub dataset: Arc<Dataset>,
     pub labels: Option<Arc<Vec<i64>>>,
     pub device: Device,
+    /// The float model's final outputs for samples `0..len`, filled by the first
+    /// evaluations: they are the same for every denylist, so each later evaluation runs
+    /// only the selective model.
+    float_outputs: Mutex<Vec<FloatOutputs>>,
+    /// The full-int8 model, made on first use.
+    full_int8: Mutex<Option<Arc<QuantizedModel>>>,
+    /// Its values after common prefixes, for every sample.
+    checkpoints: Mutex<Checkpoints>,
 }
+
+/// One sample's float model outputs (one vector per output).
+type FloatOutputs = Arc<Vec<Vec<f32>>>;
+
+/// One sample of an evaluation.
+struct Evaluated {
+    /// Empty when the float outputs were already known.
+    float_out: Vec<Vec<f32>>,
+    quant_out: Vec<f64>,
+    /// The values for the checkpoint this evaluation makes, if it makes one and they all
+    /// could be kept.
+    kept: Option<Vec<StoredValue>>,
+}
+
+/// Bytes per element a checkpoint keeps of tensor `id`.
+fn stored_width(graph: &Graph, id: TensorId) -> usize {
+    match graph.tensor(id).dtype {
+        DType::I8 | DType::U8 | DType::Bool => 1,
+        d if d.is_float() => 4,
+        _ => 8,
+    }
+}
+
+/// The float outputs kept for all samples may take at most this much memory; beyond it
+/// (models with image-sized outputs) every evaluation runs the float model again.
+const FLOAT_CACHE_BYTES: usize = 64 << 20;
 
 /// What a denylist costs, before any data runs through it.
 pub struct Selection {
@@ -66,6 +108,27 @@ impl Selection {
 }
 
 impl Selector {
+    pub fn new(
+        graph: Arc<Graph>,
+        original: Option<Arc<Vec<u8>>>,
+        plan: Arc<ActivationPlan>,
+        dataset: Arc<Dataset>,
+        labels: Option<Arc<Vec<i64>>>,
+        device: Device,
+    ) -> Self {
+        Selector {
+            graph,
+            original,
+            plan,
+            dataset,
+            labels,
+            device,
+            float_outputs: Mutex::new(Vec::new()),
+            full_int8: Mutex::new(None),
+            checkpoints: Mutex::new(Checkpoints::default()),
+        }
+    }
+
     /// Resolves `rules` against the float graph and the full-int8 run's per-layer statistics
     /// (`layers`: first/last N and metric expressions need them), then quantizes and
     /// serialises the selective model.
@@ -96,25 +159,219 @@ impl Selector {
     }
 
     /// Runs the debug data through the float model and `model` and compares their final
-    /// outputs (and accuracy, with labels). `progress` gets (done, total) after each sample;
-    /// `cancel` stops before the next sample, keeping what was measured.
+    /// outputs (and accuracy, with labels). `progress` gets (done, total) after each chunk
+    /// of samples (at most one per thread of rayon's pool); `cancel` stops within the
+    /// running chunk, keeping what was measured on the samples before it.
+    ///
+    /// Re-runs only what it must: the float model's outputs are remembered, and `model`
+    /// starts from the latest checkpoint of the full-int8 model's values before its first
+    /// difference from it (see [`super::checkpoint`]); this run leaves a checkpoint at that
+    /// difference for the next. Samples merge in sample order: the metrics are the same
+    /// whatever the number of threads, and the same as [`Debugger::run`]'s model-level ones.
     pub fn evaluate(
         &self,
         model: &QuantizedModel,
         cancel: &AtomicBool,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<ModelMetrics> {
-        let report = Debugger::new(&self.graph, model, &self.device)?.run(
-            &self.dataset,
-            self.labels.as_deref().map(Vec::as_slice),
-            VerifyMode::ModelOnly,
-            cancel,
-            &mut |event| {
-                if let DebugEvent::Updated { done, total, .. } = event {
-                    progress(done, total);
+        let quant = Executor::new(&model.graph, &self.device)?;
+        let total = self.dataset.num_samples();
+        let base = self.full_int8()?;
+        let difference = first_difference(&base.graph, &model.graph);
+        let (seed, capture) = {
+            let checkpoints = self.lock_checkpoints();
+            let seed = checkpoints
+                .latest_at_or_before(difference)
+                .filter(|c| covers(&model.graph, c.position, &c.tensors));
+            let start = seed.as_ref().map_or(0, |c| c.position);
+            let ids = live_at(&[&base.graph, &model.graph], difference);
+            let bytes: usize = ids
+                .iter()
+                .map(|&id| stored_width(&model.graph, id) * model.graph.tensor(id).num_elements())
+                .sum();
+            let worth = difference > start && !checkpoints.has(difference);
+            let capture = (worth && checkpoints.fits(bytes.saturating_mul(total))).then_some(ids);
+            (seed, capture)
+        };
+        let capture_slot: HashMap<TensorId, usize> = capture
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(k, &id)| (id, k))
+            .collect();
+        let mut captured: Vec<Vec<StoredValue>> = Vec::new();
+
+        // Built only when some sample's float outputs are not remembered yet.
+        let mut float: Option<Executor> = None;
+        let labels = self.labels.as_deref().map(Vec::as_slice);
+        let mut acc = ModelAccumulator::default();
+        let chunk = rayon::current_num_threads().max(1);
+        let mut done = 0;
+        while done < total && !cancel.load(Ordering::Relaxed) {
+            let end = (done + chunk).min(total);
+            let known: Vec<Option<FloatOutputs>> = {
+                let cache = self.lock_float_outputs();
+                (done..end).map(|s| cache.get(s).cloned()).collect()
+            };
+            if float.is_none() && known.iter().any(Option::is_none) {
+                float = Some(Executor::new(&self.graph, &self.device)?);
+            }
+            let outcomes: Vec<Result<Option<Evaluated>>> = (done..end)
+                .into_par_iter()
+                .zip(known.par_iter())
+                .map(|(s, known)| {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                    let mut kept: Vec<Option<StoredValue>> = vec![None; capture_slot.len()];
+                    let seeded = match &seed {
+                        Some(c) => {
+                            let values = c.samples.get(s).ok_or_else(|| {
+                                Error::Internal(format!("checkpoint lacks sample {s}"))
+                            })?;
+                            let mut seeded = Vec::with_capacity(values.len());
+                            for (&id, v) in c.tensors.iter().zip(values) {
+                                if let Some(&k) = capture_slot.get(&id) {
+                                    kept[k] = Some(v.clone());
+                                }
+                                seeded.push((id, v.to_tensor(&self.device)?));
+                            }
+                            Some((c.position, seeded))
+                        }
+                        None => None,
+                    };
+                    let mut keep = |id: TensorId, v: &candle_core::Tensor| -> Result<()> {
+                        if let Some(&k) = capture_slot.get(&id) {
+                            kept[k] = StoredValue::capture(&model.graph, id, v)?;
+                        }
+                        Ok(())
+                    };
+                    let quant_out = match seeded {
+                        Some((start, seeded)) => quant.run_from(start, seeded, &mut keep)?,
+                        None => quant.run_observed(&self.sample_inputs(s)?, &mut keep)?,
+                    };
+                    let float_out = match (known, &float) {
+                        (Some(_), _) => Vec::new(),
+                        (None, Some(exec)) => exec
+                            .run(&self.sample_inputs(s)?)?
+                            .iter()
+                            .map(host_f32)
+                            .collect::<Result<Vec<_>>>()?,
+                        (None, None) => {
+                            return Err(Error::Internal("no float executor".into()));
+                        }
+                    };
+                    Ok(Some(Evaluated {
+                        float_out,
+                        quant_out: first_output(&quant_out)?,
+                        // A value the checkpoint cannot hold leaves it incomplete: no checkpoint.
+                        kept: kept.into_iter().collect(),
+                    }))
+                })
+                .collect();
+            let mut stopped = false;
+            for ((s, outcome), known) in (done..end).zip(outcomes).zip(known) {
+                let Some(e) = outcome? else {
+                    stopped = true;
+                    break;
+                };
+                let float_out = match known {
+                    Some(f) => f,
+                    None => {
+                        let f = Arc::new(e.float_out);
+                        self.remember_float_outputs(s, &f);
+                        f
+                    }
+                };
+                if let Some(f) = float_out.first() {
+                    let f: Vec<f64> = f.iter().map(|&v| v as f64).collect();
+                    acc.add_sample(&f, &e.quant_out, labels.and_then(|l| l.get(s).copied()));
                 }
-            },
-        )?;
-        Ok(report.model)
+                if let Some(kept) = e.kept {
+                    captured.push(kept);
+                }
+                done += 1;
+            }
+            progress(done, total);
+            if stopped {
+                break;
+            }
+        }
+        if let Some(tensors) = capture {
+            if done == total && captured.len() == total {
+                self.lock_checkpoints().insert(Checkpoint {
+                    position: difference,
+                    tensors,
+                    samples: captured,
+                });
+            }
+        }
+        Ok(acc.metrics())
     }
+
+    /// The full-int8 model (nothing denylisted): the reference checkpoints are taken from.
+    fn full_int8(&self) -> Result<Arc<QuantizedModel>> {
+        let mut base = self
+            .full_int8
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(model) = &*base {
+            return Ok(Arc::clone(model));
+        }
+        let model = Arc::new(self.quantize(Vec::new())?);
+        *base = Some(Arc::clone(&model));
+        Ok(model)
+    }
+
+    fn lock_checkpoints(&self) -> std::sync::MutexGuard<'_, Checkpoints> {
+        // Checkpoints are inserted whole, so a poisoned lock still guards a consistent set.
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn sample_inputs(&self, s: usize) -> Result<Vec<candle_core::Tensor>> {
+        self.dataset
+            .sample(s)
+            .iter()
+            .map(|x| tensor_from_sample(x, &self.device))
+            .collect()
+    }
+
+    fn lock_float_outputs(&self) -> std::sync::MutexGuard<'_, Vec<FloatOutputs>> {
+        // The cache only ever grows by whole samples, so a panic elsewhere cannot leave it
+        // half-written: a poisoned lock is still a consistent cache.
+        self.float_outputs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps sample `s`'s float outputs if they extend the remembered prefix and the whole
+    /// dataset's outputs fit [`FLOAT_CACHE_BYTES`].
+    fn remember_float_outputs(&self, s: usize, outputs: &FloatOutputs) {
+        let per_sample: usize = outputs.iter().map(|o| o.len() * 4).sum();
+        if per_sample.saturating_mul(self.dataset.num_samples()) > FLOAT_CACHE_BYTES {
+            return;
+        }
+        let mut cache = self.lock_float_outputs();
+        if cache.len() == s {
+            cache.push(Arc::clone(outputs));
+        }
+    }
+}
+
+/// A model's first output (the prediction, for classifiers) on the host.
+fn first_output(outputs: &[candle_core::Tensor]) -> Result<Vec<f64>> {
+    outputs
+        .first()
+        .map(|t| host_f32(t).map(|v| v.into_iter().map(f64::from).collect()))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+fn host_f32(t: &candle_core::Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()
+        .and_then(|t| t.to_dtype(candle_core::DType::F32))
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| Error::Internal(e.to_string()))
 }

@@ -6,19 +6,22 @@
 //! - Whole-model: the float and int8 graphs run separately and are compared at every int8
 //!   op's output, so the error accumulated down the model shows.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{Device, Tensor as CTensor};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::metrics::{
-    LayerAccumulator, LayerHistograms, LayerMetrics, ModelAccumulator, ModelMetrics, NanMean,
+    LayerAccumulator, LayerHistograms, LayerMetrics, LayerSample, ModelAccumulator, ModelMetrics,
+    NanMean,
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::exec::{tensor_from_sample, Executor};
-use crate::graph::{Graph, Op, QuantParams, TensorId};
+use crate::graph::{Graph, Op, TensorId};
 use crate::ops::dequantize_values;
 use crate::ops::quantized::node_is_quantized;
 use crate::quant::quantize::QuantizedModel;
@@ -184,9 +187,13 @@ impl<'a> Debugger<'a> {
         &self.layers
     }
 
-    /// Runs every sample, reporting after each one; stops between samples when `cancel`
-    /// is set, returning the statistics gathered so far.
+    /// Runs every sample, in parallel chunks of at most one sample per thread of rayon's
+    /// pool, reporting after each chunk; stops within a chunk when `cancel` is set,
+    /// returning the statistics of the samples completed before it.
     /// `labels`, when given, holds one class per sample for the accuracies.
+    ///
+    /// Samples are measured on their own and merged in sample order, so the report is the
+    /// same, bit for bit, whatever the number of threads.
     pub fn run(
         &self,
         dataset: &Dataset,
@@ -208,160 +215,203 @@ impl<'a> Debugger<'a> {
         };
         let mut per_layer = accumulators();
         let mut whole = accumulators();
-        let q = &self.model.graph;
-        // An int8 input made by QUANTIZE from a float tensor (a model input, or the output
-        // of an op kept float) stands for that float tensor: the float twin reads it
-        // directly, as TensorFlow's debug model does (it folds dequantize(quantize(x))).
-        let mut float_source: HashMap<TensorId, TensorId> = HashMap::new();
-        for node in &q.nodes {
-            if node.op == Op::Quantize {
-                if let Some(src) = node.input(0).filter(|&i| q.tensor(i).dtype.is_float()) {
-                    float_source.insert(node.outputs[0], src);
-                }
-            }
-        }
-        // Which tensors the layers read and write, to keep only those per sample.
-        let mut wanted: HashMap<TensorId, ()> = HashMap::new();
-        for l in &self.layers {
-            wanted.insert(l.tensor_idx, ());
-            for &i in q.nodes[l.quant_node].inputs.iter().flatten() {
-                if !q.tensor(i).is_constant() {
-                    wanted.insert(*float_source.get(&i).unwrap_or(&i), ());
-                }
-            }
-        }
-        let float_outputs: HashMap<TensorId, usize> = self
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(k, l)| (l.float_tensor, k))
-            .collect();
-
+        let plan = SamplePlan::new(self);
         let mut model_acc = ModelAccumulator::default();
         let n_custom = self.layer_metrics.len() + self.direct_metrics.len();
         let mut custom = vec![vec![NanMean::default(); n_custom]; self.layers.len()];
         let mut model_custom = vec![NanMean::default(); self.model_metrics.len()];
         let mut report =
             self.snapshot(&per_layer, &whole, &model_acc, &custom, &model_custom, mode);
-        for s in 0..total {
-            if cancel.load(Ordering::Relaxed) {
-                break;
-            }
-            let inputs = dataset
-                .sample(s)
-                .iter()
-                .map(|x| tensor_from_sample(x, self.quant.device()))
-                .collect::<Result<Vec<_>>>()?;
-            let mut qvals: HashMap<TensorId, CTensor> = HashMap::new();
-            let quant_out = self.quant.run_observed(&inputs, &mut |id, v| {
-                if wanted.contains_key(&id) {
-                    qvals.insert(id, v.clone());
-                }
-                Ok(())
-            })?;
-            if mode.per_layer() {
-                for (k, l) in self.layers.iter().enumerate() {
-                    let qnode = &q.nodes[l.quant_node];
-                    let float_inputs = qnode
-                        .inputs
-                        .iter()
-                        .map(|i| match i {
-                            Some(id) if !q.tensor(*id).is_constant() => {
-                                match float_source.get(id) {
-                                    Some(src) => Ok(qvals.get(src).cloned()),
-                                    None => qvals
-                                        .get(id)
-                                        .map(|v| dequantize(v, q.tensor(*id).quant.as_ref()))
-                                        .transpose()
-                                        .map(Option::flatten),
-                                }
-                            }
-                            _ => Ok(None),
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    let refs: Vec<Option<&CTensor>> =
-                        float_inputs.iter().map(|v| v.as_ref()).collect();
-                    let out = self.float.eval_node(l.float_node, &refs)?;
-                    let reference = host(&out[0])?;
-                    let (got, raw) = self.dequantized_output(l, &qvals)?;
-                    per_layer[k].add_sample(&reference, &got, saturated(&raw));
-                    self.add_custom(&mut custom[k], l, &reference, &got, &raw);
-                }
-            }
-            // The float model runs whole every sample: model-level metrics need its outputs,
-            // and whole-model verification its intermediate tensors.
-            let mut fvals: HashMap<usize, Vec<f64>> = HashMap::new();
-            let whole_model = mode.whole_model();
-            let float_out = self.float.run_observed(&inputs, &mut |id, v| {
-                if let (true, Some(&k)) = (whole_model, float_outputs.get(&id)) {
-                    fvals.insert(k, host(v)?);
-                }
-                Ok(())
-            })?;
-            let float_host = float_out.iter().map(host).collect::<Result<Vec<_>>>()?;
-            let quant_host = quant_out.iter().map(host).collect::<Result<Vec<_>>>()?;
-            if let (Some(f), Some(q)) = (float_host.first(), quant_host.first()) {
-                model_acc.add_sample(f, q, labels.and_then(|l| l.get(s).copied()));
-            }
-            for ((_, f), acc) in self.model_metrics.iter().zip(model_custom.iter_mut()) {
-                acc.add(f(&float_host, &quant_host));
-            }
-            if whole_model {
-                for (k, l) in self.layers.iter().enumerate() {
-                    if let Some(reference) = fvals.get(&k) {
-                        let (got, raw) = self.dequantized_output(l, &qvals)?;
-                        whole[k].add_sample(reference, &got, saturated(&raw));
-                        if !mode.per_layer() {
-                            self.add_custom(&mut custom[k], l, reference, &got, &raw);
-                        }
+        let chunk = rayon::current_num_threads().max(1);
+        let mut done = 0;
+        while done < total && !cancel.load(Ordering::Relaxed) {
+            let end = (done + chunk).min(total);
+            // Only this chunk's per-sample results are held at once: memory stays bounded
+            // whatever the number of samples.
+            let outcomes: Vec<Result<Option<SampleOutcome>>> = (done..end)
+                .into_par_iter()
+                .map(|s| {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                    self.measure_sample(&plan, dataset, s, mode).map(Some)
+                })
+                .collect();
+            let mut stopped = false;
+            for outcome in outcomes {
+                // A cancelled sample ends the chunk: later ones are dropped even if they
+                // finished, so the statistics always cover samples 0..done.
+                let Some(o) = outcome? else {
+                    stopped = true;
+                    break;
+                };
+                for (acc, sample) in per_layer.iter_mut().zip(&o.per_layer) {
+                    if let Some(sample) = sample {
+                        acc.add(sample);
                     }
                 }
+                for (acc, sample) in whole.iter_mut().zip(&o.whole) {
+                    if let Some(sample) = sample {
+                        acc.add(sample);
+                    }
+                }
+                for (accs, values) in custom.iter_mut().zip(&o.custom) {
+                    for (a, &v) in accs.iter_mut().zip(values) {
+                        a.add(v);
+                    }
+                }
+                if let (Some(f), Some(q)) = (o.float_out.first(), o.quant_out.first()) {
+                    model_acc.add_sample(f, q, labels.and_then(|l| l.get(done).copied()));
+                }
+                for ((_, f), acc) in self.model_metrics.iter().zip(model_custom.iter_mut()) {
+                    acc.add(f(&o.float_out, &o.quant_out));
+                }
+                done += 1;
             }
             report = self.snapshot(&per_layer, &whole, &model_acc, &custom, &model_custom, mode);
             on_event(DebugEvent::Updated {
-                done: s + 1,
+                done,
                 total,
                 report: report.clone(),
             });
+            if stopped {
+                break;
+            }
         }
         Ok(report)
     }
 
-    /// The layer's int8 output, dequantized and raw.
-    fn dequantized_output(
+    /// Everything sample `s` contributes, measured on its own (on any thread).
+    fn measure_sample(
+        &self,
+        plan: &SamplePlan,
+        dataset: &Dataset,
+        s: usize,
+        mode: VerifyMode,
+    ) -> Result<SampleOutcome> {
+        let q = &self.model.graph;
+        let inputs = dataset
+            .sample(s)
+            .iter()
+            .map(|x| tensor_from_sample(x, self.quant.device()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut qvals: HashMap<TensorId, CTensor> = HashMap::new();
+        let quant_out = self.quant.run_observed(&inputs, &mut |id, v| {
+            if plan.wanted.contains(&id) {
+                qvals.insert(id, v.clone());
+            }
+            Ok(())
+        })?;
+        let n = self.layers.len();
+        let mut outcome = SampleOutcome {
+            per_layer: vec![None; n],
+            whole: vec![None; n],
+            custom: vec![Vec::new(); n],
+            float_out: Vec::new(),
+            quant_out: Vec::new(),
+        };
+        // Each int8 tensor is read back once per sample, whether as a layer's output or as
+        // the next layer's input.
+        let mut int8 = Int8Memo::default();
+        if mode.per_layer() {
+            for (k, l) in self.layers.iter().enumerate() {
+                let qnode = &q.nodes[l.quant_node];
+                let mut float_inputs = Vec::with_capacity(qnode.inputs.len());
+                for i in &qnode.inputs {
+                    float_inputs.push(match i {
+                        Some(id) if !q.tensor(*id).is_constant() => {
+                            match plan.float_source.get(id) {
+                                Some(src) => qvals.get(src).cloned(),
+                                None => match qvals.get(id) {
+                                    Some(v) => int8.get(q, *id, v)?.float_tensor(v.device())?,
+                                    None => None,
+                                },
+                            }
+                        }
+                        _ => None,
+                    });
+                }
+                let refs: Vec<Option<&CTensor>> = float_inputs.iter().map(|v| v.as_ref()).collect();
+                let out = self.float.eval_node(l.float_node, &refs)?;
+                let reference = host(&out[0])?;
+                let (sample, custom) = self.measure_layer(l, &reference, &qvals, &mut int8)?;
+                outcome.per_layer[k] = Some(sample);
+                outcome.custom[k] = custom;
+            }
+        }
+        // The float model runs whole every sample: model-level metrics need its outputs,
+        // and whole-model verification its intermediate tensors.
+        let mut fvals: HashMap<usize, Vec<f64>> = HashMap::new();
+        let whole_model = mode.whole_model();
+        let float_out = self.float.run_observed(&inputs, &mut |id, v| {
+            if let (true, Some(&k)) = (whole_model, plan.float_outputs.get(&id)) {
+                fvals.insert(k, host(v)?);
+            }
+            Ok(())
+        })?;
+        outcome.float_out = float_out.iter().map(host).collect::<Result<Vec<_>>>()?;
+        outcome.quant_out = quant_out.iter().map(host).collect::<Result<Vec<_>>>()?;
+        if whole_model {
+            for (k, l) in self.layers.iter().enumerate() {
+                if let Some(reference) = fvals.get(&k) {
+                    let (sample, custom) = self.measure_layer(l, reference, &qvals, &mut int8)?;
+                    outcome.whole[k] = Some(sample);
+                    if !mode.per_layer() {
+                        outcome.custom[k] = custom;
+                    }
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Layer `l`'s error on one sample against the float `reference`, and its user metrics.
+    fn measure_layer(
         &self,
         l: &LayerInfo,
+        reference: &[f64],
         qvals: &HashMap<TensorId, CTensor>,
-    ) -> Result<(Vec<f64>, Vec<i64>)> {
+        int8: &mut Int8Memo,
+    ) -> Result<(LayerSample, Vec<f64>)> {
         let q = &self.model.graph;
         let v = qvals.get(&l.tensor_idx).ok_or_else(|| {
             Error::Internal(format!("layer '{}' was not computed", l.tensor_name))
         })?;
-        let deq = dequantize(v, q.tensor(l.tensor_idx).quant.as_ref())?.ok_or_else(|| {
+        let values = int8.get(q, l.tensor_idx, v)?;
+        let deq = values.dequantized.as_ref().ok_or_else(|| {
             Error::Internal(format!("layer '{}' has no parameters", l.tensor_name))
         })?;
-        let raw: Vec<i64> = host(v)?.iter().map(|&x| x as i64).collect();
-        Ok((host(&deq)?, raw))
+        let got: Vec<f64> = deq.iter().map(|&x| f64::from(x)).collect();
+        let raw = &values.raw;
+        let per_tensor = q
+            .tensor(l.tensor_idx)
+            .quant
+            .as_ref()
+            .is_some_and(|p| p.scale.len() == 1 && p.zero_point.len() == 1);
+        let sample = if per_tensor {
+            LayerSample::from_int8((l.scale as f64, l.zero_point), reference, &got, raw)
+        } else {
+            LayerSample::new(layer_step(l), reference, &got, saturated(raw))
+        };
+        Ok((sample, self.custom_values(l, reference, &got, raw)))
     }
 
-    /// One sample of every user layer metric for layer `l`.
-    fn add_custom(
-        &self,
-        acc: &mut [NanMean],
-        l: &LayerInfo,
-        float: &[f64],
-        got: &[f64],
-        raw: &[i64],
-    ) {
-        let diff: Vec<f64> = got.iter().zip(float).map(|(q, f)| q - f).collect();
-        let values = self.layer_metrics.iter().map(|(_, f)| f(&diff)).chain(
-            self.direct_metrics
-                .iter()
-                .map(|(_, f)| f(float, raw, l.scale as f64, l.zero_point)),
-        );
-        for (a, v) in acc.iter_mut().zip(values) {
-            a.add(v);
+    /// One sample of every user metric for layer `l`, in registration order (layer metrics,
+    /// then direct-compare metrics).
+    fn custom_values(&self, l: &LayerInfo, float: &[f64], got: &[f64], raw: &[i64]) -> Vec<f64> {
+        if self.layer_metrics.is_empty() && self.direct_metrics.is_empty() {
+            return Vec::new();
         }
+        let diff: Vec<f64> = got.iter().zip(float).map(|(q, f)| q - f).collect();
+        self.layer_metrics
+            .iter()
+            .map(|(_, f)| f(&diff))
+            .chain(
+                self.direct_metrics
+                    .iter()
+                    .map(|(_, f)| f(float, raw, l.scale as f64, l.zero_point)),
+            )
+            .collect()
     }
 
     fn snapshot(
@@ -415,27 +465,133 @@ impl<'a> Debugger<'a> {
     }
 }
 
+/// What one run needs to know about the graphs, worked out once and shared by the
+/// threads measuring samples.
+struct SamplePlan {
+    /// An int8 input made by QUANTIZE from a float tensor (a model input, or the output
+    /// of an op kept float) stands for that float tensor: the float twin reads it
+    /// directly, as TensorFlow's debug model does (it folds dequantize(quantize(x))).
+    float_source: HashMap<TensorId, TensorId>,
+    /// The tensors the layers read and write: the only ones kept per sample.
+    wanted: HashSet<TensorId>,
+    /// Float-graph tensor of each layer's output -> layer index.
+    float_outputs: HashMap<TensorId, usize>,
+}
+
+impl SamplePlan {
+    fn new(d: &Debugger) -> Self {
+        let q = &d.model.graph;
+        let mut float_source = HashMap::new();
+        for node in &q.nodes {
+            if node.op == Op::Quantize {
+                if let Some(src) = node.input(0).filter(|&i| q.tensor(i).dtype.is_float()) {
+                    float_source.insert(node.outputs[0], src);
+                }
+            }
+        }
+        let mut wanted = HashSet::new();
+        for l in &d.layers {
+            wanted.insert(l.tensor_idx);
+            for &i in q.nodes[l.quant_node].inputs.iter().flatten() {
+                if !q.tensor(i).is_constant() {
+                    wanted.insert(*float_source.get(&i).unwrap_or(&i));
+                }
+            }
+        }
+        let float_outputs = d
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(k, l)| (l.float_tensor, k))
+            .collect();
+        SamplePlan {
+            float_source,
+            wanted,
+            float_outputs,
+        }
+    }
+}
+
+/// One sample's contribution to every statistic, merged in sample order by [`Debugger::run`].
+struct SampleOutcome {
+    per_layer: Vec<Option<LayerSample>>,
+    whole: Vec<Option<LayerSample>>,
+    /// User layer metrics per layer (empty where none were computed).
+    custom: Vec<Vec<f64>>,
+    float_out: Vec<Vec<f64>>,
+    quant_out: Vec<Vec<f64>>,
+}
+
+/// One sample's int8 tensors read back to the host, each once.
+#[derive(Default)]
+struct Int8Memo {
+    values: HashMap<TensorId, Int8Values>,
+}
+
+struct Int8Values {
+    raw: Vec<i64>,
+    /// `None` when the tensor has no quantization parameters.
+    dequantized: Option<Vec<f32>>,
+    dims: Vec<usize>,
+}
+
+impl Int8Values {
+    /// The dequantized values as a float tensor, the input a float twin reads.
+    fn float_tensor(&self, device: &Device) -> Result<Option<CTensor>> {
+        self.dequantized
+            .as_ref()
+            .map(|d| CTensor::from_vec(d.clone(), self.dims.as_slice(), device))
+            .transpose()
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+impl Int8Memo {
+    fn get(&mut self, q: &Graph, id: TensorId, v: &CTensor) -> Result<&Int8Values> {
+        let slot = match self.values.entry(id) {
+            Entry::Occupied(e) => return Ok(e.into_mut()),
+            Entry::Vacant(slot) => slot,
+        };
+        let raw = v
+            .flatten_all()
+            .and_then(|t| t.to_dtype(candle_core::DType::I64))
+            .and_then(|t| t.to_vec1::<i64>())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let dequantized = match q.tensor(id).quant.as_ref() {
+            Some(p) => {
+                Some(dequantize_values(&raw, v.dims(), p).map_err(|e| Error::Internal(e.0))?)
+            }
+            None => None,
+        };
+        Ok(slot.insert(Int8Values {
+            raw,
+            dequantized,
+            dims: v.dims().to_vec(),
+        }))
+    }
+}
+
+fn layer_step(l: &LayerInfo) -> Option<(f64, i64)> {
+    Some((l.scale as f64, l.zero_point))
+}
+
 fn saturated(raw: &[i64]) -> usize {
     raw.iter().filter(|&&x| x <= -128 || x >= 127).count()
 }
 
 fn host(t: &CTensor) -> Result<Vec<f64>> {
-    t.flatten_all()
-        .and_then(|t| t.to_dtype(candle_core::DType::F64))
-        .and_then(|t| t.to_vec1::<f64>())
-        .map_err(|e| Error::Internal(e.to_string()))
-}
-
-/// An int8 value as float32, `None` when the tensor has no quantization parameters.
-fn dequantize(v: &CTensor, q: Option<&QuantParams>) -> Result<Option<CTensor>> {
-    let Some(q) = q else { return Ok(None) };
-    let ints = v
+    let flat = t
         .flatten_all()
-        .and_then(|t| t.to_dtype(candle_core::DType::I64))
-        .and_then(|t| t.to_vec1::<i64>())
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let values = dequantize_values(&ints, v.dims(), q).map_err(|e| Error::Internal(e.0))?;
-    CTensor::from_vec(values, v.dims(), v.device())
-        .map(Some)
+    // f32 -> f64 is exact: converting on the host gives the values candle's cast would,
+    // without a second tensor.
+    if flat.dtype() == candle_core::DType::F32 {
+        return flat
+            .to_vec1::<f32>()
+            .map(|v| v.into_iter().map(f64::from).collect())
+            .map_err(|e| Error::Internal(e.to_string()));
+    }
+    flat.to_dtype(candle_core::DType::F64)
+        .and_then(|t| t.to_vec1::<f64>())
         .map_err(|e| Error::Internal(e.to_string()))
 }

@@ -126,7 +126,51 @@ impl<'g> Executor<'g> {
                 }
             }
         }
-        for (pos, node) in graph.nodes.iter().enumerate() {
+        self.run_nodes(0, values, observe, after_node)
+    }
+
+    /// Runs the nodes from position `start` on, with `seeded` holding every value those
+    /// nodes read that an earlier node would have computed (a checkpoint of another run of
+    /// a graph whose first `start` nodes are the same). `observe` sees the tensors computed
+    /// from `start` on.
+    pub fn run_from(
+        &self,
+        start: usize,
+        seeded: Vec<(TensorId, CTensor)>,
+        observe: &mut dyn FnMut(TensorId, &CTensor) -> Result<()>,
+    ) -> Result<Vec<CTensor>> {
+        let graph = self.graph;
+        let mut values: Vec<Option<CTensor>> = vec![None; graph.tensors.len()];
+        for (id, v) in seeded {
+            match values.get_mut(id) {
+                // Checkpoints hold values as the world outside sees them: int8 tensors go
+                // back to the int8 carrier the kernels read.
+                Some(slot) if graph.tensor(id).dtype == DType::I8 => {
+                    *slot = Some(
+                        ops::quantized::narrow_int8(&v)
+                            .map_err(|e| tensor_error(graph, id, e.0))?,
+                    )
+                }
+                Some(slot) => *slot = Some(v),
+                None => {
+                    return Err(Error::Internal(format!(
+                        "checkpoint tensor {id} is not in the graph"
+                    )))
+                }
+            }
+        }
+        self.run_nodes(start, values, Some(observe), &mut |_| {})
+    }
+
+    fn run_nodes(
+        &self,
+        start: usize,
+        mut values: Vec<Option<CTensor>>,
+        mut observe: Option<Observer<'_>>,
+        after_node: &mut dyn FnMut(usize),
+    ) -> Result<Vec<CTensor>> {
+        let graph = self.graph;
+        for (pos, node) in graph.nodes.iter().enumerate().skip(start) {
             let input_values: Vec<Option<&CTensor>> = node
                 .inputs
                 .iter()

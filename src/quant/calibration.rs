@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor as CTensor;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -119,6 +120,10 @@ fn min_max(value: &CTensor) -> candle_core::Result<TensorRange> {
 
 /// Runs the float model over every sample and records each activation's range.
 /// `progress` is told how many samples are done.
+///
+/// Samples run in parallel, one chunk of at most one sample per thread of rayon's pool at
+/// a time (so only a chunk's ranges are held), and merge in sample order: min and max do
+/// not depend on the order, and the first failing sample is the one reported.
 pub fn calibrate(
     executor: &Executor,
     dataset: &Dataset,
@@ -127,30 +132,25 @@ pub fn calibrate(
 ) -> Result<Calibration> {
     let graph = executor.graph();
     let mut ranges: BTreeMap<TensorId, TensorRange> = BTreeMap::new();
-    for i in 0..dataset.num_samples() {
-        let inputs = dataset
-            .sample(i)
-            .iter()
-            .map(|s| tensor_from_sample(s, executor.device()))
-            .collect::<Result<Vec<_>>>()?;
-        executor.run_observed(&inputs, &mut |id, value| {
-            if !graph.tensor(id).dtype.is_float() {
-                return Ok(());
+    let total = dataset.num_samples();
+    let chunk = rayon::current_num_threads().max(1);
+    let mut done = 0;
+    while done < total {
+        let end = (done + chunk).min(total);
+        let per_sample: Vec<Result<Vec<(TensorId, TensorRange)>>> = (done..end)
+            .into_par_iter()
+            .map(|i| sample_ranges(executor, dataset, i))
+            .collect();
+        for sample in per_sample {
+            for (id, r) in sample? {
+                ranges
+                    .entry(id)
+                    .and_modify(|acc| acc.include(r))
+                    .or_insert(r);
             }
-            let r = min_max(value).map_err(|e| Error::Internal(e.to_string()))?;
-            if !(r.min.is_finite() && r.max.is_finite()) {
-                return Err(Error::Data {
-                    path: dataset.source.clone(),
-                    reason: format!(
-                        "sample {i} makes tensor '{}' non-finite ({}..{}); calibration needs finite activations",
-                        graph.tensor(id).name, r.min, r.max
-                    ),
-                });
-            }
-            ranges.entry(id).and_modify(|acc| acc.include(r)).or_insert(r);
-            Ok(())
-        })?;
-        progress(i + 1);
+        }
+        done = end;
+        progress(done);
     }
     Ok(Calibration {
         version: CALIBRATION_VERSION,
@@ -170,6 +170,39 @@ pub fn calibrate(
             })
             .collect(),
     })
+}
+
+/// The range of every float tensor the model computes on sample `i`.
+fn sample_ranges(
+    executor: &Executor,
+    dataset: &Dataset,
+    i: usize,
+) -> Result<Vec<(TensorId, TensorRange)>> {
+    let graph = executor.graph();
+    let inputs = dataset
+        .sample(i)
+        .iter()
+        .map(|s| tensor_from_sample(s, executor.device()))
+        .collect::<Result<Vec<_>>>()?;
+    let mut ranges = Vec::new();
+    executor.run_observed(&inputs, &mut |id, value| {
+        if !graph.tensor(id).dtype.is_float() {
+            return Ok(());
+        }
+        let r = min_max(value).map_err(|e| Error::Internal(e.to_string()))?;
+        if !(r.min.is_finite() && r.max.is_finite()) {
+            return Err(Error::Data {
+                path: dataset.source.clone(),
+                reason: format!(
+                    "sample {i} makes tensor '{}' non-finite ({}..{}); calibration needs finite activations",
+                    graph.tensor(id).name, r.min, r.max
+                ),
+            });
+        }
+        ranges.push((id, r));
+        Ok(())
+    })?;
+    Ok(ranges)
 }
 
 /// Where a calibration came from, for the user.

@@ -155,14 +155,15 @@ fn setup_and_debug(
         .0
     };
     let float_size = original.len();
-    let selector = Arc::new(Selector {
-        plan: Arc::new(plan_activations(&graph, &calibration)),
-        graph: Arc::new(graph),
-        original: Some(Arc::new(original)),
-        dataset: Arc::new(dataset),
-        labels: labels.map(Arc::new),
+    let plan = Arc::new(plan_activations(&graph, &calibration));
+    let selector = Arc::new(Selector::new(
+        Arc::new(graph),
+        Some(Arc::new(original)),
+        plan,
+        Arc::new(dataset),
+        labels.map(Arc::new),
         device,
-    });
+    ));
     let full = selector.select(&[], &[]).map_err(|e| e.to_string())?;
     let _ = actions.send(Action::Baseline {
         float_size,
