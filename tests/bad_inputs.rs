@@ -281,6 +281,10 @@ fn unsupported_op() {
         "tests/fixtures/unsupported_op.inputs.npz",
     );
     s.expect_refused(&out, &["op #1 (FLOOR) is not supported", "qdbg inspect"]);
+    // inspect still shows the model, flagging the op.
+    let inspect = s.run(&["inspect", "tests/fixtures/unsupported_op.tflite"]);
+    assert!(inspect.status.success());
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("not supported by qdbg: #"));
 }
 
 #[test]
@@ -550,6 +554,8 @@ fn usage_errors() {
         let out = s.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
+    assert!(s.run(&["--help"]).status.success());
+    assert!(s.run(&["run", "--help"]).status.success());
     let out = s.run(&[
         "debug",
         &s.p("model.tflite"),
