@@ -79,7 +79,10 @@ impl Scratch {
     fn expect_refused(&self, out: &Output, needles: &[&str]) {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "stderr:\n{err}");
-        assert!(err.lines().any(|l| l.starts_with("error: ")), "{err}");
+        let message = err.lines().find(|l| l.starts_with("error: "));
+        assert!(message.is_some(), "{err}");
+        // With --nocapture: the messages the README's table quotes.
+        eprintln!("{}", message.unwrap_or_default());
         for needle in needles {
             assert!(err.contains(needle), "'{needle}' missing from:\n{err}");
         }

@@ -267,7 +267,8 @@ pub fn quantize_graph(
         return Err(Error::Data {
             path: "denylist".into(),
             reason: format!(
-                "nothing would be quantized: the denylist keeps {denied} of the model's {n} ops                  float and qdbg cannot quantize the rest; remove or narrow a rule"
+                "nothing would be quantized: the denylist keeps {denied} of the model's {n} ops \
+                 float and qdbg cannot quantize the rest; remove or narrow a rule"
             ),
         });
     }

@@ -63,8 +63,12 @@ pub fn read_model_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
         ignore_missing_null_terminator: true,
     };
     let model = fb::root_as_model_with_opts(&opts, bytes).map_err(|e| {
+        // The verifier's text goes on with a trace of table names over several lines;
+        // its first line says what is wrong.
+        let e = e.to_string();
+        let first = e.lines().next().unwrap_or_default().trim_end_matches('.');
         bad(format!(
-            "the flatbuffer is corrupt or truncated ({e}); {DAMAGED_HINT}"
+            "the flatbuffer is corrupt or truncated ({first}); {DAMAGED_HINT}"
         ))
     })?;
     Reader { path, bytes, model }.read()
