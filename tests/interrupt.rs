@@ -109,7 +109,7 @@ fn first_samples_csv(dir: &Path, n: usize) -> String {
     let calibration = qdbg::quant::Calibration::load_matching(
         &qdbg::quant::Calibration::default_path(&model),
         &sha256_hex(&std::fs::read(&model).unwrap()),
-        &dataset_sha256(&all),
+        &dataset_sha256(&all).unwrap(),
     )
     .expect("the interrupted run saved its calibration");
 

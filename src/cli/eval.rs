@@ -62,7 +62,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         let mut per_sample = Vec::with_capacity(samples);
         for i in 0..samples {
             let inputs = dataset
-                .sample(i)
+                .sample(i)?
                 .iter()
                 .map(|s| tensor_from_sample(s, &device))
                 .collect::<qdbg::Result<Vec<_>>>()?;

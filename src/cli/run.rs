@@ -48,7 +48,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut per_output = vec![Vec::with_capacity(count); graph.outputs.len()];
     for i in 0..count {
         let inputs = dataset
-            .sample(i)
+            .sample(i)?
             .iter()
             .map(|s| tensor_from_sample(s, &device))
             .collect::<qdbg::Result<Vec<_>>>()?;

@@ -7,6 +7,7 @@
 mod convert;
 mod images;
 mod labels;
+mod lazy;
 mod npy;
 mod npz;
 mod sample;
@@ -18,6 +19,7 @@ use crate::graph::DType;
 
 pub use labels::{load_labels, parse_labels};
 pub use npz::write_npz_atomic;
+use sample::Samples;
 pub use sample::{Dataset, SampleArray};
 
 /// What a model input expects; built by the caller from the graph (shape includes the
@@ -94,13 +96,27 @@ pub fn load_dataset(path: &Path, inputs: &[InputSpec], images: &ImageOptions) ->
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
+    let memory = |arrays: Vec<(String, SampleArray)>| {
+        arrays
+            .into_iter()
+            .map(|(name, a)| (name, Samples::Memory(a)))
+            .collect::<Vec<_>>()
+    };
     let arrays = if metadata.is_dir() {
         let array = images::read_image_folder(path, inputs, images)?;
-        vec![(input_name(inputs), array)]
+        memory(vec![(input_name(inputs), array)])
     } else {
         match extension.as_deref() {
-            Some("npy") => vec![(input_name(inputs), read_single_npy(path, inputs)?)],
-            Some("npz") => npz::read_npz(path, inputs)?,
+            // Streamed: large debug sets are .npy files.
+            Some("npy") => {
+                let spec = single_spec(path, inputs)?;
+                let samples = match lazy::open(path, spec)? {
+                    Some(file) => Samples::File(file),
+                    None => Samples::Memory(read_single_npy(path, inputs)?),
+                };
+                vec![(input_name(inputs), samples)]
+            }
+            Some("npz") => memory(npz::read_npz(path, inputs)?),
             _ => {
                 return Err(Error::data(
                     path,
@@ -144,11 +160,11 @@ pub fn load_dataset_bytes(
         DatasetFormat::Npy => vec![(input_name(inputs), npy_from_bytes(bytes, label, inputs)?)],
         DatasetFormat::Npz => npz::read_npz_from(std::io::Cursor::new(bytes), label, inputs)?,
     };
-    Ok(Dataset {
-        source: label.to_path_buf(),
-        inputs: arrays,
-        input_shapes: inputs.iter().map(|s| s.shape.clone()).collect(),
-    })
+    Ok(Dataset::from_arrays(
+        label.to_path_buf(),
+        arrays,
+        inputs.iter().map(|s| s.shape.clone()).collect(),
+    ))
 }
 
 fn input_name(inputs: &[InputSpec]) -> String {

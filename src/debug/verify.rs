@@ -243,7 +243,7 @@ impl<'a> Debugger<'a> {
                 break;
             }
             let inputs = dataset
-                .sample(s)
+                .sample(s)?
                 .iter()
                 .map(|x| tensor_from_sample(x, self.quant.device()))
                 .collect::<Result<Vec<_>>>()?;
