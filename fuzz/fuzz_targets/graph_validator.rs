@@ -198,13 +198,13 @@ fn run_small(graph: &qdbg::graph::Graph) {
     if total > MAX_RUN_ELEMENTS {
         return;
     }
+    if graph.check_supported().is_err() {
+        return;
+    }
     let device = candle_core::Device::Cpu;
     let Ok(exec) = qdbg::exec::Executor::new(graph, &device) else {
         return;
     };
-    if exec.check_supported().is_err() {
-        return;
-    }
     let inputs: Option<Vec<_>> = graph
         .inputs
         .iter()
