@@ -233,6 +233,11 @@ fuzz_target!(|data: &[u8]| {
         let site = fixture.sites[u16::from_le_bytes([r[0], r[1]]) as usize % fixture.sites.len()];
         patch(&mut bytes, fixture, site, r[2], r[3]);
     }
+    // Turning a crash into a regression test needs the model itself:
+    // QDBG_FUZZ_DUMP=out.tflite graph_validator crash-... writes it.
+    if let Some(out) = std::env::var_os("QDBG_FUZZ_DUMP") {
+        std::fs::write(out, &bytes).expect("writing QDBG_FUZZ_DUMP");
+    }
     if let Ok(graph) = qdbg::tflite::read_model_bytes(&bytes, Path::new("mutated.tflite")) {
         run_small(&graph);
     }
