@@ -45,6 +45,11 @@ if [[ -n "${CARGO_TARGET_DIR:-}" ]]; then
     unset CARGO_TARGET_DIR
 fi
 
+# candle captures a backtrace in every error when RUST_BACKTRACE is set (cargo-fuzz sets it
+# for panics); symbolizing one in the large sanitizer binary takes longer than -timeout, a
+# false "hang". Library backtraces off, panic backtraces kept.
+export RUST_LIB_BACKTRACE=0
+
 mkdir -p "fuzz/corpus/$target"
 # fuzz/corpus is where libFuzzer adds what it finds; the seeds are only read.
 exec cargo +nightly fuzz run --fuzz-dir fuzz "${target_dir[@]}" "$target" \
