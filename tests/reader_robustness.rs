@@ -88,6 +88,31 @@ mod fuzz_regressions {
         assert!(err.to_string().contains("corrupt or truncated"), "{err}");
     }
 
+    fn run_on_ones(name: &str) -> qdbg::Result<Vec<candle_core::Tensor>> {
+        let data = bytes(name);
+        let graph = qdbg::tflite::read_model_bytes(&data, Path::new("f.tflite")).unwrap();
+        let device = candle_core::Device::Cpu;
+        let exec = qdbg::exec::Executor::new(&graph, &device).unwrap();
+        let inputs: Vec<_> = graph
+            .inputs
+            .iter()
+            .map(|&id| {
+                let t = graph.tensor(id);
+                let dtype = qdbg::ops::carrier_dtype(t.dtype).unwrap();
+                candle_core::Tensor::ones(t.shape.as_slice(), dtype, &device).unwrap()
+            })
+            .collect();
+        exec.run(&inputs)
+    }
+
+    /// RESIZE_BILINEAR of a tensor patched to 0 pixels wide into a non-empty output: the
+    /// float kernel indexed into the empty input.
+    #[test]
+    fn resizing_an_empty_input_is_an_error() {
+        let err = run_on_ones("resize_empty_input.tflite").unwrap_err();
+        assert!(err.to_string().contains("nothing to resize from"), "{err}");
+    }
+
     /// An integer DIV whose divisor constant holds 0 (elementwise_ops.int8 with one byte
     /// of a constant changed): candle's integer division panicked.
     #[test]
