@@ -113,6 +113,14 @@ mod fuzz_regressions {
         assert!(err.to_string().contains("nothing to resize from"), "{err}");
     }
 
+    /// A float-only op on a tensor whose dtype was patched to an integer type: candle's
+    /// float functions are `todo!()` panics for integers.
+    #[test]
+    fn float_op_on_an_integer_tensor_is_an_error() {
+        let err = run_on_ones("float_op_on_int_tensor.tflite").unwrap_err();
+        assert!(err.to_string().contains("needs a float input"), "{err}");
+    }
+
     /// An integer DIV whose divisor constant holds 0 (elementwise_ops.int8 with one byte
     /// of a constant changed): candle's integer division panicked.
     #[test]
