@@ -253,12 +253,12 @@ fn smooth_images(graph: &qdbg::graph::Graph, n: usize) -> Dataset {
             }
         }
     }
-    Dataset {
-        source: PathBuf::from("(generated)"),
-        inputs: vec![(
+    Dataset::from_arrays(
+        PathBuf::from("(generated)"),
+        vec![(
             input.name.clone(),
             SampleArray::F32(ArrayD::from_shape_vec(vec![n, h, w, c], values).expect("shape")),
         )],
-        input_shapes: vec![input.shape.clone()],
-    }
+        vec![input.shape.clone()],
+    )
 }

@@ -93,85 +93,6 @@ fn run_writes_outputs_that_match_litert() {
     }
 }
 
-#[test]
-fn truncated_model_is_refused_with_the_file_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(common::fixture("conv_ops.tflite")).unwrap();
-    let path = dir.path().join("truncated.tflite");
-    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let out = qdbg(&["inspect", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(
-        err.contains("truncated.tflite") && err.contains("not a valid TFLite model"),
-        "{err}"
-    );
-}
-
-#[test]
-fn non_tflite_file_is_refused() {
-    let out = qdbg(&["inspect", "Cargo.toml"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("TFL3"), "{}", stderr(&out));
-}
-
-#[test]
-fn missing_model_is_refused() {
-    let out = qdbg(&["inspect", "no/such/model.tflite"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no/such/model.tflite"));
-}
-
-#[test]
-fn unsupported_op_is_named_with_its_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("out.npz");
-    let out = qdbg(&[
-        "run",
-        "tests/fixtures/unsupported_op.tflite",
-        "--data",
-        "tests/fixtures/unsupported_op.inputs.npz",
-        "-o",
-        out_path.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(err.contains("FLOOR") && err.contains("op #"), "{err}");
-    assert!(!out_path.exists(), "no output file on failure");
-    // inspect still shows the model, flagging the op.
-    let inspect = qdbg(&["inspect", "tests/fixtures/unsupported_op.tflite"]);
-    assert!(inspect.status.success());
-    assert!(String::from_utf8_lossy(&inspect.stdout).contains("not supported by qdbg: #"));
-}
-
-#[test]
-fn wrong_data_names_the_input_and_both_shapes() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("wrong.npy");
-    ndarray_npy::write_npy(&data, &ndarray::Array4::<f32>::zeros((2, 5, 5, 3))).unwrap();
-    let out = qdbg(&[
-        "run",
-        "tests/fixtures/conv_ops.tflite",
-        "--data",
-        data.to_str().unwrap(),
-        "-o",
-        dir.path().join("out.npz").to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(
-        err.contains("image") && err.contains("10, 10, 3") && err.contains("5, 5, 3"),
-        "{err}"
-    );
-}
-
-#[test]
-fn unknown_subcommand_is_a_usage_error() {
-    assert_eq!(qdbg(&["frobnicate"]).status.code(), Some(2));
-    assert!(qdbg(&["--help"]).status.success());
-    assert!(qdbg(&["run", "--help"]).status.success());
-}
-
 /// `qdbg quantize`: writes the model, saves the calibration beside the model, reuses it on
 /// the next run and recomputes it with --recalibrate.
 #[test]
@@ -244,25 +165,6 @@ fn quantize_int8_io_makes_integer_inputs_and_outputs() {
         .nodes
         .iter()
         .any(|n| n.op.name() == "QUANTIZE" || n.op.name() == "DEQUANTIZE"));
-}
-
-#[test]
-fn quantize_to_an_unwritable_path_fails_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("no/such/dir/m.tflite");
-    let model = dir.path().join("multi_io.tflite");
-    std::fs::copy(common::fixture("multi_io.tflite"), &model).unwrap();
-    let o = qdbg(&[
-        "quantize",
-        model.to_str().unwrap(),
-        "--data",
-        "tests/fixtures/multi_io.inputs.npz",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("m.tflite"), "{}", stderr(&o));
-    assert!(!out.exists());
 }
 
 /// `qdbg debug --csv`: TensorFlow's columns in TensorFlow's order (extra metrics between
@@ -411,36 +313,7 @@ fn select_restores_the_demo() {
         .iter()
         .any(|n| n.op.name() == "CONV_2D"
             && graph.tensor(n.outputs[0]).dtype == qdbg::graph::DType::F32));
-
-    // A rule that matches nothing is reported; one that keeps everything float is explained.
-    let o = qdbg(&[
-        "select",
-        &p("model.tflite"),
-        "--data",
-        &p("debug.npy"),
-        "--deny",
-        "no_such_tensor",
-        "-o",
-        &p("x.tflite"),
-    ]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("matches nothing"));
-    let o = qdbg(&[
-        "select",
-        &p("model.tflite"),
-        "--data",
-        &p("debug.npy"),
-        "--deny",
-        "re:.*",
-        "-o",
-        &p("y.tflite"),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("nothing would be quantized"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(!dir.path().join("y.tflite").exists());
+    // Refused denylists (names that match nothing, everything float): tests/bad_inputs.rs.
 }
 
 /// `qdbg eval` on the demo's float model: top-1 on the debug set equals what LiteRT measured

@@ -56,6 +56,36 @@ fn err_text(result: qdbg::Result<impl std::fmt::Debug>, parts: &[&str]) -> Strin
     msg
 }
 
+fn names(ds: &qdbg::data::Dataset) -> Vec<String> {
+    ds.input_names().map(str::to_string).collect()
+}
+
+/// Input `k`'s samples as the dataset keeps them, stacked again along the sample axis.
+fn whole(ds: &qdbg::data::Dataset, k: usize) -> SampleArray {
+    let samples: Vec<SampleArray> = (0..ds.num_samples())
+        .map(|i| ds.stored_sample(k, i).unwrap())
+        .collect();
+    macro_rules! stack {
+        ($variant:ident) => {{
+            let views: Vec<_> = samples
+                .iter()
+                .map(|s| match s {
+                    SampleArray::$variant(a) => a.view(),
+                    other => panic!("mixed dtypes: {other:?}"),
+                })
+                .collect();
+            SampleArray::$variant(ndarray::concatenate(ndarray::Axis(0), &views).unwrap())
+        }};
+    }
+    match &samples[0] {
+        SampleArray::F32(_) => stack!(F32),
+        SampleArray::I32(_) => stack!(I32),
+        SampleArray::I64(_) => stack!(I64),
+        SampleArray::U8(_) => stack!(U8),
+        SampleArray::I8(_) => stack!(I8),
+    }
+}
+
 fn load(path: &Path, specs: &[InputSpec]) -> qdbg::Result<qdbg::data::Dataset> {
     load_dataset(path, specs, &ImageOptions::default())
 }
@@ -71,9 +101,9 @@ fn npy_float32_samples_come_back_with_the_batch_dim() {
     let ds = load(&path, &[spec("x", &[1, 2], DType::F32)]).unwrap();
     assert_eq!(ds.num_samples(), 3);
     assert_eq!(ds.source, path);
-    assert_eq!(ds.inputs[0].0, "x");
-    assert_eq!(ds.inputs[0].1.shape(), &[3, 2]);
-    let s = ds.sample(2);
+    assert_eq!(names(&ds)[0], "x");
+    assert_eq!(ds.stored(0).unwrap().1, [3, 2]);
+    let s = ds.sample(2).unwrap();
     assert_eq!(s.len(), 1);
     assert_eq!(f32s(&s[0]), (vec![1, 2], vec![5.0, 6.0]));
 }
@@ -91,8 +121,11 @@ fn npy_samples_that_carry_their_own_batch_dim() {
 
     let ds = load(&path, &[spec("x", &[1, 3], DType::F32)]).unwrap();
     assert_eq!(ds.num_samples(), 2);
-    assert_eq!(ds.inputs[0].1.shape(), &[2, 3]);
-    assert_eq!(f32s(&ds.sample(1)[0]), (vec![1, 3], vec![4.0, 5.0, 6.0]));
+    assert_eq!(ds.stored(0).unwrap().1, [2, 3]);
+    assert_eq!(
+        f32s(&ds.sample(1).unwrap()[0]),
+        (vec![1, 3], vec![4.0, 5.0, 6.0])
+    );
 }
 
 #[test]
@@ -103,7 +136,7 @@ fn npy_for_an_input_without_batch_dim() {
 
     let ds = load(&path, &[spec("ids", &[3], DType::I32)]).unwrap();
     assert_eq!(
-        ds.sample(0),
+        ds.sample(0).unwrap(),
         vec![SampleArray::I32(arr(&[3], vec![1, 2, 3]))]
     );
 }
@@ -115,9 +148,9 @@ fn float64_becomes_float32() {
     write_npy(&path, &arr(&[2, 2], vec![0.5f64, -1.25, 0.1, 3.0])).unwrap();
 
     let ds = load(&path, &[spec("x", &[1, 2], DType::F32)]).unwrap();
-    assert_eq!(ds.inputs[0].1.dtype(), DType::F32);
+    assert_eq!(ds.stored(0).unwrap().0, DType::F32);
     // 0.1 is the one value float32 cannot hold exactly; it rounds to the nearest float32.
-    assert_eq!(f32s(&ds.inputs[0].1).1, vec![0.5, -1.25, 0.1f32, 3.0]);
+    assert_eq!(f32s(&whole(&ds, 0)).1, vec![0.5, -1.25, 0.1f32, 3.0]);
 }
 
 #[test]
@@ -127,7 +160,7 @@ fn int64_becomes_int32_when_every_value_fits() {
     write_npy(&path, &arr(&[2, 2], vec![7i64, -3, 2_147_483_647, 0])).unwrap();
     let ds = load(&path, &[spec("ids", &[1, 2], DType::I32)]).unwrap();
     assert_eq!(
-        ds.inputs[0].1,
+        whole(&ds, 0),
         SampleArray::I32(arr(&[2, 2], vec![7, -3, 2_147_483_647, 0]))
     );
 
@@ -153,7 +186,7 @@ fn uint8_and_int8_inputs_take_matching_arrays() {
     write_npy(&path, &arr(&[1, 2], vec![-128i8, 127])).unwrap();
     let ds = load(&path, &[spec("q", &[1, 2], DType::I8)]).unwrap();
     assert_eq!(
-        ds.sample(0),
+        ds.sample(0).unwrap(),
         vec![SampleArray::I8(arr(&[1, 2], vec![-128, 127]))]
     );
 }
@@ -284,10 +317,10 @@ fn npz_matches_arrays_to_inputs_by_name() {
     ];
     let ds = load(&path, &specs).unwrap();
     assert_eq!(ds.num_samples(), 2);
-    assert_eq!(ds.inputs[0].0, "pixels");
-    assert_eq!(ds.inputs[1].0, "ids");
+    assert_eq!(names(&ds)[0], "pixels");
+    assert_eq!(names(&ds)[1], "ids");
     assert_eq!(
-        ds.sample(1),
+        ds.sample(1).unwrap(),
         vec![
             SampleArray::F32(arr(&[1, 2], vec![2.5, 3.5])),
             SampleArray::I64(arr(&[1, 3], vec![4, 5, 6])),
@@ -435,7 +468,7 @@ fn image_is_resized_bilinearly_and_normalised() {
     // after normalising: the average, (20, 150, 153), exact in u8.
     // (p / 255 - 0.5) / 0.5 = 2p / 255 - 1:
     //   20 -> 40/255 - 1 = -215/255, 150 -> 300/255 - 1 = 45/255, 153 -> 306/255 - 1 = 0.2
-    let (shape, values) = f32s(&ds.sample(0)[0]);
+    let (shape, values) = f32s(&ds.sample(0).unwrap()[0]);
     assert_eq!(shape, vec![1, 1, 1, 3]);
     assert_close(&values, &[-215.0 / 255.0, 45.0 / 255.0, 0.2]);
 }
@@ -464,7 +497,7 @@ fn same_size_images_are_sorted_bgr_and_per_channel_normalised() {
     assert_eq!(ds.num_samples(), 2);
     // Pixel i of a.png is RGB (i, 10+i, 100+i) -> BGR (100+i, 10+i, i)
     // -> ((100+i) - 100) / 1, ((10+i) - 10) / 2, (i - 0) / 4 = (i, i/2, i/4).
-    let (shape, a) = f32s(&ds.sample(0)[0]);
+    let (shape, a) = f32s(&ds.sample(0).unwrap()[0]);
     assert_eq!(shape, vec![1, 2, 2, 3]);
     assert_close(
         &a,
@@ -476,7 +509,7 @@ fn same_size_images_are_sorted_bgr_and_per_channel_normalised() {
         ],
     );
     // b.png: RGB (255, 0, 128) -> BGR (128, 0, 255) -> (28, -5, 63.75) everywhere.
-    let (_, b) = f32s(&ds.sample(1)[0]);
+    let (_, b) = f32s(&ds.sample(1).unwrap()[0]);
     assert_close(&b, &[28.0, -5.0, 63.75].repeat(4));
 }
 
@@ -489,13 +522,13 @@ fn integer_image_inputs_take_raw_or_shifted_pixels() {
     let opts = ImageOptions::default();
     let u8_ds = load_dataset(&images, &[spec("in", &[1, 1, 1, 3], DType::U8)], &opts).unwrap();
     assert_eq!(
-        u8_ds.sample(0),
+        u8_ds.sample(0).unwrap(),
         vec![SampleArray::U8(arr(&[1, 1, 1, 3], vec![0, 128, 255]))]
     );
     let i8_ds = load_dataset(&images, &[spec("in", &[1, 1, 1, 3], DType::I8)], &opts).unwrap();
     // p - 128
     assert_eq!(
-        i8_ds.sample(0),
+        i8_ds.sample(0).unwrap(),
         vec![SampleArray::I8(arr(&[1, 1, 1, 3], vec![-128, 0, 127]))]
     );
 }
@@ -514,7 +547,7 @@ fn grayscale_input_and_constant_image_resize() {
     )
     .unwrap();
     // 51 / 255 = 0.2
-    let (shape, values) = f32s(&ds.sample(0)[0]);
+    let (shape, values) = f32s(&ds.sample(0).unwrap()[0]);
     assert_eq!(shape, vec![1, 3, 2, 1]);
     assert_close(&values, &[0.2; 6]);
 }

@@ -128,22 +128,18 @@ fn cancelling_keeps_a_prefix_of_the_samples() {
     });
     assert_eq!(report.samples, 4);
     // The statistics are exactly those of the first four samples.
-    let first_four = Dataset {
-        inputs: data
-            .inputs
-            .iter()
-            .map(|(name, a)| match a {
-                qdbg::data::SampleArray::F32(a) => (
-                    name.clone(),
-                    qdbg::data::SampleArray::F32(
-                        a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..4))
-                            .to_owned(),
-                    ),
-                ),
-                _ => panic!("the demo's samples are float"),
-            })
-            .collect(),
-        ..data.clone()
+    let first_four = {
+        let all: ndarray::Array4<f32> =
+            ndarray_npy::read_npy(common::repo().join("demo/debug.npy")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("first_four.npy");
+        ndarray_npy::write_npy(&path, &all.slice(ndarray::s![..4, .., .., ..]).to_owned()).unwrap();
+        load_dataset(
+            &path,
+            &InputSpec::for_graph(&graph),
+            &ImageOptions::default(),
+        )
+        .unwrap()
     };
     let again = debugger
         .run(
@@ -165,7 +161,7 @@ fn selector_evaluation_matches_the_debugger_and_its_cache() {
         Arc::new(graph.clone()),
         None,
         Arc::new(plan_activations(&graph, &cal)),
-        Arc::new(data.clone()),
+        Arc::new(demo().1),
         Some(Arc::new(labels.clone())),
         Device::Cpu,
     ));
@@ -231,7 +227,7 @@ fn a_cancelled_evaluation_keeps_a_prefix_and_the_next_one_completes() {
         Arc::new(graph.clone()),
         None,
         Arc::new(plan_activations(&graph, &cal)),
-        Arc::new(data.clone()),
+        Arc::new(demo().1),
         None,
         Device::Cpu,
     );
@@ -263,7 +259,7 @@ fn checkpointed_evaluations_match_runs_from_scratch() {
         Arc::new(graph.clone()),
         None,
         Arc::new(plan_activations(&graph, &cal)),
-        Arc::new(data.clone()),
+        Arc::new(demo().1),
         Some(Arc::new(labels.clone())),
         Device::Cpu,
     );

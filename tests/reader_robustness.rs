@@ -70,3 +70,78 @@ fn corrupted_bytes_never_panic() {
         }
     }
 }
+
+/// Crashes found by fuzzing (`scripts/fuzz.sh`), kept as regression tests.
+mod fuzz_regressions {
+    use std::path::Path;
+
+    fn bytes(name: &str) -> Vec<u8> {
+        std::fs::read(super::common::fixture(&format!("fuzz_regressions/{name}"))).unwrap()
+    }
+
+    /// A table whose vtable offset is i32::MIN: flatbuffers 2.1.2's verifier negated it
+    /// and overflowed (a panic where overflow checks are on, as in dev builds).
+    #[test]
+    fn vtable_offset_i32_min_is_an_error() {
+        let data = bytes("verifier_soffset_i32_min.tflite");
+        let err = qdbg::tflite::read_model_bytes(&data, Path::new("f.tflite")).unwrap_err();
+        assert!(err.to_string().contains("corrupt or truncated"), "{err}");
+    }
+
+    fn run_on_ones(name: &str) -> qdbg::Result<Vec<candle_core::Tensor>> {
+        let data = bytes(name);
+        let graph = qdbg::tflite::read_model_bytes(&data, Path::new("f.tflite")).unwrap();
+        let device = candle_core::Device::Cpu;
+        let exec = qdbg::exec::Executor::new(&graph, &device).unwrap();
+        let inputs: Vec<_> = graph
+            .inputs
+            .iter()
+            .map(|&id| {
+                let t = graph.tensor(id);
+                let dtype = qdbg::ops::carrier_dtype(t.dtype).unwrap();
+                candle_core::Tensor::ones(t.shape.as_slice(), dtype, &device).unwrap()
+            })
+            .collect();
+        exec.run(&inputs)
+    }
+
+    /// RESIZE_BILINEAR of a tensor patched to 0 pixels wide into a non-empty output: the
+    /// float kernel indexed into the empty input.
+    #[test]
+    fn resizing_an_empty_input_is_an_error() {
+        let err = run_on_ones("resize_empty_input.tflite").unwrap_err();
+        assert!(err.to_string().contains("nothing to resize from"), "{err}");
+    }
+
+    /// A float-only op on a tensor whose dtype was patched to an integer type: candle's
+    /// float functions are `todo!()` panics for integers.
+    #[test]
+    fn float_op_on_an_integer_tensor_is_an_error() {
+        let err = run_on_ones("float_op_on_int_tensor.tflite").unwrap_err();
+        assert!(err.to_string().contains("needs a float input"), "{err}");
+    }
+
+    /// An integer DIV whose divisor constant holds 0 (elementwise_ops.int8 with one byte
+    /// of a constant changed): candle's integer division panicked.
+    #[test]
+    fn integer_division_by_zero_is_an_error() {
+        let data = bytes("int_div_by_zero.tflite");
+        let graph = qdbg::tflite::read_model_bytes(&data, Path::new("f.tflite")).unwrap();
+        let device = candle_core::Device::Cpu;
+        let exec = qdbg::exec::Executor::new(&graph, &device).unwrap();
+        let inputs: Vec<_> = graph
+            .inputs
+            .iter()
+            .map(|&id| {
+                let t = graph.tensor(id);
+                let dtype = qdbg::ops::carrier_dtype(t.dtype).unwrap();
+                candle_core::Tensor::ones(t.shape.as_slice(), dtype, &device).unwrap()
+            })
+            .collect();
+        let err = exec.run(&inputs).unwrap_err();
+        assert!(
+            err.to_string().contains("integer division by zero"),
+            "{err}"
+        );
+    }
+}

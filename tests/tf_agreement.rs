@@ -51,6 +51,7 @@ fn compare(name: &str) -> (f64, usize, usize) {
     for s in 0..data.num_samples() {
         let inputs: Vec<_> = data
             .sample(s)
+            .unwrap()
             .iter()
             .map(|x| tensor_from_sample(x, &Device::Cpu).unwrap())
             .collect();
@@ -153,6 +154,7 @@ fn demo_classifier_top1_agrees_with_tensorflow() {
     for (s, &tf_class) in tf_classes.iter().enumerate() {
         let inputs: Vec<_> = debug
             .sample(s)
+            .unwrap()
             .iter()
             .map(|x| tensor_from_sample(x, &Device::Cpu).unwrap())
             .collect();

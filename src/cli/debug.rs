@@ -4,7 +4,7 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
@@ -138,25 +138,52 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
     let debugger = Debugger::new(&graph, &model, &device)?;
     let started = std::time::Instant::now();
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let report = debugger.run(
-        &dataset,
-        labels.as_deref(),
-        mode,
-        &AtomicBool::new(false),
-        &mut |event| {
-            // Progress only where a person watches; logs get the final line alone.
-            if let (true, DebugEvent::Updated { done, total, .. }) = (interactive, event) {
-                eprint!("\rdebugging: {done}/{total} samples");
-                let _ = std::io::stderr().flush();
-            }
-        },
-    )?;
+    let total = dataset.num_samples();
+    // From here on a Ctrl-C or SIGTERM is worth catching: the statistics of the samples
+    // done so far are still reported and written. (Before, there is nothing to keep, and
+    // the default action, quitting at once, is what the user wants.)
+    let stop = super::interrupt::install()
+        .map_err(|e| qdbg::Error::Internal(format!("cannot install the Ctrl-C handler: {e}")))?;
+    if !interactive {
+        eprintln!(
+            "debugging {total} samples (Ctrl-C stops and keeps the statistics gathered so far)"
+        );
+    }
+    let mut logged_tenth = 0;
+    let report = debugger.run(&dataset, labels.as_deref(), mode, &stop, &mut |event| {
+        let DebugEvent::Updated { done, total, .. } = event else {
+            return;
+        };
+        if interactive {
+            eprint!("\rdebugging: {done}/{total} samples");
+            let _ = std::io::stderr().flush();
+        } else if total > 0 && done * 10 / total > logged_tenth {
+            // Logs get a line per tenth, not a line per sample.
+            logged_tenth = done * 10 / total;
+            eprintln!("debugging: {done}/{total} samples");
+        }
+    })?;
+    let interrupted = super::interrupt::received().filter(|_| stop.load(Ordering::SeqCst));
     eprintln!(
-        "{}debugged {} samples in {:.2} s",
+        "{}debugged {} of {total} samples in {:.2} s{}",
         if interactive { "\r" } else { "" },
-        dataset.num_samples(),
-        started.elapsed().as_secs_f64()
+        report.samples,
+        started.elapsed().as_secs_f64(),
+        if interrupted.is_some() {
+            " (interrupted)"
+        } else {
+            ""
+        }
     );
+    if let Some(signal) = interrupted {
+        if report.samples == 0 {
+            return Err(super::interrupt::Interrupted {
+                signal,
+                message: "no sample was debugged yet; nothing written".to_string(),
+            }
+            .into());
+        }
+    }
 
     let stats = &report.layers;
     if let Some(path) = &args.csv {
@@ -224,5 +251,21 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
          rounding and is a candidate to keep in float. range = 255 x scale: the real span \
          the int8 tensor covers; a huge range squeezes the common values into few steps."
     );
+    if let Some(signal) = interrupted {
+        let what = if args.csv.is_some() || args.json.is_some() {
+            "the statistics above and the files written"
+        } else {
+            "the statistics above"
+        };
+        return Err(super::interrupt::Interrupted {
+            signal,
+            message: format!(
+                "{what} cover {} of {total} samples; run again without interrupting for all \
+                 of them",
+                report.samples
+            ),
+        }
+        .into());
+    }
     Ok(())
 }

@@ -65,7 +65,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             .into_par_iter()
             .map(|i| {
                 let inputs = dataset
-                    .sample(i)
+                    .sample(i)?
                     .iter()
                     .map(|s| tensor_from_sample(s, &device))
                     .collect::<qdbg::Result<Vec<_>>>()?;

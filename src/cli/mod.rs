@@ -4,6 +4,7 @@ mod dashboard;
 mod debug;
 mod eval;
 mod inspect;
+pub mod interrupt;
 mod quantize;
 mod run;
 mod select;
@@ -176,6 +177,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(stopped) = e.downcast_ref::<interrupt::Interrupted>() {
+                // Not a failure of the input or of qdbg: a note, and the signal's code.
+                eprintln!("note: {stopped}");
+                return ExitCode::from(stopped.signal.exit_code());
+            }
             eprintln!("error: {e:#}");
             let user_error = e
                 .downcast_ref::<qdbg::Error>()

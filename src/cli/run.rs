@@ -52,7 +52,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .into_par_iter()
         .map(|i| {
             let inputs = dataset
-                .sample(i)
+                .sample(i)?
                 .iter()
                 .map(|s| tensor_from_sample(s, &device))
                 .collect::<qdbg::Result<Vec<_>>>()?;

@@ -86,6 +86,8 @@ fn rules(args: &SelectArgs) -> Result<Vec<Rule>> {
 
 pub fn select(args: &SelectArgs) -> Result<()> {
     let rules = rules(args)?;
+    // Before calibrating and debugging, which take a while: a misspelt name is known now.
+    qdbg::quant::denylist::check_names(&qdbg::tflite::read_model(&args.model)?, &rules)?;
     let super::Prepared {
         original,
         graph,

@@ -63,8 +63,26 @@ pub(crate) fn to_samples(
     spec: &InputSpec,
     origin: Origin<'_>,
 ) -> Result<SampleArray> {
-    let squeeze_batch = check_shape(&raw, spec, origin)?;
-    let samples = raw.shape().first().copied().unwrap_or(0);
+    let squeeze_batch = check_header(raw.shape(), raw.dtype(), spec, origin)?;
+    let array = convert_dtype(raw, spec, origin)?;
+    Ok(if squeeze_batch {
+        squeeze_axis_1(array)
+    } else {
+        array
+    })
+}
+
+/// What can be checked from an array's shape and dtype alone (an `.npy` header): the
+/// shape fits the input, there is at least one sample, the dtype converts. `Ok(true)` when
+/// each sample carries its own batch dim of 1, to be dropped.
+pub(crate) fn check_header(
+    shape: &[usize],
+    dtype: DType,
+    spec: &InputSpec,
+    origin: Origin<'_>,
+) -> Result<bool> {
+    let squeeze_batch = check_shape(shape, dtype, spec, origin)?;
+    let samples = shape.first().copied().unwrap_or(0);
     if samples == 0 {
         return Err(Error::data(
             origin.path,
@@ -73,22 +91,37 @@ pub(crate) fn to_samples(
                  the first axis counts samples and needs at least one",
                 spec.name,
                 entry_suffix(origin),
-                fmt_shape(raw.shape())
+                fmt_shape(shape)
             ),
         ));
     }
-    let mut array = convert_dtype(raw, spec, origin)?;
-    if squeeze_batch {
-        // Axis 1 was checked to have length 1.
-        array = match array {
-            SampleArray::F32(a) => SampleArray::F32(a.index_axis_move(Axis(1), 0)),
-            SampleArray::I32(a) => SampleArray::I32(a.index_axis_move(Axis(1), 0)),
-            SampleArray::I64(a) => SampleArray::I64(a.index_axis_move(Axis(1), 0)),
-            SampleArray::U8(a) => SampleArray::U8(a.index_axis_move(Axis(1), 0)),
-            SampleArray::I8(a) => SampleArray::I8(a.index_axis_move(Axis(1), 0)),
-        };
+    if !converts(spec.dtype, dtype) {
+        let hint = dtype_hint(spec.dtype, dtype);
+        return Err(mismatch(spec, origin, shape, dtype, &hint));
     }
-    Ok(array)
+    Ok(squeeze_batch)
+}
+
+/// Drops axis 1, checked to have length 1.
+pub(crate) fn squeeze_axis_1(array: SampleArray) -> SampleArray {
+    match array {
+        SampleArray::F32(a) => SampleArray::F32(a.index_axis_move(Axis(1), 0)),
+        SampleArray::I32(a) => SampleArray::I32(a.index_axis_move(Axis(1), 0)),
+        SampleArray::I64(a) => SampleArray::I64(a.index_axis_move(Axis(1), 0)),
+        SampleArray::U8(a) => SampleArray::U8(a.index_axis_move(Axis(1), 0)),
+        SampleArray::I8(a) => SampleArray::I8(a.index_axis_move(Axis(1), 0)),
+    }
+}
+
+/// The stored dtypes each input dtype is fed from (the conversions of `convert_dtype`).
+fn converts(want: DType, got: DType) -> bool {
+    matches!(
+        (want, got),
+        (DType::F32, DType::F32 | DType::F16 | DType::F64)
+            | (DType::I32 | DType::I64, DType::I32 | DType::I64)
+            | (DType::U8, DType::U8)
+            | (DType::I8, DType::I8)
+    )
 }
 
 fn entry_suffix(origin: Origin<'_>) -> String {
@@ -99,8 +132,12 @@ fn entry_suffix(origin: Origin<'_>) -> String {
 }
 
 /// `Ok(true)` when each sample carries its own batch dim of 1, which is then dropped.
-fn check_shape(raw: &RawArray, spec: &InputSpec, origin: Origin<'_>) -> Result<bool> {
-    let shape = raw.shape();
+fn check_shape(
+    shape: &[usize],
+    dtype: DType,
+    spec: &InputSpec,
+    origin: Origin<'_>,
+) -> Result<bool> {
     let per_sample = per_sample_shape(spec);
     let squeeze = match shape.split_first() {
         Some((_, rest)) if rest == per_sample => Some(false),
@@ -109,7 +146,7 @@ fn check_shape(raw: &RawArray, spec: &InputSpec, origin: Origin<'_>) -> Result<b
     };
     squeeze.ok_or_else(|| {
         let hint = shape_hint(shape, spec);
-        mismatch(spec, origin, shape, raw.dtype(), &hint)
+        mismatch(spec, origin, shape, dtype, &hint)
     })
 }
 
@@ -200,21 +237,38 @@ fn dtype_hint(want: DType, got: DType) -> String {
 }
 
 fn narrow_i64(a: ArrayD<i64>, spec: &InputSpec, origin: Origin<'_>) -> Result<ArrayD<i32>> {
-    if let Some((index, value)) = a.indexed_iter().find(|(_, v)| i32::try_from(**v).is_err()) {
-        let index: Vec<usize> = index.slice().to_vec();
-        return Err(Error::InputMismatch {
-            tensor: spec.name.clone(),
-            expected: expected_text(spec),
-            actual: format!("{} int64 in {origin}", fmt_shape(a.shape())),
-            hint: format!(
-                "; value {value} at index {} (sample {}) does not fit in int32, so the \
-                 array cannot be narrowed; check the data or the model's input dtype",
-                fmt_shape(&index),
-                index.first().copied().unwrap_or(0)
-            ),
-        });
+    if let Some((index, value)) = first_unnarrowable(&a) {
+        return Err(narrow_error(spec, origin, a.shape(), &index, value));
     }
     Ok(a.mapv(|v| v as i32))
+}
+
+/// The first value (and its index) that does not fit in int32.
+pub(crate) fn first_unnarrowable(a: &ArrayD<i64>) -> Option<(Vec<usize>, i64)> {
+    a.indexed_iter()
+        .find(|(_, v)| i32::try_from(**v).is_err())
+        .map(|(index, v)| (index.slice().to_vec(), *v))
+}
+
+/// `shape` is the whole array's, `index` the value's in it.
+pub(crate) fn narrow_error(
+    spec: &InputSpec,
+    origin: Origin<'_>,
+    shape: &[usize],
+    index: &[usize],
+    value: i64,
+) -> Error {
+    Error::InputMismatch {
+        tensor: spec.name.clone(),
+        expected: expected_text(spec),
+        actual: format!("{} int64 in {origin}", fmt_shape(shape)),
+        hint: format!(
+            "; value {value} at index {} (sample {}) does not fit in int32, so the \
+             array cannot be narrowed; check the data or the model's input dtype",
+            fmt_shape(index),
+            index.first().copied().unwrap_or(0)
+        ),
+    }
 }
 
 /// NaN/Inf (or float64 beyond float32's range) would silently poison calibration ranges.
@@ -223,6 +277,28 @@ pub(crate) fn check_floats<T: Copy + Into<f64>>(
     spec: &InputSpec,
     origin: Origin<'_>,
 ) -> Result<()> {
+    let scan = float_problems(a);
+    match scan.first {
+        None => Ok(()),
+        Some(first) => Err(float_error(
+            spec,
+            origin,
+            first,
+            scan.bad_samples,
+            a.len_of(Axis(0)),
+        )),
+    }
+}
+
+/// Samples holding a value that is not a finite float32: the first (index, what) and
+/// how many, over the samples along axis 0.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FloatScan {
+    pub first: Option<(usize, &'static str)>,
+    pub bad_samples: usize,
+}
+
+pub(crate) fn float_problems<T: Copy + Into<f64>>(a: &ArrayD<T>) -> FloatScan {
     let bad_value = |v: f64| {
         if v.is_nan() {
             Some("NaN")
@@ -234,26 +310,31 @@ pub(crate) fn check_floats<T: Copy + Into<f64>>(
             None
         }
     };
-    let mut first = None;
-    let mut bad_samples = 0usize;
+    let mut scan = FloatScan::default();
     for (i, sample) in a.outer_iter().enumerate() {
         if let Some(what) = sample.iter().find_map(|v| bad_value((*v).into())) {
-            first.get_or_insert((i, what));
-            bad_samples += 1;
+            scan.first.get_or_insert((i, what));
+            scan.bad_samples += 1;
         }
     }
-    match first {
-        None => Ok(()),
-        Some((i, what)) => Err(Error::data(
-            origin.path,
-            format!(
-                "model input '{}'{}: sample {i} contains {what} ({bad_samples} of {} samples \
-                 are affected); it would poison the calibration ranges, so fix or drop \
-                 those samples",
-                spec.name,
-                entry_suffix(origin),
-                a.len_of(Axis(0))
-            ),
-        )),
-    }
+    scan
+}
+
+pub(crate) fn float_error(
+    spec: &InputSpec,
+    origin: Origin<'_>,
+    (i, what): (usize, &str),
+    bad_samples: usize,
+    total: usize,
+) -> Error {
+    Error::data(
+        origin.path,
+        format!(
+            "model input '{}'{}: sample {i} contains {what} ({bad_samples} of {total} samples \
+             are affected); it would poison the calibration ranges, so fix or drop \
+             those samples",
+            spec.name,
+            entry_suffix(origin),
+        ),
+    )
 }

@@ -11,17 +11,27 @@ use crate::error::{Error, Result};
 /// text file with one integer per line. With `expected_samples`, the count must match.
 pub fn load_labels(path: &Path, expected_samples: Option<usize>) -> Result<Vec<i64>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_labels(&bytes, path, expected_samples)
+}
+
+/// [`load_labels`] on bytes already in memory; `path` picks the format by its extension
+/// and labels errors.
+pub fn parse_labels(
+    bytes: &[u8],
+    path: &Path,
+    expected_samples: Option<usize>,
+) -> Result<Vec<i64>> {
     let extension = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     let labels = match extension.as_deref() {
-        Some("npy") => labels_from_npy(path, &bytes)?,
+        Some("npy") => labels_from_npy(path, bytes)?,
         Some("npz") => return Err(Error::data(
             path,
             "labels must be an .npy array or a text file with one integer per line, not an .npz",
         )),
-        _ => labels_from_text(path, &bytes)?,
+        _ => labels_from_text(path, bytes)?,
     };
     if labels.is_empty() {
         return Err(Error::data(path, "the labels file holds no labels"));

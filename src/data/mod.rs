@@ -7,6 +7,7 @@
 mod convert;
 mod images;
 mod labels;
+mod lazy;
 mod npy;
 mod npz;
 mod sample;
@@ -16,8 +17,9 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::graph::DType;
 
-pub use labels::load_labels;
+pub use labels::{load_labels, parse_labels};
 pub use npz::write_npz_atomic;
+use sample::Samples;
 pub use sample::{Dataset, SampleArray};
 
 /// What a model input expects; built by the caller from the graph (shape includes the
@@ -94,13 +96,27 @@ pub fn load_dataset(path: &Path, inputs: &[InputSpec], images: &ImageOptions) ->
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
+    let memory = |arrays: Vec<(String, SampleArray)>| {
+        arrays
+            .into_iter()
+            .map(|(name, a)| (name, Samples::Memory(a)))
+            .collect::<Vec<_>>()
+    };
     let arrays = if metadata.is_dir() {
         let array = images::read_image_folder(path, inputs, images)?;
-        vec![(input_name(inputs), array)]
+        memory(vec![(input_name(inputs), array)])
     } else {
         match extension.as_deref() {
-            Some("npy") => vec![(input_name(inputs), read_single_npy(path, inputs)?)],
-            Some("npz") => npz::read_npz(path, inputs)?,
+            // Streamed: large debug sets are .npy files.
+            Some("npy") => {
+                let spec = single_spec(path, inputs)?;
+                let samples = match lazy::open(path, spec)? {
+                    Some(file) => Samples::File(file),
+                    None => Samples::Memory(read_single_npy(path, inputs)?),
+                };
+                vec![(input_name(inputs), samples)]
+            }
+            Some("npz") => memory(npz::read_npz(path, inputs)?),
             _ => {
                 return Err(Error::data(
                     path,
@@ -118,11 +134,58 @@ pub fn load_dataset(path: &Path, inputs: &[InputSpec], images: &ImageOptions) ->
     })
 }
 
+/// The formats [`load_dataset_bytes`] decodes from memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetFormat {
+    Npy,
+    Npz,
+}
+
+/// [`load_dataset`] for an `.npy` or `.npz` already in memory (a download, a pipe, a
+/// fuzzer); `label` names the data in error messages. Applies exactly the checks the
+/// file loaders apply.
+pub fn load_dataset_bytes(
+    bytes: &[u8],
+    format: DatasetFormat,
+    label: &Path,
+    inputs: &[InputSpec],
+) -> Result<Dataset> {
+    if inputs.is_empty() {
+        return Err(Error::data(label, "the model has no inputs to feed"));
+    }
+    for spec in inputs {
+        convert::check_supported_dtype(spec, label)?;
+    }
+    let arrays = match format {
+        DatasetFormat::Npy => vec![(input_name(inputs), npy_from_bytes(bytes, label, inputs)?)],
+        DatasetFormat::Npz => npz::read_npz_from(std::io::Cursor::new(bytes), label, inputs)?,
+    };
+    Ok(Dataset::from_arrays(
+        label.to_path_buf(),
+        arrays,
+        inputs.iter().map(|s| s.shape.clone()).collect(),
+    ))
+}
+
 fn input_name(inputs: &[InputSpec]) -> String {
     inputs.first().map(|s| s.name.clone()).unwrap_or_default()
 }
 
 fn read_single_npy(path: &Path, inputs: &[InputSpec]) -> Result<SampleArray> {
+    // The input count is checked before reading a possibly large file.
+    single_spec(path, inputs)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    npy_from_bytes(&bytes, path, inputs)
+}
+
+fn npy_from_bytes(bytes: &[u8], path: &Path, inputs: &[InputSpec]) -> Result<SampleArray> {
+    let spec = single_spec(path, inputs)?;
+    let raw = npy::parse_npy(bytes)
+        .map_err(|reason| Error::data(path, format!("model input '{}': {reason}", spec.name)))?;
+    convert::to_samples(raw, spec, convert::Origin { path, entry: None })
+}
+
+fn single_spec<'s>(path: &Path, inputs: &'s [InputSpec]) -> Result<&'s InputSpec> {
     let spec = match inputs {
         [spec] => spec,
         _ => {
@@ -143,8 +206,5 @@ fn read_single_npy(path: &Path, inputs: &[InputSpec]) -> Result<SampleArray> {
             ));
         }
     };
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let raw = npy::parse_npy(&bytes)
-        .map_err(|reason| Error::data(path, format!("model input '{}': {reason}", spec.name)))?;
-    convert::to_samples(raw, spec, convert::Origin { path, entry: None })
+    Ok(spec)
 }

@@ -72,10 +72,45 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 /// Decodes a whole `.npy` file. The error is a reason, without the path, for the caller
 /// to wrap.
 pub(crate) fn parse_npy(bytes: &[u8]) -> Result<RawArray, String> {
-    const RESAVE: &str = "re-save it with numpy.save";
+    let header = parse_header(bytes, bytes.len() as u64)?;
+    let data = bytes.get(header.data_start..).unwrap_or_default();
+    header.decode(&header.shape, data)
+}
+
+const RESAVE: &str = "re-save it with numpy.save";
+
+/// An `.npy` header, checked against the size of the whole file: the data that follows
+/// it is exactly what the shape and dtype need.
+#[derive(Clone, Debug)]
+pub(crate) struct NpyHeader {
+    header: Header,
+    kind: ElemKind,
+    /// Where the data starts in the file.
+    pub data_start: usize,
+    pub shape: Vec<usize>,
+    pub fortran: bool,
+}
+
+/// Where the data starts according to the first 10 bytes of a file (magic, version,
+/// header length), if they are there: how much [`parse_header`] needs to read.
+pub(crate) fn header_span(first: &[u8]) -> Option<usize> {
+    let rest = first.strip_prefix(MAGIC)?;
+    match rest {
+        [1, _, a, b, ..] => Some(MAGIC.len() + 4 + usize::from(u16::from_le_bytes([*a, *b]))),
+        [2 | 3, _, a, b, c, d, ..] => {
+            let len = usize::try_from(u32::from_le_bytes([*a, *b, *c, *d])).ok()?;
+            (MAGIC.len() + 6).checked_add(len)
+        }
+        _ => None,
+    }
+}
+
+/// Parses the header at the start of `prefix` (the file's first bytes, as many as there
+/// are up to [`MAX_HEADER_PREFIX`]) of a file of `file_len` bytes.
+pub(crate) fn parse_header(prefix: &[u8], file_len: u64) -> Result<NpyHeader, String> {
     let truncated_header = || format!("the .npy header is truncated; {RESAVE}");
 
-    let rest = bytes.strip_prefix(MAGIC).ok_or_else(|| {
+    let rest = prefix.strip_prefix(MAGIC).ok_or_else(|| {
         "not a .npy file (it does not start with the \\x93NUMPY magic string)".to_string()
     })?;
     let (header_len, prefix_len) = match rest {
@@ -100,7 +135,7 @@ pub(crate) fn parse_npy(bytes: &[u8]) -> Result<RawArray, String> {
     let data_start = prefix_len
         .checked_add(header_len)
         .ok_or_else(truncated_header)?;
-    let (mut head, data) = bytes
+    let (mut head, _) = prefix
         .split_at_checked(data_start)
         .ok_or_else(truncated_header)?;
     let header = Header::from_reader(&mut head)
@@ -127,66 +162,103 @@ pub(crate) fn parse_npy(bytes: &[u8]) -> Result<RawArray, String> {
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d));
     let nbytes = count.and_then(|c| c.checked_mul(kind.size()));
-    let (Some(count), Some(nbytes)) = (count, nbytes) else {
+    let Some(nbytes) = nbytes else {
         return Err(format!(
             "the .npy header claims shape {} which is too large; the file is corrupt",
             fmt_shape(&header.shape)
         ));
     };
-    if data.len() != nbytes {
-        let problem = if data.len() < nbytes {
+    let data_len = file_len.saturating_sub(data_start as u64);
+    if data_len != nbytes as u64 {
+        let problem = if data_len < nbytes as u64 {
             "is truncated"
         } else {
             "has trailing bytes"
         };
         return Err(format!(
             "the .npy file {problem}: its header describes a {} {} array ({nbytes} bytes of data) \
-             but {} bytes follow the header; {RESAVE}",
+             but {data_len} bytes follow the header; {RESAVE}",
             fmt_shape(&header.shape),
             kind.dtype(),
-            data.len()
         ));
     }
+    Ok(NpyHeader {
+        shape: header.shape.clone(),
+        fortran: header.layout.is_fortran(),
+        header,
+        kind,
+        data_start,
+    })
+}
 
-    let fortran = header.layout.is_fortran();
-    let raw = match kind {
-        ElemKind::F16 { big_endian } => {
-            let values = data
-                .chunks_exact(2)
-                .filter_map(|b| <[u8; 2]>::try_from(b).ok())
-                .map(|b| {
-                    let h = if big_endian {
-                        half::f16::from_be_bytes(b)
-                    } else {
-                        half::f16::from_le_bytes(b)
-                    };
-                    h.to_f32()
-                })
-                .collect();
-            RawArray::F16(shaped(&header.shape, fortran, values)?)
-        }
-        ElemKind::F32 => RawArray::F32(read(&header, data, count)?),
-        ElemKind::F64 => RawArray::F64(read(&header, data, count)?),
-        ElemKind::I8 => RawArray::I8(read(&header, data, count)?),
-        ElemKind::U8 => RawArray::U8(read(&header, data, count)?),
-        ElemKind::I16 => RawArray::I16(read(&header, data, count)?),
-        ElemKind::U16 => RawArray::U16(read(&header, data, count)?),
-        ElemKind::I32 => RawArray::I32(read(&header, data, count)?),
-        ElemKind::U32 => RawArray::U32(read(&header, data, count)?),
-        ElemKind::I64 => RawArray::I64(read(&header, data, count)?),
-        ElemKind::U64 => RawArray::U64(read(&header, data, count)?),
-    };
-    Ok(raw)
+impl NpyHeader {
+    /// Bytes per element as stored.
+    pub(crate) fn elem_size(&self) -> usize {
+        self.kind.size()
+    }
+
+    /// The stored dtype (float16 included; it is widened on decode).
+    pub(crate) fn dtype(&self) -> DType {
+        self.kind.dtype()
+    }
+
+    /// Decodes `data`, which holds exactly an array of `shape` in this header's dtype and
+    /// layout: the whole file's data, or (C order) a run of whole samples.
+    pub(crate) fn decode(&self, shape: &[usize], data: &[u8]) -> Result<RawArray, String> {
+        let count = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .filter(|&c| c.checked_mul(self.kind.size()) == Some(data.len()))
+            .ok_or_else(|| {
+                format!(
+                    "cannot read the .npy data: {} bytes for shape {}",
+                    data.len(),
+                    fmt_shape(shape)
+                )
+            })?;
+        let fortran = self.fortran;
+        let header = &self.header;
+        let raw = match self.kind {
+            ElemKind::F16 { big_endian } => {
+                let values = data
+                    .chunks_exact(2)
+                    .filter_map(|b| <[u8; 2]>::try_from(b).ok())
+                    .map(|b| {
+                        let h = if big_endian {
+                            half::f16::from_be_bytes(b)
+                        } else {
+                            half::f16::from_le_bytes(b)
+                        };
+                        h.to_f32()
+                    })
+                    .collect();
+                RawArray::F16(shaped(shape, fortran, values)?)
+            }
+            ElemKind::F32 => RawArray::F32(read(header, shape, fortran, data, count)?),
+            ElemKind::F64 => RawArray::F64(read(header, shape, fortran, data, count)?),
+            ElemKind::I8 => RawArray::I8(read(header, shape, fortran, data, count)?),
+            ElemKind::U8 => RawArray::U8(read(header, shape, fortran, data, count)?),
+            ElemKind::I16 => RawArray::I16(read(header, shape, fortran, data, count)?),
+            ElemKind::U16 => RawArray::U16(read(header, shape, fortran, data, count)?),
+            ElemKind::I32 => RawArray::I32(read(header, shape, fortran, data, count)?),
+            ElemKind::U32 => RawArray::U32(read(header, shape, fortran, data, count)?),
+            ElemKind::I64 => RawArray::I64(read(header, shape, fortran, data, count)?),
+            ElemKind::U64 => RawArray::U64(read(header, shape, fortran, data, count)?),
+        };
+        Ok(raw)
+    }
 }
 
 fn read<T: ReadableElement + Clone>(
     header: &Header,
+    shape: &[usize],
+    fortran: bool,
     data: &[u8],
     count: usize,
 ) -> Result<ArrayD<T>, String> {
     let values = T::read_to_end_exact_vec(data, &header.type_descriptor, count)
         .map_err(|e| format!("cannot read the .npy data: {e}"))?;
-    shaped(&header.shape, header.layout.is_fortran(), values)
+    shaped(shape, fortran, values)
 }
 
 /// Builds a C-order array, whatever order the file stored.

@@ -19,7 +19,16 @@ use crate::error::{Error, Result};
 /// One array per spec, in spec order, matched by name.
 pub(crate) fn read_npz(path: &Path, specs: &[InputSpec]) -> Result<Vec<(String, SampleArray)>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut archive = ZipArchive::new(file).map_err(|e| {
+    read_npz_from(file, path, specs)
+}
+
+/// [`read_npz`] on any seekable reader; `path` only labels errors.
+pub(crate) fn read_npz_from<R: Read + Seek>(
+    reader: R,
+    path: &Path,
+    specs: &[InputSpec],
+) -> Result<Vec<(String, SampleArray)>> {
+    let mut archive = ZipArchive::new(reader).map_err(|e| {
         Error::data(
             path,
             format!("not a readable .npz (zip) archive: {e}; save the arrays with numpy.savez"),

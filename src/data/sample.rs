@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use ndarray::{ArrayD, Axis};
 
+use crate::error::Result;
 use crate::graph::DType;
 
 /// One input's samples, first axis = samples.
@@ -83,39 +84,125 @@ impl SampleArray {
 }
 
 /// Samples for every model input, validated against the model's input specs.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// An `.npy` file is not held in memory: it is validated when loaded, in bounded chunks,
+/// and each sample is read from the file when asked for, so memory does not grow with the
+/// number of samples. Other sources are held in memory.
+#[derive(Debug)]
 pub struct Dataset {
     /// The file or folder the samples came from, for messages.
     pub source: PathBuf,
-    /// One array per model input, in model input order.
-    pub inputs: Vec<(String, SampleArray)>,
+    /// One entry per model input, in model input order.
+    pub(crate) inputs: Vec<(String, Samples)>,
     /// Each input's full shape (batch dim included), parallel to `inputs`: the shape
     /// [`Dataset::sample`] gives. Kept because `[N, 3]` samples feed both a `[1, 3]` and
     /// a `[3]` input, and only the spec says which.
-    pub input_shapes: Vec<Vec<usize>>,
+    pub(crate) input_shapes: Vec<Vec<usize>>,
+}
+
+/// One input's samples.
+#[derive(Debug)]
+pub(crate) enum Samples {
+    Memory(SampleArray),
+    File(super::lazy::NpySamples),
+}
+
+impl Samples {
+    fn len(&self) -> usize {
+        match self {
+            Samples::Memory(a) => a.len(),
+            Samples::File(f) => f.len(),
+        }
+    }
+
+    /// The dtype and the shape (samples first, batch dim of 1 dropped) of the whole array.
+    fn stored(&self) -> (DType, Vec<usize>) {
+        match self {
+            Samples::Memory(a) => (a.dtype(), a.shape().to_vec()),
+            Samples::File(f) => (f.dtype(), f.stored_shape()),
+        }
+    }
+
+    /// Sample `i` as stored (samples first), the sample axis of length 1 kept.
+    fn get(&self, i: usize) -> Result<std::borrow::Cow<'_, SampleArray>> {
+        match self {
+            Samples::Memory(a) => Ok(std::borrow::Cow::Borrowed(a)),
+            Samples::File(f) => f.read(i).map(std::borrow::Cow::Owned),
+        }
+    }
 }
 
 impl Dataset {
+    /// A dataset of arrays already in memory, first axis = samples; `input_shapes` are the
+    /// model inputs' full shapes (see [`Dataset::sample`]).
+    pub fn from_arrays(
+        source: PathBuf,
+        inputs: Vec<(String, SampleArray)>,
+        input_shapes: Vec<Vec<usize>>,
+    ) -> Self {
+        Dataset {
+            source,
+            inputs: inputs
+                .into_iter()
+                .map(|(n, a)| (n, Samples::Memory(a)))
+                .collect(),
+            input_shapes,
+        }
+    }
+
     pub fn num_samples(&self) -> usize {
         self.inputs.first().map_or(0, |(_, a)| a.len())
     }
 
+    /// The model inputs' names, in order.
+    pub fn input_names(&self) -> impl Iterator<Item = &str> {
+        self.inputs.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Input `k`'s stored dtype and shape: samples first, the batch dim of 1 dropped when
+    /// the model input has one.
+    pub fn stored(&self, k: usize) -> Option<(DType, Vec<usize>)> {
+        self.inputs.get(k).map(|(_, a)| a.stored())
+    }
+
+    /// Input `k`'s sample `i` as stored: the sample axis (of 1) kept, the batch dim of 1
+    /// dropped as in [`Dataset::stored`]. For hashing and exporting the data as stored.
+    pub fn stored_sample(&self, k: usize, i: usize) -> Result<SampleArray> {
+        let (_, stored) = self
+            .inputs
+            .get(k)
+            .ok_or_else(|| crate::Error::Internal(format!("the dataset has no input #{k}")))?;
+        match stored {
+            Samples::Memory(a) => Ok(map_array!(a, x => x
+                .slice_axis(Axis(0), ndarray::Slice::from(i..i + 1))
+                .to_owned())),
+            Samples::File(f) => f.read(i),
+        }
+    }
+
     /// Sample `i` of every input, in model input order, each shaped like its model input.
+    /// Reading fails only when a streamed file can no longer be read (or was changed
+    /// after loading).
     ///
     /// # Panics
     /// If `i >= self.num_samples()`.
-    pub fn sample(&self, i: usize) -> Vec<SampleArray> {
+    pub fn sample(&self, i: usize) -> Result<Vec<SampleArray>> {
         self.inputs
             .iter()
             .enumerate()
-            .map(|(k, (_, array))| {
+            .map(|(k, (_, stored))| {
+                let (array, index) = match stored.get(i)? {
+                    // A streamed sample comes alone, as sample 0.
+                    std::borrow::Cow::Owned(a) => (std::borrow::Cow::Owned(a), 0),
+                    borrowed => (borrowed, i),
+                };
                 // The stored rank counts the sample axis; equal ranks mean the batch dim
                 // was dropped on load and has to come back.
                 let add_batch = self
                     .input_shapes
                     .get(k)
                     .is_some_and(|shape| shape.len() == array.shape().len());
-                array.sample(i, add_batch)
+                Ok(array.sample(index, add_batch))
             })
             .collect()
     }
@@ -130,16 +217,16 @@ mod tests {
     fn sample_restores_batch_dim_only_where_the_spec_has_one() {
         // Two samples of a [1, 2] input and of a [2] input, stored identically.
         let stored = array![[1.0f32, 2.0], [3.0, 4.0]].into_dyn();
-        let ds = Dataset {
-            source: PathBuf::from("x.npz"),
-            inputs: vec![
+        let ds = Dataset::from_arrays(
+            PathBuf::from("x.npz"),
+            vec![
                 ("batched".into(), SampleArray::F32(stored.clone())),
                 ("flat".into(), SampleArray::F32(stored)),
             ],
-            input_shapes: vec![vec![1, 2], vec![2]],
-        };
+            vec![vec![1, 2], vec![2]],
+        );
         assert_eq!(ds.num_samples(), 2);
-        let s = ds.sample(1);
+        let s = ds.sample(1).unwrap();
         let want_batched = ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![3.0f32, 4.0]).unwrap();
         let want_flat = ArrayD::from_shape_vec(IxDyn(&[2]), vec![3.0f32, 4.0]).unwrap();
         assert_eq!(

@@ -332,7 +332,7 @@ impl Selector {
 
     fn sample_inputs(&self, s: usize) -> Result<Vec<candle_core::Tensor>> {
         self.dataset
-            .sample(s)
+            .sample(s)?
             .iter()
             .map(|x| tensor_from_sample(x, &self.device))
             .collect()

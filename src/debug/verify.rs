@@ -291,7 +291,7 @@ impl<'a> Debugger<'a> {
     ) -> Result<SampleOutcome> {
         let q = &self.model.graph;
         let inputs = dataset
-            .sample(s)
+            .sample(s)?
             .iter()
             .map(|x| tensor_from_sample(x, self.quant.device()))
             .collect::<Result<Vec<_>>>()?;

@@ -7,6 +7,11 @@ use crate::graph::{FusedActivation, UnaryKind};
 
 /// Applies an activation that TFLite fused into the op producing `x`.
 pub fn apply_fused(x: CTensor, activation: FusedActivation) -> OpResult<CTensor> {
+    float_only(
+        &x,
+        "a fused activation",
+        activation == FusedActivation::None,
+    )?;
     Ok(match activation {
         FusedActivation::None => x,
         FusedActivation::Relu => x.relu()?,
@@ -18,7 +23,17 @@ pub fn apply_fused(x: CTensor, activation: FusedActivation) -> OpResult<CTensor>
     })
 }
 
+/// candle's float functions on integer tensors are `todo!()` panics (found by fuzzing a
+/// model whose tensor dtypes were changed): refuse them as an error instead.
+fn float_only(x: &CTensor, what: &str, exempt: bool) -> OpResult<()> {
+    if !exempt && !x.dtype().is_float() {
+        super::op_bail!("{what} needs a float input, got {:?}", x.dtype());
+    }
+    Ok(())
+}
+
 pub fn unary(x: &CTensor, kind: UnaryKind) -> OpResult<CTensor> {
+    float_only(x, "this op", false)?;
     Ok(match kind {
         UnaryKind::Rsqrt => x.sqrt()?.recip()?,
         UnaryKind::Sqrt => x.sqrt()?,

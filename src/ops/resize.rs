@@ -15,6 +15,11 @@ fn geometry(ctx: &EvalCtx, attrs: &ResizeAttrs) -> OpResult<resize_f32::ResizeGe
     if out_h < 1 || out_w < 1 {
         op_bail!("size {size:?} must be positive");
     }
+    // Every output pixel reads input pixels: an empty input has none to read (found by
+    // fuzzing: the kernel indexed into an empty slice).
+    if in_h == 0 || in_w == 0 {
+        op_bail!("the input is {in_h}x{in_w} pixels: there is nothing to resize from");
+    }
     expect_output_shape(ctx, 0, &[batch, out_h as usize, out_w as usize, channels])?;
     if attrs.align_corners && attrs.half_pixel_centers {
         op_bail!("align_corners and half_pixel_centers cannot both be set");

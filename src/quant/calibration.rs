@@ -87,24 +87,30 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A hash of the samples themselves, so the same data in another file format matches.
-pub fn dataset_sha256(dataset: &Dataset) -> String {
+/// Reads the samples one at a time: a streamed dataset is not loaded whole for it.
+pub fn dataset_sha256(dataset: &Dataset) -> Result<String> {
     let mut hasher = Sha256::new();
-    for (name, array) in &dataset.inputs {
+    for (k, name) in dataset.input_names().enumerate() {
+        let Some((dtype, shape)) = dataset.stored(k) else {
+            continue;
+        };
         hasher.update(name.as_bytes());
-        hasher.update(format!("{:?}{:?}", array.dtype(), array.shape()).as_bytes());
-        match array {
-            SampleArray::F32(a) => a.iter().for_each(|v| hasher.update(v.to_le_bytes())),
-            SampleArray::I32(a) => a.iter().for_each(|v| hasher.update(v.to_le_bytes())),
-            SampleArray::I64(a) => a.iter().for_each(|v| hasher.update(v.to_le_bytes())),
-            SampleArray::U8(a) => a.iter().for_each(|v| hasher.update([*v])),
-            SampleArray::I8(a) => a.iter().for_each(|v| hasher.update(v.to_le_bytes())),
+        hasher.update(format!("{dtype:?}{shape:?}").as_bytes());
+        for i in 0..dataset.num_samples() {
+            match dataset.stored_sample(k, i)? {
+                SampleArray::F32(a) => a.iter().for_each(|v| hasher.update(v.to_le_bytes())),
+                SampleArray::I32(a) => a.iter().for_each(|v| hasher.update(v.to_le_bytes())),
+                SampleArray::I64(a) => a.iter().for_each(|v| hasher.update(v.to_le_bytes())),
+                SampleArray::U8(a) => a.iter().for_each(|v| hasher.update([*v])),
+                SampleArray::I8(a) => a.iter().for_each(|v| hasher.update(v.to_le_bytes())),
+            }
         }
     }
-    hasher
+    Ok(hasher
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect()
+        .collect())
 }
 
 fn min_max(value: &CTensor) -> candle_core::Result<TensorRange> {
@@ -155,7 +161,7 @@ pub fn calibrate(
     Ok(Calibration {
         version: CALIBRATION_VERSION,
         model_sha256,
-        dataset_sha256: dataset_sha256(dataset),
+        dataset_sha256: dataset_sha256(dataset)?,
         samples: dataset.num_samples(),
         ranges: ranges
             .into_iter()
@@ -180,7 +186,7 @@ fn sample_ranges(
 ) -> Result<Vec<(TensorId, TensorRange)>> {
     let graph = executor.graph();
     let inputs = dataset
-        .sample(i)
+        .sample(i)?
         .iter()
         .map(|s| tensor_from_sample(s, executor.device()))
         .collect::<Result<Vec<_>>>()?;
@@ -229,7 +235,8 @@ pub fn calibrate_or_load(
     let model_sha = sha256_hex(&model_bytes);
     let path = Calibration::default_path(model);
     if !recalibrate {
-        if let Some(cal) = Calibration::load_matching(&path, &model_sha, &dataset_sha256(dataset)) {
+        if let Some(cal) = Calibration::load_matching(&path, &model_sha, &dataset_sha256(dataset)?)
+        {
             return Ok((cal, CalibrationSource::Reused(path)));
         }
     }

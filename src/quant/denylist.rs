@@ -270,6 +270,43 @@ fn holds(c: &Comparison, stats: &LayerStats) -> bool {
     }
 }
 
+/// Refuses name rules (`name:`, bare names, `glob:`, `re:`) that match no op's output
+/// tensor: such a rule is almost always a typo, and running on without it would write a
+/// model that quietly quantizes the layer the user meant to keep float. (Metric, op and
+/// first/last rules that match nothing are answers, not mistakes: `resolve` reports them.)
+pub fn check_names(graph: &Graph, rules: &[Rule]) -> Result<()> {
+    let names: Vec<&str> = graph
+        .nodes
+        .iter()
+        .map(|n| graph.tensor(n.outputs[0]).name.as_str())
+        .collect();
+    for rule in rules {
+        let matches = |name: &str| match rule {
+            Rule::Name(n) => name == n,
+            Rule::Glob(g) => g.matches(name),
+            Rule::Regex(r) => r.is_match(name),
+            _ => true,
+        };
+        if names.iter().any(|n| matches(n)) {
+            continue;
+        }
+        let example = names
+            .first()
+            .map_or(String::new(), |n| format!(" (e.g. '{n}')"));
+        return Err(Error::Data {
+            path: "denylist".into(),
+            reason: format!(
+                "rule '{rule}' matches nothing: no op of {} has such an output tensor; names \
+                 are the float model's output tensor names, as the CSV of `qdbg debug --csv` \
+                 shows them in tensor_name{example}: fix the name, or match loosely with \
+                 glob:*part* or re:",
+                graph.source.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Applies `rules` to the float graph's ops. `layers` (the debugger's rows, in execution
 /// order) defines "layers" for first/last N and feeds metric expressions; metric rules need it.
 pub fn resolve(graph: &Graph, rules: &[Rule], layers: &[LayerStats]) -> Result<Resolved> {

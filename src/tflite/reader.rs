@@ -20,6 +20,11 @@ const MAX_MODEL_BYTES: u64 = 4 << 30;
 /// executor allocates it.
 const MAX_TENSOR_ELEMENTS: usize = 1 << 30;
 
+/// What to do about a file whose structure is broken: the user cannot repair a
+/// flatbuffer by hand, only get a good copy.
+const DAMAGED_HINT: &str = "the file is damaged or was not written by TFLite: copy it again if \
+                            it was cut short, or re-export it with tf.lite.TFLiteConverter";
+
 pub fn read_model(path: &Path) -> Result<Graph> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.len() > MAX_MODEL_BYTES {
@@ -40,13 +45,14 @@ pub fn read_model_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
     let bad = |reason: String| Error::invalid_model(path, reason);
     if bytes.len() < 8 {
         return Err(bad(format!(
-            "the file has {} bytes, too few for a TFLite model (truncated?)",
+            "the file has {} bytes, too few for a TFLite model (truncated?); {DAMAGED_HINT}",
             bytes.len()
         )));
     }
     if !fb::model_buffer_has_identifier(bytes) {
         return Err(bad(format!(
-            "missing the 'TFL3' file identifier (found {:?}); is this a .tflite file?",
+            "missing the 'TFL3' file identifier (found {:?}); is this a .tflite file? \
+             Convert SavedModels and Keras models with tf.lite.TFLiteConverter",
             String::from_utf8_lossy(&bytes[4..8])
         )));
     }
@@ -56,8 +62,15 @@ pub fn read_model_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
         max_apparent_size: 1 << 31,
         ignore_missing_null_terminator: true,
     };
-    let model = fb::root_as_model_with_opts(&opts, bytes)
-        .map_err(|e| bad(format!("the flatbuffer is corrupt or truncated: {e}")))?;
+    let model = fb::root_as_model_with_opts(&opts, bytes).map_err(|e| {
+        // The verifier's text goes on with a trace of table names over several lines;
+        // its first line says what is wrong.
+        let e = e.to_string();
+        let first = e.lines().next().unwrap_or_default().trim_end_matches('.');
+        bad(format!(
+            "the flatbuffer is corrupt or truncated ({first}); {DAMAGED_HINT}"
+        ))
+    })?;
     Reader { path, bytes, model }.read()
 }
 
@@ -68,14 +81,21 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A structural problem: the reason, then what to do about a damaged file.
     fn bad(&self, reason: impl Into<String>) -> Error {
+        Error::invalid_model(self.path, format!("{}; {DAMAGED_HINT}", reason.into()))
+    }
+
+    /// A problem whose reason already says what to do.
+    fn refuse(&self, reason: impl Into<String>) -> Error {
         Error::invalid_model(self.path, reason)
     }
 
     fn read(&self) -> Result<Graph> {
         if self.model.version() != 3 {
-            return Err(self.bad(format!(
-                "schema version {} is not 3, the only version TFLite writes",
+            return Err(self.refuse(format!(
+                "schema version {} is not 3, the only version TFLite writes; re-export the \
+                 model with a current tf.lite.TFLiteConverter",
                 self.model.version()
             )));
         }
@@ -210,7 +230,7 @@ impl<'a> Reader<'a> {
         let data = match bytes {
             Some(b) if !b.is_empty() => {
                 if t.sparsity().is_some() {
-                    return Err(self.bad(format!(
+                    return Err(self.refuse(format!(
                         "{} holds sparse weights (DENSIFY); qdbg needs dense weights: \
                          convert the model without sparsification",
                         label()

@@ -1,0 +1,582 @@
+//! The table of bad inputs (README, "Troubleshooting / bad inputs"): each case drives the
+//! real binary and checks that the message names the problem and what to do, that the
+//! exit code is 2 (bad input or usage), and that nothing is half-written: an output file
+//! that existed keeps its old contents, and no temp file is left behind.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use ndarray::{Array1, Array3};
+
+#[allow(
+    clippy::all,
+    dead_code,
+    unused_imports,
+    non_camel_case_types,
+    non_snake_case,
+    unsafe_op_in_unsafe_fn,
+    mismatched_lifetime_syntaxes,
+    unused_lifetimes
+)]
+#[rustfmt::skip]
+#[path = "../src/tflite/schema_generated.rs"]
+mod schema_generated;
+
+use schema_generated::tflite as fb;
+
+const OLD: &[u8] = b"old output, must survive\n";
+
+/// A scratch folder with the dense_ops fixture (input 'features' [1, 6, 8] float32, four
+/// ops) and its data, plus an existing output file for every output name a case uses.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            common::fixture("dense_ops.tflite"),
+            dir.path().join("model.tflite"),
+        )
+        .unwrap();
+        std::fs::copy(
+            common::fixture("dense_ops.inputs.npz"),
+            dir.path().join("data.npz"),
+        )
+        .unwrap();
+        for out in ["out.npz", "out.tflite", "out.csv"] {
+            std::fs::write(dir.path().join(out), OLD).unwrap();
+        }
+        Scratch { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_string()
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> String {
+        std::fs::write(self.path(name), bytes).unwrap();
+        self.p(name)
+    }
+
+    fn npy(&self, name: &str, a: &Array3<f32>) -> String {
+        ndarray_npy::write_npy(self.path(name), a).unwrap();
+        self.p(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        qdbg(args, |_| {})
+    }
+
+    /// Exit code 2, every needle in stderr, old outputs intact, no temp files.
+    fn expect_refused(&self, out: &Output, needles: &[&str]) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "stderr:\n{err}");
+        let message = err.lines().find(|l| l.starts_with("error: "));
+        assert!(message.is_some(), "{err}");
+        // With --nocapture: the messages the README's table quotes.
+        eprintln!("{}", message.unwrap_or_default());
+        for needle in needles {
+            assert!(err.contains(needle), "'{needle}' missing from:\n{err}");
+        }
+        self.expect_nothing_half_written();
+    }
+
+    fn expect_nothing_half_written(&self) {
+        for out in ["out.npz", "out.tflite", "out.csv"] {
+            assert_eq!(std::fs::read(self.path(out)).unwrap(), OLD, "{out} changed");
+        }
+        let temps: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(temps.is_empty(), "temp files left: {temps:?}");
+    }
+}
+
+fn qdbg(args: &[&str], setup: impl FnOnce(&mut Command)) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qdbg"));
+    cmd.args(args).current_dir(common::repo());
+    setup(&mut cmd);
+    cmd.output().expect("running qdbg")
+}
+
+/// The dense_ops model with `patch` applied to its flatbuffer in place: values change,
+/// the structure stays valid, so the reader's checks behind the verifier are reached.
+fn patched_model(patch: impl FnOnce(&mut Vec<u8>, &fb::Model<'_>)) -> Vec<u8> {
+    let original = std::fs::read(common::fixture("dense_ops.tflite")).unwrap();
+    let model = fb::root_as_model(&original).unwrap();
+    let mut bytes = original.clone();
+    patch(&mut bytes, &model);
+    bytes
+}
+
+/// Byte offset of an int32 vector's element `i` in `buf`.
+fn offset_of(buf: &[u8], v: flatbuffers::Vector<'_, i32>, i: usize) -> usize {
+    v.safe_slice()[i..].as_ptr() as usize - buf.as_ptr() as usize
+}
+
+fn set_i32(bytes: &mut [u8], at: usize, value: i32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+fn ops<'a>(
+    m: &fb::Model<'a>,
+) -> flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<fb::Operator<'a>>> {
+    m.subgraphs().unwrap().get(0).operators().unwrap()
+}
+
+/// `qdbg run MODEL --data DATA` writing over the scratch folder's existing out.npz.
+fn run_with(s: &Scratch, model: &str, data: &str) -> Output {
+    s.run(&["run", model, "--data", data, "-o", &s.p("out.npz")])
+}
+
+#[test]
+fn truncated_model() {
+    let s = Scratch::new();
+    let bytes = std::fs::read(s.path("model.tflite")).unwrap();
+    let model = s.write("cut.tflite", &bytes[..bytes.len() / 2]);
+    let out = run_with(&s, &model, &s.p("data.npz"));
+    s.expect_refused(
+        &out,
+        &[
+            "cut.tflite",
+            "not a valid TFLite model",
+            "truncated",
+            "copy it again",
+        ],
+    );
+}
+
+#[test]
+fn wrong_file_identifier() {
+    let s = Scratch::new();
+    let model = s.write(
+        "model.onnx",
+        b"\x08\x07\x12\x07pytorch-not-a-tflite-flatbuffer",
+    );
+    let out = run_with(&s, &model, &s.p("data.npz"));
+    s.expect_refused(
+        &out,
+        &["model.onnx", "'TFL3' file identifier", "TFLiteConverter"],
+    );
+}
+
+#[test]
+fn tensor_index_out_of_range() {
+    let s = Scratch::new();
+    let bytes = patched_model(|b, m| {
+        let at = offset_of(m._tab.buf, ops(m).get(0).inputs().unwrap(), 0);
+        set_i32(b, at, 9999);
+    });
+    let model = s.write("bad_index.tflite", &bytes);
+    let out = run_with(&s, &model, &s.p("data.npz"));
+    s.expect_refused(
+        &out,
+        &[
+            "bad_index.tflite",
+            "op #0 input refers to tensor 9999",
+            "re-export",
+        ],
+    );
+}
+
+#[test]
+fn buffer_index_out_of_range() {
+    let s = Scratch::new();
+    let bytes = patched_model(|b, m| {
+        // The first constant tensor: its buffer field, moved past the buffer table.
+        let tensors = m.subgraphs().unwrap().get(0).tensors().unwrap();
+        let t = tensors.iter().find(|t| t.buffer() != 0).unwrap();
+        let at = t._tab.loc + t._tab.vtable().get(fb::Tensor::VT_BUFFER) as usize;
+        set_i32(b, at, 9999);
+    });
+    let model = s.write("bad_buffer.tflite", &bytes);
+    let out = run_with(&s, &model, &s.p("data.npz"));
+    s.expect_refused(&out, &["refers to buffer 9999", "re-export"]);
+}
+
+#[test]
+fn op_reads_a_tensor_produced_later() {
+    let s = Scratch::new();
+    let bytes = patched_model(|b, m| {
+        let ops = ops(m);
+        let later = ops.get(ops.len() - 1).outputs().unwrap().get(0);
+        let at = offset_of(m._tab.buf, ops.get(0).inputs().unwrap(), 0);
+        set_i32(b, at, later);
+    });
+    let model = s.write("order.tflite", &bytes);
+    let out = run_with(&s, &model, &s.p("data.npz"));
+    s.expect_refused(
+        &out,
+        &[
+            "op #0",
+            "before any op produces it",
+            "out of order, or a cycle",
+            "re-export",
+        ],
+    );
+}
+
+#[test]
+fn op_reading_its_own_output_is_a_cycle() {
+    let s = Scratch::new();
+    let bytes = patched_model(|b, m| {
+        let op = ops(m).get(1);
+        let own = op.outputs().unwrap().get(0);
+        let at = offset_of(m._tab.buf, op.inputs().unwrap(), 0);
+        set_i32(b, at, own);
+    });
+    let model = s.write("cycle.tflite", &bytes);
+    let out = run_with(&s, &model, &s.p("data.npz"));
+    s.expect_refused(&out, &["op #1", "out of order, or a cycle"]);
+}
+
+#[test]
+fn model_claiming_a_huge_tensor_is_refused_before_allocating() {
+    let s = Scratch::new();
+    let bytes = patched_model(|b, m| {
+        // The input [1, 6, 8] becomes [1, 2^20, 2^20]: 2^40 floats, 4 TiB.
+        let sg = m.subgraphs().unwrap().get(0);
+        let input = sg
+            .tensors()
+            .unwrap()
+            .get(sg.inputs().unwrap().get(0) as usize);
+        let shape = input.shape().unwrap();
+        set_i32(b, offset_of(m._tab.buf, shape, 1), 1 << 20);
+        set_i32(b, offset_of(m._tab.buf, shape, 2), 1 << 20);
+    });
+    let model = s.write("huge.tflite", &bytes);
+    let out = run_with(&s, &model, &s.p("data.npz"));
+    s.expect_refused(&out, &["huge.tflite", "limit of 2^30 elements"]);
+    // Refused before any allocation of that size: the child's peak memory stayed small.
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+            0
+        );
+        // ru_maxrss is in KiB: the largest child of this test process (any test's qdbg).
+        assert!(
+            usage.ru_maxrss < 1 << 20,
+            "a child used {} KiB",
+            usage.ru_maxrss
+        );
+    }
+}
+
+#[test]
+fn unsupported_op() {
+    let s = Scratch::new();
+    let out = run_with(
+        &s,
+        "tests/fixtures/unsupported_op.tflite",
+        "tests/fixtures/unsupported_op.inputs.npz",
+    );
+    s.expect_refused(&out, &["op #1 (FLOOR) is not supported", "qdbg inspect"]);
+    // inspect still shows the model, flagging the op.
+    let inspect = s.run(&["inspect", "tests/fixtures/unsupported_op.tflite"]);
+    assert!(inspect.status.success());
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("not supported by qdbg: #"));
+}
+
+#[test]
+fn data_shape_does_not_match_the_model() {
+    let s = Scratch::new();
+    let data = s.npy("wrong.npy", &Array3::zeros((3, 8, 6)));
+    let out = run_with(&s, &s.p("model.tflite"), &data);
+    s.expect_refused(
+        &out,
+        &[
+            "model input 'features' expects [N, 6, 8] float32",
+            "[3, 8, 6]",
+            "transpose",
+        ],
+    );
+}
+
+#[test]
+fn data_dtype_does_not_match_the_model() {
+    let s = Scratch::new();
+    let path = s.path("ints.npy");
+    ndarray_npy::write_npy(&path, &ndarray::Array3::<i32>::zeros((2, 6, 8))).unwrap();
+    let out = run_with(&s, &s.p("model.tflite"), &s.p("ints.npy"));
+    s.expect_refused(
+        &out,
+        &["expects [N, 6, 8] float32", "int32", "astype(np.float32)"],
+    );
+}
+
+#[test]
+fn nan_in_data() {
+    let s = Scratch::new();
+    let mut a = Array3::<f32>::zeros((3, 6, 8));
+    a[[1, 2, 3]] = f32::NAN;
+    let data = s.npy("nan.npy", &a);
+    let out = run_with(&s, &s.p("model.tflite"), &data);
+    s.expect_refused(&out, &["nan.npy", "sample 1 contains NaN", "fix or drop"]);
+}
+
+#[test]
+fn inf_in_data() {
+    let s = Scratch::new();
+    let mut a = Array3::<f32>::zeros((3, 6, 8));
+    a[[2, 0, 0]] = f32::NEG_INFINITY;
+    let data = s.npy("inf.npy", &a);
+    let out = run_with(&s, &s.p("model.tflite"), &data);
+    s.expect_refused(&out, &["sample 2 contains Inf", "fix or drop"]);
+}
+
+#[test]
+fn empty_dataset() {
+    let s = Scratch::new();
+    let data = s.npy("empty.npy", &Array3::zeros((0, 6, 8)));
+    let out = run_with(&s, &s.p("model.tflite"), &data);
+    s.expect_refused(&out, &["empty dataset", "needs at least one"]);
+}
+
+#[test]
+fn labels_count_does_not_match_the_samples() {
+    let s = Scratch::new();
+    // data.npz holds 3 samples.
+    let labels = s.write("labels.txt", b"1\n2\n");
+    let out = s.run(&[
+        "debug",
+        &s.p("model.tflite"),
+        "--data",
+        &s.p("data.npz"),
+        "--labels",
+        &labels,
+        "--csv",
+        &s.p("out.csv"),
+    ]);
+    s.expect_refused(
+        &out,
+        &[
+            "labels.txt",
+            "2 labels for 3 samples",
+            "exactly one label per sample",
+        ],
+    );
+}
+
+#[test]
+fn labels_that_are_not_integers() {
+    let s = Scratch::new();
+    let path = s.path("labels.npy");
+    ndarray_npy::write_npy(&path, &Array1::<f32>::zeros(3)).unwrap();
+    let out = s.run(&[
+        "debug",
+        &s.p("model.tflite"),
+        "--data",
+        &s.p("data.npz"),
+        "--labels",
+        &s.p("labels.npy"),
+        "--csv",
+        &s.p("out.csv"),
+    ]);
+    s.expect_refused(
+        &out,
+        &["labels.npy", "integer class indices", "astype(np.int64)"],
+    );
+}
+
+#[test]
+fn denylist_name_that_matches_nothing() {
+    let s = Scratch::new();
+    let out = s.run(&[
+        "select",
+        &s.p("model.tflite"),
+        "--data",
+        &s.p("data.npz"),
+        "--deny",
+        "Identiy_1",
+        "-o",
+        &s.p("out.tflite"),
+    ]);
+    s.expect_refused(
+        &out,
+        &[
+            "rule 'name:Identiy_1' matches nothing",
+            "tensor_name",
+            "glob:",
+        ],
+    );
+}
+
+#[test]
+fn denylist_that_keeps_everything_float() {
+    let s = Scratch::new();
+    let out = s.run(&[
+        "select",
+        &s.p("model.tflite"),
+        "--data",
+        &s.p("data.npz"),
+        "--deny",
+        "re:.*",
+        "-o",
+        &s.p("out.tflite"),
+    ]);
+    s.expect_refused(&out, &["nothing would be quantized"]);
+}
+
+#[test]
+fn unknown_metric_in_a_denylist_rule() {
+    let s = Scratch::new();
+    let out = s.run(&[
+        "select",
+        &s.p("model.tflite"),
+        "--data",
+        &s.p("data.npz"),
+        "--deny",
+        "rmse > 0.7",
+        "-o",
+        &s.p("out.tflite"),
+    ]);
+    s.expect_refused(&out, &["unknown metric", "rmse/scale"]);
+}
+
+#[test]
+fn output_folder_does_not_exist() {
+    let s = Scratch::new();
+    let out = s.run(&[
+        "run",
+        &s.p("model.tflite"),
+        "--data",
+        &s.p("data.npz"),
+        "-o",
+        &s.p("no/such/folder/out.npz"),
+    ]);
+    s.expect_refused(&out, &["out.npz", "does not exist", "write elsewhere"]);
+}
+
+#[test]
+fn output_path_below_a_file() {
+    let s = Scratch::new();
+    let file = s.write("notes.txt", b"a file, not a folder");
+    let target = format!("{file}/out.csv");
+    let out = s.run(&[
+        "debug",
+        &s.p("model.tflite"),
+        "--data",
+        &s.p("data.npz"),
+        "--csv",
+        &target,
+    ]);
+    s.expect_refused(&out, &["notes.txt/out.csv", "not a folder"]);
+}
+
+#[test]
+fn output_path_is_a_folder() {
+    let s = Scratch::new();
+    std::fs::create_dir(s.path("results")).unwrap();
+    let out = s.run(&[
+        "quantize",
+        &s.p("model.tflite"),
+        "--data",
+        &s.p("data.npz"),
+        "-o",
+        &s.p("results"),
+    ]);
+    s.expect_refused(&out, &["results", "is a folder"]);
+    assert!(s.path("results").is_dir());
+}
+
+/// A full disk, simulated with the file-size limit (`ulimit -f`): writes past it fail with
+/// EFBIG as they would with ENOSPC, with no root needed.
+#[cfg(unix)]
+#[test]
+fn disk_full_while_writing() {
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new();
+    // Calibrate first, so the only write under the limit is the output model.
+    let warm = s.run(&[
+        "quantize",
+        &s.p("model.tflite"),
+        "--data",
+        &s.p("data.npz"),
+        "-o",
+        &s.p("first.tflite"),
+    ]);
+    assert!(
+        warm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&warm.stderr)
+    );
+    let size = std::fs::metadata(s.path("first.tflite")).unwrap().len();
+    let limit = size / 2;
+    let out = qdbg(
+        &[
+            "quantize",
+            &s.p("model.tflite"),
+            "--data",
+            &s.p("data.npz"),
+            "-o",
+            &s.p("out.tflite"),
+        ],
+        |cmd| {
+            // SAFETY: between fork and exec only async-signal-safe calls (signal,
+            // setrlimit) run.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // The default action of SIGXFSZ kills; ignored, the write fails instead.
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    let rl = libc::rlimit {
+                        rlim_cur: limit as libc::rlim_t,
+                        rlim_max: limit as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        },
+    );
+    s.expect_refused(&out, &["cannot write", "out.tflite", "free some space"]);
+}
+
+#[test]
+fn usage_errors() {
+    let s = Scratch::new();
+    for args in [
+        &["frobnicate"][..],
+        &["debug", "--data"][..],
+        &["run", "model.tflite"][..],
+    ] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    assert!(s.run(&["--help"]).status.success());
+    assert!(s.run(&["run", "--help"]).status.success());
+    let out = s.run(&[
+        "debug",
+        &s.p("model.tflite"),
+        "--data",
+        &s.p("data.npz"),
+        "--metrics",
+        "snr",
+        "--csv",
+        &s.p("out.csv"),
+    ]);
+    s.expect_refused(&out, &["unknown metric 'snr'", "sqnr_db"]);
+}
+
+#[test]
+fn missing_files_are_named() {
+    let s = Scratch::new();
+    let out = run_with(&s, &s.p("nope.tflite"), &s.p("data.npz"));
+    s.expect_refused(&out, &["nope.tflite"]);
+    let out = run_with(&s, &s.p("model.tflite"), &s.p("nope.npz"));
+    s.expect_refused(&out, &["nope.npz"]);
+}
