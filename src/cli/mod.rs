@@ -34,6 +34,7 @@ use qdbg::exec::DeviceChoice;
                   qdbg run model.tflite --data images/ --mean 0.5 --std 0.5 -o outputs.npz\n  \
                   qdbg quantize model.tflite --data calibration.npy -o model_int8.tflite\n  \
                   qdbg debug model.tflite --data debug.npy --csv layers.csv\n  \
+                  qdbg debug model.tflite --data debug.npy --int8 model_int8.tflite --threads 2\n  \
                   qdbg select model.tflite --data debug.npy --deny 'rmse/scale > 0.7' -o selective.tflite\n  \
                   qdbg eval model.tflite selective.tflite --data debug.npy --labels labels.txt"
 )]
