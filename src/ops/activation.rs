@@ -75,15 +75,34 @@ fn logistic(x: &CTensor) -> OpResult<CTensor> {
 
 /// PRELU: `x` where positive, `alpha * x` elsewhere, with `alpha` broadcast.
 pub fn prelu(x: &CTensor, alpha: &CTensor) -> OpResult<CTensor> {
+    float_only(x, "PRELU", false)?;
     let negative = x.minimum(0f32)?.broadcast_mul(alpha)?;
     Ok(x.relu()?.broadcast_add(&negative)?)
 }
 
 /// SOFTMAX over the last axis of `beta * x`, shifted by the maximum for stability.
 pub fn softmax(x: &CTensor, beta: f32) -> OpResult<CTensor> {
+    float_only(x, "SOFTMAX", false)?;
     let last = x.rank().saturating_sub(1);
     let scaled = (x * beta as f64)?;
     let shifted = scaled.broadcast_sub(&scaled.max_keepdim(last)?)?;
     let exp = shifted.exp()?;
     Ok(exp.broadcast_div(&exp.sum_keepdim(last)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// candle's exp / relu on integers are `todo!()` panics: an integer tensor reaching a
+    /// float-only op (a hostile model, found by fuzzing) must be an error.
+    #[test]
+    fn float_only_ops_refuse_integer_tensors() {
+        let ints = CTensor::new(&[1i64, 2, 3], &Device::Cpu).unwrap();
+        let err = softmax(&ints, 1.0).unwrap_err();
+        assert!(err.0.contains("SOFTMAX needs a float input"), "{}", err.0);
+        let alpha = CTensor::new(&[0.5f32], &Device::Cpu).unwrap();
+        assert!(prelu(&ints, &alpha).is_err());
+    }
 }

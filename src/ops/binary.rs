@@ -31,7 +31,12 @@ pub fn binary(ctx: &EvalCtx, kind: BinaryKind, activation: FusedActivation) -> O
             }
             a.broadcast_div(b)?
         }
-        BinaryKind::SquaredDifference => a.broadcast_sub(b)?.sqr()?,
+        BinaryKind::SquaredDifference => {
+            // `d * d`, not candle's `sqr`, which is a `todo!()` panic on integer tensors
+            // (TFLite's SQUARED_DIFFERENCE takes int32 too).
+            let d = a.broadcast_sub(b)?;
+            (&d * &d)?
+        }
         BinaryKind::Maximum => a.broadcast_maximum(b)?,
         BinaryKind::Minimum => a.broadcast_minimum(b)?,
     };
