@@ -121,6 +121,18 @@ mod fuzz_regressions {
         assert!(err.to_string().contains("needs a float input"), "{err}");
     }
 
+    /// The last graph_validator finding (its input, dumped with QDBG_FUZZ_DUMP): an op
+    /// whose input dtype was patched to an integer type reaches a float-only candle function
+    /// outside the activations (SOFTMAX's exp). An error, not a `todo!()` panic.
+    #[test]
+    fn softmax_on_an_integer_tensor_is_an_error() {
+        let err = run_on_ones("softmax_on_int_tensor.tflite").unwrap_err();
+        assert!(
+            err.to_string().contains("SOFTMAX needs a float input"),
+            "{err}"
+        );
+    }
+
     /// An integer DIV whose divisor constant holds 0 (elementwise_ops.int8 with one byte
     /// of a constant changed): candle's integer division panicked.
     #[test]
