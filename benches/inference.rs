@@ -12,6 +12,9 @@ use ndarray_npy::NpzReader;
 use qdbg::exec::Executor;
 
 fn main() {
+    // One op at a time on one thread, as LiteRT is timed: `RAYON_NUM_THREADS` sizes only
+    // the sample workers, which a single-sample latency run does not use.
+    let threads = qdbg::threads::configure(None).expect("worker threads");
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
@@ -71,7 +74,7 @@ fn main() {
     let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     println!(
         "{{\"runner\": \"qdbg\", \"model\": \"{model}\", \"threads\": \"{}\", \"runs\": {runs}, \"median_ms\": {:.3}, \"p10_ms\": {:.3}, \"p90_ms\": {:.3}}}",
-        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
+        threads,
         pick(0.5),
         pick(0.1),
         pick(0.9)

@@ -10,7 +10,8 @@
 //! a little pixel noise, as the fixture script's `smooth_images`). Prints one JSON line per
 //! step: `{"runner": "qdbg-...", "median_ms": ...}`; the anchor for ratios is in the same
 //! run's script (benches/debugger_vs_tf.sh, benches/workflow.sh).
-//! Threads: rayon's default, or RAYON_NUM_THREADS (which candle reads too).
+//! Threads: as the CLI (`qdbg::threads::configure`): RAYON_NUM_THREADS sample workers, else
+//! every core; each op on one thread.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -28,6 +29,7 @@ use qdbg::quant::plan::plan_activations;
 use qdbg::quant::{calibrate_or_load, CalibrationSource};
 
 fn main() {
+    qdbg::threads::configure(None).expect("worker threads");
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
@@ -57,6 +59,9 @@ fn main() {
     let device = Device::Cpu;
     let threads = rayon::current_num_threads();
     let line = |runner: &str, times_ms: &[f64], extra: &str| {
+        if times_ms.is_empty() {
+            return;
+        }
         let mut t = times_ms.to_vec();
         t.sort_by(f64::total_cmp);
         println!(

@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod ops;
 pub mod quant;
 pub mod tflite;
+pub mod threads;
 pub mod tui;
 
 pub use error::{Error, Result};

@@ -49,29 +49,6 @@ struct Cli {
     threads: Option<u16>,
 }
 
-/// Sizes rayon's global pool, which runs samples in parallel, and candle's matrix products,
-/// which read `RAYON_NUM_THREADS` on every call (else count physical cores): setting
-/// both to the same number keeps `--threads 1` really single-threaded.
-fn configure_threads(requested: Option<u16>) -> anyhow::Result<usize> {
-    let from_env = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0);
-    let threads = match (requested, from_env) {
-        (Some(n), _) => usize::from(n),
-        (None, Some(n)) => n,
-        (None, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    // Called before any thread starts (clap parsing is single-threaded), so changing the
-    // environment races with nothing.
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .map_err(|e| anyhow::anyhow!("cannot start {threads} worker threads: {e}"))?;
-    Ok(threads)
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Show a model's inputs, outputs, op counts and every op with its shapes.
@@ -162,7 +139,8 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    if let Err(e) = configure_threads(cli.threads) {
+    // Before any thread starts (clap parsing is single-threaded): see `qdbg::threads`.
+    if let Err(e) = qdbg::threads::configure(cli.threads.map(usize::from)) {
         eprintln!("error: {e:#}");
         return ExitCode::from(1);
     }

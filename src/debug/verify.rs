@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::exec::{tensor_from_sample, Executor};
 use crate::graph::{Graph, Op, TensorId};
 use crate::ops::dequantize_values;
-use crate::ops::quantized::node_is_quantized;
+use crate::ops::quantized::{int8_values, node_is_quantized};
 use crate::quant::quantize::QuantizedModel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -296,7 +296,7 @@ impl<'a> Debugger<'a> {
             .map(|x| tensor_from_sample(x, self.quant.device()))
             .collect::<Result<Vec<_>>>()?;
         let mut qvals: HashMap<TensorId, CTensor> = HashMap::new();
-        let quant_out = self.quant.run_observed(&inputs, &mut |id, v| {
+        let quant_out = self.quant.run_observed_carrier(&inputs, &mut |id, v| {
             if plan.wanted.contains(&id) {
                 qvals.insert(id, v.clone());
             }
@@ -323,7 +323,7 @@ impl<'a> Debugger<'a> {
                             match plan.float_source.get(id) {
                                 Some(src) => qvals.get(src).cloned(),
                                 None => match qvals.get(id) {
-                                    Some(v) => int8.get(q, *id, v)?.float_tensor(v.device())?,
+                                    Some(v) => int8.get(q, *id, v)?.dequantized.clone(),
                                     None => None,
                                 },
                             }
@@ -333,7 +333,7 @@ impl<'a> Debugger<'a> {
                 }
                 let refs: Vec<Option<&CTensor>> = float_inputs.iter().map(|v| v.as_ref()).collect();
                 let out = self.float.eval_node(l.float_node, &refs)?;
-                let reference = host(&out[0])?;
+                let reference = host_f32(&out[0])?;
                 let (sample, custom) = self.measure_layer(l, &reference, &qvals, &mut int8)?;
                 outcome.per_layer[k] = Some(sample);
                 outcome.custom[k] = custom;
@@ -341,11 +341,11 @@ impl<'a> Debugger<'a> {
         }
         // The float model runs whole every sample: model-level metrics need its outputs,
         // and whole-model verification its intermediate tensors.
-        let mut fvals: HashMap<usize, Vec<f64>> = HashMap::new();
+        let mut fvals: HashMap<usize, Vec<f32>> = HashMap::new();
         let whole_model = mode.whole_model();
         let float_out = self.float.run_observed(&inputs, &mut |id, v| {
             if let (true, Some(&k)) = (whole_model, plan.float_outputs.get(&id)) {
-                fvals.insert(k, host(v)?);
+                fvals.insert(k, host_f32(v)?);
             }
             Ok(())
         })?;
@@ -369,7 +369,7 @@ impl<'a> Debugger<'a> {
     fn measure_layer(
         &self,
         l: &LayerInfo,
-        reference: &[f64],
+        reference: &[f32],
         qvals: &HashMap<TensorId, CTensor>,
         int8: &mut Int8Memo,
     ) -> Result<(LayerSample, Vec<f64>)> {
@@ -378,22 +378,35 @@ impl<'a> Debugger<'a> {
             Error::Internal(format!("layer '{}' was not computed", l.tensor_name))
         })?;
         let values = int8.get(q, l.tensor_idx, v)?;
-        let deq = values.dequantized.as_ref().ok_or_else(|| {
+        let params = q.tensor(l.tensor_idx).quant.as_ref().ok_or_else(|| {
             Error::Internal(format!("layer '{}' has no parameters", l.tensor_name))
         })?;
-        let got: Vec<f64> = deq.iter().map(|&x| f64::from(x)).collect();
-        let raw = &values.raw;
-        let per_tensor = q
-            .tensor(l.tensor_idx)
-            .quant
-            .as_ref()
-            .is_some_and(|p| p.scale.len() == 1 && p.zero_point.len() == 1);
+        let per_tensor = params.scale.len() == 1 && params.zero_point.len() == 1;
+        let wants_custom = !(self.layer_metrics.is_empty() && self.direct_metrics.is_empty());
+        if per_tensor && !wants_custom {
+            // The common case: measured straight from the executors' buffers.
+            let sample = LayerSample::from_int8_output(
+                params.scale[0],
+                params.zero_point[0],
+                reference,
+                &values.raw,
+            );
+            return Ok((sample, Vec::new()));
+        }
+        let float: Vec<f64> = reference.iter().map(|&x| f64::from(x)).collect();
+        let got: Vec<f64> = values
+            .dequantized_host()?
+            .unwrap_or_default()
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let raw: Vec<i64> = values.raw.iter().map(|&r| i64::from(r)).collect();
         let sample = if per_tensor {
-            LayerSample::from_int8((l.scale as f64, l.zero_point), reference, &got, raw)
+            LayerSample::from_int8((l.scale as f64, l.zero_point), &float, &got, &raw)
         } else {
-            LayerSample::new(layer_step(l), reference, &got, saturated(raw))
+            LayerSample::new(layer_step(l), &float, &got, saturated(&values.raw))
         };
-        Ok((sample, self.custom_values(l, reference, &got, raw)))
+        Ok((sample, self.custom_values(l, &float, &got, &raw)))
     }
 
     /// One sample of every user metric for layer `l`, in registration order (layer metrics,
@@ -529,20 +542,22 @@ struct Int8Memo {
 }
 
 struct Int8Values {
-    raw: Vec<i64>,
-    /// `None` when the tensor has no quantization parameters.
-    dequantized: Option<Vec<f32>>,
-    dims: Vec<usize>,
+    raw: Vec<i8>,
+    /// The dequantized values as a float tensor (what a float twin reads); `None` when
+    /// the tensor has no quantization parameters.
+    dequantized: Option<CTensor>,
 }
 
 impl Int8Values {
-    /// The dequantized values as a float tensor, the input a float twin reads.
-    fn float_tensor(&self, device: &Device) -> Result<Option<CTensor>> {
+    fn dequantized_host(&self) -> Result<Option<Vec<f32>>> {
         self.dequantized
             .as_ref()
-            .map(|d| CTensor::from_vec(d.clone(), self.dims.as_slice(), device))
+            .map(|t| {
+                t.flatten_all()
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(|e| Error::Internal(e.to_string()))
+            })
             .transpose()
-            .map_err(|e| Error::Internal(e.to_string()))
     }
 }
 
@@ -552,22 +567,19 @@ impl Int8Memo {
             Entry::Occupied(e) => return Ok(e.into_mut()),
             Entry::Vacant(slot) => slot,
         };
-        let raw = v
-            .flatten_all()
-            .and_then(|t| t.to_dtype(candle_core::DType::I64))
-            .and_then(|t| t.to_vec1::<i64>())
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let internal = |e: String| Error::Internal(format!("{}: {e}", q.tensor(id).name));
+        let raw = int8_values(v).map_err(|e| internal(e.0))?;
         let dequantized = match q.tensor(id).quant.as_ref() {
             Some(p) => {
-                Some(dequantize_values(&raw, v.dims(), p).map_err(|e| Error::Internal(e.0))?)
+                let values = dequantize_values(&raw, v.dims(), p).map_err(|e| internal(e.0))?;
+                Some(
+                    CTensor::from_vec(values, v.dims(), v.device())
+                        .map_err(|e| internal(e.to_string()))?,
+                )
             }
             None => None,
         };
-        Ok(slot.insert(Int8Values {
-            raw,
-            dequantized,
-            dims: v.dims().to_vec(),
-        }))
+        Ok(slot.insert(Int8Values { raw, dequantized }))
     }
 }
 
@@ -575,8 +587,16 @@ fn layer_step(l: &LayerInfo) -> Option<(f64, i64)> {
     Some((l.scale as f64, l.zero_point))
 }
 
-fn saturated(raw: &[i64]) -> usize {
-    raw.iter().filter(|&&x| x <= -128 || x >= 127).count()
+fn saturated(raw: &[i8]) -> usize {
+    raw.iter().filter(|&&x| x == -128 || x == 127).count()
+}
+
+/// A float tensor's values on the host as f32 (the float executor computes in f32).
+fn host_f32(t: &CTensor) -> Result<Vec<f32>> {
+    t.flatten_all()
+        .and_then(|t| t.to_dtype(candle_core::DType::F32))
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| Error::Internal(e.to_string()))
 }
 
 fn host(t: &CTensor) -> Result<Vec<f64>> {

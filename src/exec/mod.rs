@@ -21,6 +21,16 @@ use crate::ops::{self, carrier_dtype, EvalCtx, Prepared};
 /// What `run_observed` shows each tensor to.
 type Observer<'a> = &'a mut dyn FnMut(TensorId, &CTensor) -> Result<()>;
 
+/// How an observer sees int8 tensors.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Int8View {
+    /// As I64 integers, the form every public API uses.
+    Integers,
+    /// As the executor's own U8 carrier (bit patterns), without the widening copy; read
+    /// with [`ops::quantized::int8_values`].
+    Carrier,
+}
+
 pub struct Executor<'g> {
     graph: &'g Graph,
     device: Device,
@@ -86,7 +96,7 @@ impl<'g> Executor<'g> {
 
     /// Runs one sample and returns the model's outputs.
     pub fn run(&self, inputs: &[CTensor]) -> Result<Vec<CTensor>> {
-        self.run_inner(inputs, None, &mut |_| {})
+        self.run_inner(inputs, None, Int8View::Integers, &mut |_| {})
     }
 
     /// Runs one sample, showing every tensor the graph computes (inputs included) to
@@ -96,7 +106,20 @@ impl<'g> Executor<'g> {
         inputs: &[CTensor],
         observe: &mut dyn FnMut(TensorId, &CTensor) -> Result<()>,
     ) -> Result<Vec<CTensor>> {
-        self.run_inner(inputs, Some(observe), &mut |_| {})
+        self.run_inner(inputs, Some(observe), Int8View::Integers, &mut |_| {})
+    }
+
+    /// [`Executor::run_observed`] for observers that read int8 tensors with
+    /// [`ops::quantized::int8_values`] (or hand them back to [`Executor::eval_node`] or
+    /// [`Executor::run_from`], which take either form): int8 tensors arrive as the
+    /// executor's U8 carrier, saving a widening copy of every one of them. The model's
+    /// outputs are returned as integers, as `run_observed` returns them.
+    pub fn run_observed_carrier(
+        &self,
+        inputs: &[CTensor],
+        observe: &mut dyn FnMut(TensorId, &CTensor) -> Result<()>,
+    ) -> Result<Vec<CTensor>> {
+        self.run_inner(inputs, Some(observe), Int8View::Carrier, &mut |_| {})
     }
 
     /// Runs one sample, calling `after_node` with each node's position once it has run
@@ -107,13 +130,14 @@ impl<'g> Executor<'g> {
         inputs: &[CTensor],
         after_node: &mut dyn FnMut(usize),
     ) -> Result<Vec<CTensor>> {
-        self.run_inner(inputs, None, after_node)
+        self.run_inner(inputs, None, Int8View::Integers, after_node)
     }
 
     fn run_inner(
         &self,
         inputs: &[CTensor],
         mut observe: Option<Observer<'_>>,
+        view: Int8View,
         after_node: &mut dyn FnMut(usize),
     ) -> Result<Vec<CTensor>> {
         let graph = self.graph;
@@ -122,11 +146,11 @@ impl<'g> Executor<'g> {
         if let Some(observe) = observe.as_mut() {
             for &id in &graph.inputs {
                 if let Some(v) = &values[id] {
-                    observe(id, &self.external(id, v)?)?;
+                    observe(id, &self.observed(id, v, view)?)?;
                 }
             }
         }
-        self.run_nodes(0, values, observe, after_node)
+        self.run_nodes(0, values, observe, view, after_node)
     }
 
     /// Runs the nodes from position `start` on, with `seeded` holding every value those
@@ -159,7 +183,13 @@ impl<'g> Executor<'g> {
                 }
             }
         }
-        self.run_nodes(start, values, Some(observe), &mut |_| {})
+        self.run_nodes(
+            start,
+            values,
+            Some(observe),
+            Int8View::Integers,
+            &mut |_| {},
+        )
     }
 
     fn run_nodes(
@@ -167,6 +197,7 @@ impl<'g> Executor<'g> {
         start: usize,
         mut values: Vec<Option<CTensor>>,
         mut observe: Option<Observer<'_>>,
+        view: Int8View,
         after_node: &mut dyn FnMut(usize),
     ) -> Result<Vec<CTensor>> {
         let graph = self.graph;
@@ -221,7 +252,7 @@ impl<'g> Executor<'g> {
                     }
                 }
                 if let (Some(observe), Some(v)) = (observe.as_mut(), &values[id]) {
-                    observe(id, &self.external(id, v)?)?;
+                    observe(id, &self.observed(id, v, view)?)?;
                 }
             }
             after_node(pos);
@@ -254,6 +285,13 @@ impl<'g> Executor<'g> {
             ops::quantized::widen_int8(value).map_err(|e| tensor_error(self.graph, id, e.0))
         } else {
             Ok(value.clone())
+        }
+    }
+
+    fn observed(&self, id: TensorId, value: &CTensor, view: Int8View) -> Result<CTensor> {
+        match view {
+            Int8View::Integers => self.external(id, value),
+            Int8View::Carrier => Ok(value.clone()),
         }
     }
 
@@ -431,9 +469,14 @@ impl Graph {
 pub fn tensor_from_sample(sample: &SampleArray, device: &Device) -> Result<CTensor> {
     let shape = sample.shape().to_vec();
     let result = match sample {
-        SampleArray::F32(a) => {
-            CTensor::from_vec(a.iter().copied().collect::<Vec<_>>(), shape, device)
-        }
+        // A contiguous array is one copy; ndarray's element iterator over a dynamic-rank
+        // array costs ~10x that, per sample.
+        SampleArray::F32(a) => CTensor::from_vec(
+            a.as_slice()
+                .map_or_else(|| a.iter().copied().collect(), <[f32]>::to_vec),
+            shape,
+            device,
+        ),
         SampleArray::I32(a) => CTensor::from_vec(
             a.iter().map(|&v| v as i64).collect::<Vec<_>>(),
             shape,

@@ -177,10 +177,14 @@ pub fn dequantize(ctx: &EvalCtx) -> OpResult<CTensor> {
 }
 
 /// Dequantizes `values` laid out row-major in `dims`, honouring a per-channel axis.
-pub fn dequantize_values(values: &[i64], dims: &[usize], q: &QuantParams) -> OpResult<Vec<f32>> {
+pub fn dequantize_values<T: Copy + Into<i64>>(
+    values: &[T],
+    dims: &[usize],
+    q: &QuantParams,
+) -> OpResult<Vec<f32>> {
     if !q.is_per_channel() {
         let (s, zp) = (q.scale[0], q.zero_point[0]);
-        return Ok(values.iter().map(|&v| (v - zp) as f32 * s).collect());
+        return Ok(values.iter().map(|&v| (v.into() - zp) as f32 * s).collect());
     }
     let Some(&channels) = dims.get(q.axis) else {
         op_bail!(
@@ -202,7 +206,7 @@ pub fn dequantize_values(values: &[i64], dims: &[usize], q: &QuantParams) -> OpR
         .enumerate()
         .map(|(i, &v)| {
             let c = (i / inner.max(1)) % channels;
-            (v - q.zero_point[c]) as f32 * q.scale[c]
+            (v.into() - q.zero_point[c]) as f32 * q.scale[c]
         })
         .collect())
 }

@@ -1,0 +1,38 @@
+//! How many threads qdbg computes on, and where they go.
+//!
+//! qdbg parallelises over samples (calibration, the debugger, selection) and keeps each
+//! op single-threaded: with as many samples in flight as there are workers, splitting one
+//! op across threads only adds synchronisation. candle has its own intra-op parallelism
+//! (a spinning barrier pool for elementwise ops, rayon inside matrix products) that would
+//! otherwise compete with the per-sample workers for the same cores, and it sizes it by
+//! reading `RAYON_NUM_THREADS` (or counting physical cores in /proc/cpuinfo) on every
+//! matrix product. Measured on MobileNetV3-small, 100 samples, 2 cores: calibration 1.19 s
+//! with candle's threads, 0.61 s without.
+
+use crate::error::{Error, Result};
+
+/// Sizes rayon's global pool (the per-sample workers) to `requested`, else
+/// `$RAYON_NUM_THREADS`, else every core; turns candle's intra-op threading off. Returns the
+/// number of workers.
+///
+/// Call it once, first thing in `main`, before any other thread exists: it changes the
+/// process environment (candle reads its thread count from there), which is only sound
+/// while nothing else reads it concurrently.
+pub fn configure(requested: Option<usize>) -> Result<usize> {
+    let from_env = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    let threads = requested
+        .or(from_env)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    // SAFETY (of the environment change): documented precondition, no other thread yet.
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| Error::Internal(format!("cannot start {threads} worker threads: {e}")))?;
+    Ok(threads)
+}
