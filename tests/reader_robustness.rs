@@ -133,8 +133,22 @@ mod fuzz_regressions {
         );
     }
 
-    /// An integer DIV whose divisor constant holds 0 (elementwise_ops.int8 with one byte
-    /// of a constant changed): candle's integer division panicked.
+    /// graph_validator finding: elementwise_ops.int8 with SQUARED_DIFFERENCE's output dtype
+    /// patched, so the int8 kernels no longer take the ops after it and the float path
+    /// subtracted int8 bit patterns as u8 (an overflow panic with overflow checks on).
+    #[test]
+    fn arithmetic_on_int8_without_quantization_is_an_error() {
+        let err = run_on_ones("binary_on_unquantized_int8.tflite").unwrap_err();
+        assert!(
+            err.to_string().contains("needs quantization parameters"),
+            "{err}"
+        );
+    }
+
+    /// An int8 DIV that the int8 kernels do not take (elementwise_ops.int8 with one byte
+    /// changed), whose divisor holds 0: candle's integer division panicked. The float path
+    /// now refuses 8-bit integers outright (integer division by zero of int32 tensors is
+    /// refused too: `ops::binary` unit tests).
     #[test]
     fn integer_division_by_zero_is_an_error() {
         let data = bytes("int_div_by_zero.tflite");
@@ -152,7 +166,7 @@ mod fuzz_regressions {
             .collect();
         let err = exec.run(&inputs).unwrap_err();
         assert!(
-            err.to_string().contains("integer division by zero"),
+            err.to_string().contains("DIV on 8-bit integer tensors needs quantization"),
             "{err}"
         );
     }

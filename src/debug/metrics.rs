@@ -226,7 +226,9 @@ impl LayerSample {
     /// f32), so the result equals `from_int8` on the converted slices, bit for bit, without
     /// materialising them.
     pub fn from_int8_output(scale: f32, zero_point: i64, float: &[f32], raw: &[i8]) -> Self {
-        let saturated = raw.iter().filter(|&&x| x == -128 || x == 127).count();
+        // Counted in u32 lanes that vectorise (a tensor has fewer than 2^30 elements).
+        let saturated: u32 = raw.iter().map(|&x| u32::from(x == -128 || x == 127)).sum();
+        let saturated = saturated as usize;
         Self::measure_values(
             Some((f64::from(scale), zero_point)),
             Values::F32(float),
@@ -379,7 +381,11 @@ fn step_bin(x: f32, zp: i32) -> u8 {
 /// `round(x)` (half away from zero) of `x` clamped to +-1000, NaN as 0, as an i32.
 #[inline(always)]
 fn round_small(x: f32) -> i32 {
-    let x = if x.is_nan() { 0.0 } else { x.clamp(-1000.0, 1000.0) };
+    let x = if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(-1000.0, 1000.0)
+    };
     // SAFETY: finite and within +-1000.5, so it fits an i32. The checked `as` conversion
     // would not vectorise and cost four times the rest of the binning.
     unsafe { (x + 0.499_999_97f32.copysign(x)).to_int_unchecked::<i32>() }
@@ -945,7 +951,8 @@ mod fast_bin_tests {
         for &x in &values {
             for zp in [-128i32, -3, 0, 5, 127] {
                 let plain = if x.is_finite() {
-                    (((x.round() as i64).saturating_add(i64::from(zp))).clamp(-128, 127) + 128) as u8
+                    (((x.round() as i64).saturating_add(i64::from(zp))).clamp(-128, 127) + 128)
+                        as u8
                 } else if x.is_nan() {
                     (zp.clamp(-128, 127) + 128) as u8
                 } else if x > 0.0 {

@@ -22,7 +22,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::exec::{tensor_from_sample, Executor};
 use crate::graph::{Graph, Op, TensorId};
-use crate::ops::dequantize_values;
+use crate::ops::dequantize_int8;
 use crate::ops::quantized::{int8_values, node_is_quantized};
 use crate::quant::quantize::QuantizedModel;
 
@@ -571,7 +571,7 @@ impl Int8Memo {
         let raw = int8_values(v).map_err(|e| internal(e.0))?;
         let dequantized = match q.tensor(id).quant.as_ref() {
             Some(p) => {
-                let values = dequantize_values(&raw, v.dims(), p).map_err(|e| internal(e.0))?;
+                let values = dequantize_int8(&raw, v.dims(), p).map_err(|e| internal(e.0))?;
                 Some(
                     CTensor::from_vec(values, v.dims(), v.device())
                         .map_err(|e| internal(e.to_string()))?,

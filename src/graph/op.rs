@@ -97,6 +97,21 @@ pub enum BinaryKind {
     Minimum,
 }
 
+impl BinaryKind {
+    /// The TFLite op's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryKind::Add => "ADD",
+            BinaryKind::Sub => "SUB",
+            BinaryKind::Mul => "MUL",
+            BinaryKind::Div => "DIV",
+            BinaryKind::SquaredDifference => "SQUARED_DIFFERENCE",
+            BinaryKind::Maximum => "MAXIMUM",
+            BinaryKind::Minimum => "MINIMUM",
+        }
+    }
+}
+
 /// One-input element-wise ops.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub enum UnaryKind {

@@ -20,7 +20,7 @@ mod reduce;
 mod resize;
 mod slicing;
 
-pub use quantize::dequantize_values;
+pub use quantize::{dequantize_int8, dequantize_values};
 
 use candle_core::{DType as CDType, Device, Tensor as CTensor};
 

@@ -186,6 +186,32 @@ pub fn dequantize_values<T: Copy + Into<i64>>(
         let (s, zp) = (q.scale[0], q.zero_point[0]);
         return Ok(values.iter().map(|&v| (v.into() - zp) as f32 * s).collect());
     }
+    dequantize_per_channel(values, dims, q)
+}
+
+/// [`dequantize_values`] for int8 values: the same results (an int8 value minus a zero
+/// point is exact in i32 and in f32), in i32 arithmetic, which converts to f32 in vector
+/// instructions where i64 does not. The debugger dequantizes every int8 tensor it reads.
+pub fn dequantize_int8(values: &[i8], dims: &[usize], q: &QuantParams) -> OpResult<Vec<f32>> {
+    if !q.is_per_channel() {
+        let (s, zp) = (q.scale[0], q.zero_point[0]);
+        if let Ok(zp) = i32::try_from(zp) {
+            if zp.unsigned_abs() < 1 << 23 {
+                return Ok(values
+                    .iter()
+                    .map(|&v| (i32::from(v) - zp) as f32 * s)
+                    .collect());
+            }
+        }
+    }
+    dequantize_values(values, dims, q)
+}
+
+fn dequantize_per_channel<T: Copy + Into<i64>>(
+    values: &[T],
+    dims: &[usize],
+    q: &QuantParams,
+) -> OpResult<Vec<f32>> {
     let Some(&channels) = dims.get(q.axis) else {
         op_bail!(
             "quantization axis {} is outside a tensor of rank {}",
