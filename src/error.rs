@@ -78,8 +78,10 @@ impl Error {
     }
 
     /// Whether the error comes from what the user gave us (exit code 2) rather than
-    /// from qdbg itself (exit code 1).
+    /// from qdbg itself (exit code 1). An op that fails at run time fails on the model's
+    /// contents (the shapes, dtypes, parameters and constants the file declares: the ops
+    /// check them and say which), so it counts as bad input.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::OpFailed { .. } | Error::Internal(_))
+        !matches!(self, Error::Internal(_))
     }
 }

@@ -290,6 +290,28 @@ fn unsupported_op() {
     assert!(String::from_utf8_lossy(&inspect.stdout).contains("not supported by qdbg: #"));
 }
 
+/// A model whose contents make an op fail when it runs (a fuzzer's finding: int8 tensors
+/// whose quantization parameters are gone, fed to SQUARED_DIFFERENCE): bad input, exit 2,
+/// naming the op and tensor and what to do.
+#[test]
+fn op_failing_on_the_models_contents() {
+    let s = Scratch::new();
+    let out = run_with(
+        &s,
+        "tests/fixtures/fuzz_regressions/binary_on_unquantized_int8.tflite",
+        "tests/fixtures/elementwise_ops.inputs.npz",
+    );
+    s.expect_refused(
+        &out,
+        &[
+            "op #9 (SQUARED_DIFFERENCE)",
+            "tensor 'SquaredDifference'",
+            "needs quantization parameters",
+            "re-export",
+        ],
+    );
+}
+
 #[test]
 fn data_shape_does_not_match_the_model() {
     let s = Scratch::new();

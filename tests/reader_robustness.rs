@@ -166,7 +166,8 @@ mod fuzz_regressions {
             .collect();
         let err = exec.run(&inputs).unwrap_err();
         assert!(
-            err.to_string().contains("DIV on 8-bit integer tensors needs quantization"),
+            err.to_string()
+                .contains("DIV on 8-bit integer tensors needs quantization"),
             "{err}"
         );
     }
