@@ -23,7 +23,7 @@ use ndarray::ArrayD;
 use qdbg::data::{Dataset, SampleArray};
 use qdbg::debug::selection::Selector;
 use qdbg::debug::{Debugger, VerifyMode};
-use qdbg::exec::Executor;
+use qdbg::exec::{Executor, FloatOutputCache};
 use qdbg::quant::denylist::Rule;
 use qdbg::quant::plan::plan_activations;
 use qdbg::quant::{calibrate_or_load, CalibrationSource};
@@ -76,10 +76,20 @@ fn main() {
     };
 
     // Cold: calibrate from scratch (what the first `qdbg debug` on a model does).
+    // The float model's outputs, remembered by the calibration for the debugger and the
+    // evaluations after it (as `qdbg debug`, `qdbg select` and the dashboard share them).
+    let float_outputs = Arc::new(FloatOutputCache::new(dataset.num_samples()));
     let started = Instant::now();
     let executor = Executor::new(&graph, &device).expect("float executor");
-    let (calibration, source) =
-        calibrate_or_load(&model_copy, &executor, &dataset, true, &mut |_| {}).expect("calib");
+    let (calibration, source) = calibrate_or_load(
+        &model_copy,
+        &executor,
+        &dataset,
+        true,
+        Some(&float_outputs),
+        &mut |_| {},
+    )
+    .expect("calib");
     drop(executor);
     let calibrate_ms = ms(started);
     assert!(
@@ -99,6 +109,7 @@ fn main() {
     let started = Instant::now();
     let report = Debugger::new(&graph, &full, &device)
         .expect("debugger")
+        .with_float_outputs(Arc::clone(&float_outputs))
         .run(
             &dataset,
             None,
@@ -137,7 +148,8 @@ fn main() {
     let started = Instant::now();
     let executor = Executor::new(&graph, &device).expect("float executor");
     let (calibration, source) =
-        calibrate_or_load(&model_copy, &executor, &dataset, false, &mut |_| {}).expect("load");
+        calibrate_or_load(&model_copy, &executor, &dataset, false, None, &mut |_| {})
+            .expect("load");
     drop(executor);
     assert!(
         matches!(source, CalibrationSource::Reused(_)),
@@ -150,7 +162,15 @@ fn main() {
         Arc::clone(&dataset),
         None,
         device.clone(),
-    );
+    )
+    .with_float_outputs(Arc::clone(&float_outputs));
+    // TensorFlow's `get_nondebug_quantized_model` step: the selective model written (no
+    // evaluation), then the same model evaluated on every sample.
+    let selection = selector
+        .select(&rules_for(thresholds[0]), &report.layers)
+        .expect("select");
+    qdbg::atomic::write_bytes_atomic(&out, &selection.bytes).expect("write");
+    line("qdbg-selective-model-written", &[ms(started)], "");
     let first = select_write_evaluate(&selector, &rules_for(thresholds[0]), &report, &out);
     line(
         "qdbg-first-selection",

@@ -43,6 +43,7 @@ fn streams_events_and_cancels_within_one_sample() {
         None,
         VerifyMode::PerLayer,
         Device::Cpu,
+        None,
     );
 
     match job.events.recv().unwrap() {

@@ -305,3 +305,68 @@ fn checkpointed_evaluations_match_runs_from_scratch() {
         assert_eq!(format!("{evaluated:?}"), format!("{scratch:?}"), "{text}");
     }
 }
+
+/// Sharing the float model's outputs (remembered by the calibration, read by the debugger
+/// and the selector instead of running the float model again) changes no number.
+#[test]
+fn shared_float_outputs_change_nothing() {
+    let (graph, data, labels) = demo();
+    let cache = Arc::new(qdbg::exec::FloatOutputCache::new(data.num_samples()));
+    let exec = Executor::new(&graph, &Device::Cpu).unwrap();
+    let cal = qdbg::quant::calibrate_keeping_outputs(
+        &exec,
+        &data,
+        String::new(),
+        Some(&cache),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(cal, calibration(&graph, &data));
+    assert!((0..data.num_samples()).all(|s| cache.get(s).is_some()));
+    let model = quantize_graph(
+        &graph,
+        &plan_activations(&graph, &cal),
+        &QuantizeOptions::default(),
+    )
+    .unwrap();
+    let report = |shared: bool| {
+        let mut debugger = Debugger::new(&graph, &model, &Device::Cpu).unwrap();
+        if shared {
+            debugger = debugger.with_float_outputs(Arc::clone(&cache));
+        }
+        let report = debugger
+            .run(
+                &data,
+                Some(&labels),
+                VerifyMode::PerLayer,
+                &AtomicBool::new(false),
+                &mut |_| {},
+            )
+            .unwrap();
+        format!("{report:?}")
+    };
+    assert_eq!(report(true), report(false));
+
+    let data = Arc::new(data);
+    let evaluate = |shared: bool| {
+        let mut selector = Selector::new(
+            Arc::new(graph.clone()),
+            None,
+            Arc::new(plan_activations(&graph, &cal)),
+            Arc::clone(&data),
+            Some(Arc::new(labels.clone())),
+            Device::Cpu,
+        );
+        if shared {
+            selector = selector.with_float_outputs(Arc::clone(&cache));
+        }
+        let selection = selector
+            .select(&[Rule::parse("first:2").unwrap()], &[])
+            .unwrap();
+        let metrics = selector
+            .evaluate(&selection.model, &AtomicBool::new(false), &mut |_, _| {})
+            .unwrap();
+        format!("{metrics:?}")
+    };
+    assert_eq!(evaluate(true), evaluate(false));
+}

@@ -91,7 +91,7 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         }
         .into());
     }
-    let (graph, dataset, labels, device, model) = match &args.int8 {
+    let (graph, dataset, labels, device, model, float_outputs) = match &args.int8 {
         Some(int8_path) => {
             let super::Loaded {
                 graph,
@@ -108,7 +108,7 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
             )?;
             let int8 = qdbg::tflite::read_model(int8_path)?;
             let model = pair_with_float(&graph, int8)?;
-            (graph, dataset, labels, device, model)
+            (graph, dataset, labels, device, model, None)
         }
         None => {
             let super::Prepared {
@@ -117,6 +117,7 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
                 labels,
                 device,
                 calibration,
+                float_outputs,
                 ..
             } = super::prepare(
                 &args.model,
@@ -131,11 +132,14 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
                 &plan_activations(&graph, &calibration),
                 &QuantizeOptions::default(),
             )?;
-            (graph, dataset, labels, device, model)
+            (graph, dataset, labels, device, model, Some(float_outputs))
         }
     };
     let mode = args.mode.verify_mode();
-    let debugger = Debugger::new(&graph, &model, &device)?;
+    let mut debugger = Debugger::new(&graph, &model, &device)?;
+    if let Some(outputs) = float_outputs {
+        debugger = debugger.with_float_outputs(outputs);
+    }
     let started = std::time::Instant::now();
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let total = dataset.num_samples();

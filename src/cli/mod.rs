@@ -217,6 +217,8 @@ pub struct Prepared {
     pub device: candle_core::Device,
     pub calibration: qdbg::quant::Calibration,
     pub calibration_source: qdbg::quant::CalibrationSource,
+    /// The float model's outputs on the data, when the calibration just computed them.
+    pub float_outputs: std::sync::Arc<qdbg::exec::FloatOutputCache>,
 }
 
 pub fn prepare(
@@ -235,10 +237,19 @@ pub fn prepare(
         device,
     } = load(model, data, labels, images, device)?;
     let executor = qdbg::exec::Executor::new(&graph, &device)?;
-    let (calibration, calibration_source) =
-        qdbg::quant::calibrate_or_load(model, &executor, &dataset, recalibrate, &mut |_| {})?;
+    let float_outputs =
+        std::sync::Arc::new(qdbg::exec::FloatOutputCache::new(dataset.num_samples()));
+    let (calibration, calibration_source) = qdbg::quant::calibrate_or_load(
+        model,
+        &executor,
+        &dataset,
+        recalibrate,
+        Some(&float_outputs),
+        &mut |_| {},
+    )?;
     drop(executor);
     Ok(Prepared {
+        float_outputs,
         original,
         graph,
         dataset,

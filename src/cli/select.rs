@@ -95,6 +95,7 @@ pub fn select(args: &SelectArgs) -> Result<()> {
         labels,
         device,
         calibration,
+        float_outputs,
         ..
     } = super::prepare(
         &args.model,
@@ -112,19 +113,22 @@ pub fn select(args: &SelectArgs) -> Result<()> {
         Arc::new(dataset),
         labels.map(Arc::new),
         device,
-    );
+    )
+    .with_float_outputs(Arc::clone(&float_outputs));
     let graph = &selector.graph;
 
     // Per-layer statistics for the rules on the full-int8 model; only the model-level
     // comparison for the selective one.
     let full = selector.select(&[], &[])?;
-    let full_report = Debugger::new(graph, &full.model, &selector.device)?.run(
-        &selector.dataset,
-        selector.labels.as_deref().map(Vec::as_slice),
-        VerifyMode::PerLayer,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )?;
+    let full_report = Debugger::new(graph, &full.model, &selector.device)?
+        .with_float_outputs(float_outputs)
+        .run(
+            &selector.dataset,
+            selector.labels.as_deref().map(Vec::as_slice),
+            VerifyMode::PerLayer,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )?;
 
     let selective = selector.select(&rules, &full_report.layers)?;
     for rule in &selective.unmatched {

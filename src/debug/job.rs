@@ -11,6 +11,7 @@ use candle_core::Device;
 use super::verify::{DebugEvent, DebugReport, Debugger, VerifyMode};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::exec::FloatOutputCache;
 use crate::graph::Graph;
 use crate::quant::quantize::QuantizedModel;
 
@@ -37,6 +38,8 @@ impl DebugJob {
     }
 }
 
+/// Starts `Debugger::run` on its own thread; `float_outputs` as in
+/// [`Debugger::with_float_outputs`].
 pub fn spawn(
     float: Arc<Graph>,
     model: Arc<QuantizedModel>,
@@ -44,12 +47,16 @@ pub fn spawn(
     labels: Option<Arc<Vec<i64>>>,
     mode: VerifyMode,
     device: Device,
+    float_outputs: Option<Arc<FloatOutputCache>>,
 ) -> DebugJob {
     let (tx, events) = channel();
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&cancel);
     let handle = std::thread::spawn(move || {
-        let debugger = Debugger::new(&float, &model, &device)?;
+        let mut debugger = Debugger::new(&float, &model, &device)?;
+        if let Some(outputs) = float_outputs {
+            debugger = debugger.with_float_outputs(outputs);
+        }
         debugger.run(
             &dataset,
             labels.as_deref().map(Vec::as_slice),

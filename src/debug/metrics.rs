@@ -266,9 +266,16 @@ impl LayerSample {
         saturated: usize,
     ) -> Self {
         #[cfg(target_arch = "x86_64")]
-        if crate::kernels::simd::active() >= crate::kernels::simd::Level::Avx2 {
-            // SAFETY: the CPU has AVX2 and FMA (checked by `active`).
-            return unsafe { measure_avx2(step, float, quant, saturated) };
+        {
+            use crate::kernels::simd::{active, Level};
+            if active() >= Level::Avx512 {
+                // SAFETY: the CPU has AVX-512 F/BW/VL (checked by `active`).
+                return unsafe { measure_avx512(step, float, quant, saturated) };
+            }
+            if active() >= Level::Avx2 {
+                // SAFETY: the CPU has AVX2 and FMA (checked by `active`).
+                return unsafe { measure_avx2(step, float, quant, saturated) };
+            }
         }
         measure_body(step, float, quant, saturated)
     }
@@ -279,6 +286,18 @@ impl LayerSample {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn measure_avx2(
+    step: Option<(f64, i64)>,
+    float: Values<'_>,
+    quant: Values<'_>,
+    saturated: usize,
+) -> LayerSample {
+    measure_body(step, float, quant, saturated)
+}
+
+/// [`measure_body`] for AVX-512: eight f64 lanes per instruction, same results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn measure_avx512(
     step: Option<(f64, i64)>,
     float: Values<'_>,
     quant: Values<'_>,
@@ -1027,5 +1046,57 @@ mod model_tests {
         // float is right on sample 0 only; int8 on both
         assert_eq!(m.float_top1, Some(0.5));
         assert_eq!(m.int8_top1, Some(1.0));
+    }
+}
+
+#[cfg(test)]
+mod instruction_set_tests {
+    use super::*;
+
+    /// The AVX2 and AVX-512 builds of the measurement give the scalar build's sums and
+    /// histograms bit for bit (same lanes, same order; nothing fused), on a length that
+    /// leaves a tail in the last block and in the last lane group.
+    #[test]
+    fn every_build_measures_the_same() {
+        let n = 3 * BLOCK + 13;
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let float: Vec<f32> = (0..n).map(|_| next() * 20.0).collect();
+        let raw: Vec<i8> = float
+            .iter()
+            .map(|&f| ((f / 0.07).round() + next() * 3.0).clamp(-128.0, 127.0) as i8)
+            .collect();
+        let measure = |level: u8| {
+            let (float, quant) = (
+                Values::F32(&float),
+                Values::Int8 {
+                    raw: &raw,
+                    scale: 0.07,
+                    zero_point: -3,
+                },
+            );
+            let step = Some((f64::from(0.07f32), -3));
+            let sample = match level {
+                #[cfg(target_arch = "x86_64")]
+                1 => unsafe { measure_avx2(step, float, quant, 0) },
+                #[cfg(target_arch = "x86_64")]
+                2 => unsafe { measure_avx512(step, float, quant, 0) },
+                _ => measure_body(step, float, quant, 0),
+            };
+            format!("{sample:?}")
+        };
+        let scalar = measure(0);
+        let detected = crate::kernels::simd::detected();
+        if detected >= crate::kernels::simd::Level::Avx2 {
+            assert_eq!(measure(1), scalar);
+        }
+        if detected >= crate::kernels::simd::Level::Avx512 {
+            assert_eq!(measure(2), scalar);
+        }
     }
 }

@@ -18,7 +18,7 @@ use super::verify::Debugger;
 use super::verify::LayerStats;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::exec::{tensor_from_sample, Executor};
+use crate::exec::{host_f32, tensor_from_sample, Executor, FloatOutputCache, SampleOutputs};
 use crate::graph::{DType, Graph, TensorId};
 use crate::quant::denylist::{resolve, Rule};
 use crate::quant::plan::ActivationPlan;
@@ -38,23 +38,20 @@ pub struct Selector {
     pub dataset: Arc<Dataset>,
     pub labels: Option<Arc<Vec<i64>>>,
     pub device: Device,
-    /// The float model's final outputs for samples `0..len`, filled by the first
-    /// evaluations: they are the same for every denylist, so each later evaluation runs
-    /// only the selective model.
-    float_outputs: Mutex<Vec<FloatOutputs>>,
+    /// The float model's final outputs per sample, filled by the first evaluation (or
+    /// by the calibration and the debugger, when shared with them): they are the same for
+    /// every denylist, so each later evaluation runs only the selective model.
+    float_outputs: Arc<FloatOutputCache>,
     /// The full-int8 model, made on first use.
     full_int8: Mutex<Option<Arc<QuantizedModel>>>,
     /// Its values after common prefixes, for every sample.
     checkpoints: Mutex<Checkpoints>,
 }
 
-/// One sample's float model outputs (one vector per output).
-type FloatOutputs = Arc<Vec<Vec<f32>>>;
-
 /// One sample of an evaluation.
 struct Evaluated {
-    /// Empty when the float outputs were already known.
-    float_out: Vec<Vec<f32>>,
+    /// `None` when the float outputs were already known.
+    float_out: Option<SampleOutputs>,
     quant_out: Vec<f64>,
     /// The values for the checkpoint this evaluation makes, if it makes one and they all
     /// could be kept.
@@ -69,10 +66,6 @@ fn stored_width(graph: &Graph, id: TensorId) -> usize {
         _ => 8,
     }
 }
-
-/// The float outputs kept for all samples may take at most this much memory; beyond it
-/// (models with image-sized outputs) every evaluation runs the float model again.
-const FLOAT_CACHE_BYTES: usize = 64 << 20;
 
 /// What a denylist costs, before any data runs through it.
 pub struct Selection {
@@ -116,6 +109,7 @@ impl Selector {
         labels: Option<Arc<Vec<i64>>>,
         device: Device,
     ) -> Self {
+        let dataset_samples = dataset.num_samples();
         Selector {
             graph,
             original,
@@ -123,10 +117,17 @@ impl Selector {
             dataset,
             labels,
             device,
-            float_outputs: Mutex::new(Vec::new()),
+            float_outputs: Arc::new(FloatOutputCache::new(dataset_samples)),
             full_int8: Mutex::new(None),
             checkpoints: Mutex::new(Checkpoints::default()),
         }
+    }
+
+    /// Shares `outputs` (the float model's outputs on this dataset, as the calibration or
+    /// the debugger remembered them) instead of computing them on the first evaluation.
+    pub fn with_float_outputs(mut self, outputs: Arc<FloatOutputCache>) -> Self {
+        self.float_outputs = outputs;
+        self
     }
 
     /// Resolves `rules` against the float graph and the full-int8 run's per-layer statistics
@@ -209,10 +210,8 @@ impl Selector {
         let mut done = 0;
         while done < total && !cancel.load(Ordering::Relaxed) {
             let end = (done + chunk).min(total);
-            let known: Vec<Option<FloatOutputs>> = {
-                let cache = self.lock_float_outputs();
-                (done..end).map(|s| cache.get(s).cloned()).collect()
-            };
+            let known: Vec<Option<SampleOutputs>> =
+                (done..end).map(|s| self.float_outputs.get(s)).collect();
             if float.is_none() && known.iter().any(Option::is_none) {
                 float = Some(Executor::new(&self.graph, &self.device)?);
             }
@@ -251,12 +250,11 @@ impl Selector {
                         None => quant.run_observed(&self.sample_inputs(s)?, &mut keep)?,
                     };
                     let float_out = match (known, &float) {
-                        (Some(_), _) => Vec::new(),
-                        (None, Some(exec)) => exec
-                            .run(&self.sample_inputs(s)?)?
-                            .iter()
-                            .map(host_f32)
-                            .collect::<Result<Vec<_>>>()?,
+                        (Some(_), _) => None,
+                        (None, Some(exec)) => Some(
+                            self.float_outputs
+                                .remember(s, &exec.run(&self.sample_inputs(s)?)?)?,
+                        ),
                         (None, None) => {
                             return Err(Error::Internal("no float executor".into()));
                         }
@@ -275,13 +273,8 @@ impl Selector {
                     stopped = true;
                     break;
                 };
-                let float_out = match known {
-                    Some(f) => f,
-                    None => {
-                        let f = Arc::new(e.float_out);
-                        self.remember_float_outputs(s, &f);
-                        f
-                    }
+                let Some(float_out) = known.or(e.float_out) else {
+                    return Err(Error::Internal(format!("no float outputs for sample {s}")));
                 };
                 if let Some(f) = float_out.first() {
                     let f: Vec<f64> = f.iter().map(|&v| v as f64).collect();
@@ -337,27 +330,6 @@ impl Selector {
             .map(|x| tensor_from_sample(x, &self.device))
             .collect()
     }
-
-    fn lock_float_outputs(&self) -> std::sync::MutexGuard<'_, Vec<FloatOutputs>> {
-        // The cache only ever grows by whole samples, so a panic elsewhere cannot leave it
-        // half-written: a poisoned lock is still a consistent cache.
-        self.float_outputs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Keeps sample `s`'s float outputs if they extend the remembered prefix and the whole
-    /// dataset's outputs fit [`FLOAT_CACHE_BYTES`].
-    fn remember_float_outputs(&self, s: usize, outputs: &FloatOutputs) {
-        let per_sample: usize = outputs.iter().map(|o| o.len() * 4).sum();
-        if per_sample.saturating_mul(self.dataset.num_samples()) > FLOAT_CACHE_BYTES {
-            return;
-        }
-        let mut cache = self.lock_float_outputs();
-        if cache.len() == s {
-            cache.push(Arc::clone(outputs));
-        }
-    }
 }
 
 /// A model's first output (the prediction, for classifiers) on the host.
@@ -367,11 +339,4 @@ fn first_output(outputs: &[candle_core::Tensor]) -> Result<Vec<f64>> {
         .map(|t| host_f32(t).map(|v| v.into_iter().map(f64::from).collect()))
         .transpose()
         .map(Option::unwrap_or_default)
-}
-
-fn host_f32(t: &candle_core::Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()
-        .and_then(|t| t.to_dtype(candle_core::DType::F32))
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|e| Error::Internal(e.to_string()))
 }

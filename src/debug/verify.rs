@@ -9,6 +9,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor as CTensor};
 use rayon::prelude::*;
@@ -20,7 +21,7 @@ use super::metrics::{
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::exec::{tensor_from_sample, Executor};
+use crate::exec::{host_f32, tensor_from_sample, Executor, FloatOutputCache, SampleOutputs};
 use crate::graph::{Graph, Op, TensorId};
 use crate::ops::dequantize_int8;
 use crate::ops::quantized::{int8_values, node_is_quantized};
@@ -122,6 +123,10 @@ pub struct Debugger<'a> {
     layer_metrics: Vec<(String, LayerMetricFn)>,
     direct_metrics: Vec<(String, DirectCompareFn)>,
     model_metrics: Vec<(String, ModelMetricFn)>,
+    /// The float model's outputs on the dataset, shared with the steps before and after
+    /// (calibration, denylist evaluations): per-layer runs read them instead of running
+    /// the float model, and remember what they compute.
+    float_outputs: Option<Arc<FloatOutputCache>>,
 }
 
 impl<'a> Debugger<'a> {
@@ -161,7 +166,15 @@ impl<'a> Debugger<'a> {
             layer_metrics: Vec::new(),
             direct_metrics: Vec::new(),
             model_metrics: Vec::new(),
+            float_outputs: None,
         })
+    }
+
+    /// Shares a cache of the float model's final outputs on the dataset this debugger
+    /// will run (see [`FloatOutputCache`]); only give it one made for the same dataset.
+    pub fn with_float_outputs(mut self, outputs: Arc<FloatOutputCache>) -> Self {
+        self.float_outputs = Some(outputs);
+        self
     }
 
     /// Adds a metric computed on each sample's `diff` (TensorFlow's `layer_debug_metrics`).
@@ -339,17 +352,34 @@ impl<'a> Debugger<'a> {
                 outcome.custom[k] = custom;
             }
         }
-        // The float model runs whole every sample: model-level metrics need its outputs,
-        // and whole-model verification its intermediate tensors.
+        // Model-level metrics need the float model's outputs (remembered by an earlier
+        // step, or computed now); whole-model verification needs its intermediate tensors,
+        // so the float model runs whole.
         let mut fvals: HashMap<usize, Vec<f32>> = HashMap::new();
         let whole_model = mode.whole_model();
-        let float_out = self.float.run_observed(&inputs, &mut |id, v| {
-            if let (true, Some(&k)) = (whole_model, plan.float_outputs.get(&id)) {
-                fvals.insert(k, host_f32(v)?);
+        let known = match (&self.float_outputs, whole_model) {
+            (Some(cache), false) => cache.get(s),
+            _ => None,
+        };
+        let float_out: SampleOutputs = match known {
+            Some(outputs) => outputs,
+            None => {
+                let outputs = self.float.run_observed(&inputs, &mut |id, v| {
+                    if let (true, Some(&k)) = (whole_model, plan.float_outputs.get(&id)) {
+                        fvals.insert(k, host_f32(v)?);
+                    }
+                    Ok(())
+                })?;
+                match &self.float_outputs {
+                    Some(cache) => cache.remember(s, &outputs)?,
+                    None => Arc::new(outputs.iter().map(host_f32).collect::<Result<_>>()?),
+                }
             }
-            Ok(())
-        })?;
-        outcome.float_out = float_out.iter().map(host).collect::<Result<Vec<_>>>()?;
+        };
+        outcome.float_out = float_out
+            .iter()
+            .map(|o| o.iter().map(|&x| f64::from(x)).collect())
+            .collect();
         outcome.quant_out = quant_out.iter().map(host).collect::<Result<Vec<_>>>()?;
         if whole_model {
             for (k, l) in self.layers.iter().enumerate() {
@@ -589,14 +619,6 @@ fn layer_step(l: &LayerInfo) -> Option<(f64, i64)> {
 
 fn saturated(raw: &[i8]) -> usize {
     raw.iter().filter(|&&x| x == -128 || x == 127).count()
-}
-
-/// A float tensor's values on the host as f32 (the float executor computes in f32).
-fn host_f32(t: &CTensor) -> Result<Vec<f32>> {
-    t.flatten_all()
-        .and_then(|t| t.to_dtype(candle_core::DType::F32))
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|e| Error::Internal(e.to_string()))
 }
 
 fn host(t: &CTensor) -> Result<Vec<f64>> {

@@ -6,8 +6,10 @@
 //! the test suite) rather than whatever is fastest.
 
 mod device;
+mod outputs;
 
 pub use device::{parse_device, DeviceChoice};
+pub use outputs::{host_f32, FloatOutputCache, SampleOutputs};
 
 use candle_core::{Device, Tensor as CTensor};
 

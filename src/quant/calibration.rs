@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::{Dataset, SampleArray};
 use crate::error::{Error, Result};
-use crate::exec::{tensor_from_sample, Executor};
+use crate::exec::{tensor_from_sample, Executor, FloatOutputCache};
 use crate::graph::TensorId;
 
 /// Bumped whenever the file's meaning changes; older files are recomputed, not misread.
@@ -191,6 +191,18 @@ pub fn calibrate(
     model_sha256: String,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Calibration> {
+    calibrate_keeping_outputs(executor, dataset, model_sha256, None, progress)
+}
+
+/// [`calibrate`], remembering each sample's final float outputs in `outputs` (for the
+/// debugger and denylist evaluations on the same data, which then skip the float model).
+pub fn calibrate_keeping_outputs(
+    executor: &Executor,
+    dataset: &Dataset,
+    model_sha256: String,
+    outputs: Option<&FloatOutputCache>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Calibration> {
     let graph = executor.graph();
     let mut ranges: BTreeMap<TensorId, TensorRange> = BTreeMap::new();
     let total = dataset.num_samples();
@@ -200,7 +212,7 @@ pub fn calibrate(
         let end = (done + chunk).min(total);
         let per_sample: Vec<Result<Vec<(TensorId, TensorRange)>>> = (done..end)
             .into_par_iter()
-            .map(|i| sample_ranges(executor, dataset, i))
+            .map(|i| sample_ranges(executor, dataset, i, outputs))
             .collect();
         for sample in per_sample {
             for (id, r) in sample? {
@@ -238,6 +250,7 @@ fn sample_ranges(
     executor: &Executor,
     dataset: &Dataset,
     i: usize,
+    outputs: Option<&FloatOutputCache>,
 ) -> Result<Vec<(TensorId, TensorRange)>> {
     let graph = executor.graph();
     let inputs = dataset
@@ -246,7 +259,7 @@ fn sample_ranges(
         .map(|s| tensor_from_sample(s, executor.device()))
         .collect::<Result<Vec<_>>>()?;
     let mut ranges = Vec::new();
-    executor.run_observed(&inputs, &mut |id, value| {
+    let finals = executor.run_observed(&inputs, &mut |id, value| {
         if !graph.tensor(id).dtype.is_float() {
             return Ok(());
         }
@@ -263,6 +276,9 @@ fn sample_ranges(
         ranges.push((id, r));
         Ok(())
     })?;
+    if let Some(cache) = outputs {
+        cache.remember(i, &finals)?;
+    }
     Ok(ranges)
 }
 
@@ -284,6 +300,7 @@ pub fn calibrate_or_load(
     executor: &Executor,
     dataset: &Dataset,
     recalibrate: bool,
+    outputs: Option<&FloatOutputCache>,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Calibration, CalibrationSource)> {
     let model_bytes = std::fs::read(model).map_err(|e| Error::io(model, e))?;
@@ -295,7 +312,7 @@ pub fn calibrate_or_load(
             return Ok((cal, CalibrationSource::Reused(path)));
         }
     }
-    let cal = calibrate(executor, dataset, model_sha, progress)?;
+    let cal = calibrate_keeping_outputs(executor, dataset, model_sha, outputs, progress)?;
     let source = match cal.save(&path) {
         Ok(()) => CalibrationSource::Saved(path),
         Err(e) => CalibrationSource::NotSaved(e),

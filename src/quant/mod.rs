@@ -8,4 +8,7 @@ pub mod params;
 pub mod plan;
 pub mod quantize;
 
-pub use calibration::{calibrate, calibrate_or_load, Calibration, CalibrationSource, TensorRange};
+pub use calibration::{
+    calibrate, calibrate_keeping_outputs, calibrate_or_load, Calibration, CalibrationSource,
+    TensorRange,
+};

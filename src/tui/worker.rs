@@ -22,7 +22,7 @@ use crate::debug::job;
 use crate::debug::report::write_csv;
 use crate::debug::selection::{Selection, Selector};
 use crate::debug::{DebugEvent, DebugReport, VerifyMode};
-use crate::exec::Executor;
+use crate::exec::{Executor, FloatOutputCache};
 use crate::graph::Graph;
 use crate::quant::calibrate_or_load;
 use crate::quant::denylist::{write_denylist, Rule};
@@ -146,24 +146,36 @@ fn setup_and_debug(
         mode,
     } = inputs;
     let total = dataset.num_samples();
+    // Calibration, the debugger and every evaluation share the float model's outputs.
+    let float_outputs = Arc::new(FloatOutputCache::new(total));
     let calibration = {
         let executor = Executor::new(&graph, &device).map_err(|e| e.to_string())?;
-        calibrate_or_load(&model_path, &executor, &dataset, recalibrate, &mut |done| {
-            let _ = actions.send(Action::Calibrating { done, total });
-        })
+        calibrate_or_load(
+            &model_path,
+            &executor,
+            &dataset,
+            recalibrate,
+            Some(&float_outputs),
+            &mut |done| {
+                let _ = actions.send(Action::Calibrating { done, total });
+            },
+        )
         .map_err(|e| e.to_string())?
         .0
     };
     let float_size = original.len();
     let plan = Arc::new(plan_activations(&graph, &calibration));
-    let selector = Arc::new(Selector::new(
-        Arc::new(graph),
-        Some(Arc::new(original)),
-        plan,
-        Arc::new(dataset),
-        labels.map(Arc::new),
-        device,
-    ));
+    let selector = Arc::new(
+        Selector::new(
+            Arc::new(graph),
+            Some(Arc::new(original)),
+            plan,
+            Arc::new(dataset),
+            labels.map(Arc::new),
+            device,
+        )
+        .with_float_outputs(Arc::clone(&float_outputs)),
+    );
     let full = selector.select(&[], &[]).map_err(|e| e.to_string())?;
     let _ = actions.send(Action::Baseline {
         float_size,
@@ -178,6 +190,7 @@ fn setup_and_debug(
         selector.labels.clone(),
         mode,
         selector.device.clone(),
+        Some(float_outputs),
     );
     let at = || clock.elapsed().as_secs_f64();
     loop {
