@@ -66,6 +66,8 @@ impl StoredValue {
             ),
             (CDType::I64, _) => Stored::I64(flat.to_vec1::<i64>().map_err(fail)?),
             (CDType::F32, _) => Stored::F32(flat.to_vec1::<f32>().map_err(fail)?),
+            // int8 tensors observed as the executor's carrier (bit patterns), kept as is:
+            // `Executor::run_from` takes them back in that form.
             (CDType::U8, _) => Stored::U8(flat.to_vec1::<u8>().map_err(fail)?),
             _ => return Ok(None),
         };

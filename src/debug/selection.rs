@@ -247,7 +247,7 @@ impl Selector {
                     };
                     let quant_out = match seeded {
                         Some((start, seeded)) => quant.run_from(start, seeded, &mut keep)?,
-                        None => quant.run_observed(&self.sample_inputs(s)?, &mut keep)?,
+                        None => quant.run_observed_carrier(&self.sample_inputs(s)?, &mut keep)?,
                     };
                     let float_out = match (known, &float) {
                         (Some(_), _) => None,

@@ -157,8 +157,9 @@ impl<'g> Executor<'g> {
 
     /// Runs the nodes from position `start` on, with `seeded` holding every value those
     /// nodes read that an earlier node would have computed (a checkpoint of another run of
-    /// a graph whose first `start` nodes are the same). `observe` sees the tensors computed
-    /// from `start` on.
+    /// a graph whose first `start` nodes are the same), int8 ones as integers or as the
+    /// carrier. `observe` sees the tensors computed from `start` on, int8 ones as the
+    /// carrier (as [`Executor::run_observed_carrier`] shows them).
     pub fn run_from(
         &self,
         start: usize,
@@ -185,13 +186,7 @@ impl<'g> Executor<'g> {
                 }
             }
         }
-        self.run_nodes(
-            start,
-            values,
-            Some(observe),
-            Int8View::Integers,
-            &mut |_| {},
-        )
+        self.run_nodes(start, values, Some(observe), Int8View::Carrier, &mut |_| {})
     }
 
     fn run_nodes(
