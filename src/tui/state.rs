@@ -419,9 +419,12 @@ fn compare(
 
 /// Splits `metric OP number` (a threshold simple enough to draw and nudge).
 pub fn threshold_parts(text: &str) -> Option<(String, String, f64)> {
-    let re = regex::Regex::new(r"^\s*([A-Za-z_/]+)\s*(>=|<=|>|<|==|!=)\s*(-?[0-9.eE+-]+)\s*$")
-        .expect("a valid regex");
-    let caps = re.captures(text)?;
+    // Compiled once: the table and the charts ask on every frame.
+    static THRESHOLD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^\s*([A-Za-z_/]+)\s*(>=|<=|>|<|==|!=)\s*(-?[0-9.eE+-]+)\s*$")
+            .expect("a valid regex")
+    });
+    let caps = THRESHOLD.captures(text)?;
     let value = caps[3].parse::<f64>().ok()?;
     Some((caps[1].to_string(), caps[2].to_string(), value))
 }
