@@ -328,9 +328,20 @@ proptest! {
 }
 
 /// MobileNet-sized shapes once each (the random ones above are small): the 224x224 stem,
-/// a wide pointwise layer, a 5x5 depthwise with a channel tail.
+/// a wide pointwise layer, a 5x5 depthwise with a channel tail. On one thread, and in a
+/// pool of three, where the large convolutions split their rows across threads.
 #[test]
 fn mobilenet_shapes_match_reference() {
+    for threads in [1, 3] {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(check_mobilenet_shapes);
+    }
+}
+
+fn check_mobilenet_shapes() {
     let mut seed = 0x9E37_79B9u32;
     let mut next = move || {
         seed ^= seed << 13;

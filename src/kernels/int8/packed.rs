@@ -218,9 +218,18 @@ impl Gemm {
 
     /// Runs the packed GEMM over every output pixel of `g` (a 1x1 geometry over
     /// `[rows, 1, 1, depth]` for FULLY_CONNECTED). `input_zp` fills padding taps.
+    ///
+    /// Large ops split their rows across rayon's pool (each row's result is computed
+    /// alone, so the split changes nothing in the output); inside the debugger's
+    /// per-sample workers the pieces mostly stay on the worker that made them, and a
+    /// worker with nothing else to do takes some.
     #[cfg(target_arch = "x86_64")]
     fn run_x86(&self, g: &ConvGeometry, input: &[i8], input_zp: i8, out: &mut [i8]) {
+        use rayon::prelude::*;
         let rows = g.batch * g.out_h * g.out_w;
+        let units = self.units;
+        let parallel = rayon::current_num_threads() > 1
+            && rows.saturating_mul(units).saturating_mul(self.depth_pad) >= PARALLEL_MACS;
         match &self.weights {
             GemmWeights::Vnni(w) => {
                 let pointwise = g.k_h == 1
@@ -233,60 +242,100 @@ impl Gemm {
                 if pointwise && self.depth == self.depth_pad {
                     // The input rows are the im2col rows already: no copy.
                     let a: &[u8] = bytes_of(input);
-                    // SAFETY: as below.
-                    unsafe {
-                        x86::gemm_vnni::<true>(
-                            a,
-                            rows,
-                            self.depth_pad,
-                            w,
-                            &self.ep,
-                            self.units,
-                            out,
-                        )
+                    let gemm = |start: usize, dst: &mut [i8]| {
+                        let n = dst.len() / units;
+                        // SAFETY: the level was capped by `simd::supported`, so the CPU has
+                        // AVX-512 F/BW/VL and VNNI; slice sizes are as the kernel expects.
+                        unsafe {
+                            x86::gemm_vnni::<true>(
+                                &a[start * self.depth_pad..][..n * self.depth_pad],
+                                n,
+                                self.depth_pad,
+                                w,
+                                &self.ep,
+                                units,
+                                dst,
+                            )
+                        };
                     };
+                    let out = &mut out[..rows * units];
+                    if parallel {
+                        out.par_chunks_mut(PARALLEL_ROWS * units)
+                            .enumerate()
+                            .for_each(|(i, dst)| gemm(i * PARALLEL_ROWS, dst));
+                    } else {
+                        gemm(0, out);
+                    }
                     return;
                 }
                 let block = block_rows(self.depth_pad, 8);
-                let mut a = vec![0u8; block * self.depth_pad];
                 let pad = (input_zp as u8) ^ 0x80;
-                for start in (0..rows).step_by(block) {
-                    let n = block.min(rows - start);
-                    im2col(g, input, start, n, self.depth_pad, &mut a, pad, |x| {
+                let run_block = |start: usize, dst: &mut [i8], a: &mut [u8]| {
+                    let n = dst.len() / units;
+                    im2col(g, input, start, n, self.depth_pad, a, pad, |x| {
                         (x as u8) ^ 0x80
                     });
-                    let dst = &mut out[start * self.units..][..n * self.units];
-                    // SAFETY: the level was capped by `simd::supported`, so the CPU has
-                    // AVX-512 F/BW/VL and VNNI; slice sizes are as the kernel expects.
+                    // SAFETY: as above.
                     unsafe {
-                        x86::gemm_vnni::<false>(&a, n, self.depth_pad, w, &self.ep, self.units, dst)
+                        x86::gemm_vnni::<false>(a, n, self.depth_pad, w, &self.ep, units, dst)
                     };
+                };
+                let out = &mut out[..rows * units];
+                if parallel {
+                    out.par_chunks_mut(block * units).enumerate().for_each_init(
+                        || vec![0u8; block * self.depth_pad],
+                        |a, (i, dst)| run_block(i * block, dst, a),
+                    );
+                } else {
+                    let mut a = vec![0u8; block * self.depth_pad];
+                    for (i, dst) in out.chunks_mut(block * units).enumerate() {
+                        run_block(i * block, dst, &mut a);
+                    }
                 }
             }
             GemmWeights::Avx2(w) => {
                 let block = block_rows(self.depth_pad * 2, 6);
-                let mut a = vec![0i16; block * self.depth_pad];
-                for start in (0..rows).step_by(block) {
-                    let n = block.min(rows - start);
+                let run_block = |start: usize, dst: &mut [i8], a: &mut [i16]| {
+                    let n = dst.len() / units;
                     im2col(
                         g,
                         input,
                         start,
                         n,
                         self.depth_pad,
-                        &mut a,
+                        a,
                         i16::from(input_zp),
                         i16::from,
                     );
-                    let dst = &mut out[start * self.units..][..n * self.units];
                     // SAFETY: as above, for AVX2.
-                    unsafe { x86::gemm_avx2(&a, n, self.depth_pad, w, &self.ep, self.units, dst) };
+                    unsafe { x86::gemm_avx2(a, n, self.depth_pad, w, &self.ep, units, dst) };
+                };
+                let out = &mut out[..rows * units];
+                if parallel {
+                    out.par_chunks_mut(block * units).enumerate().for_each_init(
+                        || vec![0i16; block * self.depth_pad],
+                        |a, (i, dst)| run_block(i * block, dst, a),
+                    );
+                } else {
+                    let mut a = vec![0i16; block * self.depth_pad];
+                    for (i, dst) in out.chunks_mut(block * units).enumerate() {
+                        run_block(i * block, dst, &mut a);
+                    }
                 }
             }
             GemmWeights::Scalar(_) => {}
         }
     }
 }
+
+/// Multiply-accumulates above which a GEMM splits its rows across threads (some tens of
+/// microseconds of work on one core): below it the split costs about what it saves.
+#[cfg(target_arch = "x86_64")]
+const PARALLEL_MACS: usize = 1 << 21;
+
+/// Rows per piece when a pointwise GEMM is split.
+#[cfg(target_arch = "x86_64")]
+const PARALLEL_ROWS: usize = 256;
 
 /// The bytes of an int8 slice.
 #[cfg(target_arch = "x86_64")]
