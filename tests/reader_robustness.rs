@@ -113,12 +113,17 @@ mod fuzz_regressions {
         assert!(err.to_string().contains("nothing to resize from"), "{err}");
     }
 
-    /// A float-only op on a tensor whose dtype was patched to an integer type: candle's
-    /// float functions are `todo!()` panics for integers.
+    /// A float-only op on a tensor whose dtype was patched to int8: candle's float
+    /// functions are `todo!()` panics for integers. (Int32 inputs get "needs a float
+    /// input" from the op itself: `ops::activation` unit tests.)
     #[test]
     fn float_op_on_an_integer_tensor_is_an_error() {
         let err = run_on_ones("float_op_on_int_tensor.tflite").unwrap_err();
-        assert!(err.to_string().contains("needs a float input"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("RSQRT on 8-bit integer tensors needs quantization parameters"),
+            "{err}"
+        );
     }
 
     /// The last graph_validator finding (its input, dumped with QDBG_FUZZ_DUMP): an op
@@ -128,7 +133,8 @@ mod fuzz_regressions {
     fn softmax_on_an_integer_tensor_is_an_error() {
         let err = run_on_ones("softmax_on_int_tensor.tflite").unwrap_err();
         assert!(
-            err.to_string().contains("SOFTMAX needs a float input"),
+            err.to_string()
+                .contains("SOFTMAX on 8-bit integer tensors needs quantization parameters"),
             "{err}"
         );
     }
@@ -143,6 +149,83 @@ mod fuzz_regressions {
             err.to_string().contains("needs quantization parameters"),
             "{err}"
         );
+    }
+
+    /// graph_validator finding whose input was lost (the panic came from candle's own
+    /// worker threads): CONV_2D on int8 tensors without quantization parameters reached
+    /// candle's u8 convolution, which overflows. Reproduced by removing the parameters
+    /// of the first convolution's output in conv_ops.int8 (so the int8 kernel cannot take
+    /// it and the float path sees its int8 input).
+    #[test]
+    fn convolution_on_int8_without_quantization_is_an_error() {
+        let mut graph =
+            qdbg::tflite::read_model(&super::common::fixture("conv_ops.int8.tflite")).unwrap();
+        let conv = graph
+            .nodes
+            .iter()
+            .position(|n| n.op.name() == "CONV_2D")
+            .unwrap();
+        let output = graph.nodes[conv].outputs[0];
+        graph.tensors[output].quant = None;
+        let device = candle_core::Device::Cpu;
+        let exec = qdbg::exec::Executor::new(&graph, &device).unwrap();
+        let inputs: Vec<_> = graph
+            .inputs
+            .iter()
+            .map(|&id| {
+                let t = graph.tensor(id);
+                let dtype = qdbg::ops::carrier_dtype(t.dtype).unwrap();
+                candle_core::Tensor::ones(t.shape.as_slice(), dtype, &device).unwrap()
+            })
+            .collect();
+        let err = exec.run(&inputs).unwrap_err().to_string();
+        assert!(
+            err.contains("CONV_2D on 8-bit integer tensors needs quantization parameters"),
+            "{err}"
+        );
+    }
+
+    /// npy finding: a header with 60 nested `[` kept the Python-literal parser busy for
+    /// over 10 s (a hang, for the fuzzer). Refused before parsing, in memory and streamed.
+    #[test]
+    fn deeply_nested_npy_header_is_refused_at_once() {
+        let data = bytes("npy_nested_header.npy");
+        let graph = qdbg::tflite::read_model(&super::common::fixture("dense_ops.tflite")).unwrap();
+        let specs = qdbg::data::InputSpec::for_graph(&graph);
+        let err = qdbg::data::load_dataset_bytes(
+            &data,
+            qdbg::data::DatasetFormat::Npy,
+            Path::new("f.npy"),
+            &specs,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("structured/record dtype"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.npy");
+        std::fs::write(&path, &data).unwrap();
+        let err = qdbg::data::load_dataset(&path, &specs, &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("structured/record dtype"), "{err}");
+        // Deep nesting without lists (tuples in tuples) is refused the same way.
+        let mut nested = b"\x93NUMPY\x01\x00".to_vec();
+        let header = format!(
+            "{{'descr': '<f4', 'shape': {}1{}}}",
+            "(".repeat(40),
+            ")".repeat(40)
+        );
+        nested.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        nested.extend_from_slice(header.as_bytes());
+        let err = qdbg::data::load_dataset_bytes(
+            &nested,
+            qdbg::data::DatasetFormat::Npy,
+            Path::new("f.npy"),
+            &specs,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nested deeper"), "{err}");
     }
 
     /// An int8 DIV that the int8 kernels do not take (elementwise_ops.int8 with one byte

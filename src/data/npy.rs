@@ -107,6 +107,40 @@ pub(crate) fn header_span(first: &[u8]) -> Option<usize> {
 
 /// Parses the header at the start of `prefix` (the file's first bytes, as many as there
 /// are up to [`MAX_HEADER_PREFIX`]) of a file of `file_len` bytes.
+/// Brackets a plain array's header nests: the dict, and the shape tuple inside it.
+const MAX_HEADER_NESTING: usize = 2;
+
+/// Refuses, before the Python-literal parser sees them, headers no plain numeric array
+/// has: lists (structured dtypes) and deeper nesting. The parser backtracks through nested
+/// brackets for a time that grows exponentially with their depth (a fuzzed header of 60
+/// `[` took over 10 s).
+fn screen_header(head: &[u8]) -> Result<(), String> {
+    let mut depth = 0usize;
+    for &b in head {
+        match b {
+            b'[' => {
+                return Err(
+                    "unsupported .npy dtype (a structured/record dtype); save a plain numeric \
+                     array"
+                        .to_string(),
+                )
+            }
+            b'(' | b'{' => {
+                depth += 1;
+                if depth > MAX_HEADER_NESTING {
+                    return Err(format!(
+                        "invalid .npy header: brackets nested deeper than a plain array's; \
+                         {RESAVE}"
+                    ));
+                }
+            }
+            b')' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn parse_header(prefix: &[u8], file_len: u64) -> Result<NpyHeader, String> {
     let truncated_header = || format!("the .npy header is truncated; {RESAVE}");
 
@@ -138,6 +172,7 @@ pub(crate) fn parse_header(prefix: &[u8], file_len: u64) -> Result<NpyHeader, St
     let (mut head, _) = prefix
         .split_at_checked(data_start)
         .ok_or_else(truncated_header)?;
+    screen_header(head)?;
     let header = Header::from_reader(&mut head)
         .map_err(|e| format!("invalid .npy header: {e}; {RESAVE}"))?;
 

@@ -158,6 +158,7 @@ pub fn eval(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
             return result;
         }
     }
+    refuse_unquantized_8bit_arithmetic(ctx)?;
     let one = |t: CTensor| Ok(vec![t]);
     match &ctx.node.op {
         Op::Conv2d(attrs) => one(conv::conv2d(ctx, attrs)?),
@@ -193,6 +194,50 @@ pub fn eval(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         Op::Dequantize => one(quantize::dequantize(ctx)?),
         Op::Unsupported { name } => op_bail!("op {name} has no float implementation in qdbg"),
     }
+}
+
+/// 8-bit integer values reach the float implementations only when the int8 kernels did not
+/// take the op (a tensor without scale or zero point, or an op with no int8 kernel). Ops
+/// that only move values are still right on them; arithmetic would treat the int8 carrier's
+/// bit patterns as numbers (and overflow u8), so it is refused, naming what is missing.
+fn refuse_unquantized_8bit_arithmetic(ctx: &EvalCtx) -> OpResult<()> {
+    let moves_values_only = matches!(
+        ctx.node.op,
+        Op::Reshape
+            | Op::Squeeze { .. }
+            | Op::ExpandDims
+            | Op::Transpose
+            | Op::Concatenation { .. }
+            | Op::Split { .. }
+            | Op::Slice
+            | Op::StridedSlice(_)
+            | Op::Gather { .. }
+            | Op::Pad
+            | Op::PadV2
+            | Op::ResizeNearestNeighbor(_)
+            | Op::DepthToSpace { .. }
+            | Op::SpaceToDepth { .. }
+            | Op::Quantize
+            | Op::Dequantize
+            // Refuses 8-bit operands itself, naming the op kind.
+            | Op::Binary { .. }
+    );
+    if moves_values_only {
+        return Ok(());
+    }
+    for slot in 0..ctx.node.inputs.len() {
+        if let Ok(v) = ctx.input(slot) {
+            if v.dtype() == CDType::U8 {
+                op_bail!(
+                    "{} on 8-bit integer tensors needs quantization parameters (scale and zero \
+                     point) on every input and output, or an int8 kernel qdbg lacks; this \
+                     model's input {slot} has none: re-export or re-quantize it",
+                    ctx.node.op.name()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The candle dtype that carries values of a graph dtype.
