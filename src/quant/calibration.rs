@@ -168,29 +168,58 @@ fn min_max(value: &CTensor) -> candle_core::Result<TensorRange> {
 }
 
 /// Min and max of `values` ({0, 0} when empty); NaN in both when any value is NaN, so the
-/// caller's finiteness check sees it (`f32::min` alone would skip it). Eight lanes, so
-/// the loop vectorises.
+/// caller's finiteness check sees it. Compiled for the widest vectors the CPU has: the
+/// calibration reads every value of every activation.
 fn range_of(values: &[f32]) -> TensorRange {
     if values.is_empty() {
         return TensorRange { min: 0.0, max: 0.0 };
     }
-    const LANES: usize = 8;
-    let (mut lo, mut hi, mut nan) = (
-        [f32::INFINITY; LANES],
-        [f32::NEG_INFINITY; LANES],
-        [false; LANES],
-    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::kernels::simd::{active, Level};
+        if active() >= Level::Avx512 {
+            // SAFETY: the CPU has AVX-512 F/BW/VL (checked by `active`).
+            return unsafe { range_avx512(values) };
+        }
+        if active() >= Level::Avx2 {
+            // SAFETY: the CPU has AVX2 (checked by `active`).
+            return unsafe { range_avx2(values) };
+        }
+    }
+    range_body(values)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn range_avx512(values: &[f32]) -> TensorRange {
+    range_body(values)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn range_avx2(values: &[f32]) -> TensorRange {
+    range_body(values)
+}
+
+/// Sixteen lanes of plain comparisons (one `min`/`max` instruction each; a NaN never wins
+/// a comparison, so it is tracked on its own).
+#[inline(always)]
+fn range_body(values: &[f32]) -> TensorRange {
+    const LANES: usize = 16;
+    let (mut lo, mut hi) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES]);
+    let mut nan = [false; LANES];
     let mut chunks = values.chunks_exact(LANES);
     for c in &mut chunks {
         for l in 0..LANES {
-            lo[l] = lo[l].min(c[l]);
-            hi[l] = hi[l].max(c[l]);
-            nan[l] |= c[l].is_nan();
+            let x = c[l];
+            lo[l] = if x < lo[l] { x } else { lo[l] };
+            hi[l] = if x > hi[l] { x } else { hi[l] };
+            nan[l] |= x.is_nan();
         }
     }
     for (l, &x) in chunks.remainder().iter().enumerate() {
-        lo[l] = lo[l].min(x);
-        hi[l] = hi[l].max(x);
+        lo[l] = if x < lo[l] { x } else { lo[l] };
+        hi[l] = if x > hi[l] { x } else { hi[l] };
         nan[l] |= x.is_nan();
     }
     if nan.contains(&true) {
@@ -344,4 +373,54 @@ pub fn calibrate_or_load(
         Err(e) => CalibrationSource::NotSaved(e),
     };
     Ok((cal, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(values: &[f32]) -> (f32, f32) {
+        values
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            })
+    }
+
+    /// Every build (scalar, AVX2, AVX-512) gives the plain fold's min and max, on lengths
+    /// around the lane count; a NaN anywhere makes both NaN.
+    #[test]
+    fn range_matches_a_plain_fold() {
+        let mut state = 99u64;
+        for n in [1usize, 7, 15, 16, 17, 33, 1000] {
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 100.0
+                })
+                .collect();
+            let (lo, hi) = naive(&values);
+            let mut builds = vec![range_body(&values)];
+            #[cfg(target_arch = "x86_64")]
+            {
+                let detected = crate::kernels::simd::detected();
+                if detected >= crate::kernels::simd::Level::Avx2 {
+                    builds.push(unsafe { range_avx2(&values) });
+                }
+                if detected >= crate::kernels::simd::Level::Avx512 {
+                    builds.push(unsafe { range_avx512(&values) });
+                }
+            }
+            for r in builds {
+                assert_eq!((r.min, r.max), (lo, hi), "n {n}");
+            }
+            let mut with_nan = values.clone();
+            with_nan[n / 2] = f32::NAN;
+            let r = range_of(&with_nan);
+            assert!(r.min.is_nan() && r.max.is_nan(), "n {n}");
+        }
+        assert_eq!(range_of(&[]), TensorRange { min: 0.0, max: 0.0 });
+    }
 }
