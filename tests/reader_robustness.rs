@@ -90,9 +90,18 @@ mod fuzz_regressions {
 
     fn run_on_ones(name: &str) -> qdbg::Result<Vec<candle_core::Tensor>> {
         let data = bytes(name);
-        let graph = qdbg::tflite::read_model_bytes(&data, Path::new("f.tflite")).unwrap();
+        run_graph_on_ones(&qdbg::tflite::read_model_bytes(&data, Path::new("f.tflite")).unwrap())
+    }
+
+    /// The model `name` run on inputs of ones fails, saying `needle`.
+    fn fails_saying(name: &str, needle: &str) {
+        let err = run_on_ones(name).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+
+    fn run_graph_on_ones(graph: &qdbg::graph::Graph) -> qdbg::Result<Vec<candle_core::Tensor>> {
         let device = candle_core::Device::Cpu;
-        let exec = qdbg::exec::Executor::new(&graph, &device).unwrap();
+        let exec = qdbg::exec::Executor::new(graph, &device).unwrap();
         let inputs: Vec<_> = graph
             .inputs
             .iter()
@@ -118,11 +127,9 @@ mod fuzz_regressions {
     /// input" from the op itself: `ops::activation` unit tests.)
     #[test]
     fn float_op_on_an_integer_tensor_is_an_error() {
-        let err = run_on_ones("float_op_on_int_tensor.tflite").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("RSQRT on 8-bit integer tensors needs quantization parameters"),
-            "{err}"
+        fails_saying(
+            "float_op_on_int_tensor.tflite",
+            "RSQRT on 8-bit integer tensors needs quantization parameters",
         );
     }
 
@@ -131,11 +138,9 @@ mod fuzz_regressions {
     /// outside the activations (SOFTMAX's exp). An error, not a `todo!()` panic.
     #[test]
     fn softmax_on_an_integer_tensor_is_an_error() {
-        let err = run_on_ones("softmax_on_int_tensor.tflite").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("SOFTMAX on 8-bit integer tensors needs quantization parameters"),
-            "{err}"
+        fails_saying(
+            "softmax_on_int_tensor.tflite",
+            "SOFTMAX on 8-bit integer tensors needs quantization parameters",
         );
     }
 
@@ -144,10 +149,9 @@ mod fuzz_regressions {
     /// subtracted int8 bit patterns as u8 (an overflow panic with overflow checks on).
     #[test]
     fn arithmetic_on_int8_without_quantization_is_an_error() {
-        let err = run_on_ones("binary_on_unquantized_int8.tflite").unwrap_err();
-        assert!(
-            err.to_string().contains("needs quantization parameters"),
-            "{err}"
+        fails_saying(
+            "binary_on_unquantized_int8.tflite",
+            "SQUARED_DIFFERENCE on 8-bit integer tensors needs quantization parameters",
         );
     }
 
@@ -167,18 +171,7 @@ mod fuzz_regressions {
             .unwrap();
         let output = graph.nodes[conv].outputs[0];
         graph.tensors[output].quant = None;
-        let device = candle_core::Device::Cpu;
-        let exec = qdbg::exec::Executor::new(&graph, &device).unwrap();
-        let inputs: Vec<_> = graph
-            .inputs
-            .iter()
-            .map(|&id| {
-                let t = graph.tensor(id);
-                let dtype = qdbg::ops::carrier_dtype(t.dtype).unwrap();
-                candle_core::Tensor::ones(t.shape.as_slice(), dtype, &device).unwrap()
-            })
-            .collect();
-        let err = exec.run(&inputs).unwrap_err().to_string();
+        let err = run_graph_on_ones(&graph).unwrap_err().to_string();
         assert!(
             err.contains("CONV_2D on 8-bit integer tensors needs quantization parameters"),
             "{err}"
@@ -234,24 +227,9 @@ mod fuzz_regressions {
     /// refused too: `ops::binary` unit tests).
     #[test]
     fn integer_division_by_zero_is_an_error() {
-        let data = bytes("int_div_by_zero.tflite");
-        let graph = qdbg::tflite::read_model_bytes(&data, Path::new("f.tflite")).unwrap();
-        let device = candle_core::Device::Cpu;
-        let exec = qdbg::exec::Executor::new(&graph, &device).unwrap();
-        let inputs: Vec<_> = graph
-            .inputs
-            .iter()
-            .map(|&id| {
-                let t = graph.tensor(id);
-                let dtype = qdbg::ops::carrier_dtype(t.dtype).unwrap();
-                candle_core::Tensor::ones(t.shape.as_slice(), dtype, &device).unwrap()
-            })
-            .collect();
-        let err = exec.run(&inputs).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("DIV on 8-bit integer tensors needs quantization"),
-            "{err}"
+        fails_saying(
+            "int_div_by_zero.tflite",
+            "DIV on 8-bit integer tensors needs quantization",
         );
     }
 }
