@@ -215,15 +215,7 @@ impl Op {
             Op::TransposeConv(_) => "TRANSPOSE_CONV",
             Op::FullyConnected(_) => "FULLY_CONNECTED",
             Op::BatchMatMul { .. } => "BATCH_MATMUL",
-            Op::Binary { kind, .. } => match kind {
-                BinaryKind::Add => "ADD",
-                BinaryKind::Sub => "SUB",
-                BinaryKind::Mul => "MUL",
-                BinaryKind::Div => "DIV",
-                BinaryKind::SquaredDifference => "SQUARED_DIFFERENCE",
-                BinaryKind::Maximum => "MAXIMUM",
-                BinaryKind::Minimum => "MINIMUM",
-            },
+            Op::Binary { kind, .. } => kind.name(),
             Op::Unary(kind) => match kind {
                 UnaryKind::Rsqrt => "RSQRT",
                 UnaryKind::Sqrt => "SQRT",
