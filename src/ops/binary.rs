@@ -11,16 +11,7 @@ pub fn binary(ctx: &EvalCtx, kind: BinaryKind, activation: FusedActivation) -> O
     let (a, b) = (ctx.input(0)?, ctx.input(1)?);
     let shape = broadcast_shape(a.dims(), b.dims())?;
     expect_output_shape(ctx, 0, &shape)?;
-    if a.dtype() == DType::U8 || b.dtype() == DType::U8 {
-        // 8-bit integers reach the float path only when the int8 kernels could not take
-        // the op (no scale or zero point on some tensor): their arithmetic is undefined.
-        return Err(OpError(format!(
-            "{} on 8-bit integer tensors needs quantization parameters (scale and zero \
-             point) on every input and output; this model lacks them, re-export or \
-             re-quantize it",
-            kind.name()
-        )));
-    }
+    // 8-bit operands never get here: `ops::eval` refuses them for every arithmetic op.
     if !a.dtype().is_float() && !b.dtype().is_float() {
         return apply_fused(integer_binary(a, b, kind, &shape)?, activation);
     }

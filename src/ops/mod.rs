@@ -219,8 +219,6 @@ fn refuse_unquantized_8bit_arithmetic(ctx: &EvalCtx) -> OpResult<()> {
             | Op::SpaceToDepth { .. }
             | Op::Quantize
             | Op::Dequantize
-            // Refuses 8-bit operands itself, naming the op kind.
-            | Op::Binary { .. }
     );
     if moves_values_only {
         return Ok(());
@@ -230,8 +228,9 @@ fn refuse_unquantized_8bit_arithmetic(ctx: &EvalCtx) -> OpResult<()> {
             if v.dtype() == CDType::U8 {
                 op_bail!(
                     "{} on 8-bit integer tensors needs quantization parameters (scale and zero \
-                     point) on every input and output, or an int8 kernel qdbg lacks; this \
-                     model's input {slot} has none: re-export or re-quantize it",
+                     point) on every input and output; input {slot} is 8-bit but a tensor of \
+                     this op has none (or qdbg has no int8 kernel for it): re-export or \
+                     re-quantize the model",
                     ctx.node.op.name()
                 );
             }
