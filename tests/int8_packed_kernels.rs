@@ -7,7 +7,7 @@
 use proptest::prelude::*;
 use qdbg::graph::FusedActivation;
 use qdbg::kernels::int8::conv::{ConvGeometry, ConvInt8, FullyConnectedInt8};
-use qdbg::kernels::int8::QParams;
+use qdbg::kernels::int8::{Arithmetic, QParams};
 use qdbg::kernels::simd::{self, Level};
 
 /// Quantization parameters: either ordinary random scales, or powers of two, which make
@@ -225,6 +225,16 @@ fn pointwise_case() -> impl Strategy<Value = ConvCase> {
         })
 }
 
+/// Both requantizations: LiteRT's builtin fixed point, and XNNPACK's f32 epilogue (which
+/// the vector levels compute in their own lanes).
+fn arithmetic(xnnpack: bool) -> Arithmetic {
+    if xnnpack {
+        Arithmetic::Xnnpack
+    } else {
+        Arithmetic::Builtin
+    }
+}
+
 fn check_conv(
     s: Shape,
     out_c: usize,
@@ -232,12 +242,14 @@ fn check_conv(
     input: &[i8],
     filter: &[i8],
     bias: Option<&[i32]>,
+    xnnpack: bool,
 ) -> Result<(), TestCaseError> {
     let Some(g) = s.geometry(out_c, 1) else {
         return Ok(()); // VALID with a window larger than the input: no such op
     };
     let op = ConvInt8::new(q.input, &q.filter_scales, q.output, q.activation, out_c)
-        .map_err(TestCaseError::fail)?;
+        .map_err(TestCaseError::fail)?
+        .with_arithmetic(arithmetic(xnnpack));
     let out_len = g.batch * g.out_h * g.out_w * out_c;
     let mut want = vec![0i8; out_len];
     op.conv2d(&g, input, filter, bias, &mut want)
@@ -260,13 +272,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn conv2d_matches_reference((s, out_c, q, input, filter, bias) in conv_case()) {
-        check_conv(s, out_c, &q, &input, &filter, bias.as_deref())?;
+    fn conv2d_matches_reference((s, out_c, q, input, filter, bias) in conv_case(), xnnpack in any::<bool>()) {
+        check_conv(s, out_c, &q, &input, &filter, bias.as_deref(), xnnpack)?;
     }
 
     #[test]
-    fn pointwise_conv2d_matches_reference((s, out_c, q, input, filter, bias) in pointwise_case()) {
-        check_conv(s, out_c, &q, &input, &filter, bias.as_deref())?;
+    fn pointwise_conv2d_matches_reference((s, out_c, q, input, filter, bias) in pointwise_case(), xnnpack in any::<bool>()) {
+        check_conv(s, out_c, &q, &input, &filter, bias.as_deref(), xnnpack)?;
     }
 
     #[test]
@@ -282,12 +294,14 @@ proptest! {
                     int8s(s.k.0 * s.k.1 * out_c),
                     bias(out_c),
                 )
-            })
+            }),
+        xnnpack in any::<bool>()
     ) {
         let out_c = s.in_c * multiplier;
         let Some(g) = s.geometry(out_c, multiplier) else { return Ok(()) };
         let op = ConvInt8::new(q.input, &q.filter_scales, q.output, q.activation, out_c)
-            .map_err(TestCaseError::fail)?;
+            .map_err(TestCaseError::fail)?
+            .with_arithmetic(arithmetic(xnnpack));
         let out_len = g.batch * g.out_h * g.out_w * out_c;
         let mut want = vec![0i8; out_len];
         op.depthwise(&g, &input, &filter, bias.as_deref(), &mut want).map_err(TestCaseError::fail)?;
@@ -312,10 +326,12 @@ proptest! {
                 int8s(rows * depth),
                 int8s(units * depth),
                 bias(units),
-            ))
+            )),
+        xnnpack in any::<bool>()
     ) {
         let op = FullyConnectedInt8::new(q.input, &q.filter_scales, q.output, q.activation, units)
-            .map_err(TestCaseError::fail)?;
+            .map_err(TestCaseError::fail)?
+            .with_arithmetic(arithmetic(xnnpack));
         let mut want = vec![0i8; rows * units];
         op.run(rows, depth, &input, &filter, bias.as_deref(), &mut want).map_err(TestCaseError::fail)?;
         for level in levels() {

@@ -20,6 +20,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::exec::{host_f32, tensor_from_sample, Executor, FloatOutputCache, SampleOutputs};
 use crate::graph::{DType, Graph, TensorId};
+use crate::kernels::int8::Arithmetic;
 use crate::quant::denylist::{resolve, Rule};
 use crate::quant::plan::ActivationPlan;
 use crate::quant::quantize::{
@@ -46,6 +47,8 @@ pub struct Selector {
     full_int8: Mutex<Option<Arc<QuantizedModel>>>,
     /// Its values after common prefixes, for every sample.
     checkpoints: Mutex<Checkpoints>,
+    /// Whose int8 arithmetic evaluations reproduce (see [`Selector::with_arithmetic`]).
+    arithmetic: Arithmetic,
 }
 
 /// One sample of an evaluation.
@@ -120,7 +123,15 @@ impl Selector {
             float_outputs: Arc::new(FloatOutputCache::new(dataset_samples)),
             full_int8: Mutex::new(None),
             checkpoints: Mutex::new(Checkpoints::default()),
+            arithmetic: Arithmetic::Builtin,
         }
+    }
+
+    /// Evaluates int8 ops as `arithmetic` computes them (LiteRT's builtin kernels unless
+    /// told otherwise). Set it before the first evaluation: checkpoints are kept per run.
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.arithmetic = arithmetic;
+        self
     }
 
     /// Shares `outputs` (the float model's outputs on this dataset, as the calibration or
@@ -175,7 +186,7 @@ impl Selector {
         cancel: &AtomicBool,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<ModelMetrics> {
-        let quant = Executor::new(&model.graph, &self.device)?;
+        let quant = Executor::with_arithmetic(&model.graph, &self.device, self.arithmetic)?;
         let total = self.dataset.num_samples();
         let base = self.full_int8()?;
         let difference = first_difference(&base.graph, &model.graph);

@@ -23,8 +23,8 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::exec::{host_f32, tensor_from_sample, Executor, FloatOutputCache, SampleOutputs};
 use crate::graph::{Graph, Op, TensorId};
-use crate::ops::dequantize_int8;
 use crate::ops::quantized::{int8_values, node_is_quantized};
+use crate::ops::{dequantize_int8, Arithmetic};
 use crate::quant::quantize::QuantizedModel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -168,6 +168,15 @@ impl<'a> Debugger<'a> {
             model_metrics: Vec::new(),
             float_outputs: None,
         })
+    }
+
+    /// Runs the int8 model's ops as `arithmetic` computes them (LiteRT's builtin kernels
+    /// unless told otherwise; [`Arithmetic::Xnnpack`] is what TensorFlow's
+    /// QuantizationDebugger runs on x86).
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Result<Self> {
+        let device = self.float.device().clone();
+        self.quant = Executor::with_arithmetic(&self.model.graph, &device, arithmetic)?;
+        Ok(self)
     }
 
     /// Shares a cache of the float model's final outputs on the dataset this debugger

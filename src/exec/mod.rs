@@ -18,7 +18,7 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use crate::data::SampleArray;
 use crate::error::{Error, Result};
 use crate::graph::{DType, Graph, Op, TensorData, TensorId};
-use crate::ops::{self, carrier_dtype, EvalCtx, Prepared};
+use crate::ops::{self, carrier_dtype, Arithmetic, EvalCtx, Prepared};
 
 /// What `run_observed` shows each tensor to.
 type Observer<'a> = &'a mut dyn FnMut(TensorId, &CTensor) -> Result<()>;
@@ -41,11 +41,23 @@ pub struct Executor<'g> {
     /// For each tensor, the position of the last node that reads it, so values can be
     /// dropped as soon as nothing needs them.
     last_reader: Vec<Option<usize>>,
+    /// Whose int8 arithmetic the quantized ops reproduce (LiteRT's builtin kernels or
+    /// its XNNPACK delegate).
+    arithmetic: Arithmetic,
 }
 
 impl<'g> Executor<'g> {
     /// Checks every op is runnable and uploads constants to `device` once.
     pub fn new(graph: &'g Graph, device: &Device) -> Result<Self> {
+        Self::with_arithmetic(graph, device, Arithmetic::Builtin)
+    }
+
+    /// [`Executor::new`], with int8 ops computed as `arithmetic` computes them.
+    pub fn with_arithmetic(
+        graph: &'g Graph,
+        device: &Device,
+        arithmetic: Arithmetic,
+    ) -> Result<Self> {
         graph.check_supported()?;
         let mut constants = Vec::with_capacity(graph.tensors.len());
         for (id, tensor) in graph.tensors.iter().enumerate() {
@@ -64,14 +76,14 @@ impl<'g> Executor<'g> {
         let mut prepared = Vec::with_capacity(graph.nodes.len());
         for node in &graph.nodes {
             let lookup = |id: TensorId| constants.get(id).cloned().flatten();
-            prepared.push(
-                ops::prepare(graph, node, &lookup).map_err(|e| Error::OpFailed {
+            prepared.push(ops::prepare(graph, node, &lookup, arithmetic).map_err(|e| {
+                Error::OpFailed {
                     op_index: node.source_index,
                     op: node.op.display_name().to_string(),
                     tensor: graph.tensor(node.outputs[0]).name.clone(),
                     reason: e.0,
-                })?,
-            );
+                }
+            })?);
         }
         let mut last_reader = vec![None; graph.tensors.len()];
         for (pos, node) in graph.nodes.iter().enumerate() {
@@ -85,6 +97,7 @@ impl<'g> Executor<'g> {
             constants,
             prepared,
             last_reader,
+            arithmetic,
         })
     }
 
@@ -94,6 +107,11 @@ impl<'g> Executor<'g> {
 
     pub fn graph(&self) -> &Graph {
         self.graph
+    }
+
+    /// Whose int8 arithmetic this executor reproduces.
+    pub fn arithmetic(&self) -> Arithmetic {
+        self.arithmetic
     }
 
     /// Runs one sample and returns the model's outputs.
@@ -345,6 +363,7 @@ impl<'g> Executor<'g> {
             inputs: &input_values,
             device: &self.device,
             prepared: self.prepared[pos].as_ref(),
+            arithmetic: self.arithmetic,
         };
         ops::eval(&ctx).map_err(|e| Error::OpFailed {
             op_index: node.source_index,

@@ -4,7 +4,9 @@
 use candle_core::Tensor as CTensor;
 
 use super::quantized::{from_int8, graph_qparams, int8_values, qparams};
-use super::{expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError, OpResult, Prepared};
+use super::{
+    expect_output_shape, op_bail, spatial_padding, Arithmetic, EvalCtx, OpError, OpResult, Prepared,
+};
 use crate::graph::{
     Conv2dAttrs, DepthwiseConv2dAttrs, FullyConnectedAttrs, Graph, Node, Op, TensorData, TensorId,
 };
@@ -15,7 +17,7 @@ use crate::kernels::simd;
 /// the kernel level this process runs (`kernels::simd::active`). `None` when the op is
 /// another one or its parameters do not pack: the op then runs the reference kernel,
 /// which reports what is wrong.
-pub fn prepare(graph: &Graph, node: &Node) -> Option<Prepared> {
+pub fn prepare(graph: &Graph, node: &Node, arithmetic: Arithmetic) -> Option<Prepared> {
     let level = simd::active();
     let fid = node.input(1)?;
     let filter_tensor = graph.tensor(fid);
@@ -34,19 +36,25 @@ pub fn prepare(graph: &Graph, node: &Node) -> Option<Prepared> {
     let output = graph_qparams(graph, *node.outputs.first()?).ok()?;
     match (&node.op, &filter_tensor.shape[..]) {
         (Op::Conv2d(a), &[out_c, k_h, k_w, in_c]) => {
-            let conv = ConvInt8::new(input, &q.scale, output, a.activation, out_c).ok()?;
+            let conv = ConvInt8::new(input, &q.scale, output, a.activation, out_c)
+                .ok()?
+                .with_arithmetic(arithmetic);
             conv.pack_conv2d(weights, bias, (k_h, k_w, in_c), level)
                 .ok()
                 .map(Prepared::Int8Conv)
         }
         (Op::DepthwiseConv2d(a), &[1, k_h, k_w, out_c]) => {
-            let conv = ConvInt8::new(input, &q.scale, output, a.activation, out_c).ok()?;
+            let conv = ConvInt8::new(input, &q.scale, output, a.activation, out_c)
+                .ok()?
+                .with_arithmetic(arithmetic);
             conv.pack_depthwise(weights, bias, (k_h, k_w), level)
                 .ok()
                 .map(Prepared::Int8Depthwise)
         }
         (Op::FullyConnected(a), &[units, depth]) => {
-            let fc = FullyConnectedInt8::new(input, &q.scale, output, a.activation, units).ok()?;
+            let fc = FullyConnectedInt8::new(input, &q.scale, output, a.activation, units)
+                .ok()?
+                .with_arithmetic(arithmetic);
             fc.pack(weights, bias, depth, level)
                 .ok()
                 .map(Prepared::Int8FullyConnected)
@@ -151,7 +159,8 @@ fn convolution(ctx: &EvalCtx, s: Stepping, depthwise: bool) -> OpResult<CTensor>
         s.activation,
         out_c,
     )
-    .map_err(kernel_error)?;
+    .map_err(kernel_error)?
+    .with_arithmetic(ctx.arithmetic);
     let bias = bias(ctx, 2)?;
     if depthwise {
         kernel.depthwise(&g, &values, weights, bias, &mut out)
@@ -208,7 +217,8 @@ pub fn fully_connected(ctx: &EvalCtx, attrs: &FullyConnectedAttrs) -> OpResult<C
         attrs.activation,
         units,
     )
-    .map_err(kernel_error)?;
+    .map_err(kernel_error)?
+    .with_arithmetic(ctx.arithmetic);
     let mut out = vec![0i8; rows * units];
     kernel
         .run(
@@ -262,7 +272,8 @@ pub fn transpose_conv(
         attrs.activation,
         out_c,
     )
-    .map_err(kernel_error)?;
+    .map_err(kernel_error)?
+    .with_arithmetic(ctx.arithmetic);
     let mut out = vec![0i8; batch * out_h * out_w * out_c];
     kernel
         .run(&g, &int8_values(input)?, weights, bias(ctx, 3)?, &mut out)
@@ -316,7 +327,8 @@ pub fn resize_bilinear(ctx: &EvalCtx, attrs: &crate::graph::ResizeAttrs) -> OpRe
         attrs.align_corners,
         attrs.half_pixel_centers,
     )
-    .map_err(kernel_error)?;
+    .map_err(kernel_error)?
+    .with_arithmetic(ctx.arithmetic);
     let dims = ResizeDims {
         batch,
         in_h,

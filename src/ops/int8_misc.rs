@@ -31,9 +31,10 @@ pub fn binary(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResult
         BinaryKind::Sub => {
             elementwise::Sub::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
         }
-        BinaryKind::Mul => {
-            elementwise::Mul::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
-        }
+        BinaryKind::Mul => elementwise::Mul::new(qa, qb, qo, act).and_then(|k| {
+            k.with_arithmetic(ctx.arithmetic)
+                .run(&va, da, &vb, db, &mut out)
+        }),
         BinaryKind::Div => {
             math::Div::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
         }
@@ -94,7 +95,9 @@ pub fn reduce(ctx: &EvalCtx, kind: ReduceKind, keep_dims: bool) -> OpResult<CTen
     let dims = input.dims();
     let (shape, out) = match kind {
         ReduceKind::Mean => {
-            let k = reduce::Mean::new(dims, &axes, keep_dims, qi, qo).map_err(kernel)?;
+            let k = reduce::Mean::new(dims, &axes, keep_dims, qi, qo)
+                .map_err(kernel)?
+                .with_arithmetic(ctx.arithmetic);
             let mut out = vec![0i8; k.output_shape().iter().product()];
             k.run(&values, &mut out).map_err(kernel)?;
             (k.output_shape().to_vec(), out)
@@ -160,9 +163,8 @@ pub fn unary(ctx: &EvalCtx, kind: UnaryKind) -> OpResult<CTensor> {
         UnaryKind::Gelu { approximate } => {
             math::Gelu::new(approximate, qi, qo).and_then(|k| k.run(&values, &mut out))
         }
-        UnaryKind::LeakyRelu { alpha } => {
-            activation::LeakyRelu::new(alpha, qi, qo).and_then(|k| k.run(&values, &mut out))
-        }
+        UnaryKind::LeakyRelu { alpha } => activation::LeakyRelu::new(alpha, qi, qo)
+            .and_then(|k| k.with_arithmetic(ctx.arithmetic).run(&values, &mut out)),
     }
     .map_err(kernel)?;
     from_int8(out, input.dims(), input)

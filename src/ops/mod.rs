@@ -25,6 +25,7 @@ pub use quantize::{dequantize_int8, dequantize_values};
 use candle_core::{DType as CDType, Device, Tensor as CTensor};
 
 use crate::graph::{DType, Graph, Node, Op, TensorData, TensorId};
+pub use crate::kernels::int8::Arithmetic;
 
 /// Why an op could not be evaluated; the executor adds the op and tensor names.
 #[derive(Debug)]
@@ -52,6 +53,8 @@ pub struct EvalCtx<'a> {
     pub device: &'a Device,
     /// Weights re-laid-out once when the executor was built (see [`prepare`]).
     pub prepared: Option<&'a Prepared>,
+    /// Whose int8 arithmetic quantized ops reproduce.
+    pub arithmetic: Arithmetic,
 }
 
 impl EvalCtx<'_> {
@@ -138,10 +141,11 @@ pub fn prepare(
     graph: &Graph,
     node: &Node,
     constant: &dyn Fn(TensorId) -> Option<CTensor>,
+    arithmetic: Arithmetic,
 ) -> OpResult<Option<Prepared>> {
     if quantized::node_is_quantized(graph, node) {
         // Packing failures (odd parameters) are left for the op to report when it runs.
-        return Ok(int8_conv::prepare(graph, node));
+        return Ok(int8_conv::prepare(graph, node, arithmetic));
     }
     match &node.op {
         Op::Conv2d(_) => conv::prepare(graph, node, constant),

@@ -20,7 +20,7 @@
 //!   zero.
 
 use super::elementwise::neon;
-use super::QParams;
+use super::{Arithmetic, QParams};
 use crate::kernels::fixed_point::QuantizedMultiplier;
 
 fn check_scale(what: &str, q: QParams) -> Result<(), String> {
@@ -343,6 +343,10 @@ pub struct LeakyRelu {
     alpha: QuantizedMultiplier,
     input_zero_point: i32,
     output_zero_point: i32,
+    /// XNNPACK's 8-bit fixed-point slopes `(x >= zp, x < zp)`, when its delegate would
+    /// take the op, and whether [`LeakyRelu::with_arithmetic`] chose them.
+    xnnpack: Option<(i32, i32)>,
+    use_xnnpack: bool,
 }
 
 impl LeakyRelu {
@@ -353,16 +357,42 @@ impl LeakyRelu {
         if !alpha_real.is_finite() {
             return Err(format!("LEAKY_RELU alpha {alpha} is not usable"));
         }
+        // XNNPACK: `round_ties_even(256 * in / out)` and the same times alpha (all f32);
+        // its delegate declines slopes whose magnitude lies outside [2^-8, 2^7].
+        let positive = input.scale / output.scale;
+        let negative = positive * alpha;
+        let usable = |s: f32| (1.0 / 256.0..=128.0).contains(&s.abs());
+        let xnnpack = (usable(positive) && usable(negative)).then(|| {
+            (
+                (256.0 * positive).round_ties_even() as i32,
+                (256.0 * negative).round_ties_even() as i32,
+            )
+        });
         Ok(LeakyRelu {
             identity: QuantizedMultiplier::from_real(f64::from(input.scale / output.scale)),
             alpha: QuantizedMultiplier::from_real(f64::from(alpha_real)),
             input_zero_point: input.zero_point,
             output_zero_point: output.zero_point,
+            xnnpack,
+            use_xnnpack: false,
         })
+    }
+
+    /// Compute like `arithmetic` (LiteRT's builtin kernels unless told otherwise).
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.use_xnnpack = arithmetic == Arithmetic::Xnnpack;
+        self
     }
 
     fn one(&self, x: i8) -> i8 {
         let v = i32::from(x) - self.input_zero_point;
+        if let (true, Some((positive, negative))) = (self.use_xnnpack, self.xnnpack) {
+            // `(zp_out << 8) + 128 + v * slope`, shifted right by 8: the slope in 8
+            // fractional bits, ties rounded up. |v| <= 255 and |slope| <= 2^15: no overflow.
+            let slope = if v >= 0 { positive } else { negative };
+            let acc = (self.output_zero_point << 8) + 0x80 + v * slope;
+            return (acc >> 8).clamp(-128, 127) as i8;
+        }
         let m = if v >= 0 { self.identity } else { self.alpha };
         m.apply(v)
             .wrapping_add(self.output_zero_point)

@@ -38,7 +38,7 @@
 //! is a [`Rounding`] choice. On x86 CPUs without AVX, cpu_backend_gemm would use
 //! gemmlowp (reference rounding) instead; qdbg does not model that.
 
-use super::{fused_activation_range, QParams};
+use super::{fused_activation_range, requantize_f32, Arithmetic, QParams};
 use crate::graph::FusedActivation;
 use crate::kernels::fixed_point::{saturating_rounding_doubling_high_mul, QuantizedMultiplier};
 
@@ -189,6 +189,11 @@ pub(crate) struct Requant {
     pub(crate) multipliers: Vec<QuantizedMultiplier>,
     pub(crate) act_min: i32,
     pub(crate) act_max: i32,
+    /// XNNPACK's per-channel f32 factors `input * filter / output` (f32, in that order),
+    /// kept so [`Requant::set_arithmetic`] can switch without the scales again.
+    xnnpack_scales: Vec<f32>,
+    /// `Some` when the op requantizes like XNNPACK (see [`super::Arithmetic`]).
+    pub(crate) float_scales: Option<Vec<f32>>,
 }
 
 /// How the real per-channel factor is formed from f32 scales.
@@ -262,16 +267,46 @@ impl Requant {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let (act_min, act_max) = activation_range(activation, output);
+        let xnnpack_scales = (0..channels)
+            .map(|c| {
+                let f = filter_scales[if filter_scales.len() == 1 { 0 } else { c }];
+                input.scale * f / output.scale
+            })
+            .collect();
         Ok(Requant {
             input_offset: -input.zero_point,
             output_zero_point: output.zero_point,
             multipliers,
             act_min,
             act_max,
+            xnnpack_scales,
+            float_scales: None,
         })
     }
 
+    /// Chooses whose requantization [`Requant::output`] (and the packed kernels) apply.
+    /// XNNPACK refuses a convolution or fully-connected op whose factor reaches 256 in
+    /// any channel; LiteRT then runs its builtin kernel, so such an op keeps the builtin
+    /// arithmetic here too.
+    pub(crate) fn set_arithmetic(&mut self, arithmetic: Arithmetic) {
+        self.float_scales = match arithmetic {
+            Arithmetic::Xnnpack if self.xnnpack_scales.iter().all(|s| *s < 256.0) => {
+                Some(self.xnnpack_scales.clone())
+            }
+            _ => None,
+        };
+    }
+
     pub(crate) fn output(&self, acc: i32, channel: usize, rounding: Rounding) -> i8 {
+        if let Some(scales) = &self.float_scales {
+            return requantize_f32(
+                acc,
+                scales[channel],
+                self.output_zero_point,
+                self.act_min,
+                self.act_max,
+            ) as i8;
+        }
         let v = requantize(acc, self.multipliers[channel], rounding)
             .saturating_add(self.output_zero_point);
         v.clamp(self.act_min, self.act_max) as i8
@@ -337,6 +372,12 @@ impl ConvInt8 {
             ScaleProduct::Double,
         )
         .map(|rq| ConvInt8 { rq })
+    }
+
+    /// Requantize like `arithmetic` (LiteRT's builtin kernels unless told otherwise).
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.rq.set_arithmetic(arithmetic);
+        self
     }
 
     /// The per-channel fixed-point multipliers, as TFLite stores them.
@@ -572,6 +613,12 @@ impl FullyConnectedInt8 {
         };
         Requant::new(input, filter_scales, output, activation, units, product)
             .map(|rq| FullyConnectedInt8 { rq })
+    }
+
+    /// Requantize like `arithmetic` (LiteRT's builtin kernels unless told otherwise).
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.rq.set_arithmetic(arithmetic);
+        self
     }
 
     /// The per-unit fixed-point multipliers, as TFLite stores them.

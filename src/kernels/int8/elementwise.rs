@@ -23,7 +23,7 @@
 //! `ProcessBroadcastShapes` splits the shapes into its five-fold loop nest, so that
 //! split is reproduced exactly ([`BroadcastPlan`]).
 
-use super::{fused_activation_range, QParams};
+use super::{fused_activation_range, requantize_f32, Arithmetic, QParams};
 use crate::graph::FusedActivation;
 use crate::kernels::fixed_point::{
     rounding_divide_by_pot, saturating_rounding_doubling_high_mul, QuantizedMultiplier,
@@ -704,10 +704,49 @@ fn mul_scalar(p: &MulParams, a: i8, b: i8) -> i8 {
     p.finish_scalar((p.in1_offset + i32::from(a)).wrapping_mul(p.in2_offset + i32::from(b)))
 }
 
+/// MUL as LiteRT's XNNPACK delegate computes it: the exact int32 product of the
+/// centred operands, requantized in f32 by `in1 * in2 / out` (f32, in that order) with
+/// round-to-nearest-even ([`requantize_f32`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct XnnpackMul {
+    in1_zero_point: i32,
+    in2_zero_point: i32,
+    scale: f32,
+    out_zero_point: i32,
+    act_min: i32,
+    act_max: i32,
+}
+
+impl XnnpackMul {
+    fn switched(self) -> Self {
+        XnnpackMul {
+            in1_zero_point: self.in2_zero_point,
+            in2_zero_point: self.in1_zero_point,
+            ..self
+        }
+    }
+
+    fn one(&self, a: i8, b: i8) -> i8 {
+        // |x - zp| <= 255: the product fits i32.
+        let product = (i32::from(a) - self.in1_zero_point) * (i32::from(b) - self.in2_zero_point);
+        requantize_f32(
+            product,
+            self.scale,
+            self.out_zero_point,
+            self.act_min,
+            self.act_max,
+        ) as i8
+    }
+}
+
 /// Prepared int8 MUL (`tflite::ops::builtin::mul`, optimized kernel).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Mul {
     params: MulParams,
+    /// XNNPACK's parameters when the delegate would take this op.
+    xnnpack: Option<XnnpackMul>,
+    /// Set by [`Mul::with_arithmetic`].
+    use_xnnpack: bool,
 }
 
 impl Mul {
@@ -726,6 +765,19 @@ impl Mul {
             return Err(format!("MUL output multiplier {real} is not usable"));
         }
         let (act_min, act_max) = fused_activation_range(activation, out);
+        // XNNPACK's delegate leaves a MUL whose product scale falls outside
+        // [2^-16, 2^8) to LiteRT's builtin kernel.
+        let product_scale = in1.scale * in2.scale / out.scale;
+        let xnnpack = (1.0 / 65536.0..256.0)
+            .contains(&product_scale)
+            .then_some(XnnpackMul {
+                in1_zero_point: in1.zero_point,
+                in2_zero_point: in2.zero_point,
+                scale: product_scale,
+                out_zero_point: out.zero_point,
+                act_min,
+                act_max,
+            });
         Ok(Mul {
             params: MulParams {
                 in1_offset: -in1.zero_point,
@@ -735,7 +787,15 @@ impl Mul {
                 act_min,
                 act_max,
             },
+            xnnpack,
+            use_xnnpack: false,
         })
+    }
+
+    /// Compute like `arithmetic` (LiteRT's builtin kernels unless told otherwise).
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.use_xnnpack = arithmetic == Arithmetic::Xnnpack;
+        self
     }
 
     /// `out = a * b` broadcast; `out` has the broadcast shape's element count.
@@ -748,6 +808,30 @@ impl Mul {
         out: &mut [i8],
     ) -> Result<(), String> {
         let plan = plan_for(a, a_shape, b, b_shape, out)?;
+        if let (true, Some(x)) = (self.use_xnnpack, self.xnnpack) {
+            // One formula for every element: the broadcast paths only differ in
+            // which operand repeats.
+            dispatch(
+                &plan,
+                x,
+                x.switched(),
+                a,
+                b,
+                out,
+                |p, a, b, out| {
+                    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                        *o = p.one(x, y);
+                    }
+                },
+                |p, s, b, out| {
+                    for (o, &y) in out.iter_mut().zip(b) {
+                        *o = p.one(s, y);
+                    }
+                },
+                |p, x, y| p.one(x, y),
+            );
+            return Ok(());
+        }
         dispatch(
             &plan,
             self.params,

@@ -2,6 +2,10 @@
 //! kernels. Each kernel is a pure function on slices; `prepare`-style constructors turn
 //! real scales and zero points into the fixed-point parameters exactly as TFLite's
 //! `Prepare` step does, so callers only deal in [`QParams`].
+//!
+//! [`Arithmetic`] picks whose integer arithmetic the kernels reproduce: LiteRT's builtin
+//! kernels (the default) or the XNNPACK delegate that LiteRT applies by default on CPU,
+//! which rescales several ops in f32 instead of fixed point.
 
 pub mod activation;
 pub mod batch_matmul;
@@ -14,6 +18,58 @@ pub mod reduce;
 pub mod resize;
 pub mod softmax;
 pub mod transpose_conv;
+
+/// Whose int8 arithmetic the kernels reproduce, bit for bit.
+///
+/// LiteRT runs int8 ops either with its builtin kernels (fixed-point multipliers, as the
+/// TFLite reference defines them) or, by default on CPU, through the XNNPACK delegate,
+/// whose kernels rescale CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV, MEAN
+/// and MUL in f32 (`round_ties_even(f32(acc) * scale)`), LEAKY_RELU with an 8-bit
+/// fixed-point slope and RESIZE_BILINEAR with 11-bit weights. The two differ by one step
+/// on a few outputs in a thousand; on tiny tensors (1x1xC squeeze-excite paths) that moves
+/// a layer's error statistics by tens of percent, which is why TensorFlow's
+/// QuantizationDebugger (LiteRT with XNNPACK) prints other numbers than the builtin
+/// kernels give. The rules were measured against LiteRT 2.3.0 / TensorFlow 2.21 on x86-64
+/// (`scripts/kernel_vectors/make_xnnpack_vectors.py`); XNNPACK on Arm rounds its
+/// convolutions differently and is not reproduced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Arithmetic {
+    /// LiteRT's builtin kernels (`BUILTIN_WITHOUT_DEFAULT_DELEGATES`).
+    #[default]
+    Builtin,
+    /// LiteRT's default XNNPACK delegate on x86-64 (what `tf.lite.Interpreter` and
+    /// TensorFlow's QuantizationDebugger run).
+    Xnnpack,
+}
+
+impl Arithmetic {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arithmetic::Builtin => "builtin",
+            Arithmetic::Xnnpack => "xnnpack",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Arithmetic> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "builtin" | "litert" | "reference" => Some(Arithmetic::Builtin),
+            "xnnpack" => Some(Arithmetic::Xnnpack),
+            _ => None,
+        }
+    }
+}
+
+/// XNNPACK's f32 requantization: the int32 accumulator converted to f32 (rounded to
+/// nearest even, as `cvtdq2ps` does), multiplied by `scale` in f32, rounded to nearest
+/// even, plus the zero point, clamped to `[min, max]`. XNNPACK clamps in the float domain
+/// before converting; clamping after a saturating conversion gives the same integers
+/// because the bounds lie within int8.
+#[inline]
+pub fn requantize_f32(acc: i32, scale: f32, zero_point: i32, min: i32, max: i32) -> i32 {
+    let scaled = (acc as f32 * scale).round_ties_even();
+    // `as` saturates (and maps NaN to 0, which cannot occur for finite scales).
+    (scaled as i32).saturating_add(zero_point).clamp(min, max)
+}
 
 /// Per-tensor affine quantization: `real = scale * (q - zero_point)`.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -44,6 +44,9 @@ struct Epilogue {
     zero_point: i32,
     act_min: i32,
     act_max: i32,
+    /// XNNPACK's f32 factors (padding channels 0.0) when the op requantizes like
+    /// XNNPACK; the fixed-point fields above are then unused.
+    scale: Option<Vec<f32>>,
 }
 
 impl Epilogue {
@@ -57,6 +60,10 @@ impl Epilogue {
             zero_point: rq.output_zero_point,
             act_min: rq.act_min,
             act_max: rq.act_max,
+            scale: rq.float_scales.clone().map(|mut s| {
+                s.resize(padded, 0.0);
+                s
+            }),
         };
         for m in &rq.multipliers {
             let right = (-m.shift).max(0);
@@ -81,6 +88,12 @@ impl Epilogue {
     /// The lane arithmetic of the vector epilogue in scalar form (for its test).
     #[cfg(test)]
     fn scalar(&self, acc: i32, c: usize) -> i8 {
+        if let Some(scale) = &self.scale {
+            let lo = (self.act_min - self.zero_point) as f32;
+            let hi = (self.act_max - self.zero_point) as f32;
+            let v = (acc as f32 * scale[c]).clamp(lo, hi).round_ties_even() as i32;
+            return (v + self.zero_point) as i8;
+        }
         let x = acc.wrapping_shl(self.left[c] as u32);
         let high = ((i64::from(x) * i64::from(self.mult[c]) + (1 << 30)) >> 31) as i32;
         let v = (high >> self.right[c]) + i32::from(high & self.round_bit[c] != 0);
@@ -782,7 +795,10 @@ mod x86 {
     ///   adding, then clamping: activation bounds lie within int8.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn requant16(acc: __m512i, ep: &Epilogue, c: usize) -> __m512i {
+    pub(super) unsafe fn requant16(acc: __m512i, ep: &Epilogue, c: usize) -> __m512i {
+        if let Some(scale) = &ep.scale {
+            return requant16_f32(acc, ep, scale, c);
+        }
         let mult = _mm512_loadu_si512(ep.mult.as_ptr().add(c).cast());
         let left = _mm512_loadu_si512(ep.left.as_ptr().add(c).cast());
         let right = _mm512_loadu_si512(ep.right.as_ptr().add(c).cast());
@@ -816,7 +832,10 @@ mod x86 {
     /// [`requant16`] on 8 lanes with AVX2.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn requant8(acc: __m256i, ep: &Epilogue, c: usize) -> __m256i {
+    pub(super) unsafe fn requant8(acc: __m256i, ep: &Epilogue, c: usize) -> __m256i {
+        if let Some(scale) = &ep.scale {
+            return requant8_f32(acc, ep, scale, c);
+        }
         let mult = _mm256_loadu_si256(ep.mult.as_ptr().add(c).cast());
         let left = _mm256_loadu_si256(ep.left.as_ptr().add(c).cast());
         let right = _mm256_loadu_si256(ep.right.as_ptr().add(c).cast());
@@ -842,6 +861,40 @@ mod x86 {
             _mm256_min_epi32(v, _mm256_set1_epi32(ep.act_max)),
             _mm256_set1_epi32(ep.act_min),
         )
+    }
+
+    /// XNNPACK's requantization ([`crate::kernels::int8::requantize_f32`]) on 16 lanes:
+    /// `f32(acc) * scale`, clamped in f32 to the activation range less the zero point
+    /// (so the conversion cannot overflow), rounded to nearest even, plus the zero point.
+    /// Exactly XNNPACK's x86 `fp32` epilogue: every step is one correctly rounded IEEE
+    /// operation, so the lanes equal the scalar definition.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn requant16_f32(acc: __m512i, ep: &Epilogue, scale: &[f32], c: usize) -> __m512i {
+        let s = _mm512_loadu_ps(scale.as_ptr().add(c));
+        let lo = _mm512_set1_ps((ep.act_min - ep.zero_point) as f32);
+        let hi = _mm512_set1_ps((ep.act_max - ep.zero_point) as f32);
+        let f = _mm512_min_ps(
+            _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), s), lo),
+            hi,
+        );
+        let v = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(f);
+        _mm512_add_epi32(v, _mm512_set1_epi32(ep.zero_point))
+    }
+
+    /// [`requant16_f32`] on 8 lanes with AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn requant8_f32(acc: __m256i, ep: &Epilogue, scale: &[f32], c: usize) -> __m256i {
+        let s = _mm256_loadu_ps(scale.as_ptr().add(c));
+        let lo = _mm256_set1_ps((ep.act_min - ep.zero_point) as f32);
+        let hi = _mm256_set1_ps((ep.act_max - ep.zero_point) as f32);
+        let f = _mm256_min_ps(
+            _mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), s), lo),
+            hi,
+        );
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(f);
+        _mm256_add_epi32(_mm256_cvttps_epi32(r), _mm256_set1_epi32(ep.zero_point))
     }
 
     /// Narrows 8 i32 lanes already within int8 to 8 bytes, in order.
@@ -1353,6 +1406,92 @@ mod tests {
                         .saturating_add(zp))
                     .clamp(-128, 127) as i8;
                     assert_eq!(ep.scalar(a, 0), want, "acc {a} real {real} zp {zp}");
+                }
+            }
+        }
+    }
+
+    /// XNNPACK's f32 epilogue: the scalar form and the AVX2 / AVX-512 lanes equal
+    /// [`requantize_f32`] on accumulators that overflow int8 many times over, exact ties
+    /// (`acc * scale` = k + 0.5, both parities) and large magnitudes.
+    #[test]
+    fn float_epilogue_matches_requantize_f32() {
+        use crate::kernels::int8::{requantize_f32, Arithmetic};
+        let accs: [i32; 16] = [
+            0,
+            1,
+            -1,
+            5,
+            -5,
+            7,
+            -7,
+            3,
+            i32::MAX,
+            i32::MIN,
+            i32::MIN + 1,
+            1 << 24,
+            (1 << 24) + 1,
+            -(1 << 30),
+            123_456_789,
+            -987_654_321,
+        ];
+        for scale in [1e-9f32, 0.5, 0.25, 0.3, 1.0, 3.0, 255.0] {
+            for (zp, act) in [
+                (-128, FusedActivation::None),
+                (17, FusedActivation::Relu),
+                (0, FusedActivation::Relu6),
+            ] {
+                let mut rq = Requant::new(
+                    QParams::new(scale, 0),
+                    &[1.0; 16],
+                    QParams::new(1.0, zp),
+                    act,
+                    16,
+                    super::super::conv::ScaleProduct::Double,
+                )
+                .unwrap();
+                rq.set_arithmetic(Arithmetic::Xnnpack);
+                let ep = Epilogue::new(&rq, vec![0; 16], 16);
+                let want: Vec<i32> = accs
+                    .iter()
+                    .map(|&a| requantize_f32(a, scale, zp, rq.act_min, rq.act_max))
+                    .collect();
+                for (c, &a) in accs.iter().enumerate() {
+                    assert_eq!(
+                        i32::from(ep.scalar(a, c)),
+                        want[c],
+                        "acc {a} scale {scale} zp {zp}"
+                    );
+                }
+                #[cfg(target_arch = "x86_64")]
+                {
+                    use std::arch::x86_64::*;
+                    if simd::detected() >= Level::Avx2 {
+                        let mut got = [0i32; 8];
+                        for half in 0..2 {
+                            // SAFETY: AVX2 was detected; both buffers hold 8 lanes.
+                            unsafe {
+                                let v = _mm256_loadu_si256(accs[half * 8..].as_ptr().cast());
+                                let r = x86::requant8(v, &ep, half * 8);
+                                _mm256_storeu_si256(got.as_mut_ptr().cast(), r);
+                            }
+                            assert_eq!(
+                                &got[..],
+                                &want[half * 8..][..8],
+                                "avx2 scale {scale} zp {zp}"
+                            );
+                        }
+                    }
+                    if simd::detected() >= Level::Avx512 {
+                        let mut got = [0i32; 16];
+                        // SAFETY: AVX-512 was detected; both buffers hold 16 lanes.
+                        unsafe {
+                            let v = _mm512_loadu_si512(accs.as_ptr().cast());
+                            let r = x86::requant16(v, &ep, 0);
+                            _mm512_storeu_si512(got.as_mut_ptr().cast(), r);
+                        }
+                        assert_eq!(&got[..], &want[..], "avx512 scale {scale} zp {zp}");
+                    }
                 }
             }
         }

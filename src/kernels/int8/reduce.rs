@@ -13,12 +13,17 @@
 //! * otherwise `reference_ops::QuantizedMeanOrSum`: int32 sums, the
 //!   `in_scale / out_scale` multiplier folded with `1 / count` in integer arithmetic.
 //!
+//! With [`Arithmetic::Xnnpack`], MEAN runs as LiteRT's default XNNPACK delegate runs it
+//! (any axes): the int32 sum less `count * in_zero_point`, converted to f32, times
+//! `in_scale / out_scale / count` (f32), rounded to nearest even, plus the output zero
+//! point. SUM and REDUCE_MAX give the same integers either way (measured).
+//!
 //! SUM uses `optimized_ops::QuantizedMeanOrSum`, which rescales the int32 sums in
 //! float. REDUCE_MAX takes the raw maximum; TFLite requires equal input and output
 //! parameters for it.
 
 use super::elementwise::neon;
-use super::QParams;
+use super::{requantize_f32, Arithmetic, QParams};
 use crate::kernels::fixed_point::QuantizedMultiplier;
 
 /// The shapes of a reduction: which input axes collapse, and the output layout.
@@ -126,7 +131,7 @@ impl Reduction {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 enum MeanPath {
     /// `optimized_integer_ops::Mean` over H and W of an NHWC tensor.
     Spatial {
@@ -142,13 +147,21 @@ enum MeanPath {
         in_zero_point: i32,
         out_zero_point: i32,
     },
+    /// XNNPACK's mean (module docs).
+    Xnnpack {
+        scale: f32,
+        in_zero_point: i32,
+        out_zero_point: i32,
+    },
 }
 
 /// Prepared int8 MEAN.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Mean {
     reduction: Reduction,
     path: MeanPath,
+    /// The path [`Mean::with_arithmetic`] switches to for XNNPACK.
+    xnnpack: MeanPath,
 }
 
 fn check_scales(input: QParams, output: QParams) -> Result<(), String> {
@@ -210,7 +223,24 @@ impl Mean {
                 out_zero_point: output.zero_point,
             }
         };
-        Ok(Mean { reduction, path })
+        let xnnpack = MeanPath::Xnnpack {
+            scale: input.scale / output.scale / reduction.count as f32,
+            in_zero_point: input.zero_point,
+            out_zero_point: output.zero_point,
+        };
+        Ok(Mean {
+            reduction,
+            path,
+            xnnpack,
+        })
+    }
+
+    /// Compute like `arithmetic` (LiteRT's builtin kernels unless told otherwise).
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        if arithmetic == Arithmetic::Xnnpack {
+            self.path = self.xnnpack.clone();
+        }
+        self
     }
 
     pub fn output_shape(&self) -> &[usize] {
@@ -265,6 +295,17 @@ impl Mean {
                     let shifted = (i64::from(sum) - i64::from(*in_zero_point) * n) as i32;
                     let v = multiplier.apply(shifted).wrapping_add(*out_zero_point);
                     *o = v.clamp(-128, 127) as i8;
+                }
+            }
+            MeanPath::Xnnpack {
+                scale,
+                in_zero_point,
+                out_zero_point,
+            } => {
+                let n = self.reduction.count as i64;
+                for (o, sum) in out.iter_mut().zip(self.reduction.sums(input)) {
+                    let centred = (i64::from(sum) - i64::from(*in_zero_point) * n) as i32;
+                    *o = requantize_f32(centred, *scale, *out_zero_point, -128, 127) as i8;
                 }
             }
         }

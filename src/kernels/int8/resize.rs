@@ -23,11 +23,21 @@
 //!   up; `k3_resize_up_2x_half_pixel.npz` has dozens of negative ties that tell them
 //!   apart) and stored as int8.
 //!
+//! # XNNPACK
+//!
+//! With [`Arithmetic::Xnnpack`] the op runs as LiteRT's default XNNPACK delegate runs it
+//! (checked against LiteRT 2.3.0 on x86-64): coordinates in f32 (`in / out` per axis, or
+//! `(in - 1) / (out - 1)` with `align_corners`; half-pixel centres add
+//! `0.5 * scale - 0.5` and clamp to `[0, in - 1]`), the fractional parts turned into
+//! 11-bit weights with round-to-nearest-even, and the interpolation done in int32 in two
+//! passes (horizontal, then vertical, each `(a << 11) + (b - a) * w`), rounded by adding
+//! 2^21 and shifting right by 22 (ties up).
+//!
 //! The values are not rescaled: LiteRT copies the quantized codes through, so the
 //! output's scale and zero point are assumed equal to the input's (the converter makes
 //! them so; LiteRT does not check it, and neither does this kernel).
 
-use super::QParams;
+use super::{Arithmetic, QParams};
 
 /// Shapes of one RESIZE_BILINEAR: input `[batch, in_h, in_w, channels]`, output
 /// `[batch, out_h, out_w, channels]` (`out_*` is the op's size input).
@@ -46,6 +56,46 @@ pub struct ResizeDims {
 pub struct ResizeBilinearInt8 {
     align_corners: bool,
     half_pixel_centers: bool,
+    arithmetic: Arithmetic,
+}
+
+/// One output row (or column) as XNNPACK's indirection sets it up: the two input
+/// indices and the 11-bit weight of the second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct XnnpackSource {
+    lower: usize,
+    upper: usize,
+    weight: i32,
+}
+
+fn xnnpack_sources(
+    input: usize,
+    output: usize,
+    align: bool,
+    half_pixel: bool,
+) -> Vec<XnnpackSource> {
+    let adjust = usize::from(align && output != 1);
+    // Sizes are bounded by MAX_SIZE (< 2^24), so they convert to f32 exactly.
+    let scale = (input - adjust) as f32 / (output - adjust) as f32;
+    let last = input - 1;
+    let offset = 0.5 * scale - 0.5;
+    (0..output)
+        .map(|i| {
+            let coordinate = if half_pixel && !align {
+                (i as f32 * scale + offset).clamp(0.0, last as f32)
+            } else {
+                i as f32 * scale
+            };
+            // Non-negative, so truncation is the floor (as C's float-to-int cast).
+            let lower = (coordinate as usize).min(last);
+            let alpha = coordinate - lower as f32;
+            XnnpackSource {
+                lower,
+                upper: (lower + 1).min(last),
+                weight: (alpha * 2048.0).round_ties_even() as i32,
+            }
+        })
+        .collect()
 }
 
 /// The source of one output row (or column): the 10-bit fixed-point coordinate and
@@ -133,7 +183,46 @@ impl ResizeBilinearInt8 {
         Ok(ResizeBilinearInt8 {
             align_corners,
             half_pixel_centers,
+            arithmetic: Arithmetic::Builtin,
         })
+    }
+
+    /// Interpolate like `arithmetic` (LiteRT's builtin kernel unless told otherwise).
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.arithmetic = arithmetic;
+        self
+    }
+
+    /// XNNPACK's interpolation (module docs), once the shapes are checked.
+    fn run_xnnpack(&self, d: &ResizeDims, input: &[i8], out: &mut [i8]) {
+        let ys = xnnpack_sources(d.in_h, d.out_h, self.align_corners, self.half_pixel_centers);
+        let xs = xnnpack_sources(d.in_w, d.out_w, self.align_corners, self.half_pixel_centers);
+        let c = d.channels;
+        if c == 0 {
+            return;
+        }
+        let mut dst = out.chunks_exact_mut(c);
+        for b in 0..d.batch {
+            let image = &input[b * d.in_h * d.in_w * c..][..d.in_h * d.in_w * c];
+            for y in &ys {
+                for x in &xs {
+                    let at = |row: usize, col: usize| &image[(row * d.in_w + col) * c..][..c];
+                    let (tl, tr) = (at(y.lower, x.lower), at(y.lower, x.upper));
+                    let (bl, br) = (at(y.upper, x.lower), at(y.upper, x.upper));
+                    let Some(px) = dst.next() else {
+                        return;
+                    };
+                    for (ch, o) in px.iter_mut().enumerate() {
+                        let v = |p: &[i8]| i32::from(p[ch]);
+                        // |values| < 2^8, weights <= 2^11: at most 2^30, no overflow.
+                        let top = (v(tl) << 11) + (v(tr) - v(tl)) * x.weight;
+                        let bottom = (v(bl) << 11) + (v(br) - v(bl)) * x.weight;
+                        let acc = (top << 11) + (bottom - top) * y.weight;
+                        *o = ((acc + (1 << 21)) >> 22) as i8;
+                    }
+                }
+            }
+        }
     }
 
     /// Resizes `input` (NHWC, `d`'s input shape) into `out` (`d`'s output shape).
@@ -167,6 +256,10 @@ impl ResizeBilinearInt8 {
             if got != want {
                 return Err(format!("{what} has {got} elements, {d:?} needs {want}"));
             }
+        }
+        if self.arithmetic == Arithmetic::Xnnpack {
+            self.run_xnnpack(d, input, out);
+            return Ok(());
         }
         let ys = sources(d.in_h, d.out_h, self.align_corners, self.half_pixel_centers)?;
         let xs = sources(d.in_w, d.out_w, self.align_corners, self.half_pixel_centers)?;

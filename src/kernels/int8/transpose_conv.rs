@@ -45,9 +45,9 @@
 //! never checks that against the real input size, so a mismatched model reads out of
 //! bounds there. Here that is an error.
 
-use super::conv::{requantize, Rounding};
+use super::conv::Rounding;
 use super::conv::{Requant, ScaleProduct};
-use super::QParams;
+use super::{Arithmetic, QParams};
 use crate::graph::{FusedActivation, Padding};
 use crate::kernels::fixed_point::QuantizedMultiplier;
 
@@ -227,6 +227,12 @@ impl TransposeConvInt8 {
         .map(|rq| TransposeConvInt8 { rq })
     }
 
+    /// Requantize like `arithmetic` (LiteRT's builtin kernels unless told otherwise).
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.rq.set_arithmetic(arithmetic);
+        self
+    }
+
     /// The per-channel fixed-point multipliers, as TFLite stores them.
     pub fn multipliers(&self) -> &[QuantizedMultiplier] {
         &self.rq.multipliers
@@ -316,9 +322,7 @@ impl TransposeConvInt8 {
                     } else {
                         Rounding::HalfAwayFromZero
                     };
-                    let v = requantize(a, self.rq.multipliers[c], rounding)
-                        .saturating_add(self.rq.output_zero_point);
-                    *o = v.clamp(self.rq.act_min, self.rq.act_max) as i8;
+                    *o = self.rq.output(a, c, rounding);
                 }
             }
         }
