@@ -208,6 +208,61 @@ fn debug_writes_tensorflow_compatible_csv() {
     );
 }
 
+/// `qdbg debug FLOAT --int8 TF_INT8 --int8-arithmetic xnnpack --csv`: TensorFlow's own int8
+/// MobileNetV3, debugged with the arithmetic TensorFlow's debugger runs. Every row's
+/// mean_squared_error in the written CSV within 5% (or 1e-9) of the CSV TensorFlow printed
+/// (tests/fixtures/mobilenet_v3_small.tf_debug.csv), and the same rows in the same order.
+#[test]
+fn debug_with_xnnpack_arithmetic_prints_tensorflows_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("layers.csv");
+    let o = qdbg(&[
+        "debug",
+        common::fixture("mobilenet_v3_small.tflite")
+            .to_str()
+            .unwrap(),
+        "--int8",
+        common::fixture("mobilenet_v3_small.int8.tflite")
+            .to_str()
+            .unwrap(),
+        "--data",
+        common::fixture("mobilenet_v3_small.inputs.npz")
+            .to_str()
+            .unwrap(),
+        "--int8-arithmetic",
+        "xnnpack",
+        "--csv",
+        csv_path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = |path: &std::path::Path| -> Vec<(String, String, f64)> {
+        let mut r = csv::Reader::from_path(path).unwrap();
+        let cols: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+        let at = |name: &str| cols.iter().position(|c| c == name).unwrap();
+        let (op, mse, name) = (at("op_name"), at("mean_squared_error"), at("tensor_name"));
+        r.records()
+            .map(|x| {
+                let x = x.unwrap();
+                (
+                    x[op].to_string(),
+                    x[name].to_string(),
+                    x[mse].parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let ours = rows(&csv_path);
+    let tf = rows(&common::fixture("mobilenet_v3_small.tf_debug.csv"));
+    assert_eq!(ours.len(), tf.len());
+    for ((op, name, m), (top, tname, t)) in ours.iter().zip(&tf) {
+        assert_eq!((op, name), (top, tname));
+        assert!(
+            (m - t).abs() <= 0.05 * t.abs() || (m - t).abs() <= 1e-9,
+            "{op} {name}: qdbg {m:e}, TensorFlow {t:e}"
+        );
+    }
+}
+
 /// The main job: `qdbg` with no arguments debugs the bundled demo. Its float top-1 on the
 /// debug set must equal the one LiteRT measured when the demo was made
 /// (demo/expected.json, 98/100), and full int8 must lose at least 3 points, the demo's

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use qdbg::data::{load_dataset, ImageOptions, InputSpec};
-use qdbg::debug::job::spawn;
+use qdbg::debug::job::{spawn, JobSettings};
 use qdbg::debug::{DebugEvent, VerifyMode};
 use qdbg::exec::Executor;
 use qdbg::quant::{
@@ -41,9 +41,7 @@ fn streams_events_and_cancels_within_one_sample() {
         Arc::new(model),
         Arc::new(data),
         None,
-        VerifyMode::PerLayer,
-        Device::Cpu,
-        None,
+        JobSettings::new(VerifyMode::PerLayer),
     );
 
     match job.events.recv().unwrap() {

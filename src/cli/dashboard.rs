@@ -10,7 +10,7 @@ use qdbg::quant::denylist::read_denylist;
 use qdbg::tui::{DashboardOptions, EngineInputs};
 
 use super::debug::{DebugArgs, ModeArg};
-use super::{DeviceArgs, ImageArgs};
+use super::{DeviceArgs, ImageArgs, Int8Args};
 
 #[derive(Args)]
 pub struct DashboardArgs {
@@ -36,6 +36,8 @@ pub struct DashboardArgs {
     pub recalibrate: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub arithmetic: Int8Args,
     #[command(flatten)]
     pub images: ImageArgs,
 }
@@ -90,6 +92,7 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
             recalibrate: args.recalibrate,
             int8: None,
             device: args.device.clone(),
+            arithmetic: args.arithmetic.clone(),
             images: args.images.clone(),
         })?;
         println!(
@@ -123,6 +126,7 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
         device,
         recalibrate: args.recalibrate,
         mode: args.mode.verify_mode(),
+        arithmetic: args.arithmetic.arithmetic(),
     };
     let colors = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let outcome = qdbg::tui::run(

@@ -15,7 +15,7 @@ use qdbg::quant::foreign::pair_with_float;
 use qdbg::quant::plan::plan_activations;
 use qdbg::quant::quantize::{quantize_graph, QuantizeOptions};
 
-use super::{DeviceArgs, ImageArgs};
+use super::{DeviceArgs, ImageArgs, Int8Args};
 
 #[derive(Args)]
 pub struct DebugArgs {
@@ -54,6 +54,8 @@ pub struct DebugArgs {
     pub int8: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub arithmetic: Int8Args,
     #[command(flatten)]
     pub images: ImageArgs,
 }
@@ -136,7 +138,8 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         }
     };
     let mode = args.mode.verify_mode();
-    let mut debugger = Debugger::new(&graph, &model, &device)?;
+    let mut debugger =
+        Debugger::new(&graph, &model, &device)?.with_arithmetic(args.arithmetic.arithmetic())?;
     if let Some(outputs) = float_outputs {
         debugger = debugger.with_float_outputs(outputs);
     }

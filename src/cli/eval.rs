@@ -9,7 +9,7 @@ use qdbg::data::{load_dataset, load_labels, InputSpec};
 use qdbg::exec::{parse_device, tensor_from_sample, Executor};
 use rayon::prelude::*;
 
-use super::{DeviceArgs, ImageArgs};
+use super::{DeviceArgs, ImageArgs, Int8Args};
 
 #[derive(Args)]
 #[command(
@@ -31,6 +31,8 @@ pub struct EvalArgs {
     pub top_k: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub arithmetic: Int8Args,
     #[command(flatten)]
     pub images: ImageArgs,
 }
@@ -59,7 +61,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
                 labels = Some(load_labels(l, Some(samples))?);
             }
         }
-        let exec = Executor::new(&graph, &device)?;
+        let exec = Executor::with_arithmetic(&graph, &device, args.arithmetic.arithmetic())?;
         // Samples run in parallel; rankings come back in sample order.
         let per_sample = (0..samples)
             .into_par_iter()

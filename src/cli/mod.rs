@@ -77,6 +77,33 @@ fn parse_device_choice(s: &str) -> Result<DeviceChoice, String> {
     s.parse()
 }
 
+/// Whose int8 arithmetic the quantized model runs with.
+#[derive(Args, Clone)]
+pub struct Int8Args {
+    /// builtin: LiteRT's builtin int8 kernels (bit for bit); xnnpack: LiteRT's default
+    /// XNNPACK delegate on x86-64, which rescales convolutions, MEAN and MUL in float and
+    /// is what tf.lite.Interpreter and TensorFlow's QuantizationDebugger run (choose it to
+    /// reproduce their numbers, or when deploying with LiteRT's CPU defaults).
+    #[arg(long = "int8-arithmetic", value_enum, default_value = "builtin")]
+    pub int8_arithmetic: ArithmeticArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub enum ArithmeticArg {
+    Builtin,
+    Xnnpack,
+}
+
+impl Int8Args {
+    pub fn arithmetic(&self) -> qdbg::kernels::int8::Arithmetic {
+        use qdbg::kernels::int8::Arithmetic;
+        match self.int8_arithmetic {
+            ArithmeticArg::Builtin => Arithmetic::Builtin,
+            ArithmeticArg::Xnnpack => Arithmetic::Xnnpack,
+        }
+    }
+}
+
 /// How image folders become model inputs: value = (pixel * scale - mean) / std.
 #[derive(Args, Clone)]
 pub struct ImageArgs {

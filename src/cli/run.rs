@@ -10,7 +10,7 @@ use qdbg::data::{load_dataset, write_npz_atomic, InputSpec, SampleArray};
 use qdbg::exec::{parse_device, sample_from_tensor, stack_samples, tensor_from_sample, Executor};
 use rayon::prelude::*;
 
-use super::{DeviceArgs, ImageArgs};
+use super::{DeviceArgs, ImageArgs, Int8Args};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -29,6 +29,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
+    pub arithmetic: Int8Args,
+    #[command(flatten)]
     pub images: ImageArgs,
 }
 
@@ -40,7 +42,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         &args.images.options(),
     )?;
     let device = parse_device(args.device.device)?;
-    let executor = Executor::new(&graph, &device)?;
+    let executor = Executor::with_arithmetic(&graph, &device, args.arithmetic.arithmetic())?;
     let count = args
         .limit
         .map_or(dataset.num_samples(), |n| n.min(dataset.num_samples()));

@@ -14,7 +14,7 @@ use qdbg::debug::{Debugger, VerifyMode};
 use qdbg::quant::denylist::{read_denylist, write_denylist, Rule};
 use qdbg::quant::plan::plan_activations;
 
-use super::{DeviceArgs, ImageArgs};
+use super::{DeviceArgs, ImageArgs, Int8Args};
 
 #[derive(Args)]
 #[command(
@@ -59,6 +59,8 @@ pub struct SelectArgs {
     pub recalibrate: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub arithmetic: Int8Args,
     #[command(flatten)]
     pub images: ImageArgs,
 }
@@ -114,13 +116,15 @@ pub fn select(args: &SelectArgs) -> Result<()> {
         labels.map(Arc::new),
         device,
     )
-    .with_float_outputs(Arc::clone(&float_outputs));
+    .with_float_outputs(Arc::clone(&float_outputs))
+    .with_arithmetic(args.arithmetic.arithmetic());
     let graph = &selector.graph;
 
     // Per-layer statistics for the rules on the full-int8 model; only the model-level
     // comparison for the selective one.
     let full = selector.select(&[], &[])?;
     let full_report = Debugger::new(graph, &full.model, &selector.device)?
+        .with_arithmetic(args.arithmetic.arithmetic())?
         .with_float_outputs(float_outputs)
         .run(
             &selector.dataset,

@@ -13,7 +13,32 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::exec::FloatOutputCache;
 use crate::graph::Graph;
+use crate::kernels::int8::Arithmetic;
 use crate::quant::quantize::QuantizedModel;
+
+/// How a [`spawn`]ed run runs.
+#[derive(Clone)]
+pub struct JobSettings {
+    pub mode: VerifyMode,
+    /// Where the float model runs.
+    pub device: Device,
+    /// As in [`Debugger::with_float_outputs`].
+    pub float_outputs: Option<Arc<FloatOutputCache>>,
+    /// As in [`Debugger::with_arithmetic`].
+    pub arithmetic: Arithmetic,
+}
+
+impl JobSettings {
+    /// `mode` on the CPU, LiteRT's builtin int8 arithmetic, nothing shared.
+    pub fn new(mode: VerifyMode) -> Self {
+        JobSettings {
+            mode,
+            device: Device::Cpu,
+            float_outputs: None,
+            arithmetic: Arithmetic::Builtin,
+        }
+    }
+}
 
 /// A debugger run on a worker thread.
 pub struct DebugJob {
@@ -38,22 +63,25 @@ impl DebugJob {
     }
 }
 
-/// Starts `Debugger::run` on its own thread; `float_outputs` as in
-/// [`Debugger::with_float_outputs`].
+/// Starts `Debugger::run` on its own thread.
 pub fn spawn(
     float: Arc<Graph>,
     model: Arc<QuantizedModel>,
     dataset: Arc<Dataset>,
     labels: Option<Arc<Vec<i64>>>,
-    mode: VerifyMode,
-    device: Device,
-    float_outputs: Option<Arc<FloatOutputCache>>,
+    settings: JobSettings,
 ) -> DebugJob {
+    let JobSettings {
+        mode,
+        device,
+        float_outputs,
+        arithmetic,
+    } = settings;
     let (tx, events) = channel();
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&cancel);
     let handle = std::thread::spawn(move || {
-        let mut debugger = Debugger::new(&float, &model, &device)?;
+        let mut debugger = Debugger::new(&float, &model, &device)?.with_arithmetic(arithmetic)?;
         if let Some(outputs) = float_outputs {
             debugger = debugger.with_float_outputs(outputs);
         }

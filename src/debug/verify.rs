@@ -96,6 +96,9 @@ pub struct DebugReport {
     pub model_custom: Vec<(String, f64)>,
     /// Samples done (fewer than the dataset's when the run was cancelled).
     pub samples: usize,
+    /// Whose int8 arithmetic the quantized model ran with.
+    #[serde(rename = "int8_arithmetic")]
+    pub arithmetic: Arithmetic,
 }
 
 /// What the debugger tells its consumers (the dashboard, the CSV and JSON writers).
@@ -483,6 +486,7 @@ impl<'a> Debugger<'a> {
             .collect();
         let m = model.metrics();
         DebugReport {
+            arithmetic: self.quant.arithmetic(),
             layers: self
                 .layers
                 .iter()

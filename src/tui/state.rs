@@ -232,6 +232,7 @@ impl State {
             has_labels,
             phase: Phase::Calibrating { done: 0, total: 0 },
             report: Arc::new(DebugReport {
+                arithmetic: Default::default(),
                 layers: Vec::new(),
                 model: ModelMetrics::default(),
                 model_custom: Vec::new(),

@@ -204,6 +204,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             at_s,
         } => {
             let report = DebugReport {
+                arithmetic: Default::default(),
                 layers: layers
                     .into_iter()
                     .map(|info| LayerStats {

@@ -18,12 +18,13 @@ use candle_core::Device;
 use super::action::{Action, Effect};
 use super::state::Cost;
 use crate::data::Dataset;
-use crate::debug::job;
+use crate::debug::job::{self, JobSettings};
 use crate::debug::report::write_csv;
 use crate::debug::selection::{Selection, Selector};
 use crate::debug::{DebugEvent, DebugReport, VerifyMode};
 use crate::exec::{Executor, FloatOutputCache};
 use crate::graph::Graph;
+use crate::kernels::int8::Arithmetic;
 use crate::quant::calibrate_or_load;
 use crate::quant::denylist::{write_denylist, Rule};
 use crate::quant::plan::plan_activations;
@@ -39,6 +40,8 @@ pub struct EngineInputs {
     pub device: Device,
     pub recalibrate: bool,
     pub mode: VerifyMode,
+    /// Whose int8 arithmetic the quantized models run with.
+    pub arithmetic: Arithmetic,
 }
 
 pub struct Engine {
@@ -144,6 +147,7 @@ fn setup_and_debug(
         device,
         recalibrate,
         mode,
+        arithmetic,
     } = inputs;
     let total = dataset.num_samples();
     // Calibration, the debugger and every evaluation share the float model's outputs.
@@ -174,7 +178,8 @@ fn setup_and_debug(
             labels.map(Arc::new),
             device,
         )
-        .with_float_outputs(Arc::clone(&float_outputs)),
+        .with_float_outputs(Arc::clone(&float_outputs))
+        .with_arithmetic(arithmetic),
     );
     let full = selector.select(&[], &[]).map_err(|e| e.to_string())?;
     let _ = actions.send(Action::Baseline {
@@ -188,9 +193,12 @@ fn setup_and_debug(
         Arc::new(full.model),
         Arc::clone(&selector.dataset),
         selector.labels.clone(),
-        mode,
-        selector.device.clone(),
-        Some(float_outputs),
+        JobSettings {
+            mode,
+            device: selector.device.clone(),
+            float_outputs: Some(float_outputs),
+            arithmetic,
+        },
     );
     let at = || clock.elapsed().as_secs_f64();
     loop {

@@ -132,6 +132,7 @@ pub fn report(samples: usize, both: bool) -> Arc<DebugReport> {
         })
         .collect();
     Arc::new(DebugReport {
+        arithmetic: Default::default(),
         layers,
         model: ModelMetrics {
             samples,

@@ -32,7 +32,8 @@ pub mod transpose_conv;
 /// kernels give. The rules were measured against LiteRT 2.3.0 / TensorFlow 2.21 on x86-64
 /// (`scripts/kernel_vectors/make_xnnpack_vectors.py`); XNNPACK on Arm rounds its
 /// convolutions differently and is not reproduced.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Arithmetic {
     /// LiteRT's builtin kernels (`BUILTIN_WITHOUT_DEFAULT_DELEGATES`).
     #[default]
