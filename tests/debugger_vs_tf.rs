@@ -1,7 +1,8 @@
 //! qdbg's per-layer debugger against TensorFlow's `QuantizationDebugger` on the same model
 //! and data (reference CSVs made by `scripts/make_fixtures.py` with TensorFlow 2.21):
 //! the same rows (op and tensor name), and each layer's mean squared error within 5%
-//! relative (or 1e-9 absolute) of the numbers TensorFlow printed.
+//! relative (or 1e-9 absolute) of the numbers TensorFlow printed, in both of its verify
+//! modes (per-layer `NAME.tf_debug.csv`, whole-model `NAME.tf_debug_whole.csv`).
 //!
 //! TensorFlow's debugger runs its int8 ops through LiteRT's default XNNPACK delegate,
 //! which rounds several ops differently from LiteRT's builtin kernels (see
@@ -42,14 +43,19 @@ struct TfRow {
     builtin_mse: Option<f64>,
 }
 
-fn tf_rows(name: &str) -> Vec<TfRow> {
-    let mut reader =
-        csv::Reader::from_path(common::fixture(&format!("{name}.tf_debug.csv"))).unwrap();
+/// TensorFlow's rows for one verify mode: `NAME.tf_debug.csv` (per-layer) or
+/// `NAME.tf_debug_whole.csv` (whole-model), with the JSON's builtin-kernel statistics.
+fn tf_rows(name: &str, mode: VerifyMode) -> Vec<TfRow> {
+    let (file, section) = match mode {
+        VerifyMode::WholeModel => (format!("{name}.tf_debug_whole.csv"), "whole_model"),
+        _ => (format!("{name}.tf_debug.csv"), "per_layer"),
+    };
+    let mut reader = csv::Reader::from_path(common::fixture(&file)).unwrap();
     let json: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(common::fixture(&format!("{name}.tf_debug.json"))).unwrap(),
     )
     .unwrap();
-    let details = json["per_layer"]["row_details"]
+    let details = json[section]["row_details"]
         .as_array()
         .cloned()
         .unwrap_or_default();
@@ -110,53 +116,65 @@ fn check_with(name: &str, from: Int8From, arithmetic: Arithmetic) {
         .unwrap()
         .with_arithmetic(arithmetic)
         .unwrap();
+    // One run gives both of TensorFlow's modes: per-layer (its default) and whole-model.
     let stats = debugger
         .run(
             &data,
             None,
-            VerifyMode::PerLayer,
+            VerifyMode::Both,
             &AtomicBool::new(false),
             &mut |_| {},
         )
         .unwrap()
         .layers;
 
-    let tf = tf_rows(name);
-    let ours: Vec<(String, String)> = stats
-        .iter()
-        .map(|s| (s.info.op_name.to_string(), s.info.tensor_name.clone()))
-        .collect();
-    let theirs: Vec<(String, String)> = tf.iter().map(|r| (r.op.clone(), r.name.clone())).collect();
-    assert_eq!(ours, theirs, "{name}: rows differ from TensorFlow's");
-
     let close = |a: f64, b: f64, rel: f64| (a - b).abs() <= rel * b.abs() || (a - b).abs() <= 1e-9;
-    // With XNNPACK's arithmetic the oracle is the CSV TensorFlow printed; with the
-    // builtin one, the same statistics recomputed with LiteRT's builtin kernels.
     let mut off = Vec::new();
-    let mut off_other = 0;
-    for (s, t) in stats.iter().zip(&tf) {
-        let m = s.per_layer.unwrap().mean_squared_error;
-        let builtin = t
-            .builtin_mse
-            .expect("fixture JSON lacks stats_litert_builtin");
-        let (reference, other) = match arithmetic {
-            Arithmetic::Xnnpack => (t.mse, builtin),
-            Arithmetic::Builtin => (builtin, t.mse),
-        };
-        if !close(m, reference, 0.05) {
-            off.push(format!(
-                "{} {}: qdbg {m:e} vs reference {reference:e} (TF's CSV {:e}, LiteRT builtin {builtin:e})",
-                t.op, t.name, t.mse
-            ));
+    for mode in [VerifyMode::PerLayer, VerifyMode::WholeModel] {
+        let tf = tf_rows(name, mode);
+        let ours: Vec<(String, String)> = stats
+            .iter()
+            .map(|s| (s.info.op_name.to_string(), s.info.tensor_name.clone()))
+            .collect();
+        let theirs: Vec<(String, String)> =
+            tf.iter().map(|r| (r.op.clone(), r.name.clone())).collect();
+        assert_eq!(
+            ours, theirs,
+            "{name}: rows differ from TensorFlow's ({mode:?})"
+        );
+
+        // With XNNPACK's arithmetic the oracle is the CSV TensorFlow printed; with the
+        // builtin one, the same statistics recomputed with LiteRT's builtin kernels.
+        let mut off_here = 0;
+        let mut off_other = 0;
+        for (s, t) in stats.iter().zip(&tf) {
+            let metrics = match mode {
+                VerifyMode::WholeModel => s.whole_model,
+                _ => s.per_layer,
+            };
+            let m = metrics.unwrap().mean_squared_error;
+            let builtin = t
+                .builtin_mse
+                .expect("fixture JSON lacks stats_litert_builtin");
+            let (reference, other) = match arithmetic {
+                Arithmetic::Xnnpack => (t.mse, builtin),
+                Arithmetic::Builtin => (builtin, t.mse),
+            };
+            if !close(m, reference, 0.05) {
+                off_here += 1;
+                off.push(format!(
+                    "{mode:?} {} {}: qdbg {m:e} vs reference {reference:e} (TF's CSV {:e}, LiteRT builtin {builtin:e})",
+                    t.op, t.name, t.mse
+                ));
+            }
+            off_other += usize::from(!close(m, other, 0.05));
         }
-        off_other += usize::from(!close(m, other, 0.05));
+        eprintln!(
+            "{name} ({mode:?}, {} arithmetic): {} rows equal TensorFlow's; {off_here} beyond 5% of the reference; {off_other} beyond 5% of the other runtime's numbers",
+            arithmetic.name(),
+            tf.len(),
+        );
     }
-    eprintln!(
-        "{name} ({} arithmetic): {} rows equal TensorFlow's; {} beyond 5% of the reference; {off_other} beyond 5% of the other runtime's numbers",
-        arithmetic.name(),
-        tf.len(),
-        off.len()
-    );
     assert!(
         off.is_empty(),
         "{name}: layers whose MSE is not within 5% of the reference:\n{}",
