@@ -167,8 +167,25 @@ fn shape(max_c: usize) -> impl Strategy<Value = Shape> {
         )
 }
 
+/// Every level this CPU has (`QDBG_KERNELS` does not cap this list; it caps `active`).
 fn levels() -> Vec<Level> {
     simd::available()
+}
+
+/// The levels the tests iterate are the ones the build's architecture has, and
+/// `Scalar`, the reference, first. On aarch64 plain NEON always exists, and a CPU that
+/// has the dot product extension (qemu's `-cpu max`) adds the second NEON level.
+#[test]
+fn levels_cover_this_architecture() {
+    let levels = levels();
+    assert_eq!(levels[0], Level::Scalar);
+    assert!(levels.contains(&simd::detected()));
+    if cfg!(target_arch = "aarch64") {
+        assert!(levels.contains(&Level::Neon), "{levels:?}");
+        assert!(levels
+            .iter()
+            .all(|l| matches!(l, Level::Scalar | Level::Neon | Level::NeonDot)));
+    }
 }
 
 /// Everything one CONV_2D case needs.
@@ -309,6 +326,7 @@ proptest! {
             let packed = op
                 .pack_depthwise(&filter, bias.as_deref(), s.k, level)
                 .map_err(TestCaseError::fail)?;
+            prop_assert_eq!(packed.level(), level);
             let mut got = vec![0i8; out_len];
             packed.run(&g, &input, &mut got).map_err(TestCaseError::fail)?;
             prop_assert_eq!(&got, &want, "level {:?}, geometry {:?}", level, g);
@@ -336,6 +354,7 @@ proptest! {
         op.run(rows, depth, &input, &filter, bias.as_deref(), &mut want).map_err(TestCaseError::fail)?;
         for level in levels() {
             let packed = op.pack(&filter, bias.as_deref(), depth, level).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(packed.level(), level);
             let mut got = vec![0i8; rows * units];
             packed.run(rows, &input, &mut got).map_err(TestCaseError::fail)?;
             prop_assert_eq!(&got, &want, "level {:?}, {}x{}x{}", level, rows, depth, units);

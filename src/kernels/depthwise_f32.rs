@@ -49,6 +49,7 @@ pub fn depthwise_conv2d(
 }
 
 /// Windows up to this many taps take the register-accumulating AVX2 path.
+#[cfg(target_arch = "x86_64")]
 const MAX_TAPS: usize = 64;
 
 #[cfg(target_arch = "x86_64")]

@@ -3,19 +3,31 @@
 //! The scalar kernels are the reference: they define the results. The SIMD kernels
 //! compute the same integers (int8) or stay within the float oracle's tolerance (f32) and
 //! are tested against the scalar ones on every level the CPU offers. `QDBG_KERNELS`
-//! (`scalar`, `avx2`, `avx512`) caps the level, so tests and benchmarks can pin one;
-//! asking for more than the CPU has gives the best it has.
+//! (`scalar`, `avx2`, `avx512` on x86-64; `scalar`, `neon`, `dotprod` on aarch64) caps
+//! the level, so tests and benchmarks can pin one; asking for more than the CPU has
+//! gives the best it has, and naming the other architecture's level is ignored like any
+//! unknown name.
 //!
-//! aarch64 (and every other non-x86 target) runs the scalar kernels: NEON versions are
-//! not written yet, since this build machine cannot compile or test them.
+//! aarch64 has NEON versions of the packed int8 CONV_2D / FULLY_CONNECTED /
+//! DEPTHWISE_CONV_2D kernels only (`kernels::int8::packed`); its other kernels (f32,
+//! elementwise, calibration) run the scalar code. `scripts/test_aarch64.sh` tests them
+//! under qemu. Other targets run the scalar kernels.
 
 use std::sync::OnceLock;
 
-/// An instruction-set level, ordered from least to most capable.
+/// An instruction-set level, ordered from least to most capable within one
+/// architecture. The aarch64 levels sort below the x86 ones, so the x86 code's
+/// `active() >= Level::Avx2` tests stay false on aarch64; `detected`, `available`,
+/// `active` and `supported` only ever return levels of the architecture they run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     /// The reference kernels.
     Scalar,
+    /// aarch64 Advanced SIMD (baseline on every aarch64 CPU).
+    Neon,
+    /// aarch64 Advanced SIMD with the dot product extension (`sdot`): Cortex-A55/A75,
+    /// Apple M1, Neoverse N1 and later.
+    NeonDot,
     /// AVX2 + FMA (x86-64, Haswell / Zen 1 and later).
     Avx2,
     /// AVX-512 F/BW/VL with VNNI (`vpdpbusd`): Ice Lake, Zen 4 and later.
@@ -26,6 +38,8 @@ impl Level {
     pub fn name(self) -> &'static str {
         match self {
             Level::Scalar => "scalar",
+            Level::Neon => "neon",
+            Level::NeonDot => "dotprod",
             Level::Avx2 => "avx2",
             Level::Avx512 => "avx512",
         }
@@ -36,7 +50,19 @@ impl Level {
             "scalar" | "none" | "off" => Some(Level::Scalar),
             "avx2" => Some(Level::Avx2),
             "avx512" | "avx512vnni" | "avx512-vnni" => Some(Level::Avx512),
+            "neon" => Some(Level::Neon),
+            "dotprod" | "neondot" | "neon-dotprod" => Some(Level::NeonDot),
             _ => None,
+        }
+    }
+
+    /// Whether the level's instructions exist on the architecture this was built for
+    /// (whether the CPU has them is `detected`'s business).
+    fn native(self) -> bool {
+        match self {
+            Level::Scalar => true,
+            Level::Neon | Level::NeonDot => cfg!(target_arch = "aarch64"),
+            Level::Avx2 | Level::Avx512 => cfg!(target_arch = "x86_64"),
         }
     }
 }
@@ -59,16 +85,33 @@ pub fn detected() -> Level {
             return Level::Avx2;
         }
     }
-    Level::Scalar
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            return Level::NeonDot;
+        }
+    }
+    // Advanced SIMD is part of the aarch64 base architecture.
+    if cfg!(target_arch = "aarch64") {
+        Level::Neon
+    } else {
+        Level::Scalar
+    }
 }
 
 /// Every level this CPU can run, lowest first: what the equivalence tests iterate over.
 pub fn available() -> Vec<Level> {
     let best = detected();
-    [Level::Scalar, Level::Avx2, Level::Avx512]
-        .into_iter()
-        .filter(|&l| l <= best)
-        .collect()
+    [
+        Level::Scalar,
+        Level::Neon,
+        Level::NeonDot,
+        Level::Avx2,
+        Level::Avx512,
+    ]
+    .into_iter()
+    .filter(|&l| l.native() && l <= best)
+    .collect()
 }
 
 /// The level the kernels use: the detected one, capped by `QDBG_KERNELS` when set.
@@ -82,16 +125,21 @@ pub fn active() -> Level {
             .as_deref()
             .and_then(Level::parse)
         {
-            Some(wanted) => wanted.min(best),
+            Some(wanted) => supported(wanted),
             None => best,
         }
     })
 }
 
 /// `level` limited to what the CPU has, so a caller can never reach an instruction the
-/// CPU lacks (the kernels' `unsafe` rests on this).
+/// CPU lacks (the kernels' `unsafe` rests on this). A level of another architecture
+/// gives the best this CPU has.
 pub fn supported(level: Level) -> Level {
-    level.min(detected())
+    if level.native() {
+        level.min(detected())
+    } else {
+        detected()
+    }
 }
 
 #[cfg(test)]
@@ -108,5 +156,47 @@ mod tests {
         assert_eq!(available()[0], Level::Scalar);
         assert!(active() <= detected());
         assert_eq!(supported(Level::Avx512), detected());
+        assert_eq!(supported(Level::NeonDot), detected());
+        for level in available() {
+            assert_eq!(Level::parse(level.name()), Some(level));
+            assert_eq!(supported(level), level);
+        }
+        assert_eq!(Level::parse("DotProd"), Some(Level::NeonDot));
+        assert_eq!(Level::parse("neon"), Some(Level::Neon));
+        assert!(Level::Scalar < Level::Neon && Level::Neon < Level::NeonDot);
+    }
+
+    /// Only the levels of the architecture this runs on, with the x86 ones out of reach
+    /// of the x86 code's `>=` tests on aarch64.
+    #[test]
+    fn levels_belong_to_this_architecture() {
+        let levels = available();
+        assert!(levels.iter().all(|l| l.native()));
+        assert!(levels.contains(&detected()));
+        #[cfg(target_arch = "aarch64")]
+        {
+            assert!(levels.contains(&Level::Neon));
+            assert!(detected() < Level::Avx2);
+            assert_eq!(supported(Level::Avx2), detected());
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(!levels.contains(&Level::Neon) && !levels.contains(&Level::NeonDot));
+            assert_eq!(supported(Level::Neon), detected());
+        }
+    }
+
+    /// A test script that knows what CPU it runs on (scripts/test_aarch64.sh under
+    /// `qemu -cpu max`) sets `QDBG_EXPECT_DETECTED`, so an emulator or detection that
+    /// hides a level fails here instead of silently leaving its kernels untested.
+    #[test]
+    fn detected_level_is_the_expected_one() {
+        if let Ok(want) = std::env::var("QDBG_EXPECT_DETECTED") {
+            assert_eq!(
+                Some(detected()),
+                Level::parse(&want),
+                "QDBG_EXPECT_DETECTED={want}"
+            );
+        }
     }
 }

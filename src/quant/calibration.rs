@@ -402,6 +402,8 @@ mod tests {
                 })
                 .collect();
             let (lo, hi) = naive(&values);
+            // Only x86 has other builds to add.
+            #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
             let mut builds = vec![range_body(&values)];
             #[cfg(target_arch = "x86_64")]
             {

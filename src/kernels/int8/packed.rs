@@ -1,8 +1,9 @@
 //! Fast int8 CONV_2D, FULLY_CONNECTED and DEPTHWISE_CONV_2D: weights packed once per
-//! model, SIMD inner loops, vectorised requantization. Results are the same integers as
-//! the reference kernels in [`super::conv`] (which stay the definition, and which the
-//! `Scalar` level runs); `tests/int8_packed_kernels.rs` checks that on random shapes for
-//! every level the CPU has.
+//! model, SIMD inner loops (AVX2 and AVX-512 VNNI on x86-64, NEON with and without the
+//! dot product extension on aarch64), vectorised requantization. Results are the same
+//! integers as the reference kernels in [`super::conv`] (which stay the definition, and
+//! which the `Scalar` level runs); `tests/int8_packed_kernels.rs` checks that on random
+//! shapes for every level the CPU has.
 //!
 //! # Why the integers come out identical
 //!
@@ -17,15 +18,29 @@
 //!   `sum(x * w) = sum(u * w) - 128 * sum(w)` and the folded bias is
 //!   `bias + (input_offset - 128) * sum(w)`. `vpdpbusd` does not saturate, and four
 //!   products of at most 255 * 128 fit i32 easily.
+//! * NEON (aarch64), plain (`smull` int8 x int8 -> exact int16, `sadalp` pairwise into
+//!   i32) and with the dot product extension (`sdot`, four int8 x int8 products into
+//!   each i32 lane, wrapping): both multiply *signed* bytes, so the activations go in as
+//!   they are and the fold is AVX2's, `bias + input_offset * sum(w)`. Both read the VNNI
+//!   weight layout ([`pack_groups4`]).
 //!
 //! Taps in the padding must contribute nothing: im2col fills them with the input zero
 //! point, for which `x + input_offset = 0` (and so `u * w` is cancelled by the fold).
+//! The depthwise kernels (AVX2 `vpmaddwd`, AVX-512 `vpdpwssd`, NEON `smull` + `saddw`,
+//! the same code for both NEON levels) use AVX2's fold over a copy of the input padded
+//! with its zero point.
 //!
 //! The requantization (`requantize(acc, m, Rounding::HalfUp)`, clamped) is computed in
-//! vector lanes with exact integer steps (see [`x86`]'s `requant` functions): the rounding
-//! doubling high multiply in 64-bit lanes and the half-up right shift as
-//! `(h >> r) + bit(r - 1) of h`. Depthwise channels that LiteRT requantizes with the scalar
-//! half-away-from-zero tail are finished with the reference code.
+//! vector lanes with exact integer steps. On x86 (see [`x86`]'s `requant` functions) the
+//! rounding doubling high multiply is done in 64-bit lanes and the half-up right shift as
+//! `(h >> r) + bit(r - 1) of h`. NEON has both as instructions that match the reference
+//! exactly: `sqrdmulh` (saturating rounding doubling high multiply) and `srshl` by `-r`
+//! (rounding shift right, ties up, in wider precision); see `packed_neon::requant4`.
+//! Depthwise channels that LiteRT requantizes with the scalar half-away-from-zero tail
+//! (the last `channels % 8`) are finished with the reference code.
+//!
+//! The aarch64 code lives in `packed_neon.rs`; `scripts/test_aarch64.sh` runs this
+//! module's tests and `tests/int8_packed_kernels.rs` under qemu for both NEON levels.
 
 use super::conv::{check_bias, check_len, ConvGeometry, ConvInt8, FullyConnectedInt8, Requant};
 use crate::kernels::simd::{self, Level};
@@ -114,6 +129,29 @@ enum GemmWeights {
     /// `[channel][step]` as int16 (32 bytes): one `vpmaddwd` operand.
     #[cfg(target_arch = "x86_64")]
     Avx2(Vec<i16>),
+    /// The `Vnni` layout (see [`pack_groups4`]), read by both NEON levels: `sdot` takes
+    /// 4 steps of 4 channels per vector as `vpdpbusd` does 4 steps of 16, and plain NEON
+    /// multiplies the same bytes with `smull` (see `packed_neon`).
+    #[cfg(target_arch = "aarch64")]
+    Neon(Vec<i8>),
+}
+
+/// Packs `[units, depth]` weights into blocks of 16 output channels; inside a block,
+/// groups of 4 depth steps, each `[channel][step]` (64 bytes). Depth and channels are
+/// padded with zero weights to `depth_pad` (a multiple of 4) and `units_pad` (of 16).
+/// Returns `(packed, depth_pad, units_pad)`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn pack_groups4(filter: &[i8], units: usize, depth: usize) -> (Vec<i8>, usize, usize) {
+    let (depth_pad, units_pad) = (depth.div_ceil(4) * 4, units.div_ceil(16) * 16);
+    let mut packed = vec![0i8; units_pad * depth_pad];
+    for u in 0..units {
+        let (block, lane) = (u / 16, u % 16);
+        for (k, &w) in filter[u * depth..][..depth].iter().enumerate() {
+            let group = k / 4;
+            packed[(block * depth_pad / 4 + group) * 64 + lane * 4 + k % 4] = w;
+        }
+    }
+    (packed, depth_pad, units_pad)
 }
 
 /// `[units, depth] x [depth]` products for every row of an im2col'd input, packed.
@@ -121,7 +159,7 @@ enum GemmWeights {
 struct Gemm {
     level: Level,
     depth: usize,
-    /// Depth rounded up to the level's step (4 for VNNI, 2 for AVX2).
+    /// Depth rounded up to the level's step (4 for VNNI and NEON, 2 for AVX2).
     depth_pad: usize,
     units: usize,
     /// Units rounded up to the level's vector width.
@@ -174,15 +212,7 @@ impl Gemm {
         #[cfg(target_arch = "x86_64")]
         {
             if level == Level::Avx512 {
-                let (depth_pad, units_pad) = (depth.div_ceil(4) * 4, units.div_ceil(16) * 16);
-                let mut packed = vec![0i8; units_pad * depth_pad];
-                for u in 0..units {
-                    let (block, lane) = (u / 16, u % 16);
-                    for (k, &w) in filter[u * depth..][..depth].iter().enumerate() {
-                        let group = k / 4;
-                        packed[(block * depth_pad / 4 + group) * 64 + lane * 4 + k % 4] = w;
-                    }
-                }
+                let (packed, depth_pad, units_pad) = pack_groups4(filter, units, depth);
                 return Ok(Gemm {
                     level,
                     depth,
@@ -217,6 +247,23 @@ impl Gemm {
                 });
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if matches!(level, Level::Neon | Level::NeonDot) {
+                // Signed x signed products (`smull`, `sdot`): AVX2's fold.
+                let (packed, depth_pad, units_pad) = pack_groups4(filter, units, depth);
+                return Ok(Gemm {
+                    level,
+                    depth,
+                    depth_pad,
+                    units,
+                    units_pad,
+                    weights: GemmWeights::Neon(packed),
+                    bias: bias.map(<[i32]>::to_vec),
+                    ep: Epilogue::new(rq, fold(off), units_pad),
+                });
+            }
+        }
         Ok(Gemm {
             level: Level::Scalar,
             depth,
@@ -245,14 +292,7 @@ impl Gemm {
             && rows.saturating_mul(units).saturating_mul(self.depth_pad) >= PARALLEL_MACS;
         match &self.weights {
             GemmWeights::Vnni(w) => {
-                let pointwise = g.k_h == 1
-                    && g.k_w == 1
-                    && g.stride_h == 1
-                    && g.stride_w == 1
-                    && g.pad_top == 0
-                    && g.pad_left == 0
-                    && (g.in_h, g.in_w) == (g.out_h, g.out_w);
-                if pointwise && self.depth == self.depth_pad {
+                if pointwise(g) && self.depth == self.depth_pad {
                     // The input rows are the im2col rows already: no copy.
                     let a: &[u8] = bytes_of(input);
                     let gemm = |start: usize, dst: &mut [i8]| {
@@ -341,13 +381,26 @@ impl Gemm {
     }
 }
 
+/// Whether the im2col rows of `g` are its input rows (a 1x1 convolution, stride 1, no
+/// padding), so a kernel can read the input in place.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn pointwise(g: &ConvGeometry) -> bool {
+    g.k_h == 1
+        && g.k_w == 1
+        && g.stride_h == 1
+        && g.stride_w == 1
+        && g.pad_top == 0
+        && g.pad_left == 0
+        && (g.in_h, g.in_w) == (g.out_h, g.out_w)
+}
+
 /// Multiply-accumulates above which a GEMM splits its rows across threads (some tens of
 /// microseconds of work on one core): below it the split costs about what it saves.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const PARALLEL_MACS: usize = 1 << 21;
 
 /// Rows per piece when a pointwise GEMM is split.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const PARALLEL_ROWS: usize = 256;
 
 /// The bytes of an int8 slice.
@@ -359,7 +412,7 @@ fn bytes_of(x: &[i8]) -> &[u8] {
 
 /// Rows per im2col block: enough to reuse each packed weight block many times, few
 /// enough that the block's activations stay in L1/L2.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn block_rows(row_bytes: usize, tile: usize) -> usize {
     let rows = (48 * 1024 / row_bytes.max(1)).clamp(tile, 512);
     rows / tile * tile
@@ -368,7 +421,7 @@ fn block_rows(row_bytes: usize, tile: usize) -> usize {
 /// Writes rows `start..start + n` of the im2col matrix of `g` into `dst` (`n` rows of
 /// `row_len` elements): each output pixel's window, tap by tap, `in_c` values per tap,
 /// `pad` for taps in the padding, zeros after the window.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[allow(clippy::too_many_arguments)]
 fn im2col<T: Copy + Default>(
     g: &ConvGeometry,
@@ -502,6 +555,9 @@ impl PackedConv2d {
         #[cfg(target_arch = "x86_64")]
         self.gemm
             .run_x86(g, input, (-self.reference.rq.input_offset) as i8, out);
+        #[cfg(target_arch = "aarch64")]
+        self.gemm
+            .run_neon(g, input, (-self.reference.rq.input_offset) as i8, out);
         Ok(())
     }
 }
@@ -577,7 +633,10 @@ impl PackedFullyConnected {
         #[cfg(target_arch = "x86_64")]
         self.gemm
             .run_x86(&g, input, (-self.reference.rq.input_offset) as i8, out);
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        self.gemm
+            .run_neon(&g, input, (-self.reference.rq.input_offset) as i8, out);
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         let _ = g;
         Ok(())
     }
@@ -594,9 +653,11 @@ pub struct PackedDepthwise {
     /// Channels padded to the vector width.
     channels_pad: usize,
     /// `[k_h * k_w][channels_pad]` filter values as i32 lanes whose high half is zero,
-    /// so `vpmaddwd` against a sign-extended activation gives the exact product.
+    /// so `vpmaddwd` against a sign-extended activation gives the exact product. Empty
+    /// for the scalar and NEON levels.
     filter32: Vec<i32>,
-    /// The original filter and bias, for the scalar level.
+    /// The original filter and bias, for the scalar level; NEON multiplies the filter
+    /// bytes as they are (`smull`).
     filter: Vec<i8>,
     bias: Option<Vec<i32>>,
     ep: Epilogue,
@@ -626,12 +687,12 @@ impl ConvInt8 {
         let level = simd::supported(level);
         let width = match level {
             Level::Avx512 => 16,
-            Level::Avx2 => 8,
+            Level::Avx2 | Level::Neon | Level::NeonDot => 8,
             Level::Scalar => 1,
         };
         let channels_pad = channels.div_ceil(width) * width;
         let mut filter32 = Vec::new();
-        if level != Level::Scalar {
+        if matches!(level, Level::Avx2 | Level::Avx512) {
             filter32 = vec![0i32; taps * channels_pad];
             for (t, row) in filter.chunks_exact(channels).enumerate() {
                 for (c, &w) in row.iter().enumerate() {
@@ -720,20 +781,41 @@ impl PackedDepthwise {
                 }
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        {
+            let Some(padded) = PaddedInput::new(g, input, (-self.reference.rq.input_offset) as i8)
+            else {
+                return self
+                    .reference
+                    .depthwise(g, input, &self.filter, self.bias.as_deref(), out);
+            };
+            let params = packed_neon::DepthwiseParams {
+                g,
+                image: &padded.data,
+                padded_h: padded.h,
+                padded_w: padded.w,
+                filter: &self.filter,
+                ep: &self.ep,
+                rq: &self.reference.rq,
+            };
+            // SAFETY: NEON is baseline on aarch64; `depthwise` checks that the padded
+            // input covers every window and the other sizes before its pointer loops.
+            unsafe { packed_neon::depthwise(&params, out) };
+        }
         Ok(())
     }
 }
 
 /// The input with the padding made real: every window of every output pixel lies inside,
 /// padding cells hold the input zero point. `[batch, h, w, channels]`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 struct PaddedInput {
     data: Vec<i8>,
     h: usize,
     w: usize,
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 impl PaddedInput {
     /// `None` when the padded copy would be much larger than the input (huge padding
     /// or dilation in an odd model): the reference kernel needs no copy.
@@ -769,6 +851,10 @@ impl PaddedInput {
         Some(PaddedInput { data, h, w })
     }
 }
+
+#[cfg(target_arch = "aarch64")]
+#[path = "packed_neon.rs"]
+mod packed_neon;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
