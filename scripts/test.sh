@@ -26,3 +26,9 @@ echo "test.sh: LiteRT oracle at $QDBG_ORACLE_PYTHON" >&2
 
 # Release mode: the suite runs whole models through the float kernels.
 cargo test --release "$@"
+
+# The NEON kernels: cross-built for aarch64 and run under qemu (installs qemu-user and the
+# cross toolchain when missing). Only for the whole suite, on x86-64 hosts.
+if [ $# -eq 0 ] && [ "$(uname -m)" = x86_64 ]; then
+  bash scripts/test_aarch64.sh
+fi

@@ -52,9 +52,10 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $SYSROOT -
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 
-# The library's kernel unit tests, and the integration tests of the packed int8 kernels
-# (every level the emulated CPU has against the scalar reference).
-tests=(--lib --test int8_packed_kernels)
+# The library's kernel unit tests, the integration tests of the packed int8 kernels
+# (every level the emulated CPU has against the scalar reference, in both int8
+# arithmetics) and the XNNPACK-arithmetic vectors (single-op models through the executor).
+tests=(--lib --test int8_packed_kernels --test xnnpack_arithmetic)
 
 build_start=$SECONDS
 cargo test --release --target "$TARGET" "${tests[@]}" --no-run
@@ -73,6 +74,7 @@ for kernels in best neon; do
   if [ "$kernels" = best ]; then unset QDBG_KERNELS; else export QDBG_KERNELS=$kernels; fi
   cargo test --release --target "$TARGET" --lib kernels
   cargo test --release --target "$TARGET" --test int8_packed_kernels
+  cargo test --release --target "$TARGET" --test xnnpack_arithmetic
 done
 say "qemu runs took $((SECONDS - run_start)) s"
 say "all aarch64 tests passed in $((SECONDS - start)) s"

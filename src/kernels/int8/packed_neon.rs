@@ -41,8 +41,20 @@ use crate::kernels::simd::Level;
 ///   reference's half-up `(high + 2^(right - 1)) >> right` done in i64. The Arm ARM
 ///   takes the shift from the low byte of each lane, signed; `right` is at most 31;
 /// * `sqadd` is `saturating_add`, then `smin`/`smax` clamp.
+///
+/// With XNNPACK's arithmetic (`ep.scale` set) the lanes are its f32 epilogue instead:
+/// `scvtf` (int to f32, nearest even), `fmul`, clamp to the activation range less the zero
+/// point, `fcvtns` (nearest even), plus the zero point; each step correctly rounded, as
+/// [`crate::kernels::int8::requantize_f32`].
 #[inline]
 unsafe fn requant4(acc: int32x4_t, ep: &Epilogue, c: usize) -> int32x4_t {
+    if let Some(scale) = &ep.scale {
+        let s = vld1q_f32(scale.as_ptr().add(c));
+        let lo = vdupq_n_f32((ep.act_min - ep.zero_point) as f32);
+        let hi = vdupq_n_f32((ep.act_max - ep.zero_point) as f32);
+        let f = vminq_f32(vmaxq_f32(vmulq_f32(vcvtq_f32_s32(acc), s), lo), hi);
+        return vaddq_s32(vcvtnq_s32_f32(f), vdupq_n_s32(ep.zero_point));
+    }
     let mult = vld1q_s32(ep.mult.as_ptr().add(c));
     let left = vld1q_s32(ep.left.as_ptr().add(c));
     let right = vld1q_s32(ep.right.as_ptr().add(c));
@@ -190,6 +202,7 @@ unsafe fn gemm<const DOT: bool>(
     assert!([&ep.bias, &ep.mult, &ep.left, &ep.right]
         .iter()
         .all(|v| v.len() >= blocks * 16));
+    assert!(ep.scale.as_ref().is_none_or(|s| s.len() >= blocks * 16));
     for block in 0..blocks {
         let cols = Cols {
             a: a.as_ptr(),
@@ -461,6 +474,7 @@ pub(super) unsafe fn depthwise(p: &DepthwiseParams, out: &mut [i8]) {
     assert!([&p.ep.bias, &p.ep.mult, &p.ep.left, &p.ep.right]
         .iter()
         .all(|v| v.len() >= ch));
+    assert!(p.ep.scale.as_ref().is_none_or(|s| s.len() >= ch));
     for b in 0..g.batch {
         let image = &p.image[b * image_len..][..image_len];
         for oy in 0..g.out_h {
