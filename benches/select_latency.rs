@@ -106,20 +106,29 @@ fn main() {
         .expect("quantize");
     let quantize_ms = ms(started);
     line("qdbg-quantize", &[quantize_ms], "");
-    let started = Instant::now();
-    let report = Debugger::new(&graph, &full, &device)
-        .expect("debugger")
-        .with_float_outputs(Arc::clone(&float_outputs))
-        .run(
-            &dataset,
-            None,
-            VerifyMode::PerLayer,
-            &AtomicBool::new(false),
-            &mut |_| {},
-        )
-        .expect("debug");
-    let debug_ms = ms(started);
+    // What TensorFlow's run() computes (the CSV's statistics; qdbg adds its extra metrics
+    // but, as `qdbg debug --csv`, no histograms), then the same with the histograms the
+    // dashboard draws (and `--json` / kl_divergence need), reported beside it.
+    let debug_run = |histograms: bool| {
+        let started = Instant::now();
+        let report = Debugger::new(&graph, &full, &device)
+            .expect("debugger")
+            .with_float_outputs(Arc::clone(&float_outputs))
+            .with_histograms(histograms)
+            .run(
+                &dataset,
+                None,
+                VerifyMode::PerLayer,
+                &AtomicBool::new(false),
+                &mut |_| {},
+            )
+            .expect("debug");
+        (report, ms(started))
+    };
+    let (report, debug_ms) = debug_run(false);
     line("qdbg-debug-per-layer", &[debug_ms], "");
+    let (_, histograms_ms) = debug_run(true);
+    line("qdbg-debug-per-layer-histograms", &[histograms_ms], "");
 
     // Calibration load (the saved file) + the first selection, which also fills the
     // selector's float-output cache. Then new thresholds on rmse/scale, as a user tries

@@ -370,3 +370,49 @@ fn shared_float_outputs_change_nothing() {
     };
     assert_eq!(evaluate(true), evaluate(false));
 }
+
+/// Without histograms (`qdbg debug --csv`), every statistic but the KL divergence is the
+/// same as with them, bit for bit, in both verify modes; the KL divergence is NaN and no
+/// layer carries histograms.
+#[test]
+fn histograms_off_change_nothing_else() {
+    let (graph, data, labels) = demo();
+    let cal = calibration(&graph, &data);
+    let model = quantize_graph(
+        &graph,
+        &plan_activations(&graph, &cal),
+        &QuantizeOptions::default(),
+    )
+    .unwrap();
+    let run = |histograms: bool| {
+        Debugger::new(&graph, &model, &Device::Cpu)
+            .unwrap()
+            .with_histograms(histograms)
+            .run(
+                &data,
+                Some(&labels),
+                VerifyMode::Both,
+                &AtomicBool::new(false),
+                &mut |_| {},
+            )
+            .unwrap()
+    };
+    let (with, without) = (run(true), run(false));
+    assert_eq!(format!("{:?}", with.model), format!("{:?}", without.model));
+    assert_eq!(with.layers.len(), without.layers.len());
+    for (a, b) in with.layers.iter().zip(&without.layers) {
+        assert!(a.histograms.is_some() && b.histograms.is_none());
+        for (ma, mb) in [(a.per_layer, b.per_layer), (a.whole_model, b.whole_model)] {
+            let (mut ma, mut mb) = (ma.unwrap(), mb.unwrap());
+            assert!(ma.kl_divergence.is_finite() && mb.kl_divergence.is_nan());
+            ma.kl_divergence = 0.0;
+            mb.kl_divergence = 0.0;
+            assert_eq!(
+                format!("{ma:?}"),
+                format!("{mb:?}"),
+                "{}",
+                a.info.tensor_name
+            );
+        }
+    }
+}

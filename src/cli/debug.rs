@@ -138,8 +138,12 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         }
     };
     let mode = args.mode.verify_mode();
-    let mut debugger =
-        Debugger::new(&graph, &model, &device)?.with_arithmetic(args.arithmetic.arithmetic())?;
+    // Histograms serve the JSON (which has every statistic) and the KL divergence; the
+    // CSV and the summary do without, and skipping them halves the measuring.
+    let histograms = args.json.is_some() || args.metrics.iter().any(|m| m == "kl_divergence");
+    let mut debugger = Debugger::new(&graph, &model, &device)?
+        .with_arithmetic(args.arithmetic.arithmetic())?
+        .with_histograms(histograms);
     if let Some(outputs) = float_outputs {
         debugger = debugger.with_float_outputs(outputs);
     }

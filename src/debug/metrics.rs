@@ -225,12 +225,21 @@ impl LayerSample {
     /// `zero_point`. Dequantizes as [`crate::ops::quantize::dequantize_values`] does (in
     /// f32), so the result equals `from_int8` on the converted slices, bit for bit, without
     /// materialising them.
-    pub fn from_int8_output(scale: f32, zero_point: i64, float: &[f32], raw: &[i8]) -> Self {
+    ///
+    /// Without `histograms` the three histograms are not counted (about half the work):
+    /// the sample then carries none, as one measured without a step.
+    pub fn from_int8_output(
+        scale: f32,
+        zero_point: i64,
+        float: &[f32],
+        raw: &[i8],
+        histograms: bool,
+    ) -> Self {
         // Counted in u32 lanes that vectorise (a tensor has fewer than 2^30 elements).
         let saturated: u32 = raw.iter().map(|&x| u32::from(x == -128 || x == 127)).sum();
         let saturated = saturated as usize;
         Self::measure_values(
-            Some((f64::from(scale), zero_point)),
+            histograms.then_some((f64::from(scale), zero_point)),
             Values::F32(float),
             Values::Int8 {
                 raw,

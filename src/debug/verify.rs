@@ -130,6 +130,8 @@ pub struct Debugger<'a> {
     /// (calibration, denylist evaluations): per-layer runs read them instead of running
     /// the float model, and remember what they compute.
     float_outputs: Option<Arc<FloatOutputCache>>,
+    /// Whether layers histogram their values and errors (see [`Debugger::with_histograms`]).
+    histograms: bool,
 }
 
 impl<'a> Debugger<'a> {
@@ -170,7 +172,18 @@ impl<'a> Debugger<'a> {
             direct_metrics: Vec::new(),
             model_metrics: Vec::new(),
             float_outputs: None,
+            histograms: true,
         })
+    }
+
+    /// Whether each layer histograms its float values, dequantized values and errors per
+    /// int8 step (on by default): the dashboard's pictures and the `kl_divergence` metric
+    /// need them, the CSV's columns do not. Counting them is about half of the measuring;
+    /// off, `kl_divergence` is NaN and `LayerStats::histograms` is `None`, every other
+    /// statistic is the same, bit for bit.
+    pub fn with_histograms(mut self, on: bool) -> Self {
+        self.histograms = on;
+        self
     }
 
     /// Runs the int8 model's ops as `arithmetic` computes them (LiteRT's builtin kernels
@@ -235,7 +248,13 @@ impl<'a> Debugger<'a> {
         let accumulators = || -> Vec<LayerAccumulator> {
             self.layers
                 .iter()
-                .map(|l| LayerAccumulator::for_layer(l.scale as f64, l.zero_point))
+                .map(|l| {
+                    if self.histograms {
+                        LayerAccumulator::for_layer(l.scale as f64, l.zero_point)
+                    } else {
+                        LayerAccumulator::default()
+                    }
+                })
                 .collect()
         };
         let mut per_layer = accumulators();
@@ -432,6 +451,7 @@ impl<'a> Debugger<'a> {
                 params.zero_point[0],
                 reference,
                 &values.raw,
+                self.histograms,
             );
             return Ok((sample, Vec::new()));
         }
@@ -443,10 +463,11 @@ impl<'a> Debugger<'a> {
             .map(f64::from)
             .collect();
         let raw: Vec<i64> = values.raw.iter().map(|&r| i64::from(r)).collect();
-        let sample = if per_tensor {
+        let sample = if per_tensor && self.histograms {
             LayerSample::from_int8((l.scale as f64, l.zero_point), &float, &got, &raw)
         } else {
-            LayerSample::new(layer_step(l), &float, &got, saturated(&values.raw))
+            let step = self.histograms.then(|| layer_step(l)).flatten();
+            LayerSample::new(step, &float, &got, saturated(&values.raw))
         };
         Ok((sample, self.custom_values(l, &float, &got, &raw)))
     }
