@@ -101,7 +101,7 @@ fn csv_rows(path: &Path) -> (String, Vec<Vec<String>>) {
 
 fn first_samples_csv(dir: &Path, n: usize) -> String {
     use qdbg::data::{load_dataset, InputSpec};
-    use qdbg::quant::calibration::{dataset_sha256, sha256_hex};
+    use qdbg::quant::calibration::{dataset_digest, sha256_hex};
     let model = dir.join("model.tflite");
     let graph = qdbg::tflite::read_model(&model).unwrap();
     let specs = InputSpec::for_graph(&graph);
@@ -109,7 +109,7 @@ fn first_samples_csv(dir: &Path, n: usize) -> String {
     let calibration = qdbg::quant::Calibration::load_matching(
         &qdbg::quant::Calibration::default_path(&model),
         &sha256_hex(&std::fs::read(&model).unwrap()),
-        &dataset_sha256(&all).unwrap(),
+        &dataset_digest(&all).unwrap(),
     )
     .expect("the interrupted run saved its calibration");
 
