@@ -223,6 +223,23 @@ fn cancelled_run_keeps_its_rows() {
     insta::assert_snapshot!(text(&s, 80, 24));
 }
 
+/// A run with XNNPACK's int8 arithmetic says so in the header (its numbers differ from a
+/// builtin-kernel run's); the default arithmetic takes no room.
+#[test]
+fn header_names_a_non_default_arithmetic() {
+    let mut s = running();
+    let first_line = |s: &State| text(s, 100, 24).lines().next().unwrap().to_string();
+    assert!(!first_line(&s).contains("xnnpack"), "{}", first_line(&s));
+    let mut report = (*s.report).clone();
+    report.arithmetic = qdbg::kernels::int8::Arithmetic::Xnnpack;
+    s.report = std::sync::Arc::new(report);
+    assert!(
+        first_line(&s).contains("int8 as xnnpack"),
+        "{}",
+        first_line(&s)
+    );
+}
+
 /// NO_COLOR: the same screens with no colour anywhere (bold and reverse still mark things).
 #[test]
 fn no_colour_means_no_colour() {

@@ -613,7 +613,11 @@ impl LaneSums {
         // A plain comparison (one `vmaxpd`): `f64::max`'s NaN handling cost three
         // instructions per lane; a NaN difference is skipped either way.
         let a = d.abs();
-        self.max_abs[l] = if a > self.max_abs[l] { a } else { self.max_abs[l] };
+        self.max_abs[l] = if a > self.max_abs[l] {
+            a
+        } else {
+            self.max_abs[l]
+        };
         self.sig[l] += f * f;
         self.f[l] += f;
         self.q[l] += q;

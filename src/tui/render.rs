@@ -116,6 +116,15 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
             ),
         };
     }
+    // Only the non-default arithmetic is worth the room: numbers that differ from a
+    // builtin-kernel run must say why.
+    if state.report.arithmetic == crate::kernels::int8::Arithmetic::Xnnpack {
+        summary.push_str(if summary.is_empty() {
+            "int8 as xnnpack"
+        } else {
+            " · int8 as xnnpack"
+        });
+    }
     // The model's name gets what the summary leaves.
     let room = (area.width as usize).saturating_sub(5 + summary.chars().count() + 2);
     spans.push(Span::raw(ellipsize_start(&state.model_path, room)));
