@@ -10,7 +10,9 @@
 //! the scalar kernel on absolute values.
 
 use proptest::prelude::*;
+use qdbg::kernels::conv_f32::{conv2d_at, filter_hwio};
 use qdbg::kernels::depthwise_f32::{depthwise_conv2d_at, DepthwiseGeometry};
+use qdbg::kernels::int8::conv::ConvGeometry;
 use qdbg::kernels::simd::{self, Level};
 
 /// One spatial axis: input size, window, stride, dilation, padding before, output size.
@@ -143,8 +145,60 @@ fn depthwise_case() -> impl Strategy<Value = DwCase> {
         })
 }
 
+/// A direct CONV_2D case: geometry, input, OHWI filter, bias.
+type ConvCase = (ConvGeometry, Vec<f32>, Vec<f32>, Vec<f32>);
+
+fn conv_case() -> impl Strategy<Value = ConvCase> {
+    // Up to 70 output channels: past 64 the vector path declines and the scalar body
+    // runs, so the boundary is covered too.
+    (1usize..=2, axis(10), axis(22), 1usize..=6, 1usize..=70).prop_flat_map(
+        |(batch, h, w, in_c, out_c)| {
+            let g = ConvGeometry {
+                batch,
+                in_h: h.size,
+                in_w: w.size,
+                in_c,
+                out_h: h.out,
+                out_w: w.out,
+                out_c,
+                k_h: h.k,
+                k_w: w.k,
+                stride_h: h.stride,
+                stride_w: w.stride,
+                dilation_h: h.dilation,
+                dilation_w: w.dilation,
+                pad_top: h.pad,
+                pad_left: w.pad,
+                depth_multiplier: 1,
+            };
+            (
+                Just(g),
+                values(batch * h.size * w.size * in_c, 2.0),
+                values(out_c * h.k * w.k * in_c, 1.0),
+                prop_oneof![Just(Vec::new()), values(out_c, 1.0)],
+            )
+        },
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(384))]
+
+    #[test]
+    fn conv_levels_match_scalar((g, input, ohwi, bias) in conv_case()) {
+        let n = g.batch * g.out_h * g.out_w * g.out_c;
+        let hwio = filter_hwio(&ohwi, g.out_c, g.k_h, g.k_w, g.in_c);
+        let mut want = vec![f32::NAN; n];
+        conv2d_at(Level::Scalar, &g, &input, &hwio, &bias, &mut want);
+        let mut magnitude = vec![0f32; n];
+        conv2d_at(Level::Scalar, &g, &abs(&input), &abs(&hwio), &abs(&bias), &mut magnitude);
+        for level in levels() {
+            // NaN-filled: an output the kernel forgets to write fails the comparison.
+            let mut got = vec![f32::NAN; n];
+            conv2d_at(level, &g, &input, &hwio, &bias, &mut got);
+            assert_close(&got, &want, &magnitude, &format!("{level:?} {g:?}"));
+        }
+    }
 
     #[test]
     fn depthwise_levels_match_scalar((g, input, filter, bias, clamp) in depthwise_case()) {
