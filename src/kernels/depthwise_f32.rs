@@ -261,9 +261,13 @@ unsafe fn group<S: crate::kernels::vec_f32::F32Vec, const P: usize>(
     }
 }
 
-/// The vector kernel for depth multiplier 1. Each output row splits into border pixels
-/// (one at a time, with the taps that fall inside the image) and interior pixels (every
-/// tap inside, in groups of 8 then 4 that share filter loads).
+/// The vector kernel for depth multiplier 1.
+///
+/// When border pixels (some taps in the left/right padding) make up a quarter of a row
+/// or more (small maps with wide windows, e.g. 7x7 with 5x5 taps, where they are most of
+/// it), the input is first copied with its horizontal padding made explicit zeros: every
+/// pixel then takes the grouped interior path, and the copy costs a small fraction of the
+/// taps it saves from the single-pixel path. Elsewhere it costs more than it saves.
 ///
 /// # Safety
 /// The CPU has `S`'s features, and `vector_path_fits(g, ..)` holds.
@@ -277,11 +281,53 @@ unsafe fn depthwise_vec<S: crate::kernels::vec_f32::F32Vec>(
     clamp: Option<(f32, f32)>,
     out: &mut [f32],
 ) {
-    use super::window::{interior, tap_range};
     let c = g.in_c;
     if c == 0 {
         return;
     }
+    let (x_lo, x_hi) =
+        super::window::interior(g.out_w, g.stride_w, g.dilation_w, g.pad_left, g.in_w, g.k_w);
+    let border = g.out_w - (x_hi - x_lo);
+    if border == 0 || border * 4 < g.out_w {
+        return depthwise_rows::<S>(g, input, filter, bias, clamp, out);
+    }
+    let span = (g.k_w - 1) * g.dilation_w + 1;
+    let pad_right = ((g.out_w - 1) * g.stride_w + span).saturating_sub(g.pad_left + g.in_w);
+    let width = g.pad_left + g.in_w + pad_right;
+    let mut padded = vec![0f32; g.batch * g.in_h * width * c];
+    for (dst, src) in padded
+        .chunks_exact_mut(width * c)
+        .zip(input.chunks_exact(g.in_w * c))
+    {
+        dst[g.pad_left * c..][..g.in_w * c].copy_from_slice(src);
+    }
+    let g2 = DepthwiseGeometry {
+        in_w: width,
+        pad_left: 0,
+        ..*g
+    };
+    // `padded` holds exactly `batch * in_h * width * c` floats, so `g2` fits it.
+    depthwise_rows::<S>(&g2, &padded, filter, bias, clamp, out)
+}
+
+/// Each output row splits into border pixels (one at a time, with the taps that fall
+/// inside the image) and interior pixels (every tap inside, in groups of 8 or 4 that
+/// share filter loads).
+///
+/// # Safety
+/// As [`depthwise_vec`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn depthwise_rows<S: crate::kernels::vec_f32::F32Vec>(
+    g: &DepthwiseGeometry,
+    input: &[f32],
+    filter: &[f32],
+    bias: &[f32],
+    clamp: Option<(f32, f32)>,
+    out: &mut [f32],
+) {
+    use super::window::{interior, tap_range};
+    let c = g.in_c;
     let sh = Shared::<S> {
         bias: (bias.len() == c).then_some(bias.as_ptr()),
         clamp: clamp.map(|(lo, hi)| (S::splat(lo), S::splat(hi))),
@@ -321,16 +367,20 @@ unsafe fn depthwise_vec<S: crate::kernels::vec_f32::F32Vec>(
                 // `interior` found inside the image, so each input offset is a pixel of
                 // image `b` and each filter offset a tap of the `[k_h, k_w, c]` filter;
                 // channels stay below `c`; pixel `ox + p < out_w` of output row `oy`.
-                if ox >= x_lo && ox + 8 <= x_hi {
-                    let ix = ox * g.stride_w - g.pad_left;
-                    let x = ip.add((x_row0 + ix) * c);
-                    group::<S, 8>(&row, &sh, c, x, fp.add(ky0 * g.k_w * c), o_row.add(ox * c));
-                    ox += 8;
-                } else if ox >= x_lo && ox + 4 <= x_hi {
-                    let ix = ox * g.stride_w - g.pad_left;
-                    let x = ip.add((x_row0 + ix) * c);
-                    group::<S, 4>(&row, &sh, c, x, fp.add(ky0 * g.k_w * c), o_row.add(ox * c));
-                    ox += 4;
+                // A group that would overrun the interior shifts left to end at its
+                // end instead, overlapping the previous group: the overlapped pixels are
+                // computed twice, identically, which beats single-pixel stragglers.
+                let inside = ox >= x_lo && ox < x_hi;
+                if inside && x_hi - x_lo >= 8 {
+                    let at = ox.min(x_hi - 8);
+                    let x = ip.add((x_row0 + at * g.stride_w - g.pad_left) * c);
+                    group::<S, 8>(&row, &sh, c, x, fp.add(ky0 * g.k_w * c), o_row.add(at * c));
+                    ox = at + 8;
+                } else if inside && x_hi - x_lo >= 4 {
+                    let at = ox.min(x_hi - 4);
+                    let x = ip.add((x_row0 + at * g.stride_w - g.pad_left) * c);
+                    group::<S, 4>(&row, &sh, c, x, fp.add(ky0 * g.k_w * c), o_row.add(at * c));
+                    ox = at + 4;
                 } else {
                     let (kx0, kx1) =
                         tap_range(ox, g.stride_w, g.dilation_w, g.pad_left, g.in_w, g.k_w);
