@@ -61,7 +61,7 @@ pub fn conv2d_at(
         let level = supported(level);
         if level >= Level::Avx2 && vector_path_fits(g, input, filter, bias, out) {
             let oc = g.out_c;
-            let tail = oc % 16 != 0;
+            let tail = !oc.is_multiple_of(16);
             if level >= Level::Avx512 {
                 // SAFETY: `supported` caps the level at what the CPU has, so AVX-512F is
                 // present; `vector_path_fits` checked the slice lengths the kernel reads.
@@ -78,7 +78,7 @@ pub fn conv2d_at(
                     }
                 }
             } else {
-                let tail = oc % 8 != 0;
+                let tail = !oc.is_multiple_of(8);
                 // SAFETY: as above, for AVX2 and FMA. Sixteen ymm registers: the
                 // pixel count shrinks as the channel vectors grow.
                 unsafe {

@@ -331,7 +331,7 @@ unsafe fn depthwise_rows<S: crate::kernels::vec_f32::F32Vec>(
     let sh = Shared::<S> {
         bias: (bias.len() == c).then_some(bias.as_ptr()),
         clamp: clamp.map(|(lo, hi)| (S::splat(lo), S::splat(hi))),
-        tail: (c % S::LANES != 0).then(|| S::mask(c % S::LANES)),
+        tail: (!c.is_multiple_of(S::LANES)).then(|| S::mask(c % S::LANES)),
     };
     let (x_lo, x_hi) = interior(g.out_w, g.stride_w, g.dilation_w, g.pad_left, g.in_w, g.k_w);
     let base = Steps {
