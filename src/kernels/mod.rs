@@ -11,6 +11,11 @@ pub mod pool_f32;
 pub mod reduce_f32;
 pub mod resize_f32;
 pub mod simd;
+#[cfg(target_arch = "x86_64")]
+mod vec_f32;
+// Only the x86 vector kernels split rows into border and interior pixels.
+#[cfg(target_arch = "x86_64")]
+mod window;
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor as CTensor};
 

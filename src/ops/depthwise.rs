@@ -6,8 +6,8 @@ use super::{
     activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpResult,
     Prepared,
 };
-use crate::graph::{DepthwiseConv2dAttrs, Graph, Node, TensorData};
-use crate::kernels::{depthwise_f32, run_on_host};
+use crate::graph::{DepthwiseConv2dAttrs, FusedActivation, Graph, Node, TensorData};
+use crate::kernels::{depthwise_f32, run_on_host, simd};
 
 /// Keeps constant filter and bias on the host, in the layout the kernel reads.
 pub fn prepare(graph: &Graph, node: &Node) -> OpResult<Option<Prepared>> {
@@ -86,8 +86,16 @@ pub fn depthwise_conv2d(ctx: &EvalCtx, attrs: &DepthwiseConv2dAttrs) -> OpResult
         op_bail!("filter or bias size does not match {out_c} output channels");
     }
     let out_shape = [batch, out_h, out_w, out_c];
+    // The clamping activations happen in the kernel's store, saving a pass; the others
+    // (NONE, TANH, unsupported ones) go through `apply_fused` as before.
+    let (clamp, rest) = match attrs.activation {
+        FusedActivation::Relu => (Some((0.0, f32::INFINITY)), FusedActivation::None),
+        FusedActivation::Relu6 => (Some((0.0, 6.0)), FusedActivation::None),
+        FusedActivation::ReluN1To1 => (Some((-1.0, 1.0)), FusedActivation::None),
+        other => (None, other),
+    };
     let out = run_on_host("depthwise_conv2d", input, &out_shape, |x, y| {
-        depthwise_f32::depthwise_conv2d(&geometry, x, filter, bias, y)
+        depthwise_f32::depthwise_conv2d_at(simd::active(), &geometry, x, filter, bias, clamp, y)
     })?;
-    apply_fused(out, attrs.activation)
+    apply_fused(out, rest)
 }
