@@ -12,9 +12,11 @@ use super::{
     Prepared,
 };
 use crate::graph::{Conv2dAttrs, Graph, Node, Padding, TensorData, TensorId, TransposeConvAttrs};
-use crate::kernels::{conv_f32, int8::conv::ConvGeometry, run_on_host};
+use crate::kernels::pointwise_f32::{self, PackedPointwise, PointwiseGeometry};
+use crate::kernels::{conv_f32, int8::conv::ConvGeometry, run_on_host, run_on_host_filling};
 
-/// Re-lays-out constant filters once: `[in, out]` for 1x1 convolutions, OIHW otherwise.
+/// Re-lays-out constant filters once: packed for the pointwise kernel (1x1 on the CPU),
+/// `[in, out]` for other 1x1 convolutions, OIHW otherwise.
 pub fn prepare(
     graph: &Graph,
     node: &Node,
@@ -31,19 +33,27 @@ pub fn prepare(
     if shape.len() != 4 {
         op_bail!("filter must have 4 dimensions (OHWI), got {shape:?}");
     }
-    if shape[1] == 1 && shape[2] == 1 {
-        let weights_io = filter.reshape((shape[0], shape[3]))?.t()?.contiguous()?;
-        return Ok(Some(Prepared::MatMul { weights_io, bias }));
-    }
     let host = |id: Option<TensorId>| -> Option<Vec<f32>> {
         graph.tensor(id?).data.as_ref().and_then(TensorData::to_f32)
     };
+    let host_bias = || match node.input(2) {
+        Some(id) => host(Some(id)),
+        None => Some(Vec::new()),
+    };
+    if shape[1] == 1 && shape[2] == 1 {
+        if filter.device().is_cpu() {
+            if let (Some(oi), Some(bias)) = (host(Some(fid)), host_bias()) {
+                // `None` when the sizes disagree: left to candle's path to report.
+                if let Some(packed) = PackedPointwise::new(&oi, shape[0], shape[3], &bias) {
+                    return Ok(Some(Prepared::Pointwise(packed)));
+                }
+            }
+        }
+        let weights_io = filter.reshape((shape[0], shape[3]))?.t()?.contiguous()?;
+        return Ok(Some(Prepared::MatMul { weights_io, bias }));
+    }
     if filter.device().is_cpu() && conv_f32::suits(shape[0], shape[1], shape[2]) {
-        let bias = match node.input(2) {
-            Some(id) => host(Some(id)),
-            None => Some(Vec::new()),
-        };
-        if let (Some(ohwi), Some(bias)) = (host(Some(fid)), bias) {
+        if let (Some(ohwi), Some(bias)) = (host(Some(fid)), host_bias()) {
             if ohwi.len() == shape.iter().product::<usize>() {
                 let filter_hwio =
                     conv_f32::filter_hwio(&ohwi, shape[0], shape[1], shape[2], shape[3]);
@@ -103,10 +113,18 @@ pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
         return apply_fused(out, attrs.activation);
     }
 
+    if let (Some(Prepared::Pointwise(packed)), true) = (ctx.prepared, input.device().is_cpu()) {
+        if packed.in_c() != in_c || packed.out_c() != out_c || k_h != 1 || k_w != 1 {
+            op_bail!("internal: the packed 1x1 filter does not match the op's shapes");
+        }
+        return pointwise(input, packed, attrs, out_h, out_w);
+    }
+
     let prepared;
     let (weights, bias) = match ctx.prepared {
-        Some(p) => (p, bias_of(p)),
-        None => {
+        // The packed filter serves the CPU only; elsewhere candle's path runs on the inputs.
+        Some(p) if !matches!(p, Prepared::Pointwise(_)) => (p, bias_of(p)),
+        _ => {
             let filter = ctx.input(1)?;
             prepared = if k_h == 1 && k_w == 1 {
                 Prepared::MatMul {
@@ -172,6 +190,41 @@ pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
         None => out,
     };
     apply_fused(out.contiguous()?, attrs.activation)
+}
+
+/// A 1x1 convolution through the packed kernel, bias and ReLU-family activations fused;
+/// strided ones read every s-th pixel in place (padding never applies to a 1x1 filter).
+fn pointwise(
+    input: &CTensor,
+    packed: &PackedPointwise,
+    attrs: &Conv2dAttrs,
+    out_h: usize,
+    out_w: usize,
+) -> OpResult<CTensor> {
+    let (batch, in_h, in_w, _) = input.dims4()?;
+    let g = PointwiseGeometry {
+        batch,
+        in_h,
+        in_w,
+        out_h,
+        out_w,
+        stride_h: attrs.stride_h,
+        stride_w: attrs.stride_w,
+    };
+    let fused = pointwise_f32::fused_clamp(attrs.activation);
+    let clamp = fused.flatten();
+    let shape = [batch, out_h, out_w, packed.out_c()];
+    // SAFETY: `run_uninit` writes every element of its output (or panics on sizes that
+    // do not match `g`, which come from the input tensor and `spatial_padding`).
+    let out = unsafe {
+        run_on_host_filling("conv2d_1x1", input, &shape, |x, y| {
+            packed.run_uninit(x, &g, clamp, y)
+        })?
+    };
+    match fused {
+        Some(_) => Ok(out),
+        None => apply_fused(out, attrs.activation),
+    }
 }
 
 fn bias_of(p: &Prepared) -> Option<&CTensor> {

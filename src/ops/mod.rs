@@ -128,6 +128,9 @@ pub enum Prepared {
         filter_hwio: Vec<f32>,
         bias: Vec<f32>,
     },
+    /// A float 1x1 convolution's filter and bias packed for the CPU kernel
+    /// (`kernels::pointwise_f32`).
+    Pointwise(crate::kernels::pointwise_f32::PackedPointwise),
     /// int8 CONV_2D with its filter packed for the SIMD kernels.
     Int8Conv(crate::kernels::int8::packed::PackedConv2d),
     /// int8 DEPTHWISE_CONV_2D with its filter widened for the SIMD kernels.
