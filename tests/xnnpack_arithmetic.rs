@@ -56,7 +56,7 @@ fn run(model: &Path, inputs: &[ArrayD<i8>], arithmetic: Arithmetic) -> Vec<Vec<V
             exec.run(&sample)
                 .unwrap()
                 .iter()
-                .map(|t| int8_values(t).unwrap())
+                .map(|t| int8_values(t).unwrap().to_vec())
                 .collect()
         })
         .collect()

@@ -21,7 +21,9 @@ use super::metrics::{
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::exec::{host_f32, tensor_from_sample, Executor, FloatOutputCache, SampleOutputs};
+use crate::exec::{
+    host_f32, tensor_from_sample, with_host_f32, Executor, FloatOutputCache, SampleOutputs,
+};
 use crate::graph::{Graph, Op, TensorId};
 use crate::ops::quantized::{int8_values, node_is_quantized};
 use crate::ops::{dequantize_int8, Arithmetic};
@@ -377,8 +379,9 @@ impl<'a> Debugger<'a> {
                 }
                 let refs: Vec<Option<&CTensor>> = float_inputs.iter().map(|v| v.as_ref()).collect();
                 let out = self.float.eval_node(l.float_node, &refs)?;
-                let reference = host_f32(&out[0])?;
-                let (sample, custom) = self.measure_layer(l, &reference, &qvals, &mut int8)?;
+                let (sample, custom) = with_host_f32(&out[0], |reference| {
+                    self.measure_layer(l, reference, &qvals, &mut int8)
+                })??;
                 outcome.per_layer[k] = Some(sample);
                 outcome.custom[k] = custom;
             }
@@ -632,7 +635,7 @@ impl Int8Memo {
             Entry::Vacant(slot) => slot,
         };
         let internal = |e: String| Error::Internal(format!("{}: {e}", q.tensor(id).name));
-        let raw = int8_values(v).map_err(|e| internal(e.0))?;
+        let raw = int8_values(v).map_err(|e| internal(e.0))?.to_vec();
         let dequantized = match q.tensor(id).quant.as_ref() {
             Some(p) => {
                 let values = dequantize_int8(&raw, v.dims(), p).map_err(|e| internal(e.0))?;

@@ -9,7 +9,7 @@ mod device;
 mod outputs;
 
 pub use device::{parse_device, DeviceChoice};
-pub use outputs::{host_f32, FloatOutputCache, SampleOutputs};
+pub use outputs::{host_f32, with_host_f32, FloatOutputCache, SampleOutputs};
 
 use candle_core::{Device, Tensor as CTensor};
 

@@ -141,33 +141,78 @@ pub fn graph_qparams(graph: &Graph, id: TensorId) -> OpResult<QParams> {
 // the dtype. The executor keeps the I64 form at its edges (inputs, observers, outputs;
 // see [`narrow_int8`] and [`widen_int8`]), so nothing outside it sees the bit patterns.
 
+/// An int8 tensor's values: borrowed in place from the executor's `U8` carrier (no copy:
+/// every int8 op reads its inputs through this, and copying them out was a few percent of
+/// a whole debug run), or converted from plain integers.
+pub enum Int8Values<'a> {
+    /// The carrier's bytes `start..end`, read-locked for as long as this lives (candle's
+    /// lock guard, behind a box because its type belongs to candle's lock crate).
+    Carrier {
+        storage: Box<dyn std::ops::Deref<Target = candle_core::Storage> + 'a>,
+        start: usize,
+        end: usize,
+    },
+    Owned(Vec<i8>),
+}
+
+impl std::ops::Deref for Int8Values<'_> {
+    type Target = [i8];
+
+    fn deref(&self) -> &[i8] {
+        match self {
+            Int8Values::Carrier {
+                storage,
+                start,
+                end,
+            } => match &***storage {
+                candle_core::Storage::Cpu(candle_core::CpuStorage::U8(v)) => {
+                    let bytes = &v[*start..*end];
+                    // SAFETY: u8 and i8 have the same size and alignment, and every bit
+                    // pattern is a valid i8: the carrier holds int8 values as their bits.
+                    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<i8>(), bytes.len()) }
+                }
+                // `int8_values` only builds this variant over U8 CPU storage.
+                _ => &[],
+            },
+            Int8Values::Owned(v) => v,
+        }
+    }
+}
+
 /// Reads an int8 tensor: `U8` bit patterns (the executor's carrier) or plain integers.
-pub fn int8_values(t: &CTensor) -> OpResult<Vec<i8>> {
+pub fn int8_values(t: &CTensor) -> OpResult<Int8Values<'_>> {
     {
         let (storage, layout) = t.storage_and_layout();
-        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) =
-            (&*storage, layout.contiguous_offsets())
-        {
-            match cpu {
-                candle_core::CpuStorage::U8(v) => {
-                    return Ok(v[start..end].iter().map(|&b| b as i8).collect())
-                }
-                candle_core::CpuStorage::I64(v) => {
-                    return Ok(v[start..end]
+        let offsets = layout.contiguous_offsets();
+        match (&*storage, offsets) {
+            (candle_core::Storage::Cpu(candle_core::CpuStorage::U8(v)), Some((start, end)))
+                if end <= v.len() =>
+            {
+                return Ok(Int8Values::Carrier {
+                    storage: Box::new(storage),
+                    start,
+                    end,
+                });
+            }
+            (candle_core::Storage::Cpu(candle_core::CpuStorage::I64(v)), Some((start, end))) => {
+                return Ok(Int8Values::Owned(
+                    v[start..end]
                         .iter()
                         .map(|&x| x.clamp(-128, 127) as i8)
-                        .collect())
-                }
-                _ => {}
+                        .collect(),
+                ))
             }
+            _ => {}
         }
     }
     if t.dtype() == CDType::U8 {
         let v = t.flatten_all()?.to_vec1::<u8>()?;
-        return Ok(v.into_iter().map(|b| b as i8).collect());
+        return Ok(Int8Values::Owned(v.into_iter().map(|b| b as i8).collect()));
     }
     let v = t.flatten_all()?.to_dtype(CDType::I64)?.to_vec1::<i64>()?;
-    Ok(v.into_iter().map(|x| x.clamp(-128, 127) as i8).collect())
+    Ok(Int8Values::Owned(
+        v.into_iter().map(|x| x.clamp(-128, 127) as i8).collect(),
+    ))
 }
 
 /// A host int8 result as the executor's int8 carrier (bit patterns in a `U8` tensor).
@@ -183,7 +228,7 @@ pub fn narrow_int8(t: &CTensor) -> OpResult<CTensor> {
     if t.dtype() == CDType::U8 {
         return Ok(t.clone());
     }
-    let values = int8_values(t)?;
+    let values = int8_values(t)?.to_vec();
     from_int8(values, t.dims(), t)
 }
 
@@ -192,14 +237,14 @@ pub fn widen_int8(t: &CTensor) -> OpResult<CTensor> {
     if t.dtype() != CDType::U8 {
         return Ok(t.clone());
     }
-    let wide: Vec<i64> = int8_values(t)?.into_iter().map(i64::from).collect();
+    let wide: Vec<i64> = int8_values(t)?.iter().map(|&v| i64::from(v)).collect();
     Ok(CTensor::from_vec(wide, t.dims(), t.device())?)
 }
 
 /// Integer values of a tensor of graph dtype `dtype` as i64, whatever its carrier.
 pub fn integer_values(t: &CTensor, dtype: DType) -> OpResult<Vec<i64>> {
     if dtype == DType::I8 && t.dtype() == CDType::U8 {
-        return Ok(int8_values(t)?.into_iter().map(i64::from).collect());
+        return Ok(int8_values(t)?.iter().map(|&v| i64::from(v)).collect());
     }
     Ok(t.flatten_all()?.to_dtype(CDType::I64)?.to_vec1::<i64>()?)
 }
@@ -230,8 +275,8 @@ fn concatenation(ctx: &EvalCtx) -> OpResult<CTensor> {
         let scale = q.scale / out.scale;
         let bias = -(q.zero_point as f32) * scale;
         let rescaled: Vec<i8> = int8_values(input)?
-            .into_iter()
-            .map(|v| {
+            .iter()
+            .map(|&v| {
                 ((v as f32 * scale + bias).round() as i32 + out.zero_point).clamp(-128, 127) as i8
             })
             .collect();
