@@ -57,16 +57,15 @@ fn hard_swish(x: &CTensor) -> OpResult<CTensor> {
         return Ok((x * (x.affine(1.0, 3.0)?.clamp(0f32, 6f32)? / 6.0)?)?);
     }
     let dims = x.dims().to_vec();
-    Ok(crate::kernels::run_on_host(
-        "hard_swish",
-        x,
-        &dims,
-        |input, out| {
+    // SAFETY: the output has the input's shape, so the zip below writes every element.
+    let out = unsafe {
+        crate::kernels::run_on_host_filling("hard_swish", x, &dims, |input, out| {
             for (o, &v) in out.iter_mut().zip(input) {
-                *o = v * (v + 3.0).clamp(0.0, 6.0) / 6.0;
+                o.write(v * (v + 3.0).clamp(0.0, 6.0) / 6.0);
             }
-        },
-    )?)
+        })
+    };
+    Ok(out?)
 }
 
 fn logistic(x: &CTensor) -> OpResult<CTensor> {
