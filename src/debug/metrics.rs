@@ -637,7 +637,11 @@ impl BlockSums {
         self.abs[l] += a;
         // A plain comparison (one `vmaxps`): `f32::max`'s NaN handling cost three
         // instructions per lane; a NaN difference is skipped either way.
-        self.max_abs[l] = if a > self.max_abs[l] { a } else { self.max_abs[l] };
+        self.max_abs[l] = if a > self.max_abs[l] {
+            a
+        } else {
+            self.max_abs[l]
+        };
         self.sig[l] += f * f;
         self.f[l] += f;
         self.q[l] += q;

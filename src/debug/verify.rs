@@ -25,7 +25,7 @@ use crate::exec::{
     host_f32, tensor_from_sample, with_host_f32, Executor, FloatOutputCache, SampleOutputs,
 };
 use crate::graph::{Graph, Op, TensorId};
-use crate::ops::quantized::{int8_values, node_is_quantized};
+use crate::ops::quantized::{int8_values, node_is_quantized, Int8Values};
 use crate::ops::{dequantize_int8, Arithmetic};
 use crate::quant::quantize::QuantizedModel;
 
@@ -442,6 +442,7 @@ impl<'a> Debugger<'a> {
             Error::Internal(format!("layer '{}' was not computed", l.tensor_name))
         })?;
         let values = int8.get(q, l.tensor_idx, v)?;
+        let raw_values = values.raw()?;
         let params = q.tensor(l.tensor_idx).quant.as_ref().ok_or_else(|| {
             Error::Internal(format!("layer '{}' has no parameters", l.tensor_name))
         })?;
@@ -453,7 +454,7 @@ impl<'a> Debugger<'a> {
                 params.scale[0],
                 params.zero_point[0],
                 reference,
-                &values.raw,
+                &raw_values,
                 self.histograms,
             );
             return Ok((sample, Vec::new()));
@@ -465,12 +466,12 @@ impl<'a> Debugger<'a> {
             .into_iter()
             .map(f64::from)
             .collect();
-        let raw: Vec<i64> = values.raw.iter().map(|&r| i64::from(r)).collect();
+        let raw: Vec<i64> = raw_values.iter().map(|&r| i64::from(r)).collect();
         let sample = if per_tensor && self.histograms {
             LayerSample::from_int8((l.scale as f64, l.zero_point), &float, &got, &raw)
         } else {
             let step = self.histograms.then(|| layer_step(l)).flatten();
-            LayerSample::new(step, &float, &got, saturated(&values.raw))
+            LayerSample::new(step, &float, &got, saturated(&raw_values))
         };
         Ok((sample, self.custom_values(l, &float, &got, &raw)))
     }
@@ -605,17 +606,23 @@ struct SampleOutcome {
 /// One sample's int8 tensors read back to the host, each once.
 #[derive(Default)]
 struct Int8Memo {
-    values: HashMap<TensorId, Int8Values>,
+    values: HashMap<TensorId, Int8Entry>,
 }
 
-struct Int8Values {
-    raw: Vec<i8>,
+/// One int8 tensor of a sample: the executor's value (its raw int8 values are read in
+/// place, see [`int8_values`]) and its dequantized form.
+struct Int8Entry {
+    tensor: CTensor,
     /// The dequantized values as a float tensor (what a float twin reads); `None` when
     /// the tensor has no quantization parameters.
     dequantized: Option<CTensor>,
 }
 
-impl Int8Values {
+impl Int8Entry {
+    fn raw(&self) -> Result<Int8Values<'_>> {
+        int8_values(&self.tensor).map_err(|e| Error::Internal(e.0))
+    }
+
     fn dequantized_host(&self) -> Result<Option<Vec<f32>>> {
         self.dequantized
             .as_ref()
@@ -629,15 +636,15 @@ impl Int8Values {
 }
 
 impl Int8Memo {
-    fn get(&mut self, q: &Graph, id: TensorId, v: &CTensor) -> Result<&Int8Values> {
+    fn get(&mut self, q: &Graph, id: TensorId, v: &CTensor) -> Result<&Int8Entry> {
         let slot = match self.values.entry(id) {
             Entry::Occupied(e) => return Ok(e.into_mut()),
             Entry::Vacant(slot) => slot,
         };
         let internal = |e: String| Error::Internal(format!("{}: {e}", q.tensor(id).name));
-        let raw = int8_values(v).map_err(|e| internal(e.0))?.to_vec();
         let dequantized = match q.tensor(id).quant.as_ref() {
             Some(p) => {
+                let raw = int8_values(v).map_err(|e| internal(e.0))?;
                 let values = dequantize_int8(&raw, v.dims(), p).map_err(|e| internal(e.0))?;
                 Some(
                     CTensor::from_vec(values, v.dims(), v.device())
@@ -646,7 +653,10 @@ impl Int8Memo {
             }
             None => None,
         };
-        Ok(slot.insert(Int8Values { raw, dequantized }))
+        Ok(slot.insert(Int8Entry {
+            tensor: v.clone(),
+            dequantized,
+        }))
     }
 }
 
