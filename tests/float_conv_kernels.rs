@@ -11,7 +11,9 @@
 
 use proptest::prelude::*;
 use qdbg::kernels::conv_f32::{conv2d_at, filter_hwio};
-use qdbg::kernels::depthwise_f32::{depthwise_conv2d_at, DepthwiseGeometry};
+use qdbg::kernels::depthwise_f32::{
+    depthwise_conv2d_at, depthwise_conv2d_at_uninit, DepthwiseGeometry,
+};
 use qdbg::kernels::int8::conv::ConvGeometry;
 use qdbg::kernels::simd::{self, Level};
 
@@ -220,6 +222,17 @@ proptest! {
             let mut got = vec![f32::NAN; n];
             depthwise_conv2d_at(level, &g, &input, &filter, &bias, clamp, &mut got);
             assert_close(&got, &want, &magnitude, &format!("{level:?} {g:?} {clamp:?}"));
+            // The entry point for an uninitialised output (what the op uses) gives the
+            // same values; NaN-filled again so a skipped element shows.
+            let mut raw = vec![std::mem::MaybeUninit::new(f32::NAN); n];
+            depthwise_conv2d_at_uninit(level, &g, &input, &filter, &bias, clamp, &mut raw);
+            // SAFETY: every element was initialised (to NaN) before the call.
+            let filled: Vec<f32> = raw.iter().map(|v| unsafe { v.assume_init() }).collect();
+            assert_eq!(
+                filled.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{level:?} {g:?}"
+            );
         }
     }
 }

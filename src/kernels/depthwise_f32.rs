@@ -63,24 +63,95 @@ pub fn depthwise_conv2d_at(
     clamp: Option<(f32, f32)>,
     out: &mut [f32],
 ) {
+    // SAFETY: `out` is initialised memory of `out.len()` floats.
+    let vector = unsafe {
+        depthwise_vector(
+            level,
+            g,
+            input,
+            filter,
+            bias,
+            clamp,
+            out.as_mut_ptr(),
+            out.len(),
+        )
+    };
+    if !vector {
+        depthwise_body(g, input, filter, bias, clamp, out)
+    }
+}
+
+/// [`depthwise_conv2d_at`] into an uninitialised output (no zero fill first: that was a
+/// pass over every output of the op). The vector kernels write every element; where they
+/// do not apply, the output is zeroed and the scalar body runs.
+pub fn depthwise_conv2d_at_uninit(
+    level: crate::kernels::simd::Level,
+    g: &DepthwiseGeometry,
+    input: &[f32],
+    filter: &[f32],
+    bias: &[f32],
+    clamp: Option<(f32, f32)>,
+    out: &mut [std::mem::MaybeUninit<f32>],
+) {
+    // SAFETY: `out` is `out.len()` writable floats; the vector kernels only write to it.
+    let vector = unsafe {
+        depthwise_vector(
+            level,
+            g,
+            input,
+            filter,
+            bias,
+            clamp,
+            out.as_mut_ptr().cast(),
+            out.len(),
+        )
+    };
+    if !vector {
+        for o in out.iter_mut() {
+            o.write(0.0);
+        }
+        // SAFETY: every element was just initialised; MaybeUninit<f32> has f32's layout.
+        let out =
+            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()) };
+        depthwise_body(g, input, filter, bias, clamp, out)
+    }
+}
+
+/// Runs the vector kernel when it applies (writing every one of the geometry's outputs,
+/// without reading them) and says whether it did.
+///
+/// # Safety
+/// `out` points to `out_len` floats the caller may write.
+#[allow(clippy::too_many_arguments)]
+unsafe fn depthwise_vector(
+    level: crate::kernels::simd::Level,
+    g: &DepthwiseGeometry,
+    input: &[f32],
+    filter: &[f32],
+    bias: &[f32],
+    clamp: Option<(f32, f32)>,
+    out: *mut f32,
+    out_len: usize,
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use crate::kernels::simd::{supported, Level};
         let level = supported(level);
-        if level >= Level::Avx2 && vector_path_fits(g, input, filter, bias, out) {
+        if level >= Level::Avx2 && vector_path_fits(g, input, filter, bias, out_len) {
             if level >= Level::Avx512 {
                 // SAFETY: `supported` caps the level at what the CPU has, so AVX-512F is
-                // present; `vector_path_fits` checked the slice lengths the kernel reads.
+                // present; `vector_path_fits` checked the lengths the kernel reads and
+                // writes.
                 unsafe { depthwise_avx512(g, input, filter, bias, clamp, out) };
             } else {
                 // SAFETY: as above, for AVX2 and FMA.
                 unsafe { depthwise_avx2(g, input, filter, bias, clamp, out) };
             }
-            return;
+            return true;
         }
     }
-    let _ = level;
-    depthwise_body(g, input, filter, bias, clamp, out)
+    let _ = (level, g, input, filter, bias, clamp, out, out_len);
+    false
 }
 
 /// Whether the vector kernel can take `g`: depth multiplier 1, a non-empty window, non-zero
@@ -92,7 +163,7 @@ fn vector_path_fits(
     input: &[f32],
     filter: &[f32],
     bias: &[f32],
-    out: &[f32],
+    out_len: usize,
 ) -> bool {
     let c = g.in_c;
     g.depth_multiplier == 1
@@ -104,7 +175,7 @@ fn vector_path_fits(
         && g.dilation_w > 0
         && filter.len() >= g.k_h * g.k_w * c
         && input.len() >= g.batch * g.in_h * g.in_w * c
-        && out.len() >= g.batch * g.out_h * g.out_w * c
+        && out_len >= g.batch * g.out_h * g.out_w * c
         && (bias.is_empty() || bias.len() == c)
 }
 
@@ -116,7 +187,7 @@ unsafe fn depthwise_avx2(
     filter: &[f32],
     bias: &[f32],
     clamp: Option<(f32, f32)>,
-    out: &mut [f32],
+    out: *mut f32,
 ) {
     depthwise_vec::<crate::kernels::vec_f32::Avx2>(g, input, filter, bias, clamp, out)
 }
@@ -129,7 +200,7 @@ unsafe fn depthwise_avx512(
     filter: &[f32],
     bias: &[f32],
     clamp: Option<(f32, f32)>,
-    out: &mut [f32],
+    out: *mut f32,
 ) {
     depthwise_vec::<crate::kernels::vec_f32::Avx512>(g, input, filter, bias, clamp, out)
 }
@@ -279,7 +350,7 @@ unsafe fn depthwise_vec<S: crate::kernels::vec_f32::F32Vec>(
     filter: &[f32],
     bias: &[f32],
     clamp: Option<(f32, f32)>,
-    out: &mut [f32],
+    out: *mut f32,
 ) {
     let c = g.in_c;
     if c == 0 {
@@ -324,7 +395,7 @@ unsafe fn depthwise_rows<S: crate::kernels::vec_f32::F32Vec>(
     filter: &[f32],
     bias: &[f32],
     clamp: Option<(f32, f32)>,
-    out: &mut [f32],
+    out: *mut f32,
 ) {
     use super::window::{interior, tap_range};
     let c = g.in_c;
@@ -344,7 +415,7 @@ unsafe fn depthwise_rows<S: crate::kernels::vec_f32::F32Vec>(
         w_col: c,
         o_px: c,
     };
-    let (ip, fp, op) = (input.as_ptr(), filter.as_ptr(), out.as_mut_ptr());
+    let (ip, fp, op) = (input.as_ptr(), filter.as_ptr(), out);
     for b in 0..g.batch {
         for oy in 0..g.out_h {
             let (ky0, ky1) = tap_range(oy, g.stride_h, g.dilation_h, g.pad_top, g.in_h, g.k_h);

@@ -7,7 +7,7 @@ use super::{
     Prepared,
 };
 use crate::graph::{DepthwiseConv2dAttrs, FusedActivation, Graph, Node, TensorData};
-use crate::kernels::{depthwise_f32, run_on_host, simd};
+use crate::kernels::{depthwise_f32, run_on_host_filling, simd};
 
 /// Keeps constant filter and bias on the host, in the layout the kernel reads.
 pub fn prepare(graph: &Graph, node: &Node) -> OpResult<Option<Prepared>> {
@@ -94,8 +94,19 @@ pub fn depthwise_conv2d(ctx: &EvalCtx, attrs: &DepthwiseConv2dAttrs) -> OpResult
         FusedActivation::ReluN1To1 => (Some((-1.0, 1.0)), FusedActivation::None),
         other => (None, other),
     };
-    let out = run_on_host("depthwise_conv2d", input, &out_shape, |x, y| {
-        depthwise_f32::depthwise_conv2d_at(simd::active(), &geometry, x, filter, bias, clamp, y)
-    })?;
+    // SAFETY: `depthwise_conv2d_at_uninit` initialises its whole output.
+    let out = unsafe {
+        run_on_host_filling("depthwise_conv2d", input, &out_shape, |x, y| {
+            depthwise_f32::depthwise_conv2d_at_uninit(
+                simd::active(),
+                &geometry,
+                x,
+                filter,
+                bias,
+                clamp,
+                y,
+            )
+        })
+    }?;
     apply_fused(out, rest)
 }
