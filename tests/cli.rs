@@ -136,6 +136,43 @@ fn quantize_calibrates_once_and_reuses() {
             && graph.tensor(n.outputs[0]).dtype == qdbg::graph::DType::I8));
 }
 
+/// The saved calibration is keyed on the samples as the model receives them: the same
+/// image folder with another `--mean` is other data (the ranges differ) and recalibrates;
+/// the same options reuse it.
+#[test]
+fn another_normalisation_is_another_calibration() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("conv_ops.tflite");
+    std::fs::copy(common::fixture("conv_ops.tflite"), &model).unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for k in 0..2u8 {
+        let img = image::RgbImage::from_fn(10, 10, |x, y| {
+            image::Rgb([x as u8 * 20 + k, y as u8 * 20, 100 + k * 50])
+        });
+        img.save(images.join(format!("{k}.png"))).unwrap();
+    }
+    let out = dir.path().join("int8.tflite");
+    let run = |mean: &str| {
+        let o = qdbg(&[
+            "quantize",
+            model.to_str().unwrap(),
+            "--data",
+            images.to_str().unwrap(),
+            "--mean",
+            mean,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(run("0").contains("saved to"));
+    assert!(run("0").contains("calibration: reused"));
+    let other = run("0.5");
+    assert!(other.contains("saved to"), "{other}");
+}
+
 #[test]
 fn quantize_int8_io_makes_integer_inputs_and_outputs() {
     let dir = tempfile::tempdir().unwrap();

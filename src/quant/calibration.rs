@@ -18,7 +18,7 @@ use crate::exec::{tensor_from_sample, Executor, FloatOutputCache};
 use crate::graph::TensorId;
 
 /// Bumped whenever the file's meaning changes; older files are recomputed, not misread.
-pub const CALIBRATION_VERSION: u32 = 2;
+pub const CALIBRATION_VERSION: u32 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TensorRange {
@@ -87,34 +87,48 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A hash of the samples themselves, so the same data in another file format matches.
-/// Reads the samples one at a time: a streamed dataset is not loaded whole for it.
-/// BLAKE3 (each sample on its own, in parallel, then the digests in sample order): SHA-256
-/// of the 60 MB MobileNet dataset was a tenth of the calibration's time.
+/// A hash of the samples as the model receives them (after any image conversion and
+/// normalisation), so the same data in another file format matches, and the same images
+/// with another `--mean`/`--std` do not. BLAKE3, each sample on its own (in parallel),
+/// then the digests in sample order. The calibration computes the per-sample digests
+/// from the samples it loads anyway ([`calibrate_keeping_outputs`]), so the data is not
+/// read a second time for it.
 const HASH_BUFFER: usize = 1 << 16;
 
 pub fn dataset_digest(dataset: &Dataset) -> Result<String> {
-    let mut hasher = blake3::Hasher::new();
-    for (k, name) in dataset.input_names().enumerate() {
-        let Some((dtype, shape)) = dataset.stored(k) else {
-            continue;
-        };
-        hasher.update(name.as_bytes());
-        hasher.update(format!("{dtype:?}{shape:?}").as_bytes());
-        let digests: Vec<Result<[u8; 32]>> = (0..dataset.num_samples())
-            .into_par_iter()
-            .map(|i| Ok(sample_digest(&dataset.stored_sample(k, i)?)))
-            .collect();
-        for digest in digests {
-            hasher.update(&digest?);
-        }
-    }
-    Ok(hasher.finalize().to_hex().to_string())
+    let digests: Vec<Result<[u8; 32]>> = (0..dataset.num_samples())
+        .into_par_iter()
+        .map(|i| Ok(sample_digest(&dataset.sample(i)?)))
+        .collect();
+    let digests = digests.into_iter().collect::<Result<Vec<_>>>()?;
+    Ok(combine_digests(dataset, &digests))
 }
 
-/// BLAKE3 of one sample's values in little-endian bytes.
-fn sample_digest(sample: &SampleArray) -> [u8; 32] {
+/// The dataset's digest from its samples' digests, in sample order.
+fn combine_digests(dataset: &Dataset, samples: &[[u8; 32]]) -> String {
     let mut hasher = blake3::Hasher::new();
+    for name in dataset.input_names() {
+        hasher.update(name.as_bytes());
+        hasher.update(&[0]);
+    }
+    hasher.update(&(samples.len() as u64).to_le_bytes());
+    for digest in samples {
+        hasher.update(digest);
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// BLAKE3 of one sample: each input's dtype, shape and values in little-endian bytes.
+fn sample_digest(inputs: &[SampleArray]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    for input in inputs {
+        hasher.update(format!("{:?}{:?};", input.dtype(), input.shape()).as_bytes());
+        feed_values(&mut hasher, input);
+    }
+    hasher.finalize().into()
+}
+
+fn feed_values(hasher: &mut blake3::Hasher, sample: &SampleArray) {
     if let (true, SampleArray::F32(a)) = (cfg!(target_endian = "little"), sample) {
         if let Some(values) = a.as_slice() {
             // SAFETY: any f32 is 4 initialised bytes, and u8 has no alignment; on a
@@ -126,7 +140,7 @@ fn sample_digest(sample: &SampleArray) -> [u8; 32] {
                 )
             };
             hasher.update(bytes);
-            return hasher.finalize().into();
+            return;
         }
     }
     // Through a buffer: one `update` per element costs more than the hashing.
@@ -146,7 +160,6 @@ fn sample_digest(sample: &SampleArray) -> [u8; 32] {
         SampleArray::I8(a) => a.iter().for_each(|v| feed(&v.to_le_bytes())),
     }
     hasher.update(&bytes);
-    hasher.finalize().into()
 }
 
 fn min_max(value: &CTensor) -> candle_core::Result<TensorRange> {
@@ -260,14 +273,17 @@ pub fn calibrate_keeping_outputs(
     let total = dataset.num_samples();
     let chunk = rayon::current_num_threads().max(1);
     let mut done = 0;
+    let mut digests = Vec::with_capacity(total);
     while done < total {
         let end = (done + chunk).min(total);
-        let per_sample: Vec<Result<Vec<(TensorId, TensorRange)>>> = (done..end)
+        let per_sample: Vec<Result<SampleRanges>> = (done..end)
             .into_par_iter()
             .map(|i| sample_ranges(executor, dataset, i, outputs))
             .collect();
         for sample in per_sample {
-            for (id, r) in sample? {
+            let sample = sample?;
+            digests.push(sample.digest);
+            for (id, r) in sample.ranges {
                 ranges
                     .entry(id)
                     .and_modify(|acc| acc.include(r))
@@ -280,7 +296,7 @@ pub fn calibrate_keeping_outputs(
     Ok(Calibration {
         version: CALIBRATION_VERSION,
         model_sha256,
-        dataset_blake3: dataset_digest(dataset)?,
+        dataset_blake3: combine_digests(dataset, &digests),
         samples: dataset.num_samples(),
         ranges: ranges
             .into_iter()
@@ -298,15 +314,22 @@ pub fn calibrate_keeping_outputs(
 }
 
 /// The range of every float tensor the model computes on sample `i`.
+/// One sample's contribution to the calibration: its activation ranges and its digest.
+struct SampleRanges {
+    ranges: Vec<(TensorId, TensorRange)>,
+    digest: [u8; 32],
+}
+
 fn sample_ranges(
     executor: &Executor,
     dataset: &Dataset,
     i: usize,
     outputs: Option<&FloatOutputCache>,
-) -> Result<Vec<(TensorId, TensorRange)>> {
+) -> Result<SampleRanges> {
     let graph = executor.graph();
-    let inputs = dataset
-        .sample(i)?
+    let sample = dataset.sample(i)?;
+    let digest = sample_digest(&sample);
+    let inputs = sample
         .iter()
         .map(|s| tensor_from_sample(s, executor.device()))
         .collect::<Result<Vec<_>>>()?;
@@ -331,7 +354,7 @@ fn sample_ranges(
     if let Some(cache) = outputs {
         cache.remember(i, &finals)?;
     }
-    Ok(ranges)
+    Ok(SampleRanges { ranges, digest })
 }
 
 /// Where a calibration came from, for the user.
