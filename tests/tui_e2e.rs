@@ -242,12 +242,25 @@ fn keys_answer_within_50_ms_mid_run() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("mobilenet.tflite");
     std::fs::copy(common::fixture("mobilenet_v3_small.tflite"), &model).unwrap();
-    let data = common::fixture("mobilenet_v3_small.inputs.npz");
+    // The fixture's 2 samples are debugged in a tenth of a second, before ten key presses
+    // are done: 96 copies of them keep the engine busy for a few seconds on one thread.
+    let data = dir.path().join("many.npy");
+    {
+        let mut npz = ndarray_npy::NpzReader::new(
+            std::fs::File::open(common::fixture("mobilenet_v3_small.inputs.npz")).unwrap(),
+        )
+        .unwrap();
+        let name = npz.names().unwrap()[0].clone();
+        let two: ndarray::ArrayD<f32> = npz.by_name(&name).unwrap();
+        let views: Vec<_> = (0..48).map(|_| two.view()).collect();
+        let many = ndarray::concatenate(ndarray::Axis(0), &views).unwrap();
+        ndarray_npy::write_npy(&data, &many).unwrap();
+    }
     let bin = env!("CARGO_BIN_EXE_qdbg");
     let tmux = Tmux::start(
         dir.path(),
         &format!(
-            "{bin} {} --data {} --mode both --recalibrate; sleep 60",
+            "{bin} {} --data {} --mode both --recalibrate --threads 1; sleep 60",
             model.display(),
             data.display()
         ),

@@ -23,35 +23,6 @@ use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor as CTensor};
 
-/// A host kernel from one contiguous f32 input to one f32 output of a known shape.
-struct HostKernel<'a, F: Fn(&[f32], &mut [f32])> {
-    name: &'static str,
-    out_shape: &'a [usize],
-    kernel: F,
-}
-
-impl<F: Fn(&[f32], &mut [f32])> CustomOp1 for HostKernel<'_, F> {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("{} expects float32 input", self.name)
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("{} expects a contiguous input", self.name)
-        };
-        let mut out = vec![0f32; self.out_shape.iter().product()];
-        (self.kernel)(&data[start..end], &mut out);
-        Ok((CpuStorage::F32(out), Shape::from(self.out_shape.to_vec())))
-    }
-}
-
 /// Runs `kernel` over the contiguous f32 contents of `x`. On the CPU the tensor's storage
 /// is used in place; on a GPU the data makes a round trip through host memory, which is
 /// correct but slow (these kernels have no GPU versions yet).
@@ -61,12 +32,17 @@ pub fn run_on_host<F: Fn(&[f32], &mut [f32])>(
     out_shape: &[usize],
     kernel: F,
 ) -> candle_core::Result<CTensor> {
-    let op = HostKernel {
-        name,
-        out_shape,
-        kernel,
-    };
-    apply_on_host(x, &op)
+    // SAFETY: the closure initialises every element (to zero) before `kernel` sees them.
+    unsafe {
+        run_on_host_filling(name, x, out_shape, |input, out| {
+            for o in out.iter_mut() {
+                o.write(0.0);
+            }
+            // SAFETY: initialised just above; MaybeUninit<f32> has f32's layout.
+            let out = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len());
+            kernel(input, out)
+        })
+    }
 }
 
 fn apply_on_host(x: &CTensor, op: &impl CustomOp1) -> candle_core::Result<CTensor> {
