@@ -125,10 +125,39 @@ impl Reduction {
 
     /// The int32 sums TFLite accumulates (wrapping, as its unsigned adds do).
     fn sums(&self, input: &[i8]) -> Vec<i32> {
+        let mut axes = self.axes.clone();
+        axes.sort_unstable();
+        if let (&[batch, h, w, depth], &[1, 2]) = (&self.input_shape[..], &axes[..]) {
+            // Over H and W of NHWC (global average pooling, MobileNet's squeeze-excite):
+            // whole pixels added into the channels' sums, in order. Wrapping integer sums
+            // do not depend on the order, so this equals the element walk below.
+            return spatial_sums(input, batch, h * w, depth);
+        }
         let mut sums = vec![0i32; self.output_len];
         self.for_each(input, |o, v| sums[o] = sums[o].wrapping_add(i32::from(v)));
         sums
     }
+}
+
+/// Per image and channel, the wrapping int32 sum over the `hw` pixels of NHWC `input`
+/// (`[batch, hw, depth]`): pixel rows added into a channel-wide accumulator, which
+/// vectorises (a strided walk per channel did not).
+fn spatial_sums(input: &[i8], batch: usize, hw: usize, depth: usize) -> Vec<i32> {
+    let mut sums = vec![0i32; batch * depth];
+    if depth == 0 {
+        return sums;
+    }
+    for (acc, image) in sums
+        .chunks_exact_mut(depth)
+        .zip(input.chunks_exact((hw * depth).max(1)))
+    {
+        for pixel in image.chunks_exact(depth) {
+            for (a, &v) in acc.iter_mut().zip(pixel) {
+                *a = a.wrapping_add(i32::from(v));
+            }
+        }
+    }
+    sums
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -264,14 +293,10 @@ impl Mean {
             } => {
                 let (batch, hw, depth) = (*batch, *hw, *depth);
                 let blocks = depth / 16 * 16;
+                let sums = spatial_sums(input, batch, hw, depth);
                 for b in 0..batch {
-                    let image = &input[b * hw * depth..(b + 1) * hw * depth];
                     for c in 0..depth {
-                        let sum = image
-                            .iter()
-                            .skip(c)
-                            .step_by(depth)
-                            .fold(0i32, |acc, &v| acc.wrapping_add(i32::from(v)));
+                        let sum = sums[b * depth + c];
                         let scaled = if c < blocks {
                             neon::multiply_by_quantized_multiplier(
                                 sum,
