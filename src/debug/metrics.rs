@@ -586,33 +586,25 @@ impl Values<'_> {
     }
 }
 
-/// The running sums of [`LayerSample`], one per lane, in f64 across blocks.
+/// Every running sum of a [`LayerSample`], one per lane, in `T`.
 #[derive(Default)]
-struct LaneSums {
-    diff: [f64; LANES],
-    diff_sq: [f64; LANES],
-    abs: [f64; LANES],
-    max_abs: [f64; LANES],
-    sig: [f64; LANES],
-    f: [f64; LANES],
-    q: [f64; LANES],
-    q2: [f64; LANES],
-    dot: [f64; LANES],
+struct PerLane<T> {
+    diff: [T; LANES],
+    diff_sq: [T; LANES],
+    abs: [T; LANES],
+    max_abs: [T; LANES],
+    sig: [T; LANES],
+    f: [T; LANES],
+    q: [T; LANES],
+    q2: [T; LANES],
+    dot: [T; LANES],
 }
 
-/// One block's sums, per lane, in f32.
-#[derive(Default)]
-struct BlockSums {
-    diff: [f32; LANES],
-    diff_sq: [f32; LANES],
-    abs: [f32; LANES],
-    max_abs: [f32; LANES],
-    sig: [f32; LANES],
-    f: [f32; LANES],
-    q: [f32; LANES],
-    q2: [f32; LANES],
-    dot: [f32; LANES],
-}
+/// The sums across blocks, in f64.
+type LaneSums = PerLane<f64>;
+
+/// One block's sums, in f32.
+type BlockSums = PerLane<f32>;
 
 /// The lanes of [`LaneSums`] combined.
 struct Sums {
