@@ -154,16 +154,28 @@ impl NpySamples {
                 ),
             )
         };
-        let mut buf = vec![0u8; self.sample_bytes];
-        {
-            let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-            let at = self.header.data_start as u64 + (i as u64) * self.sample_bytes as u64;
-            file.seek(SeekFrom::Start(at))
-                .and_then(|_| file.read_exact(&mut buf))
-                .map_err(|e| changed(e.to_string()))?;
-        }
         let shape: Vec<usize> = [&[1][..], &self.rest].concat();
-        let raw = self.header.decode(&shape, &buf).map_err(changed)?;
+        let at = self.header.data_start as u64 + (i as u64) * self.sample_bytes as u64;
+        // The file is shared by the sample workers: held only while reading.
+        let (values, bytes) = {
+            let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            file.seek(SeekFrom::Start(at))
+                .map_err(|e| changed(e.to_string()))?;
+            if self.header.is_native_f32() {
+                // The common case (numpy's float32 on x86 and Arm): read in place.
+                let values = self.header.read_f32(&shape, &mut *file).map_err(changed)?;
+                (Some(values), Vec::new())
+            } else {
+                let mut buf = vec![0u8; self.sample_bytes];
+                file.read_exact(&mut buf)
+                    .map_err(|e| changed(e.to_string()))?;
+                (None, buf)
+            }
+        };
+        let raw = match values {
+            Some(values) => values,
+            None => self.header.decode(&shape, &bytes).map_err(changed)?,
+        };
         let origin = Origin {
             path: &self.path,
             entry: None,

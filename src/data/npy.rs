@@ -239,6 +239,37 @@ impl NpyHeader {
 
     /// Decodes `data`, which holds exactly an array of `shape` in this header's dtype and
     /// layout: the whole file's data, or (C order) a run of whole samples.
+    /// Whether the data is float32 in this machine's byte order, C order: bytes that are
+    /// the values as they are (see [`NpyHeader::read_f32`]).
+    pub(crate) fn is_native_f32(&self) -> bool {
+        let descr = if cfg!(target_endian = "little") {
+            "<f4"
+        } else {
+            ">f4"
+        };
+        matches!(self.kind, ElemKind::F32)
+            && !self.fortran
+            && self.header.type_descriptor.as_string().map(String::as_str) == Some(descr)
+    }
+
+    /// [`NpyHeader::decode`] for data [`NpyHeader::is_native_f32`], read straight from
+    /// `source` into the array's own buffer: no byte buffer, no conversion.
+    pub(crate) fn read_f32(
+        &self,
+        shape: &[usize],
+        source: &mut impl std::io::Read,
+    ) -> Result<RawArray, String> {
+        let count = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| format!("shape {} is too large", fmt_shape(shape)))?;
+        let mut values = vec![0f32; count];
+        source
+            .read_exact(bytemuck::cast_slice_mut(&mut values))
+            .map_err(|e| e.to_string())?;
+        Ok(RawArray::F32(shaped(shape, false, values)?))
+    }
+
     pub(crate) fn decode(&self, shape: &[usize], data: &[u8]) -> Result<RawArray, String> {
         let count = shape
             .iter()

@@ -70,6 +70,20 @@ impl SampleArray {
         with_array!(self, a => a.shape())
     }
 
+    /// The only sample of an array of one (as a streamed sample comes), with a leading
+    /// batch dim of 1 added when `add_batch`: the same array as `sample(0, add_batch)`,
+    /// without copying the values.
+    fn into_only_sample(self, add_batch: bool) -> SampleArray {
+        map_array!(self, a => {
+            let one = a.index_axis_move(Axis(0), 0);
+            if add_batch {
+                one.insert_axis(Axis(0))
+            } else {
+                one
+            }
+        })
+    }
+
     /// Sample `i`, with a leading batch dim of 1 added when `add_batch`.
     fn sample(&self, i: usize, add_batch: bool) -> SampleArray {
         map_array!(self, a => {
@@ -191,18 +205,18 @@ impl Dataset {
             .iter()
             .enumerate()
             .map(|(k, (_, stored))| {
-                let (array, index) = match stored.get(i)? {
-                    // A streamed sample comes alone, as sample 0.
-                    std::borrow::Cow::Owned(a) => (std::borrow::Cow::Owned(a), 0),
-                    borrowed => (borrowed, i),
-                };
+                let array = stored.get(i)?;
                 // The stored rank counts the sample axis; equal ranks mean the batch dim
                 // was dropped on load and has to come back.
                 let add_batch = self
                     .input_shapes
                     .get(k)
                     .is_some_and(|shape| shape.len() == array.shape().len());
-                Ok(array.sample(index, add_batch))
+                Ok(match array {
+                    // A streamed sample comes alone, as sample 0.
+                    std::borrow::Cow::Owned(a) => a.into_only_sample(add_batch),
+                    std::borrow::Cow::Borrowed(a) => a.sample(i, add_batch),
+                })
             })
             .collect()
     }

@@ -3,6 +3,8 @@
 //! with a NaN-skipping mean (so `max_abs_error` is the mean of per-sample maxima).
 //! Only running sums are kept: memory does not grow with the number of samples.
 
+use std::mem::MaybeUninit;
+
 use serde::Serialize;
 
 /// TensorFlow's five default metrics of one sample.
@@ -210,11 +212,13 @@ impl LayerSample {
 
     /// [`LayerSample::new`] for an int8 output given raw as well (`raw[i]` the int8 value
     /// `dequantized[i]` was made from with the per-tensor `step`): the int8 histogram reads
-    /// the raw values' bins directly, and saturation is counted here.
+    /// the raw values' bins directly, saturation is counted here, and the sums of the
+    /// dequantized values and of their squares (for cosine and correlation) are exact
+    /// integer sums of the steps `raw - zp` times the scale, where `new` adds f32 values.
     ///
-    /// Same result as `new`: dequantizing gives `(raw - zp) * scale` to within a relative
-    /// 2^-24 (one f32 rounding), so dividing by the scale and rounding, as `new` bins, gives
-    /// back `raw - zp` exactly for every int8 value.
+    /// Otherwise the same result as `new`: dequantizing gives `(raw - zp) * scale` to within
+    /// a relative 2^-24 (one f32 rounding), so dividing by the scale and rounding, as `new`
+    /// bins, gives back `raw - zp` exactly for every int8 value.
     pub fn from_int8(step: (f64, i64), float: &[f64], dequantized: &[f64], raw: &[i64]) -> Self {
         let saturated = raw.iter().filter(|&&x| x <= -128 || x >= 127).count();
         Self::measure(Some(step), float, dequantized, Some(raw), saturated)
@@ -235,15 +239,12 @@ impl LayerSample {
         raw: &[i8],
         histograms: bool,
     ) -> Self {
-        // Counted in byte lanes (at most 255 per chunk, so a u8 cannot overflow), which
-        // vectorise 64 to an instruction; widening every byte to u32 first cost 4x.
-        let saturated: usize = raw
-            .chunks(255)
-            .map(|c| {
-                c.iter()
-                    .fold(0u8, |n, &x| n + u8::from(x == -128 || x == 127)) as usize
-            })
-            .sum();
+        // Counted with the sums, unless the zero point is out of their reach.
+        let saturated = if STEP_ZERO_POINTS.contains(&zero_point) {
+            0
+        } else {
+            raw.iter().filter(|&&x| x == -128 || x == 127).count()
+        };
         Self::measure_values(
             histograms.then_some((f64::from(scale), zero_point)),
             Values::F32(float),
@@ -253,6 +254,46 @@ impl LayerSample {
                 zero_point,
             },
             saturated,
+            None,
+        )
+    }
+
+    /// [`LayerSample::from_int8_output`] that also writes the dequantized int8 output into
+    /// `dequantized` (every element, `(raw - zero_point) as f32 * scale`: what
+    /// [`crate::ops::dequantize_int8`] computes for a zero point within +-2^23), in the
+    /// same pass over the values: what the debugger's next layers read. `dequantized` is
+    /// as long as `raw`.
+    pub fn from_int8_output_dequantizing(
+        scale: f32,
+        zero_point: i64,
+        float: &[f32],
+        raw: &[i8],
+        histograms: bool,
+        dequantized: &mut [MaybeUninit<f32>],
+    ) -> Self {
+        let n = float.len().min(raw.len()).min(dequantized.len());
+        let quant = Values::Int8 {
+            raw,
+            scale,
+            zero_point,
+        };
+        // Whatever the measurement does not reach (only with mismatched lengths).
+        quant.fill_uninit(n, &mut dequantized[n..]);
+        let saturated = if STEP_ZERO_POINTS.contains(&zero_point) {
+            0
+        } else {
+            raw.iter().filter(|&&x| x == -128 || x == 127).count()
+        };
+        Self::measure_values(
+            histograms.then_some((f64::from(scale), zero_point)),
+            Values::F32(&float[..n]),
+            Values::Int8 {
+                raw: &raw[..n],
+                scale,
+                zero_point,
+            },
+            saturated,
+            Some(&mut dequantized[..n]),
         )
     }
 
@@ -267,7 +308,7 @@ impl LayerSample {
             Some(raw) => Values::F64WithRaw(dequantized, raw),
             None => Values::F64(dequantized),
         };
-        Self::measure_values(step, Values::F64(float), q, saturated)
+        Self::measure_values(step, Values::F64(float), q, saturated, None)
     }
 
     /// Every sum in blocks: each block of values is converted to f32 once (in L1), then
@@ -278,30 +319,34 @@ impl LayerSample {
     /// accumulates in f32), and the result depends only on the values, not on the thread,
     /// the instruction set or how the values were stored (f64 inputs are rounded to f32:
     /// the debugger's values are f32 to begin with).
+    /// `dequantized`, when given, receives `quant`'s values as f32 (whole: the caller
+    /// makes it as long as the measurement).
     fn measure_values(
         step: Option<(f64, i64)>,
         float: Values<'_>,
         quant: Values<'_>,
         saturated: usize,
+        dequantized: Option<&mut [MaybeUninit<f32>]>,
     ) -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             use crate::kernels::simd::{active, Level};
             if active() >= Level::Avx512 {
                 // SAFETY: the CPU has AVX-512 F/BW/VL (checked by `active`).
-                return unsafe { measure_avx512(step, float, quant, saturated) };
+                return unsafe { measure_avx512(step, float, quant, saturated, dequantized) };
             }
             if active() >= Level::Avx2 {
                 // SAFETY: the CPU has AVX2 and FMA (checked by `active`).
-                return unsafe { measure_avx2(step, float, quant, saturated) };
+                return unsafe { measure_avx2(step, float, quant, saturated, dequantized) };
             }
         }
-        measure_body(step, float, quant, saturated)
+        measure_body(step, float, quant, saturated, dequantized)
     }
 }
 
-/// [`measure_body`] compiled for AVX2: the same operations in the same order (Rust never
-/// fuses a multiply and an add on its own), so the same results, in wider vectors.
+/// [`measure_body`] compiled for AVX2: the same operations in the same order (fused only
+/// where written as `mul_add`, which every build fuses), so the same results, in wider
+/// vectors.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn measure_avx2(
@@ -309,8 +354,9 @@ unsafe fn measure_avx2(
     float: Values<'_>,
     quant: Values<'_>,
     saturated: usize,
+    dequantized: Option<&mut [MaybeUninit<f32>]>,
 ) -> LayerSample {
-    measure_body(step, float, quant, saturated)
+    measure_body(step, float, quant, saturated, dequantized)
 }
 
 /// [`measure_body`] for AVX-512: eight f64 lanes per instruction, same results.
@@ -321,8 +367,9 @@ unsafe fn measure_avx512(
     float: Values<'_>,
     quant: Values<'_>,
     saturated: usize,
+    dequantized: Option<&mut [MaybeUninit<f32>]>,
 ) -> LayerSample {
-    measure_body(step, float, quant, saturated)
+    measure_body(step, float, quant, saturated, dequantized)
 }
 
 #[inline(always)]
@@ -331,30 +378,56 @@ fn measure_body(
     float: Values<'_>,
     quant: Values<'_>,
     saturated: usize,
+    mut dequantized: Option<&mut [MaybeUninit<f32>]>,
 ) -> LayerSample {
     let n = float.len().min(quant.len());
     let hist_step = step.filter(|(s, _)| *s > 0.0);
     let mut counts = hist_step.map(|_| Box::<BinCounts>::default());
     let mut sums = LaneSums::default();
+    // With the raw int8 values known, their own sums are counted exactly in integers.
+    let int_steps = quant.integer_steps(step);
+    let mut steps = StepTotals::default();
     let (mut fbuf, mut qbuf) = ([0f32; BLOCK], [0f32; BLOCK]);
+    let mut sbuf = [0i32; BLOCK];
     let (mut x, mut qx) = ([0f32; BLOCK], [0f32; BLOCK]);
     let mut bins = [[0u8; BLOCK]; 3];
     for start in (0..n).step_by(BLOCK) {
         let len = BLOCK.min(n - start);
-        let (f, q) = (&mut fbuf[..len], &mut qbuf[..len]);
-        float.fill(start, f);
-        quant.fill(start, q);
-        sums.add_block(f, q);
+        let f: &[f32] = match float {
+            Values::F32(v) => &v[start..start + len],
+            _ => {
+                float.fill(start, &mut fbuf[..len]);
+                &fbuf[..len]
+            }
+        };
+        if let Some(out) = dequantized.as_deref_mut() {
+            quant.fill_uninit(start, &mut out[start..start + len]);
+        }
+        match (quant, int_steps) {
+            (Values::Int8 { raw, .. }, Some((scale, zp))) => {
+                sums.add_int8_block(&mut steps, f, &raw[start..start + len], scale, zp);
+            }
+            (_, Some((_, zp))) => {
+                quant.fill(start, &mut qbuf[..len]);
+                quant.raw_i32(start, &mut sbuf[..len]);
+                sums.add_block(Some((&mut steps, &sbuf[..len], zp)), f, &qbuf[..len]);
+            }
+            _ => {
+                quant.fill(start, &mut qbuf[..len]);
+                sums.add_block(None, f, &qbuf[..len]);
+            }
+        }
         if let (Some(c), Some((scale, zp))) = (counts.as_deref_mut(), hist_step) {
             // Positions in int8 steps, in f32 as TFLite's quantizer computes them; bins
-            // in loops that vectorise; then the counting.
+            // in loops that vectorise; then the counting. (`qbuf` holds the dequantized
+            // values whenever the raw ones are not known.)
             let (scale, zp) = (scale as f32, zp.clamp(-(1 << 24), 1 << 24) as i32);
             let (x, qx) = (&mut x[..len], &mut qx[..len]);
             for (x, &f) in x.iter_mut().zip(f.iter()) {
                 *x = f / scale;
             }
             if !quant.steps_from_zero_point(start, zp, qx) {
-                for (qx, &q) in qx.iter_mut().zip(q.iter()) {
+                for (qx, &q) in qx.iter_mut().zip(qbuf[..len].iter()) {
                     *qx = q / scale;
                 }
             }
@@ -373,7 +446,12 @@ fn measure_body(
             c.count(&fb[..len], &qb[..len], &eb[..len]);
         }
     }
-    let total = sums.total();
+    let total = sums.total(int_steps.map(|(scale, _)| (f64::from(scale), &steps)));
+    // Raw int8 values given whole are counted here; otherwise the caller counted them.
+    let saturated = match quant {
+        Values::Int8 { .. } if int_steps.is_some() => steps.saturated as usize,
+        _ => saturated,
+    };
     let metrics = if n == 0 {
         sample_metrics(&[])
     } else {
@@ -517,17 +595,36 @@ impl Values<'_> {
         }
     }
 
+    /// Values `start..start + out.len()` as f32 into `out`.
     // Inlined into the AVX2 build of the measurement, as everything it calls per element.
     #[inline(always)]
     fn fill(&self, start: usize, out: &mut [f32]) {
+        self.each_f32(start, out, |o, x| *o = x);
+    }
+
+    /// [`Values::fill`] into memory not yet initialised (every element is written).
+    #[inline(always)]
+    fn fill_uninit(&self, start: usize, out: &mut [MaybeUninit<f32>]) {
+        self.each_f32(start, out, |o, x| {
+            o.write(x);
+        });
+    }
+
+    /// Each of the values from `start` on as f32, handed to `put` with its slot of `out`.
+    #[inline(always)]
+    fn each_f32<T>(&self, start: usize, out: &mut [T], put: impl Fn(&mut T, f32)) {
         let range = start..start + out.len();
         match self {
             Values::F64(v) | Values::F64WithRaw(v, _) => {
                 for (o, &x) in out.iter_mut().zip(&v[range]) {
-                    *o = x as f32;
+                    put(o, x as f32);
                 }
             }
-            Values::F32(v) => out.copy_from_slice(&v[range]),
+            Values::F32(v) => {
+                for (o, &x) in out.iter_mut().zip(&v[range]) {
+                    put(o, x);
+                }
+            }
             Values::Int8 {
                 raw,
                 scale,
@@ -537,9 +634,47 @@ impl Values<'_> {
                 // vector instructions, which i64 does not before AVX-512.
                 let zp = (*zero_point).clamp(-(1 << 24), 1 << 24) as i32;
                 for (o, &r) in out.iter_mut().zip(&raw[range]) {
-                    *o = (i32::from(r) - zp) as f32 * scale;
+                    put(o, (i32::from(r) - zp) as f32 * scale);
                 }
             }
+        }
+    }
+
+    /// The scale and zero point the raw int8 values dequantize with, when the raw values
+    /// are known (with `step`, the layer's, for values given dequantized) and the zero
+    /// point is one [`StepSums`] can hold.
+    #[inline(always)]
+    fn integer_steps(&self, step: Option<(f64, i64)>) -> Option<(f32, i32)> {
+        let (scale, zp) = match (self, step) {
+            (
+                Values::Int8 {
+                    scale, zero_point, ..
+                },
+                _,
+            ) => (*scale, *zero_point),
+            (Values::F64WithRaw(..), Some((scale, zp))) => (scale as f32, zp),
+            _ => return None,
+        };
+        STEP_ZERO_POINTS.contains(&zp).then_some((scale, zp as i32))
+    }
+
+    /// The raw int8 values from `start` on (clamped to int8), into `out`; only called
+    /// when [`Values::integer_steps`] found them.
+    #[inline(always)]
+    fn raw_i32(&self, start: usize, out: &mut [i32]) {
+        let range = start..start + out.len();
+        match self {
+            Values::F64WithRaw(_, raw) => {
+                for (o, &r) in out.iter_mut().zip(&raw[range]) {
+                    *o = r.clamp(-128, 127) as i32;
+                }
+            }
+            Values::Int8 { raw, .. } => {
+                for (o, &r) in out.iter_mut().zip(&raw[range]) {
+                    *o = i32::from(r);
+                }
+            }
+            _ => out.fill(0),
         }
     }
 
@@ -619,43 +754,170 @@ struct Sums {
     dot: f64,
 }
 
-impl BlockSums {
-    #[inline(always)]
-    fn add(&mut self, l: usize, f: f32, q: f32) {
-        let d = q - f;
-        self.diff[l] += d;
-        self.diff_sq[l] += d * d;
-        let a = d.abs();
-        self.abs[l] += a;
-        // A plain comparison (one `vmaxps`): `f32::max`'s NaN handling cost three
-        // instructions per lane; a NaN difference is skipped either way.
-        self.max_abs[l] = if a > self.max_abs[l] {
-            a
-        } else {
-            self.max_abs[l]
-        };
-        self.sig[l] += f * f;
-        self.f[l] += f;
-        self.q[l] += q;
-        self.q2[l] += q * q;
-        self.dot[l] += f * q;
+/// One block's sums: `f[i]` against `q(i)`, the dequantized value of element `i` with
+/// its raw int8 value (used when `STEPS`: then `q`'s own sums are left to [`StepSums`],
+/// else summed in f32 lanes too). Every build of every caller runs these same operations
+/// in the same order, so the sums agree bit for bit: products are fused into their sums
+/// with `mul_add` (one instruction with FMA, the same bits without), and the largest
+/// difference is a plain comparison (one `vmaxps`; `f32::max`'s NaN handling cost three
+/// instructions per lane), which skips a NaN.
+///
+/// The accumulators are local arrays, one register each: as fields of a struct the
+/// compiler kept them in memory, loading and storing each per value (2.8x slower).
+#[inline(always)]
+fn block_sums<const STEPS: bool, S: Copy>(
+    f: &[f32],
+    source: &[S],
+    value: impl Fn(S) -> (f32, i32),
+    zp: i32,
+) -> (BlockSums, StepSums) {
+    let (mut diff, mut diff_sq, mut abs, mut max_abs) =
+        ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    let (mut sig, mut sum_f, mut dot) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    let (mut sum_q, mut sum_q2) = ([0f32; LANES], [0f32; LANES]);
+    let (mut s1, mut s2, mut sat) = ([0i32; LANES], [0i32; LANES], [0i32; LANES]);
+    // A macro, not a closure: a closure holding the accumulators by reference kept them
+    // in memory too.
+    macro_rules! lane {
+        ($l:expr, $f:expr, $q:expr, $r:expr) => {{
+            let (l, f, q, r): (usize, f32, f32, i32) = ($l, $f, $q, $r);
+            let d = q - f;
+            diff[l] += d;
+            diff_sq[l] = d.mul_add(d, diff_sq[l]);
+            let a = d.abs();
+            abs[l] += a;
+            max_abs[l] = if a > max_abs[l] { a } else { max_abs[l] };
+            sig[l] = f.mul_add(f, sig[l]);
+            sum_f[l] += f;
+            dot[l] = f.mul_add(q, dot[l]);
+            if STEPS {
+                let st = r - zp;
+                s1[l] += st;
+                s2[l] += st * st;
+                sat[l] += i32::from(r == -128 || r == 127);
+            } else {
+                sum_q[l] += q;
+                sum_q2[l] = q.mul_add(q, sum_q2[l]);
+            }
+        }};
+    }
+    // Whole lane groups as arrays (no bounds checks), then the tail.
+    let n = f.len().min(source.len());
+    let mut groups = f[..n]
+        .chunks_exact(LANES)
+        .zip(source[..n].chunks_exact(LANES));
+    for (fc, sc) in &mut groups {
+        // Chunks of exactly LANES: the conversions cannot fail.
+        let fc: &[f32; LANES] = fc.try_into().expect("a whole lane group");
+        let sc: &[S; LANES] = sc.try_into().expect("a whole lane group");
+        for l in 0..LANES {
+            let (q, r) = value(sc[l]);
+            lane!(l, fc[l], q, r);
+        }
+    }
+    let tail = n / LANES * LANES;
+    for (l, (&x, &sv)) in f[tail..n].iter().zip(&source[tail..n]).enumerate() {
+        let (q, r) = value(sv);
+        lane!(l, x, q, r);
+    }
+    let b = BlockSums {
+        diff,
+        diff_sq,
+        abs,
+        max_abs,
+        sig,
+        f: sum_f,
+        q: sum_q,
+        q2: sum_q2,
+        dot,
+    };
+    let t = StepSums {
+        s: s1,
+        s2,
+        saturated: sat,
+    };
+    (b, t)
+}
+
+/// Sums of the int8 steps `s = raw - zero_point` (and of `s^2`, and of the saturated
+/// values), exact in integers: with the steps known, `sum(q) = scale * sum(s)` and
+/// `sum(q^2) = scale^2 * sum(s^2)` need no float sums, and are exact where f32 lanes
+/// would round. i32 lanes hold a block (32 values a lane, `|s| <= 383`); totals are i64.
+#[derive(Default)]
+struct StepSums {
+    s: [i32; LANES],
+    s2: [i32; LANES],
+    saturated: [i32; LANES],
+}
+
+/// The zero points whose steps [`StepSums`] can hold (int8 zero points, with room).
+const STEP_ZERO_POINTS: std::ops::RangeInclusive<i64> = -256..=255;
+
+/// [`StepSums`] over every block.
+#[derive(Default, Clone, Copy)]
+struct StepTotals {
+    s: i64,
+    s2: i64,
+    saturated: i64,
+}
+
+impl StepTotals {
+    fn add(&mut self, b: &StepSums) {
+        self.s += b.s.iter().map(|&v| i64::from(v)).sum::<i64>();
+        self.s2 += b.s2.iter().map(|&v| i64::from(v)).sum::<i64>();
+        self.saturated += b.saturated.iter().map(|&v| i64::from(v)).sum::<i64>();
     }
 }
 
 impl LaneSums {
+    /// A block of float values and their int8 twins given raw: dequantized (as
+    /// [`Values::fill`] does) and summed in one pass, nothing stored between.
     #[inline(always)]
-    fn add_block(&mut self, f: &[f32], q: &[f32]) {
-        let mut b = BlockSums::default();
-        let mut chunks = f.chunks_exact(LANES).zip(q.chunks_exact(LANES));
-        for (fc, qc) in &mut chunks {
-            for l in 0..LANES {
-                b.add(l, fc[l], qc[l]);
+    fn add_int8_block(
+        &mut self,
+        steps: &mut StepTotals,
+        f: &[f32],
+        raw: &[i8],
+        scale: f32,
+        zp: i32,
+    ) {
+        let n = f.len().min(raw.len());
+        let raw = &raw[..n];
+        let dequantize = |r: i8| {
+            let r = i32::from(r);
+            ((r - zp) as f32 * scale, r)
+        };
+        let (b, t) = block_sums::<true, i8>(&f[..n], raw, dequantize, zp);
+        self.widen(&b);
+        steps.add(&t);
+    }
+
+    /// A block of float values and dequantized values given as f32 (`q`), with their int8
+    /// steps when known: the same sums as [`LaneSums::add_int8_block`] when they are.
+    #[inline(always)]
+    fn add_block(&mut self, steps: Option<(&mut StepTotals, &[i32], i32)>, f: &[f32], q: &[f32]) {
+        let n = f.len().min(q.len());
+        let (f, q) = (&f[..n], &q[..n]);
+        match steps {
+            Some((totals, raw, zp)) => {
+                let raw = &raw[..n];
+                let mut pairs = [(0f32, 0i32); BLOCK];
+                for (p, (&q, &r)) in pairs.iter_mut().zip(q.iter().zip(raw)) {
+                    *p = (q, r);
+                }
+                let (b, t) = block_sums::<true, (f32, i32)>(f, &pairs[..n], |p| p, zp);
+                self.widen(&b);
+                totals.add(&t);
+            }
+            None => {
+                let (b, _) = block_sums::<false, f32>(f, q, |q| (q, 0), 0);
+                self.widen(&b);
             }
         }
-        let tail = f.len().min(q.len()) / LANES * LANES;
-        for (l, (&f, &q)) in f[tail..].iter().zip(&q[tail..]).enumerate() {
-            b.add(l, f, q);
-        }
+    }
+
+    #[inline(always)]
+    fn widen(&mut self, b: &BlockSums) {
         let widen = |total: &mut [f64; LANES], part: &[f32; LANES]| {
             for (t, &p) in total.iter_mut().zip(part) {
                 *t += f64::from(p);
@@ -675,7 +937,13 @@ impl LaneSums {
         }
     }
 
-    fn total(&self) -> Sums {
+    /// The lanes combined; `q` and `q2` from the int8 steps when they were counted (with
+    /// the scale they dequantize with).
+    fn total(&self, steps: Option<(f64, &StepTotals)>) -> Sums {
+        let (q, q2) = match steps {
+            Some((scale, t)) => (scale * t.s as f64, scale * scale * t.s2 as f64),
+            None => (lanes_sum(&self.q), lanes_sum(&self.q2)),
+        };
         Sums {
             diff: lanes_sum(&self.diff),
             diff_sq: lanes_sum(&self.diff_sq),
@@ -683,8 +951,8 @@ impl LaneSums {
             max_abs: self.max_abs.iter().fold(0f64, |m, &v| m.max(v)),
             sig: lanes_sum(&self.sig),
             f: lanes_sum(&self.f),
-            q: lanes_sum(&self.q),
-            q2: lanes_sum(&self.q2),
+            q,
+            q2,
             dot: lanes_sum(&self.dot),
         }
     }
@@ -1110,8 +1378,9 @@ mod instruction_set_tests {
     use super::*;
 
     /// The AVX2 and AVX-512 builds of the measurement give the scalar build's sums and
-    /// histograms bit for bit (same lanes, same order; nothing fused), on a length that
-    /// leaves a tail in the last block and in the last lane group.
+    /// histograms bit for bit (same lanes, same order, the same multiply-adds fused), on a
+    /// length that leaves a tail in the last block and in the last lane group; with the
+    /// dequantized values written alongside, the same values as `dequantize_int8`'s.
     #[test]
     fn every_build_measures_the_same() {
         let n = 3 * BLOCK + 13;
@@ -1127,7 +1396,9 @@ mod instruction_set_tests {
             .iter()
             .map(|&f| ((f / 0.07).round() + next() * 3.0).clamp(-128.0, 127.0) as i8)
             .collect();
-        let measure = |level: u8| {
+        let params = crate::graph::QuantParams::per_tensor(0.07, -3);
+        let expected = crate::ops::dequantize_int8(&raw, &[n], &params).unwrap();
+        let measure = |level: u8, write: bool| {
             let (float, quant) = (
                 Values::F32(&float),
                 Values::Int8 {
@@ -1137,14 +1408,26 @@ mod instruction_set_tests {
                 },
             );
             let step = Some((f64::from(0.07f32), -3));
+            let mut values = vec![MaybeUninit::new(f32::NAN); n];
+            let out = write.then_some(&mut values[..]);
             let sample = match level {
                 #[cfg(target_arch = "x86_64")]
-                1 => unsafe { measure_avx2(step, float, quant, 0) },
+                1 => unsafe { measure_avx2(step, float, quant, 0, out) },
                 #[cfg(target_arch = "x86_64")]
-                2 => unsafe { measure_avx512(step, float, quant, 0) },
-                _ => measure_body(step, float, quant, 0),
+                2 => unsafe { measure_avx512(step, float, quant, 0, out) },
+                _ => measure_body(step, float, quant, 0, out),
             };
+            if write {
+                // SAFETY: initialised above (and overwritten by the measurement).
+                let values: Vec<f32> = values.iter().map(|v| unsafe { v.assume_init() }).collect();
+                assert_eq!(values, expected, "level {level}");
+            }
             format!("{sample:?}")
+        };
+        let measure = |level: u8| {
+            let sample = measure(level, false);
+            assert_eq!(measure(level, true), sample, "level {level}");
+            sample
         };
         let scalar = measure(0);
         let detected = crate::kernels::simd::detected();
@@ -1153,6 +1436,61 @@ mod instruction_set_tests {
         }
         if detected >= crate::kernels::simd::Level::Avx512 {
             assert_eq!(measure(2), scalar);
+        }
+    }
+
+    /// An int8 output measured from its raw values (`from_int8_output`, what the debugger
+    /// runs) and from the same values given dequantized in f64 with their raw values
+    /// (`from_int8`, the path with user metrics) is the same sample, bit for bit; also with
+    /// a zero point beyond the integer sums' reach, where both add f32 values instead.
+    #[test]
+    fn raw_and_dequantized_int8_measure_the_same() {
+        let n = 2 * BLOCK + 37;
+        let float: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+            .collect();
+        let raw: Vec<i8> = (0..n)
+            .map(|i| ((i * 53 % 256) as i32 - 128) as i8)
+            .collect();
+        for (scale, zp) in [(0.011f32, -5i64), (0.011, 300)] {
+            let params = crate::graph::QuantParams::per_tensor(scale, zp);
+            let dequantized = crate::ops::dequantize_int8(&raw, &[n], &params).unwrap();
+            let from_raw = LayerSample::from_int8_output(scale, zp, &float, &raw, true);
+            let from_f64 = LayerSample::from_int8(
+                (f64::from(scale), zp),
+                &float.iter().map(|&f| f64::from(f)).collect::<Vec<_>>(),
+                &dequantized
+                    .iter()
+                    .map(|&q| f64::from(q))
+                    .collect::<Vec<_>>(),
+                &raw.iter().map(|&r| i64::from(r)).collect::<Vec<_>>(),
+            );
+            assert_eq!(
+                format!("{from_raw:?}"),
+                format!("{from_f64:?}"),
+                "zero point {zp}"
+            );
+            // The sums against a hand-written f64 loop: exact (to f64 rounding) from the
+            // integer steps; f32 lane sums beyond their reach.
+            let tolerance = if STEP_ZERO_POINTS.contains(&zp) {
+                1e-12
+            } else {
+                1e-5
+            };
+            let steps: Vec<f64> = raw.iter().map(|&r| (i64::from(r) - zp) as f64).collect();
+            let scale = f64::from(scale);
+            let sum_q: f64 = steps.iter().sum::<f64>() * scale;
+            let sum_q2: f64 = steps.iter().map(|s| s * s).sum::<f64>() * scale * scale;
+            assert!(
+                (from_raw.sum_q - sum_q).abs() <= tolerance * sum_q.abs(),
+                "zero point {zp}"
+            );
+            assert!(
+                (from_raw.sum_q2 - sum_q2).abs() <= tolerance * sum_q2,
+                "zero point {zp}"
+            );
+            let saturated = raw.iter().filter(|&&r| r == -128 || r == 127).count();
+            assert_eq!(from_raw.saturated, saturated);
         }
     }
 }

@@ -18,7 +18,7 @@ use super::verify::Debugger;
 use super::verify::LayerStats;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::exec::{host_f32, tensor_from_sample, Executor, FloatOutputCache, SampleOutputs};
+use crate::exec::{host_f32, tensor_from_owned_sample, Executor, FloatOutputCache, SampleOutputs};
 use crate::graph::{DType, Graph, TensorId};
 use crate::kernels::int8::Arithmetic;
 use crate::quant::denylist::{resolve, Rule};
@@ -337,8 +337,8 @@ impl Selector {
     fn sample_inputs(&self, s: usize) -> Result<Vec<candle_core::Tensor>> {
         self.dataset
             .sample(s)?
-            .iter()
-            .map(|x| tensor_from_sample(x, &self.device))
+            .into_iter()
+            .map(|x| tensor_from_owned_sample(x, &self.device))
             .collect()
     }
 }

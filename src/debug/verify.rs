@@ -6,7 +6,6 @@
 //! - Whole-model: the float and int8 graphs run separately and are compared at every int8
 //!   op's output, so the error accumulated down the model shows.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,10 +21,10 @@ use super::metrics::{
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::exec::{
-    host_f32, tensor_from_sample, with_host_f32, Executor, FloatOutputCache, SampleOutputs,
+    host_f32, tensor_from_owned_sample, with_host_f32, Executor, FloatOutputCache, SampleOutputs,
 };
 use crate::graph::{Graph, Op, TensorId};
-use crate::ops::quantized::{int8_values, node_is_quantized, Int8Values};
+use crate::ops::quantized::{int8_values, node_is_quantized};
 use crate::ops::{dequantize_int8, Arithmetic};
 use crate::quant::quantize::QuantizedModel;
 
@@ -335,19 +334,11 @@ impl<'a> Debugger<'a> {
         s: usize,
         mode: VerifyMode,
     ) -> Result<SampleOutcome> {
-        let q = &self.model.graph;
         let inputs = dataset
             .sample(s)?
-            .iter()
-            .map(|x| tensor_from_sample(x, self.quant.device()))
+            .into_iter()
+            .map(|x| tensor_from_owned_sample(x, self.quant.device()))
             .collect::<Result<Vec<_>>>()?;
-        let mut qvals: HashMap<TensorId, CTensor> = HashMap::new();
-        let quant_out = self.quant.run_observed_carrier(&inputs, &mut |id, v| {
-            if plan.wanted.contains(&id) {
-                qvals.insert(id, v.clone());
-            }
-            Ok(())
-        })?;
         let n = self.layers.len();
         let mut outcome = SampleOutcome {
             per_layer: vec![None; n],
@@ -356,41 +347,40 @@ impl<'a> Debugger<'a> {
             float_out: Vec::new(),
             quant_out: Vec::new(),
         };
-        // Each int8 tensor is read back once per sample, whether as a layer's output or as
-        // the next layer's input.
+        // The tensors the layers read, as the int8 model computes them; and each int8
+        // tensor read back (and dequantized) once per sample, whether as a layer's output
+        // or as a later layer's input.
+        let mut qvals: HashMap<TensorId, CTensor> = HashMap::new();
         let mut int8 = Int8Memo::default();
-        if mode.per_layer() {
-            for (k, l) in self.layers.iter().enumerate() {
-                let qnode = &q.nodes[l.quant_node];
-                let mut float_inputs = Vec::with_capacity(qnode.inputs.len());
-                for i in &qnode.inputs {
-                    float_inputs.push(match i {
-                        Some(id) if !q.tensor(*id).is_constant() => {
-                            match plan.float_source.get(id) {
-                                Some(src) => qvals.get(src).cloned(),
-                                None => match qvals.get(id) {
-                                    Some(v) => int8.get(q, *id, v)?.dequantized.clone(),
-                                    None => None,
-                                },
-                            }
-                        }
-                        _ => None,
-                    });
-                }
-                let refs: Vec<Option<&CTensor>> = float_inputs.iter().map(|v| v.as_ref()).collect();
-                let out = self.float.eval_node(l.float_node, &refs)?;
-                let (sample, custom) = with_host_f32(&out[0], |reference| {
-                    self.measure_layer(l, reference, &qvals, &mut int8)
-                })??;
+        let whole_model = mode.whole_model();
+        // Per-layer twins run as soon as their int8 op has: its inputs and output are then
+        // still in cache, and (unless the whole-model comparison needs every tensor at the
+        // end) each value is let go after the last layer that reads it, so a sample holds
+        // a few tensors rather than all of them.
+        let quant_out = self.quant.run_observed_carrier(&inputs, &mut |id, v| {
+            if plan.wanted.contains(&id) {
+                qvals.insert(id, v.clone());
+            }
+            if !mode.per_layer() {
+                return Ok(());
+            }
+            if let Some(&k) = plan.layer_of_output.get(&id) {
+                let (sample, custom) = self.layer_twin(&self.layers[k], plan, &qvals, &mut int8)?;
                 outcome.per_layer[k] = Some(sample);
                 outcome.custom[k] = custom;
+                if !whole_model {
+                    for t in &plan.last_read_by[k] {
+                        qvals.remove(t);
+                        int8.values.remove(t);
+                    }
+                }
             }
-        }
+            Ok(())
+        })?;
         // Model-level metrics need the float model's outputs (remembered by an earlier
         // step, or computed now); whole-model verification needs its intermediate tensors,
         // so the float model runs whole.
         let mut fvals: HashMap<usize, Vec<f32>> = HashMap::new();
-        let whole_model = mode.whole_model();
         let known = match (&self.float_outputs, whole_model) {
             (Some(cache), false) => cache.get(s),
             _ => None,
@@ -418,7 +408,8 @@ impl<'a> Debugger<'a> {
         if whole_model {
             for (k, l) in self.layers.iter().enumerate() {
                 if let Some(reference) = fvals.get(&k) {
-                    let (sample, custom) = self.measure_layer(l, reference, &qvals, &mut int8)?;
+                    let (sample, custom) =
+                        self.measure_layer(l, reference, &qvals, &mut int8, false)?;
                     outcome.whole[k] = Some(sample);
                     if !mode.per_layer() {
                         outcome.custom[k] = custom;
@@ -429,6 +420,39 @@ impl<'a> Debugger<'a> {
         Ok(outcome)
     }
 
+    /// Layer `l`'s per-layer error on one sample: its float twin run on the dequantized
+    /// int8 inputs its int8 op read (or on the float tensors a QUANTIZE made them from),
+    /// measured against the int8 op's output.
+    fn layer_twin(
+        &self,
+        l: &LayerInfo,
+        plan: &SamplePlan,
+        qvals: &HashMap<TensorId, CTensor>,
+        int8: &mut Int8Memo,
+    ) -> Result<(LayerSample, Vec<f64>)> {
+        let q = &self.model.graph;
+        let qnode = &q.nodes[l.quant_node];
+        let mut float_inputs = Vec::with_capacity(qnode.inputs.len());
+        for i in &qnode.inputs {
+            float_inputs.push(match i {
+                Some(id) if !q.tensor(*id).is_constant() => match plan.float_source.get(id) {
+                    Some(src) => qvals.get(src).cloned(),
+                    None => match qvals.get(id) {
+                        Some(v) => int8.dequantized(q, *id, v)?,
+                        None => None,
+                    },
+                },
+                _ => None,
+            });
+        }
+        let refs: Vec<Option<&CTensor>> = float_inputs.iter().map(|v| v.as_ref()).collect();
+        let out = self.float.eval_node(l.float_node, &refs)?;
+        with_host_f32(&out[0], |reference| {
+            let keep = plan.read_dequantized.contains(&l.tensor_idx);
+            self.measure_layer(l, reference, qvals, int8, keep)
+        })?
+    }
+
     /// Layer `l`'s error on one sample against the float `reference`, and its user metrics.
     fn measure_layer(
         &self,
@@ -436,23 +460,52 @@ impl<'a> Debugger<'a> {
         reference: &[f32],
         qvals: &HashMap<TensorId, CTensor>,
         int8: &mut Int8Memo,
+        keep_dequantized: bool,
     ) -> Result<(LayerSample, Vec<f64>)> {
         let q = &self.model.graph;
         let v = qvals.get(&l.tensor_idx).ok_or_else(|| {
             Error::Internal(format!("layer '{}' was not computed", l.tensor_name))
         })?;
-        let values = int8.get(q, l.tensor_idx, v)?;
-        let raw_values = values.raw()?;
         let params = q.tensor(l.tensor_idx).quant.as_ref().ok_or_else(|| {
             Error::Internal(format!("layer '{}' has no parameters", l.tensor_name))
         })?;
+        let internal = |e: String| Error::Internal(format!("{}: {e}", l.tensor_name));
         let per_tensor = params.scale.len() == 1 && params.zero_point.len() == 1;
         let wants_custom = !(self.layer_metrics.is_empty() && self.direct_metrics.is_empty());
         if per_tensor && !wants_custom {
             // The common case: measured straight from the executors' buffers.
+            let (scale, zero_point) = (params.scale[0], params.zero_point[0]);
+            let entry = int8.entry(l.tensor_idx, v);
+            let raw_values = int8_values(&entry.tensor).map_err(|e| internal(e.0))?;
+            // A later layer's float twin reads this output dequantized: written in the
+            // same pass as the measurement (as `dequantize_int8` computes it, which it
+            // does in f32 for these zero points).
+            if keep_dequantized
+                && entry.dequantized.is_none()
+                && zero_point.unsigned_abs() < 1 << 23
+            {
+                let n = raw_values.len();
+                let mut values = Vec::<f32>::with_capacity(n);
+                let sample = LayerSample::from_int8_output_dequantizing(
+                    scale,
+                    zero_point,
+                    reference,
+                    &raw_values,
+                    self.histograms,
+                    &mut values.spare_capacity_mut()[..n],
+                );
+                // SAFETY: `from_int8_output_dequantizing` writes every element of the slice
+                // it is given: the first `n`, within the capacity reserved.
+                unsafe { values.set_len(n) };
+                entry.dequantized = Some(
+                    CTensor::from_vec(values, v.dims(), v.device())
+                        .map_err(|e| internal(e.to_string()))?,
+                );
+                return Ok((sample, Vec::new()));
+            }
             let sample = LayerSample::from_int8_output(
-                params.scale[0],
-                params.zero_point[0],
+                scale,
+                zero_point,
                 reference,
                 &raw_values,
                 self.histograms,
@@ -460,12 +513,12 @@ impl<'a> Debugger<'a> {
             return Ok((sample, Vec::new()));
         }
         let float: Vec<f64> = reference.iter().map(|&x| f64::from(x)).collect();
-        let got: Vec<f64> = values
-            .dequantized_host()?
-            .unwrap_or_default()
-            .into_iter()
-            .map(f64::from)
-            .collect();
+        let got: Vec<f64> = match int8.dequantized(q, l.tensor_idx, v)? {
+            Some(t) => host_f32(&t)?.into_iter().map(f64::from).collect(),
+            None => Vec::new(),
+        };
+        let raw_values =
+            int8_values(&int8.entry(l.tensor_idx, v).tensor).map_err(|e| internal(e.0))?;
         let raw: Vec<i64> = raw_values.iter().map(|&r| i64::from(r)).collect();
         let sample = if per_tensor && self.histograms {
             LayerSample::from_int8((l.scale as f64, l.zero_point), &float, &got, &raw)
@@ -557,6 +610,13 @@ struct SamplePlan {
     wanted: HashSet<TensorId>,
     /// Float-graph tensor of each layer's output -> layer index.
     float_outputs: HashMap<TensorId, usize>,
+    /// The int8 tensors some layer's float twin reads dequantized.
+    read_dequantized: HashSet<TensorId>,
+    /// Quantized-graph tensor of each layer's output -> layer index.
+    layer_of_output: HashMap<TensorId, usize>,
+    /// Per layer, the wanted tensors no later layer reads or measures: what a per-layer
+    /// run can let go of once that layer is measured.
+    last_read_by: Vec<Vec<TensorId>>,
 }
 
 impl SamplePlan {
@@ -571,14 +631,35 @@ impl SamplePlan {
             }
         }
         let mut wanted = HashSet::new();
-        for l in &d.layers {
-            wanted.insert(l.tensor_idx);
-            for &i in q.nodes[l.quant_node].inputs.iter().flatten() {
-                if !q.tensor(i).is_constant() {
-                    wanted.insert(*float_source.get(&i).unwrap_or(&i));
-                }
+        let mut read_dequantized = HashSet::new();
+        let mut last_reader: HashMap<TensorId, usize> = HashMap::new();
+        for (k, l) in d.layers.iter().enumerate() {
+            let inputs = q.nodes[l.quant_node].inputs.iter().flatten();
+            let reads = inputs
+                .filter(|&&i| !q.tensor(i).is_constant())
+                .map(|i| match float_source.get(i) {
+                    Some(&src) => src,
+                    None => {
+                        read_dequantized.insert(*i);
+                        *i
+                    }
+                })
+                .collect::<Vec<_>>();
+            for t in reads.into_iter().chain(std::iter::once(l.tensor_idx)) {
+                wanted.insert(t);
+                last_reader.insert(t, k);
             }
         }
+        let mut last_read_by = vec![Vec::new(); d.layers.len()];
+        for (t, k) in last_reader {
+            last_read_by[k].push(t);
+        }
+        let layer_of_output = d
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(k, l)| (l.tensor_idx, k))
+            .collect();
         let float_outputs = d
             .layers
             .iter()
@@ -589,6 +670,9 @@ impl SamplePlan {
             float_source,
             wanted,
             float_outputs,
+            read_dequantized,
+            layer_of_output,
+            last_read_by,
         }
     }
 }
@@ -610,53 +694,39 @@ struct Int8Memo {
 }
 
 /// One int8 tensor of a sample: the executor's value (its raw int8 values are read in
-/// place, see [`int8_values`]) and its dequantized form.
+/// place, see [`int8_values`]) and, once something needed it, its dequantized form.
 struct Int8Entry {
     tensor: CTensor,
-    /// The dequantized values as a float tensor (what a float twin reads); `None` when
-    /// the tensor has no quantization parameters.
+    /// The dequantized values as a float tensor (what a float twin reads); `None` until
+    /// computed, and for a tensor without quantization parameters.
     dequantized: Option<CTensor>,
 }
 
-impl Int8Entry {
-    fn raw(&self) -> Result<Int8Values<'_>> {
-        int8_values(&self.tensor).map_err(|e| Error::Internal(e.0))
-    }
-
-    fn dequantized_host(&self) -> Result<Option<Vec<f32>>> {
-        self.dequantized
-            .as_ref()
-            .map(|t| {
-                t.flatten_all()
-                    .and_then(|t| t.to_vec1::<f32>())
-                    .map_err(|e| Error::Internal(e.to_string()))
-            })
-            .transpose()
-    }
-}
-
 impl Int8Memo {
-    fn get(&mut self, q: &Graph, id: TensorId, v: &CTensor) -> Result<&Int8Entry> {
-        let slot = match self.values.entry(id) {
-            Entry::Occupied(e) => return Ok(e.into_mut()),
-            Entry::Vacant(slot) => slot,
-        };
-        let internal = |e: String| Error::Internal(format!("{}: {e}", q.tensor(id).name));
-        let dequantized = match q.tensor(id).quant.as_ref() {
-            Some(p) => {
-                let raw = int8_values(v).map_err(|e| internal(e.0))?;
+    /// The entry of int8 tensor `id` (value `v`), not dequantized yet if it is new.
+    fn entry(&mut self, id: TensorId, v: &CTensor) -> &mut Int8Entry {
+        self.values.entry(id).or_insert_with(|| Int8Entry {
+            tensor: v.clone(),
+            dequantized: None,
+        })
+    }
+
+    /// The dequantized values of int8 tensor `id` (value `v`) as a float tensor, computed
+    /// once; `None` when the tensor has no quantization parameters.
+    fn dequantized(&mut self, q: &Graph, id: TensorId, v: &CTensor) -> Result<Option<CTensor>> {
+        let entry = self.entry(id, v);
+        if entry.dequantized.is_none() {
+            if let Some(p) = q.tensor(id).quant.as_ref() {
+                let internal = |e: String| Error::Internal(format!("{}: {e}", q.tensor(id).name));
+                let raw = int8_values(&entry.tensor).map_err(|e| internal(e.0))?;
                 let values = dequantize_int8(&raw, v.dims(), p).map_err(|e| internal(e.0))?;
-                Some(
+                entry.dequantized = Some(
                     CTensor::from_vec(values, v.dims(), v.device())
                         .map_err(|e| internal(e.to_string()))?,
-                )
+                );
             }
-            None => None,
-        };
-        Ok(slot.insert(Int8Entry {
-            tensor: v.clone(),
-            dequantized,
-        }))
+        }
+        Ok(entry.dequantized.clone())
     }
 }
 

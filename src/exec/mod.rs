@@ -482,6 +482,26 @@ impl Graph {
 }
 
 /// A dataset sample as a candle tensor on `device`.
+/// [`tensor_from_sample`] taking the sample: a float32 array in standard layout (as
+/// [`crate::data::Dataset::sample`] gives them) becomes the tensor's storage as it is,
+/// without a copy.
+pub fn tensor_from_owned_sample(sample: SampleArray, device: &Device) -> Result<CTensor> {
+    match sample {
+        SampleArray::F32(a) if a.is_standard_layout() => {
+            let (shape, n) = (a.shape().to_vec(), a.len());
+            let (mut values, offset) = a.into_raw_vec_and_offset();
+            // In standard layout the array's values are the `n` from the offset on.
+            values.drain(..offset.unwrap_or(0));
+            values.truncate(n);
+            CTensor::from_vec(values, shape, device).map_err(|e| Error::Device {
+                device: format!("{device:?}"),
+                reason: e.to_string(),
+            })
+        }
+        other => tensor_from_sample(&other, device),
+    }
+}
+
 pub fn tensor_from_sample(sample: &SampleArray, device: &Device) -> Result<CTensor> {
     let shape = sample.shape().to_vec();
     let result = match sample {

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::{Dataset, SampleArray};
 use crate::error::{Error, Result};
-use crate::exec::{tensor_from_sample, Executor, FloatOutputCache};
+use crate::exec::{tensor_from_owned_sample, Executor, FloatOutputCache};
 use crate::graph::TensorId;
 
 /// Bumped whenever the file's meaning changes; older files are recomputed, not misread.
@@ -330,8 +330,8 @@ fn sample_ranges(
     let sample = dataset.sample(i)?;
     let digest = sample_digest(&sample);
     let inputs = sample
-        .iter()
-        .map(|s| tensor_from_sample(s, executor.device()))
+        .into_iter()
+        .map(|s| tensor_from_owned_sample(s, executor.device()))
         .collect::<Result<Vec<_>>>()?;
     let mut ranges = Vec::new();
     let finals = executor.run_observed(&inputs, &mut |id, value| {
