@@ -62,6 +62,15 @@ impl<'g> Executor<'g> {
         let mut constants = Vec::with_capacity(graph.tensors.len());
         for (id, tensor) in graph.tensors.iter().enumerate() {
             let value = match &tensor.data {
+                // int8 weights go straight to the int8 carrier (through i64 they cost 8
+                // bytes a weight and two conversions, per executor made).
+                Some(TensorData::I8(v)) if tensor.dtype == DType::I8 => {
+                    let bits: Vec<u8> = v.iter().map(|&x| x as u8).collect();
+                    Some(
+                        CTensor::from_vec(bits, tensor.shape.as_slice(), device)
+                            .map_err(|e| tensor_error(graph, id, e.to_string()))?,
+                    )
+                }
                 Some(data) => constant_tensor(data, &tensor.shape, device)
                     .map_err(|reason| tensor_error(graph, id, reason))?,
                 None => None,

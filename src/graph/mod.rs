@@ -173,6 +173,20 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// A copy of this tensor's description (name, shape, type, parameters) without its
+    /// data: for a converted constant, which brings its own (cloning the float weights only
+    /// to replace them cost a copy of every weight).
+    pub fn without_data(&self) -> Tensor {
+        Tensor {
+            name: self.name.clone(),
+            shape: self.shape.clone(),
+            shape_signature: self.shape_signature.clone(),
+            dtype: self.dtype,
+            data: None,
+            quant: self.quant.clone(),
+        }
+    }
+
     pub fn num_elements(&self) -> usize {
         self.shape.iter().product()
     }

@@ -20,6 +20,7 @@ mod reduce;
 mod resize;
 mod slicing;
 
+pub(crate) use quantize::round_half_away;
 pub use quantize::{dequantize_int8, dequantize_values};
 
 use candle_core::{DType as CDType, Device, Tensor as CTensor};

@@ -78,7 +78,7 @@ pub fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
 /// `f32::round` becomes on baseline x86-64, so the loop vectorizes: below 2^23 the
 /// truncation and the fraction `q - trunc(q)` are exact; above, `q` is an integer.
 #[inline(always)]
-fn round_half_away(q: f32) -> i64 {
+pub(crate) fn round_half_away(q: f32) -> i64 {
     if q.is_nan() || q.abs() >= 8_388_608.0 {
         return q as i64;
     }

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::params::symmetric_weight_scales;
+use super::params::{for_each_channel_run, symmetric_weight_scales, ChannelRun};
 use super::plan::ActivationPlan;
 use crate::error::{Error, Result};
 use crate::graph::{DType, Graph, Node, Op, QuantParams, Tensor, TensorData, TensorId};
@@ -331,20 +331,16 @@ fn quantize_weight(t: &Tensor, axis: usize) -> Result<(Tensor, Vec<f32>)> {
     let values = float_values(t)?;
     let scales = symmetric_weight_scales(&values, &t.shape, axis);
     let channels = scales.len();
-    let inner: usize = t
-        .shape
-        .get(axis + 1..)
-        .map_or(1, |s| s.iter().product::<usize>())
-        .max(1);
-    let q: Vec<i8> = values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let s = scales[(i / inner) % channels];
-            (v / s).round().clamp(-127.0, 127.0) as i8
-        })
-        .collect();
-    let mut out = t.clone();
+    // `round` as TFLite's quantizer, without a libm call per weight.
+    let quantize = |v: f32, s: f32| crate::ops::round_half_away(v / s).clamp(-127, 127) as i8;
+    let mut q: Vec<i8> = Vec::with_capacity(values.len());
+    for_each_channel_run(&values, &t.shape, axis, |run| match run {
+        ChannelRun::Across(row) => {
+            q.extend(row.iter().zip(&scales).map(|(&v, &s)| quantize(v, s)));
+        }
+        ChannelRun::Within(c, row) => q.extend(row.iter().map(|&v| quantize(v, scales[c]))),
+    });
+    let mut out = t.without_data();
     out.dtype = DType::I8;
     out.data = Some(TensorData::I8(q));
     out.quant = Some(QuantParams {
@@ -372,7 +368,7 @@ fn quantize_bias(t: &Tensor, input_scale: f32, weight_scales: &[f32]) -> Result<
                 .clamp(i32::MIN as f64, i32::MAX as f64) as i32
         })
         .collect();
-    let mut out = t.clone();
+    let mut out = t.without_data();
     out.dtype = DType::I32;
     out.data = Some(TensorData::I32(q));
     out.quant = Some(QuantParams {
@@ -402,7 +398,7 @@ fn quantize_constant_with(t: &Tensor, q: &QuantParams) -> Result<Tensor> {
         .iter()
         .map(|&v| ((v / s).round() as i64 + zp).clamp(-128, 127) as i8)
         .collect();
-    let mut out = t.clone();
+    let mut out = t.without_data();
     out.dtype = DType::I8;
     out.data = Some(TensorData::I8(data));
     out.quant = Some(q);
