@@ -164,9 +164,12 @@ impl<'a> Debugger<'a> {
                 float_tensor,
             });
         }
+        // The two executors prepared side by side (packing weights is most of the setup).
+        let (float_executor, quant_executor) =
+            rayon::join(|| Executor::new(float, device), || Executor::new(q, device));
         Ok(Debugger {
-            float: Executor::new(float, device)?,
-            quant: Executor::new(q, device)?,
+            float: float_executor?,
+            quant: quant_executor?,
             model,
             layers,
             layer_metrics: Vec::new(),

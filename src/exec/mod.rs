@@ -19,6 +19,7 @@ use crate::data::SampleArray;
 use crate::error::{Error, Result};
 use crate::graph::{DType, Graph, Op, TensorData, TensorId};
 use crate::ops::{self, carrier_dtype, Arithmetic, EvalCtx, Prepared};
+use rayon::prelude::*;
 
 /// What `run_observed` shows each tensor to.
 type Observer<'a> = &'a mut dyn FnMut(TensorId, &CTensor) -> Result<()>;
@@ -59,41 +60,54 @@ impl<'g> Executor<'g> {
         arithmetic: Arithmetic,
     ) -> Result<Self> {
         graph.check_supported()?;
-        let mut constants = Vec::with_capacity(graph.tensors.len());
-        for (id, tensor) in graph.tensors.iter().enumerate() {
-            let value = match &tensor.data {
-                // int8 weights go straight to the int8 carrier (through i64 they cost 8
-                // bytes a weight and two conversions, per executor made).
-                Some(TensorData::I8(v)) if tensor.dtype == DType::I8 => {
-                    let bits: Vec<u8> = v.iter().map(|&x| x as u8).collect();
-                    Some(
-                        CTensor::from_vec(bits, tensor.shape.as_slice(), device)
-                            .map_err(|e| tensor_error(graph, id, e.to_string()))?,
-                    )
-                }
-                Some(data) => constant_tensor(data, &tensor.shape, device)
-                    .map_err(|reason| tensor_error(graph, id, reason))?,
-                None => None,
-            };
-            constants.push(match value {
-                Some(v) if tensor.dtype == DType::I8 => Some(
-                    ops::quantized::narrow_int8(&v).map_err(|e| tensor_error(graph, id, e.0))?,
-                ),
-                other => other,
-            });
-        }
-        let mut prepared = Vec::with_capacity(graph.nodes.len());
-        for node in &graph.nodes {
-            let lookup = |id: TensorId| constants.get(id).cloned().flatten();
-            prepared.push(ops::prepare(graph, node, &lookup, arithmetic).map_err(|e| {
-                Error::OpFailed {
+        // Constants converted and ops prepared (weights packed) on every worker: this is
+        // the sequential part in front of every run.
+        let constants = graph
+            .tensors
+            .par_iter()
+            .enumerate()
+            .map(|(id, tensor)| {
+                let value = match &tensor.data {
+                    // int8 weights go straight to the int8 carrier (through i64 they cost 8
+                    // bytes a weight and two conversions, per executor made).
+                    Some(TensorData::I8(v)) if tensor.dtype == DType::I8 => {
+                        let bits: Vec<u8> = v.iter().map(|&x| x as u8).collect();
+                        Some(
+                            CTensor::from_vec(bits, tensor.shape.as_slice(), device)
+                                .map_err(|e| tensor_error(graph, id, e.to_string()))?,
+                        )
+                    }
+                    Some(data) => constant_tensor(data, &tensor.shape, device)
+                        .map_err(|reason| tensor_error(graph, id, reason))?,
+                    None => None,
+                };
+                Ok(match value {
+                    Some(v) if tensor.dtype == DType::I8 => Some(
+                        ops::quantized::narrow_int8(&v)
+                            .map_err(|e| tensor_error(graph, id, e.0))?,
+                    ),
+                    other => other,
+                })
+            })
+            // Collected first: a bad model's message names its first bad tensor.
+            .collect::<Vec<Result<_>>>()
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        let prepared = graph
+            .nodes
+            .par_iter()
+            .map(|node| {
+                let lookup = |id: TensorId| constants.get(id).cloned().flatten();
+                ops::prepare(graph, node, &lookup, arithmetic).map_err(|e| Error::OpFailed {
                     op_index: node.source_index,
                     op: node.op.display_name().to_string(),
                     tensor: graph.tensor(node.outputs[0]).name.clone(),
                     reason: e.0,
-                }
-            })?);
-        }
+                })
+            })
+            .collect::<Vec<Result<_>>>()
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
         let mut last_reader = vec![None; graph.tensors.len()];
         for (pos, node) in graph.nodes.iter().enumerate() {
             for &id in node.inputs.iter().flatten() {
