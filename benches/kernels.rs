@@ -248,14 +248,17 @@ fn measurement(c: &mut Criterion, name: &str, n: usize) {
         .map(|(&q, e)| (f32::from(q) + 3.0) * scale + e * scale / 4.0)
         .collect();
     let mut group = c.benchmark_group(name);
-    for histograms in [false, true] {
-        let id = if histograms {
-            "with-histograms"
-        } else {
-            "statistics"
-        };
+    // TensorFlow's statistics alone (`qdbg debug --csv`), with qdbg's extra metrics
+    // (`--metrics`), and with the dashboard's histograms as well.
+    for (id, histograms, extras) in [
+        ("tensorflow-statistics", false, false),
+        ("statistics", false, true),
+        ("with-histograms", true, true),
+    ] {
         group.bench_function(BenchmarkId::from_parameter(id), |b| {
-            b.iter(|| LayerSample::from_int8_output(scale, zero_point, &float, &raw, histograms))
+            b.iter(|| {
+                LayerSample::from_int8_output(scale, zero_point, &float, &raw, histograms, extras)
+            })
         });
     }
     group.finish();

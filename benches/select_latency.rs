@@ -106,15 +106,16 @@ fn main() {
         .expect("quantize");
     let quantize_ms = ms(started);
     line("qdbg-quantize", &[quantize_ms], "");
-    // What TensorFlow's run() computes (the CSV's statistics; qdbg adds its extra metrics
-    // but, as `qdbg debug --csv`, no histograms), then the same with the histograms the
-    // dashboard draws (and `--json` / kl_divergence need), reported beside it.
-    let debug_run = |histograms: bool| {
+    // What TensorFlow's run() computes (the CSV's statistics: as `qdbg debug --csv`, no
+    // histograms and none of qdbg's extra metrics), then what the dashboard measures (every
+    // metric and the histograms), reported beside it.
+    let debug_run = |dashboard: bool| {
         let started = Instant::now();
         let report = Debugger::new(&graph, &full, &device)
             .expect("debugger")
             .with_float_outputs(Arc::clone(&float_outputs))
-            .with_histograms(histograms)
+            .with_histograms(dashboard)
+            .with_extra_metrics(dashboard)
             .run(
                 &dataset,
                 None,

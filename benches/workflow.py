@@ -236,7 +236,7 @@ def main():
     print(f"  qdbg debug CLI end to end (cold calibration, CSV written): {q_cli:.2f} s -> "
           f"TensorFlow/qdbg {tf_total / q_cli:.1f}x, ai-edge-quantizer/qdbg {aeq_total / q_cli:.1f}x")
     print(f"per-layer debug alone: qdbg {q_debug:.2f} s vs TensorFlow run() {tf_run:.2f} s -> {tf_run / q_debug:.1f}x")
-    print(f"  with the value and error histograms the dashboard draws (not in TensorFlow's run): "
+    print(f"  with every extra metric and the value and error histograms the dashboard draws (not in TensorFlow's run): "
           f"qdbg {q_debug_hist:.2f} s -> {tf_run / q_debug_hist:.1f}x")
     changes = [r for rows, _, _ in runs["qdbg"] for r in rows if r["runner"] == "qdbg-denylist-change"]
     early = med([next(r["median_ms"] for r in rows if r["runner"] == "qdbg-denylist-change-first-layers") / 1e3

@@ -245,6 +245,48 @@ fn debug_writes_tensorflow_compatible_csv() {
     );
 }
 
+/// `qdbg debug --metrics ...`: the extra metrics asked for are measured (the CSV alone
+/// leaves their sums out, as NaN): a number on every row, mean_abs_error within the
+/// per-sample maxima TensorFlow's max_abs_error averages, saturation a fraction.
+#[test]
+fn debug_measures_the_extra_metrics_it_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("dense_ops.tflite");
+    std::fs::copy(common::fixture("dense_ops.tflite"), &model).unwrap();
+    let csv_path = dir.path().join("layers.csv");
+    let o = qdbg(&[
+        "debug",
+        model.to_str().unwrap(),
+        "--data",
+        common::fixture("dense_ops.inputs.npz").to_str().unwrap(),
+        "--csv",
+        csv_path.to_str().unwrap(),
+        "--metrics",
+        "sqnr_db,mean_abs_error,saturation",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (sqnr, mae, sat, max_abs) = (
+        col("sqnr_db"),
+        col("mean_abs_error"),
+        col("saturation"),
+        col("max_abs_error"),
+    );
+    let mut rows = 0;
+    for record in reader.records() {
+        let r = record.unwrap();
+        let v = |c: usize| r[c].parse::<f64>().unwrap();
+        // +inf where a layer is exact; NaN only where it was not measured.
+        assert!(!v(sqnr).is_nan(), "sqnr_db {}", &r[sqnr]);
+        assert!(v(mae) >= 0.0 && v(mae) <= v(max_abs), "{r:?}");
+        assert!((0.0..=1.0).contains(&v(sat)), "{r:?}");
+        rows += 1;
+    }
+    assert!(rows > 0);
+}
+
 /// `qdbg debug FLOAT --int8 TF_INT8 --int8-arithmetic xnnpack --csv`: TensorFlow's own int8
 /// MobileNetV3, debugged with the arithmetic TensorFlow's debugger runs. Every row's
 /// mean_squared_error in the written CSV within 5% (or 1e-9) of the CSV TensorFlow printed

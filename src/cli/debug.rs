@@ -141,9 +141,12 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
     // Histograms serve the JSON (which has every statistic) and the KL divergence; the
     // CSV and the summary do without, and skipping them halves the measuring.
     let histograms = args.json.is_some() || args.metrics.iter().any(|m| m == "kl_divergence");
+    // Likewise the extra metrics' sums: only the JSON and the metrics named want them.
+    let extras = args.json.is_some() || args.metrics.iter().any(|m| m != "kl_divergence");
     let mut debugger = Debugger::new(&graph, &model, &device)?
         .with_arithmetic(args.arithmetic.arithmetic())?
-        .with_histograms(histograms);
+        .with_histograms(histograms)
+        .with_extra_metrics(extras);
     if let Some(outputs) = float_outputs {
         debugger = debugger.with_float_outputs(outputs);
     }

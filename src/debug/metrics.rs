@@ -91,6 +91,8 @@ pub struct LayerAccumulator {
     sum_q2: f64,
     dot: f64,
     saturated: usize,
+    /// Some sample was measured without the extras' sums: they are NaN.
+    extras_missing: bool,
     pub samples: usize,
 }
 
@@ -191,6 +193,10 @@ pub struct LayerSample {
     sum_q2: f64,
     dot: f64,
     saturated: usize,
+    /// Whether the sums behind qdbg's extra metrics (SQNR, cosine, mean absolute error,
+    /// correlation, saturation) were counted: a measurement for TensorFlow's statistics
+    /// alone skips them, about half of the work.
+    extras: bool,
     /// Float and int8 values per int8 step, and errors per [`ERROR_BIN_WIDTH`] of the
     /// scale (boxed: 4 KiB that only layers with a step need).
     hist: Option<Box<Histograms>>,
@@ -238,6 +244,7 @@ impl LayerSample {
         float: &[f32],
         raw: &[i8],
         histograms: bool,
+        extras: bool,
     ) -> Self {
         // Counted with the sums, unless the zero point is out of their reach.
         let saturated = if STEP_ZERO_POINTS.contains(&zero_point) {
@@ -255,6 +262,7 @@ impl LayerSample {
             },
             saturated,
             None,
+            extras,
         )
     }
 
@@ -269,6 +277,7 @@ impl LayerSample {
         float: &[f32],
         raw: &[i8],
         histograms: bool,
+        extras: bool,
         dequantized: &mut [MaybeUninit<f32>],
     ) -> Self {
         let n = float.len().min(raw.len()).min(dequantized.len());
@@ -294,6 +303,7 @@ impl LayerSample {
             },
             saturated,
             Some(&mut dequantized[..n]),
+            extras,
         )
     }
 
@@ -308,7 +318,7 @@ impl LayerSample {
             Some(raw) => Values::F64WithRaw(dequantized, raw),
             None => Values::F64(dequantized),
         };
-        Self::measure_values(step, Values::F64(float), q, saturated, None)
+        Self::measure_values(step, Values::F64(float), q, saturated, None, true)
     }
 
     /// Every sum in blocks: each block of values is converted to f32 once (in L1), then
@@ -327,20 +337,23 @@ impl LayerSample {
         quant: Values<'_>,
         saturated: usize,
         dequantized: Option<&mut [MaybeUninit<f32>]>,
+        extras: bool,
     ) -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             use crate::kernels::simd::{active, Level};
             if active() >= Level::Avx512 {
                 // SAFETY: the CPU has AVX-512 F/BW/VL (checked by `active`).
-                return unsafe { measure_avx512(step, float, quant, saturated, dequantized) };
+                return unsafe {
+                    measure_avx512(step, float, quant, saturated, dequantized, extras)
+                };
             }
             if active() >= Level::Avx2 {
                 // SAFETY: the CPU has AVX2 and FMA (checked by `active`).
-                return unsafe { measure_avx2(step, float, quant, saturated, dequantized) };
+                return unsafe { measure_avx2(step, float, quant, saturated, dequantized, extras) };
             }
         }
-        measure_body(step, float, quant, saturated, dequantized)
+        measure_body(step, float, quant, saturated, dequantized, extras)
     }
 }
 
@@ -355,8 +368,9 @@ unsafe fn measure_avx2(
     quant: Values<'_>,
     saturated: usize,
     dequantized: Option<&mut [MaybeUninit<f32>]>,
+    extras: bool,
 ) -> LayerSample {
-    measure_body(step, float, quant, saturated, dequantized)
+    measure_body(step, float, quant, saturated, dequantized, extras)
 }
 
 /// [`measure_body`] for AVX-512: eight f64 lanes per instruction, same results.
@@ -368,8 +382,9 @@ unsafe fn measure_avx512(
     quant: Values<'_>,
     saturated: usize,
     dequantized: Option<&mut [MaybeUninit<f32>]>,
+    extras: bool,
 ) -> LayerSample {
-    measure_body(step, float, quant, saturated, dequantized)
+    measure_body(step, float, quant, saturated, dequantized, extras)
 }
 
 #[inline(always)]
@@ -379,7 +394,10 @@ fn measure_body(
     quant: Values<'_>,
     saturated: usize,
     mut dequantized: Option<&mut [MaybeUninit<f32>]>,
+    extras: bool,
 ) -> LayerSample {
+    // Only the raw int8 path can leave the extras out; the others count everything.
+    let extras = extras || !matches!((float, quant), (Values::F32(_), Values::Int8 { .. }));
     let n = float.len().min(quant.len());
     let hist_step = step.filter(|(s, _)| *s > 0.0);
     let mut counts = hist_step.map(|_| Box::<BinCounts>::default());
@@ -405,7 +423,7 @@ fn measure_body(
         }
         match (quant, int_steps) {
             (Values::Int8 { raw, .. }, Some((scale, zp))) => {
-                sums.add_int8_block(&mut steps, f, &raw[start..start + len], scale, zp);
+                sums.add_int8_block(&mut steps, f, &raw[start..start + len], scale, zp, extras);
             }
             (_, Some((_, zp))) => {
                 quant.fill(start, &mut qbuf[..len]);
@@ -480,6 +498,7 @@ fn measure_body(
         sum_q2: total.q2,
         dot: total.dot,
         saturated,
+        extras,
         hist: counts.map(|c| Box::new(c.totals())),
     }
 }
@@ -765,7 +784,7 @@ struct Sums {
 /// The accumulators are local arrays, one register each: as fields of a struct the
 /// compiler kept them in memory, loading and storing each per value (2.8x slower).
 #[inline(always)]
-fn block_sums<const STEPS: bool, S: Copy>(
+fn block_sums<const STEPS: bool, const EXTRAS: bool, S: Copy>(
     f: &[f32],
     source: &[S],
     value: impl Fn(S) -> (f32, i32),
@@ -785,17 +804,23 @@ fn block_sums<const STEPS: bool, S: Copy>(
             diff[l] += d;
             diff_sq[l] = d.mul_add(d, diff_sq[l]);
             let a = d.abs();
-            abs[l] += a;
             max_abs[l] = if a > max_abs[l] { a } else { max_abs[l] };
-            sig[l] = f.mul_add(f, sig[l]);
-            sum_f[l] += f;
-            dot[l] = f.mul_add(q, dot[l]);
-            if STEPS {
+            if !EXTRAS {
+                // TensorFlow's statistics only (see `LayerSample::extras`).
+            } else if STEPS {
+                abs[l] += a;
+                sig[l] = f.mul_add(f, sig[l]);
+                sum_f[l] += f;
+                dot[l] = f.mul_add(q, dot[l]);
                 let st = r - zp;
                 s1[l] += st;
                 s2[l] += st * st;
                 sat[l] += i32::from(r == -128 || r == 127);
             } else {
+                abs[l] += a;
+                sig[l] = f.mul_add(f, sig[l]);
+                sum_f[l] += f;
+                dot[l] = f.mul_add(q, dot[l]);
                 sum_q[l] += q;
                 sum_q2[l] = q.mul_add(q, sum_q2[l]);
             }
@@ -880,6 +905,7 @@ impl LaneSums {
         raw: &[i8],
         scale: f32,
         zp: i32,
+        extras: bool,
     ) {
         let n = f.len().min(raw.len());
         let raw = &raw[..n];
@@ -887,7 +913,11 @@ impl LaneSums {
             let r = i32::from(r);
             ((r - zp) as f32 * scale, r)
         };
-        let (b, t) = block_sums::<true, i8>(&f[..n], raw, dequantize, zp);
+        let (b, t) = if extras {
+            block_sums::<true, true, i8>(&f[..n], raw, dequantize, zp)
+        } else {
+            block_sums::<true, false, i8>(&f[..n], raw, dequantize, zp)
+        };
         self.widen(&b);
         steps.add(&t);
     }
@@ -905,12 +935,12 @@ impl LaneSums {
                 for (p, (&q, &r)) in pairs.iter_mut().zip(q.iter().zip(raw)) {
                     *p = (q, r);
                 }
-                let (b, t) = block_sums::<true, (f32, i32)>(f, &pairs[..n], |p| p, zp);
+                let (b, t) = block_sums::<true, true, (f32, i32)>(f, &pairs[..n], |p| p, zp);
                 self.widen(&b);
                 totals.add(&t);
             }
             None => {
-                let (b, _) = block_sums::<false, f32>(f, q, |q| (q, 0), 0);
+                let (b, _) = block_sums::<false, true, f32>(f, q, |q| (q, 0), 0);
                 self.widen(&b);
             }
         }
@@ -989,6 +1019,7 @@ impl Default for LayerAccumulator {
             sum_q2: 0.0,
             dot: 0.0,
             saturated: 0,
+            extras_missing: false,
             samples: 0,
         }
     }
@@ -1035,6 +1066,7 @@ impl LayerAccumulator {
         self.sum_q2 += s.sum_q2;
         self.dot += s.dot;
         self.saturated += s.saturated;
+        self.extras_missing |= !s.extras;
         if let Some(h) = &s.hist {
             for (acc, v) in self.float_hist.iter_mut().zip(&h.0) {
                 *acc += v;
@@ -1083,24 +1115,26 @@ impl LayerAccumulator {
     }
 
     pub fn metrics(&self) -> LayerMetrics {
+        // Not measured is not zero: NaN, as for a layer without samples.
+        let extra = |v: f64| if self.extras_missing { f64::NAN } else { v };
         LayerMetrics {
             num_elements: self.num_elements.value(),
             stddev: self.stddev.value(),
             mean_error: self.mean_error.value(),
             max_abs_error: self.max_abs_error.value(),
             mean_squared_error: self.mean_squared_error.value(),
-            sqnr_db: 10.0 * (self.signal_power / self.noise_power).log10(),
-            cosine: self.dot / (self.signal_power.sqrt() * self.sum_q2.sqrt()),
-            mean_abs_error: self.abs_error / self.elements.max(1) as f64,
+            sqnr_db: extra(10.0 * (self.signal_power / self.noise_power).log10()),
+            cosine: extra(self.dot / (self.signal_power.sqrt() * self.sum_q2.sqrt())),
+            mean_abs_error: extra(self.abs_error / self.elements.max(1) as f64),
             max_abs_error_global: self.max_abs_global,
-            correlation: {
+            correlation: extra({
                 let n = self.elements as f64;
                 let cov = self.dot - self.sum_f * self.sum_q / n;
                 let var_f = self.signal_power - self.sum_f * self.sum_f / n;
                 let var_q = self.sum_q2 - self.sum_q * self.sum_q / n;
                 cov / (var_f * var_q).sqrt()
-            },
-            saturation: self.saturated as f64 / self.elements.max(1) as f64,
+            }),
+            saturation: extra(self.saturated as f64 / self.elements.max(1) as f64),
             kl_divergence: self.kl_divergence(),
         }
     }
@@ -1398,7 +1432,7 @@ mod instruction_set_tests {
             .collect();
         let params = crate::graph::QuantParams::per_tensor(0.07, -3);
         let expected = crate::ops::dequantize_int8(&raw, &[n], &params).unwrap();
-        let measure = |level: u8, write: bool| {
+        let measure = |level: u8, write: bool, extras: bool| {
             let (float, quant) = (
                 Values::F32(&float),
                 Values::Int8 {
@@ -1412,22 +1446,39 @@ mod instruction_set_tests {
             let out = write.then_some(&mut values[..]);
             let sample = match level {
                 #[cfg(target_arch = "x86_64")]
-                1 => unsafe { measure_avx2(step, float, quant, 0, out) },
+                1 => unsafe { measure_avx2(step, float, quant, 0, out, extras) },
                 #[cfg(target_arch = "x86_64")]
-                2 => unsafe { measure_avx512(step, float, quant, 0, out) },
-                _ => measure_body(step, float, quant, 0, out),
+                2 => unsafe { measure_avx512(step, float, quant, 0, out, extras) },
+                _ => measure_body(step, float, quant, 0, out, extras),
             };
             if write {
                 // SAFETY: initialised above (and overwritten by the measurement).
                 let values: Vec<f32> = values.iter().map(|v| unsafe { v.assume_init() }).collect();
                 assert_eq!(values, expected, "level {level}");
             }
-            format!("{sample:?}")
+            sample
         };
         let measure = |level: u8| {
-            let sample = measure(level, false);
-            assert_eq!(measure(level, true), sample, "level {level}");
-            sample
+            let sample = measure(level, false, true);
+            assert_eq!(
+                format!("{:?}", measure(level, true, true)),
+                format!("{sample:?}"),
+                "level {level}"
+            );
+            // Without the extras: TensorFlow's statistics (and the histograms) the same.
+            let tf_only = measure(level, true, false);
+            assert_eq!(tf_only.metrics, sample.metrics, "level {level}");
+            assert_eq!(tf_only.noise_power, sample.noise_power, "level {level}");
+            assert_eq!(tf_only.hist, sample.hist, "level {level}");
+            assert!(!tf_only.extras && sample.extras);
+            // Reported as not measured, not as zero.
+            let mut acc = LayerAccumulator::default();
+            acc.add(&tf_only);
+            let m = acc.metrics();
+            assert_eq!(m.mean_squared_error, sample.metrics.mean_squared_error);
+            assert!(m.sqnr_db.is_nan() && m.cosine.is_nan() && m.mean_abs_error.is_nan());
+            assert!(m.correlation.is_nan() && m.saturation.is_nan());
+            format!("{sample:?}")
         };
         let scalar = measure(0);
         let detected = crate::kernels::simd::detected();
@@ -1455,7 +1506,7 @@ mod instruction_set_tests {
         for (scale, zp) in [(0.011f32, -5i64), (0.011, 300)] {
             let params = crate::graph::QuantParams::per_tensor(scale, zp);
             let dequantized = crate::ops::dequantize_int8(&raw, &[n], &params).unwrap();
-            let from_raw = LayerSample::from_int8_output(scale, zp, &float, &raw, true);
+            let from_raw = LayerSample::from_int8_output(scale, zp, &float, &raw, true, true);
             let from_f64 = LayerSample::from_int8(
                 (f64::from(scale), zp),
                 &float.iter().map(|&f| f64::from(f)).collect::<Vec<_>>(),

@@ -133,6 +133,9 @@ pub struct Debugger<'a> {
     float_outputs: Option<Arc<FloatOutputCache>>,
     /// Whether layers histogram their values and errors (see [`Debugger::with_histograms`]).
     histograms: bool,
+    /// Whether layers count the sums of qdbg's extra metrics (see
+    /// [`Debugger::with_extra_metrics`]).
+    extras: bool,
 }
 
 impl<'a> Debugger<'a> {
@@ -177,6 +180,7 @@ impl<'a> Debugger<'a> {
             model_metrics: Vec::new(),
             float_outputs: None,
             histograms: true,
+            extras: true,
         })
     }
 
@@ -187,6 +191,16 @@ impl<'a> Debugger<'a> {
     /// statistic is the same, bit for bit.
     pub fn with_histograms(mut self, on: bool) -> Self {
         self.histograms = on;
+        self
+    }
+
+    /// Whether layers measure qdbg's extra metrics (on by default): SQNR, cosine, mean
+    /// absolute error, correlation and saturation, which the dashboard, `--metrics`, the
+    /// JSON and metric rules read. TensorFlow's five statistics (and `rmse/scale`, the
+    /// largest error over all samples, the KL divergence) do without them, and leaving them
+    /// out takes about half of the measuring away; off, they are NaN.
+    pub fn with_extra_metrics(mut self, on: bool) -> Self {
+        self.extras = on;
         self
     }
 
@@ -495,6 +509,7 @@ impl<'a> Debugger<'a> {
                     reference,
                     &raw_values,
                     self.histograms,
+                    self.extras,
                     &mut values.spare_capacity_mut()[..n],
                 );
                 // SAFETY: `from_int8_output_dequantizing` writes every element of the slice
@@ -512,6 +527,7 @@ impl<'a> Debugger<'a> {
                 reference,
                 &raw_values,
                 self.histograms,
+                self.extras,
             );
             return Ok((sample, Vec::new()));
         }
