@@ -257,7 +257,9 @@ fn measurement(c: &mut Criterion, name: &str, n: usize) {
     ] {
         group.bench_function(BenchmarkId::from_parameter(id), |b| {
             b.iter(|| {
-                LayerSample::from_int8_output(scale, zero_point, &float, &raw, histograms, extras)
+                LayerSample::from_int8_output(
+                    scale, zero_point, &float, &raw, histograms, extras, None,
+                )
             })
         });
     }

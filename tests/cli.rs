@@ -207,20 +207,29 @@ fn quantize_int8_io_makes_integer_inputs_and_outputs() {
 /// `qdbg debug --csv`: TensorFlow's columns in TensorFlow's order (extra metrics between
 /// the five defaults and `scale, zero_point, tensor_name`), one row per int8 layer, the
 /// same rows as TensorFlow's debugger (tests/fixtures/dense_ops.tf_debug.csv).
-#[test]
-fn debug_writes_tensorflow_compatible_csv() {
+/// `qdbg debug` on a copy of the dense_ops fixture with `--csv` and `extra` arguments: the
+/// output, the CSV's path, and the folder holding both (kept while it lives).
+fn debug_dense_ops(extra: &[&str]) -> (Output, std::path::PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("dense_ops.tflite");
     std::fs::copy(common::fixture("dense_ops.tflite"), &model).unwrap();
     let csv_path = dir.path().join("layers.csv");
-    let o = qdbg(&[
+    let data = common::fixture("dense_ops.inputs.npz");
+    let mut args = vec![
         "debug",
         model.to_str().unwrap(),
         "--data",
-        common::fixture("dense_ops.inputs.npz").to_str().unwrap(),
+        data.to_str().unwrap(),
         "--csv",
         csv_path.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    (qdbg(&args), csv_path, dir)
+}
+
+#[test]
+fn debug_writes_tensorflow_compatible_csv() {
+    let (o, csv_path, _dir) = debug_dense_ops(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("rmse/scale"));
     let mut ours = csv::Reader::from_path(&csv_path).unwrap();
@@ -250,20 +259,7 @@ fn debug_writes_tensorflow_compatible_csv() {
 /// per-sample maxima TensorFlow's max_abs_error averages, saturation a fraction.
 #[test]
 fn debug_measures_the_extra_metrics_it_is_asked_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("dense_ops.tflite");
-    std::fs::copy(common::fixture("dense_ops.tflite"), &model).unwrap();
-    let csv_path = dir.path().join("layers.csv");
-    let o = qdbg(&[
-        "debug",
-        model.to_str().unwrap(),
-        "--data",
-        common::fixture("dense_ops.inputs.npz").to_str().unwrap(),
-        "--csv",
-        csv_path.to_str().unwrap(),
-        "--metrics",
-        "sqnr_db,mean_abs_error,saturation",
-    ]);
+    let (o, csv_path, _dir) = debug_dense_ops(&["--metrics", "sqnr_db,mean_abs_error,saturation"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut reader = csv::Reader::from_path(&csv_path).unwrap();
     let headers = reader.headers().unwrap().clone();

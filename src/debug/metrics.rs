@@ -237,7 +237,13 @@ impl LayerSample {
     /// materialising them.
     ///
     /// Without `histograms` the three histograms are not counted (about half the work):
-    /// the sample then carries none, as one measured without a step.
+    /// the sample then carries none, as one measured without a step. Without `extras`,
+    /// only TensorFlow's statistics are (see [`LayerSample::extras`]).
+    ///
+    /// `dequantized`, when given (as long as `raw`), receives every dequantized value,
+    /// `(raw - zero_point) as f32 * scale`: what [`crate::ops::dequantize_int8`] computes
+    /// for a zero point within +-2^23, written in the same pass as the measurement (the
+    /// debugger's next layers read it).
     pub fn from_int8_output(
         scale: f32,
         zero_point: i64,
@@ -245,7 +251,26 @@ impl LayerSample {
         raw: &[i8],
         histograms: bool,
         extras: bool,
+        dequantized: Option<&mut [MaybeUninit<f32>]>,
     ) -> Self {
+        let out_len = dequantized.as_deref().map_or(usize::MAX, <[_]>::len);
+        let n = float.len().min(raw.len()).min(out_len);
+        let quant = Values::Int8 {
+            raw: &raw[..n],
+            scale,
+            zero_point,
+        };
+        let dequantized = dequantized.map(|out| {
+            // Whatever the measurement does not reach (only with mismatched lengths).
+            let (measured, rest) = out.split_at_mut(n);
+            let whole = Values::Int8 {
+                raw,
+                scale,
+                zero_point,
+            };
+            whole.fill_uninit(n, rest);
+            measured
+        });
         // Counted with the sums, unless the zero point is out of their reach.
         let saturated = if STEP_ZERO_POINTS.contains(&zero_point) {
             0
@@ -254,55 +279,10 @@ impl LayerSample {
         };
         Self::measure_values(
             histograms.then_some((f64::from(scale), zero_point)),
-            Values::F32(float),
-            Values::Int8 {
-                raw,
-                scale,
-                zero_point,
-            },
-            saturated,
-            None,
-            extras,
-        )
-    }
-
-    /// [`LayerSample::from_int8_output`] that also writes the dequantized int8 output into
-    /// `dequantized` (every element, `(raw - zero_point) as f32 * scale`: what
-    /// [`crate::ops::dequantize_int8`] computes for a zero point within +-2^23), in the
-    /// same pass over the values: what the debugger's next layers read. `dequantized` is
-    /// as long as `raw`.
-    pub fn from_int8_output_dequantizing(
-        scale: f32,
-        zero_point: i64,
-        float: &[f32],
-        raw: &[i8],
-        histograms: bool,
-        extras: bool,
-        dequantized: &mut [MaybeUninit<f32>],
-    ) -> Self {
-        let n = float.len().min(raw.len()).min(dequantized.len());
-        let quant = Values::Int8 {
-            raw,
-            scale,
-            zero_point,
-        };
-        // Whatever the measurement does not reach (only with mismatched lengths).
-        quant.fill_uninit(n, &mut dequantized[n..]);
-        let saturated = if STEP_ZERO_POINTS.contains(&zero_point) {
-            0
-        } else {
-            raw.iter().filter(|&&x| x == -128 || x == 127).count()
-        };
-        Self::measure_values(
-            histograms.then_some((f64::from(scale), zero_point)),
             Values::F32(&float[..n]),
-            Values::Int8 {
-                raw: &raw[..n],
-                scale,
-                zero_point,
-            },
+            quant,
             saturated,
-            Some(&mut dequantized[..n]),
+            dequantized,
             extras,
         )
     }
@@ -677,23 +657,33 @@ impl Values<'_> {
         STEP_ZERO_POINTS.contains(&zp).then_some((scale, zp as i32))
     }
 
-    /// The raw int8 values from `start` on (clamped to int8), into `out`; only called
-    /// when [`Values::integer_steps`] found them.
+    /// Each raw int8 value from `start` on (clamped to int8), handed to `put` with its
+    /// slot of `out`; false when the raw values are not known.
     #[inline(always)]
-    fn raw_i32(&self, start: usize, out: &mut [i32]) {
+    fn each_raw<T>(&self, start: usize, out: &mut [T], put: impl Fn(&mut T, i32)) -> bool {
         let range = start..start + out.len();
         match self {
             Values::F64WithRaw(_, raw) => {
                 for (o, &r) in out.iter_mut().zip(&raw[range]) {
-                    *o = r.clamp(-128, 127) as i32;
+                    put(o, r.clamp(-128, 127) as i32);
                 }
             }
             Values::Int8 { raw, .. } => {
                 for (o, &r) in out.iter_mut().zip(&raw[range]) {
-                    *o = i32::from(r);
+                    put(o, i32::from(r));
                 }
             }
-            _ => out.fill(0),
+            _ => return false,
+        }
+        true
+    }
+
+    /// The raw int8 values from `start` on (clamped to int8), into `out`; only called
+    /// when [`Values::integer_steps`] found them.
+    #[inline(always)]
+    fn raw_i32(&self, start: usize, out: &mut [i32]) {
+        if !self.each_raw(start, out, |o, r| *o = r) {
+            out.fill(0);
         }
     }
 
@@ -701,21 +691,7 @@ impl Values<'_> {
     /// int8 steps), into `steps`; false when the raw values are not known.
     #[inline(always)]
     fn steps_from_zero_point(&self, start: usize, zp: i32, steps: &mut [f32]) -> bool {
-        let range = start..start + steps.len();
-        match self {
-            Values::F64WithRaw(_, raw) => {
-                for (s, &r) in steps.iter_mut().zip(&raw[range]) {
-                    *s = (r.clamp(-128, 127) as i32 - zp) as f32;
-                }
-            }
-            Values::Int8 { raw, .. } => {
-                for (s, &r) in steps.iter_mut().zip(&raw[range]) {
-                    *s = (i32::from(r) - zp) as f32;
-                }
-            }
-            _ => return false,
-        }
-        true
+        self.each_raw(start, steps, |s, r| *s = (r - zp) as f32)
     }
 
     /// The int8 histogram bins (`value + 128`) of the raw values from `start` on, into
@@ -1506,7 +1482,7 @@ mod instruction_set_tests {
         for (scale, zp) in [(0.011f32, -5i64), (0.011, 300)] {
             let params = crate::graph::QuantParams::per_tensor(scale, zp);
             let dequantized = crate::ops::dequantize_int8(&raw, &[n], &params).unwrap();
-            let from_raw = LayerSample::from_int8_output(scale, zp, &float, &raw, true, true);
+            let from_raw = LayerSample::from_int8_output(scale, zp, &float, &raw, true, true, None);
             let from_f64 = LayerSample::from_int8(
                 (f64::from(scale), zp),
                 &float.iter().map(|&f| f64::from(f)).collect::<Vec<_>>(),

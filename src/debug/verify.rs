@@ -497,30 +497,11 @@ impl<'a> Debugger<'a> {
             // A later layer's float twin reads this output dequantized: written in the
             // same pass as the measurement (as `dequantize_int8` computes it, which it
             // does in f32 for these zero points).
-            if keep_dequantized
+            let keep = keep_dequantized
                 && entry.dequantized.is_none()
-                && zero_point.unsigned_abs() < 1 << 23
-            {
-                let n = raw_values.len();
-                let mut values = Vec::<f32>::with_capacity(n);
-                let sample = LayerSample::from_int8_output_dequantizing(
-                    scale,
-                    zero_point,
-                    reference,
-                    &raw_values,
-                    self.histograms,
-                    self.extras,
-                    &mut values.spare_capacity_mut()[..n],
-                );
-                // SAFETY: `from_int8_output_dequantizing` writes every element of the slice
-                // it is given: the first `n`, within the capacity reserved.
-                unsafe { values.set_len(n) };
-                entry.dequantized = Some(
-                    CTensor::from_vec(values, v.dims(), v.device())
-                        .map_err(|e| internal(e.to_string()))?,
-                );
-                return Ok((sample, Vec::new()));
-            }
+                && zero_point.unsigned_abs() < 1 << 23;
+            let n = raw_values.len();
+            let mut values = Vec::<f32>::with_capacity(if keep { n } else { 0 });
             let sample = LayerSample::from_int8_output(
                 scale,
                 zero_point,
@@ -528,7 +509,17 @@ impl<'a> Debugger<'a> {
                 &raw_values,
                 self.histograms,
                 self.extras,
+                keep.then(|| &mut values.spare_capacity_mut()[..n]),
             );
+            if keep {
+                // SAFETY: `from_int8_output` writes every element of the slice it is
+                // given: the first `n`, within the capacity reserved.
+                unsafe { values.set_len(n) };
+                entry.dequantized = Some(
+                    CTensor::from_vec(values, v.dims(), v.device())
+                        .map_err(|e| internal(e.to_string()))?,
+                );
+            }
             return Ok((sample, Vec::new()));
         }
         let float: Vec<f64> = reference.iter().map(|&x| f64::from(x)).collect();
