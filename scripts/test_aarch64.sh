@@ -54,7 +54,8 @@ export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 
 # Run under qemu: the library's kernel unit tests, the integration tests of the packed
 # int8 kernels (every level the emulated CPU has against the scalar reference, in both int8
-# arithmetics) and the XNNPACK-arithmetic vectors (single-op models through the executor).
+# arithmetics), the XNNPACK-arithmetic vectors (single-op models through the executor) and
+# the debugger's metric unit tests.
 
 build_start=$SECONDS
 # Every test target is built (so a test that only compiles on x86 fails here), the
@@ -77,5 +78,8 @@ for kernels in best neon; do
   cargo test --release --target "$TARGET" --test int8_packed_kernels
   cargo test --release --target "$TARGET" --test xnnpack_arithmetic
 done
+# The debugger's measurement: its fused multiply-adds and integer sums on Arm (the raw
+# and dequantized forms of an int8 output measure the same, bit for bit).
+cargo test --release --target "$TARGET" --lib debug::metrics
 say "qemu runs took $((SECONDS - run_start)) s"
 say "all aarch64 tests passed in $((SECONDS - start)) s"
