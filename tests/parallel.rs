@@ -18,7 +18,7 @@ use qdbg::quant::denylist::Rule;
 use qdbg::quant::{
     calibrate,
     plan::plan_activations,
-    quantize::{quantize_graph, QuantizeOptions},
+    quantize::{quantize_graph, QuantizeOptions, QuantizedModel},
     Calibration,
 };
 
@@ -51,6 +51,30 @@ fn calibration(graph: &Graph, data: &Dataset) -> Calibration {
     calibrate(&exec, data, String::new(), &mut |_| {}).unwrap()
 }
 
+/// The demo model quantized to full int8 with its calibration on `data`.
+fn full_int8(graph: &Graph, data: &Dataset) -> QuantizedModel {
+    let cal = calibration(graph, data);
+    quantize_graph(
+        graph,
+        &plan_activations(graph, &cal),
+        &QuantizeOptions::default(),
+    )
+    .unwrap()
+}
+
+/// A selector over the demo model calibrated on `data` (evaluating on a fresh copy of it).
+fn selector_on(graph: &Graph, data: &Dataset, labels: Option<&[i64]>) -> Selector {
+    let cal = calibration(graph, data);
+    Selector::new(
+        Arc::new(graph.clone()),
+        None,
+        Arc::new(plan_activations(graph, &cal)),
+        Arc::new(demo().1),
+        labels.map(|l| Arc::new(l.to_vec())),
+        Device::Cpu,
+    )
+}
+
 #[test]
 fn calibration_is_the_same_on_any_number_of_threads() {
     let (graph, data, _) = demo();
@@ -62,13 +86,7 @@ fn calibration_is_the_same_on_any_number_of_threads() {
 #[test]
 fn debugger_reports_are_the_same_on_any_number_of_threads() {
     let (graph, data, labels) = demo();
-    let cal = calibration(&graph, &data);
-    let model = quantize_graph(
-        &graph,
-        &plan_activations(&graph, &cal),
-        &QuantizeOptions::default(),
-    )
-    .unwrap();
+    let model = full_int8(&graph, &data);
     let run = |threads: usize| {
         in_pool(threads, || {
             let debugger = Debugger::new(&graph, &model, &Device::Cpu)
@@ -108,13 +126,7 @@ fn debugger_reports_are_the_same_on_any_number_of_threads() {
 #[test]
 fn cancelling_keeps_a_prefix_of_the_samples() {
     let (graph, data, _) = demo();
-    let cal = calibration(&graph, &data);
-    let model = quantize_graph(
-        &graph,
-        &plan_activations(&graph, &cal),
-        &QuantizeOptions::default(),
-    )
-    .unwrap();
+    let model = full_int8(&graph, &data);
     let debugger = Debugger::new(&graph, &model, &Device::Cpu).unwrap();
     let cancel = AtomicBool::new(false);
     let report = in_pool(2, || {
@@ -156,15 +168,7 @@ fn cancelling_keeps_a_prefix_of_the_samples() {
 #[test]
 fn selector_evaluation_matches_the_debugger_and_its_cache() {
     let (graph, data, labels) = demo();
-    let cal = calibration(&graph, &data);
-    let selector = Arc::new(Selector::new(
-        Arc::new(graph.clone()),
-        None,
-        Arc::new(plan_activations(&graph, &cal)),
-        Arc::new(demo().1),
-        Some(Arc::new(labels.clone())),
-        Device::Cpu,
-    ));
+    let selector = Arc::new(selector_on(&graph, &data, Some(&labels)));
     let full = selector.select(&[], &[]).unwrap();
     let report = Debugger::new(&graph, &full.model, &Device::Cpu)
         .unwrap()
@@ -222,15 +226,7 @@ fn selector_evaluation_matches_the_debugger_and_its_cache() {
 #[test]
 fn a_cancelled_evaluation_keeps_a_prefix_and_the_next_one_completes() {
     let (graph, data, _) = demo();
-    let cal = calibration(&graph, &data);
-    let selector = Selector::new(
-        Arc::new(graph.clone()),
-        None,
-        Arc::new(plan_activations(&graph, &cal)),
-        Arc::new(demo().1),
-        None,
-        Device::Cpu,
-    );
+    let selector = selector_on(&graph, &data, None);
     let full = selector.select(&[], &[]).unwrap();
     let cancel = AtomicBool::new(false);
     let partial = in_pool(2, || {
@@ -254,15 +250,7 @@ fn a_cancelled_evaluation_keeps_a_prefix_and_the_next_one_completes() {
 #[test]
 fn checkpointed_evaluations_match_runs_from_scratch() {
     let (graph, data, labels) = demo();
-    let cal = calibration(&graph, &data);
-    let selector = Selector::new(
-        Arc::new(graph.clone()),
-        None,
-        Arc::new(plan_activations(&graph, &cal)),
-        Arc::new(demo().1),
-        Some(Arc::new(labels.clone())),
-        Device::Cpu,
-    );
+    let selector = selector_on(&graph, &data, Some(&labels));
     let full = selector.select(&[], &[]).unwrap();
     let report = Debugger::new(&graph, &full.model, &Device::Cpu)
         .unwrap()
@@ -377,13 +365,7 @@ fn shared_float_outputs_change_nothing() {
 #[test]
 fn histograms_off_change_nothing_else() {
     let (graph, data, labels) = demo();
-    let cal = calibration(&graph, &data);
-    let model = quantize_graph(
-        &graph,
-        &plan_activations(&graph, &cal),
-        &QuantizeOptions::default(),
-    )
-    .unwrap();
+    let model = full_int8(&graph, &data);
     let run = |histograms: bool| {
         Debugger::new(&graph, &model, &Device::Cpu)
             .unwrap()
