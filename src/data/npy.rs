@@ -237,8 +237,6 @@ impl NpyHeader {
         self.kind.dtype()
     }
 
-    /// Decodes `data`, which holds exactly an array of `shape` in this header's dtype and
-    /// layout: the whole file's data, or (C order) a run of whole samples.
     /// Whether the data is float32 in this machine's byte order, C order: bytes that are
     /// the values as they are (see [`NpyHeader::read_f32`]).
     pub(crate) fn is_native_f32(&self) -> bool {
@@ -270,6 +268,8 @@ impl NpyHeader {
         Ok(RawArray::F32(shaped(shape, false, values)?))
     }
 
+    /// Decodes `data`, which holds exactly an array of `shape` in this header's dtype and
+    /// layout: the whole file's data, or (C order) a run of whole samples.
     pub(crate) fn decode(&self, shape: &[usize], data: &[u8]) -> Result<RawArray, String> {
         let count = shape
             .iter()

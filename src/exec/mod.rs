@@ -68,16 +68,7 @@ impl<'g> Executor<'g> {
             .enumerate()
             .map(|(id, tensor)| {
                 let value = match &tensor.data {
-                    // int8 weights go straight to the int8 carrier (through i64 they cost 8
-                    // bytes a weight and two conversions, per executor made).
-                    Some(TensorData::I8(v)) if tensor.dtype == DType::I8 => {
-                        let bits: Vec<u8> = v.iter().map(|&x| x as u8).collect();
-                        Some(
-                            CTensor::from_vec(bits, tensor.shape.as_slice(), device)
-                                .map_err(|e| tensor_error(graph, id, e.to_string()))?,
-                        )
-                    }
-                    Some(data) => constant_tensor(data, &tensor.shape, device)
+                    Some(data) => constant_tensor(data, tensor.dtype, &tensor.shape, device)
                         .map_err(|reason| tensor_error(graph, id, reason))?,
                     None => None,
                 };
@@ -453,13 +444,20 @@ fn tensor_error(graph: &Graph, id: TensorId, reason: String) -> Error {
 }
 
 /// Uploads a constant in its carrier dtype; raw (string, float64) constants stay on the host.
+/// `dtype` is the graph's: int8 data of an int8 tensor goes straight to the int8 carrier
+/// (through i64 it cost 8 bytes a weight and two conversions, per executor made).
 fn constant_tensor(
     data: &TensorData,
+    dtype: DType,
     shape: &[usize],
     device: &Device,
 ) -> std::result::Result<Option<CTensor>, String> {
     let shape = shape.to_vec();
     let t = match data {
+        TensorData::I8(v) if dtype == DType::I8 => {
+            let bits: Vec<u8> = v.iter().map(|&x| x as u8).collect();
+            CTensor::from_vec(bits, shape, device)
+        }
         TensorData::F32(v) => CTensor::from_slice(v, shape, device),
         TensorData::Bool(v) => {
             let bytes: Vec<u8> = v.iter().map(|&b| b as u8).collect();
@@ -504,7 +502,6 @@ impl Graph {
     }
 }
 
-/// A dataset sample as a candle tensor on `device`.
 /// [`tensor_from_sample`] taking the sample: a float32 array in standard layout (as
 /// [`crate::data::Dataset::sample`] gives them) becomes the tensor's storage as it is,
 /// without a copy.
@@ -525,6 +522,7 @@ pub fn tensor_from_owned_sample(sample: SampleArray, device: &Device) -> Result<
     }
 }
 
+/// A dataset sample as a candle tensor on `device`.
 pub fn tensor_from_sample(sample: &SampleArray, device: &Device) -> Result<CTensor> {
     let shape = sample.shape().to_vec();
     let result = match sample {
