@@ -381,6 +381,62 @@ impl Gemm {
     }
 }
 
+/// Output pixels the vector depthwise kernels compute together along a row: they share
+/// every weight load.
+const DEPTHWISE_PIXELS: usize = 4;
+
+/// The output loop the vector depthwise kernels share (AVX-512, AVX2, NEON): image by
+/// image, row by row, [`DEPTHWISE_PIXELS`] output pixels at a time and then one at a time,
+/// channel blocks `c = 0, step, ..` below `vector_end` by `block(wide, image, oy, ox, c,
+/// out_row)` (`wide`: `DEPTHWISE_PIXELS` pixels from `ox`, else one; `image`: the offset of
+/// the padded image in the input), and each pixel's channels from `vector_end` on by
+/// `tail(image, oy, ox, out)`. Inlined into each kernel's target-feature function, whose
+/// closures call its own blocks.
+///
+/// # Safety
+/// `out` holds `batch * out_h * out_w * out_c` values; `block` and `tail` only touch what
+/// their arguments name.
+#[inline(always)]
+unsafe fn depthwise_rows(
+    g: &ConvGeometry,
+    image_len: usize,
+    out: &mut [i8],
+    step: usize,
+    vector_end: usize,
+    mut block: impl FnMut(bool, usize, usize, usize, usize, *mut i8),
+    mut tail: impl FnMut(usize, usize, usize, &mut [i8]),
+) {
+    let ch = g.out_c;
+    for b in 0..g.batch {
+        let image = b * image_len;
+        for oy in 0..g.out_h {
+            let out_row = out.as_mut_ptr().add((b * g.out_h + oy) * g.out_w * ch);
+            let mut ox = 0;
+            while ox + DEPTHWISE_PIXELS <= g.out_w {
+                for c in (0..vector_end).step_by(step) {
+                    block(true, image, oy, ox, c, out_row);
+                }
+                ox += DEPTHWISE_PIXELS;
+            }
+            while ox < g.out_w {
+                for c in (0..vector_end).step_by(step) {
+                    block(false, image, oy, ox, c, out_row);
+                }
+                ox += 1;
+            }
+            if vector_end < ch {
+                for ox in 0..g.out_w {
+                    let dst = std::slice::from_raw_parts_mut(
+                        out_row.add(ox * ch + vector_end),
+                        ch - vector_end,
+                    );
+                    tail(image, oy, ox, dst);
+                }
+            }
+        }
+    }
+}
+
 /// Whether the im2col rows of `g` are its input rows (a 1x1 convolution, stride 1, no
 /// padding), so a kernel can read the input in place.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -1280,8 +1336,7 @@ mod x86 {
         }
     }
 
-    /// Output pixels computed together along a row: they share every weight load.
-    const PIXELS: usize = 4;
+    use super::DEPTHWISE_PIXELS as PIXELS;
 
     /// `PX` output pixels from `ox`, channels `c..c + 16` (masked past the end).
     #[inline]
@@ -1332,25 +1387,17 @@ mod x86 {
     pub(super) unsafe fn depthwise_avx512(p: &DepthwiseParams, out: &mut [i8]) {
         let g = p.g;
         let ch = g.out_c;
-        for b in 0..g.batch {
-            let image = p.image.as_ptr().add(b * p.padded_h * p.padded_w * ch);
-            for oy in 0..g.out_h {
-                let out_row = out.as_mut_ptr().add((b * g.out_h + oy) * g.out_w * ch);
-                let mut ox = 0;
-                while ox + PIXELS <= g.out_w {
-                    for c in (0..ch).step_by(16) {
-                        depthwise_block16::<PIXELS>(p, image, oy, ox, c, out_row);
-                    }
-                    ox += PIXELS;
-                }
-                while ox < g.out_w {
-                    for c in (0..ch).step_by(16) {
-                        depthwise_block16::<1>(p, image, oy, ox, c, out_row);
-                    }
-                    ox += 1;
-                }
+        let image_len = p.padded_h * p.padded_w * ch;
+        // Blocks of 16 channels, the last one masked: no scalar tail.
+        let block = |wide: bool, image: usize, oy, ox, c, out_row| {
+            let image = p.image.as_ptr().add(image);
+            if wide {
+                depthwise_block16::<PIXELS>(p, image, oy, ox, c, out_row);
+            } else {
+                depthwise_block16::<1>(p, image, oy, ox, c, out_row);
             }
-        }
+        };
+        super::depthwise_rows(g, image_len, out, 16, ch, block, |_, _, _, _| {});
     }
 
     /// [`depthwise_block16`] with AVX2: 8 channels, `c + 8 <= channels`.
@@ -1413,34 +1460,19 @@ mod x86 {
     pub(super) unsafe fn depthwise_avx2(p: &DepthwiseParams, out: &mut [i8]) {
         let g = p.g;
         let ch = g.out_c;
-        let full = ch - ch % 8;
         let image_len = p.padded_h * p.padded_w * ch;
-        for b in 0..g.batch {
-            let image = &p.image[b * image_len..][..image_len];
-            for oy in 0..g.out_h {
-                let out_row = out.as_mut_ptr().add((b * g.out_h + oy) * g.out_w * ch);
-                let mut ox = 0;
-                while ox + PIXELS <= g.out_w {
-                    for c in (0..full).step_by(8) {
-                        depthwise_block8::<PIXELS>(p, image.as_ptr(), oy, ox, c, out_row);
-                    }
-                    ox += PIXELS;
-                }
-                while ox < g.out_w {
-                    for c in (0..full).step_by(8) {
-                        depthwise_block8::<1>(p, image.as_ptr(), oy, ox, c, out_row);
-                    }
-                    ox += 1;
-                }
-                if full < ch {
-                    for ox in 0..g.out_w {
-                        let dst =
-                            std::slice::from_raw_parts_mut(out_row.add(ox * ch + full), ch - full);
-                        depthwise_tail(p, image, oy, ox, dst);
-                    }
-                }
+        let block = |wide: bool, image: usize, oy, ox, c, out_row| {
+            let image = p.image.as_ptr().add(image);
+            if wide {
+                depthwise_block8::<PIXELS>(p, image, oy, ox, c, out_row);
+            } else {
+                depthwise_block8::<1>(p, image, oy, ox, c, out_row);
             }
-        }
+        };
+        let tail = |image: usize, oy, ox, dst: &mut [i8]| {
+            depthwise_tail(p, &p.image[image..][..image_len], oy, ox, dst);
+        };
+        super::depthwise_rows(g, image_len, out, 8, ch - ch % 8, block, tail);
     }
 }
 

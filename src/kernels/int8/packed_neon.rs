@@ -394,8 +394,7 @@ pub(super) struct DepthwiseParams<'a> {
     pub rq: &'a Requant,
 }
 
-/// Output pixels computed together along a row: they share every weight load.
-const PIXELS: usize = 4;
+use super::DEPTHWISE_PIXELS as PIXELS;
 
 /// `PX` output pixels from `ox`, channels `c..c + 8`: `smull` of 8 activation bytes by 8
 /// weight bytes (exact int16), widened into two i32 accumulators with `saddw`/`saddw2`.
@@ -475,32 +474,18 @@ pub(super) unsafe fn depthwise(p: &DepthwiseParams, out: &mut [i8]) {
         .iter()
         .all(|v| v.len() >= ch));
     assert!(p.ep.scale.as_ref().is_none_or(|s| s.len() >= ch));
-    for b in 0..g.batch {
-        let image = &p.image[b * image_len..][..image_len];
-        for oy in 0..g.out_h {
-            let out_row = out.as_mut_ptr().add((b * g.out_h + oy) * g.out_w * ch);
-            let mut ox = 0;
-            while ox + PIXELS <= g.out_w {
-                for c in (0..full).step_by(8) {
-                    depthwise_block8::<PIXELS>(p, image.as_ptr(), oy, ox, c, out_row);
-                }
-                ox += PIXELS;
-            }
-            while ox < g.out_w {
-                for c in (0..full).step_by(8) {
-                    depthwise_block8::<1>(p, image.as_ptr(), oy, ox, c, out_row);
-                }
-                ox += 1;
-            }
-            if full < ch {
-                for ox in 0..g.out_w {
-                    let dst =
-                        std::slice::from_raw_parts_mut(out_row.add(ox * ch + full), ch - full);
-                    depthwise_tail(p, image, oy, ox, dst);
-                }
-            }
+    let block = |wide: bool, image: usize, oy, ox, c, out_row| {
+        let image = p.image.as_ptr().add(image);
+        if wide {
+            depthwise_block8::<PIXELS>(p, image, oy, ox, c, out_row);
+        } else {
+            depthwise_block8::<1>(p, image, oy, ox, c, out_row);
         }
-    }
+    };
+    let tail = |image: usize, oy, ox, dst: &mut [i8]| {
+        depthwise_tail(p, &p.image[image..][..image_len], oy, ox, dst);
+    };
+    super::depthwise_rows(g, image_len, out, 8, full, block, tail);
 }
 
 #[cfg(test)]
