@@ -4,6 +4,8 @@
 //! for every kernel level this CPU offers. The results must be identical integers: the
 //! reference kernels are the ones checked against LiteRT (tests/int8_conv_kernels.rs).
 
+mod common;
+
 use proptest::prelude::*;
 use qdbg::graph::FusedActivation;
 use qdbg::kernels::int8::conv::{ConvGeometry, ConvInt8, FullyConnectedInt8};
@@ -20,15 +22,6 @@ struct Quant {
     activation: FusedActivation,
 }
 
-fn activation() -> impl Strategy<Value = FusedActivation> {
-    prop_oneof![
-        Just(FusedActivation::None),
-        Just(FusedActivation::Relu),
-        Just(FusedActivation::Relu6),
-        Just(FusedActivation::ReluN1To1),
-    ]
-}
-
 fn quant(channels: usize) -> impl Strategy<Value = Quant> {
     let random = (
         1e-3f32..1.0,
@@ -37,7 +30,7 @@ fn quant(channels: usize) -> impl Strategy<Value = Quant> {
         -128i32..=127,
         prop::collection::vec(1e-4f32..0.05, channels),
         any::<bool>(),
-        activation(),
+        common::fused_activation(),
     )
         .prop_map(|(si, zi, so, zo, fs, per_tensor, activation)| Quant {
             input: QParams::new(si, zi),
@@ -49,7 +42,7 @@ fn quant(channels: usize) -> impl Strategy<Value = Quant> {
         -128i32..=127,
         -128i32..=127,
         prop::collection::vec(0i32..12, channels),
-        activation(),
+        common::fused_activation(),
     )
         .prop_map(|(zi, zo, exps, activation)| Quant {
             input: QParams::new(1.0, zi),

@@ -5,19 +5,12 @@
 //! and with FMA, so results are compared within the worst-case bound of an `in_c`-term
 //! f32 sum; a wrong lane, row or panel is off by far more.
 
+mod common;
+
 use proptest::prelude::*;
 use qdbg::graph::FusedActivation;
 use qdbg::kernels::pointwise_f32::{fused_clamp, PackedPointwise, PointwiseGeometry};
 use qdbg::kernels::simd::{self, Level};
-
-fn activation() -> impl Strategy<Value = FusedActivation> {
-    prop_oneof![
-        Just(FusedActivation::None),
-        Just(FusedActivation::Relu),
-        Just(FusedActivation::Relu6),
-        Just(FusedActivation::ReluN1To1),
-    ]
-}
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -42,7 +35,7 @@ fn case() -> impl Strategy<Value = Case> {
         1usize..=70,
         1usize..=100,
         any::<bool>(),
-        activation(),
+        common::fused_activation(),
     )
         .prop_flat_map(
             |(batch, (in_h, in_w), (sh, sw), in_c, out_c, with_bias, act)| {

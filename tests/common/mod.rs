@@ -98,3 +98,16 @@ pub fn read_any(npz: &mut NpzReader<std::fs::File>, name: &str) -> ArrayD<f64> {
     panic!("npz entry {name} has an unsupported dtype");
 }
 pub mod synthetic;
+
+/// Every fused activation a TFLite op can carry: the property tests' draw.
+pub fn fused_activation() -> impl proptest::strategy::Strategy<Value = qdbg::graph::FusedActivation>
+{
+    use proptest::prelude::{prop_oneof, Just};
+    use qdbg::graph::FusedActivation;
+    prop_oneof![
+        Just(FusedActivation::None),
+        Just(FusedActivation::Relu),
+        Just(FusedActivation::Relu6),
+        Just(FusedActivation::ReluN1To1),
+    ]
+}
