@@ -36,6 +36,15 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Data { path: PathBuf, reason: String },
 
+    /// A model of the wrong kind for the command: an already-quantized model where the
+    /// float one is needed, or one qdbg cannot run (hybrid kernels).
+    #[error("{path} is not a float model (kind: {found}): {hint}")]
+    NotFloatModel {
+        path: PathBuf,
+        found: String,
+        hint: String,
+    },
+
     #[error("model input '{tensor}' expects {expected}, got {actual}{hint}")]
     InputMismatch {
         tensor: String,

@@ -602,3 +602,142 @@ fn missing_files_are_named() {
     let out = run_with(&s, &s.p("model.tflite"), &s.p("nope.npz"));
     s.expect_refused(&out, &["nope.npz"]);
 }
+
+/// Already-quantized models where a float model is needed (issue 23): every command that
+/// calibrates, quantizes or debugs refuses them before any work, names what the file is
+/// and says what to pass instead; nothing (no calibration file) appears beside the model.
+fn expect_not_float(s: &Scratch, model: &str, data: &str, kind: &str) {
+    let calibration = format!("{model}.qdbg-calibration.json");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["debug", model, "--data", data],
+        vec!["quantize", model, "--data", data, "-o", "OUT"],
+        vec![
+            "select", model, "--data", data, "--deny", "first:1", "-o", "OUT",
+        ],
+        vec![model, "--data", data, "--no-tui"],
+    ];
+    let out_tflite = s.p("out.tflite");
+    for args in commands {
+        let args: Vec<&str> = args
+            .into_iter()
+            .map(|a| if a == "OUT" { out_tflite.as_str() } else { a })
+            .collect();
+        let out = s.run(&args);
+        s.expect_refused(
+            &out,
+            &[
+                model,
+                "is not a float model",
+                kind,
+                "needs the float model",
+                "--int8",
+            ],
+        );
+        assert!(
+            !std::path::Path::new(&calibration).exists(),
+            "{args:?} left a calibration file beside the quantized model"
+        );
+    }
+    // inspect says what it is in its first lines.
+    let inspect = s.run(&["inspect", model]);
+    assert!(inspect.status.success());
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    let kind_line = text.lines().nth(1).unwrap_or_default();
+    assert!(
+        kind_line.starts_with("kind: ") && kind_line.contains(kind),
+        "{text}"
+    );
+}
+
+fn copy_into(s: &Scratch, fixture: &str, name: &str) -> String {
+    std::fs::copy(common::fixture(fixture), s.path(name)).unwrap();
+    s.p(name)
+}
+
+#[test]
+fn full_int8_model_where_the_float_one_is_needed() {
+    let s = Scratch::new();
+    let model = copy_into(&s, "dense_ops.int8.tflite", "int8.tflite");
+    expect_not_float(&s, &model, &s.p("data.npz"), "full int8");
+}
+
+#[test]
+fn int16_model_where_the_float_one_is_needed() {
+    let s = Scratch::new();
+    let model = copy_into(&s, "conformance/kinds_16x8.tflite", "int16.tflite");
+    let data = copy_into(&s, "conformance/detect_heads.inputs.npz", "images.npz");
+    expect_not_float(&s, &model, &data, "16x8");
+}
+
+#[test]
+fn mixed_model_where_the_float_one_is_needed() {
+    let s = Scratch::new();
+    let selective = s.p("selective.tflite");
+    let made = s.run(&[
+        "select",
+        &s.p("model.tflite"),
+        "--data",
+        &s.p("data.npz"),
+        "--deny",
+        "first:1",
+        "-o",
+        &selective,
+    ]);
+    assert!(made.status.success(), "{made:?}");
+    // The selective model's own calibration file is not the point: start clean.
+    let _ = std::fs::remove_file(format!("{selective}.qdbg-calibration.json"));
+    expect_not_float(&s, &selective, &s.p("data.npz"), "mixed: 1 float op,");
+}
+
+/// Dynamic-range models (integer weights, float activations): qdbg runs no hybrid kernels,
+/// so every command refuses them, `run` and `eval` included, rather than computing wrong
+/// numbers.
+#[test]
+fn dynamic_range_model_is_refused_everywhere() {
+    let s = Scratch::new();
+    let model = copy_into(&s, "conformance/kinds_dynamic_range.tflite", "dr.tflite");
+    let data = copy_into(&s, "conformance/detect_heads.inputs.npz", "images.npz");
+    for args in [
+        vec!["debug", model.as_str(), "--data", data.as_str()],
+        vec!["run", model.as_str(), "--data", data.as_str(), "-o", "OUT"],
+        vec!["eval", model.as_str(), "--data", data.as_str()],
+    ] {
+        let out_npz = s.p("out.npz");
+        let args: Vec<&str> = args
+            .into_iter()
+            .map(|a| if a == "OUT" { out_npz.as_str() } else { a })
+            .collect();
+        let out = s.run(&args);
+        s.expect_refused(
+            &out,
+            &[
+                "dr.tflite",
+                "dynamic-range quantized",
+                "no hybrid kernels",
+                "float model it was made from",
+            ],
+        );
+    }
+    let inspect = s.run(&["inspect", &model]);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        text.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("kind: dynamic-range quantized")),
+        "{text}"
+    );
+}
+
+/// Float models, float16 weights included, are what the commands want: inspect says so.
+#[test]
+fn inspect_names_float_and_float16_models() {
+    let s = Scratch::new();
+    for (fixture, want) in [
+        ("dense_ops.tflite", "kind: float"),
+        ("f16_weights.tflite", "kind: float (float16 weights)"),
+    ] {
+        let out = s.run(&["inspect", common::fixture(fixture).to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.lines().nth(1), Some(want), "{text}");
+    }
+}

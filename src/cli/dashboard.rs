@@ -106,7 +106,7 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
     // The quick checks happen here, before the screen switches, so bad input reads like
     // any other command's error; calibration and the run happen inside the dashboard.
     let original = std::fs::read(&model).map_err(|e| qdbg::Error::io(&model, e))?;
-    let graph = qdbg::tflite::read_model_bytes(&original, &model)?;
+    let graph = super::read_float_model(&original, &model, "the dashboard")?;
     let dataset = qdbg::data::load_dataset(
         &data,
         &qdbg::data::InputSpec::for_graph(&graph),

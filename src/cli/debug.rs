@@ -102,6 +102,7 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
                 device,
                 ..
             } = super::load(
+                "qdbg debug",
                 &args.model,
                 &args.data,
                 args.labels.as_deref(),
@@ -122,6 +123,7 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
                 float_outputs,
                 ..
             } = super::prepare(
+                "qdbg debug",
                 &args.model,
                 &args.data,
                 args.labels.as_deref(),

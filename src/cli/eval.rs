@@ -50,6 +50,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let mut samples = 0;
     for path in &args.models {
         let graph = qdbg::tflite::read_model(path)?;
+        qdbg::graph::ModelKind::of(&graph).require_runnable(path)?;
         let dataset = load_dataset(
             &args.data,
             &InputSpec::for_graph(&graph),

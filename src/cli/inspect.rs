@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use qdbg::graph::{Graph, TensorId};
+use qdbg::graph::{Activations, Graph, ModelKind, TensorId};
 use serde_json::json;
 
 #[derive(Args)]
@@ -44,6 +44,7 @@ fn quant_text(graph: &Graph, id: TensorId) -> String {
 pub fn render(graph: &Graph) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "model: {}", graph.source.display());
+    let _ = writeln!(out, "kind: {}", ModelKind::of(graph).describe());
     if !graph.description.is_empty() {
         let _ = writeln!(out, "description: {}", graph.description);
     }
@@ -121,9 +122,32 @@ fn tensor_json(graph: &Graph, id: TensorId) -> serde_json::Value {
     })
 }
 
+fn kind_json(graph: &Graph) -> serde_json::Value {
+    let kind = ModelKind::of(graph);
+    let activations = match kind.activations {
+        Activations::Float if kind.is_dynamic_range() => "dynamic-range",
+        Activations::Float => "float",
+        Activations::Int8 => "int8",
+        Activations::Int16 => "16x8",
+        Activations::Mixed => "mixed",
+    };
+    json!({
+        "activations": activations,
+        "description": kind.describe(),
+        "float_ops": kind.float_ops,
+        "integer_ops": kind.integer_ops,
+        "hybrid_ops": kind.hybrid_ops,
+        "float16_weights": kind.float16_weights,
+        "dequantized_weights": kind.dequantized_weights,
+        "sparse_weights": kind.sparse_weights,
+        "custom_ops": kind.custom_ops,
+    })
+}
+
 pub fn to_json(graph: &Graph) -> serde_json::Value {
     json!({
         "model": graph.source,
+        "kind": kind_json(graph),
         "description": graph.description,
         "inputs": graph.inputs.iter().map(|&i| tensor_json(graph, i)).collect::<Vec<_>>(),
         "outputs": graph.outputs.iter().map(|&i| tensor_json(graph, i)).collect::<Vec<_>>(),

@@ -197,6 +197,19 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Reads the float model a command calibrates, quantizes or debugs: an already-quantized
+/// (or dynamic-range) model is refused here, before any work and before anything (such as
+/// a calibration file) is written beside it.
+pub fn read_float_model(
+    bytes: &[u8],
+    model: &std::path::Path,
+    command: &str,
+) -> anyhow::Result<qdbg::graph::Graph> {
+    let graph = qdbg::tflite::read_model_bytes(bytes, model)?;
+    qdbg::graph::ModelKind::of(&graph).require_float(model, command)?;
+    Ok(graph)
+}
+
 /// A model and its data, read and checked (no calibration yet).
 pub struct Loaded {
     pub original: Vec<u8>,
@@ -207,6 +220,7 @@ pub struct Loaded {
 }
 
 pub fn load(
+    command: &str,
     model: &std::path::Path,
     data: &std::path::Path,
     labels: Option<&std::path::Path>,
@@ -214,7 +228,7 @@ pub fn load(
     device: &DeviceArgs,
 ) -> anyhow::Result<Loaded> {
     let original = std::fs::read(model).map_err(|e| qdbg::Error::io(model, e))?;
-    let graph = qdbg::tflite::read_model_bytes(&original, model)?;
+    let graph = read_float_model(&original, model, command)?;
     let dataset = qdbg::data::load_dataset(
         data,
         &qdbg::data::InputSpec::for_graph(&graph),
@@ -249,6 +263,7 @@ pub struct Prepared {
 }
 
 pub fn prepare(
+    command: &str,
     model: &std::path::Path,
     data: &std::path::Path,
     labels: Option<&std::path::Path>,
@@ -262,7 +277,7 @@ pub fn prepare(
         dataset,
         labels,
         device,
-    } = load(model, data, labels, images, device)?;
+    } = load(command, model, data, labels, images, device)?;
     let executor = qdbg::exec::Executor::new(&graph, &device)?;
     let float_outputs =
         std::sync::Arc::new(qdbg::exec::FloatOutputCache::new(dataset.num_samples()));

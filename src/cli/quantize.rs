@@ -44,6 +44,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         calibration_source: source,
         ..
     } = super::prepare(
+        "qdbg quantize",
         &args.model,
         &args.data,
         None,

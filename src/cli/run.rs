@@ -36,6 +36,7 @@ pub struct RunArgs {
 
 pub fn run(args: &RunArgs) -> Result<()> {
     let graph = qdbg::tflite::read_model(&args.model)?;
+    qdbg::graph::ModelKind::of(&graph).require_runnable(&args.model)?;
     let dataset = load_dataset(
         &args.data,
         &InputSpec::for_graph(&graph),

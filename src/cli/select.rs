@@ -89,7 +89,9 @@ fn rules(args: &SelectArgs) -> Result<Vec<Rule>> {
 pub fn select(args: &SelectArgs) -> Result<()> {
     let rules = rules(args)?;
     // Before calibrating and debugging, which take a while: a misspelt name is known now.
-    qdbg::quant::denylist::check_names(&qdbg::tflite::read_model(&args.model)?, &rules)?;
+    let bytes = std::fs::read(&args.model).map_err(|e| qdbg::Error::io(&args.model, e))?;
+    let graph = super::read_float_model(&bytes, &args.model, "qdbg select")?;
+    qdbg::quant::denylist::check_names(&graph, &rules)?;
     let super::Prepared {
         original,
         graph,
@@ -100,6 +102,7 @@ pub fn select(args: &SelectArgs) -> Result<()> {
         float_outputs,
         ..
     } = super::prepare(
+        "qdbg select",
         &args.model,
         &args.data,
         args.labels.as_deref(),
