@@ -50,8 +50,13 @@ impl VerifyMode {
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerInfo {
     pub op_name: &'static str,
-    /// The int8 output tensor's index in the quantized model.
-    pub tensor_idx: TensorId,
+    /// The int8 output tensor's index in the quantized model's file (TensorFlow's
+    /// `tensor_idx`): the file leaves out tensors nothing uses, see
+    /// [`Graph::written_tensor_ids`].
+    pub tensor_idx: usize,
+    /// The int8 output tensor in the quantized graph.
+    #[serde(skip)]
+    pub tensor: TensorId,
     pub tensor_name: String,
     pub scale: f32,
     pub zero_point: i64,
@@ -142,6 +147,7 @@ impl<'a> Debugger<'a> {
     pub fn new(float: &'a Graph, model: &'a QuantizedModel, device: &Device) -> Result<Self> {
         let q = &model.graph;
         let mut layers = Vec::new();
+        let file_index = q.written_tensor_ids();
         for (pos, node) in q.nodes.iter().enumerate() {
             let Some(Some(float_node)) = model.node_origin.get(pos) else {
                 continue;
@@ -156,7 +162,8 @@ impl<'a> Debugger<'a> {
             let float_tensor = *model.twin_of.get(&out).unwrap_or(&out);
             layers.push(LayerInfo {
                 op_name: node.op.name(),
-                tensor_idx: out,
+                tensor_idx: file_index[out].unwrap_or(out),
+                tensor: out,
                 // The float model's name, as TensorFlow's debugger reports it: the name
                 // users know, and the one denylists are written against.
                 tensor_name: float.tensor(float_tensor).name.clone(),
@@ -465,7 +472,7 @@ impl<'a> Debugger<'a> {
         let refs: Vec<Option<&CTensor>> = float_inputs.iter().map(|v| v.as_ref()).collect();
         let out = self.float.eval_node(l.float_node, &refs)?;
         with_host_f32(&out[0], |reference| {
-            let keep = plan.read_dequantized.contains(&l.tensor_idx);
+            let keep = plan.read_dequantized.contains(&l.tensor);
             self.measure_layer(l, reference, qvals, int8, keep)
         })?
     }
@@ -480,10 +487,10 @@ impl<'a> Debugger<'a> {
         keep_dequantized: bool,
     ) -> Result<(LayerSample, Vec<f64>)> {
         let q = &self.model.graph;
-        let v = qvals.get(&l.tensor_idx).ok_or_else(|| {
+        let v = qvals.get(&l.tensor).ok_or_else(|| {
             Error::Internal(format!("layer '{}' was not computed", l.tensor_name))
         })?;
-        let params = q.tensor(l.tensor_idx).quant.as_ref().ok_or_else(|| {
+        let params = q.tensor(l.tensor).quant.as_ref().ok_or_else(|| {
             Error::Internal(format!("layer '{}' has no parameters", l.tensor_name))
         })?;
         let internal = |e: String| Error::Internal(format!("{}: {e}", l.tensor_name));
@@ -492,7 +499,7 @@ impl<'a> Debugger<'a> {
         if per_tensor && !wants_custom {
             // The common case: measured straight from the executors' buffers.
             let (scale, zero_point) = (params.scale[0], params.zero_point[0]);
-            let entry = int8.entry(l.tensor_idx, v);
+            let entry = int8.entry(l.tensor, v);
             let raw_values = int8_values(&entry.tensor).map_err(|e| internal(e.0))?;
             // A later layer's float twin reads this output dequantized: written in the
             // same pass as the measurement (as `dequantize_int8` computes it, which it
@@ -523,12 +530,11 @@ impl<'a> Debugger<'a> {
             return Ok((sample, Vec::new()));
         }
         let float: Vec<f64> = reference.iter().map(|&x| f64::from(x)).collect();
-        let got: Vec<f64> = match int8.dequantized(q, l.tensor_idx, v)? {
+        let got: Vec<f64> = match int8.dequantized(q, l.tensor, v)? {
             Some(t) => host_f32(&t)?.into_iter().map(f64::from).collect(),
             None => Vec::new(),
         };
-        let raw_values =
-            int8_values(&int8.entry(l.tensor_idx, v).tensor).map_err(|e| internal(e.0))?;
+        let raw_values = int8_values(&int8.entry(l.tensor, v).tensor).map_err(|e| internal(e.0))?;
         let raw: Vec<i64> = raw_values.iter().map(|&r| i64::from(r)).collect();
         let sample = if per_tensor && self.histograms {
             LayerSample::from_int8((l.scale as f64, l.zero_point), &float, &got, &raw)
@@ -655,7 +661,7 @@ impl SamplePlan {
                     }
                 })
                 .collect::<Vec<_>>();
-            for t in reads.into_iter().chain(std::iter::once(l.tensor_idx)) {
+            for t in reads.into_iter().chain(std::iter::once(l.tensor)) {
                 wanted.insert(t);
                 last_reader.insert(t, k);
             }
@@ -668,7 +674,7 @@ impl SamplePlan {
             .layers
             .iter()
             .enumerate()
-            .map(|(k, l)| (l.tensor_idx, k))
+            .map(|(k, l)| (l.tensor, k))
             .collect();
         let float_outputs = d
             .layers

@@ -4,8 +4,10 @@
 //! reports (`tensor_idx` in TensorFlow's CSV) and denylists refer to the same numbers
 //! as the user's own tools.
 
+mod kind;
 mod op;
 
+pub use kind::{Activations, ModelKind};
 pub use op::*;
 
 use serde::Serialize;
@@ -234,6 +236,8 @@ pub struct Graph {
 pub struct FoldedOp {
     pub source_index: usize,
     pub op_name: String,
+    /// The constant the op read (the float16 weights of a DEQUANTIZE).
+    pub input: TensorId,
     pub output: TensorId,
     pub why: &'static str,
 }
@@ -246,6 +250,68 @@ impl Graph {
     /// Finds a tensor by its exact name.
     pub fn tensor_by_name(&self, name: &str) -> Option<TensorId> {
         self.tensors.iter().position(|t| t.name == name)
+    }
+
+    /// The index each tensor gets in a written model file, which keeps only the tensors an
+    /// op, a model input or a model output uses (in their order here): a constant that
+    /// nothing reads any more (float16 weights widened at load, float weights replaced by
+    /// their int8 copies) is dead weight in a file. `None` for a tensor left out.
+    pub fn written_tensor_ids(&self) -> Vec<Option<usize>> {
+        let mut used = vec![false; self.tensors.len()];
+        let refolded = self.refolded();
+        let ids = self
+            .nodes
+            .iter()
+            .chain(&refolded)
+            .flat_map(|n| n.inputs.iter().flatten().chain(&n.outputs))
+            .chain(&self.inputs)
+            .chain(&self.outputs);
+        for &id in ids {
+            if let Some(u) = used.get_mut(id) {
+                *u = true;
+            }
+        }
+        let mut next = 0;
+        used.into_iter()
+            .map(|u| {
+                u.then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect()
+    }
+
+    /// The DEQUANTIZE ops of float16 (or bfloat16) weights that a writer puts back, so a
+    /// float op keeps its weights as the source stored them (half the bytes of float32):
+    /// those whose widened constant some op still reads as float. An int8 op's weights are
+    /// int8 copies, and their float16 source is simply left out.
+    pub fn refolded(&self) -> Vec<Node> {
+        self.folded
+            .iter()
+            .filter(|f| f.op_name == "DEQUANTIZE")
+            .filter(|f| {
+                let (Some(source), Some(out)) =
+                    (self.tensors.get(f.input), self.tensors.get(f.output))
+                else {
+                    return false;
+                };
+                matches!(source.dtype, DType::F16 | DType::BF16)
+                    && source.is_constant()
+                    && out.dtype.is_float()
+                    && out.is_constant()
+                    && self
+                        .nodes
+                        .iter()
+                        .any(|n| n.inputs.iter().flatten().any(|&i| i == f.output))
+            })
+            .map(|f| Node {
+                op: Op::Dequantize,
+                inputs: vec![Some(f.input)],
+                outputs: vec![f.output],
+                source_index: f.source_index,
+            })
+            .collect()
     }
 
     /// Count of each op type, in first-seen order.

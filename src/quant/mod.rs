@@ -2,6 +2,7 @@
 //! spec's rules) and building the quantized graph.
 
 pub mod calibration;
+pub mod check;
 pub mod denylist;
 pub mod foreign;
 pub mod params;

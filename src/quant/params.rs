@@ -9,9 +9,15 @@ use crate::graph::QuantParams;
 /// scale spans the range over 255 steps, and the zero point is solved from whichever end
 /// (min or max) carries the smaller rounding error, then rounded and clamped.
 pub fn activation_params(min: f32, max: f32) -> QuantParams {
+    activation_params_wide(min as f64, max as f64)
+}
+
+/// [`activation_params`] for a range already in f64 (a calibrated range the planner
+/// widened, as TensorFlow's quantizer does, in double precision).
+pub fn activation_params_wide(min: f64, max: f64) -> QuantParams {
     let (qmin, qmax) = (-128f64, 127f64);
-    let rmin = (min as f64).min(0.0);
-    let rmax = (max as f64).max(0.0);
+    let rmin = min.min(0.0);
+    let rmax = max.max(0.0);
     if (rmax - rmin).abs() < f64::EPSILON {
         // An all-zero tensor: any scale represents it; TensorFlow uses 1 and qmin.
         return QuantParams::per_tensor(1.0, qmin as i64);

@@ -1,32 +1,132 @@
-//! Activation quantization parameters for a whole graph, following the TFLite int8 spec
-//! the way TensorFlow's converter applies it:
-//! - every activation gets asymmetric int8 parameters from its calibrated range;
-//! - SOFTMAX and LOGISTIC outputs are fixed at (1/256, -128), TANH at (1/128, 0);
-//! - ops that only move data (pooling, reshapes, slicing, padding, resizing, ...) give
-//!   their output the input's parameters;
-//! - MAXIMUM, MINIMUM and CONCATENATION compare or copy raw int8 values, so their inputs
-//!   take the output's parameters.
+//! Activation quantization parameters for a whole graph, resolved the way TensorFlow's
+//! converter resolves them, in one constraint pass.
 //!
-//! One more rule reproduces a quirk of TensorFlow's calibrator rather than the spec: when
-//! an ADD, SUB or MUL can run in place (an input of the output's shape that no later op
-//! reads), LiteRT writes the result into that input's buffer, and the calibrator, which
-//! reads op inputs after the op has run, folds the op's output range into the input's
-//! (not when the op writes a model output, which always gets a buffer of its own).
-//! qdbg widens the same ranges so that its parameters equal the converter's (see
-//! `tensorflow_inplace_widening`); in MobileNetV3 this touches the residual branches.
+//! Every op's rule is data ([`rule`]): its own calibrated range (the default), a fixed
+//! output range (SOFTMAX, LOGISTIC, TANH), or "same scale": LiteRT's int8 kernel copies or
+//! compares raw values, so the op's float inputs and outputs must share one set of
+//! parameters (reshapes, pooling, padding, slicing, concatenation, MAXIMUM, ...). The pass
+//! reproduces what the converter's quantizer does with those rules on a calibrated model:
+//!
+//! 1. **Ranges.** Calibrated min/max, with two of the converter's adjustments: a range an
+//!    in-place ADD/SUB/MUL widened during calibration (see [`tensorflow_inplace_widening`]),
+//!    and a range narrower than 1e-6 widened by 1e-6 on each side (`kNearZeroTolerance`:
+//!    a dead channel would otherwise get a scale of 1e-13 and pin its neighbours).
+//! 2. **Which ranges count.** The output range of a same-scale op with a single float
+//!    input is dropped: it follows its input. Walking backwards from every range that
+//!    still counts and belongs to a same-scale op's output, the ranges of that op's inputs
+//!    are dropped too, through whole chains of same-scale ops: a detection head's
+//!    `CONV_2D -> RESHAPE -> CONCATENATION` takes the concatenation's parameters all the
+//!    way up to the convolution. Fixed-range outputs drop theirs.
+//! 3. **Propagation.** What counts is pinned; everything else gets its parameters from a
+//!    work list over the ops, visited from the last op backwards as the converter's
+//!    quantization driver does: a same-scale op takes the parameters of a pinned input when
+//!    it has one input, of a pinned output when it has one output, else the first pinned,
+//!    else the first known, and gives them to all its float inputs and outputs. Where a
+//!    tensor already holds other parameters, a requantize is recorded instead
+//!    ([`Requantize`]): exactly where the converter inserts its QUANTIZE ops.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::calibration::{Calibration, TensorRange};
-use super::params::activation_params;
-use crate::graph::{BinaryKind, Graph, Op, QuantParams, TensorId, UnaryKind};
+use super::params::activation_params_wide;
+use crate::graph::{BinaryKind, Graph, Node, Op, QuantParams, ReduceKind, TensorId, UnaryKind};
 
-/// Quantization parameters per activation tensor id.
-pub type ActivationPlan = HashMap<TensorId, QuantParams>;
+/// Ranges narrower than this are widened by it on both sides (TensorFlow's quantizer).
+pub const NEAR_ZERO_TOLERANCE: f64 = 1.0e-6;
 
-/// Ops whose output shares its (first data) input's parameters.
-fn passes_input_params(op: &Op) -> Option<usize> {
+/// Where the converter puts a requantize (an int8 -> int8 QUANTIZE) to meet two
+/// parameter requirements on one tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Requantize {
+    /// The op producing `tensor` writes it with its planned parameters; a requantize
+    /// right after it gives every reader `read` instead.
+    AfterProducer { tensor: TensorId, read: QuantParams },
+    /// These readers, as (node position, input slot), read `tensor` requantized to `read`.
+    BeforeReaders {
+        tensor: TensorId,
+        read: QuantParams,
+        readers: Vec<(usize, usize)>,
+    },
+}
+
+/// Quantization parameters per activation tensor id, and the requantizes between them.
+#[derive(Clone, Debug, Default)]
+pub struct ActivationPlan {
+    params: HashMap<TensorId, QuantParams>,
+    pub requantize: Vec<Requantize>,
+}
+
+impl ActivationPlan {
+    pub fn get(&self, id: &TensorId) -> Option<&QuantParams> {
+        self.params.get(id)
+    }
+
+    pub fn contains_key(&self, id: &TensorId) -> bool {
+        self.params.contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&TensorId, &QuantParams)> {
+        self.params.iter()
+    }
+
+    /// The requantize (its index in [`Self::requantize`]) through which node `pos` reads
+    /// `tensor` in input `slot`, if any.
+    pub fn requantize_for(&self, pos: usize, slot: usize, tensor: TensorId) -> Option<usize> {
+        self.requantize.iter().position(|r| match r {
+            Requantize::AfterProducer { tensor: t, .. } => *t == tensor,
+            Requantize::BeforeReaders {
+                tensor: t, readers, ..
+            } => *t == tensor && readers.contains(&(pos, slot)),
+        })
+    }
+
+    /// The parameters `node` (at `pos`) reads its input `slot` with, after any requantize.
+    pub fn read_params(&self, pos: usize, slot: usize, tensor: TensorId) -> Option<&QuantParams> {
+        match self.requantize_for(pos, slot, tensor) {
+            Some(i) => match &self.requantize[i] {
+                Requantize::AfterProducer { read, .. } | Requantize::BeforeReaders { read, .. } => {
+                    Some(read)
+                }
+            },
+            None => self.params.get(&tensor),
+        }
+    }
+}
+
+impl std::ops::Index<&TensorId> for ActivationPlan {
+    type Output = QuantParams;
+    fn index(&self, id: &TensorId) -> &QuantParams {
+        &self.params[id]
+    }
+}
+
+/// An op's parameter rule.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rule {
+    /// Its outputs take their own calibrated ranges.
+    Own,
+    /// Its outputs have fixed parameters whatever the data.
+    FixedOutput(QuantParams),
+    /// Its float inputs and outputs must share one set of parameters.
+    SameScale,
+}
+
+/// The parameter rule of `op`, as the converter's op definitions state it and LiteRT's
+/// int8 kernels require it.
+pub fn rule(op: &Op) -> Rule {
     match op {
+        Op::Softmax { .. } | Op::Unary(UnaryKind::Logistic) => {
+            Rule::FixedOutput(QuantParams::per_tensor(1.0 / 256.0, -128))
+        }
+        Op::Unary(UnaryKind::Tanh) => Rule::FixedOutput(QuantParams::per_tensor(1.0 / 128.0, 0)),
         Op::Pool2d { .. }
         | Op::Reshape
         | Op::Squeeze { .. }
@@ -41,41 +141,27 @@ fn passes_input_params(op: &Op) -> Option<usize> {
         | Op::ResizeNearestNeighbor(_)
         | Op::DepthToSpace { .. }
         | Op::SpaceToDepth { .. }
-        // LiteRT's int8 REDUCE_MAX insists on equal input and output parameters.
+        | Op::Split { .. }
+        | Op::Concatenation { .. }
         | Op::Reduce {
-            kind: crate::graph::ReduceKind::Max,
+            kind: ReduceKind::Max,
             ..
-        } => Some(0),
-        // SPLIT's first input is the axis.
-        Op::Split { .. } => Some(1),
-        _ => None,
-    }
-}
-
-/// Ops whose inputs must share the output's parameters.
-fn takes_output_params(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Concatenation { .. }
-            | Op::Binary {
-                kind: crate::graph::BinaryKind::Maximum | crate::graph::BinaryKind::Minimum,
-                ..
-            }
-    )
-}
-
-fn fixed_output_params(op: &Op) -> Option<QuantParams> {
-    match op {
-        Op::Softmax { .. } | Op::Unary(UnaryKind::Logistic) => {
-            Some(QuantParams::per_tensor(1.0 / 256.0, -128))
         }
-        Op::Unary(UnaryKind::Tanh) => Some(QuantParams::per_tensor(1.0 / 128.0, 0)),
-        _ => None,
+        | Op::Binary {
+            kind: BinaryKind::Maximum | BinaryKind::Minimum,
+            ..
+        } => Rule::SameScale,
+        _ => Rule::Own,
     }
 }
 
-/// Ranges as TensorFlow's calibrator records them: see the module docs. When both inputs
-/// qualify, the second is the one shared (observed on MobileNetV3's residual ADDs).
+/// Ranges as TensorFlow's calibrator records them.
+///
+/// When an ADD, SUB or MUL can run in place (an input of the output's shape that no later
+/// op reads), LiteRT writes the result into that input's buffer, and the calibrator, which
+/// reads op inputs after the op has run, folds the op's output range into the input's (not
+/// when the op writes a model output, which always gets a buffer of its own). When both
+/// inputs qualify, the second is the one shared (observed on MobileNetV3's residual ADDs).
 fn tensorflow_inplace_widening(
     graph: &Graph,
     calibration: &Calibration,
@@ -103,7 +189,6 @@ fn tensorflow_inplace_widening(
             continue;
         }
         let out = node.outputs[0];
-        // A model output gets a buffer of its own: nothing runs in place into it.
         if graph.outputs.contains(&out) {
             continue;
         }
@@ -125,40 +210,341 @@ fn tensorflow_inplace_widening(
     ranges
 }
 
-pub fn plan_activations(graph: &Graph, calibration: &Calibration) -> ActivationPlan {
-    let mut plan: ActivationPlan = tensorflow_inplace_widening(graph, calibration)
-        .into_iter()
-        .filter(|(id, _)| *id < graph.tensors.len() && graph.tensor(*id).dtype.is_float())
-        .map(|(id, r)| (id, activation_params(r.min, r.max)))
-        .collect();
-    let mut fixed = std::collections::HashSet::new();
-    for node in &graph.nodes {
-        if let Some(fixed_params) = fixed_output_params(&node.op) {
-            for &out in &node.outputs {
-                plan.insert(out, fixed_params.clone());
-                fixed.insert(out);
+/// Parameters for a calibrated range, after TensorFlow's near-zero widening.
+pub fn params_for_range(range: TensorRange) -> QuantParams {
+    let (mut min, mut max) = (range.min as f64, range.max as f64);
+    if max - min < NEAR_ZERO_TOLERANCE {
+        min -= NEAR_ZERO_TOLERANCE;
+        max += NEAR_ZERO_TOLERANCE;
+    }
+    activation_params_wide(min, max)
+}
+
+/// The float data tensors (activations, not constants) among a node's inputs.
+fn float_inputs<'a>(graph: &'a Graph, node: &'a Node) -> impl Iterator<Item = TensorId> + 'a {
+    node.inputs
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|&id| !graph.tensor(id).is_constant() && graph.tensor(id).dtype.is_float())
+}
+
+/// Float operands (constants included), as the converter counts them to decide whether a
+/// same-scale op follows its input or its output.
+fn float_operand_count(graph: &Graph, node: &Node) -> usize {
+    node.inputs
+        .iter()
+        .flatten()
+        .filter(|&&id| graph.tensor(id).dtype.is_float())
+        .count()
+}
+
+#[derive(Clone, Debug, Default)]
+struct State {
+    params: Option<QuantParams>,
+    pinned: bool,
+}
+
+/// The solver's working state: one parameter state per tensor, the requantizes found,
+/// and who produces and reads each tensor.
+struct Solver<'g> {
+    graph: &'g Graph,
+    states: Vec<State>,
+    requantize: Vec<Requantize>,
+    /// What an op writes where its readers need other parameters (see `set_output`).
+    written: HashMap<TensorId, QuantParams>,
+    producer: Vec<Option<usize>>,
+    readers: Vec<Vec<(usize, usize)>>,
+    work: Vec<usize>,
+}
+
+impl Solver<'_> {
+    /// Gives `params` to input `slot` of node `pos` (the tensor `id`).
+    fn set_input(&mut self, pos: usize, slot: usize, id: TensorId, params: &QuantParams) {
+        let state = &mut self.states[id];
+        match &state.params {
+            Some(p) if p == params => {}
+            Some(_) => {
+                let existing = self.requantize.iter_mut().find_map(|r| match r {
+                    Requantize::BeforeReaders {
+                        tensor,
+                        read,
+                        readers,
+                    } if *tensor == id && read == params => Some(readers),
+                    _ => None,
+                });
+                match existing {
+                    Some(readers) => {
+                        if !readers.contains(&(pos, slot)) {
+                            readers.push((pos, slot));
+                        }
+                    }
+                    None => self.requantize.push(Requantize::BeforeReaders {
+                        tensor: id,
+                        read: params.clone(),
+                        readers: vec![(pos, slot)],
+                    }),
+                }
             }
-        } else if let Some(i) = passes_input_params(&node.op) {
-            if let Some(params) = node.input(i).and_then(|id| plan.get(&id)).cloned() {
-                for &out in &node.outputs {
-                    plan.insert(out, params.clone());
+            None => {
+                state.params = Some(params.clone());
+                if let Some(p) = self.producer[id] {
+                    self.work.push(p);
                 }
             }
         }
     }
-    for node in graph.nodes.iter().rev() {
-        if !takes_output_params(&node.op) {
-            continue;
-        }
-        let Some(params) = plan.get(&node.outputs[0]).cloned() else {
-            continue;
-        };
-        for &input in node.inputs.iter().flatten() {
-            // Fixed-range outputs keep their parameters; the op rescales them.
-            if !graph.tensor(input).is_constant() && !fixed.contains(&input) {
-                plan.insert(input, params.clone());
+
+    /// Gives `params` to output `id` of the node producing it.
+    fn set_output(&mut self, id: TensorId, params: &QuantParams) {
+        let state = &mut self.states[id];
+        match &state.params {
+            Some(p) if p == params => {}
+            Some(held) => {
+                // The op writes `params`; its readers keep what they settled on, through a
+                // requantize (the tensor's name stays with what the op writes, as in the
+                // converter's output).
+                if let std::collections::hash_map::Entry::Vacant(e) = self.written.entry(id) {
+                    e.insert(params.clone());
+                    self.requantize.push(Requantize::AfterProducer {
+                        tensor: id,
+                        read: held.clone(),
+                    });
+                }
+            }
+            None => {
+                state.params = Some(params.clone());
+                let readers: Vec<usize> = self.readers[id].iter().map(|&(n, _)| n).collect();
+                self.work.extend(readers);
             }
         }
     }
-    plan
+
+    /// Works through the work list, from its end, as the converter's driver does.
+    fn run(&mut self, done: &mut [bool]) {
+        while let Some(pos) = self.work.pop() {
+            if done[pos] {
+                continue;
+            }
+            done[pos] = true;
+            let node = &self.graph.nodes[pos];
+            match rule(&node.op) {
+                Rule::Own => {}
+                Rule::FixedOutput(params) => {
+                    for &out in &node.outputs {
+                        if self.graph.tensor(out).dtype.is_float() {
+                            self.set_output(out, &params);
+                        }
+                    }
+                }
+                Rule::SameScale => {
+                    let Some(params) = self.same_scale_params(node) else {
+                        // Nothing known around it yet: a later visit may settle it.
+                        done[pos] = false;
+                        continue;
+                    };
+                    let inputs: Vec<(usize, TensorId)> = node
+                        .inputs
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(slot, id)| id.map(|id| (slot, id)))
+                        .filter(|&(_, id)| {
+                            !self.graph.tensor(id).is_constant()
+                                && self.graph.tensor(id).dtype.is_float()
+                        })
+                        .collect();
+                    for (slot, id) in inputs {
+                        self.set_input(pos, slot, id, &params);
+                    }
+                    for &out in &node.outputs {
+                        if self.graph.tensor(out).dtype.is_float() {
+                            self.set_output(out, &params);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The parameters a same-scale node settles on, if any are known yet.
+    fn same_scale_params(&self, node: &Node) -> Option<QuantParams> {
+        let graph = self.graph;
+        let inputs: Vec<TensorId> = float_inputs(graph, node).collect();
+        let outputs: Vec<TensorId> = node
+            .outputs
+            .iter()
+            .copied()
+            .filter(|&id| graph.tensor(id).dtype.is_float())
+            .collect();
+        let pinned = |ids: &[TensorId]| -> Vec<QuantParams> {
+            ids.iter()
+                .filter(|&&id| self.states[id].pinned)
+                .filter_map(|&id| self.states[id].params.clone())
+                .collect()
+        };
+        let (pinned_in, pinned_out) = (pinned(&inputs), pinned(&outputs));
+        if node.inputs.len() == 1 && pinned_in.len() == 1 {
+            return pinned_in.into_iter().next();
+        }
+        if node.outputs.len() == 1 && pinned_out.len() == 1 {
+            return pinned_out.into_iter().next();
+        }
+        if let Some(p) = pinned_in.into_iter().chain(pinned_out).next() {
+            return Some(p);
+        }
+        inputs
+            .iter()
+            .chain(&outputs)
+            .find_map(|&id| self.states[id].params.clone())
+    }
+}
+
+pub fn plan_activations(graph: &Graph, calibration: &Calibration) -> ActivationPlan {
+    let n = graph.tensors.len();
+    let ranges: HashMap<TensorId, TensorRange> = tensorflow_inplace_widening(graph, calibration)
+        .into_iter()
+        .filter(|(id, _)| *id < n && graph.tensor(*id).dtype.is_float())
+        .collect();
+    let mut producer = vec![None; n];
+    let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+    for (pos, node) in graph.nodes.iter().enumerate() {
+        for &o in &node.outputs {
+            if o < n {
+                producer[o] = Some(pos);
+            }
+        }
+        for (slot, id) in node.inputs.iter().enumerate() {
+            if let Some(id) = *id {
+                readers[id].push((pos, slot));
+            }
+        }
+    }
+
+    // 2. Which calibrated ranges count.
+    let mut dropped: HashSet<TensorId> = HashSet::new();
+    for node in &graph.nodes {
+        match rule(&node.op) {
+            Rule::FixedOutput(_) => dropped.extend(node.outputs.iter().copied()),
+            Rule::SameScale
+                if float_operand_count(graph, node) <= 1
+                    && float_inputs(graph, node).any(|id| ranges.contains_key(&id)) =>
+            {
+                dropped.extend(node.outputs.iter().copied());
+            }
+            _ => {}
+        }
+    }
+    let mut backwards: Vec<TensorId> = ranges
+        .keys()
+        .copied()
+        .filter(|id| !dropped.contains(id))
+        .collect();
+    backwards.sort_unstable();
+    let mut walked: HashSet<TensorId> = HashSet::new();
+    while let Some(id) = backwards.pop() {
+        if !walked.insert(id) {
+            continue;
+        }
+        let Some(p) = producer[id] else { continue };
+        let node = &graph.nodes[p];
+        if rule(&node.op) != Rule::SameScale {
+            continue;
+        }
+        for input in float_inputs(graph, node) {
+            if ranges.contains_key(&input) {
+                dropped.insert(input);
+                backwards.push(input);
+            }
+        }
+    }
+
+    // 3. Pinned parameters, then the work list.
+    let mut states = vec![State::default(); n];
+    for (&id, &range) in &ranges {
+        if !dropped.contains(&id) {
+            states[id] = State {
+                params: Some(params_for_range(range)),
+                pinned: true,
+            };
+        }
+    }
+    let mut solver = Solver {
+        graph,
+        states,
+        requantize: Vec::new(),
+        written: HashMap::new(),
+        producer,
+        readers,
+        work: (0..graph.nodes.len()).collect(),
+    };
+    let mut done = vec![false; graph.nodes.len()];
+    loop {
+        solver.run(&mut done);
+        // The converter's driver never comes back to a same-scale op it skipped for want
+        // of parameters, and leaves such ops float in a "full int8" model (a reshape of a
+        // model input that a concatenation also reads, for one). qdbg does better on
+        // purpose: it visits them again once their neighbours are known.
+        let pending: Vec<usize> = (0..graph.nodes.len())
+            .filter(|&p| !done[p] && rule(&graph.nodes[p].op) == Rule::SameScale)
+            .collect();
+        solver.work = pending.iter().rev().copied().collect();
+        solver.run(&mut done);
+        let still = pending.iter().filter(|&&p| !done[p]).count();
+        if still == 0 || still == pending.len() {
+            break;
+        }
+    }
+
+    // A tensor nothing settled (a same-scale island with no range around it) keeps its
+    // own calibrated range rather than going unquantized.
+    let mut params = HashMap::new();
+    let written = std::mem::take(&mut solver.written);
+    for (id, state) in solver.states.into_iter().enumerate() {
+        if let Some(p) = written.get(&id) {
+            params.insert(id, p.clone());
+            continue;
+        }
+        match state.params {
+            Some(p) => {
+                params.insert(id, p);
+            }
+            None => {
+                if let Some(&range) = ranges.get(&id) {
+                    params.insert(id, params_for_range(range));
+                }
+            }
+        }
+    }
+    ActivationPlan {
+        params,
+        requantize: solver.requantize,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::params::activation_params;
+
+    #[test]
+    fn near_zero_ranges_widen_by_the_tolerance_on_each_side() {
+        // TensorFlow 2.21 gave an all-zero tensor scale 7.84314e-9 (2e-6 / 255), zero
+        // point 0, and a tensor observed in [-7.4230844e-9, 9.265832e-9] scale
+        // 7.90858e-9, zero point -1 (tests/fixtures/conformance/near_zero.tf_int8.tflite).
+        let zero = params_for_range(TensorRange { min: 0.0, max: 0.0 });
+        assert!((zero.scale[0] / 7.84314e-9 - 1.0).abs() < 1e-5, "{zero:?}");
+        assert_eq!(zero.zero_point, vec![0]);
+        let tiny = params_for_range(TensorRange {
+            min: -7.423_084_4e-9,
+            max: 9.265_832e-9,
+        });
+        assert!((tiny.scale[0] / 7.90858e-9 - 1.0).abs() < 1e-5, "{tiny:?}");
+        assert_eq!(tiny.zero_point, vec![-1]);
+        // Wider ranges are untouched.
+        let normal = params_for_range(TensorRange {
+            min: -1.0,
+            max: 3.0,
+        });
+        assert_eq!(normal, activation_params(-1.0, 3.0));
+    }
 }

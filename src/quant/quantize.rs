@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::params::{for_each_channel_run, symmetric_weight_scales, ChannelRun};
-use super::plan::ActivationPlan;
+use super::plan::{rule, ActivationPlan, Requantize, Rule};
 use crate::error::{Error, Result};
 use crate::graph::{DType, Graph, Node, Op, QuantParams, Tensor, TensorData, TensorId};
 use crate::ops::quantized::has_int8_kernel;
@@ -64,8 +64,9 @@ pub fn quantize_graph(
     plan: &ActivationPlan,
     options: &QuantizeOptions,
 ) -> Result<QuantizedModel> {
+    // Folded DEQUANTIZEs stay recorded: the writer puts back those of float16 weights that
+    // float ops (a selective model's islands) still read.
     let mut g = float.clone();
-    g.folded.clear();
     let n = float.nodes.len();
 
     // 1. Which ops run in int8.
@@ -121,7 +122,8 @@ pub fn quantize_graph(
     let mut nodes: Vec<Node> = Vec::with_capacity(n + 8);
     let mut origins: Vec<Option<usize>> = Vec::with_capacity(n + 8);
     let mut twin_of: HashMap<TensorId, TensorId> = HashMap::new();
-    let mut quantized_copy: HashMap<TensorId, TensorId> = HashMap::new();
+    let mut quantized_copy: HashMap<(TensorId, Option<usize>), TensorId> = HashMap::new();
+    let mut requantized_copy: HashMap<(TensorId, usize), TensorId> = HashMap::new();
     let mut float_copy: HashMap<TensorId, TensorId> = HashMap::new();
     let mut constant_users: HashMap<TensorId, usize> = HashMap::new();
     for node in &float.nodes {
@@ -141,7 +143,16 @@ pub fn quantize_graph(
             } else {
                 0
             };
-            let input_q = node.input(data_slot).and_then(|i| plan.get(&i)).cloned();
+            let input_q = node
+                .input(data_slot)
+                .and_then(|i| plan.read_params(pos, data_slot, i))
+                .cloned();
+            // Same-scale ops (MAXIMUM with a constant, PADV2's pad value) compare or copy
+            // raw values: their constants take the op's parameters.
+            let same_scale_q = match rule(&node.op) {
+                Rule::SameScale => node.outputs.first().and_then(|&o| plan.get(&o)).cloned(),
+                _ => None,
+            };
             let mut weight_scales: Option<Vec<f32>> = None;
             for (slot, input) in new_node.inputs.iter_mut().enumerate() {
                 let Some(id) = *input else { continue };
@@ -162,52 +173,47 @@ pub fn quantize_graph(
                             };
                             quantize_bias(t, iq.scale[0], ws)?
                         }
-                        // PADV2's pad value must use the padded tensor's parameters.
-                        _ if matches!(node.op, Op::PadV2) && slot == 2 => {
-                            let q = input_q.clone().ok_or_else(|| missing(float, id))?;
-                            quantize_constant_with(t, &q)?
-                        }
-                        _ => quantize_constant(t)?,
+                        _ => match &same_scale_q {
+                            Some(q) => quantize_constant_with(t, q)?,
+                            None => quantize_constant(t)?,
+                        },
                     };
                     *input = Some(replace_or_append(&mut g, id, converted, &constant_users));
                 } else if t.dtype.is_float() && !is_int8.contains(&id) {
-                    // A float activation feeding an int8 op: QUANTIZE it once.
-                    let q = plan.get(&id).cloned().ok_or_else(|| missing(float, id))?;
-                    let copy = *quantized_copy.entry(id).or_insert_with(|| {
-                        let mut twin = g.tensors[id].clone();
-                        twin.name = format!("{}/int8", twin.name);
-                        set_int8(&mut twin, q.clone());
-                        g.tensors.push(twin);
-                        let twin_id = g.tensors.len() - 1;
-                        nodes.push(border_node(Op::Quantize, id, twin_id, node.source_index));
-                        origins.push(None);
-                        twin_of.insert(twin_id, id);
-                        twin_id
+                    // A float activation feeding an int8 op: QUANTIZE it once (per set of
+                    // parameters its readers need).
+                    let q = plan
+                        .read_params(pos, slot, id)
+                        .cloned()
+                        .ok_or_else(|| missing(float, id))?;
+                    let key = (id, plan.requantize_for(pos, slot, id));
+                    let copy = *quantized_copy.entry(key).or_insert_with(|| {
+                        let mut border = Border {
+                            graph: &mut g,
+                            nodes: &mut nodes,
+                            origins: &mut origins,
+                            twin_of: &mut twin_of,
+                        };
+                        border.quantized_twin(id, "int8", &q, node.source_index)
                     });
                     *input = Some(copy);
-                }
-            }
-            // LiteRT's int8 CONCATENATION copies raw values, so every input must carry the
-            // output's parameters; requantize those that do not (as the converter does).
-            if matches!(node.op, Op::Concatenation { .. }) {
-                let out_q = plan
-                    .get(&node.outputs[0])
-                    .cloned()
-                    .ok_or_else(|| missing(float, node.outputs[0]))?;
-                for input in new_node.inputs.iter_mut() {
-                    let Some(id) = *input else { continue };
-                    if g.tensors[id].quant.as_ref() == Some(&out_q) || g.tensors[id].is_constant() {
-                        continue;
+                } else if is_int8.contains(&id) {
+                    // Where two parameter requirements meet, this reader gets the tensor
+                    // requantized (the converter's QUANTIZE between int8 tensors).
+                    if let Some(index) = plan.requantize_for(pos, slot, id) {
+                        let (Requantize::AfterProducer { read, .. }
+                        | Requantize::BeforeReaders { read, .. }) = &plan.requantize[index];
+                        let copy = *requantized_copy.entry((id, index)).or_insert_with(|| {
+                            let mut border = Border {
+                                graph: &mut g,
+                                nodes: &mut nodes,
+                                origins: &mut origins,
+                                twin_of: &mut twin_of,
+                            };
+                            border.quantized_twin(id, "requantized", read, node.source_index)
+                        });
+                        *input = Some(copy);
                     }
-                    let mut twin = g.tensors[id].clone();
-                    twin.name = format!("{}/requantized", twin.name);
-                    set_int8(&mut twin, out_q.clone());
-                    g.tensors.push(twin);
-                    let twin_id = g.tensors.len() - 1;
-                    nodes.push(border_node(Op::Quantize, id, twin_id, node.source_index));
-                    origins.push(None);
-                    twin_of.insert(twin_id, *twin_of.get(&id).unwrap_or(&id));
-                    *input = Some(twin_id);
                 }
             }
         } else {
@@ -274,12 +280,45 @@ pub fn quantize_graph(
             ),
         });
     }
+    super::check::check_quantized_graph(&g)?;
     Ok(QuantizedModel {
         graph: g,
         node_origin: origins,
         twin_of,
         float_ops,
     })
+}
+
+/// What inserting a border op changes: the graph's tensors, the op list being built, the
+/// ops' origins and the twins' float tensors.
+struct Border<'a> {
+    graph: &'a mut Graph,
+    nodes: &'a mut Vec<Node>,
+    origins: &'a mut Vec<Option<usize>>,
+    twin_of: &'a mut HashMap<TensorId, TensorId>,
+}
+
+impl Border<'_> {
+    /// An int8 twin of `id` with parameters `q`, written by a QUANTIZE (from float, or an
+    /// int8 -> int8 requantize) placed before the op being built; named `{id's}/{suffix}`.
+    fn quantized_twin(
+        &mut self,
+        id: TensorId,
+        suffix: &str,
+        q: &QuantParams,
+        source_index: usize,
+    ) -> TensorId {
+        let mut twin = self.graph.tensors[id].clone();
+        twin.name = format!("{}/{suffix}", twin.name);
+        set_int8(&mut twin, q.clone());
+        self.graph.tensors.push(twin);
+        let twin_id = self.graph.tensors.len() - 1;
+        self.nodes
+            .push(border_node(Op::Quantize, id, twin_id, source_index));
+        self.origins.push(None);
+        self.twin_of.insert(twin_id, id);
+        twin_id
+    }
 }
 
 fn missing(graph: &Graph, id: TensorId) -> Error {

@@ -480,6 +480,7 @@ fn fold_constant_dequantize(graph: &mut Graph, node: &Node) -> Option<FoldedOp> 
     Some(FoldedOp {
         source_index: node.source_index,
         op_name: "DEQUANTIZE".into(),
+        input: node.input(0)?,
         output,
         why,
     })

@@ -1,11 +1,13 @@
 //! Writes a [`Graph`] back to a `.tflite` flatbuffer: the inverse of the reader.
 //!
-//! The model has one subgraph holding every tensor of [`Graph::tensors`] in order, so
-//! tensor ids (which reports and denylists refer to) are the same in the written file.
-//! Operators follow [`Graph::nodes`]. Ops the reader folded at load time (DEQUANTIZE of
-//! float16 weights) are not written: their outputs are plain float32 constants in the
-//! graph, and are written as such; the float16 source tensors stay in the tensor table,
-//! as FLOAT16 constants nothing reads.
+//! The model has one subgraph holding the tensors of [`Graph::tensors`] that something
+//! uses, in order ([`Graph::written_tensor_ids`] maps ids to file indices: reports use it
+//! for `tensor_idx`): a tensor nothing reads (a float16 weight the reader widened, a float
+//! weight replaced by its int8 copy) would be dead weight, so it is left out with its
+//! buffer. Operators follow [`Graph::nodes`]. Ops the reader folded at load time
+//! (DEQUANTIZE of float16 weights) are written back where a float op still reads their
+//! output ([`Graph::refolded`]), so float16 weights stay float16 (a float island of a
+//! selective model included); weights an int8 op took over are left out.
 //!
 //! Operator versions follow the converter's rules (see [`op_version`]), one operator
 //! code per builtin carrying the highest version any of its ops needs, as TensorFlow's
@@ -112,11 +114,18 @@ fn build(graph: &Graph, original: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
         None => Carried::default(),
     };
 
+    // Float16 weights that float ops still read go back behind their DEQUANTIZE, first, as
+    // the converter places them; their widened float32 copies are not written.
+    let refolded = graph.refolded();
+    let dequantized_at_run_time: HashSet<TensorId> =
+        refolded.iter().map(|n| n.outputs[0]).collect();
+    let nodes: Vec<&Node> = refolded.iter().chain(&graph.nodes).collect();
+
     // One operator code per builtin, in order of first use, with the highest version its
     // ops need.
     let mut codes: Vec<(fb::BuiltinOperator, i32)> = Vec::new();
-    let mut node_codes = Vec::with_capacity(graph.nodes.len());
-    for node in &graph.nodes {
+    let mut node_codes = Vec::with_capacity(nodes.len());
+    for &node in &nodes {
         let builtin = builtin(&node.op).ok_or_else(|| Fail::Op {
             op_index: node.source_index,
             op: node.op.display_name().to_string(),
@@ -135,8 +144,20 @@ fn build(graph: &Graph, original: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
         node_codes.push(index as u32);
     }
 
-    let mut data = Vec::with_capacity(graph.tensors.len());
-    for (i, t) in graph.tensors.iter().enumerate() {
+    // Tensors nothing uses are not written: `index[id]` is a kept tensor's file index.
+    let index = graph.written_tensor_ids();
+    let kept: Vec<TensorId> = (0..graph.tensors.len())
+        .filter(|&i| index[i].is_some())
+        .collect();
+    let file_index = |id: TensorId| index[id].map_or(-1, |i| i as i32);
+
+    let mut data = Vec::with_capacity(kept.len());
+    for &i in &kept {
+        let t = &graph.tensors[i];
+        if dequantized_at_run_time.contains(&i) {
+            data.push(None);
+            continue;
+        }
         data.push(encode(t).map_err(|e| tensor_fail(i, t, e))?);
     }
 
@@ -168,15 +189,16 @@ fn build(graph: &Graph, original: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
         .map(|(_, b)| push_buffer(&mut fbb, &mut buffers, b))
         .collect();
 
-    let mut tensors = Vec::with_capacity(graph.tensors.len());
-    for (i, t) in graph.tensors.iter().enumerate() {
+    let mut tensors = Vec::with_capacity(kept.len());
+    for (k, &i) in kept.iter().enumerate() {
+        let t = &graph.tensors[i];
         let table =
-            write_tensor(&mut fbb, t, tensor_buffer[i]).map_err(|e| tensor_fail(i, t, e))?;
+            write_tensor(&mut fbb, t, tensor_buffer[k]).map_err(|e| tensor_fail(i, t, e))?;
         tensors.push(table);
     }
 
-    let mut operators = Vec::with_capacity(graph.nodes.len());
-    for (node, &opcode_index) in graph.nodes.iter().zip(&node_codes) {
+    let mut operators = Vec::with_capacity(nodes.len());
+    for (&node, &opcode_index) in nodes.iter().zip(&node_codes) {
         let op_fail = |e: String| {
             Fail::Other(format!(
                 "op #{} ({}): {e}",
@@ -188,9 +210,9 @@ fn build(graph: &Graph, original: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
         let inputs: Vec<i32> = node
             .inputs
             .iter()
-            .map(|i| i.map_or(-1, |i| i as i32))
+            .map(|i| i.map_or(-1, file_index))
             .collect();
-        let outputs: Vec<i32> = node.outputs.iter().map(|&i| i as i32).collect();
+        let outputs: Vec<i32> = node.outputs.iter().map(|&i| file_index(i)).collect();
         let inputs = fbb.create_vector(&inputs);
         let outputs = fbb.create_vector(&outputs);
         operators.push(fb::Operator::create(
@@ -208,8 +230,8 @@ fn build(graph: &Graph, original: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
 
     let subgraph = {
         let tensors = fbb.create_vector(&tensors);
-        let inputs: Vec<i32> = graph.inputs.iter().map(|&i| i as i32).collect();
-        let outputs: Vec<i32> = graph.outputs.iter().map(|&i| i as i32).collect();
+        let inputs: Vec<i32> = graph.inputs.iter().map(|&i| file_index(i)).collect();
+        let outputs: Vec<i32> = graph.outputs.iter().map(|&i| file_index(i)).collect();
         let inputs = fbb.create_vector(&inputs);
         let outputs = fbb.create_vector(&outputs);
         let operators = fbb.create_vector(&operators);
@@ -257,12 +279,18 @@ fn build(graph: &Graph, original: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
         })
         .collect();
 
+    // Signatures name model inputs and outputs, which are always kept.
+    let remap = |maps: &[(String, u32)]| -> Vec<(String, u32)> {
+        maps.iter()
+            .filter_map(|(name, i)| Some((name.clone(), index[*i as usize]? as u32)))
+            .collect()
+    };
     let signature_tables: Vec<_> = carried
         .signatures
         .iter()
         .map(|s| {
-            let inputs = tensor_maps(&mut fbb, &s.inputs);
-            let outputs = tensor_maps(&mut fbb, &s.outputs);
+            let inputs = tensor_maps(&mut fbb, &remap(&s.inputs));
+            let outputs = tensor_maps(&mut fbb, &remap(&s.outputs));
             let key = fbb.create_string(&s.key);
             fb::SignatureDef::create(
                 &mut fbb,

@@ -61,6 +61,7 @@ pub fn infos() -> Vec<LayerInfo> {
         .map(|(k, &(op, name, scale, zp, _, _))| LayerInfo {
             op_name: op,
             tensor_idx: 100 + k,
+            tensor: 100 + k,
             tensor_name: name.to_string(),
             scale,
             zero_point: zp,
