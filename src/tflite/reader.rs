@@ -166,6 +166,12 @@ impl<'a> Reader<'a> {
             .unwrap_or_default();
         for (index, op) in operators.iter().enumerate() {
             let node = self.read_node(index, op, graph.tensors.len())?;
+            // DENSIFY first: its output may feed a DEQUANTIZE (float16 sparse weights),
+            // which then folds as the next op.
+            if let Some(folded) = self.fold_constant_densify(&mut graph, &node)? {
+                graph.folded.push(folded);
+                continue;
+            }
             if let Some(folded) = fold_constant_dequantize(&mut graph, &node) {
                 graph.folded.push(folded);
                 continue;
@@ -420,6 +426,46 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// DENSIFY of a constant is that constant: the reader already expanded the sparse
+    /// input (see [`Reader::densify`]), so the op's output gets the dense values and the
+    /// op goes, as [`fold_constant_dequantize`] does for DEQUANTIZE. A DENSIFY of a
+    /// computed tensor stays (and is refused when run: qdbg has no kernel for it).
+    fn fold_constant_densify(&self, graph: &mut Graph, node: &Node) -> Result<Option<FoldedOp>> {
+        if !is_densify(&node.op) {
+            return Ok(None);
+        }
+        let (Some(input), Some(&output)) = (node.input(0), node.outputs.first()) else {
+            return Ok(None);
+        };
+        let source = &graph.tensors[input];
+        let Some(data) = source.data.clone() else {
+            return Ok(None);
+        };
+        let target = &graph.tensors[output];
+        // Same dtype and shape: DENSIFY only changes the storage, and the executor trusts
+        // a constant's values to fill its tensor's shape.
+        if source.dtype != target.dtype || source.shape != target.shape {
+            return Err(self.bad(format!(
+                "op #{} (DENSIFY) turns tensor {input} ('{}', {:?} {}) into tensor {output} \
+                 ('{}', {:?} {}); a DENSIFY keeps the dtype and the dense shape",
+                node.source_index,
+                source.name,
+                source.shape,
+                source.dtype,
+                target.name,
+                target.shape,
+                target.dtype
+            )));
+        }
+        graph.tensors[output].data = Some(data);
+        Ok(Some(FoldedOp {
+            source_index: node.source_index,
+            op_name: "DENSIFY".into(),
+            output,
+            why: "sparse weights densified",
+        }))
+    }
+
     /// Every op must read only tensors that exist before it runs: model inputs,
     /// constants, or outputs of earlier ops. This also rules out cycles.
     fn check_order(&self, graph: &Graph) -> Result<()> {
@@ -555,6 +601,13 @@ fn fold_constant_dequantize(graph: &mut Graph, node: &Node) -> Option<FoldedOp> 
         output,
         why,
     })
+}
+
+/// DENSIFY has no [`Op`] variant of its own: a DENSIFY of a constant is folded at load
+/// time, and any other one cannot run, so it stays an [`Op::Unsupported`] by that name
+/// (the executor's refusal explains it).
+fn is_densify(op: &Op) -> bool {
+    matches!(op, Op::Unsupported { name } if name == "DENSIFY")
 }
 
 fn builtin_name(op: fb::BuiltinOperator) -> String {
@@ -813,6 +866,10 @@ fn parse_op(
         },
         B::QUANTIZE => Op::Quantize,
         B::DEQUANTIZE => Op::Dequantize,
+        // Folded when its input is a constant (`fold_constant_densify`).
+        B::DENSIFY => Op::Unsupported {
+            name: "DENSIFY".into(),
+        },
         B::CUSTOM => Op::Unsupported {
             name: format!("CUSTOM({})", custom_code.unwrap_or("unnamed")),
         },
