@@ -3,6 +3,8 @@
 #
 #   scripts/make_fixtures.sh                 # all fixtures
 #   scripts/make_fixtures.sh --only conv_ops # extra args go to make_fixtures.py
+#   scripts/make_fixtures.sh --sparse        # tests/fixtures/sparse/ instead, with
+#                                            # scripts/fixtures/make_sparse_fixtures.py
 #
 # Venv: ${QDBG_FIXTURE_VENV:-$HOME/.cache/qdbg/fixture-venv}, built from
 # scripts/fixtures/requirements.txt with ${QDBG_PYTHON:-python3}; re-installed
@@ -42,4 +44,9 @@ if command -v flock >/dev/null; then
   exec 9>&-
 fi
 
+if [[ "${1:-}" == "--sparse" ]]; then
+  shift
+  exec "$venv/bin/python" "$root/scripts/fixtures/make_sparse_fixtures.py" \
+    --out "$root/tests/fixtures/sparse" "$@"
+fi
 exec "$venv/bin/python" "$root/scripts/make_fixtures.py" --out "$root/tests/fixtures" "$@"
