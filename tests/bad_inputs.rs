@@ -290,6 +290,73 @@ fn unsupported_op() {
     assert!(String::from_utf8_lossy(&inspect.stdout).contains("not supported by qdbg: #"));
 }
 
+/// The sparse_conv fixture (sparse weights behind DENSIFY ops) with `patch` applied in
+/// place, as [`patched_model`] does for dense_ops.
+fn patched_sparse_model(patch: impl FnOnce(&mut Vec<u8>, &fb::Model<'_>)) -> Vec<u8> {
+    let original = std::fs::read(common::fixture("sparse/sparse_conv.tflite")).unwrap();
+    let model = fb::root_as_model(&original).unwrap();
+    let mut bytes = original.clone();
+    patch(&mut bytes, &model);
+    bytes
+}
+
+const SPARSE_DATA: &str = "tests/fixtures/sparse/sparse_conv.inputs.npz";
+
+#[test]
+fn sparse_weights_with_corrupted_segments() {
+    let s = Scratch::new();
+    let bytes = patched_sparse_model(|b, m| {
+        // Tensor 2, the CONV_2D weight: its sparse level's segment 1 far past the indices.
+        let t = m.subgraphs().unwrap().get(0).tensors().unwrap().get(2);
+        let meta = t.sparsity().unwrap().dim_metadata().unwrap().get(3);
+        let segments = meta
+            .array_segments_as_uint_8vector()
+            .unwrap()
+            .values()
+            .unwrap();
+        b[segments.as_ptr() as usize - m._tab.buf.as_ptr() as usize + 1] = 250;
+    });
+    let model = s.write("sparse_segments.tflite", &bytes);
+    let out = run_with(&s, &model, SPARSE_DATA);
+    s.expect_refused(
+        &out,
+        &[
+            "sparse_segments.tflite",
+            "tensor 2 ('functional_1/conv2d_1/Relu;",
+            "has invalid sparsity metadata",
+            "array_segments[2] = ",
+            "is less than array_segments[1] = 250",
+            "re-export",
+        ],
+    );
+}
+
+#[test]
+fn densify_of_a_computed_tensor() {
+    let s = Scratch::new();
+    let bytes = patched_sparse_model(|b, m| {
+        // Op #0, the first DENSIFY, reading the model input instead of the sparse weight.
+        let sg = m.subgraphs().unwrap().get(0);
+        let input = sg.inputs().unwrap().get(0);
+        let at = offset_of(
+            m._tab.buf,
+            sg.operators().unwrap().get(0).inputs().unwrap(),
+            0,
+        );
+        set_i32(b, at, input);
+    });
+    let model = s.write("densify_input.tflite", &bytes);
+    let out = run_with(&s, &model, SPARSE_DATA);
+    s.expect_refused(
+        &out,
+        &[
+            "op #0 (DENSIFY) is not supported",
+            "densifies sparse constant weights when it reads the model",
+            "without sparsification",
+        ],
+    );
+}
+
 /// A model whose contents make an op fail when it runs (a fuzzer's finding: int8 tensors
 /// whose quantization parameters are gone, fed to SQUARED_DIFFERENCE): bad input, exit 2,
 /// naming the op and tensor and what to do.

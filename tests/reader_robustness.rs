@@ -57,7 +57,13 @@ fn every_truncation_is_an_error() {
 
 #[test]
 fn corrupted_bytes_never_panic() {
-    for name in ["conv_ops.tflite", "shape_ops.tflite", "f16_weights.tflite"] {
+    for name in [
+        "conv_ops.tflite",
+        "shape_ops.tflite",
+        "f16_weights.tflite",
+        "sparse/sparse_conv.tflite",
+        "sparse/handmade_formats.tflite",
+    ] {
         let original = std::fs::read(common::fixture(name)).unwrap();
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         for _ in 0..3000 {

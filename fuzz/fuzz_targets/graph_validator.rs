@@ -1,8 +1,9 @@
 //! Structure-aware: real fixture models with their flatbuffer *contents* mutated in
 //! place, so the verifier still accepts the structure and the input reaches what
 //! validates the graph behind it (tensor/buffer/opcode index bounds, dtype and shape
-//! checks, per-channel quantization checks, op order and cycles), then the executor's
-//! construction and a run on small graphs (each op's shape checks).
+//! checks, per-channel quantization checks, sparse weights' metadata, op order and
+//! cycles), then the executor's construction and a run on small graphs (each op's shape
+//! checks).
 //!
 //! Random bytes almost never get past the flatbuffer verifier (the `tflite_reader`
 //! target covers that side); patching the values of existing fields keeps every offset
@@ -10,7 +11,8 @@
 //!
 //! Input: byte 0 picks the fixture, then 4-byte records `[site lo, site hi, mode, value]`
 //! each patch one site (an int32 index or dimension, a scalar field, a byte of an op's
-//! options table, or the position of an op in the execution order).
+//! options table, an element of a sparse tensor's metadata, or the position of an op in
+//! the execution order).
 #![no_main]
 
 use std::path::Path;
@@ -49,6 +51,10 @@ const FIXTURES: &[&[u8]] = &[
     include_bytes!("../../tests/fixtures/conv_ops.int8.tflite"),
     include_bytes!("../../tests/fixtures/dense_ops.int8.tflite"),
     include_bytes!("../../tests/fixtures/elementwise_ops.int8.tflite"),
+    // Sparse weights: their sparsity metadata is patched too (see `sparsity_sites`).
+    include_bytes!("../../tests/fixtures/sparse/sparse_conv.tflite"),
+    include_bytes!("../../tests/fixtures/sparse/sparse_dense.tflite"),
+    include_bytes!("../../tests/fixtures/sparse/handmade_formats.tflite"),
 ];
 
 /// A graph larger than this is read and validated but not run: the reader allows
@@ -91,6 +97,51 @@ fn read_u32(buf: &[u8], at: usize) -> usize {
     u32::from_le_bytes(buf[at..at + 4].try_into().unwrap()) as usize
 }
 
+/// The sparsity metadata of a sparse constant: traversal order, block map, each level's
+/// format and dense size, the index vectors' union types and every element of the
+/// segment and index vectors (one site per byte for the 16-bit ones), which the reader's
+/// densifier must check before it walks them.
+fn sparsity_sites(buf: &[u8], sp: &fb::SparsityParameters<'_>, sites: &mut Vec<Site>) {
+    i32_vector_sites(buf, sp.traversal_order(), sites);
+    i32_vector_sites(buf, sp.block_map(), sites);
+    let byte_sites = |ptr: *const u8, len: usize, sites: &mut Vec<Site>| {
+        let start = ptr as usize - buf.as_ptr() as usize;
+        sites.extend((start..start + len).map(Site::U8));
+    };
+    for meta in sp.dim_metadata().iter().flatten() {
+        sites.extend(field_pos(&meta._tab, fb::DimensionMetadata::VT_FORMAT).map(Site::I8));
+        sites.extend(field_pos(&meta._tab, fb::DimensionMetadata::VT_DENSE_SIZE).map(Site::I32));
+        for vt in [
+            fb::DimensionMetadata::VT_ARRAY_SEGMENTS_TYPE,
+            fb::DimensionMetadata::VT_ARRAY_INDICES_TYPE,
+        ] {
+            sites.extend(field_pos(&meta._tab, vt).map(Site::U8));
+        }
+        let vectors = [
+            (
+                meta.array_segments_as_int_32vector(),
+                meta.array_segments_as_uint_16vector(),
+                meta.array_segments_as_uint_8vector(),
+            ),
+            (
+                meta.array_indices_as_int_32vector(),
+                meta.array_indices_as_uint_16vector(),
+                meta.array_indices_as_uint_8vector(),
+            ),
+        ];
+        for (i32s, u16s, u8s) in vectors {
+            i32_vector_sites(buf, i32s.and_then(|v| v.values()), sites);
+            if let Some(v) = u16s.and_then(|v| v.values()) {
+                let v = v.safe_slice();
+                byte_sites(v.as_ptr().cast(), 2 * v.len(), sites);
+            }
+            if let Some(v) = u8s.and_then(|v| v.values()) {
+                byte_sites(v.as_ptr(), v.len(), sites);
+            }
+        }
+    }
+}
+
 /// Every patchable site of a fixture. The fixtures are known-good, so walking them
 /// with the unchecked accessors is fine here.
 fn sites_of(bytes: &[u8]) -> Fixture {
@@ -114,6 +165,9 @@ fn sites_of(bytes: &[u8]) -> Fixture {
             i32_vector_sites(bytes, t.shape_signature(), &mut sites);
             sites.extend(field_pos(&t._tab, fb::Tensor::VT_BUFFER).map(Site::U32));
             sites.extend(field_pos(&t._tab, fb::Tensor::VT_TYPE_).map(Site::I8));
+            if let Some(sp) = t.sparsity() {
+                sparsity_sites(bytes, &sp, &mut sites);
+            }
             if let Some(q) = t.quantization() {
                 sites.extend(
                     field_pos(&q._tab, fb::QuantizationParameters::VT_QUANTIZED_DIMENSION)

@@ -67,11 +67,34 @@ pub fn render(graph: &Graph) -> String {
         .collect();
     let _ = writeln!(out, "ops: {} ({})", graph.nodes.len(), counts.join(", "));
     if !graph.folded.is_empty() {
+        // One group per op and reason, in first-seen order: a model with float16 sparse
+        // weights folds both DENSIFY and DEQUANTIZE ops.
+        let mut groups: Vec<(&str, &str, usize)> = Vec::new();
+        for f in &graph.folded {
+            match groups
+                .iter_mut()
+                .find(|(op, why, _)| *op == f.op_name && *why == f.why)
+            {
+                Some(group) => group.2 += 1,
+                None => groups.push((&f.op_name, f.why, 1)),
+            }
+        }
+        let groups: Vec<String> = groups
+            .iter()
+            .map(|(op, why, n)| format!("{n} {op} of constants ({why})"))
+            .collect();
+        let _ = writeln!(out, "folded at load time: {}", groups.join(", "));
+    }
+    if !graph.densified.is_empty() {
+        let names: Vec<String> = graph
+            .densified
+            .iter()
+            .map(|&id| format!("t{id} {}", shape_text(graph, id)))
+            .collect();
         let _ = writeln!(
             out,
-            "folded at load time: {} DEQUANTIZE of constants ({})",
-            graph.folded.len(),
-            graph.folded[0].why
+            "sparse weights densified at load time: {}",
+            names.join(", ")
         );
     }
     let unsupported: Vec<String> = graph
@@ -153,6 +176,7 @@ pub fn to_json(graph: &Graph) -> serde_json::Value {
         "outputs": graph.outputs.iter().map(|&i| tensor_json(graph, i)).collect::<Vec<_>>(),
         "op_counts": graph.op_counts().into_iter().map(|(n, c)| json!({"op": n, "count": c})).collect::<Vec<_>>(),
         "folded": graph.folded,
+        "densified": graph.densified,
         "ops": graph.nodes.iter().map(|n| json!({
             "index": n.source_index,
             "op": n.op.display_name(),

@@ -478,7 +478,9 @@ impl Graph {
         for node in &self.nodes {
             if let Op::Unsupported { name } = &node.op {
                 let hint = if name == "DENSIFY" {
-                    "sparse weights are not supported; convert the model without sparsification"
+                    "qdbg densifies sparse constant weights when it reads the model, but this \
+                     DENSIFY reads a tensor computed at run time, which it cannot run; convert \
+                     the model without sparsification"
                         .to_string()
                 } else if name.starts_with("CUSTOM") {
                     "custom ops have no implementation in qdbg; convert with builtin ops only \

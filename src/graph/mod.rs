@@ -225,6 +225,9 @@ pub struct Graph {
     pub outputs: Vec<TensorId>,
     /// Ops the reader folded away, such as DEQUANTIZE of float16 weights, by source index.
     pub folded: Vec<FoldedOp>,
+    /// Constants the file stored sparse (TFLite sparsity metadata), which the reader
+    /// expanded to their dense values: the tensors now hold ordinary dense data.
+    pub densified: Vec<TensorId>,
     /// Free-form description from the model file.
     pub description: String,
     /// The file the graph was read from, for error messages.

@@ -3,6 +3,7 @@
 //! writer back out of it.
 
 mod reader;
+mod sparsity;
 mod writer;
 
 #[allow(

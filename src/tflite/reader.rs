@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use super::fb;
+use super::sparsity::Layout;
 use crate::error::{Error, Result};
 use crate::graph::*;
 
@@ -19,6 +20,17 @@ const MAX_MODEL_BYTES: u64 = 4 << 30;
 /// far smaller; a file claiming more is corrupt or hostile, and is refused before any
 /// executor allocates it.
 const MAX_TENSOR_ELEMENTS: usize = 1 << 30;
+
+/// How far sparse constants may expand, all together: this many dense elements per byte
+/// of the file, or [`SPARSE_MIN_ELEMENTS`] if that is more. A dense constant is bounded
+/// by the bytes it occupies, but a sparse one names its dense shape in a few bytes of
+/// metadata, so a small file could otherwise make the reader allocate gigabytes. Real
+/// sparse weights expand 2 to 100 times (90% zeros store a tenth of the values plus
+/// their indices); 256 per byte leaves room for far sparser ones.
+const SPARSE_ELEMENTS_PER_BYTE: u64 = 256;
+
+/// The expansion any file may have: 2^24 elements (64 MiB of float32).
+const SPARSE_MIN_ELEMENTS: u64 = 1 << 24;
 
 /// What to do about a file whose structure is broken: the user cannot repair a
 /// flatbuffer by hand, only get a good copy.
@@ -71,13 +83,22 @@ pub fn read_model_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
             "the flatbuffer is corrupt or truncated ({first}); {DAMAGED_HINT}"
         ))
     })?;
-    Reader { path, bytes, model }.read()
+    Reader {
+        path,
+        bytes,
+        model,
+        densified_elements: std::cell::Cell::new(0),
+    }
+    .read()
 }
 
 struct Reader<'a> {
     path: &'a Path,
     bytes: &'a [u8],
     model: fb::Model<'a>,
+    /// Dense elements the file's sparse constants have expanded to so far (see
+    /// [`SPARSE_ELEMENTS_PER_BYTE`]).
+    densified_elements: std::cell::Cell<u64>,
 }
 
 impl<'a> Reader<'a> {
@@ -111,8 +132,13 @@ impl<'a> Reader<'a> {
             .tensors()
             .ok_or_else(|| self.bad("subgraph 0 has no tensors"))?;
         let mut tensors = Vec::with_capacity(fb_tensors.len());
+        let mut densified = Vec::new();
         for (i, t) in fb_tensors.iter().enumerate() {
-            tensors.push(self.read_tensor(i, &t)?);
+            let tensor = self.read_tensor(i, &t)?;
+            if t.sparsity().is_some() && tensor.is_constant() {
+                densified.push(i);
+            }
+            tensors.push(tensor);
         }
         let ids = |v: Option<flatbuffers::Vector<'a, i32>>, what: &str| -> Result<Vec<TensorId>> {
             v.map(|v| v.iter().collect::<Vec<_>>())
@@ -130,6 +156,7 @@ impl<'a> Reader<'a> {
             inputs,
             outputs,
             folded: Vec::new(),
+            densified,
             description: self.model.description().unwrap_or_default().to_string(),
             source: self.path.to_path_buf(),
         };
@@ -139,6 +166,12 @@ impl<'a> Reader<'a> {
             .unwrap_or_default();
         for (index, op) in operators.iter().enumerate() {
             let node = self.read_node(index, op, graph.tensors.len())?;
+            // DENSIFY first: its output may feed a DEQUANTIZE (float16 sparse weights),
+            // which then folds as the next op.
+            if let Some(folded) = self.fold_constant_densify(&mut graph, &node)? {
+                graph.folded.push(folded);
+                continue;
+            }
             if let Some(folded) = fold_constant_dequantize(&mut graph, &node) {
                 graph.folded.push(folded);
                 continue;
@@ -227,20 +260,14 @@ impl<'a> Reader<'a> {
         }
 
         let bytes = self.buffer_bytes(t.buffer(), &label)?;
-        let data = match bytes {
-            Some(b) if !b.is_empty() => {
-                if t.sparsity().is_some() {
-                    return Err(self.refuse(format!(
-                        "{} holds sparse weights (DENSIFY); qdbg needs dense weights: \
-                         convert the model without sparsification",
-                        label()
-                    )));
-                }
-                Some(
-                    decode(b, dtype, elements)
-                        .map_err(|e| self.bad(format!("{}: {e}", label())))?,
-                )
-            }
+        let data = match (bytes, t.sparsity()) {
+            // A sparse constant (EXPERIMENTAL_SPARSITY) becomes its dense values here, so
+            // the graph holds an ordinary constant of the tensor's (dense) shape. Its
+            // buffer may be empty: an all-zero weight stores no values.
+            (Some(b), Some(sparsity)) => Some(self.densify(b, &sparsity, dtype, &shape, &label)?),
+            (Some(b), None) if !b.is_empty() => Some(
+                decode(b, dtype, elements).map_err(|e| self.bad(format!("{}: {e}", label())))?,
+            ),
             _ => None,
         };
         Ok(Tensor {
@@ -250,6 +277,57 @@ impl<'a> Reader<'a> {
             dtype,
             data,
             quant,
+        })
+    }
+
+    /// The dense values of a sparse constant: the metadata checked against the dense
+    /// `shape`, the buffer holding exactly the values it addresses (in the tensor's
+    /// dtype), then each value put in its place.
+    fn densify(
+        &self,
+        bytes: &[u8],
+        sparsity: &fb::SparsityParameters<'a>,
+        dtype: DType,
+        shape: &[usize],
+        label: &dyn Fn() -> String,
+    ) -> Result<TensorData> {
+        let bad = |e: String| self.bad(format!("{} has invalid sparsity metadata: {e}", label()));
+        let layout = Layout::new(shape, sparsity, MAX_TENSOR_ELEMENTS).map_err(bad)?;
+        let budget = (self.bytes.len() as u64)
+            .saturating_mul(SPARSE_ELEMENTS_PER_BYTE)
+            .max(SPARSE_MIN_ELEMENTS);
+        let total = self
+            .densified_elements
+            .get()
+            .saturating_add(layout.dense_len() as u64);
+        if total > budget {
+            return Err(self.refuse(format!(
+                "{} is sparse with a dense shape of {shape:?}: with the file's other sparse \
+                 tensors that is {total} dense elements, more than qdbg expands from a \
+                 {}-byte file ({budget}); if the model really is that sparse, convert it \
+                 without sparsification",
+                label(),
+                self.bytes.len()
+            )));
+        }
+        self.densified_elements.set(total);
+        let stored = decode(bytes, dtype, layout.value_count())
+            .map_err(|e| self.bad(format!("{} (sparse): {e}", label())))?;
+        Ok(match stored {
+            TensorData::F32(v) => TensorData::F32(layout.densify(&v, 0.0).map_err(bad)?),
+            TensorData::I8(v) => TensorData::I8(layout.densify(&v, 0).map_err(bad)?),
+            TensorData::U8(v) => TensorData::U8(layout.densify(&v, 0).map_err(bad)?),
+            TensorData::I16(v) => TensorData::I16(layout.densify(&v, 0).map_err(bad)?),
+            TensorData::I32(v) => TensorData::I32(layout.densify(&v, 0).map_err(bad)?),
+            TensorData::I64(v) => TensorData::I64(layout.densify(&v, 0).map_err(bad)?),
+            TensorData::Bool(v) => TensorData::Bool(layout.densify(&v, false).map_err(bad)?),
+            TensorData::Raw(_) => {
+                return Err(self.refuse(format!(
+                    "{} is a sparse {dtype} constant; qdbg densifies sparse float, integer \
+                     and bool constants only",
+                    label()
+                )))
+            }
         })
     }
 
@@ -346,6 +424,47 @@ impl<'a> Reader<'a> {
             outputs,
             source_index: index,
         })
+    }
+
+    /// DENSIFY of a constant is that constant: the reader already expanded the sparse
+    /// input (see [`Reader::densify`]), so the op's output gets the dense values and the
+    /// op goes, as [`fold_constant_dequantize`] does for DEQUANTIZE. A DENSIFY of a
+    /// computed tensor stays (and is refused when run: qdbg has no kernel for it).
+    fn fold_constant_densify(&self, graph: &mut Graph, node: &Node) -> Result<Option<FoldedOp>> {
+        if !is_densify(&node.op) {
+            return Ok(None);
+        }
+        let (Some(input), Some(&output)) = (node.input(0), node.outputs.first()) else {
+            return Ok(None);
+        };
+        let source = &graph.tensors[input];
+        let Some(data) = source.data.clone() else {
+            return Ok(None);
+        };
+        let target = &graph.tensors[output];
+        // Same dtype and shape: DENSIFY only changes the storage, and the executor trusts
+        // a constant's values to fill its tensor's shape.
+        if source.dtype != target.dtype || source.shape != target.shape {
+            return Err(self.bad(format!(
+                "op #{} (DENSIFY) turns tensor {input} ('{}', {:?} {}) into tensor {output} \
+                 ('{}', {:?} {}); a DENSIFY keeps the dtype and the dense shape",
+                node.source_index,
+                source.name,
+                source.shape,
+                source.dtype,
+                target.name,
+                target.shape,
+                target.dtype
+            )));
+        }
+        graph.tensors[output].data = Some(data);
+        Ok(Some(FoldedOp {
+            source_index: node.source_index,
+            op_name: "DENSIFY".into(),
+            input,
+            output,
+            why: "sparse weights densified",
+        }))
     }
 
     /// Every op must read only tensors that exist before it runs: model inputs,
@@ -484,6 +603,13 @@ fn fold_constant_dequantize(graph: &mut Graph, node: &Node) -> Option<FoldedOp> 
         output,
         why,
     })
+}
+
+/// DENSIFY has no [`Op`] variant of its own: a DENSIFY of a constant is folded at load
+/// time, and any other one cannot run, so it stays an [`Op::Unsupported`] by that name
+/// (the executor's refusal explains it).
+fn is_densify(op: &Op) -> bool {
+    matches!(op, Op::Unsupported { name } if name == "DENSIFY")
 }
 
 fn builtin_name(op: fb::BuiltinOperator) -> String {
@@ -742,6 +868,10 @@ fn parse_op(
         },
         B::QUANTIZE => Op::Quantize,
         B::DEQUANTIZE => Op::Dequantize,
+        // Folded when its input is a constant (`fold_constant_densify`).
+        B::DENSIFY => Op::Unsupported {
+            name: "DENSIFY".into(),
+        },
         B::CUSTOM => Op::Unsupported {
             name: format!("CUSTOM({})", custom_code.unwrap_or("unnamed")),
         },
