@@ -160,5 +160,13 @@ pub fn plan_activations(graph: &Graph, calibration: &Calibration) -> ActivationP
             }
         }
     }
+    // Argmax indices are float32 only in type: they carry integer bits, which
+    // MaxUnpooling2D reads back. They are never quantized (both ops stay float, so
+    // nothing converts them at a border either).
+    for node in &graph.nodes {
+        if let (Op::MaxPoolingWithArgmax2D(_), Some(indices)) = (&node.op, node.outputs.get(1)) {
+            plan.remove(indices);
+        }
+    }
     plan
 }
