@@ -808,3 +808,101 @@ fn inspect_names_float_and_float16_models() {
         assert_eq!(text.lines().nth(1), Some(want), "{text}");
     }
 }
+
+/// MediaPipe's encoder-decoder fixture with the int32 field `field` of op `op`'s
+/// custom_options (a raw C struct) set to `value`, in place.
+fn patched_custom_options(op: usize, field: usize, value: i32) -> Vec<u8> {
+    let original =
+        std::fs::read(common::fixture("custom_ops/encoder_decoder_same.tflite")).unwrap();
+    let model = fb::root_as_model(&original).unwrap();
+    let options = ops(&model).get(op).custom_options().unwrap();
+    let at = options.as_ptr() as usize - original.as_ptr() as usize + 4 * field;
+    let mut bytes = original.clone();
+    set_i32(&mut bytes, at, value);
+    bytes
+}
+
+#[test]
+fn custom_op_with_options_cut_short() {
+    let s = Scratch::new();
+    let out = run_with(
+        &s,
+        "tests/fixtures/custom_ops/short_options.tflite",
+        &s.p("data.npz"),
+    );
+    s.expect_refused(
+        &out,
+        &[
+            "op #0 (MaxPoolingWithArgmax2D)",
+            "custom_options has 12 bytes",
+            "TfLitePoolParams",
+            "at least 20",
+        ],
+    );
+    // inspect reads the model too, so it refuses the same way.
+    let out = s.run(&["inspect", "tests/fixtures/custom_ops/short_options.tflite"]);
+    s.expect_refused(&out, &["op #0 (MaxPoolingWithArgmax2D)", "12 bytes"]);
+}
+
+#[test]
+fn custom_op_with_an_unknown_padding() {
+    let s = Scratch::new();
+    // Op #3 is MaxUnpooling2D; field 0 its padding.
+    let model = s.write("bad_padding.tflite", &patched_custom_options(3, 0, 7));
+    let out = run_with(
+        &s,
+        &model,
+        "tests/fixtures/custom_ops/encoder_decoder_same.inputs.npz",
+    );
+    s.expect_refused(
+        &out,
+        &[
+            "op #3 (MaxUnpooling2D)",
+            "padding field is 7, neither SAME (1) nor VALID (2)",
+        ],
+    );
+}
+
+/// A configuration LiteRT's runtime does not run: refused when the op runs, naming why.
+#[test]
+fn custom_op_pooling_with_a_stride_other_than_its_window() {
+    let s = Scratch::new();
+    // Op #1 is MaxPoolingWithArgmax2D; field 1 its stride_width.
+    let model = s.write("bad_stride.tflite", &patched_custom_options(1, 1, 1));
+    let out = run_with(
+        &s,
+        &model,
+        "tests/fixtures/custom_ops/encoder_decoder_same.inputs.npz",
+    );
+    s.expect_refused(
+        &out,
+        &[
+            "op #1 (MaxPoolingWithArgmax2D)",
+            "stride 2x1 differs from its 2x2 window",
+            "LiteRT's runtime (XNNPACK)",
+        ],
+    );
+}
+
+#[test]
+fn unknown_custom_op() {
+    let s = Scratch::new();
+    let model = "tests/fixtures/custom_ops/unknown_custom_op.tflite";
+    let out = run_with(
+        &s,
+        model,
+        "tests/fixtures/custom_ops/unknown_custom_op.inputs.npz",
+    );
+    s.expect_refused(
+        &out,
+        &[
+            "op #0 (CUSTOM(TransformTensorBilinear)) is not supported",
+            "Convolution2DTransposeBias, MaxPoolingWithArgmax2D, MaxUnpooling2D",
+            "without allow_custom_ops",
+        ],
+    );
+    let inspect = s.run(&["inspect", model]);
+    assert!(inspect.status.success());
+    assert!(String::from_utf8_lossy(&inspect.stdout)
+        .contains("not supported by qdbg: #0 CUSTOM(TransformTensorBilinear)"));
+}

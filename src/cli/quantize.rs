@@ -92,6 +92,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
             let why = match why {
                 FloatReason::Denylisted => "denylisted",
                 FloatReason::NoInt8Kernel => "qdbg has no int8 kernel for this op yet",
+                FloatReason::CustomOp => "custom op, kept float (LiteRT runs it in float only)",
                 FloatReason::NotCalibrated => "an input was not calibrated",
                 FloatReason::FloatInGivenModel => "float in the given int8 model",
             };

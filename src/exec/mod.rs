@@ -483,8 +483,10 @@ impl Graph {
                      the model without sparsification"
                         .to_string()
                 } else if name.starts_with("CUSTOM") {
-                    "custom ops have no implementation in qdbg; convert with builtin ops only \
-                     (without allow_custom_ops), or open an issue naming the op"
+                    "qdbg runs only the custom ops LiteRT's runtime runs \
+                     (Convolution2DTransposeBias, MaxPoolingWithArgmax2D, MaxUnpooling2D); \
+                     convert with builtin ops only (without allow_custom_ops), or open an \
+                     issue naming the op"
                         .to_string()
                 } else {
                     format!(

@@ -79,12 +79,18 @@ impl ModelKind {
         let mut int16 = false;
         let mut custom_ops: Vec<String> = Vec::new();
         for node in &graph.nodes {
-            if let Op::Unsupported { name } = &node.op {
-                if let Some(custom) = name.strip_prefix("CUSTOM(") {
-                    let custom = custom.trim_end_matches(')').to_string();
-                    if !custom_ops.contains(&custom) {
-                        custom_ops.push(custom);
-                    }
+            // Custom ops qdbg runs carry their options; any other is an unsupported
+            // `CUSTOM(code)`.
+            let custom = match &node.op {
+                Op::Unsupported { name } => name
+                    .strip_prefix("CUSTOM(")
+                    .map(|c| c.trim_end_matches(')').to_string()),
+                op if op.custom_options().is_some() => Some(op.name().to_string()),
+                _ => None,
+            };
+            if let Some(custom) = custom {
+                if !custom_ops.contains(&custom) {
+                    custom_ops.push(custom);
                 }
             }
             if is_border(node) {

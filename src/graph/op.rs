@@ -85,6 +85,35 @@ pub struct ResizeAttrs {
     pub half_pixel_centers: bool,
 }
 
+/// Options of MediaPipe's `Convolution2DTransposeBias`: TFLite's
+/// `TfLiteTransposeConvParams` stored as raw bytes in `custom_options`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TransposeConvBiasAttrs {
+    pub padding: Padding,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    /// The op's `custom_options` as read, written back unchanged: the runtimes read
+    /// them as a C struct, so qdbg never re-encodes them.
+    #[serde(skip)]
+    pub custom_options: Vec<u8>,
+}
+
+/// Options of MediaPipe's `MaxPoolingWithArgmax2D` and `MaxUnpooling2D`: TFLite's
+/// `TfLitePoolParams` stored as raw bytes in `custom_options`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ArgmaxPoolAttrs {
+    pub padding: Padding,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub filter_h: usize,
+    pub filter_w: usize,
+    /// `FusedActivation::None` when the options end before the activation field.
+    pub activation: FusedActivation,
+    /// As in [`TransposeConvBiasAttrs::custom_options`].
+    #[serde(skip)]
+    pub custom_options: Vec<u8>,
+}
+
 /// Two-input element-wise ops with numpy broadcasting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum BinaryKind {
@@ -200,6 +229,16 @@ pub enum Op {
     },
     Quantize,
     Dequantize,
+    /// MediaPipe's custom ops, which LiteRT's default CPU runtime runs (its XNNPACK
+    /// delegate claims them): float only, so quantized models keep them float.
+    /// TRANSPOSE_CONV with a bias, inputs (input, filter OHWI, bias), output size
+    /// from the model.
+    Convolution2DTransposeBias(TransposeConvBiasAttrs),
+    /// Max pooling that also outputs where each maximum was (a float32 tensor holding
+    /// the window-relative index's bits, as LiteRT's runtime writes it).
+    MaxPoolingWithArgmax2D(ArgmaxPoolAttrs),
+    /// Scatters each value to the position an argmax index names; zeros elsewhere.
+    MaxUnpooling2D(ArgmaxPoolAttrs),
     /// An op the reader knows by name but qdbg cannot run yet.
     Unsupported {
         name: String,
@@ -256,7 +295,20 @@ impl Op {
             Op::SpaceToDepth { .. } => "SPACE_TO_DEPTH",
             Op::Quantize => "QUANTIZE",
             Op::Dequantize => "DEQUANTIZE",
+            // Custom ops go by their custom code, which is what TFLite's tools show.
+            Op::Convolution2DTransposeBias(_) => "Convolution2DTransposeBias",
+            Op::MaxPoolingWithArgmax2D(_) => "MaxPoolingWithArgmax2D",
+            Op::MaxUnpooling2D(_) => "MaxUnpooling2D",
             Op::Unsupported { .. } => "UNSUPPORTED",
+        }
+    }
+
+    /// The raw `custom_options` of a custom op qdbg runs; `None` for builtin ops.
+    pub fn custom_options(&self) -> Option<&[u8]> {
+        match self {
+            Op::Convolution2DTransposeBias(a) => Some(&a.custom_options),
+            Op::MaxPoolingWithArgmax2D(a) | Op::MaxUnpooling2D(a) => Some(&a.custom_options),
+            _ => None,
         }
     }
 

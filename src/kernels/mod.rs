@@ -4,6 +4,7 @@
 //! TFLite-style pooling (SAME average pooling ignores padded cells) and resizing.
 //! They plug into candle tensors through [`run_on_host`].
 
+pub mod argmax_pool_f32;
 pub mod conv_f32;
 pub mod depthwise_f32;
 pub mod fixed_point;

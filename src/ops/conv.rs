@@ -255,38 +255,84 @@ pub fn transpose_conv(ctx: &EvalCtx, attrs: &TransposeConvAttrs) -> OpResult<CTe
     let output_shape = ctx.const_ints(0)?;
     let filter = ctx.input(1)?;
     let input = ctx.input(2)?;
-    let (_, in_h, in_w, in_c) = input.dims4()?;
-    let (out_c, k_h, k_w, k_c) = filter.dims4()?;
-    if k_c != in_c {
-        op_bail!("filter expects {k_c} input channels, input has {in_c}");
-    }
+    let out_c = filter.dims4()?.0;
     let [_, out_h, out_w, shape_c] = output_shape[..] else {
         op_bail!("output_shape must have 4 entries, got {output_shape:?}");
     };
     if shape_c as usize != out_c || out_h < 1 || out_w < 1 {
         op_bail!("output_shape {output_shape:?} does not match the filter's {out_c} channels");
     }
-    if attrs.stride_h != attrs.stride_w {
-        op_bail!(
-            "strides {}x{} differ per axis; qdbg supports equal strides for TRANSPOSE_CONV",
-            attrs.stride_h,
-            attrs.stride_w
-        );
-    }
-    let stride = attrs.stride_h;
     let (out_h, out_w) = (out_h as usize, out_w as usize);
     expect_output_shape(ctx, 0, &[input.dims()[0], out_h, out_w, out_c])?;
-    if stride > 1 << 12 || k_h > 1 << 12 || k_w > 1 << 12 {
+    let bias = if ctx.has_input(3) {
+        Some(ctx.input(3)?)
+    } else {
+        None
+    };
+    let geometry = Transposed {
+        padding: attrs.padding,
+        stride_h: attrs.stride_h,
+        stride_w: attrs.stride_w,
+        out_h,
+        out_w,
+    };
+    apply_fused(
+        transposed(input, filter, bias, &geometry)?,
+        attrs.activation,
+    )
+}
+
+/// Where a transposed convolution writes: TFLite's output size and padding mode.
+pub struct Transposed {
+    pub padding: Padding,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+}
+
+/// The transposed convolution TRANSPOSE_CONV and MediaPipe's Convolution2DTransposeBias
+/// share: the full scatter of an NHWC `input` through an OHWI `filter`, cropped to the
+/// output size (SAME: centred, the odd pixel cropped after), plus the bias. The caller
+/// checks the output size against the model's.
+pub fn transposed(
+    input: &CTensor,
+    filter: &CTensor,
+    bias: Option<&CTensor>,
+    g: &Transposed,
+) -> OpResult<CTensor> {
+    let (_, in_h, in_w, in_c) = input.dims4()?;
+    let (out_c, k_h, k_w, k_c) = filter.dims4()?;
+    if k_c != in_c {
+        op_bail!("filter expects {k_c} input channels, input has {in_c}");
+    }
+    if g.stride_h != g.stride_w {
+        op_bail!(
+            "strides {}x{} differ per axis; qdbg supports equal strides for transposed \
+             convolutions",
+            g.stride_h,
+            g.stride_w
+        );
+    }
+    let stride = g.stride_h;
+    let (out_h, out_w) = (g.out_h, g.out_w);
+    if stride == 0 || stride > 1 << 12 || k_h > 1 << 12 || k_w > 1 << 12 {
         op_bail!("stride {stride} or filter {k_h}x{k_w} is out of range");
+    }
+    if in_h == 0 || in_w == 0 {
+        op_bail!("the input {:?} is empty", input.dims());
     }
     // The full transposed convolution, before TFLite's padding crops it.
     let full_h = (in_h - 1) * stride + k_h;
     let full_w = (in_w - 1) * stride + k_w;
     // TFLite's output is the full scatter cropped by at most the filter size.
     if full_h > out_h + k_h || full_w > out_w + k_w {
-        op_bail!("output_shape {output_shape:?} is too small for stride {stride} and a {k_h}x{k_w} filter");
+        op_bail!(
+            "an output of {out_h}x{out_w} is too small for stride {stride} and a {k_h}x{k_w} \
+             filter"
+        );
     }
-    let (top, left) = match attrs.padding {
+    let (top, left) = match g.padding {
         Padding::Same => (
             full_h.saturating_sub(out_h) / 2,
             full_w.saturating_sub(out_w) / 2,
@@ -308,10 +354,17 @@ pub fn transpose_conv(ctx: &EvalCtx, attrs: &TransposeConvAttrs) -> OpResult<CTe
         .narrow(2, top, out_h)?
         .narrow(3, left, out_w)?
         .permute((0, 2, 3, 1))?;
-    let out = if ctx.has_input(3) {
-        out.broadcast_add(ctx.input(3)?)?
-    } else {
-        out
+    let out = match bias {
+        Some(bias) => {
+            if bias.elem_count() != out_c {
+                op_bail!(
+                    "the bias has {} values for {out_c} output channels",
+                    bias.elem_count()
+                );
+            }
+            out.broadcast_add(&bias.flatten_all()?)?
+        }
+        None => out,
     };
-    apply_fused(out.contiguous()?, attrs.activation)
+    Ok(out.contiguous()?)
 }

@@ -1,4 +1,5 @@
-//! Float semantics of every supported op, one op family per file.
+//! Float semantics of every supported op, one op family per file (`custom`: the
+//! MediaPipe custom ops LiteRT runs).
 //!
 //! Each family evaluates its ops on candle tensors with TFLite's semantics (NHWC layout,
 //! TFLite's SAME padding, numpy broadcasting). Values of integer-typed graph tensors are
@@ -8,6 +9,7 @@
 mod activation;
 mod binary;
 mod conv;
+mod custom;
 mod dense;
 mod depthwise;
 mod int8_conv;
@@ -200,6 +202,9 @@ pub fn eval(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         Op::SpaceToDepth { block_size } => one(layout::space_to_depth(ctx, *block_size)?),
         Op::Quantize => one(quantize::quantize(ctx)?),
         Op::Dequantize => one(quantize::dequantize(ctx)?),
+        Op::Convolution2DTransposeBias(attrs) => one(custom::transpose_conv_bias(ctx, attrs)?),
+        Op::MaxPoolingWithArgmax2D(attrs) => custom::max_pool_with_argmax(ctx, attrs),
+        Op::MaxUnpooling2D(attrs) => one(custom::max_unpooling(ctx, attrs)?),
         Op::Unsupported { name } => op_bail!("op {name} has no float implementation in qdbg"),
     }
 }

@@ -401,9 +401,20 @@ impl Solver<'_> {
 
 pub fn plan_activations(graph: &Graph, calibration: &Calibration) -> ActivationPlan {
     let n = graph.tensors.len();
+    // Argmax indices are float32 only in type: they carry integer bits, which
+    // MaxUnpooling2D reads back. They are never quantized (both ops stay float, so nothing
+    // converts them at a border either).
+    let argmax_indices: HashSet<TensorId> = graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::MaxPoolingWithArgmax2D(_)))
+        .filter_map(|n| n.outputs.get(1).copied())
+        .collect();
     let ranges: HashMap<TensorId, TensorRange> = tensorflow_inplace_widening(graph, calibration)
         .into_iter()
-        .filter(|(id, _)| *id < n && graph.tensor(*id).dtype.is_float())
+        .filter(|(id, _)| {
+            *id < n && graph.tensor(*id).dtype.is_float() && !argmax_indices.contains(id)
+        })
         .collect();
     let mut producer = vec![None; n];
     let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];

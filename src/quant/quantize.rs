@@ -29,6 +29,8 @@ pub struct QuantizeOptions {
 pub enum FloatReason {
     Denylisted,
     NoInt8Kernel,
+    /// A custom op (MediaPipe's): LiteRT runs it in float only.
+    CustomOp,
     NotCalibrated,
     /// The int8 model being debugged (made by another tool) computes this op in float.
     FloatInGivenModel,
@@ -82,6 +84,9 @@ pub fn quantize_graph(
         let calibrated = data_tensors.clone().all(|id| plan.contains_key(id));
         let reason = if options.keep_float.contains(&pos) {
             Some(FloatReason::Denylisted)
+        } else if node.op.custom_options().is_some() {
+            // MediaPipe's custom ops: LiteRT has them in float only.
+            Some(FloatReason::CustomOp)
         } else if !has_int8_kernel(&node.op) {
             Some(FloatReason::NoInt8Kernel)
         } else if !calibrated {

@@ -2,6 +2,7 @@
 //! (see `scripts/gen_tflite_bindings.sh`), the reader into [`crate::graph::Graph`] and the
 //! writer back out of it.
 
+mod custom;
 mod reader;
 mod sparsity;
 mod writer;

@@ -390,8 +390,17 @@ impl<'a> Reader<'a> {
                 .0
                 .max(code.deprecated_builtin_code() as i32),
         );
-        let op_kind = parse_op(builtin, op, code.custom_code()).map_err(|reason| {
-            self.bad(format!("op #{index} ({}): {reason}", builtin_name(builtin)))
+        let custom_code = code.custom_code();
+        let custom_options = self.custom_options(index, op)?;
+        let op_kind = parse_op(builtin, op, custom_code, custom_options).map_err(|reason| {
+            // A custom op goes by its custom code: "CUSTOM" alone would not say which.
+            match custom_code {
+                Some(c) if builtin == fb::BuiltinOperator::CUSTOM => self.refuse(format!(
+                    "op #{index} ({c}): {reason}; the op's options are damaged or were not \
+                     written by MediaPipe's tools: re-export the model"
+                )),
+                _ => self.bad(format!("op #{index} ({}): {reason}", builtin_name(builtin))),
+            }
         })?;
         let inputs = op
             .inputs()
@@ -465,6 +474,33 @@ impl<'a> Reader<'a> {
             output,
             why: "sparse weights densified",
         }))
+    }
+
+    /// An op's `custom_options`: inline, or (in models past 2 GiB) bytes after the
+    /// flatbuffer, bounded by the file.
+    fn custom_options(&self, index: usize, op: &fb::Operator<'a>) -> Result<Option<&'a [u8]>> {
+        if let Some(bytes) = op.custom_options() {
+            return Ok(Some(bytes));
+        }
+        let (offset, size) = (
+            op.large_custom_options_offset(),
+            op.large_custom_options_size(),
+        );
+        if offset <= 1 {
+            return Ok(None);
+        }
+        match offset
+            .checked_add(size)
+            .filter(|&e| e <= self.bytes.len() as u64)
+        {
+            Some(end) => Ok(Some(&self.bytes[offset as usize..end as usize])),
+            None => Err(self.bad(format!(
+                "op #{index}: its custom options span bytes {offset}..{} but the file has {} \
+                 (truncated?)",
+                offset.saturating_add(size),
+                self.bytes.len()
+            ))),
+        }
     }
 
     /// Every op must read only tensors that exist before it runs: model inputs,
@@ -651,6 +687,7 @@ fn parse_op(
     builtin: fb::BuiltinOperator,
     op: &fb::Operator,
     custom_code: Option<&str>,
+    custom_options: Option<&[u8]>,
 ) -> Result<Op, String> {
     use fb::BuiltinOperator as B;
     let binary = |kind, act: Option<fb::ActivationFunctionType>| -> Result<Op, String> {
@@ -872,9 +909,15 @@ fn parse_op(
         B::DENSIFY => Op::Unsupported {
             name: "DENSIFY".into(),
         },
-        B::CUSTOM => Op::Unsupported {
-            name: format!("CUSTOM({})", custom_code.unwrap_or("unnamed")),
-        },
+        B::CUSTOM => {
+            let known = match custom_code {
+                Some(code) => super::custom::parse_custom(code, custom_options)?,
+                None => None,
+            };
+            known.unwrap_or_else(|| Op::Unsupported {
+                name: format!("CUSTOM({})", custom_code.unwrap_or("unnamed")),
+            })
+        }
         other => Op::Unsupported {
             name: builtin_name(other),
         },

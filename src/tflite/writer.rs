@@ -121,23 +121,27 @@ fn build(graph: &Graph, original: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
         refolded.iter().map(|n| n.outputs[0]).collect();
     let nodes: Vec<&Node> = refolded.iter().chain(&graph.nodes).collect();
 
-    // One operator code per builtin, in order of first use, with the highest version its
-    // ops need.
-    let mut codes: Vec<(fb::BuiltinOperator, i32)> = Vec::new();
+    // One operator code per builtin (per custom code for CUSTOM), in order of first use,
+    // with the highest version its ops need.
+    let mut codes: Vec<(fb::BuiltinOperator, Option<&str>, i32)> = Vec::new();
     let mut node_codes = Vec::with_capacity(nodes.len());
     for &node in &nodes {
         let builtin = builtin(&node.op).ok_or_else(|| Fail::Op {
             op_index: node.source_index,
             op: node.op.display_name().to_string(),
         })?;
+        let custom_code = (builtin == fb::BuiltinOperator::CUSTOM).then(|| node.op.name());
         let version = op_version(graph, node, builtin);
-        let index = match codes.iter().position(|&(b, _)| b == builtin) {
+        let index = match codes
+            .iter()
+            .position(|&(b, c, _)| b == builtin && c == custom_code)
+        {
             Some(i) => {
-                codes[i].1 = codes[i].1.max(version);
+                codes[i].2 = codes[i].2.max(version);
                 i
             }
             None => {
-                codes.push((builtin, version));
+                codes.push((builtin, custom_code, version));
                 codes.len() - 1
             }
         };
@@ -163,7 +167,7 @@ fn build(graph: &Graph, original: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
 
     // min_runtime_version is a function of the (builtin, version) pairs; keep it only
     // while those are exactly the source model's.
-    let written: HashSet<(i32, i32)> = codes.iter().map(|&(b, v)| (b.0, v)).collect();
+    let written: HashSet<(i32, i32)> = codes.iter().map(|&(b, _, v)| (b.0, v)).collect();
     let keep_min_runtime = written == carried.op_versions;
     let metadata: Vec<&(String, Vec<u8>)> = carried
         .metadata
@@ -215,6 +219,8 @@ fn build(graph: &Graph, original: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
         let outputs: Vec<i32> = node.outputs.iter().map(|&i| file_index(i)).collect();
         let inputs = fbb.create_vector(&inputs);
         let outputs = fbb.create_vector(&outputs);
+        // Custom ops carry their options as the source model's bytes, unchanged.
+        let custom_options = node.op.custom_options().map(|b| fbb.create_vector(b));
         operators.push(fb::Operator::create(
             &mut fbb,
             &fb::OperatorArgs {
@@ -223,6 +229,7 @@ fn build(graph: &Graph, original: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
                 outputs: Some(outputs),
                 builtin_options_type: options_type,
                 builtin_options: options,
+                custom_options,
                 ..Default::default()
             },
         ));
@@ -250,13 +257,14 @@ fn build(graph: &Graph, original: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
 
     let operator_codes: Vec<_> = codes
         .iter()
-        .map(|&(builtin, version)| {
+        .map(|&(builtin, custom_code, version)| {
+            let custom_code = custom_code.map(|c| fbb.create_string(c));
             fb::OperatorCode::create(
                 &mut fbb,
                 &fb::OperatorCodeArgs {
                     // Codes past 127 live only in `builtin_code`; the byte says "look there".
                     deprecated_builtin_code: builtin.0.min(127) as i8,
-                    custom_code: None,
+                    custom_code,
                     version,
                     builtin_code: builtin,
                 },
@@ -509,7 +517,8 @@ fn size_estimate(
             Op::Squeeze { axes } => axes.len(),
             _ => 0,
         };
-        total += (4 * (n.inputs.len() + n.outputs.len() + squeeze)) as u64 + 128;
+        let custom = n.op.custom_options().map_or(0, <[u8]>::len);
+        total += (4 * (n.inputs.len() + n.outputs.len() + squeeze) + custom) as u64 + 128;
         if let (Op::Reshape, Some(&out)) = (&n.op, n.outputs.first()) {
             total += 4 * graph.tensors[out].shape.len() as u64;
         }
@@ -818,6 +827,10 @@ fn builtin(op: &Op) -> Option<fb::BuiltinOperator> {
         Op::SpaceToDepth { .. } => B::SPACE_TO_DEPTH,
         Op::Quantize => B::QUANTIZE,
         Op::Dequantize => B::DEQUANTIZE,
+        // Written under their custom code (`Op::name`), with their own options bytes.
+        Op::Convolution2DTransposeBias(_)
+        | Op::MaxPoolingWithArgmax2D(_)
+        | Op::MaxUnpooling2D(_) => B::CUSTOM,
         Op::Unsupported { .. } => return None,
     })
 }
@@ -1422,6 +1435,10 @@ fn write_options(
                 .as_union_value(),
             ),
         ),
+        // Custom ops have no builtin options; their bytes go in `custom_options`.
+        Op::Convolution2DTransposeBias(_)
+        | Op::MaxPoolingWithArgmax2D(_)
+        | Op::MaxUnpooling2D(_) => none,
         Op::Unsupported { name } => {
             return Err(format!("{name} cannot be written"));
         }

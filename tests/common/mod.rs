@@ -50,12 +50,26 @@ pub fn oracle_python() -> PathBuf {
 /// Runs LiteRT (builtin kernels, no delegates) on `inputs` and returns every
 /// non-constant tensor it computed, keyed by tensor index, first axis = samples.
 pub fn litert_dump(model: &Path, inputs: &Path, out_dir: &Path) -> Vec<(usize, ArrayD<f64>)> {
+    litert_dump_with(model, inputs, out_dir, "builtin_without_default_delegates")
+}
+
+/// [`litert_dump`] with another of `litert_dump.py`'s resolvers: "default" is LiteRT's
+/// default runtime (XNNPACK applied node by node), the only one that runs MediaPipe's
+/// custom ops.
+pub fn litert_dump_with(
+    model: &Path,
+    inputs: &Path,
+    out_dir: &Path,
+    resolver: &str,
+) -> Vec<(usize, ArrayD<f64>)> {
     let out = out_dir.join("litert.npz");
     let status = Command::new(oracle_python())
         .arg(repo().join("tests/oracle/litert_dump.py"))
         .arg(model)
         .arg(inputs)
         .arg(&out)
+        .arg("--resolver")
+        .arg(resolver)
         .status()
         .expect("running the LiteRT oracle");
     assert!(
