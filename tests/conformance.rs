@@ -11,80 +11,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
-use qdbg::data::{load_dataset, ImageOptions, InputSpec};
-use qdbg::exec::Executor;
-use qdbg::graph::{DType, Graph, Op};
+use common::tf_quantizer::{calibrated, compare_params, qdbg_int8, requantizes, sqnr_db};
+use qdbg::graph::{DType, Op};
 use qdbg::quant::plan::plan_activations;
 use qdbg::quant::quantize::{quantize_graph, QuantizeOptions};
-use qdbg::quant::{calibrate, Calibration};
 
 fn conformance(name: &str) -> PathBuf {
     common::fixture(&format!("conformance/{name}"))
-}
-
-fn calibrated(model: &Path, inputs: &Path) -> (Graph, Calibration) {
-    let graph = qdbg::tflite::read_model(model).unwrap();
-    let data = load_dataset(
-        inputs,
-        &InputSpec::for_graph(&graph),
-        &ImageOptions::default(),
-    )
-    .unwrap();
-    let exec = Executor::new(&graph, &Device::Cpu).unwrap();
-    let cal = calibrate(&exec, &data, String::new(), &mut |_| {}).unwrap();
-    (graph, cal)
-}
-
-/// qdbg's full-int8 model of `model` (float I/O, as TensorFlow's), as file bytes.
-fn qdbg_int8(model: &Path, inputs: &Path) -> (Graph, Vec<u8>) {
-    let (graph, cal) = calibrated(model, inputs);
-    let plan = plan_activations(&graph, &cal);
-    let q = quantize_graph(&graph, &plan, &QuantizeOptions::default()).unwrap();
-    let original = std::fs::read(model).unwrap();
-    let bytes = qdbg::tflite::model_bytes(&q.graph, Some(&original)).unwrap();
-    (q.graph, bytes)
-}
-
-/// Every int8 activation TensorFlow's model names, compared with the tensor of the same
-/// name in qdbg's: (compared, mismatches).
-fn compare_params(ours: &Graph, tf: &Graph) -> (usize, Vec<String>) {
-    let mut compared = 0;
-    let mut mismatches = Vec::new();
-    for t in &tf.tensors {
-        let Some(tq) = &t.quant else { continue };
-        if t.dtype != DType::I8 || t.is_constant() || tq.is_per_channel() {
-            continue;
-        }
-        let Some(id) = ours.tensor_by_name(&t.name) else {
-            continue;
-        };
-        let Some(oq) = &ours.tensor(id).quant else {
-            mismatches.push(format!("{}: TF int8, qdbg float", t.name));
-            continue;
-        };
-        compared += 1;
-        let rel = ((oq.scale[0] - tq.scale[0]) / tq.scale[0]).abs();
-        if rel > 1e-6 || oq.zero_point[0] != tq.zero_point[0] {
-            mismatches.push(format!(
-                "{}: qdbg scale {} zp {} vs TF scale {} zp {}",
-                t.name, oq.scale[0], oq.zero_point[0], tq.scale[0], tq.zero_point[0]
-            ));
-        }
-    }
-    (compared, mismatches)
-}
-
-/// int8 -> int8 QUANTIZE ops: the requantizes a quantizer inserted.
-fn requantizes(g: &Graph) -> usize {
-    g.nodes
-        .iter()
-        .filter(|n| {
-            n.op == Op::Quantize
-                && n.input(0)
-                    .is_some_and(|i| matches!(g.tensor(i).dtype, DType::I8 | DType::I16))
-        })
-        .count()
 }
 
 /// Per model output, SQNR in dB of `model`'s outputs against the float model's, both run
@@ -105,13 +38,9 @@ fn litert_output_sqnr(float: &Path, model: &Path, inputs: &Path, dir: &Path) -> 
         .iter()
         .zip(&got)
         .map(|(r, g)| {
-            let signal: f64 = r.iter().map(|v| v * v).sum();
-            let noise: f64 = r.iter().zip(g.iter()).map(|(a, b)| (a - b).powi(2)).sum();
-            if noise == 0.0 {
-                f64::INFINITY
-            } else {
-                10.0 * (signal / noise).log10()
-            }
+            let (r, g): (Vec<f64>, Vec<f64>) =
+                (r.iter().copied().collect(), g.iter().copied().collect());
+            sqnr_db(&r, &g)
         })
         .collect()
 }
@@ -204,7 +133,7 @@ fn float16_source_gives_an_int8_model_as_small_as_tensorflows() {
 fn float_islands_keep_float16_weights() {
     let model = conformance("detect_heads.f16.tflite");
     let inputs = conformance("detect_heads.inputs.npz");
-    let (graph, cal) = calibrated(&model, &inputs);
+    let (graph, _, cal) = calibrated(&model, &inputs);
     let plan = plan_activations(&graph, &cal);
     let first_conv = graph
         .nodes

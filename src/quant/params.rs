@@ -42,6 +42,9 @@ pub fn activation_params_wide(min: f64, max: f64) -> QuantParams {
     QuantParams::per_tensor(scale as f32, zero_point as i64)
 }
 
+/// Half the narrowest symmetric weight range TensorFlow's quantizer keeps.
+const WEIGHT_NEAR_ZERO_HALF_RANGE: f64 = 0.5e-6;
+
 /// Symmetric int8 weight scales in [-127, 127], one per slice along `axis` (per channel).
 pub fn symmetric_weight_scales(values: &[f32], shape: &[usize], axis: usize) -> Vec<f32> {
     let channels = shape.get(axis).copied().unwrap_or(1).max(1);
@@ -54,15 +57,13 @@ pub fn symmetric_weight_scales(values: &[f32], shape: &[usize], axis: usize) -> 
         }
         ChannelRun::Within(c, row) => max_abs[c] = max_abs[c].max(largest_abs(row)),
     });
+    // A channel whose symmetric range is narrower than 1e-6 (dead or all-zero weights) is
+    // widened to [-5e-7, 5e-7], as TensorFlow's quantizer does (`kNearZeroTolerance / 2`):
+    // its weights round to 0 and its bias keeps a scale the int32 range can hold, where a
+    // scale of 1e-11 would saturate the bias.
     max_abs
         .into_iter()
-        .map(|m| {
-            if m == 0.0 {
-                1.0
-            } else {
-                (m as f64 / 127.0) as f32
-            }
-        })
+        .map(|m| (f64::from(m).max(WEIGHT_NEAR_ZERO_HALF_RANGE) / 127.0) as f32)
         .collect()
 }
 
@@ -142,7 +143,9 @@ mod tests {
         // shape [2, 3], axis 0: rows [1, -2, 0.5] and [0, 0, 0]
         let s = symmetric_weight_scales(&[1.0, -2.0, 0.5, 0.0, 0.0, 0.0], &[2, 3], 0);
         assert!((s[0] - 2.0 / 127.0).abs() < 1e-9);
-        assert_eq!(s[1], 1.0);
+        // An all-zero channel: TensorFlow's int8 model of tests/fixtures/generated/g48
+        // (1e-9 weights) quantizes such a channel with scale 1e-6 / 254 and its bias fits.
+        assert_eq!(s[1], (0.5e-6f64 / 127.0) as f32);
         // shape [2, 2, 3] (values 0..12, odd ones negative). Axis 2, the last (depthwise
         // weights): channel c holds values c, c+3, c+6, c+9 -> largest |v| 9, 10, 11.
         let values: Vec<f32> = (0..12)

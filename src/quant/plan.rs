@@ -157,7 +157,7 @@ pub fn rule(op: &Op) -> Rule {
 
 /// Ranges as TensorFlow's calibrator records them.
 ///
-/// When an ADD, SUB or MUL can run in place (an input of the output's shape that no later
+/// When an ADD, SUB or MUL can run in place (an input of the output's shape that only this
 /// op reads), LiteRT writes the result into that input's buffer, and the calibrator, which
 /// reads op inputs after the op has run, folds the op's output range into the input's (not
 /// when the op writes a model output, which always gets a buffer of its own). When both
@@ -171,13 +171,15 @@ fn tensorflow_inplace_widening(
         .iter()
         .map(|(&id, r)| (id, r.range))
         .collect();
-    let mut last_reader = vec![None; graph.tensors.len()];
-    for (pos, node) in graph.nodes.iter().enumerate() {
+    // Readers per tensor: LiteRT's arena shares an input's buffer only when this op is the
+    // tensor's one reader.
+    let mut reader_count = vec![0usize; graph.tensors.len()];
+    for node in &graph.nodes {
         for &id in node.inputs.iter().flatten() {
-            last_reader[id] = Some(pos);
+            reader_count[id] += 1;
         }
     }
-    for (pos, node) in graph.nodes.iter().enumerate() {
+    for node in &graph.nodes {
         let in_place_kind = matches!(
             node.op,
             Op::Binary {
@@ -196,7 +198,7 @@ fn tensorflow_inplace_widening(
             let t = graph.tensor(id);
             !t.is_constant()
                 && t.shape == graph.tensor(out).shape
-                && last_reader[id] == Some(pos)
+                && reader_count[id] == 1
                 && !graph.inputs.contains(&id)
                 && !graph.outputs.contains(&id)
         });

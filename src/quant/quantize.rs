@@ -167,8 +167,20 @@ pub fn quantize_graph(
                         continue; // shapes, axes, paddings stay int32
                     }
                     let converted = match wb {
-                        Some((w, axis, _)) if slot == w => {
-                            let (tensor, scales) = quantize_weight(t, axis)?;
+                        Some((w, axis, b)) if slot == w => {
+                            // The scale a channel needs for its bias to fit the int32
+                            // range TensorFlow allows (see `bias_fitting_scales`).
+                            let bias_values = node
+                                .input(b)
+                                .map(|id| float.tensor(id))
+                                .filter(|b| b.is_constant())
+                                .map(float_values)
+                                .transpose()?;
+                            let floor = match (&bias_values, &input_q) {
+                                (Some(bias), Some(iq)) => bias_fitting_scales(bias, iq.scale[0]),
+                                _ => Vec::new(),
+                            };
+                            let (tensor, scales) = quantize_weight(t, axis, &floor)?;
                             weight_scales = Some(scales);
                             tensor
                         }
@@ -247,8 +259,10 @@ pub fn quantize_graph(
     // 4. Float model outputs computed in int8: the op writes an int8 twin, DEQUANTIZE
     //    writes the original (float) output tensor.
     if !options.int8_io {
+        // A model may list one tensor as several outputs: it gets one DEQUANTIZE.
+        let mut done = HashSet::new();
         for &out in &float.outputs {
-            if !is_int8.contains(&out) {
+            if !is_int8.contains(&out) || !done.insert(out) {
                 continue;
             }
             let mut twin = g.tensors[out].clone();
@@ -370,10 +384,29 @@ fn float_values(t: &Tensor) -> Result<Vec<f32>> {
         .ok_or_else(|| Error::Internal(format!("constant '{}' has no float data", t.name)))
 }
 
-/// Symmetric int8 weights, values in [-127, 127], one scale per slice along `axis`.
-fn quantize_weight(t: &Tensor, axis: usize) -> Result<(Tensor, Vec<f32>)> {
+/// The largest |int32 bias| TensorFlow's quantizer lets a bias take.
+const BIAS_LIMIT: f64 = (1u64 << 30) as f64;
+
+/// Per channel, the smallest weight scale that keeps `bias / (input_scale * weight_scale)`
+/// within [`BIAS_LIMIT`]. TensorFlow's quantizer raises a channel's weight scale to it when
+/// the weights alone would give a smaller one (dead or near-zero weights under a real bias),
+/// instead of letting the int32 bias saturate.
+fn bias_fitting_scales(bias: &[f32], input_scale: f32) -> Vec<f32> {
+    bias.iter()
+        .map(|&b| (f64::from(b).abs() / (f64::from(input_scale) * BIAS_LIMIT)) as f32)
+        .collect()
+}
+
+/// Symmetric int8 weights, values in [-127, 127], one scale per slice along `axis`, each
+/// at least `floor[c]` when given (see [`bias_fitting_scales`]).
+fn quantize_weight(t: &Tensor, axis: usize, floor: &[f32]) -> Result<(Tensor, Vec<f32>)> {
     let values = float_values(t)?;
-    let scales = symmetric_weight_scales(&values, &t.shape, axis);
+    let mut scales = symmetric_weight_scales(&values, &t.shape, axis);
+    if floor.len() == scales.len() {
+        for (s, &f) in scales.iter_mut().zip(floor) {
+            *s = s.max(f);
+        }
+    }
     let channels = scales.len();
     // `round` as TFLite's quantizer, without a libm call per weight.
     let quantize = |v: f32, s: f32| crate::ops::round_half_away(v / s).clamp(-127, 127) as i8;
@@ -403,13 +436,14 @@ fn quantize_bias(t: &Tensor, input_scale: f32, weight_scales: &[f32]) -> Result<
     } else {
         vec![input_scale * weight_scales[0]; values.len()]
     };
+    // As TensorFlow's quantizer: times the float32 reciprocal of the scale, in float32.
     let q: Vec<i32> = values
         .iter()
         .zip(&scales)
         .map(|(&v, &s)| {
-            (v as f64 / s as f64)
-                .round()
-                .clamp(i32::MIN as f64, i32::MAX as f64) as i32
+            let inverse = (1.0 / f64::from(s)) as f32;
+            crate::ops::round_half_away(v * inverse).clamp(-(i32::MAX as i64), i32::MAX as i64)
+                as i32
         })
         .collect();
     let mut out = t.without_data();

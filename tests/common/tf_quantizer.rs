@@ -1,0 +1,124 @@
+//! Comparing qdbg's quantizer with TensorFlow's: qdbg's int8 model of a float model, and
+//! its parameters and requantizes against those of TensorFlow's int8 model of the same
+//! float model and data (tests/conformance.rs, tests/generated.rs).
+
+use std::path::Path;
+
+use candle_core::Device;
+use qdbg::data::{load_dataset, Dataset, ImageOptions, InputSpec};
+use qdbg::exec::{tensor_from_sample, Executor};
+use qdbg::graph::{DType, Graph, Op};
+use qdbg::quant::plan::plan_activations;
+use qdbg::quant::quantize::{quantize_graph, QuantizeOptions};
+use qdbg::quant::{calibrate, Calibration};
+
+/// The float model, its data, and qdbg's calibration on that data.
+pub fn calibrated(model: &Path, inputs: &Path) -> (Graph, Dataset, Calibration) {
+    let graph = qdbg::tflite::read_model(model).unwrap();
+    let data = load_dataset(
+        inputs,
+        &InputSpec::for_graph(&graph),
+        &ImageOptions::default(),
+    )
+    .unwrap();
+    let exec = Executor::new(&graph, &Device::Cpu).unwrap();
+    let cal = calibrate(&exec, &data, String::new(), &mut |_| {}).unwrap();
+    (graph, data, cal)
+}
+
+/// qdbg's full-int8 model of `model` (float I/O, as TensorFlow's), and its file bytes.
+pub fn qdbg_int8(model: &Path, inputs: &Path) -> (Graph, Vec<u8>) {
+    let (graph, _, cal) = calibrated(model, inputs);
+    let plan = plan_activations(&graph, &cal);
+    let q = quantize_graph(&graph, &plan, &QuantizeOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+    let original = std::fs::read(model).unwrap();
+    let bytes = qdbg::tflite::model_bytes(&q.graph, Some(&original)).unwrap();
+    (q.graph, bytes)
+}
+
+/// Every int8 activation TensorFlow's model names, compared with the tensor of the same
+/// name in qdbg's (scale within 1e-6 relative, same zero point): (compared, mismatches).
+pub fn compare_params(ours: &Graph, tf: &Graph) -> (usize, Vec<String>) {
+    let mut compared = 0;
+    let mut mismatches = Vec::new();
+    for t in &tf.tensors {
+        let Some(tq) = &t.quant else { continue };
+        if t.dtype != DType::I8 || t.is_constant() || tq.is_per_channel() {
+            continue;
+        }
+        let Some(id) = ours.tensor_by_name(&t.name) else {
+            continue;
+        };
+        let Some(oq) = &ours.tensor(id).quant else {
+            mismatches.push(format!("{}: TF int8, qdbg float", t.name));
+            continue;
+        };
+        compared += 1;
+        let rel = ((oq.scale[0] - tq.scale[0]) / tq.scale[0]).abs();
+        if rel > 1e-6 || oq.zero_point[0] != tq.zero_point[0] {
+            mismatches.push(format!(
+                "{}: qdbg scale {} zp {} vs TF scale {} zp {}",
+                t.name, oq.scale[0], oq.zero_point[0], tq.scale[0], tq.zero_point[0]
+            ));
+        }
+    }
+    (compared, mismatches)
+}
+
+/// The parameter conversions a quantizer inserted where two requirements meet: int8 ->
+/// int8 QUANTIZE ops, plus each float tensor's QUANTIZE ops beyond its first. (Where a
+/// model input's readers need two parameter sets, TensorFlow quantizes it once and
+/// requantizes int8 -> int8; qdbg quantizes it from float to each, one rounding fewer. The
+/// count is the same.)
+pub fn requantizes(g: &Graph) -> usize {
+    let mut from_float: std::collections::HashMap<usize, usize> = Default::default();
+    let mut count = 0;
+    for n in g.nodes.iter().filter(|n| n.op == Op::Quantize) {
+        let Some(i) = n.input(0) else { continue };
+        if matches!(g.tensor(i).dtype, DType::I8 | DType::I16) {
+            count += 1;
+        } else {
+            *from_float.entry(i).or_default() += 1;
+        }
+    }
+    count + from_float.values().map(|&k| k - 1).sum::<usize>()
+}
+
+/// Every output of `graph` on every sample of `data`, flattened, in output order.
+pub fn outputs(graph: &Graph, data: &Dataset) -> Vec<Vec<f64>> {
+    let exec = Executor::new(graph, &Device::Cpu).unwrap();
+    let mut all: Vec<Vec<f64>> = vec![Vec::new(); graph.outputs.len()];
+    for s in 0..data.num_samples() {
+        let inputs: Vec<_> = data
+            .sample(s)
+            .unwrap()
+            .iter()
+            .map(|x| tensor_from_sample(x, &Device::Cpu).unwrap())
+            .collect();
+        for (k, out) in exec.run(&inputs).unwrap().iter().enumerate() {
+            let v = out
+                .flatten_all()
+                .unwrap()
+                .to_dtype(candle_core::DType::F64)
+                .unwrap();
+            all[k].extend(v.to_vec1::<f64>().unwrap());
+        }
+    }
+    all
+}
+
+/// SQNR in dB of `got` against `reference`.
+pub fn sqnr_db(reference: &[f64], got: &[f64]) -> f64 {
+    let signal: f64 = reference.iter().map(|v| v * v).sum();
+    let noise: f64 = reference
+        .iter()
+        .zip(got)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum();
+    if noise == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (signal / noise).log10()
+    }
+}
