@@ -58,24 +58,29 @@ const MODELS: &[&str] = &[
 /// "N of M parameters differ" counts the int8 activations TensorFlow's model has whose
 /// scale or zero point in qdbg's model differs (`QDBG_CORPUS_DETAIL=1` prints them and
 /// every CSV row off by more than 5%).
+///
+/// Found on the way (why each model runs in a process of its own, [`in_own_process`]):
+/// quantized in one process after the models before it, hand_landmark_lite/full got other
+/// int32 biases and per-channel weight scales on some runs (depthwise_conv2d_15's near-zero
+/// channel: scale 3.9e-9 or 1.26e-8), and their SQNR / CSV rows moved by up to 2.6 dB / 22
+/// points; alone in a process (as `qdbg quantize` runs), every run gives the same bytes.
 #[rustfmt::skip]
 const KNOWN_GAPS: &[(&str, &str, &str, &str)] = &[
     ("face_landmark_with_attention", "runs", "refused",
      "custom ops Landmarks2TransformMatrix, TransformTensorBilinear, TransformLandmarks are not implemented"),
     ("face_detection_short_range", "sqnr", "16.2/16.7 10.4/11.5",
-     "11 of 54 parameters differ from TF's: the CONV_2D outputs feeding the residual ADDs get other ranges"),
+     "11 of 54 parameters differ: qdbg widens the CONV_2D outputs read by residual ADDs with the ADD's \
+      range (tensorflow_inplace_widening), TF's calibrator kept their own (conv2d_2 max 2.913, qdbg 3.51)"),
     ("face_detection_short_range", "size", "1.022", "not investigated: qdbg's file 2.2% larger"),
     ("face_detection_short_range", "csv", "78%",
-     "17 of the 20 rows off are the tensors whose parameters differ from TF's"),
+     "17 of the 20 rows off are the tensors whose parameters differ from TF's (the widening above)"),
     ("face_detection_full_range_sparse", "csv", "94%", "3 of 86 parameters differ from TF's"),
     ("face_landmark", "sqnr", "33.1/30.7 29.4/30.9", "6 of 95 parameters differ from TF's"),
     ("face_landmark", "csv", "86%", "6 of 95 parameters differ from TF's (8 of 14 rows off)"),
-    ("hand_landmark_lite", "sqnr", "27.9/27.6 0.0/0.0 18.7/20.3 2.7/2.7",
-     "1 of 61 parameters differs from TF's; output 3 loses 1.6 dB"),
-    ("hand_landmark_lite", "csv", "85%",
-     "CONV_2D rows with fused RELU6 (scale 6/255, parameters equal to TF's): qdbg's MSE 1.2-16x TF's"),
-    ("hand_landmark_full", "csv", "79%",
-     "all parameters equal TF's; CONV_2D rows with fused RELU6 (scale 6/255): qdbg's MSE above TF's"),
+    ("hand_landmark_lite", "csv", "91%",
+     "6 rows off: the FULLY_CONNECTED heads and their LOGISTICs (7-25% from TF's MSE) and 2 CONV_2D rows"),
+    ("hand_landmark_full", "csv", "92%",
+     "all parameters equal TF's; 5 rows off: the FULLY_CONNECTED heads and their LOGISTICs (7-45%)"),
     ("hand_recrop", "sqnr", "32.8/35.6", "6 of 60 parameters differ from TF's"),
     ("hand_recrop", "size", "1.028", "not investigated: qdbg's file 2.8% larger"),
     ("hand_recrop", "csv", "73%", "6 of 60 parameters differ from TF's; 2 TF rows have no qdbg row"),
@@ -208,8 +213,8 @@ fn tf_rows(path: &Path) -> Vec<(String, String, f64)> {
 #[derive(Default)]
 struct Row {
     kind: String,
-    /// criterion -> (holds, measured value as printed)
-    results: Vec<(&'static str, bool, String)>,
+    /// (criterion, holds, measured value as printed)
+    results: Vec<(String, bool, String)>,
     float_err: String,
     sqnr: String,
     size: String,
@@ -233,7 +238,8 @@ fn check(name: &str, dir: &Path) -> Row {
 
     // (a) float, against LiteRT.
     if let Err(e) = graph.check_supported() {
-        row.results.push(("runs", false, "refused".to_string()));
+        row.results
+            .push(("runs".to_string(), false, "refused".to_string()));
         row.float_err = "refused".to_string();
         eprintln!("  {name}: {e}");
         return row;
@@ -247,7 +253,8 @@ fn check(name: &str, dir: &Path) -> Row {
     let ours = match qdbg_float(&graph, &data) {
         Ok(o) => o,
         Err(e) => {
-            row.results.push(("runs", false, "refused".to_string()));
+            row.results
+                .push(("runs".to_string(), false, "refused".to_string()));
             row.float_err = format!("refused: {e}");
             return row;
         }
@@ -256,7 +263,7 @@ fn check(name: &str, dir: &Path) -> Row {
     let err = float_error(&ours, &float_ref);
     row.float_err = format!("{err:.1e}");
     row.results
-        .push(("float", err <= 1e-4, row.float_err.clone()));
+        .push(("float".to_string(), err <= 1e-4, row.float_err.clone()));
 
     // (b) quantize.
     let exec = Executor::new(&graph, &Device::Cpu).unwrap();
@@ -265,7 +272,11 @@ fn check(name: &str, dir: &Path) -> Row {
     let q = quantize_graph(&graph, &plan, &QuantizeOptions::default()).unwrap();
     let original = std::fs::read(&model).unwrap();
     let bytes = qdbg::tflite::model_bytes(&q.graph, Some(&original)).unwrap();
-    let ours_path = dir.join(format!("{name}.qdbg_int8.tflite"));
+    let keep = std::env::var_os("QDBG_CORPUS_KEEP").map(PathBuf::from);
+    let ours_path = keep
+        .as_deref()
+        .unwrap_or(dir)
+        .join(format!("{name}.qdbg_int8.tflite"));
     std::fs::write(&ours_path, &bytes).unwrap();
     let our_sqnr = sqnr(
         &float_ref,
@@ -294,13 +305,15 @@ fn check(name: &str, dir: &Path) -> Row {
         .collect::<Vec<_>>()
         .join(" ");
     let sqnr_ok = our_sqnr.iter().zip(&tf_sqnr).all(|(o, t)| *o >= t - 0.5);
-    row.results.push(("sqnr", sqnr_ok, row.sqnr.clone()));
+    row.results
+        .push(("sqnr".to_string(), sqnr_ok, row.sqnr.clone()));
 
     // (c) size.
     let tf_size = std::fs::metadata(&tf_path).unwrap().len() as f64;
     let ratio = bytes.len() as f64 / tf_size;
     row.size = format!("{ratio:.3}");
-    row.results.push(("size", ratio <= 1.02, row.size.clone()));
+    row.results
+        .push(("size".to_string(), ratio <= 1.02, row.size.clone()));
 
     // (d) the per-layer debugger against TensorFlow's CSV.
     let debugger = Debugger::new(&graph, &q, &Device::Cpu)
@@ -384,20 +397,103 @@ fn check(name: &str, dir: &Path) -> Row {
             tf.len()
         );
     }
-    row.results.push(("csv", pct >= 95.0, format!("{pct:.0}%")));
+    row.results
+        .push(("csv".to_string(), pct >= 95.0, format!("{pct:.0}%")));
+    row
+}
+
+/// Set in the process that checks one model (see [`in_own_process`]).
+const CHILD: &str = "QDBG_CORPUS_CHILD";
+
+/// The child's side: check one model, print its row as tab-separated lines on stdout.
+fn child(name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let row = check(name, dir.path());
+    println!(
+        "CORPUS-ROW\t{}\t{}\t{}\t{}\t{}",
+        row.kind, row.float_err, row.sqnr, row.size, row.csv
+    );
+    for (criterion, holds, measured) in &row.results {
+        println!(
+            "CORPUS-RESULT\t{criterion}\t{}\t{measured}",
+            u8::from(*holds)
+        );
+    }
+}
+
+/// Each model is checked in a process of its own (this test binary, re-run with [`CHILD`]
+/// set), as `qdbg` runs one model per process: in one process, a model quantized after
+/// other models gets other float16 weight scales and int32 biases on some runs (see the
+/// report in KNOWN_GAPS' comment), which would make the table depend on the model order.
+fn in_own_process(name: &str) -> Row {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "published_models_match_their_oracles",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, name)
+        .output()
+        .expect("re-running the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines().filter(|l| l.starts_with("  ")) {
+        eprintln!("{line}");
+    }
+    assert!(
+        out.status.success(),
+        "{name}: the child process failed:\n{stdout}\n{stderr}"
+    );
+    let mut row = Row::default();
+    // (libtest prints "test NAME ... " before the child's first line.)
+    for line in stdout
+        .lines()
+        .filter_map(|l| l.find("CORPUS-").map(|i| &l[i..]))
+    {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields.as_slice() {
+            ["CORPUS-ROW", kind, float_err, sqnr, size, csv] => {
+                row.kind = kind.to_string();
+                row.float_err = float_err.to_string();
+                row.sqnr = sqnr.to_string();
+                row.size = size.to_string();
+                row.csv = csv.to_string();
+            }
+            ["CORPUS-RESULT", criterion, holds, measured] => {
+                row.results
+                    .push((criterion.to_string(), *holds == "1", measured.to_string()))
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        !row.kind.is_empty(),
+        "{name}: no row from the child:\n{stdout}"
+    );
     row
 }
 
 #[test]
 fn published_models_match_their_oracles() {
-    let dir = tempfile::tempdir().unwrap();
+    if let Ok(name) = std::env::var(CHILD) {
+        return child(&name);
+    }
     let mut failures = Vec::new();
     eprintln!(
         "| model | kind | float max err / range | SQNR dB qdbg/TF per output | size qdbg/TF | CSV rows within 5% |"
     );
     eprintln!("|---|---|---|---|---|---|");
+    // QDBG_CORPUS_ONLY=a,b checks only those models (the gaps of the others are not checked).
+    let only = std::env::var("QDBG_CORPUS_ONLY").ok();
     for name in MODELS {
-        let row = check(name, dir.path());
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|m| m == *name))
+        {
+            continue;
+        }
+        let row = in_own_process(name);
         eprintln!(
             "| {name} | {} | {} | {} | {} | {} |",
             row.kind, row.float_err, row.sqnr, row.size, row.csv
