@@ -30,11 +30,6 @@ const OPEN: &[(&str, &str)] = &[
          RESIZE_BILINEAR -> PADV2: TensorFlow requantizes before the resize, qdbg after it",
     ),
     (
-        "g139",
-        "in-place MUL after an ADD on a model input that a SPLIT also reads: the \
-         calibrator's range folding lands on another tensor",
-    ),
-    (
         "g140",
         "a MINIMUM chain's scale differs at 4e-6 relative (float32 range arithmetic)",
     ),

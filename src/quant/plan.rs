@@ -161,7 +161,8 @@ pub fn rule(op: &Op) -> Rule {
 /// op reads), LiteRT writes the result into that input's buffer, and the calibrator, which
 /// reads op inputs after the op has run, folds the op's output range into the input's (not
 /// when the op writes a model output, which always gets a buffer of its own). When both
-/// inputs qualify, the second is the one shared (observed on MobileNetV3's residual ADDs).
+/// inputs qualify, the first is the one shared (BlazeFace's residual ADDs; in MobileNetV3's
+/// only the block output qualifies, the shortcut having other readers).
 fn tensorflow_inplace_widening(
     graph: &Graph,
     calibration: &Calibration,
@@ -194,7 +195,7 @@ fn tensorflow_inplace_widening(
         if graph.outputs.contains(&out) {
             continue;
         }
-        let shared = node.inputs.iter().flatten().rev().find(|&&id| {
+        let shared = node.inputs.iter().flatten().find(|&&id| {
             let t = graph.tensor(id);
             !t.is_constant()
                 && t.shape == graph.tensor(out).shape
