@@ -23,17 +23,11 @@ use common::tf_quantizer::{calibrated, compare_params, outputs, qdbg_int8, requa
 
 /// Differences not yet explained or fixed (issue 20 stays open for them): the model, and
 /// what differs. The test fails if one of them stops differing, so the list stays true.
-const OPEN: &[(&str, &str)] = &[
-    (
-        "g68",
-        "a model input read by a same-scale chain ending in a concatenation and by a \
+const OPEN: &[(&str, &str)] = &[(
+    "g68",
+    "a model input read by a same-scale chain ending in a concatenation and by a \
          RESIZE_BILINEAR -> PADV2: TensorFlow requantizes before the resize, qdbg after it",
-    ),
-    (
-        "g140",
-        "a MINIMUM chain's scale differs at 4e-6 relative (float32 range arithmetic)",
-    ),
-];
+)];
 
 fn is_about(failure: &str, stem: &str) -> bool {
     failure.starts_with(&format!("{stem}:")) || failure.starts_with(&format!("{stem} "))

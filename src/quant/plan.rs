@@ -215,7 +215,9 @@ fn tensorflow_inplace_widening(
 
 /// Parameters for a calibrated range, after TensorFlow's near-zero widening.
 pub fn params_for_range(range: TensorRange) -> QuantParams {
-    let (mut min, mut max) = (range.min as f64, range.max as f64);
+    // Zero is included first: a constant tensor away from zero (MINIMUM of a value and a
+    // constant the value never reaches) spans [c, 0] and is not widened.
+    let (mut min, mut max) = ((range.min as f64).min(0.0), (range.max as f64).max(0.0));
     if max - min < NEAR_ZERO_TOLERANCE {
         min -= NEAR_ZERO_TOLERANCE;
         max += NEAR_ZERO_TOLERANCE;
