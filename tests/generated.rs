@@ -21,13 +21,11 @@ use std::path::PathBuf;
 
 use common::tf_quantizer::{calibrated, compare_params, outputs, qdbg_int8, requantizes, sqnr_db};
 
-/// Differences not yet explained or fixed (issue 20 stays open for them): the model, and
-/// what differs. The test fails if one of them stops differing, so the list stays true.
-const OPEN: &[(&str, &str)] = &[(
-    "g68",
-    "a model input read by a same-scale chain ending in a concatenation and by a \
-         RESIZE_BILINEAR -> PADV2: TensorFlow requantizes before the resize, qdbg after it",
-)];
+/// Differences not yet explained or fixed: the model, and what differs (none today; the
+/// last one, a RESIZE_BILINEAR reading a model input, was the converter's preference for a
+/// lone output's parameters). The test fails if one of them stops differing, so the list
+/// stays true.
+const OPEN: &[(&str, &str)] = &[];
 
 fn is_about(failure: &str, stem: &str) -> bool {
     failure.starts_with(&format!("{stem}:")) || failure.starts_with(&format!("{stem} "))

@@ -381,26 +381,29 @@ impl Solver<'_> {
             .copied()
             .filter(|&id| graph.tensor(id).dtype.is_float())
             .collect();
-        let pinned = |ids: &[TensorId]| -> Vec<QuantParams> {
+        // Known parameters among `ids`, pinned (`true`) or propagated (`false`).
+        let known = |ids: &[TensorId], pinned: bool| -> Vec<QuantParams> {
             ids.iter()
-                .filter(|&&id| self.states[id].pinned)
+                .filter(|&&id| self.states[id].pinned == pinned)
                 .filter_map(|&id| self.states[id].params.clone())
                 .collect()
         };
-        let (pinned_in, pinned_out) = (pinned(&inputs), pinned(&outputs));
-        if node.inputs.len() == 1 && pinned_in.len() == 1 {
-            return pinned_in.into_iter().next();
+        // The converter's order of preference: a lone input's pinned parameters, a lone
+        // output's, any pinned ones (inputs first); then the same for propagated ones. A
+        // "lone" input counts every operand, constants (a reshape's shape) included.
+        for pinned in [true, false] {
+            let (ins, outs) = (known(&inputs, pinned), known(&outputs, pinned));
+            if node.inputs.len() == 1 && ins.len() == 1 {
+                return ins.into_iter().next();
+            }
+            if node.outputs.len() == 1 && outs.len() == 1 {
+                return outs.into_iter().next();
+            }
+            if let Some(p) = ins.into_iter().chain(outs).next() {
+                return Some(p);
+            }
         }
-        if node.outputs.len() == 1 && pinned_out.len() == 1 {
-            return pinned_out.into_iter().next();
-        }
-        if let Some(p) = pinned_in.into_iter().chain(pinned_out).next() {
-            return Some(p);
-        }
-        inputs
-            .iter()
-            .chain(&outputs)
-            .find_map(|&id| self.states[id].params.clone())
+        None
     }
 }
 
