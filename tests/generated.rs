@@ -21,11 +21,21 @@ use std::path::PathBuf;
 
 use common::tf_quantizer::{calibrated, compare_params, outputs, qdbg_int8, requantizes, sqnr_db};
 
-/// Differences not yet explained or fixed: the model, and what differs (none today; the
-/// last one, a RESIZE_BILINEAR reading a model input, was the converter's preference for a
-/// lone output's parameters). The test fails if one of them stops differing, so the list
-/// stays true.
-const OPEN: &[(&str, &str)] = &[];
+/// Differences not yet explained or fixed (issue 20 stays open for them): the model, and
+/// what differs. Both come from a 2,000-model run and are kept here as regression cases with
+/// their seeds. The test fails if one of them stops differing, so the list stays true.
+const OPEN: &[(&str, &str)] = &[
+    (
+        "g2468",
+        "a STRIDED_SLICE after a TANH: TensorFlow gives it the TANH's fixed parameters (1/128, 0), \
+         qdbg its own calibrated range (from a 2,000-model run; not yet analysed)",
+    ),
+    (
+        "g3265",
+        "output SQNR 23.8 dB vs TensorFlow's 25.0 dB with equal activation parameters (from a \
+         2,000-model run; not yet analysed)",
+    ),
+];
 
 fn is_about(failure: &str, stem: &str) -> bool {
     failure.starts_with(&format!("{stem}:")) || failure.starts_with(&format!("{stem} "))
