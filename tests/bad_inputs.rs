@@ -844,18 +844,25 @@ fn custom_op_with_options_cut_short() {
     s.expect_refused(&out, &["op #0 (MaxPoolingWithArgmax2D)", "12 bytes"]);
 }
 
-#[test]
-fn custom_op_with_an_unknown_padding() {
+/// The encoder-decoder fixture with one custom_options field patched (`(op, field, value)`,
+/// see [`patched_custom_options`]), run: refused with every needle in the message.
+fn refused_with_patched_options(patch: (usize, usize, i32), needles: &[&str]) {
     let s = Scratch::new();
-    // Op #3 is MaxUnpooling2D; field 0 its padding.
-    let model = s.write("bad_padding.tflite", &patched_custom_options(3, 0, 7));
+    let (op, field, value) = patch;
+    let model = s.write("patched.tflite", &patched_custom_options(op, field, value));
     let out = run_with(
         &s,
         &model,
         "tests/fixtures/custom_ops/encoder_decoder_same.inputs.npz",
     );
-    s.expect_refused(
-        &out,
+    s.expect_refused(&out, needles);
+}
+
+#[test]
+fn custom_op_with_an_unknown_padding() {
+    // Op #3 is MaxUnpooling2D; field 0 its padding.
+    refused_with_patched_options(
+        (3, 0, 7),
         &[
             "op #3 (MaxUnpooling2D)",
             "padding field is 7, neither SAME (1) nor VALID (2)",
@@ -866,16 +873,9 @@ fn custom_op_with_an_unknown_padding() {
 /// A configuration LiteRT's runtime does not run: refused when the op runs, naming why.
 #[test]
 fn custom_op_pooling_with_a_stride_other_than_its_window() {
-    let s = Scratch::new();
     // Op #1 is MaxPoolingWithArgmax2D; field 1 its stride_width.
-    let model = s.write("bad_stride.tflite", &patched_custom_options(1, 1, 1));
-    let out = run_with(
-        &s,
-        &model,
-        "tests/fixtures/custom_ops/encoder_decoder_same.inputs.npz",
-    );
-    s.expect_refused(
-        &out,
+    refused_with_patched_options(
+        (1, 1, 1),
         &[
             "op #1 (MaxPoolingWithArgmax2D)",
             "stride 2x1 differs from its 2x2 window",
