@@ -10,24 +10,13 @@
 //! - unpooling writes each value at the position its index names inside the value's own
 //!   window, zeros elsewhere; windows do not overlap, so no position is written twice.
 
-/// One pooling: NHWC sizes, the window (which is also the stride) and the padding before.
-#[derive(Clone, Copy, Debug)]
-pub struct ArgmaxGeometry {
-    pub batch: usize,
-    pub in_h: usize,
-    pub in_w: usize,
-    pub channels: usize,
-    pub out_h: usize,
-    pub out_w: usize,
-    pub k_h: usize,
-    pub k_w: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-}
+/// The pooling geometry is max/average pooling's; these kernels take the stride to be the
+/// window (the one configuration LiteRT's runtime runs; the op checks it).
+pub use super::pool_f32::PoolGeometry;
 
 /// Pools `input` (`[batch, in_h, in_w, channels]`) into `values` and `indices` (both
 /// `[batch, out_h, out_w, channels]`).
-pub fn argmax_pool(g: &ArgmaxGeometry, input: &[f32], values: &mut [f32], indices: &mut [u32]) {
+pub fn argmax_pool(g: &PoolGeometry, input: &[f32], values: &mut [f32], indices: &mut [u32]) {
     let c = g.channels;
     if c == 0 || g.in_h == 0 || g.in_w == 0 {
         return;
@@ -71,7 +60,7 @@ pub fn argmax_pool(g: &ArgmaxGeometry, input: &[f32], values: &mut [f32], indice
 /// positions `indices` name. An index outside the window is an error: it returns the
 /// element's flat position and the index.
 pub fn unpool(
-    g: &ArgmaxGeometry,
+    g: &PoolGeometry,
     values: &[f32],
     indices: &[u32],
     out: &mut [f32],
@@ -100,8 +89,8 @@ pub fn unpool(
 mod tests {
     use super::*;
 
-    fn geometry(in_h: usize, in_w: usize, k_h: usize, k_w: usize) -> ArgmaxGeometry {
-        ArgmaxGeometry {
+    fn geometry(in_h: usize, in_w: usize, k_h: usize, k_w: usize) -> PoolGeometry {
+        PoolGeometry {
             batch: 1,
             in_h,
             in_w,
@@ -110,6 +99,8 @@ mod tests {
             out_w: in_w / k_w,
             k_h,
             k_w,
+            stride_h: k_h,
+            stride_w: k_w,
             pad_top: 0,
             pad_left: 0,
         }
@@ -131,7 +122,7 @@ mod tests {
     fn same_padding_repeats_the_first_row() {
         // A 3x1 window over a 2x1 image with one padded row on top: the window reads rows
         // (0, 0, 1); row 0 holding the maximum is named by the first element, index 0.
-        let g = ArgmaxGeometry {
+        let g = PoolGeometry {
             pad_top: 1,
             out_h: 1,
             ..geometry(2, 1, 3, 1)
@@ -147,7 +138,7 @@ mod tests {
         let input = [1.0, 9.0, 2.0, 3.0, 4.0, 0.0, 8.0, 7.0];
         let (mut v, mut i) = ([0.0; 2], [0; 2]);
         argmax_pool(&g, &input, &mut v, &mut i);
-        let pooled = ArgmaxGeometry {
+        let pooled = PoolGeometry {
             in_h: 1,
             in_w: 2,
             ..g

@@ -13,7 +13,7 @@ use candle_core::Tensor as CTensor;
 use super::conv::{transposed, Transposed};
 use super::{expect_output_shape, op_bail, spatial_padding, EvalCtx, OpResult};
 use crate::graph::{ArgmaxPoolAttrs, DType, FusedActivation, Padding, TransposeConvBiasAttrs};
-use crate::kernels::argmax_pool_f32::{self, ArgmaxGeometry};
+use crate::kernels::argmax_pool_f32::{self, PoolGeometry};
 
 /// `Convolution2DTransposeBias`: inputs (input NHWC, filter OHWI, bias). Unlike
 /// TRANSPOSE_CONV it has no output-shape input; LiteRT takes the size the model declares
@@ -80,7 +80,7 @@ pub fn max_pool_with_argmax(ctx: &EvalCtx, attrs: &ArgmaxPoolAttrs) -> OpResult<
     let shape = [batch, out_h, out_w, channels];
     expect_output_shape(ctx, 0, &shape)?;
     expect_output_shape(ctx, 1, &shape)?;
-    let g = ArgmaxGeometry {
+    let g = PoolGeometry {
         batch,
         in_h,
         in_w,
@@ -89,6 +89,8 @@ pub fn max_pool_with_argmax(ctx: &EvalCtx, attrs: &ArgmaxPoolAttrs) -> OpResult<
         out_w,
         k_h: attrs.filter_h,
         k_w: attrs.filter_w,
+        stride_h: attrs.filter_h,
+        stride_w: attrs.filter_w,
         pad_top,
         pad_left,
     };
@@ -124,7 +126,7 @@ pub fn max_unpooling(ctx: &EvalCtx, attrs: &ArgmaxPoolAttrs) -> OpResult<CTensor
     let (out_h, out_w) = (in_h * attrs.filter_h, in_w * attrs.filter_w);
     let shape = [batch, out_h, out_w, channels];
     expect_output_shape(ctx, 0, &shape)?;
-    let g = ArgmaxGeometry {
+    let g = PoolGeometry {
         batch,
         in_h,
         in_w,
@@ -133,6 +135,8 @@ pub fn max_unpooling(ctx: &EvalCtx, attrs: &ArgmaxPoolAttrs) -> OpResult<CTensor
         out_w,
         k_h: attrs.filter_h,
         k_w: attrs.filter_w,
+        stride_h: attrs.filter_h,
+        stride_w: attrs.filter_w,
         pad_top: 0,
         pad_left: 0,
     };
