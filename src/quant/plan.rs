@@ -65,18 +65,6 @@ impl ActivationPlan {
         self.params.contains_key(id)
     }
 
-    pub fn len(&self) -> usize {
-        self.params.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.params.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&TensorId, &QuantParams)> {
-        self.params.iter()
-    }
-
     /// The requantize (its index in [`Self::requantize`]) through which node `pos` reads
     /// `tensor` in input `slot`, if any.
     pub fn requantize_for(&self, pos: usize, slot: usize, tensor: TensorId) -> Option<usize> {
