@@ -95,16 +95,17 @@ fn check_with(name: &str, from: Int8From, arithmetic: Arithmetic) {
         &ImageOptions::default(),
     )
     .unwrap();
-    let model = match from {
+    let (graph, model) = match from {
         Int8From::Qdbg => {
             let exec = Executor::new(&graph, &Device::Cpu).unwrap();
             let cal = calibrate(&exec, &data, String::new(), &mut |_| {}).unwrap();
-            quantize_graph(
+            let q = quantize_graph(
                 &graph,
                 &plan_activations(&graph, &cal),
                 &QuantizeOptions::default(),
             )
-            .unwrap()
+            .unwrap();
+            (graph, q)
         }
         Int8From::TensorFlow => {
             let int8 =

@@ -20,6 +20,8 @@ constant folded into a float32 constant, and those op codes removed (TensorFlow'
 refuses float16 weights; its calibrator's interpreter has no DEQUANTIZE kernel).
 Where TensorFlow fails on a model the manifest says why and no references are written.
 Deterministic: fixed seeds, npz archives with fixed timestamps.
+make_architectures.py adds the keras_* models (Keras architectures converted by TensorFlow)
+to the same directory and manifest through make_model, so both sources get the same references.
 """
 
 import argparse
@@ -200,9 +202,14 @@ def smooth_images(rng, n, shape, lo, hi):
     return (lo + levels / 255.0 * (hi - lo)).astype(np.float16)
 
 
-def inputs_for(name, model_bytes):
+def inputs_for(name, model_bytes, input_range=None):
+    """SAMPLES image-like samples per input; the range is `input_range` where the caller
+    knows it (models made by make_architectures.py), else MediaPipe's for `name`."""
     it = Interpreter(model_content=model_bytes)
-    lo, hi = (0.0, 1.0) if name in ZERO_ONE else (-1.0, 1.0)
+    if input_range is not None:
+        lo, hi = input_range
+    else:
+        lo, hi = (0.0, 1.0) if name in ZERO_ONE else (-1.0, 1.0)
     rng = np.random.default_rng([SEED, sum(map(ord, name))])
     data = {}
     for d in it.get_input_details():
@@ -267,6 +274,67 @@ def short(e):
     return f"{type(e).__name__}: " + " ".join(lines[:2])[:400]
 
 
+def load_manifest(path, keep):
+    """The manifest at `path` with only the model entries `keep(name, entry)` accepts (both
+    generators write into the same manifest.json; each replaces only its own entries)."""
+    manifest = {"samples": SAMPLES, "models": {}}
+    if os.path.exists(path):
+        with open(path) as f:
+            manifest = json.load(f)
+        manifest["models"] = {n: e for n, e in manifest["models"].items() if keep(n, e)}
+    if manifest.get("samples", SAMPLES) != SAMPLES:
+        raise CorpusError(f"{path}: made with {manifest['samples']} samples, "
+                          f"this script uses {SAMPLES}")
+    manifest["samples"] = SAMPLES
+    return manifest
+
+
+def save_manifest(path, manifest):
+    manifest["models"] = dict(sorted(manifest["models"].items()))
+    write_bytes(path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+
+
+def write_float_model(out, name, data, entry):
+    """Writes NAME.tflite, removes the references of an earlier run (a model TensorFlow now
+    fails on must not keep stale ones), and records the file in `entry`."""
+    ops = op_counts(data)
+    entry.update({"sha256": sha256(data), "bytes": len(data), "kind": kind_of(ops, data),
+                  "ops": ops})
+    write_bytes(os.path.join(out, name + ".tflite"), data)
+    for stale in (".inputs.npz", ".tf_int8.tflite", ".tf_debug.csv"):
+        if os.path.exists(os.path.join(out, name + stale)):
+            os.remove(os.path.join(out, name + stale))
+
+
+def make_model(out, name, data, entry, input_range=None):
+    """Writes NAME.tflite (`data`), NAME.inputs.npz and TensorFlow's references for one
+    float model, and fills `entry` (the model's manifest entry) with what TensorFlow did.
+    Shared by both generators so that every model in the corpus gets the same references.
+    Returns the samples (input name -> array), written whether or not TensorFlow failed."""
+    write_float_model(out, name, data, entry)
+    inputs, rng = inputs_for(name, data, input_range)
+    entry["input_range"] = rng
+    write_npz(os.path.join(out, name + ".inputs.npz"), inputs)
+    try:
+        f32, folded = float32_copy(data)
+        entry["float32_copy"] = {"folded": folded, "bytes": len(f32)}
+        int8, csv_text = tf_references(f32, inputs)
+    except Exception as e:  # noqa: BLE001 - what TensorFlow said goes in the manifest
+        traceback.print_exc(file=sys.stderr)
+        entry["tensorflow"] = "failed: " + short(e)
+        print(f"{name}: TensorFlow {entry['tensorflow']}")
+        return inputs
+    write_bytes(os.path.join(out, name + ".tf_int8.tflite"), int8)
+    write_bytes(os.path.join(out, name + ".tf_debug.csv"), csv_text.encode())
+    entry["tensorflow"] = "ok"
+    entry["tf_int8_bytes"] = len(int8)
+    entry["tf_debug_rows"] = csv_text.count("\n") - 1
+    entry["tf_int8_ops"] = op_counts(int8)
+    print(f"{name}: {entry['kind']}; {len(data)} B, TF int8 {len(int8)} B, "
+          f"{entry['tf_debug_rows']} debugger rows; folded {folded}", flush=True)
+    return inputs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -284,53 +352,27 @@ def main():
     if wheel_sha != WHEEL_SHA256:
         raise CorpusError(f"{wheel}: sha256 {wheel_sha}, expected {WHEEL_SHA256}")
     manifest_path = os.path.join(out, "manifest.json")
-    manifest = {"source": {"wheel": WHEEL, "pip": PIN, "sha256": wheel_sha},
-                "samples": SAMPLES, "models": {}}
-    if args.only and os.path.exists(manifest_path):
-        with open(manifest_path) as f:
-            manifest["models"] = json.load(f)["models"]
+    # A full run replaces every entry from the wheel (those have its "path"); --only keeps
+    # all but the models it remakes; entries of make_architectures.py always stay.
+    manifest = load_manifest(
+        manifest_path,
+        lambda n, e: bool(args.only) or not e.get("path", "").startswith("mediapipe/"))
+    manifest["source"] = {"wheel": WHEEL, "pip": PIN, "sha256": wheel_sha}
 
     for name, path, data in published_models(wheel):
         if args.only and name not in args.only:
             continue
-        ops = op_counts(data)
-        entry = {"path": path, "sha256": sha256(data), "bytes": len(data),
-                 "kind": kind_of(ops, data), "ops": ops}
-        write_bytes(os.path.join(out, name + ".tflite"), data)
-        for stale in (".inputs.npz", ".tf_int8.tflite", ".tf_debug.csv"):
-            if os.path.exists(os.path.join(out, name + stale)):
-                os.remove(os.path.join(out, name + stale))
+        entry = {"path": path}
+        manifest["models"][name] = entry
         if name in REFUSED:
+            write_float_model(out, name, data, entry)
             entry["qdbg"] = "refused: " + REFUSED[name]
             entry["tensorflow"] = "not run (qdbg refuses the model)"
-            manifest["models"][name] = entry
             print(f"{name}: refused ({REFUSED[name]})")
             continue
-        inputs, rng = inputs_for(name, data)
-        entry["input_range"] = rng
-        write_npz(os.path.join(out, name + ".inputs.npz"), inputs)
-        try:
-            f32, folded = float32_copy(data)
-            entry["float32_copy"] = {"folded": folded, "bytes": len(f32)}
-            int8, csv_text = tf_references(f32, inputs)
-        except Exception as e:  # noqa: BLE001 - what TensorFlow said goes in the manifest
-            traceback.print_exc(file=sys.stderr)
-            entry["tensorflow"] = "failed: " + short(e)
-            manifest["models"][name] = entry
-            print(f"{name}: TensorFlow {entry['tensorflow']}")
-            continue
-        write_bytes(os.path.join(out, name + ".tf_int8.tflite"), int8)
-        write_bytes(os.path.join(out, name + ".tf_debug.csv"), csv_text.encode())
-        entry["tensorflow"] = "ok"
-        entry["tf_int8_bytes"] = len(int8)
-        entry["tf_debug_rows"] = csv_text.count("\n") - 1
-        entry["tf_int8_ops"] = op_counts(int8)
-        manifest["models"][name] = entry
-        print(f"{name}: {entry['kind']}; {len(data)} B, TF int8 {len(int8)} B, "
-              f"{entry['tf_debug_rows']} debugger rows; folded {folded}", flush=True)
+        make_model(out, name, data, entry)
 
-    manifest["models"] = dict(sorted(manifest["models"].items()))
-    write_bytes(manifest_path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    save_manifest(manifest_path, manifest)
     return 0
 
 

@@ -110,7 +110,9 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
                 &args.device,
             )?;
             let int8 = qdbg::tflite::read_model(int8_path)?;
-            let model = pair_with_float(&graph, int8)?;
+            // The float model as the converter rewrote it (same values): the pairing
+            // refers to its ops.
+            let (graph, model) = pair_with_float(&graph, int8)?;
             (graph, dataset, labels, device, model, None)
         }
         None => {

@@ -67,6 +67,12 @@ pub fn symmetric_weight_scales(values: &[f32], shape: &[usize], axis: usize) -> 
         .collect()
 }
 
+/// One symmetric int8 scale in [-127, 127] for all of `values`, with the same near-zero
+/// floor as [`symmetric_weight_scales`].
+pub fn symmetric_scale(values: &[f32]) -> f32 {
+    (f64::from(largest_abs(values)).max(WEIGHT_NEAR_ZERO_HALF_RANGE) / 127.0) as f32
+}
+
 /// The largest `|v|` of `values` (NaN skipped, as `f32::max` does), in 16 independent
 /// lanes: one `f32::max` chain waits on each comparison in turn.
 fn largest_abs(values: &[f32]) -> f32 {

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::params::{for_each_channel_run, symmetric_weight_scales, ChannelRun};
+use super::params::{for_each_channel_run, symmetric_scale, symmetric_weight_scales, ChannelRun};
 use super::plan::{rule, ActivationPlan, Requantize, Rule};
 use crate::error::{Error, Result};
 use crate::graph::{DType, Graph, Node, Op, QuantParams, Tensor, TensorData, TensorId};
@@ -57,6 +57,16 @@ fn weight_and_bias(op: &Op) -> Option<(usize, usize, usize)> {
         Op::DepthwiseConv2d(_) => Some((1, 3, 2)),
         // TRANSPOSE_CONV: (output_shape, filter OHWI, input, bias).
         Op::TransposeConv(_) => Some((1, 0, 3)),
+        _ => None,
+    }
+}
+
+/// The constant operand TensorFlow's quantizer quantizes symmetric per tensor, as a weight
+/// without a bias: PRELU's alpha (zero point 0, scale max |alpha| / 127; checked on every
+/// alpha of the corpus' PReLU models), where any other constant operand is asymmetric.
+fn symmetric_constant_slot(op: &Op) -> Option<usize> {
+    match op {
+        Op::Prelu => Some(1),
         _ => None,
     }
 }
@@ -189,6 +199,10 @@ pub fn quantize_graph(
                                 return Err(missing(float, id));
                             };
                             quantize_bias(t, iq.scale[0], ws)?
+                        }
+                        _ if symmetric_constant_slot(&node.op) == Some(slot) => {
+                            let scale = symmetric_scale(&float_values(t)?);
+                            quantize_weight_with(t, &QuantParams::per_tensor(scale, 0))?
                         }
                         _ => match &same_scale_q {
                             Some(q) => quantize_constant_with(t, q)?,
@@ -465,6 +479,22 @@ fn quantize_constant(t: &Tensor) -> Result<Tensor> {
         .iter()
         .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     quantize_constant_with(t, &super::params::activation_params(lo, hi))
+}
+
+/// A float constant quantized symmetric with given per-tensor parameters, as
+/// [`quantize_weight`] rounds and clamps.
+fn quantize_weight_with(t: &Tensor, q: &QuantParams) -> Result<Tensor> {
+    let values = float_values(t)?;
+    let s = q.scale[0];
+    let data: Vec<i8> = values
+        .iter()
+        .map(|&v| crate::ops::round_half_away(v / s).clamp(-127, 127) as i8)
+        .collect();
+    let mut out = t.without_data();
+    out.dtype = DType::I8;
+    out.data = Some(TensorData::I8(data));
+    out.quant = Some(q.clone());
+    Ok(out)
 }
 
 /// A float constant quantized with given per-tensor parameters.

@@ -21,7 +21,7 @@
 //! tensor (widened by the reader) is narrowed back, exactly for values that came from
 //! the file. Every buffer's data starts on a 16-byte boundary, as the converter's do.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, UnionWIPOffset, Vector, WIPOffset};
@@ -178,15 +178,27 @@ fn build(graph: &Graph, original: Option<&[u8]>) -> Result<Vec<u8>, Fail> {
     let capacity = size_estimate(graph, &data, &metadata, &carried.signatures)?;
     let mut fbb = FlatBufferBuilder::with_capacity(capacity);
 
-    // Buffers: 0 is the empty sentinel, then one per constant, then the metadata's.
+    // Buffers: 0 is the empty sentinel, then one per distinct constant content, then the
+    // metadata's. Constants with the same bytes (the zero biases of several convolutions,
+    // equal shape vectors) share one buffer, as in the converter's files: LiteRT never
+    // writes to a constant.
     let mut buffers = vec![fb::Buffer::create(&mut fbb, &fb::BufferArgs::default())];
     let mut tensor_buffer = Vec::with_capacity(graph.tensors.len());
+    let mut by_content: HashMap<&[u8], u32> = HashMap::new();
     for bytes in &data {
         tensor_buffer.push(match bytes {
-            Some(b) if !b.is_empty() => push_buffer(&mut fbb, &mut buffers, b),
+            Some(b) if !b.is_empty() => match by_content.get(b.as_slice()) {
+                Some(&index) => index,
+                None => {
+                    let index = push_buffer(&mut fbb, &mut buffers, b);
+                    by_content.insert(b.as_slice(), index);
+                    index
+                }
+            },
             _ => 0,
         });
     }
+    drop(by_content);
     drop(data);
     let metadata_buffer: Vec<u32> = metadata
         .iter()
