@@ -8,7 +8,7 @@
 
 use super::plan::{rule, Rule};
 use crate::error::{Error, Result};
-use crate::graph::{DType, Graph, Node, Op, TensorId};
+use crate::graph::{BinaryKind, DType, Graph, Node, Op, TensorId};
 use crate::ops::quantized::node_is_quantized;
 
 /// Bias scales are products of two f32 scales; the converter rounds them to f32 too.
@@ -163,6 +163,55 @@ pub fn check_quantized_graph(graph: &Graph) -> Result<()> {
             Rule::Own => {}
         }
         check_weights(graph, node)?;
+        check_add_rescale(graph, node, &data_inputs)?;
+    }
+    Ok(())
+}
+
+/// LiteRT's int8 ADD and SUB rescale both inputs to twice the larger input scale at 2^20
+/// resolution, then to the output with a multiplier that must lie below 1: an output scale
+/// under 2^-19 times the larger input scale makes LiteRT abort while preparing the op.
+fn check_add_rescale(graph: &Graph, node: &Node, data_inputs: &[TensorId]) -> Result<()> {
+    if !matches!(
+        node.op,
+        Op::Binary {
+            kind: BinaryKind::Add | BinaryKind::Sub,
+            ..
+        }
+    ) {
+        return Ok(());
+    }
+    let scale = |id: TensorId| {
+        graph
+            .tensor(id)
+            .quant
+            .as_ref()
+            .map_or(0.0, |q| f64::from(q.scale[0]))
+    };
+    let constants = node
+        .inputs
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|&id| graph.tensor(id).is_constant());
+    let largest = data_inputs
+        .iter()
+        .copied()
+        .chain(constants)
+        .map(scale)
+        .fold(0.0, f64::max);
+    let out = node.outputs[0];
+    let multiplier = 2.0 * largest / (f64::from(1u32 << 20) * scale(out));
+    // A NaN multiplier (a zero output scale) is refused too.
+    if multiplier.is_nan() || multiplier >= 1.0 {
+        return Err(violation(
+            node,
+            format!(
+                "output {} is too fine for inputs of scale {largest}: LiteRT's output \
+                 multiplier would be {multiplier} (it must be below 1)",
+                describe(graph, out)
+            ),
+        ));
     }
     Ok(())
 }
@@ -301,5 +350,40 @@ mod tests {
         };
         let text = check_quantized_graph(&g).unwrap_err().to_string();
         assert!(text.contains("scale 0.00390625 zero point -128"), "{text}");
+    }
+
+    fn add_graph(out_scale: f32) -> Graph {
+        Graph {
+            tensors: vec![
+                int8("a", 0.013_41, -100),
+                int8("b", 0.005_7, 127),
+                int8("sum", out_scale, 0),
+            ],
+            nodes: vec![Node {
+                op: Op::Binary {
+                    kind: BinaryKind::Add,
+                    activation: crate::graph::FusedActivation::Relu,
+                },
+                inputs: vec![Some(0), Some(1)],
+                outputs: vec![2],
+                source_index: 3,
+            }],
+            inputs: vec![0, 1],
+            outputs: vec![2],
+            ..Graph::default()
+        }
+    }
+
+    #[test]
+    fn an_add_output_too_fine_for_litert_is_refused() {
+        // TensorFlow's int8 model of tests/fixtures/generated/g10071: an ADD + RELU that is
+        // always 0 on the data gets scale 7.843137e-9 from inputs of scale 0.01341, and
+        // LiteRT aborts preparing it: 2 x 0.01341 / (2^20 x 7.843137e-9) = 3.26 >= 1.
+        let err = check_quantized_graph(&add_graph(7.843_137e-9))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sum") && err.contains("below 1"), "{err}");
+        // At 2^-16 of the larger input scale (qdbg's floor) the multiplier is 0.125.
+        check_quantized_graph(&add_graph(0.013_41 / 65536.0)).unwrap();
     }
 }

@@ -213,6 +213,74 @@ pub fn params_for_range(range: TensorRange) -> QuantParams {
     activation_params_wide(min, max)
 }
 
+/// How many times finer than its inputs' an ADD or SUB output's scale may be, with room to
+/// spare: LiteRT's int8 ADD and SUB rescale both inputs to twice the larger input scale at
+/// 2^20 resolution and then to the output with a multiplier that must stay below 1, so
+/// they refuse (LiteRT aborts the process) an output scale below 2^-19 times the larger
+/// input's. A range that narrow is a branch that is all zeros or nearly so on the
+/// calibration data (a RELU'd sum that is always negative); TensorFlow's quantizer gives it
+/// the near-zero scale all the same and writes a model LiteRT cannot load.
+const ADD_OUTPUT_SCALE_FLOOR: f64 = 1.0 / 65536.0;
+
+/// `range`, the calibrated range of `out` (an output of `node`), widened where `node` is an
+/// ADD or SUB whose output scale would fall below [`ADD_OUTPUT_SCALE_FLOOR`] times its
+/// inputs' (by their own ranges, or a constant's values).
+fn within_litert_add_limit(
+    graph: &Graph,
+    node: &Node,
+    out: TensorId,
+    range: TensorRange,
+    ranges: &HashMap<TensorId, TensorRange>,
+) -> TensorRange {
+    if !matches!(
+        node.op,
+        Op::Binary {
+            kind: BinaryKind::Add | BinaryKind::Sub,
+            ..
+        }
+    ) || node.outputs.first() != Some(&out)
+    {
+        return range;
+    }
+    let input_scale = |id: TensorId| -> Option<f64> {
+        let t = graph.tensor(id);
+        let r = match ranges.get(&id) {
+            Some(r) => *r,
+            None => {
+                let values = t.data.as_ref()?.to_f32()?;
+                let (lo, hi) = values
+                    .iter()
+                    .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                TensorRange { min: lo, max: hi }
+            }
+        };
+        Some(f64::from(params_for_range(r).scale[0]))
+    };
+    let largest = node
+        .inputs
+        .iter()
+        .flatten()
+        .filter_map(|&id| input_scale(id))
+        .fold(0f64, f64::max);
+    let floor = largest * ADD_OUTPUT_SCALE_FLOOR;
+    let scale = f64::from(params_for_range(range).scale[0]);
+    if scale >= floor || scale <= 0.0 {
+        return range;
+    }
+    // Widen about zero by the factor the scale lacks (the range spans zero once included).
+    let k = floor / scale;
+    let (lo, hi) = (f64::from(range.min.min(0.0)), f64::from(range.max.max(0.0)));
+    let (lo, hi) = if hi - lo < NEAR_ZERO_TOLERANCE {
+        (lo - NEAR_ZERO_TOLERANCE, hi + NEAR_ZERO_TOLERANCE)
+    } else {
+        (lo, hi)
+    };
+    TensorRange {
+        min: (lo * k) as f32,
+        max: (hi * k) as f32,
+    }
+}
+
 /// The float data tensors (activations, not constants) among a node's inputs.
 fn float_inputs<'a>(graph: &'a Graph, node: &'a Node) -> impl Iterator<Item = TensorId> + 'a {
     node.inputs
@@ -469,6 +537,9 @@ pub fn plan_activations(graph: &Graph, calibration: &Calibration) -> ActivationP
     let mut states = vec![State::default(); n];
     for (&id, &range) in &ranges {
         if !dropped.contains(&id) {
+            let range = producer[id]
+                .map(|p| within_litert_add_limit(graph, &graph.nodes[p], id, range, &ranges))
+                .unwrap_or(range);
             states[id] = State {
                 params: Some(params_for_range(range)),
                 pinned: true,

@@ -2,12 +2,13 @@
 //! its parameters and requantizes against those of TensorFlow's int8 model of the same
 //! float model and data (tests/conformance.rs, tests/generated.rs).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::Device;
 use qdbg::data::{load_dataset, Dataset, ImageOptions, InputSpec};
 use qdbg::exec::{tensor_from_sample, Executor};
-use qdbg::graph::{DType, Graph, Op};
+use qdbg::graph::{DType, Graph, Op, QuantParams};
 use qdbg::quant::plan::plan_activations;
 use qdbg::quant::quantize::{quantize_graph, QuantizeOptions};
 use qdbg::quant::{calibrate, Calibration};
@@ -37,29 +38,54 @@ pub fn qdbg_int8(model: &Path, inputs: &Path) -> (Graph, Vec<u8>) {
     (q.graph, bytes)
 }
 
-/// Every int8 activation TensorFlow's model names, compared with the tensor of the same
-/// name in qdbg's (scale within 1e-6 relative, same zero point): (compared, mismatches).
+/// Every quantized tensor of TensorFlow's model (activations, weights per channel, biases,
+/// other constants such as PReLU alphas), compared with qdbg's quantized tensor of the same
+/// name (every scale within 1e-6 relative, the same zero points): (compared, mismatches).
 pub fn compare_params(ours: &Graph, tf: &Graph) -> (usize, Vec<String>) {
+    // qdbg's quantized tensors by name (a name on two quantized tensors, such as a constant
+    // several ops share and the converter copies per reader, is left out).
+    let mut quantized: HashMap<&str, Option<&QuantParams>> = HashMap::new();
+    for t in ours.tensors.iter().filter(|t| t.quant.is_some()) {
+        quantized
+            .entry(t.name.as_str())
+            .and_modify(|q| *q = None)
+            .or_insert(t.quant.as_ref());
+    }
     let mut compared = 0;
     let mut mismatches = Vec::new();
     for t in &tf.tensors {
         let Some(tq) = &t.quant else { continue };
-        if t.dtype != DType::I8 || t.is_constant() || tq.is_per_channel() {
+        if !matches!(t.dtype, DType::I8 | DType::I32) {
             continue;
         }
-        let Some(id) = ours.tensor_by_name(&t.name) else {
-            continue;
-        };
-        let Some(oq) = &ours.tensor(id).quant else {
-            mismatches.push(format!("{}: TF int8, qdbg float", t.name));
-            continue;
+        let oq = match quantized.get(t.name.as_str()) {
+            Some(Some(q)) => *q,
+            Some(None) => continue,
+            None => {
+                // Activations keep their names in both; a float one here means qdbg left
+                // it unquantized. (Constants the converter renamed are not compared.)
+                if !t.is_constant() && ours.tensor_by_name(&t.name).is_some() {
+                    mismatches.push(format!("{}: TF int8, qdbg float", t.name));
+                }
+                continue;
+            }
         };
         compared += 1;
-        let rel = ((oq.scale[0] - tq.scale[0]) / tq.scale[0]).abs();
-        if rel > 1e-6 || oq.zero_point[0] != tq.zero_point[0] {
+        let same = oq.zero_point == tq.zero_point
+            && oq.scale.len() == tq.scale.len()
+            && oq
+                .scale
+                .iter()
+                .zip(&tq.scale)
+                .all(|(o, t)| ((o - t) / t).abs() <= 1e-6);
+        if !same {
             mismatches.push(format!(
-                "{}: qdbg scale {} zp {} vs TF scale {} zp {}",
-                t.name, oq.scale[0], oq.zero_point[0], tq.scale[0], tq.zero_point[0]
+                "{}: qdbg scale {:?} zp {:?} vs TF scale {:?} zp {:?}",
+                t.name,
+                &oq.scale[..oq.scale.len().min(4)],
+                &oq.zero_point[..oq.zero_point.len().min(4)],
+                &tq.scale[..tq.scale.len().min(4)],
+                &tq.zero_point[..tq.zero_point.len().min(4)]
             ));
         }
     }
