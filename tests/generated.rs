@@ -11,19 +11,23 @@
 //! TensorFlow's model equals qdbg's of the same tensor name (activations, weights per
 //! channel, constants such as PReLU alphas: scale within 1e-6 relative, same zero point),
 //! qdbg inserts as many requantizes as TensorFlow, and qdbg's int8 model is no worse than
-//! TensorFlow's against float (output SQNR within 0.5 dB), both int8 models run on qdbg's
-//! int8 kernels (bit-exact with LiteRT's builtin kernels: tests/int8_oracle.rs). Where
-//! LiteRT aborted on TensorFlow's int8 model when the generator ran it (NAME.litert_aborts),
-//! qdbg's must run instead, and differ from TensorFlow's only where it avoids the abort.
+//! TensorFlow's against float (output SQNR within 0.5 dB), the float model and both int8
+//! models run by LiteRT's builtin kernels (one batch call of tests/oracle/litert_outputs.py).
+//! Where LiteRT aborted on TensorFlow's int8 model when the generator ran it
+//! (NAME.litert_aborts), LiteRT must run qdbg's instead, whose parameters differ from
+//! TensorFlow's only where it avoids the abort.
 //!
 //! `QDBG_GENERATED_DIR=DIR cargo test --release --test generated -- --nocapture` runs the
 //! same comparison on a longer run made with `scripts/make_generated.sh --out DIR`.
 
 mod common;
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use common::tf_quantizer::{calibrated, compare_params, outputs, qdbg_int8, requantizes, sqnr_db};
+use common::tf_quantizer::{compare_params, qdbg_int8, requantizes, sqnr_db};
+use ndarray_npy::NpzReader;
 
 /// Differences not yet explained (each kept as a regression case with its seed): the
 /// model, and what differs. The test fails if one stops differing, so the list stays true.
@@ -82,6 +86,68 @@ fn models() -> (PathBuf, Vec<PathBuf>) {
     (dir, models)
 }
 
+/// One model's SQNR comparison: its float model, data, qdbg's int8 file and TensorFlow's
+/// (`None` where LiteRT aborts on TensorFlow's).
+struct Job {
+    stem: String,
+    float: PathBuf,
+    inputs: PathBuf,
+    ours: PathBuf,
+    tf: Option<PathBuf>,
+}
+
+/// LiteRT's outputs (builtin kernels) of every model the jobs name, [output][flattened
+/// samples], by model path; a model LiteRT could not run is absent. One oracle call for all
+/// (tests/oracle/litert_outputs.py --batch).
+fn litert_outputs(jobs: &[Job], work: &Path) -> HashMap<PathBuf, Vec<Vec<f64>>> {
+    let mut lines = String::new();
+    let mut runs = Vec::new();
+    for job in jobs {
+        for model in [Some(&job.float), Some(&job.ours), job.tf.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let out = work.join(format!("litert-{}.npz", runs.len()));
+            lines.push_str(&format!(
+                "{}\t{}\t{}\n",
+                model.display(),
+                job.inputs.display(),
+                out.display()
+            ));
+            runs.push((model.clone(), out));
+        }
+    }
+    let list = work.join("jobs.tsv");
+    std::fs::write(&list, lines).unwrap();
+    let status = Command::new(common::oracle_python())
+        .arg(common::repo().join("tests/oracle/litert_outputs.py"))
+        .arg("--batch")
+        .arg(&list)
+        .status()
+        .expect("running the LiteRT oracle");
+    assert!(status.success(), "litert_outputs.py --batch failed");
+    let mut by_model = HashMap::new();
+    for (model, out) in runs {
+        let Ok(file) = std::fs::File::open(&out) else {
+            continue;
+        };
+        let graph = qdbg::tflite::read_model(&model).unwrap();
+        let mut npz = NpzReader::new(file).unwrap();
+        let outputs = graph
+            .outputs
+            .iter()
+            .map(|o| {
+                common::read_any(&mut npz, &format!("t{o}.npy"))
+                    .iter()
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        by_model.insert(model, outputs);
+    }
+    by_model
+}
+
 #[test]
 fn generated_models_quantize_as_tensorflow_does() {
     let (dir, models) = models();
@@ -93,13 +159,15 @@ fn generated_models_quantize_as_tensorflow_does() {
     );
     let mut failures = Vec::new();
     let (mut tensors, mut requantized, mut tf_left_float, mut litert_aborts) = (0, 0, 0, 0);
+    let work = tempfile::tempdir().unwrap();
+    let mut jobs = Vec::new();
     for float in &models {
         let stem = float.file_stem().unwrap().to_string_lossy().into_owned();
         let inputs = dir.join(format!("{stem}.inputs.npz"));
         let tf_path = dir.join(format!("{stem}.tf_int8.tflite"));
         let tf = qdbg::tflite::read_model(&tf_path).unwrap();
-        let ours = match std::panic::catch_unwind(|| qdbg_int8(float, &inputs)) {
-            Ok((ours, _)) => ours,
+        let (ours, ours_bytes) = match std::panic::catch_unwind(|| qdbg_int8(float, &inputs)) {
+            Ok(quantized) => quantized,
             Err(e) => {
                 let why = e
                     .downcast_ref::<String>()
@@ -112,27 +180,32 @@ fn generated_models_quantize_as_tensorflow_does() {
 
         let (compared, mismatches) = compare_params(&ours, &tf);
         tensors += compared;
+        let ours_path = work.path().join(format!("{stem}.qdbg_int8.tflite"));
+        std::fs::write(&ours_path, &ours_bytes).unwrap();
         if dir.join(format!("{stem}.litert_aborts")).exists() {
             // LiteRT aborted on TensorFlow's int8 model when the generator ran it (an ADD or
-            // SUB whose output scale is too fine for its inputs). qdbg must write one that
-            // runs: its executor refuses TensorFlow's as LiteRT did, and runs qdbg's.
+            // SUB whose output scale is too fine for its inputs). qdbg's must run in LiteRT
+            // (checked with the batch below) and differ only at such outputs.
             litert_aborts += 1;
-            let (_, data, _) = calibrated(float, &inputs);
-            let refused = std::panic::catch_unwind(|| outputs(&tf, &data)).is_err();
-            let runs = std::panic::catch_unwind(|| outputs(&ours, &data)).is_ok();
             let widened_only = mismatches.iter().all(|m| {
                 let name = m.split(':').next().unwrap_or("");
                 ours.tensor_by_name(name)
                     .and_then(|id| ours.nodes.iter().find(|n| n.outputs.contains(&id)))
                     .is_some_and(|n| matches!(n.op.name(), "ADD" | "SUB"))
             });
-            if !(refused && runs && widened_only && !mismatches.is_empty()) {
+            if !widened_only || mismatches.is_empty() {
                 failures.push(format!(
-                    "{stem}: LiteRT aborts on TensorFlow's model; qdbg's executor refuses it: \
-                     {refused}, runs qdbg's: {runs}; parameters that differ (only ADD/SUB \
-                     outputs expected): {mismatches:?}"
+                    "{stem}: LiteRT aborts on TensorFlow's model; qdbg's parameters should \
+                     differ at ADD/SUB outputs only: {mismatches:?}"
                 ));
             }
+            jobs.push(Job {
+                stem,
+                float: float.clone(),
+                inputs,
+                ours: ours_path,
+                tf: None,
+            });
             continue;
         }
         if !mismatches.is_empty() {
@@ -154,16 +227,33 @@ fn generated_models_quantize_as_tensorflow_does() {
             tf_left_float += 1;
             continue;
         }
-        let (graph, data, _) = calibrated(float, &inputs);
-        let run = std::panic::catch_unwind(|| {
-            (
-                outputs(&graph, &data),
-                outputs(&ours, &data),
-                outputs(&tf, &data),
-            )
+        jobs.push(Job {
+            stem,
+            float: float.clone(),
+            inputs,
+            ours: ours_path,
+            tf: Some(tf_path),
         });
-        let Ok((reference, ours_out, tf_out)) = run else {
-            failures.push(format!("{stem}: a model did not run on qdbg's executor"));
+    }
+    // LiteRT (builtin kernels) runs every float model and both int8 models, in one call.
+    let outputs = litert_outputs(&jobs, work.path());
+    for job in &jobs {
+        let run = |model: &Path| outputs.get(model).cloned();
+        let (Some(reference), Some(ours_out)) = (run(&job.float), run(&job.ours)) else {
+            failures.push(format!(
+                "{}: LiteRT did not run the float model or qdbg's int8 model",
+                job.stem
+            ));
+            continue;
+        };
+        let Some(tf_out) = job.tf.as_deref().map(run) else {
+            continue; // TensorFlow's model aborts LiteRT: qdbg's ran, which is the check.
+        };
+        let Some(tf_out) = tf_out else {
+            failures.push(format!(
+                "{}: LiteRT did not run TensorFlow's model",
+                job.stem
+            ));
             continue;
         };
         for (k, r) in reference.iter().enumerate() {
@@ -174,7 +264,8 @@ fn generated_models_quantize_as_tensorflow_does() {
             let both_exact = o >= 80.0 && t >= 80.0;
             if o < t - 0.5 && !both_exact {
                 failures.push(format!(
-                    "{stem} output {k}: qdbg {o:.2} dB, TensorFlow {t:.2} dB"
+                    "{} output {k}: qdbg {o:.2} dB, TensorFlow {t:.2} dB",
+                    job.stem
                 ));
             }
         }

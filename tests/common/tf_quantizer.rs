@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::Device;
 use qdbg::data::{load_dataset, Dataset, ImageOptions, InputSpec};
-use qdbg::exec::{tensor_from_sample, Executor};
+use qdbg::exec::Executor;
 use qdbg::graph::{DType, Graph, Op, QuantParams};
 use qdbg::quant::plan::plan_activations;
 use qdbg::quant::quantize::{quantize_graph, QuantizeOptions};
@@ -109,29 +109,6 @@ pub fn requantizes(g: &Graph) -> usize {
         }
     }
     count + from_float.values().map(|&k| k - 1).sum::<usize>()
-}
-
-/// Every output of `graph` on every sample of `data`, flattened, in output order.
-pub fn outputs(graph: &Graph, data: &Dataset) -> Vec<Vec<f64>> {
-    let exec = Executor::new(graph, &Device::Cpu).unwrap();
-    let mut all: Vec<Vec<f64>> = vec![Vec::new(); graph.outputs.len()];
-    for s in 0..data.num_samples() {
-        let inputs: Vec<_> = data
-            .sample(s)
-            .unwrap()
-            .iter()
-            .map(|x| tensor_from_sample(x, &Device::Cpu).unwrap())
-            .collect();
-        for (k, out) in exec.run(&inputs).unwrap().iter().enumerate() {
-            let v = out
-                .flatten_all()
-                .unwrap()
-                .to_dtype(candle_core::DType::F64)
-                .unwrap();
-            all[k].extend(v.to_vec1::<f64>().unwrap());
-        }
-    }
-    all
 }
 
 /// SQNR in dB of `got` against `reference`.
