@@ -27,19 +27,17 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
+use common::tf_debugger::{mse_agrees, per_layer_rows, tf_rows};
 use ndarray::ArrayD;
 use ndarray_npy::NpzReader;
 use qdbg::data::{load_dataset, Dataset, ImageOptions, InputSpec};
-use qdbg::debug::{Debugger, LayerStats, VerifyMode};
 use qdbg::exec::{tensor_from_sample, Executor};
 use qdbg::graph::Graph;
-use qdbg::kernels::int8::Arithmetic;
 use qdbg::quant::calibrate;
 use qdbg::quant::plan::plan_activations;
-use qdbg::quant::quantize::{quantize_graph, QuantizeOptions, QuantizedModel};
+use qdbg::quant::quantize::{quantize_graph, QuantizeOptions};
 
 /// The models of the wheel, in table order.
 const MODELS: &[&str] = &[
@@ -210,40 +208,6 @@ fn sqnr(reference: &[ArrayD<f64>], got: &[ArrayD<f64>]) -> Vec<f64> {
             }
         })
         .collect()
-}
-
-/// TensorFlow's debugger rows: (op, tensor name, mean squared error, output scale).
-fn tf_rows(path: &Path) -> Vec<(String, String, f64, f64)> {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let col = |n: &str| headers.iter().position(|h| h == n).unwrap();
-    let (op, mse, name, scale) = (
-        col("op_name"),
-        col("mean_squared_error"),
-        col("tensor_name"),
-        col("scale"),
-    );
-    reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            (
-                r[op].to_string(),
-                r[name].to_string(),
-                r[mse].parse().unwrap(),
-                r[scale].parse().unwrap_or(0.0),
-            )
-        })
-        .collect()
-}
-
-/// Whether qdbg's mean squared error `ours` reproduces TensorFlow's `tf` for a tensor of
-/// quantization step `scale`: within 5%, or both below 1e-8 step² (float rounding noise:
-/// TensorFlow's debugger reports ~1e-8 on data-movement ops with steps of 30-200, whose
-/// exact error is 0; one int8 step off in one element of a million gives 1e-6 step²).
-fn mse_agrees(ours: f64, tf: f64, scale: f64) -> bool {
-    let noise = 1e-8 * scale * scale;
-    (ours - tf).abs() <= 0.05 * tf.abs() || (ours.abs() <= noise && tf.abs() <= noise)
 }
 
 #[derive(Default)]
@@ -558,24 +522,6 @@ fn params_differing(name: &str, ours: &Graph, theirs: &Graph) -> (usize, usize) 
         }
     }
     (differ, compared)
-}
-
-/// qdbg's per-layer debugger rows for `q` (a quantization of `graph`), with XNNPACK's
-/// arithmetic, as TensorFlow's debugger runs.
-fn per_layer_rows(graph: &Graph, q: &QuantizedModel, data: &Dataset) -> Vec<LayerStats> {
-    Debugger::new(graph, q, &Device::Cpu)
-        .unwrap()
-        .with_arithmetic(Arithmetic::Xnnpack)
-        .unwrap()
-        .run(
-            data,
-            None,
-            VerifyMode::PerLayer,
-            &AtomicBool::new(false),
-            &mut |_| {},
-        )
-        .unwrap()
-        .layers
 }
 
 /// Set in the process that checks one model (see [`in_own_process`]).

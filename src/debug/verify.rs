@@ -46,7 +46,8 @@ impl VerifyMode {
     }
 }
 
-/// One row of the report: an int8 op and its output tensor.
+/// One row of the report: an int8 op and one of its output tensors (an op with several
+/// outputs, such as SPLIT, has a row per output, as in TensorFlow's debugger).
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerInfo {
     pub op_name: &'static str,
@@ -68,6 +69,9 @@ pub struct LayerInfo {
     /// The float graph's tensor the layer's output stands for.
     #[serde(skip)]
     pub float_tensor: TensorId,
+    /// Which of the op's outputs the row is (0 for ops with one).
+    #[serde(skip)]
+    pub output: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -155,24 +159,26 @@ impl<'a> Debugger<'a> {
             if !node_is_quantized(q, node) || matches!(node.op, Op::Quantize | Op::Dequantize) {
                 continue;
             }
-            let out = node.outputs[0];
-            let Some(params) = q.tensor(out).quant.as_ref() else {
-                continue;
-            };
-            let float_tensor = *model.twin_of.get(&out).unwrap_or(&out);
-            layers.push(LayerInfo {
-                op_name: node.op.name(),
-                tensor_idx: file_index[out].unwrap_or(out),
-                tensor: out,
-                // The float model's name, as TensorFlow's debugger reports it: the name
-                // users know, and the one denylists are written against.
-                tensor_name: float.tensor(float_tensor).name.clone(),
-                scale: params.scale[0],
-                zero_point: params.zero_point[0],
-                quant_node: pos,
-                float_node: *float_node,
-                float_tensor,
-            });
+            for (output, &out) in node.outputs.iter().enumerate() {
+                let Some(params) = q.tensor(out).quant.as_ref() else {
+                    continue;
+                };
+                let float_tensor = *model.twin_of.get(&out).unwrap_or(&out);
+                layers.push(LayerInfo {
+                    op_name: node.op.name(),
+                    tensor_idx: file_index[out].unwrap_or(out),
+                    tensor: out,
+                    // The float model's name, as TensorFlow's debugger reports it: the name
+                    // users know, and the one denylists are written against.
+                    tensor_name: float.tensor(float_tensor).name.clone(),
+                    scale: params.scale[0],
+                    zero_point: params.zero_point[0],
+                    quant_node: pos,
+                    float_node: *float_node,
+                    float_tensor,
+                    output,
+                });
+            }
         }
         // The two executors prepared side by side (packing weights is most of the setup).
         let (float_executor, quant_executor) =
@@ -471,7 +477,10 @@ impl<'a> Debugger<'a> {
         }
         let refs: Vec<Option<&CTensor>> = float_inputs.iter().map(|v| v.as_ref()).collect();
         let out = self.float.eval_node(l.float_node, &refs)?;
-        with_host_f32(&out[0], |reference| {
+        let reference = out.get(l.output).ok_or_else(|| {
+            Error::Internal(format!("layer '{}': no output {}", l.tensor_name, l.output))
+        })?;
+        with_host_f32(reference, |reference| {
             let keep = plan.read_dequantized.contains(&l.tensor);
             self.measure_layer(l, reference, qvals, int8, keep)
         })?

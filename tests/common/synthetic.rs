@@ -68,6 +68,7 @@ pub fn infos() -> Vec<LayerInfo> {
             quant_node: k + 1,
             float_node: k,
             float_tensor: 10 + k,
+            output: 0,
         })
         .collect()
 }

@@ -10,7 +10,7 @@ use qdbg::data::{load_dataset, Dataset, ImageOptions, InputSpec};
 use qdbg::exec::Executor;
 use qdbg::graph::{DType, Graph, Op, QuantParams};
 use qdbg::quant::plan::plan_activations;
-use qdbg::quant::quantize::{quantize_graph, QuantizeOptions};
+use qdbg::quant::quantize::{quantize_graph, QuantizeOptions, QuantizedModel};
 use qdbg::quant::{calibrate, Calibration};
 
 /// The float model, its data, and qdbg's calibration on that data.
@@ -29,13 +29,19 @@ pub fn calibrated(model: &Path, inputs: &Path) -> (Graph, Dataset, Calibration) 
 
 /// qdbg's full-int8 model of `model` (float I/O, as TensorFlow's), and its file bytes.
 pub fn qdbg_int8(model: &Path, inputs: &Path) -> (Graph, Vec<u8>) {
-    let (graph, _, cal) = calibrated(model, inputs);
-    let plan = plan_activations(&graph, &cal);
-    let q = quantize_graph(&graph, &plan, &QuantizeOptions::default())
-        .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+    let (_, _, q) = qdbg_quantized(model, inputs);
     let original = std::fs::read(model).unwrap();
     let bytes = qdbg::tflite::model_bytes(&q.graph, Some(&original)).unwrap();
     (q.graph, bytes)
+}
+
+/// The float model, its data, and qdbg's quantization of it (what the debugger compares).
+pub fn qdbg_quantized(model: &Path, inputs: &Path) -> (Graph, Dataset, QuantizedModel) {
+    let (graph, data, cal) = calibrated(model, inputs);
+    let plan = plan_activations(&graph, &cal);
+    let q = quantize_graph(&graph, &plan, &QuantizeOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+    (graph, data, q)
 }
 
 /// Every quantized tensor of TensorFlow's model (activations, weights per channel, biases,
