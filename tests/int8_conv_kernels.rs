@@ -5,12 +5,16 @@
 //! output (`scripts/kernel_vectors/make_conv_vectors.py` documents the keys). The
 //! kernels must reproduce that output exactly.
 
+mod common;
+
+use common::activation_from_code;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn, OwnedRepr};
 use ndarray_npy::{NpzReader, ReadableElement};
-use qdbg::graph::{FusedActivation, Padding};
+use qdbg::graph::Padding;
 use qdbg::kernels::fixed_point::QuantizedMultiplier;
 use qdbg::kernels::int8::conv::{requantize, ConvGeometry, ConvInt8, FullyConnectedInt8, Rounding};
 use qdbg::kernels::int8::QParams;
@@ -79,17 +83,6 @@ impl Vector {
     }
 }
 
-fn activation(code: i32) -> FusedActivation {
-    // TFLite's ActivationFunctionType.
-    match code {
-        0 => FusedActivation::None,
-        1 => FusedActivation::Relu,
-        2 => FusedActivation::ReluN1To1,
-        3 => FusedActivation::Relu6,
-        other => panic!("activation code {other} not expected in the vectors"),
-    }
-}
-
 /// Elements that differ from LiteRT and the largest difference, in LSBs.
 fn compare(ours: &[i8], litert: &[i8]) -> (usize, i32) {
     assert_eq!(ours.len(), litert.len());
@@ -117,7 +110,7 @@ fn run_vector(path: &Path) -> Outcome {
         v.vec::<i32>("filter_zero_points").iter().all(|&z| z == 0),
         "symmetric filters only"
     );
-    let act = activation(v.scalar::<i32>("activation"));
+    let act = activation_from_code(v.scalar::<i32>("activation"));
     let input_arr = v.array::<i8>("input");
     let filter_arr = v.array::<i8>("filter");
     let expected = v.array::<i8>("output");

@@ -5,7 +5,10 @@ use candle_core::Tensor as CTensor;
 
 use super::quantized::{from_int8, int8_values, qparams};
 use super::{broadcast_shape, expect_output_shape, op_bail, EvalCtx, OpError, OpResult};
-use crate::graph::{BinaryKind, FusedActivation, Pool2dAttrs, PoolKind, ReduceKind, UnaryKind};
+use crate::graph::{
+    BinaryKind, FusedActivation, Graph, Node, Op, Pool2dAttrs, PoolKind, ReduceKind, TensorId,
+    UnaryKind,
+};
 use crate::kernels::int8::{activation, elementwise, math, pool, reduce, softmax};
 
 fn kernel(e: String) -> OpError {
@@ -28,9 +31,10 @@ pub fn binary(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResult
         BinaryKind::Add => {
             elementwise::Add::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
         }
-        BinaryKind::Sub => {
-            elementwise::Sub::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
-        }
+        BinaryKind::Sub => elementwise::Sub::new(qa, qb, qo, act).and_then(|k| {
+            let in_place = k.in_place_matters() && litert_runs_in_place(ctx.graph, ctx.node);
+            k.in_place(in_place).run(&va, da, &vb, db, &mut out)
+        }),
         BinaryKind::Mul => elementwise::Mul::new(qa, qb, qo, act).and_then(|k| {
             k.with_arithmetic(ctx.arithmetic)
                 .run(&va, da, &vb, db, &mut out)
@@ -58,6 +62,86 @@ pub fn binary(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResult
     }
     .map_err(kernel)?;
     from_int8(out, &shape, a)
+}
+
+/// Whether LiteRT's arena planner (`ArenaPlanner::IdentifyInPlaceTensors`, LiteRT 2.3.0)
+/// gives `target`'s output the buffer of one of its inputs. Ops registered as in place:
+/// ADD, SUB and MUL (either input, the data changes) and RESHAPE, SQUEEZE and EXPAND_DIMS
+/// (input 0, the data unchanged). An input can be shared when it is no model input, the
+/// output no model output, neither a constant, and, where the data changes, the input has
+/// the output's byte size (over 4 bytes) and this op as its one reader; the first input
+/// that can is taken, and the sharing is dropped when the buffer it already lives in (an
+/// earlier in-place op's) has another reader. The rule is arena_planner.cc's; LiteRT's
+/// tensor data pointers confirm it on SUBs sharing their first input, their second, or
+/// neither (a RESHAPE, SQUEEZE or EXPAND_DIMS of a tensor with two readers shares that
+/// tensor's buffer and so forbids it), and on 4 against 5 bytes; the SUB cases are the
+/// models `scripts/kernel_vectors/make_sub_above_one_vectors.py` commits.
+fn litert_runs_in_place(graph: &Graph, target: &Node) -> bool {
+    let mut readers = vec![0usize; graph.tensors.len()];
+    for &id in graph.inputs.iter().chain(&graph.outputs) {
+        readers[id] += 1;
+    }
+    for node in &graph.nodes {
+        for &id in node.inputs.iter().flatten() {
+            readers[id] += 1;
+        }
+    }
+    let bytes = |id: TensorId| {
+        let t = graph.tensor(id);
+        t.dtype.size_bytes().map(|b| b * t.num_elements())
+    };
+    // Tensor -> the tensor whose buffer it lives in.
+    let mut lives_in: std::collections::HashMap<TensorId, TensorId> = Default::default();
+    for node in &graph.nodes {
+        let is_target = std::ptr::eq(node, target)
+            || (node.source_index == target.source_index && node.outputs == target.outputs);
+        let (changes_data, shareable) = match &node.op {
+            Op::Binary {
+                kind: BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul,
+                ..
+            } => (true, 2),
+            Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims => (false, 1),
+            _ if is_target => return false,
+            _ => continue,
+        };
+        let Some(&out) = node.outputs.first() else {
+            if is_target {
+                return false;
+            }
+            continue;
+        };
+        let can_share = |id: TensorId| {
+            let input = graph.tensor(id);
+            if changes_data {
+                let same_size =
+                    matches!((bytes(id), bytes(out)), (Some(a), Some(b)) if a == b && a > 4);
+                if !same_size || readers[id] > 1 {
+                    return false;
+                }
+            }
+            !graph.inputs.contains(&id)
+                && !graph.outputs.contains(&out)
+                && !input.is_constant()
+                && !graph.tensor(out).is_constant()
+        };
+        let chosen = node
+            .inputs
+            .iter()
+            .take(shareable)
+            .flatten()
+            .copied()
+            .find(|&id| can_share(id));
+        let buffer = chosen
+            .map(|id| lives_in.get(&id).copied().unwrap_or(id))
+            .filter(|&root| !changes_data || readers[root] <= 1);
+        if is_target {
+            return buffer.is_some();
+        }
+        if let Some(root) = buffer {
+            lives_in.insert(out, root);
+        }
+    }
+    false
 }
 
 pub fn pool2d(ctx: &EvalCtx, kind: PoolKind, attrs: &Pool2dAttrs) -> OpResult<CTensor> {

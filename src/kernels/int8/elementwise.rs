@@ -16,7 +16,9 @@
 //!   the vector code saturates to int16 and adds the output offset with int16
 //!   wrap-around before saturating to int8.
 //! * SUB: LiteRT runs the reference kernels (`reference_ops::Sub` /
-//!   `BroadcastQuantSubSlow`) for int8, so every lane is scalar.
+//!   `BroadcastQuantSubSlow`) for int8, so every lane is scalar, except when the
+//!   real output multiplier is above 1 (see [`Sub`]): then the compiler's
+//!   vectorization of the flat loop shows, in blocks of 4.
 //! * MAXIMUM / MINIMUM compare the raw int8 values on every path.
 //!
 //! Which elements form a vector block depends on how TFLite's
@@ -370,6 +372,12 @@ fn mul_below_one(x: i32, m: QuantizedMultiplier) -> i32 {
 /// The ADD / SUB input shift: TFLite scales both operands up by 2^20 first.
 const ADD_LEFT_SHIFT: i32 = 20;
 
+/// The real output multiplier of ADD / SUB: `2 * max(s1, s2) / (2^20 * s_out)`.
+fn add_output_multiplier(in1: QParams, in2: QParams, out: QParams) -> f64 {
+    let twice_max = 2.0 * f64::from(in1.scale.max(in2.scale));
+    twice_max / (f64::from(1u32 << ADD_LEFT_SHIFT) * f64::from(out.scale))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct AddSide {
     offset: i32,
@@ -396,12 +404,24 @@ impl AddParams {
         out: QParams,
         activation: FusedActivation,
     ) -> Result<Self, String> {
+        Self::with_output(in1, in2, out, activation, |real| {
+            multiplier_below_one("output", real)
+        })
+    }
+
+    /// [`AddParams::new`] with the real output multiplier quantized by `output`.
+    fn with_output(
+        in1: QParams,
+        in2: QParams,
+        out: QParams,
+        activation: FusedActivation,
+        output: impl FnOnce(f64) -> Result<QuantizedMultiplier, String>,
+    ) -> Result<Self, String> {
         check_scale("first input", in1)?;
         check_scale("second input", in2)?;
         check_scale("output", out)?;
-        let twice_max = 2.0 * f64::from(in1.scale.max(in2.scale));
-        let real_out = twice_max / (f64::from(1u32 << ADD_LEFT_SHIFT) * f64::from(out.scale));
         let (act_min, act_max) = fused_activation_range(activation, out);
+        let twice_max = 2.0 * f64::from(in1.scale.max(in2.scale));
         Ok(AddParams {
             in1: AddSide {
                 offset: -in1.zero_point,
@@ -411,7 +431,7 @@ impl AddParams {
                 offset: -in2.zero_point,
                 multiplier: multiplier_below_one("input", f64::from(in2.scale) / twice_max)?,
             },
-            out: multiplier_below_one("output", real_out)?,
+            out: output(add_output_multiplier(in1, in2, out))?,
             out_offset: out.zero_point,
             act_min,
             act_max,
@@ -549,11 +569,85 @@ impl Add {
     }
 }
 
+/// The largest output shift [`Sub`] takes when its real output multiplier is above 1:
+/// LiteRT's shifts by `32 - shift` stay within the lane width up to here; past it (real
+/// multipliers of 2^31 and more, output scales some 2^50 finer than the inputs') what
+/// LiteRT computes is not established.
+const SUB_MAX_OUTPUT_SHIFT: i32 = 31;
+
+/// SUB's real output multiplier, quantized as sub.cc's `PrepareGeneralSubOp` does it:
+/// `QuantizeMultiplierGreaterThanOne` above 1 (a positive shift; its checks are debug
+/// only), `QuantizeMultiplierSmallerThanOneExp` otherwise, whose checks abort LiteRT at
+/// exactly 1 (measured: a SUB with a real output multiplier of exactly 1.0 kills the
+/// process, one of 1.0000001 runs).
+fn sub_output_multiplier(real: f64) -> Result<QuantizedMultiplier, String> {
+    if real.is_nan() || real <= 1.0 {
+        return multiplier_below_one("output", real);
+    }
+    let m = QuantizedMultiplier::from_real(real);
+    if !real.is_finite() || m.shift > SUB_MAX_OUTPUT_SHIFT {
+        return Err(format!(
+            "output multiplier {real} is 2^31 or more; what LiteRT's SUB computes with it is \
+             not modelled"
+        ));
+    }
+    Ok(m)
+}
+
+/// Which of LiteRT's two compiled forms of the flat SUB loop computes an element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SubLane {
+    Scalar,
+    Vector,
+}
+
+/// SUB's output stage for a real output multiplier above 1 (`m.shift` in 1..=31).
+///
+/// sub.h applies the output multiplier with `MultiplyByQuantizedMultiplierSmallerThanOneExp`
+/// even when sub.cc quantized it with a positive shift, so gemmlowp's
+/// `RoundingDivideByPOT` runs with the exponent `-shift`: its `(1ll << exponent) - 1`
+/// mask truncates to all ones, and its arithmetic right shift by `-shift` is where the
+/// two compiled forms part:
+///
+/// * scalar code (x86 `sar` takes the count mod 32) shifts by `32 - shift`:
+///   `(x >> (32 - shift)) + (x >= 0)`;
+/// * the loop vectorized 4 lanes at a time (`psrad` by an out-of-range count fills with
+///   the sign) keeps only the sign: `(x >> 31) + (x >= 0)`, that is 1 or -1.
+///
+/// `x` is the doubling high multiply of the raw difference by the Q31 multiplier. The raw
+/// difference stays below 2^28 in magnitude, so the two forms agree up to shift 4 (real
+/// multipliers below 16) and part from shift 5 on.
+/// Measured against LiteRT 2.3.0 (x86-64, builtin kernels) on every pair of int8 inputs
+/// for real multipliers from 1.0000001 to about 2^21, and on random inputs up to 2^31:
+/// see `tests/int8_sub_above_one.rs` and
+/// `scripts/kernel_vectors/make_sub_above_one_vectors.py`.
+fn sub_above_one(x: i32, m: QuantizedMultiplier, lane: SubLane) -> i32 {
+    let x = saturating_rounding_doubling_high_mul(x, m.multiplier);
+    let shift = match lane {
+        SubLane::Scalar => 32 - m.shift,
+        SubLane::Vector => 31,
+    };
+    (x >> shift) + i32::from(x >= 0)
+}
+
 /// Prepared int8 SUB. LiteRT runs the reference kernel for int8 SUB, so every
-/// element takes the scalar path.
+/// element takes the scalar path, with one exception.
+///
+/// Unlike ADD, whose Prepare aborts the process on a real output multiplier of 1 or more
+/// (measured: SIGABRT in a child process for 1.0, 1.5 and 5.85), LiteRT's SUB runs with
+/// any multiplier above 1, and TensorFlow's quantizer writes such SUBs when the output is
+/// near-constant on the calibration data (an output range of 2e-6 gives a scale of
+/// 7.8e-9). What it computes then ([`sub_above_one`]) depends on how the compiler built
+/// the flat loop (`reference_ops::Sub`, taken when the shapes are equal once padded to
+/// one rank): the first `len / 4 * 4` elements go through the vectorized loop, the rest
+/// through the scalar one, unless the output shares a buffer with an input (LiteRT's
+/// arena runs ADD/SUB/MUL in place when it can; see [`Sub::in_place`]), when the
+/// vectorized loop's aliasing check sends every element down the scalar path. The
+/// broadcasting loop (`BroadcastQuantSubSlow`) is always scalar.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sub {
     params: AddParams,
+    in_place: bool,
 }
 
 impl Sub {
@@ -572,11 +666,26 @@ impl Sub {
                 ));
             }
         }
-        // sub.cc would accept an output multiplier above 1 and then right-shift by a
-        // negative amount (undefined behaviour); refusing it is the only safe option.
+        check_scale("output", out)?;
+        check_activation_bounds(activation, out)?;
         Ok(Sub {
-            params: AddParams::new(in1, in2, out, activation)?,
+            params: AddParams::with_output(in1, in2, out, activation, sub_output_multiplier)?,
+            in_place: false,
         })
+    }
+
+    /// Whether LiteRT runs this SUB in place, its output in the buffer of one of its
+    /// inputs (its arena planner decides; the caller knows the graph). Only matters
+    /// when [`Sub::in_place_matters`], and then only on equal shapes.
+    pub fn in_place(mut self, in_place: bool) -> Self {
+        self.in_place = in_place;
+        self
+    }
+
+    /// Whether [`Sub::in_place`] can change a result: a real output multiplier of 16 or
+    /// more (output shift 5 and up, see [`sub_above_one`]).
+    pub fn in_place_matters(&self) -> bool {
+        self.params.out.shift > 4
     }
 
     /// `out = a - b` broadcast; `out` has the broadcast shape's element count.
@@ -590,15 +699,25 @@ impl Sub {
     ) -> Result<(), String> {
         let plan = plan_for(a, a_shape, b, b_shape, out)?;
         let p = &self.params;
-        let sub = |x: i8, y: i8| {
-            p.finish_scalar(
-                AddParams::scale_scalar(p.in1, x).wrapping_sub(AddParams::scale_scalar(p.in2, y)),
-            )
+        let sub = |x: i8, y: i8, lane: SubLane| {
+            let raw =
+                AddParams::scale_scalar(p.in1, x).wrapping_sub(AddParams::scale_scalar(p.in2, y));
+            if p.out.shift <= 0 {
+                return p.finish_scalar(raw);
+            }
+            let v = sub_above_one(raw, p.out, lane).wrapping_add(p.out_offset);
+            v.max(p.act_min).min(p.act_max) as i8
         };
         match plan {
             BroadcastPlan::Elementwise { .. } => {
-                for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                    *o = sub(x, y);
+                let vector = if self.in_place { 0 } else { out.len() / 4 * 4 };
+                for (i, ((o, &x), &y)) in out.iter_mut().zip(a).zip(b).enumerate() {
+                    let lane = if i < vector {
+                        SubLane::Vector
+                    } else {
+                        SubLane::Scalar
+                    };
+                    *o = sub(x, y, lane);
                 }
             }
             _ => {
@@ -606,11 +725,37 @@ impl Sub {
                 let rank = out_shape.len();
                 let sa = broadcast_strides(&extend(a_shape, rank), &out_shape);
                 let sb = broadcast_strides(&extend(b_shape, rank), &out_shape);
-                for_each_broadcast(&out_shape, &sa, &sb, |o, ia, ib| out[o] = sub(a[ia], b[ib]));
+                for_each_broadcast(&out_shape, &sa, &sb, |o, ia, ib| {
+                    out[o] = sub(a[ia], b[ib], SubLane::Scalar)
+                });
             }
         }
         Ok(())
     }
+}
+
+/// `CalculateActivationRangeQuantized`'s check: a fused activation bound that quantizes
+/// outside int32 (`TfLiteRound(bound / scale)` in float) fails Prepare, which happens
+/// to RELU6 and RELU_N1_TO_1 on the tiny output scales that give SUB a multiplier far
+/// above 1 (measured: LiteRT refuses such a SUB, "no_integer_overflow_from_quantization").
+fn check_activation_bounds(activation: FusedActivation, out: QParams) -> Result<(), String> {
+    let bounds: &[f32] = match activation {
+        FusedActivation::Relu6 => &[0.0, 6.0],
+        FusedActivation::ReluN1To1 => &[-1.0, 1.0],
+        _ => &[],
+    };
+    for &bound in bounds {
+        let q = (bound / out.scale).round();
+        // i32::MIN and i32::MAX as f32 are -2^31 and 2^31, as in TFLite's comparison.
+        if !(q >= i32::MIN as f32 && q <= i32::MAX as f32) {
+            return Err(format!(
+                "the fused activation bound {bound} quantizes outside int32 with output scale \
+                 {}, which TFLite rejects",
+                out.scale
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The fixed-point parameters of TFLite's int8 MUL.
@@ -1196,6 +1341,44 @@ mod tests {
         let mul = Mul::new(q, q, QParams::new(0.25, 0), FusedActivation::None).unwrap();
         mul.run(&[4, -3], &[2], &[6], &[1], &mut out).unwrap();
         assert_eq!(out, [15, -20]);
+    }
+
+    #[test]
+    fn sub_above_one_by_hand() {
+        // Scales 0.25 and 2^-40: real output multiplier 0.5 / (2^20 * 2^-40) = 2^19,
+        // Q31 2^30 with shift 20. A difference of one input step is 2^19 at 2^20
+        // resolution; the high multiply halves it to 2^18. Scalar: 2^18 >> 12 = 64,
+        // plus 1 for a non-negative value; -2^18 >> 12 = -64. Vector: the sign only.
+        let q = QParams::new(0.25, 0);
+        let out = QParams::new(2f32.powi(-40), 0);
+        let sub = Sub::new(q, q, out, FusedActivation::None).unwrap();
+        let (a, b) = ([1i8, 0, 2, 2, 1], [0i8, 1, 2, 2, 0]);
+        let mut got = [0i8; 5];
+        sub.run(&a, &[5], &b, &[5], &mut got).unwrap();
+        // Four lanes through the vectorized loop, the fifth through the scalar tail.
+        assert_eq!(got, [1, -1, 1, 1, 65]);
+        sub.clone()
+            .in_place(true)
+            .run(&a, &[5], &b, &[5], &mut got)
+            .unwrap();
+        assert_eq!(got, [65, -64, 1, 1, 65]);
+        // Broadcasting is always scalar.
+        let mut two = [0i8; 2];
+        sub.run(&[1, 0], &[2], &[0], &[1], &mut two).unwrap();
+        assert_eq!(two, [65, 1]);
+        // A fused RELU clamps at the zero point.
+        let relu = Sub::new(q, q, out, FusedActivation::Relu).unwrap();
+        relu.in_place(true)
+            .run(&a, &[5], &b, &[5], &mut got)
+            .unwrap();
+        assert_eq!(got, [65, 0, 1, 1, 65]);
+
+        // Exactly 1 (LiteRT aborts), 2^31 (not modelled), RELU6's bound beyond int32.
+        assert!(Sub::new(q, q, QParams::new(2f32.powi(-21), 0), FusedActivation::None).is_err());
+        assert!(Sub::new(q, q, QParams::new(2f32.powi(-52), 0), FusedActivation::None).is_err());
+        assert!(Sub::new(q, q, out, FusedActivation::Relu6).is_err());
+        // ADD keeps refusing anything from 1 up: LiteRT's ADD aborts.
+        assert!(Add::new(q, q, out, FusedActivation::None).is_err());
     }
 
     #[test]
