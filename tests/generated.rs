@@ -50,27 +50,14 @@ const OPEN: &[(&str, &str)] = &[(
 /// Differences kept on purpose, each where qdbg's model is the better one (both found by a
 /// 2,000-model run and kept here as regression cases with their seeds): the model, and why.
 /// The test fails if one of them stops differing, so the list stays true.
-const DELIBERATE: &[(&str, &str)] = &[
-    (
-        "g2468",
-        "TANH read by a MINIMUM and a STRIDED_SLICE, which feeds a CONV_2D. TensorFlow's \
+const DELIBERATE: &[(&str, &str)] = &[(
+    "g2468",
+    "TANH read by a MINIMUM and a STRIDED_SLICE, which feeds a CONV_2D. TensorFlow's \
          STRIDED_SLICE reads the TANH's fixed parameters (1/128, 0) and its CONV_2D stays \
          float, so its \"full int8\" model is not; qdbg's STRIDED_SLICE reads the TANH's \
          output requantized to its readers' range [-0.29, 0] (scale 0.00114, where 1/128 \
          leaves 37 of 256 steps to that range) and the CONV_2D is int8",
-    ),
-    (
-        "g3265",
-        "model input x read by a MUL, a SPLIT and a CONCATENATION that needs other \
-         parameters: TensorFlow quantizes x once and requantizes it for the CONCATENATION \
-         (two roundings), qdbg quantizes the float x directly at the CONCATENATION's \
-         parameters (one rounding: MSE of that input 0.0083 against TensorFlow's 0.0143). \
-         All parameters are equal; the CONCATENATION output's SQNR is 1.1 dB lower with \
-         qdbg's single rounding all the same (23.8 vs 25.0 dB at the CONV_2D after it), most \
-         likely because in TensorFlow's model the x and MUL halves carry correlated rounding \
-         errors that the convolution's weights partly cancel (not measured further)",
-    ),
-];
+)];
 
 fn is_about(failure: &str, stem: &str) -> bool {
     failure.starts_with(&format!("{stem}:")) || failure.starts_with(&format!("{stem} "))
@@ -276,9 +263,11 @@ fn generated_models_quantize_as_tensorflow_does() {
 
         let ours = &q.graph;
         // qdbg's per-layer debugger rows against TensorFlow's debugger (its CSV, where the
-        // generator could make one).
+        // generator could make one). Not where TensorFlow's model left ops float: the int8
+        // ops after them read other values than qdbg's (a SOFTMAX reading a float
+        // FULLY_CONNECTED's output quantized, where qdbg's reads an int8 one).
         let csv = dir.join(format!("{stem}.tf_debug.csv"));
-        if csv.exists() {
+        if csv.exists() && qdbg::graph::ModelKind::of(&tf).float_ops == 0 {
             let (agree, rows, off) = csv_agreement(&graph, &q, &data, &csv);
             csv_rows += rows;
             csv_agree += agree;
@@ -404,12 +393,12 @@ fn generated_models_quantize_as_tensorflow_does() {
     for r in &rows_off {
         eprintln!("  debugger rows off: {r}");
     }
-    // Not yet per row: 24 of 1,526 rows differ today (CONCATENATION and PADV2 with
-    // requantized inputs, SOFTMAX, MEAN, MINIMUM/MAXIMUM, RESIZE_BILINEAR, one RESHAPE; see the
-    // README), none analysed yet. The share guards against any new difference.
+    // Not yet per row: 8 of 1,492 rows differ today (CONCATENATION with requantized inputs,
+    // MEAN, one ADD, one MAXIMUM; see the README), none analysed yet. The share guards
+    // against any new difference.
     assert!(
-        csv_agree * 100 >= csv_rows * 98,
-        "only {csv_agree} of {csv_rows} of TensorFlow's debugger rows reproduced (98% expected)"
+        csv_agree * 100 >= csv_rows * 99,
+        "only {csv_agree} of {csv_rows} of TensorFlow's debugger rows reproduced (99% expected)"
     );
     for f in &deliberate {
         eprintln!("  known: {f}");

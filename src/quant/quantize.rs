@@ -211,22 +211,55 @@ pub fn quantize_graph(
                     };
                     *input = Some(replace_or_append(&mut g, id, converted, &constant_users));
                 } else if t.dtype.is_float() && !is_int8.contains(&id) {
-                    // A float activation feeding an int8 op: QUANTIZE it once (per set of
-                    // parameters its readers need).
-                    let q = plan
+                    // A float activation feeding an int8 op: QUANTIZE it once, with its own
+                    // parameters. A reader that needs others gets that int8 copy requantized,
+                    // as the converter writes it (QUANTIZE, then QUANTIZE int8 -> int8): two
+                    // roundings where quantizing the float values straight to the reader's
+                    // parameters would take one, but the model and its debugger rows are
+                    // TensorFlow's (tests/fixtures/generated/g3265, g20016).
+                    let own = plan.get(&id).cloned();
+                    let requantize = plan.requantize_for(pos, slot, id);
+                    let read = plan
                         .read_params(pos, slot, id)
                         .cloned()
                         .ok_or_else(|| missing(float, id))?;
-                    let key = (id, plan.requantize_for(pos, slot, id));
-                    let copy = *quantized_copy.entry(key).or_insert_with(|| {
+                    let base_params = match (&own, requantize) {
+                        (Some(own), Some(_)) => own.clone(),
+                        _ => read.clone(),
+                    };
+                    let base_key = (id, if own.is_some() { None } else { requantize });
+                    let base = *quantized_copy.entry(base_key).or_insert_with(|| {
                         let mut border = Border {
                             graph: &mut g,
                             nodes: &mut nodes,
                             origins: &mut origins,
                             twin_of: &mut twin_of,
                         };
-                        border.quantized_twin(id, "int8", &q, node.source_index)
+                        border.quantized_twin(id, "int8", &base_params, node.source_index)
                     });
+                    let copy = match (&own, requantize) {
+                        (Some(_), Some(index)) => {
+                            let copy =
+                                *requantized_copy.entry((base, index)).or_insert_with(|| {
+                                    let mut border = Border {
+                                        graph: &mut g,
+                                        nodes: &mut nodes,
+                                        origins: &mut origins,
+                                        twin_of: &mut twin_of,
+                                    };
+                                    border.quantized_twin(
+                                        base,
+                                        "requantized",
+                                        &read,
+                                        node.source_index,
+                                    )
+                                });
+                            // It stands for the float tensor, as the first copy does.
+                            twin_of.insert(copy, id);
+                            copy
+                        }
+                        _ => base,
+                    };
                     *input = Some(copy);
                 } else if is_int8.contains(&id) {
                     // Where two parameter requirements meet, this reader gets the tensor

@@ -100,9 +100,9 @@ pub fn compare_params(ours: &Graph, tf: &Graph) -> (usize, Vec<String>) {
 
 /// The parameter conversions a quantizer inserted where two requirements meet: int8 ->
 /// int8 QUANTIZE ops, plus each float tensor's QUANTIZE ops beyond its first. (Where a
-/// model input's readers need two parameter sets, TensorFlow quantizes it once and
-/// requantizes int8 -> int8; qdbg quantizes it from float to each, one rounding fewer. The
-/// count is the same.)
+/// model input's readers need two parameter sets, both TensorFlow and qdbg quantize it once
+/// and requantize int8 -> int8; a quantizer that quantized from float to each would count
+/// the same.)
 pub fn requantizes(g: &Graph) -> usize {
     let mut from_float: std::collections::HashMap<usize, usize> = Default::default();
     let mut count = 0;
