@@ -906,3 +906,62 @@ fn unknown_custom_op() {
     assert!(String::from_utf8_lossy(&inspect.stdout)
         .contains("not supported by qdbg: #0 CUSTOM(TransformTensorBilinear)"));
 }
+
+/// A CUDA device asked of a build without the `cuda` feature (the README's † row, testable
+/// wherever the feature is off, as in CI).
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_device_on_a_build_without_cuda() {
+    let s = Scratch::new();
+    let out = s.run(&[
+        "run",
+        &s.p("model.tflite"),
+        "--data",
+        &s.p("data.npz"),
+        "-o",
+        &s.p("out.npz"),
+        "--device",
+        "cuda",
+    ]);
+    s.expect_refused(&out, &["cuda", "built without CUDA", "--features cuda"]);
+}
+
+/// A saved calibration that matches the model and data but lacks a tensor's range (edited
+/// by hand, or cut short): it is not reused but computed again, so no op silently stays
+/// float for want of a range.
+#[test]
+fn saved_calibration_without_a_tensors_range_is_recomputed() {
+    let s = Scratch::new();
+    let (model, data, out) = (s.p("model.tflite"), s.p("data.npz"), s.p("out.tflite"));
+    let quantize = || s.run(&["quantize", &model, "--data", &data, "-o", &out]);
+    // The notes go to stdout; errors to stderr.
+    let stderr = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let first = quantize();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let reused = quantize();
+    assert!(stderr(&reused).contains("reused"), "{}", stderr(&reused));
+
+    let saved = s.path("model.tflite.qdbg-calibration.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    let ranges = json["ranges"].as_object_mut().unwrap();
+    let key = ranges
+        .iter()
+        .find(|(_, r)| r["name"] != "features")
+        .map(|(k, _)| k.clone())
+        .unwrap();
+    ranges.remove(&key);
+    std::fs::write(&saved, serde_json::to_string(&json).unwrap()).unwrap();
+
+    let again = quantize();
+    let err = stderr(&again);
+    assert_eq!(again.status.code(), Some(0), "{err}");
+    assert!(!err.contains("reused") && err.contains("saved to"), "{err}");
+    assert!(err.contains("quantized 4 of 4 ops"), "{err}");
+}

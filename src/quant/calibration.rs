@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::data::{Dataset, SampleArray};
 use crate::error::{Error, Result};
 use crate::exec::{tensor_from_owned_sample, Executor, FloatOutputCache};
-use crate::graph::TensorId;
+use crate::graph::{Graph, TensorId};
 
 /// Bumped whenever the file's meaning changes; older files are recomputed, not misread.
 pub const CALIBRATION_VERSION: u32 = 3;
@@ -72,6 +72,20 @@ impl Calibration {
             && cal.model_sha256 == model_sha256
             && cal.dataset_blake3 == dataset_blake3)
             .then_some(cal)
+    }
+
+    /// Whether it has a range for every float tensor a calibration of `graph` records (its
+    /// float inputs and every float op output). A saved file that matches the model and data
+    /// but lacks one (edited by hand, cut short) is not reused: the ops reading that tensor
+    /// would otherwise stay float with no error.
+    pub fn covers(&self, graph: &Graph) -> bool {
+        let float = |id: &TensorId| graph.tensor(*id).dtype.is_float();
+        graph
+            .inputs
+            .iter()
+            .chain(graph.nodes.iter().flat_map(|n| n.outputs.iter()))
+            .filter(|id| float(id))
+            .all(|id| self.ranges.contains_key(id))
     }
 
     /// Writes the calibration atomically (temp file in the same folder, then rename).
@@ -383,6 +397,7 @@ pub fn calibrate_or_load(
     let path = Calibration::default_path(model);
     if !recalibrate {
         if let Some(cal) = Calibration::load_matching(&path, &model_sha, &dataset_digest(dataset)?)
+            .filter(|cal| cal.covers(executor.graph()))
         {
             return Ok((cal, CalibrationSource::Reused(path)));
         }
