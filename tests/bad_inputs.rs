@@ -907,8 +907,8 @@ fn unknown_custom_op() {
         .contains("not supported by qdbg: #0 CUSTOM(TransformTensorBilinear)"));
 }
 
-/// A CUDA device asked of a build without the `cuda` feature (the README's † row, testable
-/// wherever the feature is off, as in CI).
+/// A CUDA device asked of a build without the `cuda` feature (testable wherever the feature
+/// is off, as in CI).
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn cuda_device_on_a_build_without_cuda() {
