@@ -32,7 +32,7 @@ use common::tf_quantizer::{compare_params, qdbg_quantized, requantizes, sqnr_db}
 use ndarray_npy::NpzReader;
 use qdbg::data::Dataset;
 use qdbg::graph::Graph;
-use qdbg::quant::plan::{rule, Rule};
+use qdbg::ops::{param_rule, ParamRule};
 use qdbg::quant::quantize::QuantizedModel;
 
 /// Differences not yet explained (each kept as a regression case with its seed): the
@@ -205,8 +205,9 @@ fn csv_agreement(
         // resizes, slices, concatenations, ...) against a second copy of the same int8 op,
         // so it reports float noise (below 1e-8 step²) whatever that op's rounding; qdbg
         // compares with the float op and reports the rounding. Not compared.
-        let same_scale =
-            row.is_some_and(|s| rule(&graph.nodes[s.info.float_node].op) == Rule::SameScale);
+        let same_scale = row.is_some_and(|s| {
+            param_rule(&graph.nodes[s.info.float_node].op) == ParamRule::SameScale
+        });
         if same_scale
             && *mse <= 1e-8 * scale * scale
             && ours.is_some_and(|o| !mse_agrees(o, *mse, *scale))

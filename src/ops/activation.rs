@@ -1,9 +1,182 @@
 //! Element-wise activations (standalone and fused), PRELU and SOFTMAX.
 
 use candle_core::Tensor as CTensor;
+use flatbuffers::FlatBufferBuilder;
 
-use super::OpResult;
-use crate::graph::{FusedActivation, UnaryKind};
+use super::family::{
+    not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
+};
+use super::quantized::{from_int8, int8_values, qparams};
+use super::{broadcast_shape, expect_output_shape, EvalCtx, OpError, OpResult};
+use crate::graph::{DType, FusedActivation, Graph, Node, Op, QuantParams, UnaryKind};
+use crate::kernels::int8::{activation, math, softmax};
+use crate::tflite::codec::OpVersionCtx;
+use crate::tflite::fb;
+
+pub struct Activation;
+
+impl OpFamily for Activation {
+    fn read_tflite(o: &TfliteOperator) -> Option<Result<Op, String>> {
+        use fb::BuiltinOperator as B;
+        let unary = |kind| Some(Ok(Op::Unary(kind)));
+        match o.code {
+            B::RSQRT => unary(UnaryKind::Rsqrt),
+            B::SQRT => unary(UnaryKind::Sqrt),
+            B::RELU => unary(UnaryKind::Relu),
+            B::RELU6 => unary(UnaryKind::Relu6),
+            B::RELU_N1_TO_1 => unary(UnaryKind::ReluN1To1),
+            B::LOGISTIC => unary(UnaryKind::Logistic),
+            B::TANH => unary(UnaryKind::Tanh),
+            B::HARD_SWISH => unary(UnaryKind::HardSwish),
+            B::GELU => unary(UnaryKind::Gelu {
+                approximate: o
+                    .op
+                    .builtin_options_as_gelu_options()
+                    .is_some_and(|o| o.approximate()),
+            }),
+            B::LEAKY_RELU => unary(UnaryKind::LeakyRelu {
+                alpha: o
+                    .op
+                    .builtin_options_as_leaky_relu_options()
+                    .map_or(0.2, |o| o.alpha()),
+            }),
+            B::PRELU => Some(Ok(Op::Prelu)),
+            B::SOFTMAX => Some(Ok(Op::Softmax {
+                beta: o
+                    .op
+                    .builtin_options_as_softmax_options()
+                    .map_or(1.0, |o| o.beta()),
+            })),
+            _ => None,
+        }
+    }
+
+    fn tflite_code(op: &Op) -> Option<fb::BuiltinOperator> {
+        use fb::BuiltinOperator as B;
+        Some(match op {
+            Op::Unary(kind) => match kind {
+                UnaryKind::Rsqrt => B::RSQRT,
+                UnaryKind::Sqrt => B::SQRT,
+                UnaryKind::Relu => B::RELU,
+                UnaryKind::Relu6 => B::RELU6,
+                UnaryKind::ReluN1To1 => B::RELU_N1_TO_1,
+                UnaryKind::Logistic => B::LOGISTIC,
+                UnaryKind::Tanh => B::TANH,
+                UnaryKind::HardSwish => B::HARD_SWISH,
+                UnaryKind::Gelu { .. } => B::GELU,
+                UnaryKind::LeakyRelu { .. } => B::LEAKY_RELU,
+            },
+            Op::Prelu => B::PRELU,
+            Op::Softmax { .. } => B::SOFTMAX,
+            _ => return None,
+        })
+    }
+
+    fn write_tflite_options(
+        fbb: &mut FlatBufferBuilder<'_>,
+        _graph: &Graph,
+        node: &Node,
+    ) -> Result<TfliteOptions, String> {
+        use fb::BuiltinOptions as O;
+        Ok(match &node.op {
+            Op::Unary(UnaryKind::Gelu { approximate }) => (
+                O::GeluOptions,
+                Some(
+                    fb::GeluOptions::create(
+                        fbb,
+                        &fb::GeluOptionsArgs {
+                            approximate: *approximate,
+                        },
+                    )
+                    .as_union_value(),
+                ),
+            ),
+            Op::Unary(UnaryKind::LeakyRelu { alpha }) => (
+                O::LeakyReluOptions,
+                Some(
+                    fb::LeakyReluOptions::create(fbb, &fb::LeakyReluOptionsArgs { alpha: *alpha })
+                        .as_union_value(),
+                ),
+            ),
+            Op::Softmax { beta } => (
+                O::SoftmaxOptions,
+                Some(
+                    fb::SoftmaxOptions::create(fbb, &fb::SoftmaxOptionsArgs { beta: *beta })
+                        .as_union_value(),
+                ),
+            ),
+            Op::Unary(_) | Op::Prelu => (O::NONE, None),
+            other => return Err(not_in_family("activation", other)),
+        })
+    }
+
+    fn tflite_version(v: &OpVersionCtx, op: &Op) -> i32 {
+        use DType::*;
+        let first = OpVersionCtx::first;
+        match op {
+            Op::Unary(UnaryKind::Relu) => {
+                first(&[(v.is(0, I16), 3), (v.is(0, I8) || v.is(0, U8), 2)])
+            }
+            Op::Unary(UnaryKind::Tanh | UnaryKind::Logistic) => {
+                first(&[(v.is(0, I16) && v.out_is(I16), 3), (v.is(0, I8), 2)])
+            }
+            Op::Unary(UnaryKind::LeakyRelu { .. }) => first(&[(v.is(0, I16), 2)]),
+            Op::Softmax { .. } | Op::Unary(UnaryKind::Relu6 | UnaryKind::Rsqrt) => {
+                first(&[(v.is(0, I16), 3), (v.is(0, I8), 2)])
+            }
+            Op::Unary(UnaryKind::Sqrt) => first(&[(v.is(0, I8) || v.is(0, I16), 2)]),
+            Op::Unary(UnaryKind::Gelu { .. }) => first(&[(v.is(0, I8) || v.is(0, U8), 2)]),
+            // One version for all types.
+            Op::Unary(UnaryKind::HardSwish | UnaryKind::ReluN1To1) | Op::Prelu => 1,
+            _ => 1,
+        }
+    }
+
+    fn param_rule(op: &Op) -> ParamRule {
+        match op {
+            Op::Softmax { .. } | Op::Unary(UnaryKind::Logistic) => {
+                ParamRule::FixedOutput(QuantParams::per_tensor(1.0 / 256.0, -128))
+            }
+            Op::Unary(UnaryKind::Tanh) => {
+                ParamRule::FixedOutput(QuantParams::per_tensor(1.0 / 128.0, 0))
+            }
+            _ => ParamRule::Own,
+        }
+    }
+
+    fn weight_slots(op: &Op) -> Option<WeightSlots> {
+        match op {
+            Op::Prelu => Some(WeightSlots::SymmetricPerTensor(1)),
+            _ => None,
+        }
+    }
+
+    fn int8_support(_op: &Op) -> Int8Support {
+        Int8Support::Kernel
+    }
+
+    fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        Ok(vec![match &ctx.node.op {
+            Op::Unary(kind) => unary(ctx.input(0)?, *kind)?,
+            Op::Prelu => {
+                let (x, alpha) = (ctx.input(0)?, ctx.input(1)?);
+                expect_output_shape(ctx, 0, &broadcast_shape(x.dims(), alpha.dims())?)?;
+                prelu(x, alpha)?
+            }
+            Op::Softmax { beta } => softmax(ctx.input(0)?, *beta)?,
+            other => return Err(OpError(not_in_family("activation", other))),
+        }])
+    }
+
+    fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        Ok(vec![match &ctx.node.op {
+            Op::Unary(kind) => unary_int8(ctx, *kind)?,
+            Op::Prelu => prelu_int8(ctx)?,
+            Op::Softmax { beta } => softmax_int8(ctx, *beta)?,
+            other => return Err(OpError(not_in_family("activation", other))),
+        }])
+    }
+}
 
 /// Applies an activation that TFLite fused into the op producing `x`.
 pub fn apply_fused(x: CTensor, activation: FusedActivation) -> OpResult<CTensor> {
@@ -32,7 +205,7 @@ fn float_only(x: &CTensor, what: &str, exempt: bool) -> OpResult<()> {
     Ok(())
 }
 
-pub fn unary(x: &CTensor, kind: UnaryKind) -> OpResult<CTensor> {
+fn unary(x: &CTensor, kind: UnaryKind) -> OpResult<CTensor> {
     float_only(x, "this op", false)?;
     Ok(match kind {
         UnaryKind::Rsqrt => x.sqrt()?.recip()?,
@@ -73,20 +246,94 @@ fn logistic(x: &CTensor) -> OpResult<CTensor> {
 }
 
 /// PRELU: `x` where positive, `alpha * x` elsewhere, with `alpha` broadcast.
-pub fn prelu(x: &CTensor, alpha: &CTensor) -> OpResult<CTensor> {
+fn prelu(x: &CTensor, alpha: &CTensor) -> OpResult<CTensor> {
     float_only(x, "PRELU", false)?;
     let negative = x.minimum(0f32)?.broadcast_mul(alpha)?;
     Ok(x.relu()?.broadcast_add(&negative)?)
 }
 
 /// SOFTMAX over the last axis of `beta * x`, shifted by the maximum for stability.
-pub fn softmax(x: &CTensor, beta: f32) -> OpResult<CTensor> {
+fn softmax(x: &CTensor, beta: f32) -> OpResult<CTensor> {
     float_only(x, "SOFTMAX", false)?;
     let last = x.rank().saturating_sub(1);
     let scaled = (x * beta as f64)?;
     let shifted = scaled.broadcast_sub(&scaled.max_keepdim(last)?)?;
     let exp = shifted.exp()?;
     Ok(exp.broadcast_div(&exp.sum_keepdim(last)?)?)
+}
+
+fn softmax_int8(ctx: &EvalCtx, beta: f32) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let depth = input.dims().last().copied().unwrap_or(1);
+    let k = softmax::Softmax::new(
+        beta,
+        qparams(ctx, ctx.input_id(0)?)?,
+        qparams(ctx, ctx.node.outputs[0])?,
+    )
+    .map_err(OpError)?;
+    let values = int8_values(input)?;
+    let mut out = vec![0i8; values.len()];
+    k.run(&values, depth, &mut out).map_err(OpError)?;
+    from_int8(out, input.dims(), input)
+}
+
+fn unary_int8(ctx: &EvalCtx, kind: UnaryKind) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let (qi, qo) = (
+        qparams(ctx, ctx.input_id(0)?)?,
+        qparams(ctx, ctx.node.outputs[0])?,
+    );
+    let values = int8_values(input)?;
+    let mut out = vec![0i8; values.len()];
+    match kind {
+        UnaryKind::Logistic => {
+            activation::Lut::logistic(qi, qo).and_then(|k| k.run(&values, &mut out))
+        }
+        UnaryKind::Tanh => activation::Lut::tanh(qi, qo).and_then(|k| k.run(&values, &mut out)),
+        UnaryKind::HardSwish => {
+            activation::HardSwish::new(qi, qo).and_then(|k| k.run(&values, &mut out))
+        }
+        UnaryKind::Relu | UnaryKind::Relu6 | UnaryKind::ReluN1To1 => {
+            let relu = match kind {
+                UnaryKind::Relu => activation::ReluKind::Relu,
+                UnaryKind::Relu6 => activation::ReluKind::Relu6,
+                _ => activation::ReluKind::ReluN1To1,
+            };
+            activation::Relu::new(relu, qi, qo).and_then(|k| k.run(&values, &mut out))
+        }
+        UnaryKind::Rsqrt => math::Rsqrt::new(qi, qo).and_then(|k| k.run(&values, &mut out)),
+        UnaryKind::Sqrt => math::Sqrt::new(qi, qo).and_then(|k| k.run(&values, &mut out)),
+        UnaryKind::Gelu { approximate } => {
+            math::Gelu::new(approximate, qi, qo).and_then(|k| k.run(&values, &mut out))
+        }
+        UnaryKind::LeakyRelu { alpha } => activation::LeakyRelu::new(alpha, qi, qo)
+            .and_then(|k| k.with_arithmetic(ctx.arithmetic).run(&values, &mut out)),
+    }
+    .map_err(OpError)?;
+    from_int8(out, input.dims(), input)
+}
+
+/// PRELU on int8: alpha is a constant int8 tensor broadcast against the input.
+fn prelu_int8(ctx: &EvalCtx) -> OpResult<CTensor> {
+    let (x, alpha) = (ctx.input(0)?, ctx.input(1)?);
+    expect_output_shape(ctx, 0, x.dims())?;
+    let k = math::Prelu::new(
+        qparams(ctx, ctx.input_id(0)?)?,
+        qparams(ctx, ctx.input_id(1)?)?,
+        qparams(ctx, ctx.node.outputs[0])?,
+    )
+    .map_err(OpError)?;
+    let values = int8_values(x)?;
+    let mut out = vec![0i8; values.len()];
+    k.run(
+        &values,
+        x.dims(),
+        &int8_values(alpha)?,
+        alpha.dims(),
+        &mut out,
+    )
+    .map_err(OpError)?;
+    from_int8(out, x.dims(), x)
 }
 
 #[cfg(test)]

@@ -1,13 +1,231 @@
-//! Two-input element-wise ops with numpy broadcasting.
+//! Two-input element-wise ops with numpy broadcasting: ADD, SUB, MUL, DIV,
+//! SQUARED_DIFFERENCE, MAXIMUM, MINIMUM.
 
 use candle_core::{DType, Tensor as CTensor};
+use flatbuffers::FlatBufferBuilder;
 
-use super::{
-    activation::apply_fused, broadcast_shape, expect_output_shape, EvalCtx, OpError, OpResult,
+use super::family::{
+    not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
-use crate::graph::{BinaryKind, FusedActivation};
+use super::quantized::{from_int8, int8_values, qparams};
+use super::{
+    activation::apply_fused, broadcast_shape, expect_output_shape, op_bail, EvalCtx, OpError,
+    OpResult,
+};
+use crate::graph::{BinaryKind, DType as GDType, FusedActivation, Graph, Node, Op, TensorId};
+use crate::kernels::int8::{elementwise, math};
+use crate::tflite::codec::{read_activation_or_none, write_activation, OpVersionCtx};
+use crate::tflite::fb;
 
-pub fn binary(ctx: &EvalCtx, kind: BinaryKind, activation: FusedActivation) -> OpResult<CTensor> {
+pub struct Binary;
+
+impl OpFamily for Binary {
+    fn read_tflite(o: &TfliteOperator) -> Option<Result<Op, String>> {
+        use fb::BuiltinOperator as B;
+        let op = o.op;
+        let (kind, act) = match o.code {
+            B::ADD => (
+                BinaryKind::Add,
+                op.builtin_options_as_add_options()
+                    .map(|o| o.fused_activation_function()),
+            ),
+            B::SUB => (
+                BinaryKind::Sub,
+                op.builtin_options_as_sub_options()
+                    .map(|o| o.fused_activation_function()),
+            ),
+            B::MUL => (
+                BinaryKind::Mul,
+                op.builtin_options_as_mul_options()
+                    .map(|o| o.fused_activation_function()),
+            ),
+            B::DIV => (
+                BinaryKind::Div,
+                op.builtin_options_as_div_options()
+                    .map(|o| o.fused_activation_function()),
+            ),
+            B::SQUARED_DIFFERENCE => (BinaryKind::SquaredDifference, None),
+            B::MAXIMUM => (BinaryKind::Maximum, None),
+            B::MINIMUM => (BinaryKind::Minimum, None),
+            _ => return None,
+        };
+        Some(read_activation_or_none(act).map(|activation| Op::Binary { kind, activation }))
+    }
+
+    fn tflite_code(op: &Op) -> Option<fb::BuiltinOperator> {
+        use fb::BuiltinOperator as B;
+        let Op::Binary { kind, .. } = op else {
+            return None;
+        };
+        Some(match kind {
+            BinaryKind::Add => B::ADD,
+            BinaryKind::Sub => B::SUB,
+            BinaryKind::Mul => B::MUL,
+            BinaryKind::Div => B::DIV,
+            BinaryKind::SquaredDifference => B::SQUARED_DIFFERENCE,
+            BinaryKind::Maximum => B::MAXIMUM,
+            BinaryKind::Minimum => B::MINIMUM,
+        })
+    }
+
+    fn write_tflite_options(
+        fbb: &mut FlatBufferBuilder<'_>,
+        _graph: &Graph,
+        node: &Node,
+    ) -> Result<TfliteOptions, String> {
+        use fb::BuiltinOptions as O;
+        let Op::Binary {
+            kind,
+            activation: act,
+        } = &node.op
+        else {
+            return Err(not_in_family("binary", &node.op));
+        };
+        let a = write_activation(*act);
+        Ok(match kind {
+            BinaryKind::Add => (
+                O::AddOptions,
+                Some(
+                    fb::AddOptions::create(
+                        fbb,
+                        &fb::AddOptionsArgs {
+                            fused_activation_function: a,
+                            ..Default::default()
+                        },
+                    )
+                    .as_union_value(),
+                ),
+            ),
+            BinaryKind::Sub => (
+                O::SubOptions,
+                Some(
+                    fb::SubOptions::create(
+                        fbb,
+                        &fb::SubOptionsArgs {
+                            fused_activation_function: a,
+                            ..Default::default()
+                        },
+                    )
+                    .as_union_value(),
+                ),
+            ),
+            BinaryKind::Mul => (
+                O::MulOptions,
+                Some(
+                    fb::MulOptions::create(
+                        fbb,
+                        &fb::MulOptionsArgs {
+                            fused_activation_function: a,
+                        },
+                    )
+                    .as_union_value(),
+                ),
+            ),
+            BinaryKind::Div => (
+                O::DivOptions,
+                Some(
+                    fb::DivOptions::create(
+                        fbb,
+                        &fb::DivOptionsArgs {
+                            fused_activation_function: a,
+                        },
+                    )
+                    .as_union_value(),
+                ),
+            ),
+            BinaryKind::SquaredDifference | BinaryKind::Maximum | BinaryKind::Minimum => {
+                if *act != FusedActivation::None {
+                    return Err(format!(
+                        "TFLite's {} has no fused activation, but the graph fuses {act:?}",
+                        node.op.name()
+                    ));
+                }
+                (O::NONE, None)
+            }
+        })
+    }
+
+    fn tflite_version(v: &OpVersionCtx, op: &Op) -> i32 {
+        use GDType::*;
+        let Op::Binary { kind, .. } = op else {
+            return 1;
+        };
+        let first = OpVersionCtx::first;
+        match kind {
+            BinaryKind::Mul => {
+                let quantized = |i: usize| v.input(i).is_some_and(|t| t.quant.is_some());
+                let (s1, s2, so) = (
+                    OpVersionCtx::scale(v.input(0)),
+                    OpVersionCtx::scale(v.input(1)),
+                    OpVersionCtx::scale(v.output()),
+                );
+                // float arithmetic, as TensorFlow's.
+                let rescale_ge_1 = s1 != 0.0 && s2 != 0.0 && so != 0.0 && s1 * s2 / so >= 1.0;
+                first(&[
+                    (v.is(0, F16), 8),
+                    (v.is(0, I16) && !(quantized(0) || quantized(1)), 7),
+                    (v.is(0, U32), 7),
+                    (v.is(0, I64), 5),
+                    (v.is(0, I16), 4),
+                    (rescale_ge_1, 3),
+                    (v.is(0, I8), 2),
+                ])
+            }
+            BinaryKind::Maximum | BinaryKind::Minimum => first(&[
+                (v.is(0, I16) && v.out_is(I16), 4),
+                (v.broadcast5d(), 3),
+                (v.is(0, I8), 2),
+            ]),
+            BinaryKind::Add => {
+                let quantized = v.input(0).is_some_and(|t| t.quant.is_some());
+                first(&[
+                    (v.is(0, F16), 6),
+                    (v.is(0, I16) && !quantized, 5),
+                    (v.is(0, I64), 4),
+                    (v.is(0, I8), 2),
+                ])
+            }
+            BinaryKind::Sub => first(&[(v.is(0, I64), 4), (v.broadcast5d(), 3), (v.is(0, I8), 2)]),
+            BinaryKind::Div => first(&[(v.broadcast5d(), 2)]),
+            BinaryKind::SquaredDifference => first(&[(v.is(0, I8), 2)]),
+        }
+    }
+
+    fn param_rule(op: &Op) -> ParamRule {
+        match op {
+            // LiteRT's int8 MAXIMUM / MINIMUM compare raw values.
+            Op::Binary {
+                kind: BinaryKind::Maximum | BinaryKind::Minimum,
+                ..
+            } => ParamRule::SameScale,
+            _ => ParamRule::Own,
+        }
+    }
+
+    fn weight_slots(_op: &Op) -> Option<WeightSlots> {
+        None
+    }
+
+    fn int8_support(_op: &Op) -> Int8Support {
+        Int8Support::Kernel
+    }
+
+    fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        let Op::Binary { kind, activation } = &ctx.node.op else {
+            return Err(OpError(not_in_family("binary", &ctx.node.op)));
+        };
+        Ok(vec![binary(ctx, *kind, *activation)?])
+    }
+
+    fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        let Op::Binary { kind, activation } = &ctx.node.op else {
+            return Err(OpError(not_in_family("binary", &ctx.node.op)));
+        };
+        Ok(vec![binary_int8(ctx, *kind, *activation)?])
+    }
+}
+
+fn binary(ctx: &EvalCtx, kind: BinaryKind, activation: FusedActivation) -> OpResult<CTensor> {
     let (a, b) = (ctx.input(0)?, ctx.input(1)?);
     let shape = broadcast_shape(a.dims(), b.dims())?;
     expect_output_shape(ctx, 0, &shape)?;
@@ -69,6 +287,135 @@ fn integer_binary(
     };
     let out: Vec<i64> = x.iter().zip(&y).map(|(&p, &q)| op(p, q)).collect();
     Ok(CTensor::from_vec(out, shape, a.device())?.to_dtype(a.dtype())?)
+}
+
+fn binary_int8(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResult<CTensor> {
+    let (a, b) = (ctx.input(0)?, ctx.input(1)?);
+    let shape = broadcast_shape(a.dims(), b.dims())?;
+    expect_output_shape(ctx, 0, &shape)?;
+    let (qa, qb) = (
+        qparams(ctx, ctx.input_id(0)?)?,
+        qparams(ctx, ctx.input_id(1)?)?,
+    );
+    let qo = qparams(ctx, ctx.node.outputs[0])?;
+    let (va, vb) = (int8_values(a)?, int8_values(b)?);
+    let mut out = vec![0i8; shape.iter().product()];
+    let (da, db) = (a.dims(), b.dims());
+    match kind {
+        BinaryKind::Add => {
+            elementwise::Add::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
+        }
+        BinaryKind::Sub => elementwise::Sub::new(qa, qb, qo, act).and_then(|k| {
+            let in_place = k.in_place_matters() && litert_runs_in_place(ctx.graph, ctx.node);
+            k.in_place(in_place).run(&va, da, &vb, db, &mut out)
+        }),
+        BinaryKind::Mul => elementwise::Mul::new(qa, qb, qo, act).and_then(|k| {
+            k.with_arithmetic(ctx.arithmetic)
+                .run(&va, da, &vb, db, &mut out)
+        }),
+        BinaryKind::Div => {
+            math::Div::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
+        }
+        BinaryKind::SquaredDifference => {
+            math::SquaredDifference::new(qa, qb, qo).and_then(|k| k.run(&va, da, &vb, db, &mut out))
+        }
+        BinaryKind::Maximum | BinaryKind::Minimum => {
+            if qa != qo || qb != qo {
+                op_bail!(
+                    "int8 {} needs equal input and output parameters",
+                    ctx.node.op.name()
+                );
+            }
+            let which = if kind == BinaryKind::Maximum {
+                elementwise::MinMax::Maximum
+            } else {
+                elementwise::MinMax::Minimum
+            };
+            which.run(&va, da, &vb, db, &mut out)
+        }
+    }
+    .map_err(OpError)?;
+    from_int8(out, &shape, a)
+}
+
+/// Whether LiteRT's arena planner (`ArenaPlanner::IdentifyInPlaceTensors`, LiteRT 2.3.0)
+/// gives `target`'s output the buffer of one of its inputs. Ops registered as in place:
+/// ADD, SUB and MUL (either input, the data changes) and RESHAPE, SQUEEZE and EXPAND_DIMS
+/// (input 0, the data unchanged). An input can be shared when it is no model input, the
+/// output no model output, neither a constant, and, where the data changes, the input has
+/// the output's byte size (over 4 bytes) and this op as its one reader; the first input
+/// that can is taken, and the sharing is dropped when the buffer it already lives in (an
+/// earlier in-place op's) has another reader. The rule is arena_planner.cc's; LiteRT's
+/// tensor data pointers confirm it on SUBs sharing their first input, their second, or
+/// neither (a RESHAPE, SQUEEZE or EXPAND_DIMS of a tensor with two readers shares that
+/// tensor's buffer and so forbids it), and on 4 against 5 bytes; the SUB cases are the
+/// models `scripts/kernel_vectors/make_sub_above_one_vectors.py` commits.
+fn litert_runs_in_place(graph: &Graph, target: &Node) -> bool {
+    let mut readers = vec![0usize; graph.tensors.len()];
+    for &id in graph.inputs.iter().chain(&graph.outputs) {
+        readers[id] += 1;
+    }
+    for node in &graph.nodes {
+        for &id in node.inputs.iter().flatten() {
+            readers[id] += 1;
+        }
+    }
+    let bytes = |id: TensorId| {
+        let t = graph.tensor(id);
+        t.dtype.size_bytes().map(|b| b * t.num_elements())
+    };
+    // Tensor -> the tensor whose buffer it lives in.
+    let mut lives_in: std::collections::HashMap<TensorId, TensorId> = Default::default();
+    for node in &graph.nodes {
+        let is_target = std::ptr::eq(node, target)
+            || (node.source_index == target.source_index && node.outputs == target.outputs);
+        let (changes_data, shareable) = match &node.op {
+            Op::Binary {
+                kind: BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul,
+                ..
+            } => (true, 2),
+            Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims => (false, 1),
+            _ if is_target => return false,
+            _ => continue,
+        };
+        let Some(&out) = node.outputs.first() else {
+            if is_target {
+                return false;
+            }
+            continue;
+        };
+        let can_share = |id: TensorId| {
+            let input = graph.tensor(id);
+            if changes_data {
+                let same_size =
+                    matches!((bytes(id), bytes(out)), (Some(a), Some(b)) if a == b && a > 4);
+                if !same_size || readers[id] > 1 {
+                    return false;
+                }
+            }
+            !graph.inputs.contains(&id)
+                && !graph.outputs.contains(&out)
+                && !input.is_constant()
+                && !graph.tensor(out).is_constant()
+        };
+        let chosen = node
+            .inputs
+            .iter()
+            .take(shareable)
+            .flatten()
+            .copied()
+            .find(|&id| can_share(id));
+        let buffer = chosen
+            .map(|id| lives_in.get(&id).copied().unwrap_or(id))
+            .filter(|&root| !changes_data || readers[root] <= 1);
+        if is_target {
+            return buffer.is_some();
+        }
+        if let Some(root) = buffer {
+            lives_in.insert(out, root);
+        }
+    }
+    false
 }
 
 #[cfg(test)]

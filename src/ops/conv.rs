@@ -6,12 +6,192 @@
 //! entirely: on NHWC data they are a plain matrix product.
 
 use candle_core::Tensor as CTensor;
+use flatbuffers::FlatBufferBuilder;
 
-use super::{
-    activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpResult,
-    Prepared,
+use super::family::{
+    not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
-use crate::graph::{Conv2dAttrs, Graph, Node, Padding, TensorData, TensorId, TransposeConvAttrs};
+use super::int8_conv::{bias, convolution, filter, Stepping};
+use super::quantized::{from_int8, int8_values, qparams};
+use super::{
+    activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError,
+    OpResult, Prepared,
+};
+use crate::graph::{
+    Conv2dAttrs, DType, FusedActivation, Graph, Node, Op, Padding, TensorData, TensorId,
+    TransposeConvAttrs,
+};
+use crate::tflite::codec::{
+    read_activation_or_none, read_padding, read_positive, write_activation, write_int,
+    write_padding, OpVersionCtx,
+};
+use crate::tflite::fb;
+
+pub struct Conv;
+
+impl OpFamily for Conv {
+    fn read_tflite(o: &TfliteOperator) -> Option<Result<Op, String>> {
+        use fb::BuiltinOperator as B;
+        let op = o.op;
+        let read = || -> Result<Option<Op>, String> {
+            Ok(Some(match o.code {
+                B::CONV_2D => {
+                    let o = op.builtin_options_as_conv_2doptions();
+                    Op::Conv2d(Conv2dAttrs {
+                        padding: read_padding(o.map_or(fb::Padding::SAME, |o| o.padding()))?,
+                        stride_h: read_positive(o.map_or(1, |o| o.stride_h()), "stride_h")?,
+                        stride_w: read_positive(o.map_or(1, |o| o.stride_w()), "stride_w")?,
+                        dilation_h: read_positive(
+                            o.map_or(1, |o| o.dilation_h_factor()),
+                            "dilation_h",
+                        )?,
+                        dilation_w: read_positive(
+                            o.map_or(1, |o| o.dilation_w_factor()),
+                            "dilation_w",
+                        )?,
+                        activation: read_activation_or_none(
+                            o.map(|o| o.fused_activation_function()),
+                        )?,
+                    })
+                }
+                B::TRANSPOSE_CONV => {
+                    let o = op.builtin_options_as_transpose_conv_options();
+                    Op::TransposeConv(TransposeConvAttrs {
+                        padding: read_padding(o.map_or(fb::Padding::SAME, |o| o.padding()))?,
+                        stride_h: read_positive(o.map_or(1, |o| o.stride_h()), "stride_h")?,
+                        stride_w: read_positive(o.map_or(1, |o| o.stride_w()), "stride_w")?,
+                        activation: read_activation_or_none(
+                            o.map(|o| o.fused_activation_function()),
+                        )?,
+                    })
+                }
+                _ => return Ok(None),
+            }))
+        };
+        read().transpose()
+    }
+
+    fn tflite_code(op: &Op) -> Option<fb::BuiltinOperator> {
+        match op {
+            Op::Conv2d(_) => Some(fb::BuiltinOperator::CONV_2D),
+            Op::TransposeConv(_) => Some(fb::BuiltinOperator::TRANSPOSE_CONV),
+            _ => None,
+        }
+    }
+
+    fn write_tflite_options(
+        fbb: &mut FlatBufferBuilder<'_>,
+        _graph: &Graph,
+        node: &Node,
+    ) -> Result<TfliteOptions, String> {
+        use fb::BuiltinOptions as O;
+        Ok(match &node.op {
+            Op::Conv2d(a) => (
+                O::Conv2DOptions,
+                Some(
+                    fb::Conv2DOptions::create(
+                        fbb,
+                        &fb::Conv2DOptionsArgs {
+                            padding: write_padding(a.padding),
+                            stride_w: write_int(a.stride_w, "stride_w")?,
+                            stride_h: write_int(a.stride_h, "stride_h")?,
+                            fused_activation_function: write_activation(a.activation),
+                            dilation_w_factor: write_int(a.dilation_w, "dilation_w")?,
+                            dilation_h_factor: write_int(a.dilation_h, "dilation_h")?,
+                            ..Default::default()
+                        },
+                    )
+                    .as_union_value(),
+                ),
+            ),
+            Op::TransposeConv(a) => (
+                O::TransposeConvOptions,
+                Some(
+                    fb::TransposeConvOptions::create(
+                        fbb,
+                        &fb::TransposeConvOptionsArgs {
+                            padding: write_padding(a.padding),
+                            stride_w: write_int(a.stride_w, "stride_w")?,
+                            stride_h: write_int(a.stride_h, "stride_h")?,
+                            fused_activation_function: write_activation(a.activation),
+                            ..Default::default()
+                        },
+                    )
+                    .as_union_value(),
+                ),
+            ),
+            other => return Err(not_in_family("conv", other)),
+        })
+    }
+
+    fn tflite_version(v: &OpVersionCtx, op: &Op) -> i32 {
+        use DType::*;
+        let first = OpVersionCtx::first;
+        match op {
+            Op::Conv2d(_) => {
+                let grouped = v
+                    .input(0)
+                    .zip(v.input(1))
+                    .is_some_and(|(x, w)| !x.shape.is_empty() && x.shape.get(3) != w.shape.get(3));
+                first(&[
+                    (grouped, 6),
+                    (v.int8(), 3),
+                    (v.hybrid() && v.per_channel(v.input(1), 0), 5),
+                    (v.hybrid(), 2),
+                ])
+            }
+            Op::TransposeConv(a) => first(&[
+                (a.activation != FusedActivation::None, 4),
+                (v.node().inputs.len() == 4 && v.node().input(3).is_some(), 3),
+                (v.is(1, I8), 2),
+            ]),
+            _ => 1,
+        }
+    }
+
+    fn param_rule(_op: &Op) -> ParamRule {
+        ParamRule::Own
+    }
+
+    fn weight_slots(op: &Op) -> Option<WeightSlots> {
+        match op {
+            Op::Conv2d(_) => Some(WeightSlots::Filter {
+                filter: 1,
+                channel_axis: 0,
+                bias: 2,
+                data: 0,
+            }),
+            // TRANSPOSE_CONV: (output_shape, filter OHWI, input, bias).
+            Op::TransposeConv(_) => Some(WeightSlots::Filter {
+                filter: 1,
+                channel_axis: 0,
+                bias: 3,
+                data: 2,
+            }),
+            _ => None,
+        }
+    }
+
+    fn int8_support(_op: &Op) -> Int8Support {
+        Int8Support::Kernel
+    }
+
+    fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        Ok(vec![match &ctx.node.op {
+            Op::Conv2d(attrs) => conv2d(ctx, attrs)?,
+            Op::TransposeConv(attrs) => transpose_conv(ctx, attrs)?,
+            other => return Err(OpError(not_in_family("conv", other))),
+        }])
+    }
+
+    fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        Ok(vec![match &ctx.node.op {
+            Op::Conv2d(attrs) => conv2d_int8(ctx, attrs)?,
+            Op::TransposeConv(attrs) => transpose_conv_int8(ctx, attrs)?,
+            other => return Err(OpError(not_in_family("conv", other))),
+        }])
+    }
+}
 use crate::kernels::pointwise_f32::{self, PackedPointwise, PointwiseGeometry};
 use crate::kernels::{conv_f32, int8::conv::ConvGeometry, run_on_host, run_on_host_filling};
 
@@ -65,7 +245,7 @@ pub fn prepare(
     Ok(Some(Prepared::Conv { filter_oihw, bias }))
 }
 
-pub fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
+fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
     let input = ctx.input(0)?;
     let (batch, in_h, in_w, in_c) = input.dims4()?;
     let filter_shape = ctx.graph.tensor(ctx.input_id(1)?).shape.clone();
@@ -251,7 +431,7 @@ fn subsample(
 }
 
 /// TRANSPOSE_CONV: inputs are (output_shape, filter OHWI, input, optional bias).
-pub fn transpose_conv(ctx: &EvalCtx, attrs: &TransposeConvAttrs) -> OpResult<CTensor> {
+fn transpose_conv(ctx: &EvalCtx, attrs: &TransposeConvAttrs) -> OpResult<CTensor> {
     let output_shape = ctx.const_ints(0)?;
     let filter = ctx.input(1)?;
     let input = ctx.input(2)?;
@@ -367,4 +547,62 @@ pub fn transposed(
         None => out,
     };
     Ok(out.contiguous()?)
+}
+
+fn conv2d_int8(ctx: &EvalCtx, a: &Conv2dAttrs) -> OpResult<CTensor> {
+    let stepping = Stepping {
+        padding: a.padding,
+        stride: (a.stride_h, a.stride_w),
+        dilation: (a.dilation_h, a.dilation_w),
+        activation: a.activation,
+    };
+    convolution(ctx, stepping, false)
+}
+
+/// TRANSPOSE_CONV on int8: inputs are (output_shape, filter OHWI, input, optional bias).
+fn transpose_conv_int8(
+    ctx: &EvalCtx,
+    attrs: &crate::graph::TransposeConvAttrs,
+) -> OpResult<CTensor> {
+    use crate::kernels::int8::transpose_conv::{TransposeConvGeometry, TransposeConvInt8};
+    let shape = ctx.const_ints(0)?;
+    let input = ctx.input(2)?;
+    let (batch, in_h, in_w, in_c) = input.dims4()?;
+    let (weights, scales, fid) = filter(ctx, 1)?;
+    let [out_c, k_h, k_w, _] = ctx.graph.tensor(fid).shape[..] else {
+        op_bail!("filter must have 4 dimensions (OHWI)");
+    };
+    let [_, out_h, out_w, _] = shape[..] else {
+        op_bail!("output_shape must have 4 entries, got {shape:?}");
+    };
+    let (out_h, out_w) = (out_h.max(0) as usize, out_w.max(0) as usize);
+    expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
+    let g = TransposeConvGeometry {
+        batch,
+        in_h,
+        in_w,
+        in_c,
+        out_h,
+        out_w,
+        out_c,
+        k_h,
+        k_w,
+        stride_h: attrs.stride_h,
+        stride_w: attrs.stride_w,
+        padding: attrs.padding,
+    };
+    let kernel = TransposeConvInt8::new(
+        qparams(ctx, ctx.input_id(2)?)?,
+        scales,
+        qparams(ctx, ctx.node.outputs[0])?,
+        attrs.activation,
+        out_c,
+    )
+    .map_err(OpError)?
+    .with_arithmetic(ctx.arithmetic);
+    let mut out = vec![0i8; batch * out_h * out_w * out_c];
+    kernel
+        .run(&g, &int8_values(input)?, weights, bias(ctx, 3)?, &mut out)
+        .map_err(OpError)?;
+    from_int8(out, &[batch, out_h, out_w, out_c], input)
 }

@@ -9,17 +9,106 @@
 //! them: a FLOAT32 tensor whose elements hold the bits of a uint32 window index.
 
 use candle_core::Tensor as CTensor;
+use flatbuffers::FlatBufferBuilder;
 
 use super::conv::{transposed, Transposed};
-use super::{expect_output_shape, op_bail, spatial_padding, EvalCtx, OpResult};
-use crate::graph::{ArgmaxPoolAttrs, DType, FusedActivation, Padding, TransposeConvBiasAttrs};
+use super::family::{
+    not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
+};
+use super::{expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError, OpResult};
+use crate::graph::{
+    ArgmaxPoolAttrs, DType, FusedActivation, Graph, Node, Op, Padding, TransposeConvBiasAttrs,
+};
+use crate::tflite::codec::OpVersionCtx;
+use crate::tflite::{fb, parse_custom};
+
+/// The custom ops above, and every op qdbg reads but cannot run ([`Op::Unsupported`]:
+/// other custom codes, builtins it has no semantics for).
+pub struct Custom;
+
+impl OpFamily for Custom {
+    fn read_tflite(o: &TfliteOperator) -> Option<Result<Op, String>> {
+        if o.code != fb::BuiltinOperator::CUSTOM {
+            return None;
+        }
+        let known = match o.custom_code {
+            Some(code) => parse_custom(code, o.custom_options),
+            None => Ok(None),
+        };
+        Some(known.map(|op| {
+            op.unwrap_or_else(|| Op::Unsupported {
+                name: format!("CUSTOM({})", o.custom_code.unwrap_or("unnamed")),
+            })
+        }))
+    }
+
+    fn tflite_code(op: &Op) -> Option<fb::BuiltinOperator> {
+        match op {
+            // Written under their custom code (`Op::name`), with their own options bytes.
+            Op::Convolution2DTransposeBias(_)
+            | Op::MaxPoolingWithArgmax2D(_)
+            | Op::MaxUnpooling2D(_) => Some(fb::BuiltinOperator::CUSTOM),
+            _ => None,
+        }
+    }
+
+    fn write_tflite_options(
+        _fbb: &mut FlatBufferBuilder<'_>,
+        _graph: &Graph,
+        node: &Node,
+    ) -> Result<TfliteOptions, String> {
+        match &node.op {
+            // No builtin options: their bytes go in `custom_options`.
+            Op::Convolution2DTransposeBias(_)
+            | Op::MaxPoolingWithArgmax2D(_)
+            | Op::MaxUnpooling2D(_) => Ok((fb::BuiltinOptions::NONE, None)),
+            Op::Unsupported { name } => Err(format!("{name} cannot be written")),
+            other => Err(not_in_family("custom", other)),
+        }
+    }
+
+    fn tflite_version(_v: &OpVersionCtx, _op: &Op) -> i32 {
+        1
+    }
+
+    fn param_rule(_op: &Op) -> ParamRule {
+        // Never quantized; MaxPoolingWithArgmax2D's indices are kept out of the plan
+        // (`quant::plan`).
+        ParamRule::Own
+    }
+
+    fn weight_slots(_op: &Op) -> Option<WeightSlots> {
+        None
+    }
+
+    fn int8_support(_op: &Op) -> Int8Support {
+        Int8Support::FloatOnly
+    }
+
+    fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        Ok(match &ctx.node.op {
+            Op::Convolution2DTransposeBias(attrs) => vec![transpose_conv_bias(ctx, attrs)?],
+            Op::MaxPoolingWithArgmax2D(attrs) => max_pool_with_argmax(ctx, attrs)?,
+            Op::MaxUnpooling2D(attrs) => vec![max_unpooling(ctx, attrs)?],
+            Op::Unsupported { name } => op_bail!("op {name} has no float implementation in qdbg"),
+            other => return Err(OpError(not_in_family("custom", other))),
+        })
+    }
+
+    fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        op_bail!(
+            "{} on int8 tensors has no int8 kernel in qdbg yet",
+            ctx.node.op.name()
+        )
+    }
+}
 use crate::kernels::argmax_pool_f32::{self, PoolGeometry};
 
 /// `Convolution2DTransposeBias`: inputs (input NHWC, filter OHWI, bias). Unlike
 /// TRANSPOSE_CONV it has no output-shape input; LiteRT takes the size the model declares
 /// (MediaPipe's converter declares the size TensorFlow computed), cropped as
 /// TRANSPOSE_CONV crops. The options' activation field is ignored, as by both runtimes.
-pub fn transpose_conv_bias(ctx: &EvalCtx, attrs: &TransposeConvBiasAttrs) -> OpResult<CTensor> {
+fn transpose_conv_bias(ctx: &EvalCtx, attrs: &TransposeConvBiasAttrs) -> OpResult<CTensor> {
     let input = ctx.input(0)?;
     let filter = ctx.input(1)?;
     let bias = ctx.input(2)?;
@@ -49,7 +138,7 @@ pub fn transpose_conv_bias(ctx: &EvalCtx, attrs: &TransposeConvBiasAttrs) -> OpR
 }
 
 /// `MaxPoolingWithArgmax2D`: one input, outputs (max values, argmax indices).
-pub fn max_pool_with_argmax(ctx: &EvalCtx, attrs: &ArgmaxPoolAttrs) -> OpResult<Vec<CTensor>> {
+fn max_pool_with_argmax(ctx: &EvalCtx, attrs: &ArgmaxPoolAttrs) -> OpResult<Vec<CTensor>> {
     require_window_stride("MaxPoolingWithArgmax2D", attrs)?;
     if attrs.activation != FusedActivation::None {
         // XNNPACK ignores this field and MediaPipe's own kernel applies it: the result
@@ -109,7 +198,7 @@ pub fn max_pool_with_argmax(ctx: &EvalCtx, attrs: &ArgmaxPoolAttrs) -> OpResult<
 /// `MaxUnpooling2D`: inputs (values, indices from `MaxPoolingWithArgmax2D`). The output
 /// is the input times the window; with the stride equal to the window (as LiteRT's
 /// runtime requires) MediaPipe's definition pads nothing, so SAME and VALID agree.
-pub fn max_unpooling(ctx: &EvalCtx, attrs: &ArgmaxPoolAttrs) -> OpResult<CTensor> {
+fn max_unpooling(ctx: &EvalCtx, attrs: &ArgmaxPoolAttrs) -> OpResult<CTensor> {
     require_window_stride("MaxUnpooling2D", attrs)?;
     let values = ctx.input(0)?;
     let indices = ctx.input(1)?;

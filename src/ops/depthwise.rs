@@ -1,12 +1,120 @@
 //! DEPTHWISE_CONV_2D through qdbg's own kernel (see `kernels::depthwise_f32`).
 
 use candle_core::Tensor as CTensor;
+use flatbuffers::FlatBufferBuilder;
 
-use super::{
-    activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpResult,
-    Prepared,
+use super::family::{
+    not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
-use crate::graph::{DepthwiseConv2dAttrs, FusedActivation, Graph, Node, TensorData};
+use super::int8_conv::{convolution, Stepping};
+use super::{
+    activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError,
+    OpResult, Prepared,
+};
+use crate::graph::{DepthwiseConv2dAttrs, FusedActivation, Graph, Node, Op, TensorData};
+use crate::tflite::codec::{
+    read_activation_or_none, read_padding, read_positive, write_activation, write_int,
+    write_padding, OpVersionCtx,
+};
+use crate::tflite::fb;
+
+pub struct Depthwise;
+
+impl OpFamily for Depthwise {
+    fn read_tflite(o: &TfliteOperator) -> Option<Result<Op, String>> {
+        if o.code != fb::BuiltinOperator::DEPTHWISE_CONV_2D {
+            return None;
+        }
+        let read = || -> Result<Op, String> {
+            let o = o.op.builtin_options_as_depthwise_conv_2doptions();
+            Ok(Op::DepthwiseConv2d(DepthwiseConv2dAttrs {
+                padding: read_padding(o.map_or(fb::Padding::SAME, |o| o.padding()))?,
+                stride_h: read_positive(o.map_or(1, |o| o.stride_h()), "stride_h")?,
+                stride_w: read_positive(o.map_or(1, |o| o.stride_w()), "stride_w")?,
+                dilation_h: read_positive(o.map_or(1, |o| o.dilation_h_factor()), "dilation_h")?,
+                dilation_w: read_positive(o.map_or(1, |o| o.dilation_w_factor()), "dilation_w")?,
+                depth_multiplier: o.map_or(1, |o| o.depth_multiplier()).max(0) as usize,
+                activation: read_activation_or_none(o.map(|o| o.fused_activation_function()))?,
+            }))
+        };
+        Some(read())
+    }
+
+    fn tflite_code(op: &Op) -> Option<fb::BuiltinOperator> {
+        matches!(op, Op::DepthwiseConv2d(_)).then_some(fb::BuiltinOperator::DEPTHWISE_CONV_2D)
+    }
+
+    fn write_tflite_options(
+        fbb: &mut FlatBufferBuilder<'_>,
+        _graph: &Graph,
+        node: &Node,
+    ) -> Result<TfliteOptions, String> {
+        let Op::DepthwiseConv2d(a) = &node.op else {
+            return Err(not_in_family("depthwise", &node.op));
+        };
+        Ok((
+            fb::BuiltinOptions::DepthwiseConv2DOptions,
+            Some(
+                fb::DepthwiseConv2DOptions::create(
+                    fbb,
+                    &fb::DepthwiseConv2DOptionsArgs {
+                        padding: write_padding(a.padding),
+                        stride_w: write_int(a.stride_w, "stride_w")?,
+                        stride_h: write_int(a.stride_h, "stride_h")?,
+                        depth_multiplier: write_int(a.depth_multiplier, "depth_multiplier")?,
+                        fused_activation_function: write_activation(a.activation),
+                        dilation_w_factor: write_int(a.dilation_w, "dilation_w")?,
+                        dilation_h_factor: write_int(a.dilation_h, "dilation_h")?,
+                    },
+                )
+                .as_union_value(),
+            ),
+        ))
+    }
+
+    fn tflite_version(v: &OpVersionCtx, op: &Op) -> i32 {
+        let Op::DepthwiseConv2d(a) = op else {
+            return 1;
+        };
+        OpVersionCtx::first(&[
+            (v.hybrid() && v.per_channel(v.input(1), 3), 6),
+            (v.hybrid(), 4),
+            (v.int8(), 3),
+            (a.dilation_h != 1 || a.dilation_w != 1, 2),
+        ])
+    }
+
+    fn param_rule(_op: &Op) -> ParamRule {
+        ParamRule::Own
+    }
+
+    fn weight_slots(_op: &Op) -> Option<WeightSlots> {
+        Some(WeightSlots::Filter {
+            filter: 1,
+            channel_axis: 3,
+            bias: 2,
+            data: 0,
+        })
+    }
+
+    fn int8_support(_op: &Op) -> Int8Support {
+        Int8Support::Kernel
+    }
+
+    fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        let Op::DepthwiseConv2d(attrs) = &ctx.node.op else {
+            return Err(OpError(not_in_family("depthwise", &ctx.node.op)));
+        };
+        Ok(vec![depthwise_conv2d(ctx, attrs)?])
+    }
+
+    fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        let Op::DepthwiseConv2d(attrs) = &ctx.node.op else {
+            return Err(OpError(not_in_family("depthwise", &ctx.node.op)));
+        };
+        Ok(vec![depthwise_int8(ctx, attrs)?])
+    }
+}
 use crate::kernels::{depthwise_f32, run_on_host_filling, simd};
 
 /// Keeps constant filter and bias on the host, in the layout the kernel reads.
@@ -28,7 +136,7 @@ pub fn prepare(graph: &Graph, node: &Node) -> OpResult<Option<Prepared>> {
     Ok(Some(Prepared::Depthwise { filter, bias }))
 }
 
-pub fn depthwise_conv2d(ctx: &EvalCtx, attrs: &DepthwiseConv2dAttrs) -> OpResult<CTensor> {
+fn depthwise_conv2d(ctx: &EvalCtx, attrs: &DepthwiseConv2dAttrs) -> OpResult<CTensor> {
     let input = ctx.input(0)?;
     let (batch, in_h, in_w, in_c) = input.dims4()?;
     let filter_shape = &ctx.graph.tensor(ctx.input_id(1)?).shape;
@@ -109,4 +217,14 @@ pub fn depthwise_conv2d(ctx: &EvalCtx, attrs: &DepthwiseConv2dAttrs) -> OpResult
         })
     }?;
     apply_fused(out, rest)
+}
+
+fn depthwise_int8(ctx: &EvalCtx, a: &DepthwiseConv2dAttrs) -> OpResult<CTensor> {
+    let stepping = Stepping {
+        padding: a.padding,
+        stride: (a.stride_h, a.stride_w),
+        dilation: (a.dilation_h, a.dilation_w),
+        activation: a.activation,
+    };
+    convolution(ctx, stepping, true)
 }

@@ -12,8 +12,8 @@ mod conv;
 mod custom;
 mod dense;
 mod depthwise;
+pub mod family;
 mod int8_conv;
-mod int8_misc;
 mod layout;
 mod pool;
 mod quantize;
@@ -22,6 +22,10 @@ mod reduce;
 mod resize;
 mod slicing;
 
+pub use family::{
+    has_int8_kernel, int8_support, param_rule, weight_slots, Family, Int8Support, ParamRule,
+    WeightSlots,
+};
 pub(crate) use quantize::round_half_away;
 pub use quantize::{dequantize_int8, dequantize_values};
 
@@ -161,79 +165,30 @@ pub fn prepare(
     }
 }
 
-/// Evaluates one node, returning one value per output.
+/// Evaluates one node, returning one value per output: on its family's int8 kernel when
+/// its tensors are quantized, else on its float implementation.
 pub fn eval(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+    let support = int8_support(&ctx.node.op);
     if quantized::is_quantized(ctx) {
-        if let Some(result) = quantized::eval(ctx) {
-            return result;
+        match support {
+            Int8Support::Kernel | Int8Support::KernelMovingValues => return family::eval_int8(ctx),
+            Int8Support::MovesValues | Int8Support::Boundary => {}
+            Int8Support::FloatOnly => op_bail!(
+                "{} on int8 tensors has no int8 kernel in qdbg yet",
+                ctx.node.op.name()
+            ),
         }
     }
-    refuse_unquantized_8bit_arithmetic(ctx)?;
-    let one = |t: CTensor| Ok(vec![t]);
-    match &ctx.node.op {
-        Op::Conv2d(attrs) => one(conv::conv2d(ctx, attrs)?),
-        Op::TransposeConv(attrs) => one(conv::transpose_conv(ctx, attrs)?),
-        Op::DepthwiseConv2d(attrs) => one(depthwise::depthwise_conv2d(ctx, attrs)?),
-        Op::FullyConnected(attrs) => one(dense::fully_connected(ctx, attrs)?),
-        Op::BatchMatMul { adj_x, adj_y } => one(dense::batch_matmul(ctx, *adj_x, *adj_y)?),
-        Op::Binary { kind, activation } => one(binary::binary(ctx, *kind, *activation)?),
-        Op::Unary(kind) => one(activation::unary(ctx.input(0)?, *kind)?),
-        Op::Prelu => {
-            let (x, alpha) = (ctx.input(0)?, ctx.input(1)?);
-            expect_output_shape(ctx, 0, &broadcast_shape(x.dims(), alpha.dims())?)?;
-            one(activation::prelu(x, alpha)?)
-        }
-        Op::Softmax { beta } => one(activation::softmax(ctx.input(0)?, *beta)?),
-        Op::Reduce { kind, .. } => one(reduce::reduce(ctx, *kind)?),
-        Op::Pool2d { kind, attrs } => one(pool::pool2d(ctx, *kind, attrs)?),
-        Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims => one(layout::reshape(ctx)?),
-        Op::Transpose => one(layout::transpose(ctx)?),
-        Op::Concatenation { axis, activation } => {
-            one(layout::concatenation(ctx, *axis, *activation)?)
-        }
-        Op::Split { num_splits } => slicing::split(ctx, *num_splits),
-        Op::Slice => one(slicing::slice(ctx)?),
-        Op::StridedSlice(attrs) => one(slicing::strided_slice(ctx, attrs)?),
-        Op::Gather { axis, batch_dims } => one(slicing::gather(ctx, *axis, *batch_dims)?),
-        Op::Pad | Op::PadV2 => one(layout::pad(ctx)?),
-        Op::ResizeBilinear(attrs) => one(resize::bilinear(ctx, attrs)?),
-        Op::ResizeNearestNeighbor(attrs) => one(resize::nearest(ctx, attrs)?),
-        Op::DepthToSpace { block_size } => one(layout::depth_to_space(ctx, *block_size)?),
-        Op::SpaceToDepth { block_size } => one(layout::space_to_depth(ctx, *block_size)?),
-        Op::Quantize => one(quantize::quantize(ctx)?),
-        Op::Dequantize => one(quantize::dequantize(ctx)?),
-        Op::Convolution2DTransposeBias(attrs) => one(custom::transpose_conv_bias(ctx, attrs)?),
-        Op::MaxPoolingWithArgmax2D(attrs) => custom::max_pool_with_argmax(ctx, attrs),
-        Op::MaxUnpooling2D(attrs) => one(custom::max_unpooling(ctx, attrs)?),
-        Op::Unsupported { name } => op_bail!("op {name} has no float implementation in qdbg"),
-    }
+    refuse_unquantized_8bit_arithmetic(ctx, support)?;
+    family::eval_float(ctx)
 }
 
 /// 8-bit integer values reach the float implementations only when the int8 kernels did not
 /// take the op (a tensor without scale or zero point, or an op with no int8 kernel). Ops
 /// that only move values are still right on them; arithmetic would treat the int8 carrier's
 /// bit patterns as numbers (and overflow u8), so it is refused, naming what is missing.
-fn refuse_unquantized_8bit_arithmetic(ctx: &EvalCtx) -> OpResult<()> {
-    let moves_values_only = matches!(
-        ctx.node.op,
-        Op::Reshape
-            | Op::Squeeze { .. }
-            | Op::ExpandDims
-            | Op::Transpose
-            | Op::Concatenation { .. }
-            | Op::Split { .. }
-            | Op::Slice
-            | Op::StridedSlice(_)
-            | Op::Gather { .. }
-            | Op::Pad
-            | Op::PadV2
-            | Op::ResizeNearestNeighbor(_)
-            | Op::DepthToSpace { .. }
-            | Op::SpaceToDepth { .. }
-            | Op::Quantize
-            | Op::Dequantize
-    );
-    if moves_values_only {
+fn refuse_unquantized_8bit_arithmetic(ctx: &EvalCtx, support: Int8Support) -> OpResult<()> {
+    if support.float_path_moves_values() {
         return Ok(());
     }
     for slot in 0..ctx.node.inputs.len() {

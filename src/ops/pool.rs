@@ -2,12 +2,127 @@
 //! padding, and TFLite's SAME average ignores the padded cells.
 
 use candle_core::Tensor as CTensor;
+use flatbuffers::FlatBufferBuilder;
 
-use super::{activation::apply_fused, expect_output_shape, spatial_padding, EvalCtx, OpResult};
-use crate::graph::{Pool2dAttrs, PoolKind};
+use super::family::{
+    not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
+};
+use super::quantized::{from_int8, int8_values, qparams};
+use super::{
+    activation::apply_fused, expect_output_shape, spatial_padding, EvalCtx, OpError, OpResult,
+};
+use crate::graph::{DType, Graph, Node, Op, Pool2dAttrs, PoolKind};
+use crate::kernels::int8::pool;
 use crate::kernels::{pool_f32, run_on_host};
+use crate::tflite::codec::{
+    read_activation_or_none, read_padding, read_positive, write_activation, write_int,
+    write_padding, OpVersionCtx,
+};
+use crate::tflite::fb;
 
-pub fn pool2d(ctx: &EvalCtx, kind: PoolKind, attrs: &Pool2dAttrs) -> OpResult<CTensor> {
+pub struct Pool;
+
+impl OpFamily for Pool {
+    fn read_tflite(o: &TfliteOperator) -> Option<Result<Op, String>> {
+        use fb::BuiltinOperator as B;
+        let kind = match o.code {
+            B::AVERAGE_POOL_2D => PoolKind::Average,
+            B::MAX_POOL_2D => PoolKind::Max,
+            _ => return None,
+        };
+        let read = || -> Result<Op, String> {
+            let o = o.op.builtin_options_as_pool_2doptions();
+            Ok(Op::Pool2d {
+                kind,
+                attrs: Pool2dAttrs {
+                    padding: read_padding(o.map_or(fb::Padding::SAME, |o| o.padding()))?,
+                    stride_h: read_positive(o.map_or(1, |o| o.stride_h()), "stride_h")?,
+                    stride_w: read_positive(o.map_or(1, |o| o.stride_w()), "stride_w")?,
+                    filter_h: read_positive(o.map_or(1, |o| o.filter_height()), "filter_height")?,
+                    filter_w: read_positive(o.map_or(1, |o| o.filter_width()), "filter_width")?,
+                    activation: read_activation_or_none(o.map(|o| o.fused_activation_function()))?,
+                },
+            })
+        };
+        Some(read())
+    }
+
+    fn tflite_code(op: &Op) -> Option<fb::BuiltinOperator> {
+        match op {
+            Op::Pool2d {
+                kind: PoolKind::Average,
+                ..
+            } => Some(fb::BuiltinOperator::AVERAGE_POOL_2D),
+            Op::Pool2d {
+                kind: PoolKind::Max,
+                ..
+            } => Some(fb::BuiltinOperator::MAX_POOL_2D),
+            _ => None,
+        }
+    }
+
+    fn write_tflite_options(
+        fbb: &mut FlatBufferBuilder<'_>,
+        _graph: &Graph,
+        node: &Node,
+    ) -> Result<TfliteOptions, String> {
+        let Op::Pool2d { attrs: a, .. } = &node.op else {
+            return Err(not_in_family("pool", &node.op));
+        };
+        Ok((
+            fb::BuiltinOptions::Pool2DOptions,
+            Some(
+                fb::Pool2DOptions::create(
+                    fbb,
+                    &fb::Pool2DOptionsArgs {
+                        padding: write_padding(a.padding),
+                        stride_w: write_int(a.stride_w, "stride_w")?,
+                        stride_h: write_int(a.stride_h, "stride_h")?,
+                        filter_width: write_int(a.filter_w, "filter_width")?,
+                        filter_height: write_int(a.filter_h, "filter_height")?,
+                        fused_activation_function: write_activation(a.activation),
+                    },
+                )
+                .as_union_value(),
+            ),
+        ))
+    }
+
+    fn tflite_version(v: &OpVersionCtx, _op: &Op) -> i32 {
+        use DType::*;
+        OpVersionCtx::first(&[(v.is(0, I16) && v.out_is(I16), 3), (v.is(0, I8), 2)])
+    }
+
+    fn param_rule(_op: &Op) -> ParamRule {
+        // LiteRT's int8 pooling keeps the input's parameters (the average's rounding
+        // included).
+        ParamRule::SameScale
+    }
+
+    fn weight_slots(_op: &Op) -> Option<WeightSlots> {
+        None
+    }
+
+    fn int8_support(_op: &Op) -> Int8Support {
+        Int8Support::Kernel
+    }
+
+    fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        let Op::Pool2d { kind, attrs } = &ctx.node.op else {
+            return Err(OpError(not_in_family("pool", &ctx.node.op)));
+        };
+        Ok(vec![pool2d(ctx, *kind, attrs)?])
+    }
+
+    fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        let Op::Pool2d { kind, attrs } = &ctx.node.op else {
+            return Err(OpError(not_in_family("pool", &ctx.node.op)));
+        };
+        Ok(vec![pool2d_int8(ctx, *kind, attrs)?])
+    }
+}
+
+fn pool2d(ctx: &EvalCtx, kind: PoolKind, attrs: &Pool2dAttrs) -> OpResult<CTensor> {
     let input = ctx.input(0)?;
     let (batch, in_h, in_w, channels) = input.dims4()?;
     let (pad_top, _, out_h) =
@@ -39,4 +154,28 @@ pub fn pool2d(ctx: &EvalCtx, kind: PoolKind, attrs: &Pool2dAttrs) -> OpResult<CT
         })?,
     };
     apply_fused(out, attrs.activation)
+}
+
+fn pool2d_int8(ctx: &EvalCtx, kind: PoolKind, attrs: &Pool2dAttrs) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let (n, h, w, c) = input.dims4()?;
+    let k = pool::Pool2d::new(
+        match kind {
+            PoolKind::Average => pool::PoolKind::Average,
+            PoolKind::Max => pool::PoolKind::Max,
+        },
+        [n, h, w, c],
+        (attrs.filter_h, attrs.filter_w),
+        (attrs.stride_h, attrs.stride_w),
+        attrs.padding,
+        attrs.activation,
+        qparams(ctx, ctx.input_id(0)?)?,
+        qparams(ctx, ctx.node.outputs[0])?,
+    )
+    .map_err(OpError)?;
+    let shape = k.output_shape();
+    expect_output_shape(ctx, 0, &shape)?;
+    let mut out = vec![0i8; shape.iter().product()];
+    k.run(&int8_values(input)?, &mut out).map_err(OpError)?;
+    from_int8(out, &shape, input)
 }

@@ -3,10 +3,88 @@
 //! of `ops`).
 
 use candle_core::{DType as CDType, Tensor as CTensor};
+use flatbuffers::FlatBufferBuilder;
 
-use super::{op_bail, EvalCtx, OpResult};
-use crate::graph::{DType, QuantParams};
+use super::family::{
+    not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
+};
+use super::quantized::{from_int8, int8_values, qparams};
+use super::{op_bail, EvalCtx, OpError, OpResult};
+use crate::graph::{DType, Graph, Node, Op, QuantParams};
 use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::int8::activation;
+use crate::tflite::codec::OpVersionCtx;
+use crate::tflite::fb;
+
+pub struct QuantizeBoundary;
+
+impl OpFamily for QuantizeBoundary {
+    fn read_tflite(o: &TfliteOperator) -> Option<Result<Op, String>> {
+        match o.code {
+            fb::BuiltinOperator::QUANTIZE => Some(Ok(Op::Quantize)),
+            fb::BuiltinOperator::DEQUANTIZE => Some(Ok(Op::Dequantize)),
+            _ => None,
+        }
+    }
+
+    fn tflite_code(op: &Op) -> Option<fb::BuiltinOperator> {
+        match op {
+            Op::Quantize => Some(fb::BuiltinOperator::QUANTIZE),
+            Op::Dequantize => Some(fb::BuiltinOperator::DEQUANTIZE),
+            _ => None,
+        }
+    }
+
+    fn write_tflite_options(
+        _fbb: &mut FlatBufferBuilder<'_>,
+        _graph: &Graph,
+        node: &Node,
+    ) -> Result<TfliteOptions, String> {
+        match node.op {
+            Op::Quantize | Op::Dequantize => Ok((fb::BuiltinOptions::NONE, None)),
+            _ => Err(not_in_family("quantize", &node.op)),
+        }
+    }
+
+    fn tflite_version(v: &OpVersionCtx, op: &Op) -> i32 {
+        use DType::*;
+        let first = OpVersionCtx::first;
+        match op {
+            Op::Dequantize => first(&[
+                (v.is(0, I16) || v.is(0, F16), 3),
+                (v.is(0, I8) && v.per_axis(v.input(0)), 5),
+                (v.is(0, I8), 2),
+            ]),
+            Op::Quantize => first(&[(v.per_axis(v.output()), 3), (v.out_is(I16), 2)]),
+            _ => 1,
+        }
+    }
+
+    fn param_rule(_op: &Op) -> ParamRule {
+        ParamRule::Own
+    }
+
+    fn weight_slots(_op: &Op) -> Option<WeightSlots> {
+        None
+    }
+
+    fn int8_support(_op: &Op) -> Int8Support {
+        Int8Support::Boundary
+    }
+
+    fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        Ok(vec![match &ctx.node.op {
+            Op::Quantize => quantize(ctx)?,
+            Op::Dequantize => dequantize(ctx)?,
+            other => return Err(OpError(not_in_family("quantize", other))),
+        }])
+    }
+
+    fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        // Both sides of the boundary are handled by the ops themselves.
+        Self::eval_float(ctx)
+    }
+}
 
 fn params<'a>(ctx: &'a EvalCtx, id: usize, role: &str) -> OpResult<&'a QuantParams> {
     let tensor = ctx.graph.tensor(id);
@@ -31,7 +109,7 @@ fn integer_range(dtype: DType) -> OpResult<(i64, i64)> {
 
 /// Float to integer (`round(x / scale) + zero_point`, rounding half away from zero, as
 /// TFLite does), or integer to integer with TFLite's fixed-point requantization.
-pub fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
+fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
     let input = ctx.input(0)?;
     let out_id = ctx.node.outputs[0];
     let out_q = params(ctx, out_id, "output")?;
@@ -53,7 +131,7 @@ pub fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
             .map(|&v| ((v / scale).round() as i64 + zero_point).clamp(lo, hi))
             .collect()
     } else if ctx.graph.tensor(in_id).dtype == DType::I8 && ctx.output_dtype(0)? == DType::I8 {
-        return super::int8_misc::requantize(ctx);
+        return requantize_int8(ctx);
     } else {
         let in_q = params(ctx, in_id, "input")?;
         let multiplier = QuantizedMultiplier::from_real(in_q.scale[0] as f64 / scale as f64);
@@ -164,7 +242,7 @@ fn quantize_f32_to_int8(input: &CTensor, scale: f32, zero_point: i64) -> OpResul
 }
 
 /// Integer to float: `(q - zero_point) * scale`, per tensor or per channel.
-pub fn dequantize(ctx: &EvalCtx) -> OpResult<CTensor> {
+fn dequantize(ctx: &EvalCtx) -> OpResult<CTensor> {
     let input = ctx.input(0)?;
     let in_id = ctx.input_id(0)?;
     if ctx.graph.tensor(in_id).dtype.is_float() {
@@ -237,6 +315,21 @@ fn dequantize_per_channel<T: Copy + Into<i64>>(
             (v.into() - q.zero_point[c]) as f32 * q.scale[c]
         })
         .collect())
+}
+
+/// QUANTIZE from int8 to int8: LiteRT's requantization (vector blocks and scalar tail
+/// round ties differently; the kernel models both).
+fn requantize_int8(ctx: &EvalCtx) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let k = activation::Requantize::new(
+        qparams(ctx, ctx.input_id(0)?)?,
+        qparams(ctx, ctx.node.outputs[0])?,
+    )
+    .map_err(OpError)?;
+    let values = int8_values(input)?;
+    let mut out = vec![0i8; values.len()];
+    k.run(&values, &mut out).map_err(OpError)?;
+    from_int8(out, input.dims(), input)
 }
 
 #[cfg(test)]

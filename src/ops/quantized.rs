@@ -1,8 +1,5 @@
-//! Dispatch of ops that run on int8 tensors (a model quantized by TensorFlow, or by qdbg).
-//!
-//! Ops that only move data (reshapes, slicing, gathering, ...) need no int8 kernel: the
-//! float path moves integer values just as well, so they fall through. Ops that compute
-//! go to the int8 kernels in `kernels::int8`.
+//! int8 tensors inside the executor: which nodes compute on quantized integers, their
+//! parameters as the kernels take them, and the carrier int8 values travel in.
 
 use candle_core::{DType as CDType, Tensor as CTensor};
 
@@ -26,90 +23,6 @@ pub fn node_is_quantized(graph: &Graph, node: &Node) -> bool {
         matches!(t.dtype, DType::I8 | DType::U8 | DType::I16) && t.quant.is_some()
     };
     node.outputs.iter().any(|&id| quantized(id))
-}
-
-/// Whether qdbg can run `op` on int8 tensors (so the quantizer may quantize it).
-pub fn has_int8_kernel(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Reshape
-            | Op::Squeeze { .. }
-            | Op::ExpandDims
-            | Op::Transpose
-            | Op::Split { .. }
-            | Op::Slice
-            | Op::StridedSlice(_)
-            | Op::Gather { .. }
-            | Op::DepthToSpace { .. }
-            | Op::SpaceToDepth { .. }
-            | Op::ResizeNearestNeighbor(_)
-            | Op::Concatenation { .. }
-            | Op::Pad
-            | Op::PadV2
-            | Op::Conv2d(_)
-            | Op::TransposeConv(_)
-            | Op::BatchMatMul { .. }
-            | Op::ResizeBilinear(_)
-            | Op::DepthwiseConv2d(_)
-            | Op::FullyConnected(_)
-            | Op::Pool2d { .. }
-            | Op::Reduce { .. }
-            | Op::Softmax { .. }
-            | Op::Prelu
-            | Op::Binary { .. }
-            | Op::Unary(_)
-    )
-}
-
-/// Evaluates a quantized node, or `None` when the float path handles it unchanged.
-pub fn eval(ctx: &EvalCtx) -> Option<OpResult<Vec<CTensor>>> {
-    match &ctx.node.op {
-        Op::Reshape
-        | Op::Squeeze { .. }
-        | Op::ExpandDims
-        | Op::Transpose
-        | Op::Split { .. }
-        | Op::Slice
-        | Op::StridedSlice(_)
-        | Op::Gather { .. }
-        | Op::DepthToSpace { .. }
-        | Op::SpaceToDepth { .. } => None,
-        Op::ResizeNearestNeighbor(attrs) => Some(resize_nearest(ctx, attrs).map(|t| vec![t])),
-        Op::Concatenation { .. } => Some(concatenation(ctx).map(|t| vec![t])),
-        Op::Binary { kind, activation } => {
-            Some(super::int8_misc::binary(ctx, *kind, *activation).map(|t| vec![t]))
-        }
-        Op::Pool2d { kind, attrs } => {
-            Some(super::int8_misc::pool2d(ctx, *kind, attrs).map(|t| vec![t]))
-        }
-        Op::Reduce { kind, keep_dims } => {
-            Some(super::int8_misc::reduce(ctx, *kind, *keep_dims).map(|t| vec![t]))
-        }
-        Op::Softmax { beta } => Some(super::int8_misc::softmax(ctx, *beta).map(|t| vec![t])),
-        Op::Prelu => Some(super::int8_misc::prelu(ctx).map(|t| vec![t])),
-        Op::Unary(kind) => Some(super::int8_misc::unary(ctx, *kind).map(|t| vec![t])),
-        Op::Conv2d(attrs) => Some(super::int8_conv::conv2d(ctx, attrs).map(|t| vec![t])),
-        Op::TransposeConv(attrs) => {
-            Some(super::int8_conv::transpose_conv(ctx, attrs).map(|t| vec![t]))
-        }
-        Op::BatchMatMul { adj_x, adj_y } => {
-            Some(super::int8_conv::batch_matmul(ctx, *adj_x, *adj_y).map(|t| vec![t]))
-        }
-        Op::ResizeBilinear(attrs) => {
-            Some(super::int8_conv::resize_bilinear(ctx, attrs).map(|t| vec![t]))
-        }
-        Op::DepthwiseConv2d(attrs) => {
-            Some(super::int8_conv::depthwise(ctx, attrs).map(|t| vec![t]))
-        }
-        Op::FullyConnected(attrs) => {
-            Some(super::int8_conv::fully_connected(ctx, attrs).map(|t| vec![t]))
-        }
-        Op::Pad | Op::PadV2 => Some(pad(ctx).map(|t| vec![t])),
-        other => Some(Err(super::OpError(format!(
-            "{} on int8 tensors has no int8 kernel in qdbg yet",
-            other.name()
-        )))),
-    }
 }
 
 /// Per-tensor parameters of a tensor, as the kernels take them.
@@ -247,61 +160,4 @@ pub fn integer_values(t: &CTensor, dtype: DType) -> OpResult<Vec<i64>> {
         return Ok(int8_values(t)?.iter().map(|&v| i64::from(v)).collect());
     }
     Ok(t.flatten_all()?.to_dtype(CDType::I64)?.to_vec1::<i64>()?)
-}
-
-/// RESIZE_NEAREST_NEIGHBOR only copies values, but through the float kernel: bit
-/// patterns (0..=255) survive the round trip through f32 exactly.
-fn resize_nearest(ctx: &EvalCtx, attrs: &crate::graph::ResizeAttrs) -> OpResult<CTensor> {
-    let out = super::resize::nearest(ctx, attrs)?;
-    if ctx.input(0)?.dtype() == CDType::U8 {
-        return Ok(out.to_dtype(CDType::U8)?);
-    }
-    Ok(out)
-}
-
-/// CONCATENATION of int8 inputs: raw values where an input shares the output's
-/// parameters, otherwise rescaled in float and rounded as TFLite's kernel does.
-fn concatenation(ctx: &EvalCtx) -> OpResult<CTensor> {
-    let out = qparams(ctx, ctx.node.outputs[0])?;
-    let mut parts = Vec::with_capacity(ctx.node.inputs.len());
-    for i in 0..ctx.node.inputs.len() {
-        let id = ctx.input_id(i)?;
-        let input = ctx.input(i)?;
-        let q = qparams(ctx, id)?;
-        if q == out {
-            parts.push(input.clone());
-            continue;
-        }
-        let scale = q.scale / out.scale;
-        let bias = -(q.zero_point as f32) * scale;
-        let rescaled: Vec<i8> = int8_values(input)?
-            .iter()
-            .map(|&v| {
-                ((v as f32 * scale + bias).round() as i32 + out.zero_point).clamp(-128, 127) as i8
-            })
-            .collect();
-        parts.push(from_int8(rescaled, input.dims(), input)?);
-    }
-    let Op::Concatenation { axis, .. } = ctx.node.op else {
-        op_bail!("internal: not a CONCATENATION");
-    };
-    let axis = super::normalize_axis(axis as i64, parts[0].rank())?;
-    Ok(CTensor::cat(&parts, axis)?)
-}
-
-/// PAD / PADV2 on int8: padding is the zero point (PAD) or the quantized constant (PADV2).
-fn pad(ctx: &EvalCtx) -> OpResult<CTensor> {
-    let out = qparams(ctx, ctx.node.outputs[0])?;
-    let value = if ctx.has_input(2) {
-        int8_values(ctx.input(2)?)?.first().copied().unwrap_or(0)
-    } else {
-        out.zero_point.clamp(-128, 127) as i8
-    };
-    // The padding value in the input's carrier: bit patterns for the int8 carrier.
-    let value = if ctx.input(0)?.dtype() == CDType::U8 {
-        f64::from(value as u8)
-    } else {
-        f64::from(value)
-    };
-    super::layout::pad_with(ctx, value)
 }

@@ -1,10 +1,137 @@
 //! RESIZE_BILINEAR and RESIZE_NEAREST_NEIGHBOR with TFLite's coordinate rules.
 
-use candle_core::Tensor as CTensor;
+use candle_core::{DType as CDType, Tensor as CTensor};
+use flatbuffers::FlatBufferBuilder;
 
-use super::{expect_output_shape, op_bail, EvalCtx, OpResult};
-use crate::graph::ResizeAttrs;
+use super::family::{
+    not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
+};
+use super::quantized::{from_int8, int8_values, qparams};
+use super::{expect_output_shape, op_bail, EvalCtx, OpError, OpResult};
+use crate::graph::{DType, Graph, Node, Op, ResizeAttrs};
 use crate::kernels::{resize_f32, run_on_host};
+use crate::tflite::codec::OpVersionCtx;
+use crate::tflite::fb;
+
+pub struct Resize;
+
+impl OpFamily for Resize {
+    fn read_tflite(o: &TfliteOperator) -> Option<Result<Op, String>> {
+        use fb::BuiltinOperator as B;
+        Some(Ok(match o.code {
+            B::RESIZE_BILINEAR => {
+                let o = o.op.builtin_options_as_resize_bilinear_options();
+                Op::ResizeBilinear(ResizeAttrs {
+                    align_corners: o.is_some_and(|o| o.align_corners()),
+                    half_pixel_centers: o.is_some_and(|o| o.half_pixel_centers()),
+                })
+            }
+            B::RESIZE_NEAREST_NEIGHBOR => {
+                let o = o.op.builtin_options_as_resize_nearest_neighbor_options();
+                Op::ResizeNearestNeighbor(ResizeAttrs {
+                    align_corners: o.is_some_and(|o| o.align_corners()),
+                    half_pixel_centers: o.is_some_and(|o| o.half_pixel_centers()),
+                })
+            }
+            _ => return None,
+        }))
+    }
+
+    fn tflite_code(op: &Op) -> Option<fb::BuiltinOperator> {
+        match op {
+            Op::ResizeBilinear(_) => Some(fb::BuiltinOperator::RESIZE_BILINEAR),
+            Op::ResizeNearestNeighbor(_) => Some(fb::BuiltinOperator::RESIZE_NEAREST_NEIGHBOR),
+            _ => None,
+        }
+    }
+
+    fn write_tflite_options(
+        fbb: &mut FlatBufferBuilder<'_>,
+        _graph: &Graph,
+        node: &Node,
+    ) -> Result<TfliteOptions, String> {
+        use fb::BuiltinOptions as O;
+        Ok(match &node.op {
+            Op::ResizeBilinear(a) => (
+                O::ResizeBilinearOptions,
+                Some(
+                    fb::ResizeBilinearOptions::create(
+                        fbb,
+                        &fb::ResizeBilinearOptionsArgs {
+                            align_corners: a.align_corners,
+                            half_pixel_centers: a.half_pixel_centers,
+                        },
+                    )
+                    .as_union_value(),
+                ),
+            ),
+            Op::ResizeNearestNeighbor(a) => (
+                O::ResizeNearestNeighborOptions,
+                Some(
+                    fb::ResizeNearestNeighborOptions::create(
+                        fbb,
+                        &fb::ResizeNearestNeighborOptionsArgs {
+                            align_corners: a.align_corners,
+                            half_pixel_centers: a.half_pixel_centers,
+                        },
+                    )
+                    .as_union_value(),
+                ),
+            ),
+            other => return Err(not_in_family("resize", other)),
+        })
+    }
+
+    fn tflite_version(v: &OpVersionCtx, op: &Op) -> i32 {
+        use DType::*;
+        let first = OpVersionCtx::first;
+        match op {
+            Op::ResizeBilinear(a) => first(&[
+                (v.is(0, I16), 4),
+                (a.half_pixel_centers, 3),
+                (v.is(0, I8), 2),
+            ]),
+            Op::ResizeNearestNeighbor(a) => first(&[
+                (v.is(0, I16), 4),
+                (a.half_pixel_centers || a.align_corners, 3),
+                (v.is(0, I8), 2),
+            ]),
+            _ => 1,
+        }
+    }
+
+    fn param_rule(_op: &Op) -> ParamRule {
+        ParamRule::SameScale
+    }
+
+    fn weight_slots(_op: &Op) -> Option<WeightSlots> {
+        None
+    }
+
+    fn int8_support(op: &Op) -> Int8Support {
+        match op {
+            // Copies values; the int8 step only keeps the carrier's dtype.
+            Op::ResizeNearestNeighbor(_) => Int8Support::KernelMovingValues,
+            _ => Int8Support::Kernel,
+        }
+    }
+
+    fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        Ok(vec![match &ctx.node.op {
+            Op::ResizeBilinear(attrs) => bilinear(ctx, attrs)?,
+            Op::ResizeNearestNeighbor(attrs) => nearest(ctx, attrs)?,
+            other => return Err(OpError(not_in_family("resize", other))),
+        }])
+    }
+
+    fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        Ok(vec![match &ctx.node.op {
+            Op::ResizeBilinear(attrs) => bilinear_int8(ctx, attrs)?,
+            Op::ResizeNearestNeighbor(attrs) => nearest_int8(ctx, attrs)?,
+            other => return Err(OpError(not_in_family("resize", other))),
+        }])
+    }
+}
 
 fn geometry(ctx: &EvalCtx, attrs: &ResizeAttrs) -> OpResult<resize_f32::ResizeGeometry> {
     let (batch, in_h, in_w, channels) = ctx.input(0)?.dims4()?;
@@ -36,7 +163,7 @@ fn geometry(ctx: &EvalCtx, attrs: &ResizeAttrs) -> OpResult<resize_f32::ResizeGe
     })
 }
 
-pub fn bilinear(ctx: &EvalCtx, attrs: &ResizeAttrs) -> OpResult<CTensor> {
+fn bilinear(ctx: &EvalCtx, attrs: &ResizeAttrs) -> OpResult<CTensor> {
     let g = geometry(ctx, attrs)?;
     let shape = [g.batch, g.out_h, g.out_w, g.channels];
     Ok(run_on_host(
@@ -47,7 +174,7 @@ pub fn bilinear(ctx: &EvalCtx, attrs: &ResizeAttrs) -> OpResult<CTensor> {
     )?)
 }
 
-pub fn nearest(ctx: &EvalCtx, attrs: &ResizeAttrs) -> OpResult<CTensor> {
+fn nearest(ctx: &EvalCtx, attrs: &ResizeAttrs) -> OpResult<CTensor> {
     let g = geometry(ctx, attrs)?;
     let shape = [g.batch, g.out_h, g.out_w, g.channels];
     Ok(run_on_host(
@@ -56,4 +183,48 @@ pub fn nearest(ctx: &EvalCtx, attrs: &ResizeAttrs) -> OpResult<CTensor> {
         &shape,
         |x, y| resize_f32::nearest(&g, x, y),
     )?)
+}
+
+/// RESIZE_BILINEAR on int8.
+fn bilinear_int8(ctx: &EvalCtx, attrs: &crate::graph::ResizeAttrs) -> OpResult<CTensor> {
+    use crate::kernels::int8::resize::{ResizeBilinearInt8, ResizeDims};
+    let input = ctx.input(0)?;
+    let (batch, in_h, in_w, channels) = input.dims4()?;
+    let size = ctx.const_ints(1)?;
+    let [out_h, out_w] = size[..] else {
+        op_bail!("size must have 2 entries, got {size:?}");
+    };
+    let (out_h, out_w) = (out_h.max(0) as usize, out_w.max(0) as usize);
+    expect_output_shape(ctx, 0, &[batch, out_h, out_w, channels])?;
+    let kernel = ResizeBilinearInt8::new(
+        qparams(ctx, ctx.input_id(0)?)?,
+        qparams(ctx, ctx.node.outputs[0])?,
+        attrs.align_corners,
+        attrs.half_pixel_centers,
+    )
+    .map_err(OpError)?
+    .with_arithmetic(ctx.arithmetic);
+    let dims = ResizeDims {
+        batch,
+        in_h,
+        in_w,
+        channels,
+        out_h,
+        out_w,
+    };
+    let mut out = vec![0i8; batch * out_h * out_w * channels];
+    kernel
+        .run(&dims, &int8_values(input)?, &mut out)
+        .map_err(OpError)?;
+    from_int8(out, &[batch, out_h, out_w, channels], input)
+}
+
+/// RESIZE_NEAREST_NEIGHBOR only copies values, but through the float kernel: bit
+/// patterns (0..=255) survive the round trip through f32 exactly.
+fn nearest_int8(ctx: &EvalCtx, attrs: &crate::graph::ResizeAttrs) -> OpResult<CTensor> {
+    let out = nearest(ctx, attrs)?;
+    if ctx.input(0)?.dtype() == CDType::U8 {
+        return Ok(out.to_dtype(CDType::U8)?);
+    }
+    Ok(out)
 }

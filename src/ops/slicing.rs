@@ -1,12 +1,183 @@
 //! Ops that pick parts of a tensor: SPLIT, SLICE, STRIDED_SLICE, GATHER.
 
 use candle_core::{DType as CDType, Tensor as CTensor};
+use flatbuffers::FlatBufferBuilder;
 
-use super::{normalize_axis, op_bail, EvalCtx, OpResult};
-use crate::graph::StridedSliceAttrs;
+use super::family::{
+    not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
+};
+use super::{normalize_axis, op_bail, EvalCtx, OpError, OpResult};
+use crate::graph::{DType, Graph, Node, Op, StridedSliceAttrs};
+use crate::tflite::codec::{read_positive, write_int, OpVersionCtx};
+use crate::tflite::fb;
+
+pub struct Slicing;
+
+impl OpFamily for Slicing {
+    fn read_tflite(o: &TfliteOperator) -> Option<Result<Op, String>> {
+        use fb::BuiltinOperator as B;
+        let op = o.op;
+        let read = || -> Result<Option<Op>, String> {
+            Ok(Some(match o.code {
+                B::SPLIT => Op::Split {
+                    num_splits: read_positive(
+                        op.builtin_options_as_split_options()
+                            .map_or(1, |o| o.num_splits()),
+                        "num_splits",
+                    )?,
+                },
+                B::SLICE => Op::Slice,
+                B::STRIDED_SLICE => {
+                    let o = op.builtin_options_as_strided_slice_options();
+                    Op::StridedSlice(StridedSliceAttrs {
+                        begin_mask: o.map_or(0, |o| o.begin_mask()),
+                        end_mask: o.map_or(0, |o| o.end_mask()),
+                        ellipsis_mask: o.map_or(0, |o| o.ellipsis_mask()),
+                        new_axis_mask: o.map_or(0, |o| o.new_axis_mask()),
+                        shrink_axis_mask: o.map_or(0, |o| o.shrink_axis_mask()),
+                        offset: o.is_some_and(|o| o.offset()),
+                    })
+                }
+                B::GATHER => {
+                    let o = op.builtin_options_as_gather_options();
+                    Op::Gather {
+                        axis: o.map_or(0, |o| o.axis()),
+                        batch_dims: o.map_or(0, |o| o.batch_dims()),
+                    }
+                }
+                _ => return Ok(None),
+            }))
+        };
+        read().transpose()
+    }
+
+    fn tflite_code(op: &Op) -> Option<fb::BuiltinOperator> {
+        use fb::BuiltinOperator as B;
+        Some(match op {
+            Op::Split { .. } => B::SPLIT,
+            Op::Slice => B::SLICE,
+            Op::StridedSlice(_) => B::STRIDED_SLICE,
+            Op::Gather { .. } => B::GATHER,
+            _ => return None,
+        })
+    }
+
+    fn write_tflite_options(
+        fbb: &mut FlatBufferBuilder<'_>,
+        _graph: &Graph,
+        node: &Node,
+    ) -> Result<TfliteOptions, String> {
+        use fb::BuiltinOptions as O;
+        Ok(match &node.op {
+            Op::Split { num_splits } => (
+                O::SplitOptions,
+                Some(
+                    fb::SplitOptions::create(
+                        fbb,
+                        &fb::SplitOptionsArgs {
+                            num_splits: write_int(*num_splits, "num_splits")?,
+                        },
+                    )
+                    .as_union_value(),
+                ),
+            ),
+            Op::Slice => (O::NONE, None),
+            Op::StridedSlice(a) => (
+                O::StridedSliceOptions,
+                Some(
+                    fb::StridedSliceOptions::create(
+                        fbb,
+                        &fb::StridedSliceOptionsArgs {
+                            begin_mask: a.begin_mask,
+                            end_mask: a.end_mask,
+                            ellipsis_mask: a.ellipsis_mask,
+                            new_axis_mask: a.new_axis_mask,
+                            shrink_axis_mask: a.shrink_axis_mask,
+                            offset: a.offset,
+                        },
+                    )
+                    .as_union_value(),
+                ),
+            ),
+            Op::Gather { axis, batch_dims } => (
+                O::GatherOptions,
+                Some(
+                    fb::GatherOptions::create(
+                        fbb,
+                        &fb::GatherOptionsArgs {
+                            axis: *axis,
+                            batch_dims: *batch_dims,
+                        },
+                    )
+                    .as_union_value(),
+                ),
+            ),
+            other => return Err(not_in_family("slicing", other)),
+        })
+    }
+
+    fn tflite_version(v: &OpVersionCtx, op: &Op) -> i32 {
+        use DType::*;
+        let first = OpVersionCtx::first;
+        match op {
+            // The data is input 1; input 0 is the axis.
+            Op::Split { .. } => first(&[(v.is(1, I16), 4), (v.is(1, I32), 3), (v.is(1, I8), 2)]),
+            Op::Slice => first(&[
+                (v.is(0, U32), 6),
+                (v.dims(0) > 4, 5),
+                (v.is(0, I16), 4),
+                (v.is(0, String), 3),
+                (v.is(0, I8), 2),
+            ]),
+            Op::StridedSlice(a) => first(&[
+                (a.offset, 8),
+                (v.is(0, U32), 7),
+                (a.ellipsis_mask != 0 || a.new_axis_mask != 0, 6),
+                (v.is(0, String), 5),
+                (v.dims(0) > 4, 4),
+                (v.is(0, Bool), 3),
+                (v.is(0, I8), 2),
+            ]),
+            Op::Gather { batch_dims, .. } => first(&[
+                (v.is(1, I16), 6),
+                (*batch_dims != 0, 5),
+                (v.is(0, I16), 4),
+                (v.is(0, Bool), 3),
+                (v.is(0, I8), 2),
+            ]),
+            _ => 1,
+        }
+    }
+
+    fn param_rule(_op: &Op) -> ParamRule {
+        ParamRule::SameScale
+    }
+
+    fn weight_slots(_op: &Op) -> Option<WeightSlots> {
+        None
+    }
+
+    fn int8_support(_op: &Op) -> Int8Support {
+        Int8Support::MovesValues
+    }
+
+    fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        Ok(match &ctx.node.op {
+            Op::Split { num_splits } => split(ctx, *num_splits)?,
+            Op::Slice => vec![slice(ctx)?],
+            Op::StridedSlice(attrs) => vec![strided_slice(ctx, attrs)?],
+            Op::Gather { axis, batch_dims } => vec![gather(ctx, *axis, *batch_dims)?],
+            other => return Err(OpError(not_in_family("slicing", other))),
+        })
+    }
+
+    fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        Err(OpError(not_in_family("slicing (int8)", &ctx.node.op)))
+    }
+}
 
 /// SPLIT: input 0 is the axis, input 1 the value.
-pub fn split(ctx: &EvalCtx, num_splits: usize) -> OpResult<Vec<CTensor>> {
+fn split(ctx: &EvalCtx, num_splits: usize) -> OpResult<Vec<CTensor>> {
     let value = ctx.input(1)?;
     let Some(&axis) = ctx.const_ints(0)?.first() else {
         op_bail!("axis input is empty");
@@ -23,7 +194,7 @@ pub fn split(ctx: &EvalCtx, num_splits: usize) -> OpResult<Vec<CTensor>> {
 }
 
 /// SLICE: `begin` and `size` per dimension; size -1 means "to the end".
-pub fn slice(ctx: &EvalCtx) -> OpResult<CTensor> {
+fn slice(ctx: &EvalCtx) -> OpResult<CTensor> {
     let input = ctx.input(0)?;
     let begin = ctx.const_ints(1)?;
     let size = ctx.const_ints(2)?;
@@ -43,7 +214,7 @@ pub fn slice(ctx: &EvalCtx) -> OpResult<CTensor> {
 }
 
 /// STRIDED_SLICE with TensorFlow's mask semantics (begin, end, shrink-axis, offset).
-pub fn strided_slice(ctx: &EvalCtx, attrs: &StridedSliceAttrs) -> OpResult<CTensor> {
+fn strided_slice(ctx: &EvalCtx, attrs: &StridedSliceAttrs) -> OpResult<CTensor> {
     if attrs.ellipsis_mask != 0 || attrs.new_axis_mask != 0 {
         op_bail!("ellipsis_mask and new_axis_mask are not supported; reshape the model instead");
     }
@@ -114,7 +285,7 @@ pub fn strided_slice(ctx: &EvalCtx, attrs: &StridedSliceAttrs) -> OpResult<CTens
 }
 
 /// GATHER along `axis` with integer indices (checked against the axis size).
-pub fn gather(ctx: &EvalCtx, axis: i32, batch_dims: i32) -> OpResult<CTensor> {
+fn gather(ctx: &EvalCtx, axis: i32, batch_dims: i32) -> OpResult<CTensor> {
     if batch_dims != 0 {
         op_bail!("batch_dims {batch_dims} is not supported (only 0)");
     }

@@ -6,10 +6,10 @@
 //! A violation here is a bug in qdbg's planner (never the user's input), so it is an
 //! internal error naming the op and the tensors, instead of a silently broken model.
 
-use super::plan::{rule, Rule};
 use crate::error::{Error, Result};
 use crate::graph::{BinaryKind, DType, Graph, Node, Op, TensorId};
 use crate::ops::quantized::node_is_quantized;
+use crate::ops::{param_rule, weight_slots, ParamRule, WeightSlots};
 
 /// Bias scales are products of two f32 scales; the converter rounds them to f32 too.
 const BIAS_SCALE_TOLERANCE: f32 = 1e-5;
@@ -117,8 +117,8 @@ pub fn check_quantized_graph(graph: &Graph) -> Result<()> {
                 format!("an int8 op reads float {}", describe(graph, float_in)),
             ));
         }
-        match rule(&node.op) {
-            Rule::SameScale => {
+        match param_rule(&node.op) {
+            ParamRule::SameScale => {
                 let out = node.outputs[0];
                 let want = graph.tensor(out).quant.clone();
                 let constants = node.inputs.iter().flatten().copied().filter(|&id| {
@@ -144,7 +144,7 @@ pub fn check_quantized_graph(graph: &Graph) -> Result<()> {
                     }
                 }
             }
-            Rule::FixedOutput(fixed) => {
+            ParamRule::FixedOutput(fixed) => {
                 let out = node.outputs[0];
                 if graph.tensor(out).dtype == DType::I8
                     && graph.tensor(out).quant.as_ref() != Some(&fixed)
@@ -160,7 +160,7 @@ pub fn check_quantized_graph(graph: &Graph) -> Result<()> {
                     ));
                 }
             }
-            Rule::Own => {}
+            ParamRule::Own => {}
         }
         check_weights(graph, node)?;
         check_add_rescale(graph, node, &data_inputs)?;
@@ -219,10 +219,14 @@ fn check_add_rescale(graph: &Graph, node: &Node, data_inputs: &[TensorId]) -> Re
 /// Symmetric int8 weights (zero point 0) and int32 biases whose scale is the input scale
 /// times each channel's weight scale.
 fn check_weights(graph: &Graph, node: &Node) -> Result<()> {
-    let (weight_slot, bias_slot, input_slot) = match node.op {
-        Op::Conv2d(_) | Op::DepthwiseConv2d(_) | Op::FullyConnected(_) => (1, 2, 0),
-        Op::TransposeConv(_) => (1, 3, 2),
-        _ => return Ok(()),
+    let Some(WeightSlots::Filter {
+        filter: weight_slot,
+        bias: bias_slot,
+        data: input_slot,
+        ..
+    }) = weight_slots(&node.op)
+    else {
+        return Ok(());
     };
     let (Some(w), Some(x)) = (node.input(weight_slot), node.input(input_slot)) else {
         return Ok(());

@@ -1,7 +1,7 @@
 //! Activation quantization parameters for a whole graph, resolved the way TensorFlow's
 //! converter resolves them, in one constraint pass.
 //!
-//! Every op's rule is data ([`rule`]): its own calibrated range (the default), a fixed
+//! Every op's rule is data ([`crate::ops::param_rule`], from its op family): its own calibrated range (the default), a fixed
 //! output range (SOFTMAX, LOGISTIC, TANH), or "same scale": LiteRT's int8 kernel copies or
 //! compares raw values, so the op's float inputs and outputs must share one set of
 //! parameters (reshapes, pooling, padding, slicing, concatenation, MAXIMUM, ...). The pass
@@ -29,7 +29,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::calibration::{Calibration, TensorRange};
 use super::params::activation_params_wide;
-use crate::graph::{BinaryKind, Graph, Node, Op, QuantParams, ReduceKind, TensorId, UnaryKind};
+use crate::graph::{BinaryKind, Graph, Node, Op, QuantParams, TensorId};
+use crate::ops::{param_rule, ParamRule};
 
 /// Ranges narrower than this are widened by it on both sides (TensorFlow's quantizer).
 pub const NEAR_ZERO_TOLERANCE: f64 = 1.0e-6;
@@ -93,53 +94,6 @@ impl std::ops::Index<&TensorId> for ActivationPlan {
     type Output = QuantParams;
     fn index(&self, id: &TensorId) -> &QuantParams {
         &self.params[id]
-    }
-}
-
-/// An op's parameter rule.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Rule {
-    /// Its outputs take their own calibrated ranges.
-    Own,
-    /// Its outputs have fixed parameters whatever the data.
-    FixedOutput(QuantParams),
-    /// Its float inputs and outputs must share one set of parameters.
-    SameScale,
-}
-
-/// The parameter rule of `op`, as the converter's op definitions state it and LiteRT's
-/// int8 kernels require it.
-pub fn rule(op: &Op) -> Rule {
-    match op {
-        Op::Softmax { .. } | Op::Unary(UnaryKind::Logistic) => {
-            Rule::FixedOutput(QuantParams::per_tensor(1.0 / 256.0, -128))
-        }
-        Op::Unary(UnaryKind::Tanh) => Rule::FixedOutput(QuantParams::per_tensor(1.0 / 128.0, 0)),
-        Op::Pool2d { .. }
-        | Op::Reshape
-        | Op::Squeeze { .. }
-        | Op::ExpandDims
-        | Op::Transpose
-        | Op::Slice
-        | Op::StridedSlice(_)
-        | Op::Gather { .. }
-        | Op::Pad
-        | Op::PadV2
-        | Op::ResizeBilinear(_)
-        | Op::ResizeNearestNeighbor(_)
-        | Op::DepthToSpace { .. }
-        | Op::SpaceToDepth { .. }
-        | Op::Split { .. }
-        | Op::Concatenation { .. }
-        | Op::Reduce {
-            kind: ReduceKind::Max,
-            ..
-        }
-        | Op::Binary {
-            kind: BinaryKind::Maximum | BinaryKind::Minimum,
-            ..
-        } => Rule::SameScale,
-        _ => Rule::Own,
     }
 }
 
@@ -389,16 +343,16 @@ impl Solver<'_> {
             }
             done[pos] = true;
             let node = &self.graph.nodes[pos];
-            match rule(&node.op) {
-                Rule::Own => {}
-                Rule::FixedOutput(params) => {
+            match param_rule(&node.op) {
+                ParamRule::Own => {}
+                ParamRule::FixedOutput(params) => {
                     for &out in &node.outputs {
                         if self.graph.tensor(out).dtype.is_float() {
                             self.set_output(out, &params);
                         }
                     }
                 }
-                Rule::SameScale => {
+                ParamRule::SameScale => {
                     let Some(params) = self.same_scale_params(node) else {
                         // Nothing known around it yet: a later visit may settle it.
                         done[pos] = false;
@@ -498,9 +452,9 @@ pub fn plan_activations(graph: &Graph, calibration: &Calibration) -> ActivationP
     // 2. Which calibrated ranges count.
     let mut dropped: HashSet<TensorId> = HashSet::new();
     for node in &graph.nodes {
-        match rule(&node.op) {
-            Rule::FixedOutput(_) => dropped.extend(node.outputs.iter().copied()),
-            Rule::SameScale
+        match param_rule(&node.op) {
+            ParamRule::FixedOutput(_) => dropped.extend(node.outputs.iter().copied()),
+            ParamRule::SameScale
                 if float_operand_count(graph, node) <= 1
                     && float_inputs(graph, node).any(|id| ranges.contains_key(&id)) =>
             {
@@ -522,7 +476,7 @@ pub fn plan_activations(graph: &Graph, calibration: &Calibration) -> ActivationP
         }
         let Some(p) = producer[id] else { continue };
         let node = &graph.nodes[p];
-        if rule(&node.op) != Rule::SameScale {
+        if param_rule(&node.op) != ParamRule::SameScale {
             continue;
         }
         for input in float_inputs(graph, node) {
@@ -563,7 +517,7 @@ pub fn plan_activations(graph: &Graph, calibration: &Calibration) -> ActivationP
         // model input that a concatenation also reads, for one). qdbg does better on
         // purpose: it visits them again once their neighbours are known.
         let pending: Vec<usize> = (0..graph.nodes.len())
-            .filter(|&p| !done[p] && rule(&graph.nodes[p].op) == Rule::SameScale)
+            .filter(|&p| !done[p] && param_rule(&graph.nodes[p].op) == ParamRule::SameScale)
             .collect();
         solver.work = pending.iter().rev().copied().collect();
         solver.run(&mut done);

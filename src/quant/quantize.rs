@@ -11,10 +11,11 @@
 use std::collections::{HashMap, HashSet};
 
 use super::params::{for_each_channel_run, symmetric_scale, symmetric_weight_scales, ChannelRun};
-use super::plan::{rule, ActivationPlan, Requantize, Rule};
+use super::plan::{ActivationPlan, Requantize};
 use crate::error::{Error, Result};
 use crate::graph::{DType, Graph, Node, Op, QuantParams, Tensor, TensorData, TensorId};
-use crate::ops::quantized::has_int8_kernel;
+use crate::ops::has_int8_kernel;
+use crate::ops::{param_rule, weight_slots, ParamRule, WeightSlots};
 
 #[derive(Clone, Debug, Default)]
 pub struct QuantizeOptions {
@@ -47,28 +48,6 @@ pub struct QuantizedModel {
     pub twin_of: HashMap<TensorId, TensorId>,
     /// Ops of the float graph that stayed float: (position in float graph, why).
     pub float_ops: Vec<(usize, FloatReason)>,
-}
-
-/// Which constant input of an op is a weight (quantized symmetric per channel on `axis`)
-/// and which is its bias.
-fn weight_and_bias(op: &Op) -> Option<(usize, usize, usize)> {
-    match op {
-        Op::Conv2d(_) | Op::FullyConnected(_) => Some((1, 0, 2)),
-        Op::DepthwiseConv2d(_) => Some((1, 3, 2)),
-        // TRANSPOSE_CONV: (output_shape, filter OHWI, input, bias).
-        Op::TransposeConv(_) => Some((1, 0, 3)),
-        _ => None,
-    }
-}
-
-/// The constant operand TensorFlow's quantizer quantizes symmetric per tensor, as a weight
-/// without a bias: PRELU's alpha (zero point 0, scale max |alpha| / 127; checked on every
-/// alpha of the corpus' PReLU models), where any other constant operand is asymmetric.
-fn symmetric_constant_slot(op: &Op) -> Option<usize> {
-    match op {
-        Op::Prelu => Some(1),
-        _ => None,
-    }
 }
 
 pub fn quantize_graph(
@@ -151,12 +130,21 @@ pub fn quantize_graph(
     for (pos, node) in float.nodes.iter().enumerate() {
         let mut new_node = node.clone();
         if quantized[pos] {
-            let wb = weight_and_bias(&node.op);
-            // The data input whose scale the bias scale builds on.
-            let data_slot = if matches!(node.op, Op::TransposeConv(_)) {
-                2
-            } else {
-                0
+            let slots = weight_slots(&node.op);
+            // The filter, its channel axis, its bias, and the data input whose scale the
+            // bias scale builds on.
+            let (filter_slot, channel_axis, bias_slot, data_slot) = match slots {
+                Some(WeightSlots::Filter {
+                    filter,
+                    channel_axis,
+                    bias,
+                    data,
+                }) => (Some(filter), channel_axis, Some(bias), data),
+                _ => (None, 0, None, 0),
+            };
+            let symmetric_slot = match slots {
+                Some(WeightSlots::SymmetricPerTensor(slot)) => Some(slot),
+                _ => None,
             };
             let input_q = node
                 .input(data_slot)
@@ -164,8 +152,8 @@ pub fn quantize_graph(
                 .cloned();
             // Same-scale ops (MAXIMUM with a constant, PADV2's pad value) compare or copy
             // raw values: their constants take the op's parameters.
-            let same_scale_q = match rule(&node.op) {
-                Rule::SameScale => node.outputs.first().and_then(|&o| plan.get(&o)).cloned(),
+            let same_scale_q = match param_rule(&node.op) {
+                ParamRule::SameScale => node.outputs.first().and_then(|&o| plan.get(&o)).cloned(),
                 _ => None,
             };
             let mut weight_scales: Option<Vec<f32>> = None;
@@ -176,12 +164,12 @@ pub fn quantize_graph(
                     if !t.dtype.is_float() {
                         continue; // shapes, axes, paddings stay int32
                     }
-                    let converted = match wb {
-                        Some((w, axis, b)) if slot == w => {
+                    let converted = match Some(slot) {
+                        s if s == filter_slot => {
                             // The scale a channel needs for its bias to fit the int32
                             // range TensorFlow allows (see `bias_fitting_scales`).
-                            let bias_values = node
-                                .input(b)
+                            let bias_values = bias_slot
+                                .and_then(|b| node.input(b))
                                 .map(|id| float.tensor(id))
                                 .filter(|b| b.is_constant())
                                 .map(float_values)
@@ -190,17 +178,17 @@ pub fn quantize_graph(
                                 (Some(bias), Some(iq)) => bias_fitting_scales(bias, iq.scale[0]),
                                 _ => Vec::new(),
                             };
-                            let (tensor, scales) = quantize_weight(t, axis, &floor)?;
+                            let (tensor, scales) = quantize_weight(t, channel_axis, &floor)?;
                             weight_scales = Some(scales);
                             tensor
                         }
-                        Some((_, _, b)) if slot == b => {
+                        s if s == bias_slot => {
                             let (Some(iq), Some(ws)) = (&input_q, &weight_scales) else {
                                 return Err(missing(float, id));
                             };
                             quantize_bias(t, iq.scale[0], ws)?
                         }
-                        _ if symmetric_constant_slot(&node.op) == Some(slot) => {
+                        s if s == symmetric_slot => {
                             let scale = symmetric_scale(&float_values(t)?);
                             quantize_weight_with(t, &QuantParams::per_tensor(scale, 0))?
                         }

@@ -2,6 +2,7 @@
 //! (see `scripts/gen_tflite_bindings.sh`), the reader into [`crate::graph::Graph`] and the
 //! writer back out of it.
 
+pub mod codec;
 mod custom;
 mod reader;
 mod sparsity;
@@ -20,6 +21,8 @@ mod writer;
 #[rustfmt::skip]
 mod schema_generated;
 
+pub use codec::{builtin_name, OpVersionCtx};
+pub(crate) use custom::parse_custom;
 pub use reader::{read_model, read_model_bytes};
 pub(crate) use schema_generated::tflite as fb;
 pub use writer::{model_bytes, write_model};

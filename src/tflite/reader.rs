@@ -7,10 +7,12 @@
 
 use std::path::Path;
 
+use super::codec::builtin_name;
 use super::fb;
 use super::sparsity::Layout;
 use crate::error::{Error, Result};
 use crate::graph::*;
+use crate::ops::family::{self, TfliteOperator};
 
 /// Largest model qdbg opens: flatbuffers address at most 2 GiB, and constant data placed
 /// after the flatbuffer (TFLite's offset buffers) is bounded by the file itself.
@@ -392,7 +394,13 @@ impl<'a> Reader<'a> {
         );
         let custom_code = code.custom_code();
         let custom_options = self.custom_options(index, op)?;
-        let op_kind = parse_op(builtin, op, custom_code, custom_options).map_err(|reason| {
+        let operator = TfliteOperator {
+            code: builtin,
+            op,
+            custom_code,
+            custom_options,
+        };
+        let op_kind = family::read_tflite(&operator).map_err(|reason| {
             // A custom op goes by its custom code: "CUSTOM" alone would not say which.
             match custom_code {
                 Some(c) if builtin == fb::BuiltinOperator::CUSTOM => self.refuse(format!(
@@ -646,280 +654,4 @@ fn fold_constant_dequantize(graph: &mut Graph, node: &Node) -> Option<FoldedOp> 
 /// (the executor's refusal explains it).
 fn is_densify(op: &Op) -> bool {
     matches!(op, Op::Unsupported { name } if name == "DENSIFY")
-}
-
-fn builtin_name(op: fb::BuiltinOperator) -> String {
-    op.variant_name()
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("BUILTIN_{}", op.0))
-}
-
-fn activation(a: fb::ActivationFunctionType) -> Result<FusedActivation, String> {
-    Ok(match a {
-        fb::ActivationFunctionType::NONE => FusedActivation::None,
-        fb::ActivationFunctionType::RELU => FusedActivation::Relu,
-        fb::ActivationFunctionType::RELU_N1_TO_1 => FusedActivation::ReluN1To1,
-        fb::ActivationFunctionType::RELU6 => FusedActivation::Relu6,
-        fb::ActivationFunctionType::TANH => FusedActivation::Tanh,
-        fb::ActivationFunctionType::SIGN_BIT => FusedActivation::SignBit,
-        other => return Err(format!("unknown fused activation {}", other.0)),
-    })
-}
-
-fn padding(p: fb::Padding) -> Result<Padding, String> {
-    match p {
-        fb::Padding::SAME => Ok(Padding::Same),
-        fb::Padding::VALID => Ok(Padding::Valid),
-        other => Err(format!("unknown padding {}", other.0)),
-    }
-}
-
-fn positive(v: i32, what: &str) -> Result<usize, String> {
-    if v < 1 {
-        return Err(format!("{what} must be at least 1, got {v}"));
-    }
-    Ok(v as usize)
-}
-
-/// Maps a builtin op and its options table onto [`Op`]. Missing option tables take
-/// TFLite's defaults, as the interpreter does.
-fn parse_op(
-    builtin: fb::BuiltinOperator,
-    op: &fb::Operator,
-    custom_code: Option<&str>,
-    custom_options: Option<&[u8]>,
-) -> Result<Op, String> {
-    use fb::BuiltinOperator as B;
-    let binary = |kind, act: Option<fb::ActivationFunctionType>| -> Result<Op, String> {
-        Ok(Op::Binary {
-            kind,
-            activation: activation(act.unwrap_or(fb::ActivationFunctionType::NONE))?,
-        })
-    };
-    Ok(match builtin {
-        B::CONV_2D => {
-            let o = op.builtin_options_as_conv_2doptions();
-            Op::Conv2d(Conv2dAttrs {
-                padding: padding(o.map_or(fb::Padding::SAME, |o| o.padding()))?,
-                stride_h: positive(o.map_or(1, |o| o.stride_h()), "stride_h")?,
-                stride_w: positive(o.map_or(1, |o| o.stride_w()), "stride_w")?,
-                dilation_h: positive(o.map_or(1, |o| o.dilation_h_factor()), "dilation_h")?,
-                dilation_w: positive(o.map_or(1, |o| o.dilation_w_factor()), "dilation_w")?,
-                activation: activation(o.map_or(fb::ActivationFunctionType::NONE, |o| {
-                    o.fused_activation_function()
-                }))?,
-            })
-        }
-        B::DEPTHWISE_CONV_2D => {
-            let o = op.builtin_options_as_depthwise_conv_2doptions();
-            Op::DepthwiseConv2d(DepthwiseConv2dAttrs {
-                padding: padding(o.map_or(fb::Padding::SAME, |o| o.padding()))?,
-                stride_h: positive(o.map_or(1, |o| o.stride_h()), "stride_h")?,
-                stride_w: positive(o.map_or(1, |o| o.stride_w()), "stride_w")?,
-                dilation_h: positive(o.map_or(1, |o| o.dilation_h_factor()), "dilation_h")?,
-                dilation_w: positive(o.map_or(1, |o| o.dilation_w_factor()), "dilation_w")?,
-                depth_multiplier: o.map_or(1, |o| o.depth_multiplier()).max(0) as usize,
-                activation: activation(o.map_or(fb::ActivationFunctionType::NONE, |o| {
-                    o.fused_activation_function()
-                }))?,
-            })
-        }
-        B::TRANSPOSE_CONV => {
-            let o = op.builtin_options_as_transpose_conv_options();
-            Op::TransposeConv(TransposeConvAttrs {
-                padding: padding(o.map_or(fb::Padding::SAME, |o| o.padding()))?,
-                stride_h: positive(o.map_or(1, |o| o.stride_h()), "stride_h")?,
-                stride_w: positive(o.map_or(1, |o| o.stride_w()), "stride_w")?,
-                activation: activation(o.map_or(fb::ActivationFunctionType::NONE, |o| {
-                    o.fused_activation_function()
-                }))?,
-            })
-        }
-        B::FULLY_CONNECTED => {
-            let o = op.builtin_options_as_fully_connected_options();
-            Op::FullyConnected(FullyConnectedAttrs {
-                activation: activation(o.map_or(fb::ActivationFunctionType::NONE, |o| {
-                    o.fused_activation_function()
-                }))?,
-                keep_num_dims: o.is_some_and(|o| o.keep_num_dims()),
-            })
-        }
-        B::BATCH_MATMUL => {
-            let o = op.builtin_options_as_batch_mat_mul_options();
-            Op::BatchMatMul {
-                adj_x: o.is_some_and(|o| o.adj_x()),
-                adj_y: o.is_some_and(|o| o.adj_y()),
-            }
-        }
-        B::ADD => binary(
-            BinaryKind::Add,
-            op.builtin_options_as_add_options()
-                .map(|o| o.fused_activation_function()),
-        )?,
-        B::SUB => binary(
-            BinaryKind::Sub,
-            op.builtin_options_as_sub_options()
-                .map(|o| o.fused_activation_function()),
-        )?,
-        B::MUL => binary(
-            BinaryKind::Mul,
-            op.builtin_options_as_mul_options()
-                .map(|o| o.fused_activation_function()),
-        )?,
-        B::DIV => binary(
-            BinaryKind::Div,
-            op.builtin_options_as_div_options()
-                .map(|o| o.fused_activation_function()),
-        )?,
-        B::SQUARED_DIFFERENCE => binary(BinaryKind::SquaredDifference, None)?,
-        B::MAXIMUM => binary(BinaryKind::Maximum, None)?,
-        B::MINIMUM => binary(BinaryKind::Minimum, None)?,
-        B::RSQRT => Op::Unary(UnaryKind::Rsqrt),
-        B::SQRT => Op::Unary(UnaryKind::Sqrt),
-        B::RELU => Op::Unary(UnaryKind::Relu),
-        B::RELU6 => Op::Unary(UnaryKind::Relu6),
-        B::RELU_N1_TO_1 => Op::Unary(UnaryKind::ReluN1To1),
-        B::LOGISTIC => Op::Unary(UnaryKind::Logistic),
-        B::TANH => Op::Unary(UnaryKind::Tanh),
-        B::HARD_SWISH => Op::Unary(UnaryKind::HardSwish),
-        B::GELU => Op::Unary(UnaryKind::Gelu {
-            approximate: op
-                .builtin_options_as_gelu_options()
-                .is_some_and(|o| o.approximate()),
-        }),
-        B::LEAKY_RELU => Op::Unary(UnaryKind::LeakyRelu {
-            alpha: op
-                .builtin_options_as_leaky_relu_options()
-                .map_or(0.2, |o| o.alpha()),
-        }),
-        B::PRELU => Op::Prelu,
-        B::MEAN | B::SUM | B::REDUCE_MAX => Op::Reduce {
-            kind: match builtin {
-                B::MEAN => ReduceKind::Mean,
-                B::SUM => ReduceKind::Sum,
-                _ => ReduceKind::Max,
-            },
-            keep_dims: op
-                .builtin_options_as_reducer_options()
-                .is_some_and(|o| o.keep_dims()),
-        },
-        B::AVERAGE_POOL_2D | B::MAX_POOL_2D => {
-            let o = op.builtin_options_as_pool_2doptions();
-            Op::Pool2d {
-                kind: if builtin == B::MAX_POOL_2D {
-                    PoolKind::Max
-                } else {
-                    PoolKind::Average
-                },
-                attrs: Pool2dAttrs {
-                    padding: padding(o.map_or(fb::Padding::SAME, |o| o.padding()))?,
-                    stride_h: positive(o.map_or(1, |o| o.stride_h()), "stride_h")?,
-                    stride_w: positive(o.map_or(1, |o| o.stride_w()), "stride_w")?,
-                    filter_h: positive(o.map_or(1, |o| o.filter_height()), "filter_height")?,
-                    filter_w: positive(o.map_or(1, |o| o.filter_width()), "filter_width")?,
-                    activation: activation(o.map_or(fb::ActivationFunctionType::NONE, |o| {
-                        o.fused_activation_function()
-                    }))?,
-                },
-            }
-        }
-        B::SOFTMAX => Op::Softmax {
-            beta: op
-                .builtin_options_as_softmax_options()
-                .map_or(1.0, |o| o.beta()),
-        },
-        B::RESHAPE => Op::Reshape,
-        B::SQUEEZE => Op::Squeeze {
-            axes: op
-                .builtin_options_as_squeeze_options()
-                .and_then(|o| o.squeeze_dims())
-                .map(|v| v.iter().collect())
-                .unwrap_or_default(),
-        },
-        B::EXPAND_DIMS => Op::ExpandDims,
-        B::TRANSPOSE => Op::Transpose,
-        B::CONCATENATION => {
-            let o = op.builtin_options_as_concatenation_options();
-            Op::Concatenation {
-                axis: o.map_or(0, |o| o.axis()),
-                activation: activation(o.map_or(fb::ActivationFunctionType::NONE, |o| {
-                    o.fused_activation_function()
-                }))?,
-            }
-        }
-        B::SPLIT => Op::Split {
-            num_splits: positive(
-                op.builtin_options_as_split_options()
-                    .map_or(1, |o| o.num_splits()),
-                "num_splits",
-            )?,
-        },
-        B::SLICE => Op::Slice,
-        B::STRIDED_SLICE => {
-            let o = op.builtin_options_as_strided_slice_options();
-            Op::StridedSlice(StridedSliceAttrs {
-                begin_mask: o.map_or(0, |o| o.begin_mask()),
-                end_mask: o.map_or(0, |o| o.end_mask()),
-                ellipsis_mask: o.map_or(0, |o| o.ellipsis_mask()),
-                new_axis_mask: o.map_or(0, |o| o.new_axis_mask()),
-                shrink_axis_mask: o.map_or(0, |o| o.shrink_axis_mask()),
-                offset: o.is_some_and(|o| o.offset()),
-            })
-        }
-        B::GATHER => {
-            let o = op.builtin_options_as_gather_options();
-            Op::Gather {
-                axis: o.map_or(0, |o| o.axis()),
-                batch_dims: o.map_or(0, |o| o.batch_dims()),
-            }
-        }
-        B::PAD => Op::Pad,
-        B::PADV2 => Op::PadV2,
-        B::RESIZE_BILINEAR => {
-            let o = op.builtin_options_as_resize_bilinear_options();
-            Op::ResizeBilinear(ResizeAttrs {
-                align_corners: o.is_some_and(|o| o.align_corners()),
-                half_pixel_centers: o.is_some_and(|o| o.half_pixel_centers()),
-            })
-        }
-        B::RESIZE_NEAREST_NEIGHBOR => {
-            let o = op.builtin_options_as_resize_nearest_neighbor_options();
-            Op::ResizeNearestNeighbor(ResizeAttrs {
-                align_corners: o.is_some_and(|o| o.align_corners()),
-                half_pixel_centers: o.is_some_and(|o| o.half_pixel_centers()),
-            })
-        }
-        B::DEPTH_TO_SPACE => Op::DepthToSpace {
-            block_size: positive(
-                op.builtin_options_as_depth_to_space_options()
-                    .map_or(0, |o| o.block_size()),
-                "block_size",
-            )?,
-        },
-        B::SPACE_TO_DEPTH => Op::SpaceToDepth {
-            block_size: positive(
-                op.builtin_options_as_space_to_depth_options()
-                    .map_or(0, |o| o.block_size()),
-                "block_size",
-            )?,
-        },
-        B::QUANTIZE => Op::Quantize,
-        B::DEQUANTIZE => Op::Dequantize,
-        // Folded when its input is a constant (`fold_constant_densify`).
-        B::DENSIFY => Op::Unsupported {
-            name: "DENSIFY".into(),
-        },
-        B::CUSTOM => {
-            let known = match custom_code {
-                Some(code) => super::custom::parse_custom(code, custom_options)?,
-                None => None,
-            };
-            known.unwrap_or_else(|| Op::Unsupported {
-                name: format!("CUSTOM({})", custom_code.unwrap_or("unnamed")),
-            })
-        }
-        other => Op::Unsupported {
-            name: builtin_name(other),
-        },
-    })
 }
