@@ -171,7 +171,11 @@ pub enum PoolKind {
 
 /// An operation with its attributes. Inputs that TFLite passes as constant tensors
 /// (shapes, axes, paddings, begin/end) stay tensors; executors read them from the graph.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// [`OpKind`] is its fieldless twin (one value per variant, iterable), which lets a
+/// table-driven test visit every op the registry (`ops::family`) must answer for.
+#[derive(Clone, Debug, PartialEq, Serialize, strum::EnumDiscriminants)]
+#[strum_discriminants(name(OpKind), derive(strum::EnumIter))]
 pub enum Op {
     Conv2d(Conv2dAttrs),
     DepthwiseConv2d(DepthwiseConv2dAttrs),

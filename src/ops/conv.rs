@@ -21,6 +21,8 @@ use crate::graph::{
     Conv2dAttrs, DType, FusedActivation, Graph, Node, Op, Padding, TensorData, TensorId,
     TransposeConvAttrs,
 };
+use crate::kernels::pointwise_f32::{self, PackedPointwise, PointwiseGeometry};
+use crate::kernels::{conv_f32, int8::conv::ConvGeometry, run_on_host, run_on_host_filling};
 use crate::tflite::codec::{
     read_activation_or_none, read_padding, read_positive, write_activation, write_int,
     write_padding, OpVersionCtx,
@@ -192,8 +194,6 @@ impl OpFamily for Conv {
         }])
     }
 }
-use crate::kernels::pointwise_f32::{self, PackedPointwise, PointwiseGeometry};
-use crate::kernels::{conv_f32, int8::conv::ConvGeometry, run_on_host, run_on_host_filling};
 
 /// Re-lays-out constant filters once: packed for the pointwise kernel (1x1 on the CPU),
 /// `[in, out]` for other 1x1 convolutions, OIHW otherwise.

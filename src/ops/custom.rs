@@ -19,6 +19,7 @@ use super::{expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError, OpR
 use crate::graph::{
     ArgmaxPoolAttrs, DType, FusedActivation, Graph, Node, Op, Padding, TransposeConvBiasAttrs,
 };
+use crate::kernels::argmax_pool_f32::{self, PoolGeometry};
 use crate::tflite::codec::OpVersionCtx;
 use crate::tflite::{fb, parse_custom};
 
@@ -102,7 +103,6 @@ impl OpFamily for Custom {
         )
     }
 }
-use crate::kernels::argmax_pool_f32::{self, PoolGeometry};
 
 /// `Convolution2DTransposeBias`: inputs (input NHWC, filter OHWI, bias). Unlike
 /// TRANSPOSE_CONV it has no output-shape input; LiteRT takes the size the model declares

@@ -12,6 +12,7 @@ use super::{
     OpResult, Prepared,
 };
 use crate::graph::{DepthwiseConv2dAttrs, FusedActivation, Graph, Node, Op, TensorData};
+use crate::kernels::{depthwise_f32, run_on_host_filling, simd};
 use crate::tflite::codec::{
     read_activation_or_none, read_padding, read_positive, write_activation, write_int,
     write_padding, OpVersionCtx,
@@ -115,7 +116,6 @@ impl OpFamily for Depthwise {
         Ok(vec![depthwise_int8(ctx, attrs)?])
     }
 }
-use crate::kernels::{depthwise_f32, run_on_host_filling, simd};
 
 /// Keeps constant filter and bias on the host, in the layout the kernel reads.
 pub fn prepare(graph: &Graph, node: &Node) -> OpResult<Option<Prepared>> {
