@@ -25,12 +25,14 @@ pub enum Error {
         hint: String,
     },
 
-    #[error("op #{op_index} ({op}), tensor '{tensor}': {reason}")]
+    /// An op failed while being prepared or run: `cause` says whether the model's
+    /// contents, a kernel, candle or qdbg itself is to blame.
+    #[error("op #{op_index} ({op}), tensor '{tensor}': {cause}")]
     OpFailed {
         op_index: usize,
         op: String,
         tensor: String,
-        reason: String,
+        cause: OpError,
     },
 
     #[error("{path}: {reason}")]
@@ -55,6 +57,19 @@ pub enum Error {
 
     #[error("device '{device}': {reason}")]
     Device { device: String, reason: String },
+
+    /// A command-line option the user gave is wrong (not a file: no path to name).
+    #[error("{option}: {reason}")]
+    Usage { option: String, reason: String },
+
+    /// candle failed on a tensor outside any op (reading values back, converting them):
+    /// a bug, reported with the tensor and what was being done.
+    #[error("internal error: tensor '{tensor}': {doing}: {cause} (please report this)")]
+    Candle {
+        tensor: String,
+        doing: &'static str,
+        cause: Box<candle_core::Error>,
+    },
 
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
@@ -91,6 +106,91 @@ impl Error {
     /// contents (the shapes, dtypes, parameters and constants the file declares: the ops
     /// check them and say which), so it counts as bad input.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Internal(_))
+        match self {
+            Error::Internal(_) | Error::Candle { .. } => false,
+            Error::OpFailed { cause, .. } => cause.is_model_error(),
+            _ => true,
+        }
+    }
+
+    pub fn usage(option: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Usage {
+            option: option.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// candle's error while `doing` something with `tensor`, outside any op.
+    pub fn candle(
+        tensor: impl Into<String>,
+        doing: &'static str,
+        cause: candle_core::Error,
+    ) -> Self {
+        Error::Candle {
+            tensor: tensor.into(),
+            doing,
+            cause: Box::new(cause),
+        }
+    }
+}
+
+/// Why an op could not be evaluated; the executor adds the op and tensor names
+/// ([`crate::Error::OpFailed`]).
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// What the model declares does not fit the op: its shapes, dtypes, quantization
+    /// parameters or constants (the message says which).
+    #[error("{0}")]
+    Model(String),
+    /// An int8 kernel refused the parameters or shapes it was built with.
+    #[error("{0}")]
+    Kernel(String),
+    /// candle failed while computing the op; its own error is kept as the source.
+    /// (Boxed: candle's error is large, and every `Result` would carry its size.)
+    #[error("candle: {0}")]
+    Candle(#[source] Box<candle_core::Error>),
+    /// qdbg asked an op something its family does not answer: a bug, not bad input.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<candle_core::Error> for OpError {
+    fn from(e: candle_core::Error) -> Self {
+        OpError::Candle(Box::new(e))
+    }
+}
+
+impl OpError {
+    /// Whether the failure comes from the model (exit code 2) rather than from qdbg.
+    pub fn is_model_error(&self) -> bool {
+        !matches!(self, OpError::Internal(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op_failed(cause: OpError) -> Error {
+        Error::OpFailed {
+            op_index: 3,
+            op: "CONV_2D".into(),
+            tensor: "conv/out".into(),
+            cause,
+        }
+    }
+
+    #[test]
+    fn an_op_failing_on_the_model_is_bad_input_and_a_routing_bug_is_not() {
+        let model = op_failed(OpError::Model("filter must have 4 dimensions".into()));
+        assert!(model.is_user_error());
+        assert_eq!(
+            model.to_string(),
+            "op #3 (CONV_2D), tensor 'conv/out': filter must have 4 dimensions"
+        );
+        let bug = op_failed(OpError::Internal("routed to the pool family".into()));
+        assert!(!bug.is_user_error());
+        assert!(bug.to_string().contains("internal error"), "{bug}");
+        assert!(Error::usage("--deny", "empty rule").is_user_error());
     }
 }

@@ -509,7 +509,7 @@ impl<'a> Debugger<'a> {
             // The common case: measured straight from the executors' buffers.
             let (scale, zero_point) = (params.scale[0], params.zero_point[0]);
             let entry = int8.entry(l.tensor, v);
-            let raw_values = int8_values(&entry.tensor).map_err(|e| internal(e.0))?;
+            let raw_values = int8_values(&entry.tensor).map_err(|e| internal(e.to_string()))?;
             // A later layer's float twin reads this output dequantized: written in the
             // same pass as the measurement (as `dequantize_int8` computes it, which it
             // does in f32 for these zero points).
@@ -543,7 +543,8 @@ impl<'a> Debugger<'a> {
             Some(t) => host_f32(&t)?.into_iter().map(f64::from).collect(),
             None => Vec::new(),
         };
-        let raw_values = int8_values(&int8.entry(l.tensor, v).tensor).map_err(|e| internal(e.0))?;
+        let raw_values =
+            int8_values(&int8.entry(l.tensor, v).tensor).map_err(|e| internal(e.to_string()))?;
         let raw: Vec<i64> = raw_values.iter().map(|&r| i64::from(r)).collect();
         let sample = if per_tensor && self.histograms {
             LayerSample::from_int8((l.scale as f64, l.zero_point), &float, &got, &raw)
@@ -743,8 +744,9 @@ impl Int8Memo {
         if entry.dequantized.is_none() {
             if let Some(p) = q.tensor(id).quant.as_ref() {
                 let internal = |e: String| Error::Internal(format!("{}: {e}", q.tensor(id).name));
-                let raw = int8_values(&entry.tensor).map_err(|e| internal(e.0))?;
-                let values = dequantize_int8(&raw, v.dims(), p).map_err(|e| internal(e.0))?;
+                let raw = int8_values(&entry.tensor).map_err(|e| internal(e.to_string()))?;
+                let values =
+                    dequantize_int8(&raw, v.dims(), p).map_err(|e| internal(e.to_string()))?;
                 entry.dequantized = Some(
                     CTensor::from_vec(values, v.dims(), v.device())
                         .map_err(|e| internal(e.to_string()))?,

@@ -16,7 +16,7 @@ use candle_core::{Device, Tensor as CTensor};
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use crate::data::SampleArray;
-use crate::error::{Error, Result};
+use crate::error::{Error, OpError, Result};
 use crate::graph::{DType, Graph, Op, TensorData, TensorId};
 use crate::ops::{self, carrier_dtype, Arithmetic, EvalCtx, Prepared};
 use rayon::prelude::*;
@@ -69,13 +69,12 @@ impl<'g> Executor<'g> {
             .map(|(id, tensor)| {
                 let value = match &tensor.data {
                     Some(data) => constant_tensor(data, tensor.dtype, &tensor.shape, device)
-                        .map_err(|reason| tensor_error(graph, id, reason))?,
+                        .map_err(|reason| tensor_error(graph, id, OpError::Model(reason)))?,
                     None => None,
                 };
                 Ok(match value {
                     Some(v) if tensor.dtype == DType::I8 => Some(
-                        ops::quantized::narrow_int8(&v)
-                            .map_err(|e| tensor_error(graph, id, e.0))?,
+                        ops::quantized::narrow_int8(&v).map_err(|e| tensor_error(graph, id, e))?,
                     ),
                     other => other,
                 })
@@ -93,7 +92,7 @@ impl<'g> Executor<'g> {
                     op_index: node.source_index,
                     op: node.op.display_name().to_string(),
                     tensor: graph.tensor(node.outputs[0]).name.clone(),
-                    reason: e.0,
+                    cause: e,
                 })
             })
             .collect::<Vec<Result<_>>>()
@@ -206,8 +205,7 @@ impl<'g> Executor<'g> {
                 // back to the int8 carrier the kernels read.
                 Some(slot) if graph.tensor(id).dtype == DType::I8 => {
                     *slot = Some(
-                        ops::quantized::narrow_int8(&v)
-                            .map_err(|e| tensor_error(graph, id, e.0))?,
+                        ops::quantized::narrow_int8(&v).map_err(|e| tensor_error(graph, id, e))?,
                     )
                 }
                 Some(slot) => *slot = Some(v),
@@ -241,11 +239,11 @@ impl<'g> Executor<'g> {
                 return Err(tensor_error(
                     graph,
                     node.outputs[0],
-                    format!(
+                    OpError::Internal(format!(
                         "op produced {} outputs, the model declares {}",
                         outputs.len(),
                         node.outputs.len()
-                    ),
+                    )),
                 ));
             }
             for (&id, value) in node.outputs.iter().zip(outputs) {
@@ -257,16 +255,16 @@ impl<'g> Executor<'g> {
                     values[id] = Some(
                         value
                             .reshape(declared.as_slice())
-                            .map_err(|e| tensor_error(graph, id, e.to_string()))?,
+                            .map_err(|e| tensor_error(graph, id, e.into()))?,
                     );
                 } else if value.dims() != declared.as_slice() {
                     return Err(tensor_error(
                         graph,
                         id,
-                        format!(
+                        OpError::Model(format!(
                             "computed shape {:?} differs from the declared {declared:?}",
                             value.dims()
-                        ),
+                        )),
                     ));
                 } else {
                     values[id] = Some(value);
@@ -276,7 +274,7 @@ impl<'g> Executor<'g> {
                     if let Some(v) = &values[id] {
                         values[id] = Some(
                             ops::quantized::narrow_int8(v)
-                                .map_err(|e| tensor_error(graph, id, e.0))?,
+                                .map_err(|e| tensor_error(graph, id, e))?,
                         );
                     }
                 }
@@ -300,7 +298,11 @@ impl<'g> Executor<'g> {
                     .clone()
                     .or_else(|| self.constants[id].clone())
                     .ok_or_else(|| {
-                        tensor_error(graph, id, "model output was never computed".into())
+                        tensor_error(
+                            graph,
+                            id,
+                            OpError::Internal("model output was never computed".into()),
+                        )
                     })?;
                 self.external(id, &value)
             })
@@ -311,7 +313,7 @@ impl<'g> Executor<'g> {
     /// rather than the int8 carrier's bit patterns (see `ops::quantized::from_int8`).
     fn external(&self, id: TensorId, value: &CTensor) -> Result<CTensor> {
         if self.graph.tensor(id).dtype == DType::I8 {
-            ops::quantized::widen_int8(value).map_err(|e| tensor_error(self.graph, id, e.0))
+            ops::quantized::widen_int8(value).map_err(|e| tensor_error(self.graph, id, e))
         } else {
             Ok(value.clone())
         }
@@ -335,7 +337,7 @@ impl<'g> Executor<'g> {
         for (slot, value) in inputs.iter().enumerate() {
             narrowed.push(match (node.input(slot), value) {
                 (Some(id), Some(v)) if graph.tensor(id).dtype == DType::I8 => {
-                    Some(ops::quantized::narrow_int8(v).map_err(|e| tensor_error(graph, id, e.0))?)
+                    Some(ops::quantized::narrow_int8(v).map_err(|e| tensor_error(graph, id, e))?)
                 }
                 _ => None,
             });
@@ -383,7 +385,7 @@ impl<'g> Executor<'g> {
             op_index: node.source_index,
             op: node.op.display_name().to_string(),
             tensor: graph.tensor(node.outputs[0]).name.clone(),
-            reason: e.0,
+            cause: e,
         })
     }
 
@@ -422,9 +424,9 @@ impl<'g> Executor<'g> {
                 .to_device(&self.device)
                 .and_then(|v| v.to_dtype(carrier))
                 .and_then(|v| v.reshape(tensor.shape.as_slice()))
-                .map_err(|e| tensor_error(graph, id, e.to_string()))?;
+                .map_err(|e| tensor_error(graph, id, e.into()))?;
             values[id] = Some(if tensor.dtype == DType::I8 {
-                ops::quantized::narrow_int8(&bound).map_err(|e| tensor_error(graph, id, e.0))?
+                ops::quantized::narrow_int8(&bound).map_err(|e| tensor_error(graph, id, e))?
             } else {
                 bound
             });
@@ -433,13 +435,13 @@ impl<'g> Executor<'g> {
     }
 }
 
-fn tensor_error(graph: &Graph, id: TensorId, reason: String) -> Error {
+fn tensor_error(graph: &Graph, id: TensorId, cause: OpError) -> Error {
     let producer = graph.nodes.iter().find(|n| n.outputs.contains(&id));
     Error::OpFailed {
         op_index: producer.map_or(0, |n| n.source_index),
         op: producer.map_or("(input)".to_string(), |n| n.op.display_name().to_string()),
         tensor: graph.tensor(id).name.clone(),
-        reason,
+        cause,
     }
 }
 

@@ -106,7 +106,7 @@ impl OpFamily for Activation {
                 ),
             ),
             Op::Unary(_) | Op::Prelu => (O::NONE, None),
-            other => return Err(not_in_family("activation", other)),
+            other => return Err(not_in_family("activation", other).to_string()),
         })
     }
 
@@ -164,7 +164,7 @@ impl OpFamily for Activation {
                 prelu(x, alpha)?
             }
             Op::Softmax { beta } => softmax(ctx.input(0)?, *beta)?,
-            other => return Err(OpError(not_in_family("activation", other))),
+            other => return Err(not_in_family("activation", other)),
         }])
     }
 
@@ -173,7 +173,7 @@ impl OpFamily for Activation {
             Op::Unary(kind) => unary_int8(ctx, *kind)?,
             Op::Prelu => prelu_int8(ctx)?,
             Op::Softmax { beta } => softmax_int8(ctx, *beta)?,
-            other => return Err(OpError(not_in_family("activation", other))),
+            other => return Err(not_in_family("activation", other)),
         }])
     }
 }
@@ -270,10 +270,10 @@ fn softmax_int8(ctx: &EvalCtx, beta: f32) -> OpResult<CTensor> {
         qparams(ctx, ctx.input_id(0)?)?,
         qparams(ctx, ctx.node.outputs[0])?,
     )
-    .map_err(OpError)?;
+    .map_err(OpError::Kernel)?;
     let values = int8_values(input)?;
     let mut out = vec![0i8; values.len()];
-    k.run(&values, depth, &mut out).map_err(OpError)?;
+    k.run(&values, depth, &mut out).map_err(OpError::Kernel)?;
     from_int8(out, input.dims(), input)
 }
 
@@ -309,7 +309,7 @@ fn unary_int8(ctx: &EvalCtx, kind: UnaryKind) -> OpResult<CTensor> {
         UnaryKind::LeakyRelu { alpha } => activation::LeakyRelu::new(alpha, qi, qo)
             .and_then(|k| k.with_arithmetic(ctx.arithmetic).run(&values, &mut out)),
     }
-    .map_err(OpError)?;
+    .map_err(OpError::Kernel)?;
     from_int8(out, input.dims(), input)
 }
 
@@ -322,7 +322,7 @@ fn prelu_int8(ctx: &EvalCtx) -> OpResult<CTensor> {
         qparams(ctx, ctx.input_id(1)?)?,
         qparams(ctx, ctx.node.outputs[0])?,
     )
-    .map_err(OpError)?;
+    .map_err(OpError::Kernel)?;
     let values = int8_values(x)?;
     let mut out = vec![0i8; values.len()];
     k.run(
@@ -332,7 +332,7 @@ fn prelu_int8(ctx: &EvalCtx) -> OpResult<CTensor> {
         alpha.dims(),
         &mut out,
     )
-    .map_err(OpError)?;
+    .map_err(OpError::Kernel)?;
     from_int8(out, x.dims(), x)
 }
 
@@ -347,7 +347,10 @@ mod tests {
     fn float_only_ops_refuse_integer_tensors() {
         let ints = CTensor::new(&[1i64, 2, 3], &Device::Cpu).unwrap();
         let err = softmax(&ints, 1.0).unwrap_err();
-        assert!(err.0.contains("SOFTMAX needs a float input"), "{}", err.0);
+        assert!(
+            err.to_string().contains("SOFTMAX needs a float input"),
+            "{err}"
+        );
         let alpha = CTensor::new(&[0.5f32], &Device::Cpu).unwrap();
         assert!(prelu(&ints, &alpha).is_err());
     }

@@ -79,7 +79,7 @@ impl OpFamily for Binary {
             activation: act,
         } = &node.op
         else {
-            return Err(not_in_family("binary", &node.op));
+            return Err(not_in_family("binary", &node.op).to_string());
         };
         let a = write_activation(*act);
         Ok(match kind {
@@ -212,14 +212,14 @@ impl OpFamily for Binary {
 
     fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         let Op::Binary { kind, activation } = &ctx.node.op else {
-            return Err(OpError(not_in_family("binary", &ctx.node.op)));
+            return Err(not_in_family("binary", &ctx.node.op));
         };
         Ok(vec![binary(ctx, *kind, *activation)?])
     }
 
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         let Op::Binary { kind, activation } = &ctx.node.op else {
-            return Err(OpError(not_in_family("binary", &ctx.node.op)));
+            return Err(not_in_family("binary", &ctx.node.op));
         };
         Ok(vec![binary_int8(ctx, *kind, *activation)?])
     }
@@ -266,7 +266,7 @@ fn integer_binary(
     };
     let (x, y) = (values(a)?, values(b)?);
     if kind == BinaryKind::Div && y.contains(&0) {
-        return Err(OpError(
+        return Err(OpError::Model(
             "integer division by zero: the divisor tensor holds a 0; the model's \
              constants are broken, re-export it"
                 .into(),
@@ -334,7 +334,7 @@ fn binary_int8(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResul
             which.run(&va, da, &vb, db, &mut out)
         }
     }
-    .map_err(OpError)?;
+    .map_err(OpError::Kernel)?;
     from_int8(out, &shape, a)
 }
 
@@ -452,6 +452,6 @@ mod tests {
         );
         assert_eq!(run(BinaryKind::Maximum, &[5, -3], &[2, 3]), [5, 3]);
         let err = integer_binary(&ints(&[1]), &ints(&[0]), BinaryKind::Div, &[1]).unwrap_err();
-        assert!(err.0.contains("division by zero"), "{}", err.0);
+        assert!(err.to_string().contains("division by zero"), "{err}");
     }
 }

@@ -122,7 +122,7 @@ impl OpFamily for Conv {
                     .as_union_value(),
                 ),
             ),
-            other => return Err(not_in_family("conv", other)),
+            other => return Err(not_in_family("conv", other).to_string()),
         })
     }
 
@@ -182,7 +182,7 @@ impl OpFamily for Conv {
         Ok(vec![match &ctx.node.op {
             Op::Conv2d(attrs) => conv2d(ctx, attrs)?,
             Op::TransposeConv(attrs) => transpose_conv(ctx, attrs)?,
-            other => return Err(OpError(not_in_family("conv", other))),
+            other => return Err(not_in_family("conv", other)),
         }])
     }
 
@@ -190,7 +190,7 @@ impl OpFamily for Conv {
         Ok(vec![match &ctx.node.op {
             Op::Conv2d(attrs) => conv2d_int8(ctx, attrs)?,
             Op::TransposeConv(attrs) => transpose_conv_int8(ctx, attrs)?,
-            other => return Err(OpError(not_in_family("conv", other))),
+            other => return Err(not_in_family("conv", other)),
         }])
     }
 }
@@ -598,11 +598,11 @@ fn transpose_conv_int8(
         attrs.activation,
         out_c,
     )
-    .map_err(OpError)?
+    .map_err(OpError::Kernel)?
     .with_arithmetic(ctx.arithmetic);
     let mut out = vec![0i8; batch * out_h * out_w * out_c];
     kernel
         .run(&g, &int8_values(input)?, weights, bias(ctx, 3)?, &mut out)
-        .map_err(OpError)?;
+        .map_err(OpError::Kernel)?;
     from_int8(out, &[batch, out_h, out_w, out_c], input)
 }

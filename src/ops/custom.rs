@@ -15,7 +15,7 @@ use super::conv::{transposed, Transposed};
 use super::family::{
     not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
-use super::{expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError, OpResult};
+use super::{expect_output_shape, op_bail, spatial_padding, EvalCtx, OpResult};
 use crate::graph::{
     ArgmaxPoolAttrs, DType, FusedActivation, Graph, Node, Op, Padding, TransposeConvBiasAttrs,
 };
@@ -64,7 +64,7 @@ impl OpFamily for Custom {
             | Op::MaxPoolingWithArgmax2D(_)
             | Op::MaxUnpooling2D(_) => Ok((fb::BuiltinOptions::NONE, None)),
             Op::Unsupported { name } => Err(format!("{name} cannot be written")),
-            other => Err(not_in_family("custom", other)),
+            other => Err(not_in_family("custom", other).to_string()),
         }
     }
 
@@ -92,7 +92,7 @@ impl OpFamily for Custom {
             Op::MaxPoolingWithArgmax2D(attrs) => max_pool_with_argmax(ctx, attrs)?,
             Op::MaxUnpooling2D(attrs) => vec![max_unpooling(ctx, attrs)?],
             Op::Unsupported { name } => op_bail!("op {name} has no float implementation in qdbg"),
-            other => return Err(OpError(not_in_family("custom", other))),
+            other => return Err(not_in_family("custom", other)),
         })
     }
 

@@ -90,7 +90,7 @@ impl OpFamily for Dense {
                     .as_union_value(),
                 ),
             ),
-            other => return Err(not_in_family("dense", other)),
+            other => return Err(not_in_family("dense", other).to_string()),
         })
     }
 
@@ -136,7 +136,7 @@ impl OpFamily for Dense {
         Ok(vec![match &ctx.node.op {
             Op::FullyConnected(attrs) => fully_connected(ctx, attrs)?,
             Op::BatchMatMul { adj_x, adj_y } => batch_matmul(ctx, *adj_x, *adj_y)?,
-            other => return Err(OpError(not_in_family("dense", other))),
+            other => return Err(not_in_family("dense", other)),
         }])
     }
 
@@ -144,7 +144,7 @@ impl OpFamily for Dense {
         Ok(vec![match &ctx.node.op {
             Op::FullyConnected(attrs) => fully_connected_int8(ctx, attrs)?,
             Op::BatchMatMul { adj_x, adj_y } => batch_matmul_int8(ctx, *adj_x, *adj_y)?,
-            other => return Err(OpError(not_in_family("dense", other))),
+            other => return Err(not_in_family("dense", other)),
         }])
     }
 }
@@ -238,7 +238,7 @@ fn fully_connected_int8(ctx: &EvalCtx, attrs: &FullyConnectedAttrs) -> OpResult<
         let mut out = vec![0i8; rows * units];
         packed
             .run(rows, &int8_values(input)?, &mut out)
-            .map_err(OpError)?;
+            .map_err(OpError::Kernel)?;
         return from_int8(out, ctx.output_shape(0)?, input);
     }
     let kernel = FullyConnectedInt8::new(
@@ -248,7 +248,7 @@ fn fully_connected_int8(ctx: &EvalCtx, attrs: &FullyConnectedAttrs) -> OpResult<
         attrs.activation,
         units,
     )
-    .map_err(OpError)?
+    .map_err(OpError::Kernel)?
     .with_arithmetic(ctx.arithmetic);
     let mut out = vec![0i8; rows * units];
     kernel
@@ -260,7 +260,7 @@ fn fully_connected_int8(ctx: &EvalCtx, attrs: &FullyConnectedAttrs) -> OpResult<
             bias(ctx, 2)?,
             &mut out,
         )
-        .map_err(OpError)?;
+        .map_err(OpError::Kernel)?;
     from_int8(out, ctx.output_shape(0)?, input)
 }
 
@@ -275,10 +275,10 @@ fn batch_matmul_int8(ctx: &EvalCtx, adj_x: bool, adj_y: bool) -> OpResult<CTenso
         adj_x,
         adj_y,
     )
-    .map_err(OpError)?;
+    .map_err(OpError::Kernel)?;
     let shape = kernel
         .output_shape(lhs.dims(), rhs.dims())
-        .map_err(OpError)?;
+        .map_err(OpError::Kernel)?;
     expect_output_shape(ctx, 0, &shape)?;
     let mut out = vec![0i8; shape.iter().product()];
     kernel
@@ -289,6 +289,6 @@ fn batch_matmul_int8(ctx: &EvalCtx, adj_x: bool, adj_y: bool) -> OpResult<CTenso
             &int8_values(rhs)?,
             &mut out,
         )
-        .map_err(OpError)?;
+        .map_err(OpError::Kernel)?;
     from_int8(out, ctx.output_shape(0)?, lhs)
 }

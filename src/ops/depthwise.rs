@@ -8,8 +8,8 @@ use super::family::{
 };
 use super::int8_conv::{convolution, Stepping};
 use super::{
-    activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError,
-    OpResult, Prepared,
+    activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpResult,
+    Prepared,
 };
 use crate::graph::{DepthwiseConv2dAttrs, FusedActivation, Graph, Node, Op, TensorData};
 use crate::kernels::{depthwise_f32, run_on_host_filling, simd};
@@ -51,7 +51,7 @@ impl OpFamily for Depthwise {
         node: &Node,
     ) -> Result<TfliteOptions, String> {
         let Op::DepthwiseConv2d(a) = &node.op else {
-            return Err(not_in_family("depthwise", &node.op));
+            return Err(not_in_family("depthwise", &node.op).to_string());
         };
         Ok((
             fb::BuiltinOptions::DepthwiseConv2DOptions,
@@ -104,14 +104,14 @@ impl OpFamily for Depthwise {
 
     fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         let Op::DepthwiseConv2d(attrs) = &ctx.node.op else {
-            return Err(OpError(not_in_family("depthwise", &ctx.node.op)));
+            return Err(not_in_family("depthwise", &ctx.node.op));
         };
         Ok(vec![depthwise_conv2d(ctx, attrs)?])
     }
 
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         let Op::DepthwiseConv2d(attrs) = &ctx.node.op else {
-            return Err(OpError(not_in_family("depthwise", &ctx.node.op)));
+            return Err(not_in_family("depthwise", &ctx.node.op));
         };
         Ok(vec![depthwise_int8(ctx, attrs)?])
     }

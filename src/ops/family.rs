@@ -308,9 +308,9 @@ pub(super) fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
 
 /// The error a family returns when asked about an op of another family: the registry
 /// never does that, so it means [`Family::of`] and a family's arms disagree.
-pub(super) fn not_in_family(family: &str, op: &Op) -> String {
-    format!(
-        "internal error: {} was routed to the {family} family, which does not know it",
+pub(super) fn not_in_family(family: &str, op: &Op) -> super::OpError {
+    super::OpError::Internal(format!(
+        "{} was routed to the {family} family, which does not know it",
         op.name()
-    )
+    ))
 }

@@ -93,10 +93,6 @@ pub(super) fn bias<'a>(ctx: &'a EvalCtx, slot: usize) -> OpResult<Option<&'a [i3
     }
 }
 
-fn kernel_error(e: String) -> OpError {
-    OpError(e)
-}
-
 /// The stepping both convolutions share: strides, dilations, padding.
 pub(super) struct Stepping {
     pub padding: crate::graph::Padding,
@@ -146,11 +142,11 @@ pub(super) fn convolution(ctx: &EvalCtx, s: Stepping, depthwise: bool) -> OpResu
     let values = int8_values(input)?;
     match (depthwise, ctx.prepared) {
         (false, Some(Prepared::Int8Conv(packed))) => {
-            packed.run(&g, &values, &mut out).map_err(kernel_error)?;
+            packed.run(&g, &values, &mut out).map_err(OpError::Kernel)?;
             return from_int8(out, &[batch, out_h, out_w, out_c], input);
         }
         (true, Some(Prepared::Int8Depthwise(packed))) => {
-            packed.run(&g, &values, &mut out).map_err(kernel_error)?;
+            packed.run(&g, &values, &mut out).map_err(OpError::Kernel)?;
             return from_int8(out, &[batch, out_h, out_w, out_c], input);
         }
         _ => {}
@@ -162,7 +158,7 @@ pub(super) fn convolution(ctx: &EvalCtx, s: Stepping, depthwise: bool) -> OpResu
         s.activation,
         out_c,
     )
-    .map_err(kernel_error)?
+    .map_err(OpError::Kernel)?
     .with_arithmetic(ctx.arithmetic);
     let bias = bias(ctx, 2)?;
     if depthwise {
@@ -170,6 +166,6 @@ pub(super) fn convolution(ctx: &EvalCtx, s: Stepping, depthwise: bool) -> OpResu
     } else {
         kernel.conv2d(&g, &values, weights, bias, &mut out)
     }
-    .map_err(kernel_error)?;
+    .map_err(OpError::Kernel)?;
     from_int8(out, &[batch, out_h, out_w, out_c], input)
 }

@@ -9,8 +9,7 @@ use super::family::{
 };
 use super::quantized::{from_int8, int8_values, qparams};
 use super::{
-    activation::apply_fused, expect_output_shape, normalize_axis, op_bail, EvalCtx, OpError,
-    OpResult,
+    activation::apply_fused, expect_output_shape, normalize_axis, op_bail, EvalCtx, OpResult,
 };
 use crate::graph::{DType, FusedActivation, Graph, Node, Op};
 use crate::tflite::codec::{
@@ -197,7 +196,7 @@ impl OpFamily for Layout {
                     .as_union_value(),
                 ),
             ),
-            other => return Err(not_in_family("layout", other)),
+            other => return Err(not_in_family("layout", other).to_string()),
         })
     }
 
@@ -253,7 +252,7 @@ impl OpFamily for Layout {
             Op::Pad | Op::PadV2 => pad(ctx)?,
             Op::DepthToSpace { block_size } => depth_to_space(ctx, *block_size)?,
             Op::SpaceToDepth { block_size } => space_to_depth(ctx, *block_size)?,
-            other => return Err(OpError(not_in_family("layout", other))),
+            other => return Err(not_in_family("layout", other)),
         }])
     }
 
@@ -261,7 +260,7 @@ impl OpFamily for Layout {
         Ok(vec![match &ctx.node.op {
             Op::Concatenation { .. } => concatenation_int8(ctx)?,
             Op::Pad | Op::PadV2 => pad_int8(ctx)?,
-            other => return Err(OpError(not_in_family("layout", other))),
+            other => return Err(not_in_family("layout", other)),
         }])
     }
 }

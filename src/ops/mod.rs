@@ -34,20 +34,12 @@ use candle_core::{DType as CDType, Device, Tensor as CTensor};
 use crate::graph::{DType, Graph, Node, Op, TensorData, TensorId};
 pub use crate::kernels::int8::Arithmetic;
 
-/// Why an op could not be evaluated; the executor adds the op and tensor names.
-#[derive(Debug)]
-pub struct OpError(pub String);
-
-impl From<candle_core::Error> for OpError {
-    fn from(e: candle_core::Error) -> Self {
-        OpError(e.to_string())
-    }
-}
+pub use crate::error::OpError;
 
 pub type OpResult<T> = Result<T, OpError>;
 
 macro_rules! op_bail {
-    ($($arg:tt)*) => { return Err($crate::ops::OpError(format!($($arg)*))) };
+    ($($arg:tt)*) => { return Err($crate::ops::OpError::Model(format!($($arg)*))) };
 }
 pub(crate) use op_bail;
 

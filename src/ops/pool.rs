@@ -67,7 +67,7 @@ impl OpFamily for Pool {
         node: &Node,
     ) -> Result<TfliteOptions, String> {
         let Op::Pool2d { attrs: a, .. } = &node.op else {
-            return Err(not_in_family("pool", &node.op));
+            return Err(not_in_family("pool", &node.op).to_string());
         };
         Ok((
             fb::BuiltinOptions::Pool2DOptions,
@@ -109,14 +109,14 @@ impl OpFamily for Pool {
 
     fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         let Op::Pool2d { kind, attrs } = &ctx.node.op else {
-            return Err(OpError(not_in_family("pool", &ctx.node.op)));
+            return Err(not_in_family("pool", &ctx.node.op));
         };
         Ok(vec![pool2d(ctx, *kind, attrs)?])
     }
 
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         let Op::Pool2d { kind, attrs } = &ctx.node.op else {
-            return Err(OpError(not_in_family("pool", &ctx.node.op)));
+            return Err(not_in_family("pool", &ctx.node.op));
         };
         Ok(vec![pool2d_int8(ctx, *kind, attrs)?])
     }
@@ -172,10 +172,11 @@ fn pool2d_int8(ctx: &EvalCtx, kind: PoolKind, attrs: &Pool2dAttrs) -> OpResult<C
         qparams(ctx, ctx.input_id(0)?)?,
         qparams(ctx, ctx.node.outputs[0])?,
     )
-    .map_err(OpError)?;
+    .map_err(OpError::Kernel)?;
     let shape = k.output_shape();
     expect_output_shape(ctx, 0, &shape)?;
     let mut out = vec![0i8; shape.iter().product()];
-    k.run(&int8_values(input)?, &mut out).map_err(OpError)?;
+    k.run(&int8_values(input)?, &mut out)
+        .map_err(OpError::Kernel)?;
     from_int8(out, &shape, input)
 }

@@ -42,7 +42,7 @@ impl OpFamily for QuantizeBoundary {
     ) -> Result<TfliteOptions, String> {
         match node.op {
             Op::Quantize | Op::Dequantize => Ok((fb::BuiltinOptions::NONE, None)),
-            _ => Err(not_in_family("quantize", &node.op)),
+            _ => Err(not_in_family("quantize", &node.op).to_string()),
         }
     }
 
@@ -76,7 +76,7 @@ impl OpFamily for QuantizeBoundary {
         Ok(vec![match &ctx.node.op {
             Op::Quantize => quantize(ctx)?,
             Op::Dequantize => dequantize(ctx)?,
-            other => return Err(OpError(not_in_family("quantize", other))),
+            other => return Err(not_in_family("quantize", other)),
         }])
     }
 
@@ -325,10 +325,10 @@ fn requantize_int8(ctx: &EvalCtx) -> OpResult<CTensor> {
         qparams(ctx, ctx.input_id(0)?)?,
         qparams(ctx, ctx.node.outputs[0])?,
     )
-    .map_err(OpError)?;
+    .map_err(OpError::Kernel)?;
     let values = int8_values(input)?;
     let mut out = vec![0i8; values.len()];
-    k.run(&values, &mut out).map_err(OpError)?;
+    k.run(&values, &mut out).map_err(OpError::Kernel)?;
     from_int8(out, input.dims(), input)
 }
 

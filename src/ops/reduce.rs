@@ -53,7 +53,7 @@ impl OpFamily for Reduce {
         node: &Node,
     ) -> Result<TfliteOptions, String> {
         let Op::Reduce { keep_dims, .. } = &node.op else {
-            return Err(not_in_family("reduce", &node.op));
+            return Err(not_in_family("reduce", &node.op).to_string());
         };
         Ok((
             fb::BuiltinOptions::ReducerOptions,
@@ -105,14 +105,14 @@ impl OpFamily for Reduce {
 
     fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         let Op::Reduce { kind, .. } = &ctx.node.op else {
-            return Err(OpError(not_in_family("reduce", &ctx.node.op)));
+            return Err(not_in_family("reduce", &ctx.node.op));
         };
         Ok(vec![reduce(ctx, *kind)?])
     }
 
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         let Op::Reduce { kind, keep_dims } = &ctx.node.op else {
-            return Err(OpError(not_in_family("reduce", &ctx.node.op)));
+            return Err(not_in_family("reduce", &ctx.node.op));
         };
         Ok(vec![reduce_int8(ctx, *kind, *keep_dims)?])
     }
@@ -178,22 +178,23 @@ fn reduce_int8(ctx: &EvalCtx, kind: ReduceKind, keep_dims: bool) -> OpResult<CTe
     let (shape, out) = match kind {
         ReduceKind::Mean => {
             let k = reduce::Mean::new(dims, &axes, keep_dims, qi, qo)
-                .map_err(OpError)?
+                .map_err(OpError::Kernel)?
                 .with_arithmetic(ctx.arithmetic);
             let mut out = vec![0i8; k.output_shape().iter().product()];
-            k.run(&values, &mut out).map_err(OpError)?;
+            k.run(&values, &mut out).map_err(OpError::Kernel)?;
             (k.output_shape().to_vec(), out)
         }
         ReduceKind::Sum => {
-            let k = reduce::Sum::new(dims, &axes, keep_dims, qi, qo).map_err(OpError)?;
+            let k = reduce::Sum::new(dims, &axes, keep_dims, qi, qo).map_err(OpError::Kernel)?;
             let mut out = vec![0i8; k.output_shape().iter().product()];
-            k.run(&values, &mut out).map_err(OpError)?;
+            k.run(&values, &mut out).map_err(OpError::Kernel)?;
             (k.output_shape().to_vec(), out)
         }
         ReduceKind::Max => {
-            let k = reduce::ReduceMax::new(dims, &axes, keep_dims, qi, qo).map_err(OpError)?;
+            let k =
+                reduce::ReduceMax::new(dims, &axes, keep_dims, qi, qo).map_err(OpError::Kernel)?;
             let mut out = vec![0i8; k.output_shape().iter().product()];
-            k.run(&values, &mut out).map_err(OpError)?;
+            k.run(&values, &mut out).map_err(OpError::Kernel)?;
             (k.output_shape().to_vec(), out)
         }
     };

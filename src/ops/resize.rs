@@ -78,7 +78,7 @@ impl OpFamily for Resize {
                     .as_union_value(),
                 ),
             ),
-            other => return Err(not_in_family("resize", other)),
+            other => return Err(not_in_family("resize", other).to_string()),
         })
     }
 
@@ -120,7 +120,7 @@ impl OpFamily for Resize {
         Ok(vec![match &ctx.node.op {
             Op::ResizeBilinear(attrs) => bilinear(ctx, attrs)?,
             Op::ResizeNearestNeighbor(attrs) => nearest(ctx, attrs)?,
-            other => return Err(OpError(not_in_family("resize", other))),
+            other => return Err(not_in_family("resize", other)),
         }])
     }
 
@@ -128,7 +128,7 @@ impl OpFamily for Resize {
         Ok(vec![match &ctx.node.op {
             Op::ResizeBilinear(attrs) => bilinear_int8(ctx, attrs)?,
             Op::ResizeNearestNeighbor(attrs) => nearest_int8(ctx, attrs)?,
-            other => return Err(OpError(not_in_family("resize", other))),
+            other => return Err(not_in_family("resize", other)),
         }])
     }
 }
@@ -202,7 +202,7 @@ fn bilinear_int8(ctx: &EvalCtx, attrs: &crate::graph::ResizeAttrs) -> OpResult<C
         attrs.align_corners,
         attrs.half_pixel_centers,
     )
-    .map_err(OpError)?
+    .map_err(OpError::Kernel)?
     .with_arithmetic(ctx.arithmetic);
     let dims = ResizeDims {
         batch,
@@ -215,7 +215,7 @@ fn bilinear_int8(ctx: &EvalCtx, attrs: &crate::graph::ResizeAttrs) -> OpResult<C
     let mut out = vec![0i8; batch * out_h * out_w * channels];
     kernel
         .run(&dims, &int8_values(input)?, &mut out)
-        .map_err(OpError)?;
+        .map_err(OpError::Kernel)?;
     from_int8(out, &[batch, out_h, out_w, channels], input)
 }
 

@@ -6,7 +6,7 @@ use flatbuffers::FlatBufferBuilder;
 use super::family::{
     not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
-use super::{normalize_axis, op_bail, EvalCtx, OpError, OpResult};
+use super::{normalize_axis, op_bail, EvalCtx, OpResult};
 use crate::graph::{DType, Graph, Node, Op, StridedSliceAttrs};
 use crate::tflite::codec::{read_positive, write_int, OpVersionCtx};
 use crate::tflite::fb;
@@ -112,7 +112,7 @@ impl OpFamily for Slicing {
                     .as_union_value(),
                 ),
             ),
-            other => return Err(not_in_family("slicing", other)),
+            other => return Err(not_in_family("slicing", other).to_string()),
         })
     }
 
@@ -167,12 +167,12 @@ impl OpFamily for Slicing {
             Op::Slice => vec![slice(ctx)?],
             Op::StridedSlice(attrs) => vec![strided_slice(ctx, attrs)?],
             Op::Gather { axis, batch_dims } => vec![gather(ctx, *axis, *batch_dims)?],
-            other => return Err(OpError(not_in_family("slicing", other))),
+            other => return Err(not_in_family("slicing", other)),
         })
     }
 
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
-        Err(OpError(not_in_family("slicing (int8)", &ctx.node.op)))
+        Err(not_in_family("slicing (int8)", &ctx.node.op))
     }
 }
 
