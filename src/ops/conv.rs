@@ -17,6 +17,7 @@ use super::{
     activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError,
     OpResult, Prepared,
 };
+use super::{int8_conv, quantized::node_is_quantized, Arithmetic};
 use crate::graph::{
     Conv2dAttrs, DType, FusedActivation, Graph, Node, Op, Padding, TensorData, TensorId,
     TransposeConvAttrs,
@@ -193,11 +194,27 @@ impl OpFamily for Conv {
             other => return Err(not_in_family("conv", other)),
         }])
     }
+
+    fn prepare(
+        graph: &Graph,
+        node: &Node,
+        constant: &dyn Fn(TensorId) -> Option<CTensor>,
+        arithmetic: Arithmetic,
+    ) -> OpResult<Option<Prepared>> {
+        if node_is_quantized(graph, node) {
+            // Packing failures (odd parameters) are left for the op to report when it runs.
+            return Ok(int8_conv::prepare(graph, node, arithmetic));
+        }
+        match node.op {
+            Op::Conv2d(_) => prepare_float(graph, node, constant),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// Re-lays-out constant filters once: packed for the pointwise kernel (1x1 on the CPU),
 /// `[in, out]` for other 1x1 convolutions, OIHW otherwise.
-pub fn prepare(
+fn prepare_float(
     graph: &Graph,
     node: &Node,
     constant: &dyn Fn(TensorId) -> Option<CTensor>,

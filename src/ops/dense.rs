@@ -12,6 +12,7 @@ use super::{
     activation::apply_fused, broadcast_shape, expect_output_shape, op_bail, EvalCtx, OpError,
     OpResult, Prepared,
 };
+use super::{int8_conv, quantized::node_is_quantized, Arithmetic};
 use crate::graph::{DType, FullyConnectedAttrs, Graph, Node, Op, TensorId};
 use crate::kernels::int8::conv::FullyConnectedInt8;
 use crate::tflite::codec::{read_activation_or_none, write_activation, OpVersionCtx};
@@ -147,10 +148,26 @@ impl OpFamily for Dense {
             other => return Err(not_in_family("dense", other)),
         }])
     }
+
+    fn prepare(
+        graph: &Graph,
+        node: &Node,
+        constant: &dyn Fn(TensorId) -> Option<CTensor>,
+        arithmetic: Arithmetic,
+    ) -> OpResult<Option<Prepared>> {
+        if node_is_quantized(graph, node) {
+            // Packing failures (odd parameters) are left for the op to report when it runs.
+            return Ok(int8_conv::prepare(graph, node, arithmetic));
+        }
+        match node.op {
+            Op::FullyConnected(_) => prepare_float(graph, node, constant),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// Transposes constant `[out, in]` weights once into the `[in, out]` matrix matmul wants.
-pub fn prepare(
+fn prepare_float(
     graph: &Graph,
     node: &Node,
     constant: &dyn Fn(TensorId) -> Option<CTensor>,

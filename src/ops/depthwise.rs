@@ -11,7 +11,8 @@ use super::{
     activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpResult,
     Prepared,
 };
-use crate::graph::{DepthwiseConv2dAttrs, FusedActivation, Graph, Node, Op, TensorData};
+use super::{int8_conv, quantized::node_is_quantized, Arithmetic};
+use crate::graph::{DepthwiseConv2dAttrs, FusedActivation, Graph, Node, Op, TensorData, TensorId};
 use crate::kernels::{depthwise_f32, run_on_host_filling, simd};
 use crate::tflite::codec::{
     read_activation_or_none, read_padding, read_positive, write_activation, write_int,
@@ -115,10 +116,24 @@ impl OpFamily for Depthwise {
         };
         Ok(vec![depthwise_int8(ctx, attrs)?])
     }
+
+    fn prepare(
+        graph: &Graph,
+        node: &Node,
+        _constant: &dyn Fn(TensorId) -> Option<CTensor>,
+        arithmetic: Arithmetic,
+    ) -> OpResult<Option<Prepared>> {
+        if node_is_quantized(graph, node) {
+            // Packing failures (odd parameters) are left for the op to report when it runs.
+            return Ok(int8_conv::prepare(graph, node, arithmetic));
+        }
+        // The host kernel reads the graph's own data; no device copy needed.
+        prepare_float(graph, node)
+    }
 }
 
 /// Keeps constant filter and bias on the host, in the layout the kernel reads.
-pub fn prepare(graph: &Graph, node: &Node) -> OpResult<Option<Prepared>> {
+fn prepare_float(graph: &Graph, node: &Node) -> OpResult<Option<Prepared>> {
     let host = |i: usize| -> Option<Vec<f32>> {
         let id = node.input(i)?;
         graph.tensor(id).data.as_ref().and_then(TensorData::to_f32)

@@ -17,8 +17,8 @@
 use candle_core::Tensor as CTensor;
 use flatbuffers::{FlatBufferBuilder, UnionWIPOffset, WIPOffset};
 
-use super::{EvalCtx, OpResult};
-use crate::graph::{Graph, Node, Op, QuantParams};
+use super::{Arithmetic, EvalCtx, OpResult, Prepared};
+use crate::graph::{Graph, Node, Op, QuantParams, TensorId};
 use crate::tflite::{fb, OpVersionCtx};
 
 /// An op's quantization-parameter rule, as TensorFlow's converter states it for the op and
@@ -119,6 +119,17 @@ pub trait OpFamily {
     /// [`OpFamily::int8_support`] is [`Int8Support::Kernel`] or
     /// [`Int8Support::KernelMovingValues`].
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>>;
+    /// The node's weights re-laid-out once, when the executor is built, for the kernel
+    /// that will run it (`arithmetic` and the node's tensor types pick it); `None` for
+    /// ops that read their inputs as they are, which is most of them.
+    fn prepare(
+        _graph: &Graph,
+        _node: &Node,
+        _constant: &dyn Fn(TensorId) -> Option<CTensor>,
+        _arithmetic: Arithmetic,
+    ) -> OpResult<Option<Prepared>> {
+        Ok(None)
+    }
 }
 
 macro_rules! families {
@@ -191,6 +202,20 @@ macro_rules! families {
             fn eval_int8(self, ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
                 match self {
                     $(Family::$family => <super::$module::$ty as OpFamily>::eval_int8(ctx),)*
+                }
+            }
+
+            fn prepare(
+                self,
+                graph: &Graph,
+                node: &Node,
+                constant: &dyn Fn(TensorId) -> Option<CTensor>,
+                arithmetic: Arithmetic,
+            ) -> OpResult<Option<Prepared>> {
+                match self {
+                    $(Family::$family => {
+                        <super::$module::$ty as OpFamily>::prepare(graph, node, constant, arithmetic)
+                    })*
                 }
             }
         }
@@ -304,6 +329,16 @@ pub(super) fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
 
 pub(super) fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
     Family::of(&ctx.node.op).eval_int8(ctx)
+}
+
+/// The node's weights re-laid-out for its kernel, once per executor.
+pub(super) fn prepare(
+    graph: &Graph,
+    node: &Node,
+    constant: &dyn Fn(TensorId) -> Option<CTensor>,
+    arithmetic: Arithmetic,
+) -> OpResult<Option<Prepared>> {
+    Family::of(&node.op).prepare(graph, node, constant, arithmetic)
 }
 
 /// The error a family returns when asked about an op of another family: the registry

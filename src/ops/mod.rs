@@ -31,7 +31,7 @@ pub use quantize::{dequantize_int8, dequantize_values};
 
 use candle_core::{DType as CDType, Device, Tensor as CTensor};
 
-use crate::graph::{DType, Graph, Node, Op, TensorData, TensorId};
+use crate::graph::{DType, Graph, Node, TensorData, TensorId};
 pub use crate::kernels::int8::Arithmetic;
 
 pub use crate::error::OpError;
@@ -145,16 +145,7 @@ pub fn prepare(
     constant: &dyn Fn(TensorId) -> Option<CTensor>,
     arithmetic: Arithmetic,
 ) -> OpResult<Option<Prepared>> {
-    if quantized::node_is_quantized(graph, node) {
-        // Packing failures (odd parameters) are left for the op to report when it runs.
-        return Ok(int8_conv::prepare(graph, node, arithmetic));
-    }
-    match &node.op {
-        Op::Conv2d(_) => conv::prepare(graph, node, constant),
-        Op::FullyConnected(_) => dense::prepare(graph, node, constant),
-        Op::DepthwiseConv2d(_) => depthwise::prepare(graph, node),
-        _ => Ok(None),
-    }
+    family::prepare(graph, node, constant, arithmetic)
 }
 
 /// Evaluates one node, returning one value per output: on its family's int8 kernel when
