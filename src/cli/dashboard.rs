@@ -91,6 +91,8 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
             top: 10,
             recalibrate: args.recalibrate,
             int8: None,
+            model_explorer: None,
+            model_explorer_metric: "rmse/scale".into(),
             device: args.device.clone(),
             arithmetic: args.arithmetic.clone(),
             images: args.images.clone(),

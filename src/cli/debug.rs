@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use qdbg::debug::metrics::EXTRA_METRICS;
-use qdbg::debug::report::{range, rmse_over_scale, write_csv, write_json};
+use qdbg::debug::model_explorer::write_node_data;
+use qdbg::debug::report::{range, rmse_over_scale, write_csv, write_json, LAYER_METRICS};
 use qdbg::debug::{DebugEvent, Debugger, VerifyMode};
 use qdbg::quant::foreign::pair_with_float;
 use qdbg::quant::plan::plan_activations;
@@ -52,6 +53,13 @@ pub struct DebugArgs {
     /// model's by op type and output tensor name.
     #[arg(long, value_name = "INT8_MODEL")]
     pub int8: Option<PathBuf>,
+    /// Write per-layer statistics as node data for Google's Model Explorer here (open the
+    /// float model in Model Explorer, then load this file as its node data).
+    #[arg(long, value_name = "FILE.json")]
+    pub model_explorer: Option<PathBuf>,
+    /// The metric Model Explorer colours the nodes by.
+    #[arg(long, value_name = "METRIC", default_value = "rmse/scale")]
+    pub model_explorer_metric: String,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -84,13 +92,26 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         .find(|m| !EXTRA_METRICS.contains(&m.as_str()))
     {
         // A usage error: exit code 2, like clap's own.
-        return Err(qdbg::Error::Data {
-            path: "--metrics".into(),
-            reason: format!(
+        return Err(qdbg::Error::usage(
+            "--metrics",
+            format!(
                 "unknown metric '{bad}'; choose from {}",
                 EXTRA_METRICS.join(", ")
             ),
-        }
+        )
+        .into());
+    }
+    if args.model_explorer.is_some()
+        && !LAYER_METRICS.contains(&args.model_explorer_metric.as_str())
+    {
+        return Err(qdbg::Error::usage(
+            "--model-explorer-metric",
+            format!(
+                "unknown metric '{}'; choose from {}",
+                args.model_explorer_metric,
+                LAYER_METRICS.join(", ")
+            ),
+        )
         .into());
     }
     let (graph, dataset, labels, device, model, float_outputs) = match &args.int8 {
@@ -144,9 +165,20 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
     let mode = args.mode.verify_mode();
     // Histograms serve the JSON (which has every statistic) and the KL divergence; the
     // CSV and the summary do without, and skipping them halves the measuring.
-    let histograms = args.json.is_some() || args.metrics.iter().any(|m| m == "kl_divergence");
+    let explorer_metric = args
+        .model_explorer
+        .as_ref()
+        .map(|_| args.model_explorer_metric.as_str());
+    let wanted = || {
+        args.metrics
+            .iter()
+            .map(String::as_str)
+            .chain(explorer_metric)
+    };
+    let histograms = args.json.is_some() || wanted().any(|m| m == "kl_divergence");
     // Likewise the extra metrics' sums: only the JSON and the metrics named want them.
-    let extras = args.json.is_some() || args.metrics.iter().any(|m| m != "kl_divergence");
+    let extras =
+        args.json.is_some() || wanted().any(|m| m != "kl_divergence" && EXTRA_METRICS.contains(&m));
     let mut debugger = Debugger::new(&graph, &model, &device)?
         .with_arithmetic(args.arithmetic.arithmetic())?
         .with_histograms(histograms)
@@ -216,6 +248,15 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
     if let Some(path) = &args.json {
         write_json(path, &report)?;
         println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.model_explorer {
+        write_node_data(path, stats, &graph, &args.model_explorer_metric)?;
+        println!(
+            "wrote {} (Model Explorer node data, {}: open {} in Model Explorer, then load it)",
+            path.display(),
+            args.model_explorer_metric,
+            args.model.display()
+        );
     }
 
     let m = report.model;

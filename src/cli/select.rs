@@ -71,10 +71,7 @@ fn rules(args: &SelectArgs) -> Result<Vec<Rule>> {
         rules.extend(read_denylist(path)?);
     }
     for text in &args.deny {
-        rules.push(Rule::parse(text).map_err(|e| qdbg::Error::Data {
-            path: "--deny".into(),
-            reason: e,
-        })?);
+        rules.push(Rule::parse(text).map_err(|e| qdbg::Error::usage("--deny", e))?);
     }
     rules.extend(args.deny_first.map(Rule::First));
     rules.extend(args.deny_last.map(Rule::Last));

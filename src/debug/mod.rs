@@ -4,6 +4,7 @@
 mod checkpoint;
 pub mod job;
 pub mod metrics;
+pub mod model_explorer;
 pub mod report;
 pub mod selection;
 mod verify;

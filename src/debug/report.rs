@@ -18,6 +18,45 @@ pub fn range(scale: f32) -> f64 {
     255.0 * scale as f64
 }
 
+/// The per-layer metrics [`metric_value`] knows, by the names the CSV, the JSON and
+/// rules use.
+pub const LAYER_METRICS: [&str; 16] = [
+    "rmse/scale",
+    "range",
+    "scale",
+    "zero_point",
+    "mean_squared_error",
+    "max_abs_error",
+    "mean_error",
+    "stddev",
+    "sqnr_db",
+    "cosine",
+    "mean_abs_error",
+    "max_abs_error_global",
+    "correlation",
+    "saturation",
+    "kl_divergence",
+    "num_elements",
+];
+
+/// A layer's metric by name, from its main mode (per-layer when it ran); `None` for a
+/// name not in [`LAYER_METRICS`] or a layer with no statistics yet.
+pub fn metric_value(stats: &LayerStats, metric: &str) -> Option<f64> {
+    let m = stats.per_layer.or(stats.whole_model)?;
+    Some(match metric {
+        "rmse/scale" => rmse_over_scale(m.mean_squared_error, stats.info.scale),
+        "range" => range(stats.info.scale),
+        "scale" => stats.info.scale as f64,
+        "zero_point" => stats.info.zero_point as f64,
+        "mean_squared_error" => m.mean_squared_error,
+        "max_abs_error" => m.max_abs_error,
+        "mean_error" => m.mean_error,
+        "stddev" => m.stddev,
+        "num_elements" => m.num_elements,
+        other => m.extra(other)?,
+    })
+}
+
 /// Writes TensorFlow's columns: `op_name, tensor_idx, num_elements, stddev, mean_error,
 /// max_abs_error, mean_squared_error`, then user metrics, then qdbg's extra metrics
 /// (`range`, `rmse/scale`, those named in `extra`, and the whole-model columns when both

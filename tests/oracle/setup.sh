@@ -5,14 +5,16 @@
 #   "$PY" tests/oracle/litert_dump.py MODEL INPUTS OUT.npz
 #
 # Venv: ${QDBG_ORACLE_VENV:-$HOME/.cache/qdbg/oracle-venv}, built from
-# tests/oracle/requirements.txt with ${QDBG_PYTHON:-python3}; it is rebuilt
-# whenever that file's sha256 changes (the hash is stored in the venv).  A flock
+# tests/oracle/requirements.txt (and requirements-nodeps.txt, installed without
+# dependencies) with ${QDBG_PYTHON:-python3}; it is rebuilt whenever their sha256
+# changes (the hash is stored in the venv).  A flock
 # on "$VENV.lock" serialises concurrent callers.  All installer output goes to
 # stderr; the last stdout line is the absolute path of the venv's python.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 req="$here/requirements.txt"
+req_nodeps="$here/requirements-nodeps.txt"
 venv="${QDBG_ORACLE_VENV:-$HOME/.cache/qdbg/oracle-venv}"
 python="${QDBG_PYTHON:-python3}"
 
@@ -21,7 +23,7 @@ command -v "$python" >/dev/null || { echo "setup.sh: $python not found (set QDBG
 
 mkdir -p "$(dirname "$venv")"
 venv="$(cd "$(dirname "$venv")" && pwd)/$(basename "$venv")"
-want="$(sha256sum "$req" | cut -d' ' -f1)"
+want="$(cat "$req" "$req_nodeps" | sha256sum | cut -d' ' -f1)"
 stamp="$venv/.qdbg-requirements.sha256"
 
 exec 9>"$venv.lock"
@@ -32,6 +34,7 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null || true)" != "$want
   [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv" >&2
   rm -f "$stamp"
   "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -r "$req" >&2
+  "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --no-deps -r "$req_nodeps" >&2
   "$venv/bin/python" -c "import ai_edge_litert.interpreter, numpy" >&2
   echo "$want" >"$stamp"
 fi
