@@ -1,11 +1,9 @@
 //! The quantization debugger: per-layer and whole-model verification of an int8 model
 //! against its float source, with TensorFlow's `QuantizationDebugger` metrics.
 
-mod checkpoint;
 pub mod job;
 pub mod metrics;
 pub mod report;
-pub mod selection;
 mod verify;
 
 pub use verify::{DebugEvent, DebugReport, Debugger, LayerInfo, LayerStats, VerifyMode};

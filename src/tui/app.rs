@@ -60,9 +60,9 @@ pub fn run(inputs: EngineInputs, options: DashboardOptions) -> io::Result<Outcom
     let clock = Instant::now();
     let terminate = termination_flag()?;
     let mut state = State::new(
-        inputs.model_path.display().to_string(),
+        inputs.loaded.model.path.display().to_string(),
         options.data_label,
-        inputs.labels.is_some(),
+        inputs.loaded.labels.is_some(),
     );
     state.colors = options.colors;
     state.denylist.loaded = options.rules;

@@ -10,7 +10,7 @@ use super::state::{
     Prompt, State,
 };
 use crate::debug::{DebugReport, LayerStats};
-use crate::quant::denylist::Rule;
+use crate::select::denylist::Rule;
 
 pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
     match action {

@@ -13,31 +13,18 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use candle_core::Device;
-
 use super::action::{Action, Effect};
 use super::state::Cost;
-use crate::data::Dataset;
-use crate::debug::job::{self, JobSettings};
 use crate::debug::report::write_csv;
-use crate::debug::selection::{Selection, Selector};
 use crate::debug::{DebugEvent, DebugReport, VerifyMode};
-use crate::exec::{Executor, FloatOutputCache};
-use crate::graph::Graph;
 use crate::kernels::int8::Arithmetic;
-use crate::quant::calibrate_or_load;
-use crate::quant::denylist::{write_denylist, Rule};
-use crate::quant::plan::plan_activations;
+use crate::select::denylist::{write_denylist, Rule};
+use crate::select::selection::{Selection, Selector};
+use crate::session::Loaded;
 
 /// What the dashboard debugs, already loaded and checked.
 pub struct EngineInputs {
-    pub model_path: PathBuf,
-    /// The model file's bytes (the writer carries metadata and signatures over).
-    pub original: Vec<u8>,
-    pub graph: Graph,
-    pub dataset: Dataset,
-    pub labels: Option<Vec<i64>>,
-    pub device: Device,
+    pub loaded: Loaded,
     pub recalibrate: bool,
     pub mode: VerifyMode,
     /// Whose int8 arithmetic the quantized models run with.
@@ -139,67 +126,28 @@ fn setup_and_debug(
     ready: impl FnOnce(&Arc<Selector>),
 ) -> Result<(), String> {
     let EngineInputs {
-        model_path,
-        original,
-        graph,
-        dataset,
-        labels,
-        device,
+        loaded,
         recalibrate,
         mode,
         arithmetic,
     } = inputs;
-    let total = dataset.num_samples();
-    // Calibration, the debugger and every evaluation share the float model's outputs.
-    let float_outputs = Arc::new(FloatOutputCache::new(total));
-    let calibration = {
-        let executor = Executor::new(&graph, &device).map_err(|e| e.to_string())?;
-        calibrate_or_load(
-            &model_path,
-            &executor,
-            &dataset,
-            recalibrate,
-            Some(&float_outputs),
-            &mut |done| {
-                let _ = actions.send(Action::Calibrating { done, total });
-            },
-        )
-        .map_err(|e| e.to_string())?
-        .0
-    };
-    let float_size = original.len();
-    let plan = Arc::new(plan_activations(&graph, &calibration));
-    let selector = Arc::new(
-        Selector::new(
-            Arc::new(graph),
-            Some(Arc::new(original)),
-            plan,
-            Arc::new(dataset),
-            labels.map(Arc::new),
-            device,
-        )
-        .with_float_outputs(Arc::clone(&float_outputs))
-        .with_arithmetic(arithmetic),
-    );
-    let full = selector.select(&[], &[]).map_err(|e| e.to_string())?;
+    let total = loaded.dataset.num_samples();
+    let session = loaded
+        .calibrate(recalibrate, arithmetic, &mut |done| {
+            let _ = actions.send(Action::Calibrating { done, total });
+        })
+        .map_err(|e| e.to_string())?;
+    let full = session
+        .selector
+        .select(&[], &[])
+        .map_err(|e| e.to_string())?;
     let _ = actions.send(Action::Baseline {
-        float_size,
+        float_size: session.float_size(),
         full: cost_of(&full),
     });
-    ready(&selector);
+    ready(&session.selector);
 
-    let run = job::spawn(
-        Arc::clone(&selector.graph),
-        Arc::new(full.model),
-        Arc::clone(&selector.dataset),
-        selector.labels.clone(),
-        JobSettings {
-            mode,
-            device: selector.device.clone(),
-            float_outputs: Some(float_outputs),
-            arithmetic,
-        },
-    );
+    let run = session.debug_job(Arc::new(full.model), mode);
     let at = || clock.elapsed().as_secs_f64();
     loop {
         if stops.iter().any(|s| s.load(Ordering::Relaxed)) {

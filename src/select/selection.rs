@@ -12,16 +12,16 @@ use candle_core::Device;
 use rayon::prelude::*;
 
 use super::checkpoint::{covers, first_difference, live_at, Checkpoint, Checkpoints, StoredValue};
-use super::metrics::{ModelAccumulator, ModelMetrics};
-#[cfg(doc)]
-use super::verify::Debugger;
-use super::verify::LayerStats;
+use super::denylist::{resolve, Rule};
 use crate::data::Dataset;
+use crate::debug::metrics::{ModelAccumulator, ModelMetrics};
+#[cfg(doc)]
+use crate::debug::Debugger;
+use crate::debug::LayerStats;
 use crate::error::{Error, Result};
 use crate::exec::{host_f32, tensor_from_owned_sample, Executor, FloatOutputCache, SampleOutputs};
 use crate::graph::{DType, Graph, TensorId};
 use crate::kernels::int8::Arithmetic;
-use crate::quant::denylist::{resolve, Rule};
 use crate::quant::plan::ActivationPlan;
 use crate::quant::quantize::{
     float_islands, quantize_graph, FloatReason, QuantizeOptions, QuantizedModel,
