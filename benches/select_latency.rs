@@ -25,8 +25,8 @@ use qdbg::debug::{Debugger, VerifyMode};
 use qdbg::exec::{Executor, FloatOutputCache};
 use qdbg::quant::plan::plan_activations;
 use qdbg::quant::{calibrate_or_load, CalibrationSource};
-use qdbg::select::denylist::Rule;
 use qdbg::select::selection::Selector;
+use qdbg::select::Rule;
 
 fn main() {
     qdbg::threads::configure(None).expect("worker threads");

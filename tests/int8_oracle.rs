@@ -198,7 +198,7 @@ fn selective_demo_model_matches_litert() {
         plan::plan_activations,
         quantize::{quantize_graph, QuantizeOptions},
     };
-    use qdbg::select::denylist::{resolve, Rule};
+    use qdbg::select::{denylist::resolve, Rule};
     let demo = common::repo().join("demo");
     let original = std::fs::read(demo.join("model.tflite")).unwrap();
     let graph = qdbg::tflite::read_model_bytes(&original, &demo.join("model.tflite")).unwrap();

@@ -19,8 +19,8 @@ use qdbg::quant::{
     quantize::{quantize_graph, QuantizeOptions, QuantizedModel},
     Calibration,
 };
-use qdbg::select::denylist::Rule;
 use qdbg::select::selection::Selector;
+use qdbg::select::Rule;
 
 fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()

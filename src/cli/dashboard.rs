@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use qdbg::select::denylist::read_denylist;
+use qdbg::select::read_denylist;
 use qdbg::tui::{DashboardOptions, EngineInputs};
 
 use super::debug::{DebugArgs, ModeArg};
@@ -64,8 +64,8 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
             .into())
         }
     };
-    let rules: Vec<String> = match &args.deny_file {
-        Some(path) => read_denylist(path)?.iter().map(|r| r.to_string()).collect(),
+    let rules = match &args.deny_file {
+        Some(path) => read_denylist(path)?,
         None => Vec::new(),
     };
 
@@ -144,7 +144,7 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
         let deny: Vec<String> = outcome
             .rules
             .iter()
-            .map(|r| format!("--deny '{}'", r.replace('\'', "'\\''")))
+            .map(|r| format!("--deny '{}'", r.to_string().replace('\'', "'\\''")))
             .collect();
         println!(
             "denylist, to repeat without the dashboard:\n  qdbg select {} --data {}{labels_arg} {} -o selective.tflite",

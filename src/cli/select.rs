@@ -9,7 +9,8 @@ use anyhow::Result;
 use clap::Args;
 
 use qdbg::debug::VerifyMode;
-use qdbg::select::denylist::{check_names, read_denylist, write_denylist, Rule};
+use qdbg::select::denylist::{check_names, read_denylist, write_denylist};
+use qdbg::select::Rule;
 use qdbg::session::FloatModel;
 
 use super::{DeviceArgs, ImageArgs, InputArgs, Int8Args};

@@ -5,7 +5,9 @@
 
 mod checkpoint;
 pub mod denylist;
+pub mod rules;
 pub mod selection;
 
-pub use denylist::{read_denylist, write_denylist, Rule};
+pub use denylist::{read_denylist, write_denylist};
+pub use rules::{Expr, Rule};
 pub use selection::{Selection, Selector};

@@ -12,7 +12,8 @@ use candle_core::Device;
 use rayon::prelude::*;
 
 use super::checkpoint::{covers, first_difference, live_at, Checkpoint, Checkpoints, StoredValue};
-use super::denylist::{resolve, Rule};
+use super::denylist::resolve;
+use super::rules::Rule;
 use crate::data::Dataset;
 use crate::debug::metrics::{ModelAccumulator, ModelMetrics};
 #[cfg(doc)]
@@ -75,8 +76,8 @@ pub struct Selection {
     pub rules: Vec<Rule>,
     /// Float-graph positions the rules keep float.
     pub keep_float: BTreeSet<usize>,
-    /// Rules (as written) that matched no op.
-    pub unmatched: Vec<String>,
+    /// Rules that matched no op.
+    pub unmatched: Vec<Rule>,
     pub model: QuantizedModel,
     /// The selective model as a `.tflite` file.
     pub bytes: Vec<u8>,

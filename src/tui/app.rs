@@ -15,18 +15,19 @@ use super::render::{render, table_rows};
 use super::state::State;
 use super::update::update;
 use super::worker::{start, EngineInputs};
+use crate::select::Rule;
 
 /// How the dashboard opens.
 pub struct DashboardOptions {
     pub colors: bool,
     /// Rules to start from (a denylist file given on the command line).
-    pub rules: Vec<String>,
+    pub rules: Vec<Rule>,
     pub data_label: String,
 }
 
 /// What the user left with, for the line printed after the terminal is restored.
 pub struct Outcome {
-    pub rules: Vec<String>,
+    pub rules: Vec<Rule>,
     pub status: String,
     pub samples: usize,
     pub layers: usize,

@@ -18,8 +18,9 @@ use super::state::Cost;
 use crate::debug::report::write_csv;
 use crate::debug::{DebugEvent, DebugReport, VerifyMode};
 use crate::kernels::int8::Arithmetic;
-use crate::select::denylist::{write_denylist, Rule};
+use crate::select::denylist::write_denylist;
 use crate::select::selection::{Selection, Selector};
+use crate::select::Rule;
 use crate::session::Loaded;
 
 /// What the dashboard debugs, already loaded and checked.
@@ -186,10 +187,6 @@ fn setup_and_debug(
     Ok(())
 }
 
-fn parse_rules(rules: &[String]) -> Result<Vec<Rule>, String> {
-    rules.iter().map(|r| Rule::parse(r)).collect()
-}
-
 pub fn cost_of(selection: &Selection) -> Cost {
     Cost {
         denylisted_ops: selection.denylisted_ops(),
@@ -200,14 +197,9 @@ pub fn cost_of(selection: &Selection) -> Cost {
     }
 }
 
-fn select(
-    selector: &Selector,
-    rules: &[String],
-    report: &DebugReport,
-) -> Result<Selection, String> {
-    let rules = parse_rules(rules)?;
+fn select(selector: &Selector, rules: &[Rule], report: &DebugReport) -> Result<Selection, String> {
     selector
-        .select(&rules, &report.layers)
+        .select(rules, &report.layers)
         .map_err(|e| e.to_string())
 }
 
@@ -304,7 +296,7 @@ pub fn denylist_path(model: &Path) -> PathBuf {
 fn write_model(
     selector: &Selector,
     path: &Path,
-    rules: &[String],
+    rules: &[Rule],
     report: &DebugReport,
 ) -> Result<String, String> {
     let selection = select(selector, rules, report)?;
