@@ -187,6 +187,17 @@ impl Selector {
         cancel: &AtomicBool,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<ModelMetrics> {
+        self.evaluate_until(model, &|| cancel.load(Ordering::Relaxed), progress)
+    }
+
+    /// [`Selector::evaluate`], stopping as soon as `stop` says so (asked before each
+    /// sample): the dashboard stops an evaluation that a newer one supersedes this way.
+    pub fn evaluate_until(
+        &self,
+        model: &QuantizedModel,
+        stop: &(dyn Fn() -> bool + Sync),
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<ModelMetrics> {
         let quant = Executor::with_arithmetic(&model.graph, &self.device, self.arithmetic)?;
         let total = self.dataset.num_samples();
         let base = self.full_int8()?;
@@ -220,7 +231,7 @@ impl Selector {
         let mut acc = ModelAccumulator::default();
         let chunk = rayon::current_num_threads().max(1);
         let mut done = 0;
-        while done < total && !cancel.load(Ordering::Relaxed) {
+        while done < total && !stop() {
             let end = (done + chunk).min(total);
             let known: Vec<Option<SampleOutputs>> =
                 (done..end).map(|s| self.float_outputs.get(s)).collect();
@@ -231,7 +242,7 @@ impl Selector {
                 .into_par_iter()
                 .zip(known.par_iter())
                 .map(|(s, known)| {
-                    if cancel.load(Ordering::Relaxed) {
+                    if stop() {
                         return Ok(None);
                     }
                     let mut kept: Vec<Option<StoredValue>> = vec![None; capture_slot.len()];

@@ -104,6 +104,12 @@ pub enum Action {
         id: usize,
         result: Result<(Cost, ModelMetrics), String>,
     },
+    /// Evaluation `id` was stopped (or never started) because evaluation `by`, of a newer
+    /// denylist, was asked for.
+    EvalSuperseded {
+        id: usize,
+        by: usize,
+    },
     /// A line for the status bar (written files, errors of background work).
     Status(String),
 }

@@ -600,6 +600,7 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
             let outcome = match &e.status {
                 EvalStatus::Running { done, total } => format!("running {done}/{total}"),
                 EvalStatus::Failed(r) => format!("failed: {r}"),
+                EvalStatus::Superseded { by } => format!("stopped for #{by}"),
                 EvalStatus::Done(m) => {
                     let mut s = match m.int8_top1 {
                         Some(t) => format!("top-1 {:.1}%", 100.0 * t),

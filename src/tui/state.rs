@@ -130,9 +130,16 @@ pub struct Cost {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum EvalStatus {
-    Running { done: usize, total: usize },
+    Running {
+        done: usize,
+        total: usize,
+    },
     Done(ModelMetrics),
     Failed(String),
+    /// Stopped for a newer evaluation (this one's number) before it finished.
+    Superseded {
+        by: usize,
+    },
 }
 
 /// One evaluated denylist.

@@ -306,6 +306,11 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                 }
             }
         }
+        Action::EvalSuperseded { id, by } => {
+            if let Some(e) = state.experiments.iter_mut().find(|e| e.id == id) {
+                e.status = EvalStatus::Superseded { by };
+            }
+        }
         Action::Status(line) => state.status = line,
     }
     vec![]
