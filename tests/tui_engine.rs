@@ -216,3 +216,60 @@ fn a_newer_evaluation_stops_the_one_running_and_skips_the_ones_waiting() {
     assert!(matches!(ended, Action::Evaluated { result: Ok(_), .. }));
     engine.engine.shutdown();
 }
+
+/// The reducer and the screen: an experiment the engine stopped for a newer one says so.
+#[test]
+fn a_superseded_experiment_says_which_one_replaced_it() {
+    use common::synthetic::{infos, report};
+    use qdbg::tui::render::render;
+    use qdbg::tui::state::{EvalStatus, Panel, State};
+    use qdbg::tui::update::update;
+    use ratatui::{backend::TestBackend, Terminal};
+
+    let mut s = State::new("model.tflite".into(), "debug.npy".into(), false);
+    update(
+        &mut s,
+        Action::DebugStarted {
+            layers: infos(),
+            samples: 100,
+            at_s: 1.0,
+        },
+    );
+    update(
+        &mut s,
+        Action::DebugUpdated {
+            done: 100,
+            total: 100,
+            report: report(100, false),
+            at_s: 2.0,
+        },
+    );
+    let ids: Vec<usize> = (0..2)
+        .flat_map(|_| update(&mut s, Action::Evaluate))
+        .map(|effect| match effect {
+            Effect::Evaluate { id, .. } => id,
+            other => panic!("expected an evaluation, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, vec![1, 2]);
+    update(&mut s, Action::EvalSuperseded { id: 1, by: 2 });
+    assert_eq!(s.experiments[0].status, EvalStatus::Superseded { by: 2 });
+    assert!(matches!(
+        s.experiments[1].status,
+        EvalStatus::Running { .. }
+    ));
+
+    assert_eq!(s.panel, Panel::Experiments);
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    terminal.draw(|frame| render(&s, frame)).unwrap();
+    let buffer = terminal.backend().buffer();
+    let screen: String = (0..buffer.area.height)
+        .map(|y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+                + "\n"
+        })
+        .collect();
+    assert!(screen.contains("#1 stopped for #2"), "{screen}");
+}

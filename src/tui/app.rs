@@ -112,7 +112,9 @@ async fn event_loop(inputs: EngineInputs, options: DashboardOptions) -> io::Resu
     // blocks inside the terminal library, so a vanished terminal (SSH dropped) or a signal
     // still ends it at once.
     let mut keys = EventStream::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // The first tick a period from now, not at once.
+    let period = Duration::from_millis(250);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut dirty = true;
     while !state.quit {
@@ -128,7 +130,7 @@ async fn event_loop(inputs: EngineInputs, options: DashboardOptions) -> io::Resu
             // In this order when several are ready: leaving first, then keys, so a busy
             // engine never starves them.
             biased;
-            _ = terminate.recv() => apply(&mut state, Action::Quit),
+            Some(()) = terminate.recv() => apply(&mut state, Action::Quit),
             event = keys.next() => match event {
                 Some(Ok(Event::Key(key))) => {
                     if let Some(action) = key_action(&state, key) {

@@ -381,7 +381,7 @@ fn render_charts(state: &State, frame: &mut Frame, area: Rect) {
     let [top, bottom] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(inner);
     let threshold_on = |column: Column| {
-        let (m, _, v) = state.threshold_parts()?;
+        let (m, _, v) = state.simple_threshold()?;
         (column_of_metric(m)? == column).then_some(v)
     };
     let layers = state.layers();

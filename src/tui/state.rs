@@ -354,8 +354,9 @@ impl State {
         self.visible_rows().get(self.cursor).copied()
     }
 
-    /// The metric the threshold rule compares, when it is one simple comparison.
-    pub fn threshold_parts(&self) -> Option<(&str, CmpOp, f64)> {
+    /// The threshold rule's metric, comparison and number, when it is one comparison with
+    /// a number (what the charts draw).
+    pub fn simple_threshold(&self) -> Option<(&str, CmpOp, f64)> {
         self.denylist.threshold.as_ref()?.threshold()
     }
 
