@@ -21,12 +21,12 @@ use std::time::Instant;
 use candle_core::Device;
 use ndarray::ArrayD;
 use qdbg::data::{Dataset, SampleArray};
-use qdbg::debug::selection::Selector;
 use qdbg::debug::{Debugger, VerifyMode};
 use qdbg::exec::{Executor, FloatOutputCache};
-use qdbg::quant::denylist::Rule;
 use qdbg::quant::plan::plan_activations;
 use qdbg::quant::{calibrate_or_load, CalibrationSource};
+use qdbg::select::selection::Selector;
+use qdbg::select::Rule;
 
 fn main() {
     qdbg::threads::configure(None).expect("worker threads");

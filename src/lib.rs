@@ -11,6 +11,8 @@ pub mod graph;
 pub mod kernels;
 pub mod ops;
 pub mod quant;
+pub mod select;
+pub mod session;
 pub mod tflite;
 pub mod threads;
 pub mod tui;

@@ -193,12 +193,12 @@ mod qdbg_quantized {
 #[test]
 fn selective_demo_model_matches_litert() {
     use qdbg::data::{load_dataset, ImageOptions, InputSpec};
-    use qdbg::quant::denylist::{resolve, Rule};
     use qdbg::quant::{
         calibrate,
         plan::plan_activations,
         quantize::{quantize_graph, QuantizeOptions},
     };
+    use qdbg::select::{denylist::resolve, Rule};
     let demo = common::repo().join("demo");
     let original = std::fs::read(demo.join("model.tflite")).unwrap();
     let graph = qdbg::tflite::read_model_bytes(&original, &demo.join("model.tflite")).unwrap();

@@ -10,17 +10,17 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use qdbg::data::{load_dataset, load_labels, Dataset, ImageOptions, InputSpec};
-use qdbg::debug::selection::Selector;
 use qdbg::debug::{DebugEvent, Debugger, VerifyMode};
 use qdbg::exec::Executor;
 use qdbg::graph::Graph;
-use qdbg::quant::denylist::Rule;
 use qdbg::quant::{
     calibrate,
     plan::plan_activations,
     quantize::{quantize_graph, QuantizeOptions, QuantizedModel},
     Calibration,
 };
+use qdbg::select::selection::Selector;
+use qdbg::select::Rule;
 
 fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()

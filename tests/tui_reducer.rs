@@ -4,6 +4,7 @@
 mod common;
 
 use common::synthetic::{infos, report, LAYERS};
+use qdbg::select::Rule;
 use qdbg::tui::action::{key_action, Action, Effect};
 use qdbg::tui::state::{Column, Cost, EvalStatus, Panel, Phase, Prompt, Side, State};
 use qdbg::tui::update::update;
@@ -44,7 +45,7 @@ fn type_text(s: &mut State, text: &str) {
 
 fn rules_of(effects: &[Effect]) -> Vec<String> {
     match effects {
-        [Effect::Recompute { rules, .. }] => rules.clone(),
+        [Effect::Recompute { rules, .. }] => rules.iter().map(ToString::to_string).collect(),
         other => panic!("expected one recompute, got {other:?}"),
     }
 }
@@ -234,7 +235,14 @@ fn a_threshold_is_typed_checked_and_nudged() {
         Some(Prompt::Threshold { error: Some(e), .. }) if e.contains("compares a metric")
     ));
     update(&mut s, Action::PromptCancel);
-    assert_eq!(s.denylist.threshold.as_deref(), Some("rmse/scale > 0.7"));
+    assert_eq!(
+        s.denylist
+            .threshold
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("rmse/scale > 0.7")
+    );
 
     // 0.7 moves in steps of 0.05 (half a unit of its leading digit).
     assert_eq!(
@@ -247,7 +255,7 @@ fn a_threshold_is_typed_checked_and_nudged() {
         vec!["rmse/scale > 0.65"]
     );
     // An expression with `and` is not nudged; the reason is shown.
-    s.denylist.threshold = Some("rmse/scale > 0.7 and op == ADD".into());
+    s.denylist.threshold = Some("rmse/scale > 0.7 and op == ADD".parse().unwrap());
     assert!(update(&mut s, Action::NudgeUp).is_empty());
     assert!(s.status.contains("single comparison"), "{}", s.status);
     // Clearing: an empty threshold removes the rule.
@@ -405,7 +413,7 @@ fn statistics_updates_recompute_only_rules_that_read_them() {
     };
     s.denylist.first_n = 2;
     assert!(next(&mut s).is_empty());
-    s.denylist.threshold = Some("sqnr_db < 20".into());
+    s.denylist.threshold = Some("sqnr_db < 20".parse().unwrap());
     assert_eq!(rules_of(&next(&mut s)), vec!["sqnr_db < 20", "first:2"]);
 }
 
@@ -415,12 +423,12 @@ fn evaluating_keeps_a_history_of_experiments() {
     assert!(update(&mut s, Action::Evaluate).is_empty());
     assert!(s.status.contains("not listed the layers"));
     let mut s = with_stats();
-    s.denylist.threshold = Some("rmse/scale > 0.7".into());
+    s.denylist.threshold = Some("rmse/scale > 0.7".parse().unwrap());
     let effects = update(&mut s, Action::Evaluate);
     let [Effect::Evaluate { id: 1, rules, .. }] = effects.as_slice() else {
         panic!("{effects:?}")
     };
-    assert_eq!(rules, &vec!["rmse/scale > 0.7".to_string()]);
+    assert_eq!(rules, &vec![Rule::parse("rmse/scale > 0.7").unwrap()]);
     assert_eq!(s.panel, Panel::Experiments);
     update(
         &mut s,
@@ -484,7 +492,7 @@ fn writing_asks_for_a_path_and_quitting_cancels_everything() {
         panic!("{effects:?}")
     };
     assert_eq!(path, &std::path::PathBuf::from("out/sel.tflite"));
-    assert_eq!(rules, &vec!["first:1".to_string()]);
+    assert_eq!(rules, &vec![Rule::First(1)]);
     update(&mut s, Action::OpenWriteCsv);
     let effects = update(&mut s, Action::PromptSubmit);
     assert!(

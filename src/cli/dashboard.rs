@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use qdbg::quant::denylist::read_denylist;
+use qdbg::select::read_denylist;
 use qdbg::tui::{DashboardOptions, EngineInputs};
 
 use super::debug::{DebugArgs, ModeArg};
-use super::{DeviceArgs, ImageArgs, Int8Args};
+use super::{DeviceArgs, ImageArgs, InputArgs, Int8Args};
 
 #[derive(Args)]
 pub struct DashboardArgs {
@@ -64,8 +64,8 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
             .into())
         }
     };
-    let rules: Vec<String> = match &args.deny_file {
-        Some(path) => read_denylist(path)?.iter().map(|r| r.to_string()).collect(),
+    let rules = match &args.deny_file {
+        Some(path) => read_denylist(path)?,
         None => Vec::new(),
     };
 
@@ -81,9 +81,11 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
             );
         }
         super::debug::debug(&DebugArgs {
-            model: model.clone(),
-            data: data.clone(),
-            labels,
+            inputs: InputArgs {
+                model: model.clone(),
+                data: data.clone(),
+                labels,
+            },
             csv: None,
             json: None,
             mode: args.mode,
@@ -107,25 +109,16 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
 
     // The quick checks happen here, before the screen switches, so bad input reads like
     // any other command's error; calibration and the run happen inside the dashboard.
-    let original = std::fs::read(&model).map_err(|e| qdbg::Error::io(&model, e))?;
-    let graph = super::read_float_model(&original, &model, "the dashboard")?;
-    let dataset = qdbg::data::load_dataset(
+    let loaded = qdbg::session::Loaded::read(
+        "the dashboard",
+        &model,
         &data,
-        &qdbg::data::InputSpec::for_graph(&graph),
+        labels.as_deref(),
         &args.images.options(),
+        args.device.device,
     )?;
-    let label_values = match &labels {
-        Some(path) => Some(qdbg::data::load_labels(path, Some(dataset.num_samples()))?),
-        None => None,
-    };
-    let device = qdbg::exec::parse_device(args.device.device)?;
     let inputs = EngineInputs {
-        model_path: model.clone(),
-        original,
-        graph,
-        dataset,
-        labels: label_values,
-        device,
+        loaded,
         recalibrate: args.recalibrate,
         mode: args.mode.verify_mode(),
         arithmetic: args.arithmetic.arithmetic(),
@@ -153,7 +146,7 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
         let deny: Vec<String> = outcome
             .rules
             .iter()
-            .map(|r| format!("--deny '{}'", r.replace('\'', "'\\''")))
+            .map(|r| format!("--deny '{}'", r.to_string().replace('\'', "'\\''")))
             .collect();
         println!(
             "denylist, to repeat without the dashboard:\n  qdbg select {} --data {}{labels_arg} {} -o selective.tflite",

@@ -13,21 +13,14 @@ use qdbg::debug::model_explorer::write_node_data;
 use qdbg::debug::report::{range, rmse_over_scale, write_csv, write_json, LAYER_METRICS};
 use qdbg::debug::{DebugEvent, Debugger, VerifyMode};
 use qdbg::quant::foreign::pair_with_float;
-use qdbg::quant::plan::plan_activations;
-use qdbg::quant::quantize::{quantize_graph, QuantizeOptions};
+use qdbg::quant::quantize::QuantizeOptions;
 
-use super::{DeviceArgs, ImageArgs, Int8Args};
+use super::{DeviceArgs, ImageArgs, InputArgs, Int8Args};
 
 #[derive(Args)]
 pub struct DebugArgs {
-    /// The float .tflite model.
-    pub model: PathBuf,
-    /// Debug (and calibration) data: .npy, .npz or a folder of images.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Labels (.npy of integers or a text file, one per line) for top-1/top-5 accuracy.
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
+    #[command(flatten)]
+    pub inputs: InputArgs,
     /// Write TensorFlow's `layer_statistics_dump` CSV here.
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -114,55 +107,6 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         )
         .into());
     }
-    let (graph, dataset, labels, device, model, float_outputs) = match &args.int8 {
-        Some(int8_path) => {
-            let super::Loaded {
-                graph,
-                dataset,
-                labels,
-                device,
-                ..
-            } = super::load(
-                "qdbg debug",
-                &args.model,
-                &args.data,
-                args.labels.as_deref(),
-                &args.images,
-                &args.device,
-            )?;
-            let int8 = qdbg::tflite::read_model(int8_path)?;
-            // The float model as the converter rewrote it (same values): the pairing
-            // refers to its ops.
-            let (graph, model) = pair_with_float(&graph, int8)?;
-            (graph, dataset, labels, device, model, None)
-        }
-        None => {
-            let super::Prepared {
-                graph,
-                dataset,
-                labels,
-                device,
-                calibration,
-                float_outputs,
-                ..
-            } = super::prepare(
-                "qdbg debug",
-                &args.model,
-                &args.data,
-                args.labels.as_deref(),
-                &args.images,
-                &args.device,
-                args.recalibrate,
-            )?;
-            let model = quantize_graph(
-                &graph,
-                &plan_activations(&graph, &calibration),
-                &QuantizeOptions::default(),
-            )?;
-            (graph, dataset, labels, device, model, Some(float_outputs))
-        }
-    };
-    let mode = args.mode.verify_mode();
     // Histograms serve the JSON (which has every statistic) and the KL divergence; the
     // CSV and the summary do without, and skipping them halves the measuring.
     let explorer_metric = args
@@ -179,13 +123,44 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
     // Likewise the extra metrics' sums: only the JSON and the metrics named want them.
     let extras =
         args.json.is_some() || wanted().any(|m| m != "kl_divergence" && EXTRA_METRICS.contains(&m));
-    let mut debugger = Debugger::new(&graph, &model, &device)?
-        .with_arithmetic(args.arithmetic.arithmetic())?
-        .with_histograms(histograms)
-        .with_extra_metrics(extras);
-    if let Some(outputs) = float_outputs {
-        debugger = debugger.with_float_outputs(outputs);
+    let mode = args.mode.verify_mode();
+    let loaded = args.inputs.load("qdbg debug", &args.images, &args.device)?;
+    let arithmetic = args.arithmetic.arithmetic();
+    match &args.int8 {
+        Some(int8_path) => {
+            let int8 = qdbg::tflite::read_model(int8_path)?;
+            // The float model as the converter rewrote it (same values): the pairing
+            // refers to its ops.
+            let (graph, model) = pair_with_float(&loaded.model.graph, int8)?;
+            let debugger = Debugger::for_arithmetic(&graph, &model, &loaded.device, arithmetic)?
+                .with_histograms(histograms)
+                .with_extra_metrics(extras);
+            let labels = loaded.labels.as_deref();
+            run_and_report(args, debugger, &graph, &loaded.dataset, labels, mode)
+        }
+        None => {
+            let session = loaded.calibrate(args.recalibrate, arithmetic, &mut |_| {})?;
+            let model = session.quantize(&QuantizeOptions::default())?;
+            let debugger = session
+                .debugger(&model)?
+                .with_histograms(histograms)
+                .with_extra_metrics(extras);
+            let (data, labels) = (session.dataset(), session.labels());
+            run_and_report(args, debugger, session.graph(), data, labels, mode)
+        }
     }
+}
+
+/// Runs the debugger over the data (Ctrl-C / SIGTERM stop it and keep what was
+/// measured), then writes the files asked for and prints the summary.
+fn run_and_report(
+    args: &DebugArgs,
+    debugger: Debugger<'_>,
+    float_graph: &qdbg::graph::Graph,
+    dataset: &qdbg::data::Dataset,
+    labels: Option<&[i64]>,
+    mode: VerifyMode,
+) -> Result<()> {
     let started = std::time::Instant::now();
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let total = dataset.num_samples();
@@ -200,7 +175,7 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         );
     }
     let mut logged_tenth = 0;
-    let report = debugger.run(&dataset, labels.as_deref(), mode, &stop, &mut |event| {
+    let report = debugger.run(dataset, labels, mode, &stop, &mut |event| {
         let DebugEvent::Updated { done, total, .. } = event else {
             return;
         };
@@ -250,12 +225,12 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.model_explorer {
-        write_node_data(path, stats, &graph, &args.model_explorer_metric)?;
+        write_node_data(path, stats, float_graph, &args.model_explorer_metric)?;
         println!(
             "wrote {} (Model Explorer node data, {}: open {} in Model Explorer, then load it)",
             path.display(),
             args.model_explorer_metric,
-            args.model.display()
+            args.inputs.model.display()
         );
     }
 

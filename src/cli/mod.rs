@@ -197,107 +197,35 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Reads the float model a command calibrates, quantizes or debugs: an already-quantized
-/// (or dynamic-range) model is refused here, before any work and before anything (such as
-/// a calibration file) is written beside it.
-pub fn read_float_model(
-    bytes: &[u8],
-    model: &std::path::Path,
-    command: &str,
-) -> anyhow::Result<qdbg::graph::Graph> {
-    let graph = qdbg::tflite::read_model_bytes(bytes, model)?;
-    qdbg::graph::ModelKind::of(&graph).require_float(model, command)?;
-    Ok(graph)
+/// The float model, its data and labels: what `qdbg debug` and `qdbg select` read.
+#[derive(Args, Clone)]
+pub struct InputArgs {
+    /// The float .tflite model.
+    pub model: PathBuf,
+    /// Debug (and calibration) data: .npy, .npz or a folder of images.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Labels (.npy of integers or a text file, one per line) for top-1/top-5 accuracy.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
 }
 
-/// A model and its data, read and checked (no calibration yet).
-pub struct Loaded {
-    pub original: Vec<u8>,
-    pub graph: qdbg::graph::Graph,
-    pub dataset: qdbg::data::Dataset,
-    pub labels: Option<Vec<i64>>,
-    pub device: candle_core::Device,
-}
-
-pub fn load(
-    command: &str,
-    model: &std::path::Path,
-    data: &std::path::Path,
-    labels: Option<&std::path::Path>,
-    images: &ImageArgs,
-    device: &DeviceArgs,
-) -> anyhow::Result<Loaded> {
-    let original = std::fs::read(model).map_err(|e| qdbg::Error::io(model, e))?;
-    let graph = read_float_model(&original, model, command)?;
-    let dataset = qdbg::data::load_dataset(
-        data,
-        &qdbg::data::InputSpec::for_graph(&graph),
-        &images.options(),
-    )?;
-    let labels = match labels {
-        Some(path) => Some(qdbg::data::load_labels(path, Some(dataset.num_samples()))?),
-        None => None,
-    };
-    let device = qdbg::exec::parse_device(device.device)?;
-    Ok(Loaded {
-        original,
-        graph,
-        dataset,
-        labels,
-        device,
-    })
-}
-
-/// What every command that quantizes starts from: the model (its bytes, for the writer),
-/// the data, optional labels, the device, and the calibration (reused when it matches).
-pub struct Prepared {
-    pub original: Vec<u8>,
-    pub graph: qdbg::graph::Graph,
-    pub dataset: qdbg::data::Dataset,
-    pub labels: Option<Vec<i64>>,
-    pub device: candle_core::Device,
-    pub calibration: qdbg::quant::Calibration,
-    pub calibration_source: qdbg::quant::CalibrationSource,
-    /// The float model's outputs on the data, when the calibration just computed them.
-    pub float_outputs: std::sync::Arc<qdbg::exec::FloatOutputCache>,
-}
-
-pub fn prepare(
-    command: &str,
-    model: &std::path::Path,
-    data: &std::path::Path,
-    labels: Option<&std::path::Path>,
-    images: &ImageArgs,
-    device: &DeviceArgs,
-    recalibrate: bool,
-) -> anyhow::Result<Prepared> {
-    let Loaded {
-        original,
-        graph,
-        dataset,
-        labels,
-        device,
-    } = load(command, model, data, labels, images, device)?;
-    let executor = qdbg::exec::Executor::new(&graph, &device)?;
-    let float_outputs =
-        std::sync::Arc::new(qdbg::exec::FloatOutputCache::new(dataset.num_samples()));
-    let (calibration, calibration_source) = qdbg::quant::calibrate_or_load(
-        model,
-        &executor,
-        &dataset,
-        recalibrate,
-        Some(&float_outputs),
-        &mut |_| {},
-    )?;
-    drop(executor);
-    Ok(Prepared {
-        float_outputs,
-        original,
-        graph,
-        dataset,
-        labels,
-        device,
-        calibration,
-        calibration_source,
-    })
+impl InputArgs {
+    /// Reads the model (refusing anything but a float model, for `command`'s message), its
+    /// data and labels, and opens the device.
+    pub fn load(
+        &self,
+        command: &str,
+        images: &ImageArgs,
+        device: &DeviceArgs,
+    ) -> qdbg::Result<qdbg::session::Loaded> {
+        qdbg::session::Loaded::read(
+            command,
+            &self.model,
+            &self.data,
+            self.labels.as_deref(),
+            &images.options(),
+            device.device,
+        )
+    }
 }

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use qdbg::quant::plan::plan_activations;
-use qdbg::quant::quantize::{quantize_graph, FloatReason, QuantizeOptions};
+use qdbg::kernels::int8::Arithmetic;
+use qdbg::quant::quantize::{FloatReason, QuantizeOptions};
 use qdbg::quant::CalibrationSource;
 
 use super::{DeviceArgs, ImageArgs};
@@ -37,22 +37,22 @@ pub struct QuantizeArgs {
 
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     let started = Instant::now();
-    let super::Prepared {
-        original,
-        graph,
-        calibration,
-        calibration_source: source,
-        ..
-    } = super::prepare(
+    let session = qdbg::session::Loaded::read(
         "qdbg quantize",
         &args.model,
         &args.data,
         None,
-        &args.images,
-        &args.device,
-        args.recalibrate,
-    )?;
-    match &source {
+        &args.images.options(),
+        args.device.device,
+    )?
+    // No int8 model runs here: the arithmetic is irrelevant.
+    .calibrate(args.recalibrate, Arithmetic::Builtin, &mut |_| {})?;
+    let (graph, calibration, source) = (
+        session.graph(),
+        &session.calibration,
+        &session.calibration_source,
+    );
+    match source {
         CalibrationSource::Reused(path) => println!("calibration: reused {}", path.display()),
         CalibrationSource::Saved(path) => println!(
             "calibration: {} samples in {:.2} s, saved to {}",
@@ -68,13 +68,12 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         }
     }
 
-    let plan = plan_activations(&graph, &calibration);
-    let options = QuantizeOptions {
+    let model = session.quantize(&QuantizeOptions {
         int8_io: args.int8_io,
         ..Default::default()
-    };
-    let model = quantize_graph(&graph, &plan, &options)?;
-    let bytes = qdbg::tflite::model_bytes(&model.graph, Some(&original))?;
+    })?;
+    let original = session.selector.original.as_deref().map(Vec::as_slice);
+    let bytes = qdbg::tflite::model_bytes(&model.graph, original)?;
     qdbg::atomic::write_bytes_atomic(&args.output, &bytes)?;
 
     let int8_ops = graph.nodes.len() - model.float_ops.len();
@@ -83,7 +82,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         graph.nodes.len(),
         args.output.display(),
         bytes.len(),
-        original.len()
+        session.float_size()
     );
     if !model.float_ops.is_empty() {
         println!("kept float ({}):", model.float_ops.len());

@@ -7,14 +7,13 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use clap::Args;
-use std::sync::Arc;
 
-use qdbg::debug::selection::Selector;
-use qdbg::debug::{Debugger, VerifyMode};
-use qdbg::quant::denylist::{read_denylist, write_denylist, Rule};
-use qdbg::quant::plan::plan_activations;
+use qdbg::debug::VerifyMode;
+use qdbg::select::denylist::{check_names, read_denylist, write_denylist};
+use qdbg::select::Rule;
+use qdbg::session::FloatModel;
 
-use super::{DeviceArgs, ImageArgs, Int8Args};
+use super::{DeviceArgs, ImageArgs, InputArgs, Int8Args};
 
 #[derive(Args)]
 #[command(
@@ -25,14 +24,8 @@ Example:\n  qdbg select model.tflite --data debug.npy --labels labels.txt \\\n  
 --deny 'rmse/scale > 0.7' --deny-first 5 --deny-op MEAN -o selective.tflite"
 )]
 pub struct SelectArgs {
-    /// The float .tflite model.
-    pub model: PathBuf,
-    /// Calibration and debug data: .npy, .npz or a folder of images.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Labels for accuracy (one per sample).
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
+    #[command(flatten)]
+    pub inputs: InputArgs,
     /// A denylist rule (repeatable).
     #[arg(long = "deny")]
     pub deny: Vec<String>,
@@ -85,54 +78,32 @@ fn rules(args: &SelectArgs) -> Result<Vec<Rule>> {
 
 pub fn select(args: &SelectArgs) -> Result<()> {
     let rules = rules(args)?;
-    // Before calibrating and debugging, which take a while: a misspelt name is known now.
-    let bytes = std::fs::read(&args.model).map_err(|e| qdbg::Error::io(&args.model, e))?;
-    let graph = super::read_float_model(&bytes, &args.model, "qdbg select")?;
-    qdbg::quant::denylist::check_names(&graph, &rules)?;
-    let super::Prepared {
-        original,
-        graph,
-        dataset,
-        labels,
-        device,
-        calibration,
-        float_outputs,
-        ..
-    } = super::prepare(
-        "qdbg select",
-        &args.model,
-        &args.data,
-        args.labels.as_deref(),
-        &args.images,
-        &args.device,
-        args.recalibrate,
-    )?;
-    let plan = plan_activations(&graph, &calibration);
-    let selector = Selector::new(
-        Arc::new(graph),
-        Some(Arc::new(original)),
-        Arc::new(plan),
-        Arc::new(dataset),
-        labels.map(Arc::new),
-        device,
-    )
-    .with_float_outputs(Arc::clone(&float_outputs))
-    .with_arithmetic(args.arithmetic.arithmetic());
-    let graph = &selector.graph;
+    // Before reading the data, calibrating and debugging, which take a while: a misspelt
+    // name is known now.
+    let inputs = &args.inputs;
+    let model = FloatModel::read(&inputs.model, "qdbg select")?;
+    check_names(&model.graph, &rules)?;
+    let session = model
+        .with_data(
+            &inputs.data,
+            inputs.labels.as_deref(),
+            &args.images.options(),
+            args.device.device,
+        )?
+        .calibrate(args.recalibrate, args.arithmetic.arithmetic(), &mut |_| {})?;
+    let selector = &session.selector;
+    let graph = session.graph();
 
     // Per-layer statistics for the rules on the full-int8 model; only the model-level
     // comparison for the selective one.
     let full = selector.select(&[], &[])?;
-    let full_report = Debugger::new(graph, &full.model, &selector.device)?
-        .with_arithmetic(args.arithmetic.arithmetic())?
-        .with_float_outputs(float_outputs)
-        .run(
-            &selector.dataset,
-            selector.labels.as_deref().map(Vec::as_slice),
-            VerifyMode::PerLayer,
-            &AtomicBool::new(false),
-            &mut |_| {},
-        )?;
+    let full_report = session.debugger(&full.model)?.run(
+        session.dataset(),
+        session.labels(),
+        VerifyMode::PerLayer,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )?;
 
     let selective = selector.select(&rules, &full_report.layers)?;
     for rule in &selective.unmatched {
@@ -166,7 +137,7 @@ pub fn select(args: &SelectArgs) -> Result<()> {
     println!(
         "{:<22} {:>10} {:>12} {:>10}",
         "size (bytes)",
-        selector.original.as_ref().map_or(0, |o| o.len()),
+        session.float_size(),
         full.bytes.len(),
         selective.bytes.len()
     );

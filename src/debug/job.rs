@@ -24,7 +24,7 @@ pub struct JobSettings {
     pub device: Device,
     /// As in [`Debugger::with_float_outputs`].
     pub float_outputs: Option<Arc<FloatOutputCache>>,
-    /// As in [`Debugger::with_arithmetic`].
+    /// As in [`Debugger::for_arithmetic`].
     pub arithmetic: Arithmetic,
 }
 
@@ -81,7 +81,7 @@ pub fn spawn(
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&cancel);
     let handle = std::thread::spawn(move || {
-        let mut debugger = Debugger::new(&float, &model, &device)?.with_arithmetic(arithmetic)?;
+        let mut debugger = Debugger::for_arithmetic(&float, &model, &device, arithmetic)?;
         if let Some(outputs) = float_outputs {
             debugger = debugger.with_float_outputs(outputs);
         }

@@ -148,7 +148,21 @@ pub struct Debugger<'a> {
 }
 
 impl<'a> Debugger<'a> {
+    /// The debugger of `model` against `float`, its int8 ops run by LiteRT's builtin
+    /// kernels' arithmetic.
     pub fn new(float: &'a Graph, model: &'a QuantizedModel, device: &Device) -> Result<Self> {
+        Self::for_arithmetic(float, model, device, Arithmetic::Builtin)
+    }
+
+    /// As [`Debugger::new`], with the int8 ops run as `arithmetic` computes them
+    /// ([`Arithmetic::Xnnpack`] is what TensorFlow's QuantizationDebugger runs on x86);
+    /// each executor is built (and its weights packed) once.
+    pub fn for_arithmetic(
+        float: &'a Graph,
+        model: &'a QuantizedModel,
+        device: &Device,
+        arithmetic: Arithmetic,
+    ) -> Result<Self> {
         let q = &model.graph;
         let mut layers = Vec::new();
         let file_index = q.written_tensor_ids();
@@ -181,8 +195,10 @@ impl<'a> Debugger<'a> {
             }
         }
         // The two executors prepared side by side (packing weights is most of the setup).
-        let (float_executor, quant_executor) =
-            rayon::join(|| Executor::new(float, device), || Executor::new(q, device));
+        let (float_executor, quant_executor) = rayon::join(
+            || Executor::new(float, device),
+            || Executor::with_arithmetic(q, device, arithmetic),
+        );
         Ok(Debugger {
             float: float_executor?,
             quant: quant_executor?,
@@ -219,7 +235,8 @@ impl<'a> Debugger<'a> {
 
     /// Runs the int8 model's ops as `arithmetic` computes them (LiteRT's builtin kernels
     /// unless told otherwise; [`Arithmetic::Xnnpack`] is what TensorFlow's
-    /// QuantizationDebugger runs on x86).
+    /// QuantizationDebugger runs on x86). This rebuilds the int8 executor: where the
+    /// arithmetic is known up front, [`Debugger::for_arithmetic`] builds it once.
     pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Result<Self> {
         let device = self.float.device().clone();
         self.quant = Executor::with_arithmetic(&self.model.graph, &device, arithmetic)?;

@@ -3,7 +3,6 @@
 
 pub mod calibration;
 pub mod check;
-pub mod denylist;
 pub mod foreign;
 pub mod params;
 pub mod plan;

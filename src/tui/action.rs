@@ -9,6 +9,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use super::state::{Cost, Prompt, State};
 use crate::debug::metrics::ModelMetrics;
 use crate::debug::{DebugReport, LayerInfo};
+use crate::select::Rule;
 
 #[derive(Clone, Debug)]
 pub enum Action {
@@ -103,6 +104,12 @@ pub enum Action {
         id: usize,
         result: Result<(Cost, ModelMetrics), String>,
     },
+    /// Evaluation `id` was stopped (or never started) because evaluation `by`, of a newer
+    /// denylist, was asked for.
+    EvalSuperseded {
+        id: usize,
+        by: usize,
+    },
     /// A line for the status bar (written files, errors of background work).
     Status(String),
 }
@@ -113,18 +120,18 @@ pub enum Effect {
     /// Resolve these rules against the layers and compute the selective model's cost.
     Recompute {
         generation: u64,
-        rules: Vec<String>,
+        rules: Vec<Rule>,
         report: Arc<DebugReport>,
     },
     Evaluate {
         id: usize,
-        rules: Vec<String>,
+        rules: Vec<Rule>,
         report: Arc<DebugReport>,
     },
     /// Write the selective model to `path` and its denylist beside it.
     WriteModel {
         path: PathBuf,
-        rules: Vec<String>,
+        rules: Vec<Rule>,
         report: Arc<DebugReport>,
     },
     WriteCsv {

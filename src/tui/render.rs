@@ -381,8 +381,8 @@ fn render_charts(state: &State, frame: &mut Frame, area: Rect) {
     let [top, bottom] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(inner);
     let threshold_on = |column: Column| {
-        let (m, _, v) = state.threshold_parts()?;
-        (column_of_metric(&m)? == column).then_some(v)
+        let (m, _, v) = state.simple_threshold()?;
+        (column_of_metric(m)? == column).then_some(v)
     };
     let layers = state.layers();
     let selected = state.selected_layer();
@@ -594,11 +594,13 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
             let rules = if e.rules.is_empty() {
                 "(no rules: full int8)".to_string()
             } else {
-                e.rules.join(", ")
+                let rules: Vec<String> = e.rules.iter().map(ToString::to_string).collect();
+                rules.join(", ")
             };
             let outcome = match &e.status {
                 EvalStatus::Running { done, total } => format!("running {done}/{total}"),
                 EvalStatus::Failed(r) => format!("failed: {r}"),
+                EvalStatus::Superseded { by } => format!("stopped for #{by}"),
                 EvalStatus::Done(m) => {
                     let mut s = match m.int8_top1 {
                         Some(t) => format!("top-1 {:.1}%", 100.0 * t),
@@ -638,7 +640,10 @@ fn render_denylist(state: &State, frame: &mut Frame, area: Rect) {
     }
     for r in &rules {
         let unmatched = state.cost.as_ref().is_some_and(|c| c.unmatched.contains(r));
-        let text = ellipsize_end(r, inner.width as usize - if unmatched { 2 } else { 0 });
+        let text = ellipsize_end(
+            &r.to_string(),
+            inner.width as usize - if unmatched { 2 } else { 0 },
+        );
         lines.push(if unmatched {
             Line::from(vec![
                 Span::raw(text),

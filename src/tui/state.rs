@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::debug::metrics::ModelMetrics;
 use crate::debug::report::{range, rmse_over_scale};
 use crate::debug::{DebugReport, LayerStats};
+use crate::select::rules::{CmpOp, Expr, Rule};
 
 /// Where the engine is in its run.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,54 +124,70 @@ pub struct Cost {
     pub float_ops: usize,
     pub float_islands: usize,
     pub size_bytes: usize,
-    pub unmatched: Vec<String>,
+    /// Rules that matched no op.
+    pub unmatched: Vec<Rule>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum EvalStatus {
-    Running { done: usize, total: usize },
+    Running {
+        done: usize,
+        total: usize,
+    },
     Done(ModelMetrics),
     Failed(String),
+    /// Stopped for a newer evaluation (this one's number) before it finished.
+    Superseded {
+        by: usize,
+    },
 }
 
 /// One evaluated denylist.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Experiment {
     pub id: usize,
-    pub rules: Vec<String>,
+    pub rules: Vec<Rule>,
     pub cost: Option<Cost>,
     pub status: EvalStatus,
 }
 
 /// The denylist as the user builds it from the keyboard.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Denylist {
     /// A metric expression such as `rmse/scale > 0.7`.
-    pub threshold: Option<String>,
+    pub threshold: Option<Expr>,
     pub first_n: usize,
     pub ops: BTreeSet<String>,
     /// Name regexes denied from the search prompt.
-    pub regexes: Vec<String>,
+    pub regexes: Vec<regex::Regex>,
     /// Rows toggled on by hand (output tensor names).
     pub names: BTreeSet<String>,
     /// Rows toggled off by hand although a rule denies them.
     pub allowed: BTreeSet<String>,
-    /// Rules from a denylist file given on the command line, kept as written.
-    pub loaded: Vec<String>,
+    /// Rules from a denylist file given on the command line.
+    pub loaded: Vec<Rule>,
+}
+
+/// Two denylists are the same when they make the same rules (a regex has no other
+/// equality).
+impl PartialEq for Denylist {
+    fn eq(&self, other: &Denylist) -> bool {
+        self.rules() == other.rules()
+    }
 }
 
 impl Denylist {
-    /// The rules in denylist-file syntax, in a stable order.
-    pub fn rules(&self) -> Vec<String> {
+    /// The rules, in a stable order.
+    pub fn rules(&self) -> Vec<Rule> {
         let mut rules = self.loaded.clone();
-        rules.extend(self.threshold.clone());
+        rules.extend(self.threshold.clone().map(Rule::Metric));
         if self.first_n > 0 {
-            rules.push(format!("first:{}", self.first_n));
+            rules.push(Rule::First(self.first_n));
         }
-        rules.extend(self.ops.iter().map(|o| format!("op:{o}")));
-        rules.extend(self.regexes.iter().map(|r| format!("re:{r}")));
-        rules.extend(self.names.iter().map(|n| format!("name:{n}")));
-        rules.extend(self.allowed.iter().map(|n| format!("allow:{n}")));
+        rules.extend(self.ops.iter().cloned().map(Rule::Op));
+        rules.extend(self.regexes.iter().cloned().map(Rule::Regex));
+        rules.extend(self.names.iter().cloned().map(Rule::Name));
+        rules.extend(self.allowed.iter().cloned().map(Rule::Allow));
         rules
     }
 
@@ -337,9 +354,10 @@ impl State {
         self.visible_rows().get(self.cursor).copied()
     }
 
-    /// The metric the threshold rule compares, when it is one simple comparison.
-    pub fn threshold_parts(&self) -> Option<(String, String, f64)> {
-        threshold_parts(self.denylist.threshold.as_deref()?)
+    /// The threshold rule's metric, comparison and number, when it is one comparison with
+    /// a number (what the charts draw).
+    pub fn simple_threshold(&self) -> Option<(&str, CmpOp, f64)> {
+        self.denylist.threshold.as_ref()?.threshold()
     }
 
     /// Seconds the debugger has been running (or ran).
@@ -416,18 +434,6 @@ fn compare(
         }
     };
     primary.then(by_index)
-}
-
-/// Splits `metric OP number` (a threshold simple enough to draw and nudge).
-pub fn threshold_parts(text: &str) -> Option<(String, String, f64)> {
-    // Compiled once: the table and the charts ask on every frame.
-    static THRESHOLD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"^\s*([A-Za-z_/]+)\s*(>=|<=|>|<|==|!=)\s*(-?[0-9.eE+-]+)\s*$")
-            .expect("a valid regex")
-    });
-    let caps = THRESHOLD.captures(text)?;
-    let value = caps[3].parse::<f64>().ok()?;
-    Some((caps[1].to_string(), caps[2].to_string(), value))
 }
 
 /// The column a threshold's metric is drawn against, when it has one.
@@ -551,10 +557,5 @@ mod tests {
         assert_eq!(nudge_step(20.0), 5.0);
         assert_eq!(nudge_step(1.5), 0.5);
         assert_eq!(nudge_step(0.0), 0.05);
-        assert_eq!(
-            threshold_parts("rmse/scale > 0.7"),
-            Some(("rmse/scale".into(), ">".into(), 0.7))
-        );
-        assert_eq!(threshold_parts("rmse/scale > 0.7 and op == ADD"), None);
     }
 }

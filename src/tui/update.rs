@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use super::action::{Action, Effect};
 use super::state::{
-    nudge_step, threshold_parts, Column, DebugProgress, EvalStatus, Experiment, Panel, Phase,
-    Prompt, State,
+    nudge_step, Column, DebugProgress, EvalStatus, Experiment, Panel, Phase, Prompt, State,
 };
 use crate::debug::{DebugReport, LayerStats};
-use crate::quant::denylist::Rule;
+use crate::select::Rule;
 
 pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
     match action {
@@ -42,8 +41,8 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             let input = state
                 .denylist
                 .threshold
-                .clone()
-                .unwrap_or_else(|| "rmse/scale > 0.7".into());
+                .as_ref()
+                .map_or_else(|| "rmse/scale > 0.7".into(), ToString::to_string);
             state.prompt = Some(Prompt::Threshold { input, error: None });
         }
         Action::OpenFirstN => {
@@ -105,13 +104,13 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             }
         }
         Action::NudgeUp | Action::NudgeDown => {
-            let Some(text) = state.denylist.threshold.clone() else {
+            let Some(threshold) = &state.denylist.threshold else {
                 state.status = "no threshold to nudge: press t to set one".into();
                 return vec![];
             };
-            let Some((metric, op, value)) = threshold_parts(&text) else {
+            let Some((_, _, value)) = threshold.threshold() else {
                 state.status = format!(
-                    "'{text}' is not a single comparison; +/- nudge thresholds like \
+                    "'{threshold}' is not a single comparison; +/- nudge thresholds like \
                      'rmse/scale > 0.7'"
                 );
                 return vec![];
@@ -121,7 +120,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                 Action::NudgeUp => value + step,
                 _ => value - step,
             };
-            state.denylist.threshold = Some(format!("{metric} {op} {}", format_number(value)));
+            state.denylist.threshold = threshold.with_threshold(value);
             return vec![recompute(state)];
         }
         Action::ToggleRow => {
@@ -145,8 +144,19 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                 state.status = "filter rows with / first; d then denies what it shows".into();
                 return vec![];
             };
-            if !state.denylist.regexes.contains(&search) {
-                state.denylist.regexes.push(search);
+            // Trimmed as a `re:` rule read from a file is, so the rule written to the
+            // denylist file reads back the same.
+            let pattern = search.trim();
+            if state.denylist.regexes.iter().any(|r| r.as_str() == pattern) {
+                return vec![recompute(state)];
+            }
+            match regex::Regex::new(pattern) {
+                Ok(regex) => state.denylist.regexes.push(regex),
+                // The search prompt compiled it already; no new rule if it does not now.
+                Err(e) => {
+                    state.status = format!("bad regex: {e}");
+                    return vec![];
+                }
             }
             return vec![recompute(state)];
         }
@@ -296,6 +306,11 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                 }
             }
         }
+        Action::EvalSuperseded { id, by } => {
+            if let Some(e) = state.experiments.iter_mut().find(|e| e.id == id) {
+                e.status = EvalStatus::Superseded { by };
+            }
+        }
         Action::Status(line) => state.status = line,
     }
     vec![]
@@ -312,10 +327,8 @@ fn recompute(state: &mut State) -> Effect {
 }
 
 /// Whether any rule reads the debugger's statistics (so it changes as samples arrive).
-fn depends_on_statistics(rules: &[String]) -> bool {
-    rules
-        .iter()
-        .any(|r| matches!(Rule::parse(r), Ok(Rule::Metric(_))))
+fn depends_on_statistics(rules: &[Rule]) -> bool {
+    rules.iter().any(|r| matches!(r, Rule::Metric(_)))
 }
 
 fn prompt_text(state: &mut State) -> Option<(&mut String, &mut Option<String>)> {
@@ -346,7 +359,7 @@ fn submit_prompt(state: &mut State) -> Vec<Effect> {
                 state.denylist.threshold = None;
             } else {
                 match Rule::parse(&text) {
-                    Ok(Rule::Metric(_)) => state.denylist.threshold = Some(text),
+                    Ok(Rule::Metric(expr)) => state.denylist.threshold = Some(expr),
                     Ok(_) => {
                         return fail(
                             state,
@@ -476,15 +489,4 @@ fn change_sort(state: &mut State, step: isize) {
 fn to_top(state: &mut State) {
     state.cursor = 0;
     state.scroll = 0;
-}
-
-/// A threshold number as a person would type it: 0.75, not 0.7500000000000001.
-pub fn format_number(v: f64) -> String {
-    let s = format!("{v:.6}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" {
-        "0".into()
-    } else {
-        s.into()
-    }
 }

@@ -4,40 +4,33 @@
 //! Three threads: one runs calibration then forwards the debugger's events; a cost thread
 //! answers denylist changes, where the newest request replaces any still waiting (typing
 //! `+` five times costs one recompute, not five); a job thread evaluates and writes, in
-//! the order asked.
+//! the order asked, except that an evaluation stops (or is skipped) as soon as a newer one
+//! is asked for. The news goes to the dashboard's event loop on an unbounded tokio
+//! channel, which these plain threads send on without a runtime.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use candle_core::Device;
-
 use super::action::{Action, Effect};
 use super::state::Cost;
-use crate::data::Dataset;
-use crate::debug::job::{self, JobSettings};
 use crate::debug::report::write_csv;
-use crate::debug::selection::{Selection, Selector};
 use crate::debug::{DebugEvent, DebugReport, VerifyMode};
-use crate::exec::{Executor, FloatOutputCache};
-use crate::graph::Graph;
 use crate::kernels::int8::Arithmetic;
-use crate::quant::calibrate_or_load;
-use crate::quant::denylist::{write_denylist, Rule};
-use crate::quant::plan::plan_activations;
+use crate::select::denylist::write_denylist;
+use crate::select::selection::{Selection, Selector};
+use crate::select::Rule;
+use crate::session::Loaded;
+
+/// Where the engine's news goes: the event loop's channel.
+pub type ActionSender = tokio::sync::mpsc::UnboundedSender<Action>;
 
 /// What the dashboard debugs, already loaded and checked.
 pub struct EngineInputs {
-    pub model_path: PathBuf,
-    /// The model file's bytes (the writer carries metadata and signatures over).
-    pub original: Vec<u8>,
-    pub graph: Graph,
-    pub dataset: Dataset,
-    pub labels: Option<Vec<i64>>,
-    pub device: Device,
+    pub loaded: Loaded,
     pub recalibrate: bool,
     pub mode: VerifyMode,
     /// Whose int8 arithmetic the quantized models run with.
@@ -51,6 +44,8 @@ pub struct Engine {
     cancel: Arc<AtomicBool>,
     /// Stops the debugger only.
     stop_run: Arc<AtomicBool>,
+    /// The id of the newest evaluation asked for: any older one still running stops.
+    newest_evaluation: Arc<AtomicUsize>,
     job_thread: Option<JoinHandle<()>>,
 }
 
@@ -68,6 +63,12 @@ impl Engine {
                 self.stop_run.store(true, Ordering::Relaxed);
                 Ok(())
             }
+            Effect::Evaluate { id, .. } => {
+                // Before the request is queued, so the job thread never starts the new one
+                // while still believing the old one current.
+                self.newest_evaluation.fetch_max(id, Ordering::Relaxed);
+                self.jobs.send(effect)
+            }
             _ => self.jobs.send(effect),
         };
     }
@@ -84,11 +85,12 @@ impl Engine {
 }
 
 /// Starts the engine; its news arrives on `actions`, timed against `clock`.
-pub fn start(inputs: EngineInputs, actions: Sender<Action>, clock: Instant) -> Engine {
+pub fn start(inputs: EngineInputs, actions: ActionSender, clock: Instant) -> Engine {
     let (cost_tx, cost_rx) = channel();
     let (jobs_tx, jobs_rx) = channel();
     let (ready_tx, ready_rx) = channel::<Arc<Selector>>();
     let cancel = Arc::new(AtomicBool::new(false));
+    let newest_evaluation = Arc::new(AtomicUsize::new(0));
     let mode = inputs.mode;
 
     let cost_actions = actions.clone();
@@ -99,10 +101,13 @@ pub fn start(inputs: EngineInputs, actions: Sender<Action>, clock: Instant) -> E
         }
     });
     let job_actions = actions.clone();
-    let job_cancel = Arc::clone(&cancel);
+    let job_stops = JobStops {
+        cancel: Arc::clone(&cancel),
+        newest_evaluation: Arc::clone(&newest_evaluation),
+    };
     let job_thread = std::thread::spawn(move || {
         if let Ok(selector) = ready_rx.recv() {
-            job_loop(&selector, &jobs_rx, &job_actions, &job_cancel, mode);
+            job_loop(&selector, &jobs_rx, &job_actions, &job_stops, mode);
         }
     });
 
@@ -125,6 +130,7 @@ pub fn start(inputs: EngineInputs, actions: Sender<Action>, clock: Instant) -> E
         jobs: jobs_tx,
         cancel,
         stop_run,
+        newest_evaluation,
         job_thread: Some(job_thread),
     }
 }
@@ -133,73 +139,34 @@ pub fn start(inputs: EngineInputs, actions: Sender<Action>, clock: Instant) -> E
 /// forwards its events until it ends or the user leaves.
 fn setup_and_debug(
     inputs: EngineInputs,
-    actions: &Sender<Action>,
+    actions: &ActionSender,
     clock: Instant,
     stops: [&AtomicBool; 2],
     ready: impl FnOnce(&Arc<Selector>),
 ) -> Result<(), String> {
     let EngineInputs {
-        model_path,
-        original,
-        graph,
-        dataset,
-        labels,
-        device,
+        loaded,
         recalibrate,
         mode,
         arithmetic,
     } = inputs;
-    let total = dataset.num_samples();
-    // Calibration, the debugger and every evaluation share the float model's outputs.
-    let float_outputs = Arc::new(FloatOutputCache::new(total));
-    let calibration = {
-        let executor = Executor::new(&graph, &device).map_err(|e| e.to_string())?;
-        calibrate_or_load(
-            &model_path,
-            &executor,
-            &dataset,
-            recalibrate,
-            Some(&float_outputs),
-            &mut |done| {
-                let _ = actions.send(Action::Calibrating { done, total });
-            },
-        )
-        .map_err(|e| e.to_string())?
-        .0
-    };
-    let float_size = original.len();
-    let plan = Arc::new(plan_activations(&graph, &calibration));
-    let selector = Arc::new(
-        Selector::new(
-            Arc::new(graph),
-            Some(Arc::new(original)),
-            plan,
-            Arc::new(dataset),
-            labels.map(Arc::new),
-            device,
-        )
-        .with_float_outputs(Arc::clone(&float_outputs))
-        .with_arithmetic(arithmetic),
-    );
-    let full = selector.select(&[], &[]).map_err(|e| e.to_string())?;
+    let total = loaded.dataset.num_samples();
+    let session = loaded
+        .calibrate(recalibrate, arithmetic, &mut |done| {
+            let _ = actions.send(Action::Calibrating { done, total });
+        })
+        .map_err(|e| e.to_string())?;
+    let full = session
+        .selector
+        .select(&[], &[])
+        .map_err(|e| e.to_string())?;
     let _ = actions.send(Action::Baseline {
-        float_size,
+        float_size: session.float_size(),
         full: cost_of(&full),
     });
-    ready(&selector);
+    ready(&session.selector);
 
-    let run = job::spawn(
-        Arc::clone(&selector.graph),
-        Arc::new(full.model),
-        Arc::clone(&selector.dataset),
-        selector.labels.clone(),
-        JobSettings {
-            mode,
-            device: selector.device.clone(),
-            float_outputs: Some(float_outputs),
-            arithmetic,
-        },
-    );
+    let run = session.debug_job(Arc::new(full.model), mode);
     let at = || clock.elapsed().as_secs_f64();
     loop {
         if stops.iter().any(|s| s.load(Ordering::Relaxed)) {
@@ -238,10 +205,6 @@ fn setup_and_debug(
     Ok(())
 }
 
-fn parse_rules(rules: &[String]) -> Result<Vec<Rule>, String> {
-    rules.iter().map(|r| Rule::parse(r)).collect()
-}
-
 pub fn cost_of(selection: &Selection) -> Cost {
     Cost {
         denylisted_ops: selection.denylisted_ops(),
@@ -252,18 +215,13 @@ pub fn cost_of(selection: &Selection) -> Cost {
     }
 }
 
-fn select(
-    selector: &Selector,
-    rules: &[String],
-    report: &DebugReport,
-) -> Result<Selection, String> {
-    let rules = parse_rules(rules)?;
+fn select(selector: &Selector, rules: &[Rule], report: &DebugReport) -> Result<Selection, String> {
     selector
-        .select(&rules, &report.layers)
+        .select(rules, &report.layers)
         .map_err(|e| e.to_string())
 }
 
-fn cost_loop(selector: &Selector, requests: &Receiver<Effect>, actions: &Sender<Action>) {
+fn cost_loop(selector: &Selector, requests: &Receiver<Effect>, actions: &ActionSender) {
     while let Ok(mut request) = requests.recv() {
         // Only the newest denylist matters.
         while let Ok(newer) = requests.try_recv() {
@@ -297,25 +255,53 @@ fn cost_loop(selector: &Selector, requests: &Receiver<Effect>, actions: &Sender<
     }
 }
 
+/// What stops the job thread's evaluations.
+struct JobStops {
+    /// The user left.
+    cancel: Arc<AtomicBool>,
+    /// A newer evaluation was asked for (see [`Engine::submit`]).
+    newest_evaluation: Arc<AtomicUsize>,
+}
+
+impl JobStops {
+    /// The newer evaluation that supersedes evaluation `id`, if one was asked for.
+    fn superseding(&self, id: usize) -> Option<usize> {
+        let newest = self.newest_evaluation.load(Ordering::Relaxed);
+        (newest > id).then_some(newest)
+    }
+}
+
 fn job_loop(
     selector: &Selector,
     requests: &Receiver<Effect>,
-    actions: &Sender<Action>,
-    cancel: &AtomicBool,
+    actions: &ActionSender,
+    stops: &JobStops,
     mode: VerifyMode,
 ) {
     while let Ok(request) = requests.recv() {
         match request {
             Effect::Evaluate { id, rules, report } => {
+                // Queued behind a newer one: the user no longer waits for it.
+                if let Some(by) = stops.superseding(id) {
+                    let _ = actions.send(Action::EvalSuperseded { id, by });
+                    continue;
+                }
+                let stop =
+                    || stops.cancel.load(Ordering::Relaxed) || stops.superseding(id).is_some();
                 let result = select(selector, &rules, &report).and_then(|selection| {
                     let metrics = selector
-                        .evaluate(&selection.model, cancel, &mut |done, total| {
+                        .evaluate_until(&selection.model, &stop, &mut |done, total| {
                             let _ = actions.send(Action::EvalProgress { id, done, total });
                         })
                         .map_err(|e| e.to_string())?;
                     Ok((cost_of(&selection), metrics))
                 });
-                let _ = actions.send(Action::Evaluated { id, result });
+                // Stopped part way: its metrics cover only some samples, not worth showing.
+                let news = match stops.superseding(id) {
+                    Some(by) => Action::EvalSuperseded { id, by },
+                    None => Action::Evaluated { id, result },
+                };
+                let _ = actions.send(news);
             }
             Effect::WriteModel {
                 path,
@@ -356,7 +342,7 @@ pub fn denylist_path(model: &Path) -> PathBuf {
 fn write_model(
     selector: &Selector,
     path: &Path,
-    rules: &[String],
+    rules: &[Rule],
     report: &DebugReport,
 ) -> Result<String, String> {
     let selection = select(selector, rules, report)?;

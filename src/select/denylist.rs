@@ -1,17 +1,7 @@
-//! Denylists: which ops stay float in a selectively quantized model.
-//!
-//! Rules, one per line in a denylist file (`#` starts a comment), combinable:
-//! - `name:EXACT`, `glob:PATTERN`, `re:REGEX` — output tensor names (the float model's);
-//!   a bare word is an exact name;
-//! - `op:MEAN` — every op of a type;
-//! - `first:N`, `last:N` — the first / last N quantized layers in execution order;
-//! - `allow:EXACT` — an exception: that op stays quantized whatever the other rules say
-//!   (applied after them, so "everything above the threshold but this one" is two lines);
-//! - a metric expression over the debugger's per-layer statistics, such as
-//!   `rmse/scale > 0.7` or `sqnr_db < 20 and op == CONV_2D`, with `and` / `or`
-//!   (`and` binds tighter) and the comparisons `> >= < <= == !=`.
+//! Denylists: which ops stay float in a selectively quantized model. A denylist is a
+//! list of [`Rule`]s (see [`super::rules`] for their syntax); this module reads and writes
+//! denylist files and resolves rules against a graph and the debugger's statistics.
 
-use std::fmt;
 use std::path::Path;
 
 use crate::debug::report::{range, rmse_over_scale};
@@ -19,181 +9,7 @@ use crate::debug::LayerStats;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 
-#[derive(Clone, Debug)]
-pub enum Rule {
-    Name(String),
-    Glob(glob::Pattern),
-    Regex(regex::Regex),
-    Op(String),
-    First(usize),
-    Last(usize),
-    Metric(Expr),
-    /// Keeps the op with this output tensor name quantized, overriding the other rules.
-    Allow(String),
-}
-
-/// `or` of `and`s of comparisons.
-#[derive(Clone, Debug)]
-pub struct Expr {
-    pub any_of: Vec<Vec<Comparison>>,
-    text: String,
-}
-
-#[derive(Clone, Debug)]
-pub struct Comparison {
-    pub metric: String,
-    pub op: CmpOp,
-    pub value: Value,
-}
-
-#[derive(Clone, Debug)]
-pub enum Value {
-    Number(f64),
-    Word(String),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CmpOp {
-    Gt,
-    Ge,
-    Lt,
-    Le,
-    Eq,
-    Ne,
-}
-
-/// Metric names an expression may use.
-pub const EXPRESSION_METRICS: [&str; 12] = [
-    "rmse/scale",
-    "range",
-    "scale",
-    "zero_point",
-    "mean_squared_error",
-    "max_abs_error",
-    "mean_error",
-    "stddev",
-    "sqnr_db",
-    "cosine",
-    "saturation",
-    "op",
-];
-
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Rule::Name(n) => write!(f, "name:{n}"),
-            Rule::Glob(g) => write!(f, "glob:{}", g.as_str()),
-            Rule::Regex(r) => write!(f, "re:{}", r.as_str()),
-            Rule::Op(o) => write!(f, "op:{o}"),
-            Rule::First(n) => write!(f, "first:{n}"),
-            Rule::Last(n) => write!(f, "last:{n}"),
-            Rule::Metric(e) => f.write_str(&e.text),
-            Rule::Allow(n) => write!(f, "allow:{n}"),
-        }
-    }
-}
-
-impl Rule {
-    /// Parses one rule; the error says what forms are accepted.
-    pub fn parse(text: &str) -> std::result::Result<Rule, String> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err("empty rule".into());
-        }
-        if let Some((kind, arg)) = text.split_once(':') {
-            let arg = arg.trim();
-            let count = || {
-                arg.parse::<usize>()
-                    .map_err(|_| format!("'{text}': {kind}: takes a whole number"))
-            };
-            match kind.trim() {
-                "name" => return Ok(Rule::Name(arg.to_string())),
-                "glob" => {
-                    return glob::Pattern::new(arg)
-                        .map(Rule::Glob)
-                        .map_err(|e| format!("'{text}': bad glob: {e}"))
-                }
-                "re" | "regex" => {
-                    return regex::Regex::new(arg)
-                        .map(Rule::Regex)
-                        .map_err(|e| format!("'{text}': bad regex: {e}"))
-                }
-                "op" => return Ok(Rule::Op(arg.to_ascii_uppercase())),
-                "allow" => return Ok(Rule::Allow(arg.to_string())),
-                "first" => return count().map(Rule::First),
-                "last" => return count().map(Rule::Last),
-                _ => {}
-            }
-        }
-        if text.contains(['<', '>', '=']) {
-            return parse_expr(text).map(Rule::Metric);
-        }
-        Ok(Rule::Name(text.to_string()))
-    }
-}
-
-fn parse_expr(text: &str) -> std::result::Result<Expr, String> {
-    let mut any_of = Vec::new();
-    for alternative in split_word(text, "or") {
-        let mut all_of = Vec::new();
-        for term in split_word(&alternative, "and") {
-            all_of.push(parse_comparison(term.trim()).map_err(|e| format!("'{text}': {e}"))?);
-        }
-        any_of.push(all_of);
-    }
-    Ok(Expr {
-        any_of,
-        text: text.to_string(),
-    })
-}
-
-/// Splits on a keyword standing alone (`a and b`), not inside a name.
-fn split_word(text: &str, word: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    for token in text.split_whitespace() {
-        if token.eq_ignore_ascii_case(word) {
-            parts.push(String::new());
-        } else {
-            let last = parts.last_mut().expect("parts is never empty");
-            if !last.is_empty() {
-                last.push(' ');
-            }
-            last.push_str(token);
-        }
-    }
-    parts
-}
-
-fn parse_comparison(term: &str) -> std::result::Result<Comparison, String> {
-    for (sym, op) in [
-        (">=", CmpOp::Ge),
-        ("<=", CmpOp::Le),
-        ("==", CmpOp::Eq),
-        ("!=", CmpOp::Ne),
-        (">", CmpOp::Gt),
-        ("<", CmpOp::Lt),
-    ] {
-        if let Some((lhs, rhs)) = term.split_once(sym) {
-            let metric = lhs.trim().to_string();
-            if !EXPRESSION_METRICS.contains(&metric.as_str()) {
-                return Err(format!(
-                    "unknown metric '{metric}'; use one of {}",
-                    EXPRESSION_METRICS.join(", ")
-                ));
-            }
-            let rhs = rhs.trim();
-            let value = match rhs.parse::<f64>() {
-                Ok(v) => Value::Number(v),
-                Err(_) if metric == "op" => Value::Word(rhs.to_ascii_uppercase()),
-                Err(_) => return Err(format!("'{rhs}' is not a number")),
-            };
-            return Ok(Comparison { metric, op, value });
-        }
-    }
-    Err(format!(
-        "'{term}' is not a comparison like 'rmse/scale > 0.7'"
-    ))
-}
+use super::rules::{CmpOp, Comparison, Rule, Value};
 
 /// Reads a denylist file: one rule per line, `#` comments, blank lines ignored.
 pub fn read_denylist(path: &Path) -> Result<Vec<Rule>> {
@@ -225,7 +41,7 @@ pub fn write_denylist(path: &Path, rules: &[Rule]) -> Result<()> {
 #[derive(Clone, Debug, Default)]
 pub struct Resolved {
     pub keep_float: std::collections::BTreeSet<usize>,
-    pub unmatched: Vec<String>,
+    pub unmatched: Vec<Rule>,
 }
 
 fn metric_value(stats: &LayerStats, metric: &str) -> Option<f64> {
@@ -368,7 +184,7 @@ pub fn resolve(graph: &Graph, rules: &[Rule], layers: &[LayerStats]) -> Result<R
                         path: "denylist".into(),
                         reason: format!(
                             "'{}' needs the debugger's statistics; run with --data",
-                            e.text
+                            e.text()
                         ),
                     });
                 }
@@ -389,36 +205,8 @@ pub fn resolve(graph: &Graph, rules: &[Rule], layers: &[LayerStats]) -> Result<R
             }
         }
         if !matched {
-            out.unmatched.push(rule.to_string());
+            out.unmatched.push(rule.clone());
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_every_form() {
-        assert!(matches!(Rule::parse("op:mean"), Ok(Rule::Op(o)) if o == "MEAN"));
-        assert!(matches!(Rule::parse("first:5"), Ok(Rule::First(5))));
-        assert!(matches!(Rule::parse("allow: b3/out"), Ok(Rule::Allow(n)) if n == "b3/out"));
-        assert!(matches!(Rule::parse("last: 2"), Ok(Rule::Last(2))));
-        assert!(matches!(Rule::parse("conv1/out"), Ok(Rule::Name(n)) if n == "conv1/out"));
-        assert!(matches!(Rule::parse("glob:*stem*"), Ok(Rule::Glob(_))));
-        assert!(matches!(Rule::parse("re:^b[34]_"), Ok(Rule::Regex(_))));
-        let Ok(Rule::Metric(e)) = Rule::parse("rmse/scale > 0.7 and op == conv_2d or sqnr_db < 20")
-        else {
-            panic!("not a metric rule")
-        };
-        assert_eq!(e.any_of.len(), 2);
-        assert_eq!(e.any_of[0].len(), 2);
-        assert_eq!(e.any_of[0][0].op, CmpOp::Gt);
-        assert!(Rule::parse("rmse > 0.7")
-            .unwrap_err()
-            .contains("unknown metric"));
-        assert!(Rule::parse("first:x").is_err());
-        assert!(Rule::parse("re:(").is_err());
-    }
 }

@@ -12,16 +12,17 @@ use candle_core::Device;
 use rayon::prelude::*;
 
 use super::checkpoint::{covers, first_difference, live_at, Checkpoint, Checkpoints, StoredValue};
-use super::metrics::{ModelAccumulator, ModelMetrics};
-#[cfg(doc)]
-use super::verify::Debugger;
-use super::verify::LayerStats;
+use super::denylist::resolve;
+use super::rules::Rule;
 use crate::data::Dataset;
+use crate::debug::metrics::{ModelAccumulator, ModelMetrics};
+#[cfg(doc)]
+use crate::debug::Debugger;
+use crate::debug::LayerStats;
 use crate::error::{Error, Result};
 use crate::exec::{host_f32, tensor_from_owned_sample, Executor, FloatOutputCache, SampleOutputs};
 use crate::graph::{DType, Graph, TensorId};
 use crate::kernels::int8::Arithmetic;
-use crate::quant::denylist::{resolve, Rule};
 use crate::quant::plan::ActivationPlan;
 use crate::quant::quantize::{
     float_islands, quantize_graph, FloatReason, QuantizeOptions, QuantizedModel,
@@ -75,8 +76,8 @@ pub struct Selection {
     pub rules: Vec<Rule>,
     /// Float-graph positions the rules keep float.
     pub keep_float: BTreeSet<usize>,
-    /// Rules (as written) that matched no op.
-    pub unmatched: Vec<String>,
+    /// Rules that matched no op.
+    pub unmatched: Vec<Rule>,
     pub model: QuantizedModel,
     /// The selective model as a `.tflite` file.
     pub bytes: Vec<u8>,
@@ -186,6 +187,17 @@ impl Selector {
         cancel: &AtomicBool,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<ModelMetrics> {
+        self.evaluate_until(model, &|| cancel.load(Ordering::Relaxed), progress)
+    }
+
+    /// [`Selector::evaluate`], stopping as soon as `stop` says so (asked before each
+    /// sample): the dashboard stops an evaluation that a newer one supersedes this way.
+    pub fn evaluate_until(
+        &self,
+        model: &QuantizedModel,
+        stop: &(dyn Fn() -> bool + Sync),
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<ModelMetrics> {
         let quant = Executor::with_arithmetic(&model.graph, &self.device, self.arithmetic)?;
         let total = self.dataset.num_samples();
         let base = self.full_int8()?;
@@ -219,7 +231,7 @@ impl Selector {
         let mut acc = ModelAccumulator::default();
         let chunk = rayon::current_num_threads().max(1);
         let mut done = 0;
-        while done < total && !cancel.load(Ordering::Relaxed) {
+        while done < total && !stop() {
             let end = (done + chunk).min(total);
             let known: Vec<Option<SampleOutputs>> =
                 (done..end).map(|s| self.float_outputs.get(s)).collect();
@@ -230,7 +242,7 @@ impl Selector {
                 .into_par_iter()
                 .zip(known.par_iter())
                 .map(|(s, known)| {
-                    if cancel.load(Ordering::Relaxed) {
+                    if stop() {
                         return Ok(None);
                     }
                     let mut kept: Vec<Option<StoredValue>> = vec![None; capture_slot.len()];

@@ -1,0 +1,374 @@
+//! Denylist rules, parsed once into what they mean and passed around as such: the CLI,
+//! the dashboard's reducer, its engine, the selector and the denylist file writer all hold
+//! [`Rule`]s, never their text. `Display` writes a rule back in the syntax it was read
+//! from (a metric expression as it was written), so a denylist file read and written
+//! again is unchanged.
+//!
+//! Syntax, one rule per line of a denylist file:
+//! - `name:EXACT`, `glob:PATTERN`, `re:REGEX` — output tensor names (the float model's);
+//!   a bare word is an exact name;
+//! - `op:MEAN` — every op of a type;
+//! - `first:N`, `last:N` — the first / last N quantized layers in execution order;
+//! - `allow:EXACT` — an exception: that op stays quantized whatever the other rules say;
+//! - a metric expression over the debugger's per-layer statistics, such as
+//!   `rmse/scale > 0.7` or `sqnr_db < 20 and op == CONV_2D`, with `and` / `or`
+//!   (`and` binds tighter) and the comparisons `> >= < <= == !=`.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Debug)]
+pub enum Rule {
+    Name(String),
+    Glob(glob::Pattern),
+    Regex(regex::Regex),
+    Op(String),
+    First(usize),
+    Last(usize),
+    Metric(Expr),
+    /// Keeps the op with this output tensor name quantized, overriding the other rules.
+    Allow(String),
+}
+
+/// `or` of `and`s of comparisons.
+#[derive(Clone, Debug)]
+pub struct Expr {
+    pub any_of: Vec<Vec<Comparison>>,
+    /// As the user wrote it (what a denylist file and the dashboard show).
+    text: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    pub metric: String,
+    pub op: CmpOp,
+    pub value: Value,
+}
+
+#[derive(Clone, Debug)]
+pub enum Value {
+    Number(f64),
+    Word(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+impl CmpOp {
+    /// The comparison as written in a rule.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+        }
+    }
+}
+
+/// Metric names an expression may use.
+pub const EXPRESSION_METRICS: [&str; 12] = [
+    "rmse/scale",
+    "range",
+    "scale",
+    "zero_point",
+    "mean_squared_error",
+    "max_abs_error",
+    "mean_error",
+    "stddev",
+    "sqnr_db",
+    "cosine",
+    "saturation",
+    "op",
+];
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Name(n) => write!(f, "name:{n}"),
+            Rule::Glob(g) => write!(f, "glob:{}", g.as_str()),
+            Rule::Regex(r) => write!(f, "re:{}", r.as_str()),
+            Rule::Op(o) => write!(f, "op:{o}"),
+            Rule::First(n) => write!(f, "first:{n}"),
+            Rule::Last(n) => write!(f, "last:{n}"),
+            Rule::Metric(e) => f.write_str(&e.text),
+            Rule::Allow(n) => write!(f, "allow:{n}"),
+        }
+    }
+}
+
+impl Rule {
+    /// Parses one rule; the error says what forms are accepted.
+    pub fn parse(text: &str) -> std::result::Result<Rule, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("empty rule".into());
+        }
+        if let Some((kind, arg)) = text.split_once(':') {
+            let arg = arg.trim();
+            let count = || {
+                arg.parse::<usize>()
+                    .map_err(|_| format!("'{text}': {kind}: takes a whole number"))
+            };
+            match kind.trim() {
+                "name" => return Ok(Rule::Name(arg.to_string())),
+                "glob" => {
+                    return glob::Pattern::new(arg)
+                        .map(Rule::Glob)
+                        .map_err(|e| format!("'{text}': bad glob: {e}"))
+                }
+                "re" | "regex" => {
+                    return regex::Regex::new(arg)
+                        .map(Rule::Regex)
+                        .map_err(|e| format!("'{text}': bad regex: {e}"))
+                }
+                "op" => return Ok(Rule::Op(arg.to_ascii_uppercase())),
+                "allow" => return Ok(Rule::Allow(arg.to_string())),
+                "first" => return count().map(Rule::First),
+                "last" => return count().map(Rule::Last),
+                _ => {}
+            }
+        }
+        if text.contains(['<', '>', '=']) {
+            return parse_expr(text).map(Rule::Metric);
+        }
+        Ok(Rule::Name(text.to_string()))
+    }
+}
+
+/// Two rules are the same when they are written the same (a regex or glob has no other
+/// equality; a metric expression compares as written).
+impl PartialEq for Rule {
+    fn eq(&self, other: &Rule) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl FromStr for Rule {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Rule, String> {
+        Rule::parse(text)
+    }
+}
+
+impl Expr {
+    /// Parses a metric expression such as `rmse/scale > 0.7 and op == CONV_2D`.
+    pub fn parse(text: &str) -> std::result::Result<Expr, String> {
+        parse_expr(text.trim())
+    }
+
+    /// The expression as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// `(metric, comparison, number)` when the expression is one comparison of a metric
+    /// with a finite number, such as `rmse/scale > 0.7`: a threshold, which the dashboard
+    /// draws on its charts and whose number `+`/`-` move.
+    pub fn threshold(&self) -> Option<(&str, CmpOp, f64)> {
+        let [all_of] = self.any_of.as_slice() else {
+            return None;
+        };
+        let [Comparison {
+            metric,
+            op,
+            value: Value::Number(v),
+        }] = all_of.as_slice()
+        else {
+            return None;
+        };
+        v.is_finite().then_some((metric.as_str(), *op, *v))
+    }
+
+    /// The threshold with its number replaced by `value`, written `metric OP value` with the
+    /// number as a person would type it; `None` when the expression is not a threshold.
+    pub fn with_threshold(&self, value: f64) -> Option<Expr> {
+        let (metric, op, _) = self.threshold()?;
+        let text = format!("{metric} {} {}", op.symbol(), format_number(value));
+        Some(Expr {
+            any_of: vec![vec![Comparison {
+                metric: metric.to_string(),
+                op,
+                value: Value::Number(value),
+            }]],
+            text,
+        })
+    }
+}
+
+impl PartialEq for Expr {
+    fn eq(&self, other: &Expr) -> bool {
+        self.text == other.text
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for Expr {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Expr, String> {
+        Expr::parse(text)
+    }
+}
+
+/// A number as a person would type it: 0.75, not 0.7500000000000001.
+pub fn format_number(v: f64) -> String {
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
+}
+
+fn parse_expr(text: &str) -> std::result::Result<Expr, String> {
+    let mut any_of = Vec::new();
+    for alternative in split_word(text, "or") {
+        let mut all_of = Vec::new();
+        for term in split_word(&alternative, "and") {
+            all_of.push(parse_comparison(term.trim()).map_err(|e| format!("'{text}': {e}"))?);
+        }
+        any_of.push(all_of);
+    }
+    Ok(Expr {
+        any_of,
+        text: text.to_string(),
+    })
+}
+
+/// Splits on a keyword standing alone (`a and b`), not inside a name.
+fn split_word(text: &str, word: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    for token in text.split_whitespace() {
+        if token.eq_ignore_ascii_case(word) {
+            parts.push(String::new());
+        } else {
+            let last = parts.last_mut().expect("parts is never empty");
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(token);
+        }
+    }
+    parts
+}
+
+fn parse_comparison(term: &str) -> std::result::Result<Comparison, String> {
+    for (sym, op) in [
+        (">=", CmpOp::Ge),
+        ("<=", CmpOp::Le),
+        ("==", CmpOp::Eq),
+        ("!=", CmpOp::Ne),
+        (">", CmpOp::Gt),
+        ("<", CmpOp::Lt),
+    ] {
+        if let Some((lhs, rhs)) = term.split_once(sym) {
+            let metric = lhs.trim().to_string();
+            if !EXPRESSION_METRICS.contains(&metric.as_str()) {
+                return Err(format!(
+                    "unknown metric '{metric}'; use one of {}",
+                    EXPRESSION_METRICS.join(", ")
+                ));
+            }
+            let rhs = rhs.trim();
+            let value = match rhs.parse::<f64>() {
+                Ok(v) => Value::Number(v),
+                Err(_) if metric == "op" => Value::Word(rhs.to_ascii_uppercase()),
+                Err(_) => return Err(format!("'{rhs}' is not a number")),
+            };
+            return Ok(Comparison { metric, op, value });
+        }
+    }
+    Err(format!(
+        "'{term}' is not a comparison like 'rmse/scale > 0.7'"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        assert!(matches!(Rule::parse("op:mean"), Ok(Rule::Op(o)) if o == "MEAN"));
+        assert!(matches!(Rule::parse("first:5"), Ok(Rule::First(5))));
+        assert!(matches!(Rule::parse("allow: b3/out"), Ok(Rule::Allow(n)) if n == "b3/out"));
+        assert!(matches!(Rule::parse("last: 2"), Ok(Rule::Last(2))));
+        assert!(matches!(Rule::parse("conv1/out"), Ok(Rule::Name(n)) if n == "conv1/out"));
+        assert!(matches!(Rule::parse("glob:*stem*"), Ok(Rule::Glob(_))));
+        assert!(matches!(Rule::parse("re:^b[34]_"), Ok(Rule::Regex(_))));
+        let Ok(Rule::Metric(e)) = Rule::parse("rmse/scale > 0.7 and op == conv_2d or sqnr_db < 20")
+        else {
+            panic!("not a metric rule")
+        };
+        assert_eq!(e.any_of.len(), 2);
+        assert_eq!(e.any_of[0].len(), 2);
+        assert_eq!(e.any_of[0][0].op, CmpOp::Gt);
+        assert!(Rule::parse("rmse > 0.7")
+            .unwrap_err()
+            .contains("unknown metric"));
+        assert!(Rule::parse("first:x").is_err());
+        assert!(Rule::parse("re:(").is_err());
+    }
+
+    #[test]
+    fn a_threshold_is_one_comparison_with_a_number() {
+        let e = Expr::parse("rmse/scale > 0.7").unwrap();
+        assert_eq!(e.threshold(), Some(("rmse/scale", CmpOp::Gt, 0.7)));
+        let moved = e.with_threshold(0.7 + 0.05).unwrap();
+        assert_eq!(moved.text(), "rmse/scale > 0.75");
+        assert_eq!(moved.threshold(), Some(("rmse/scale", CmpOp::Gt, 0.75)));
+        assert_eq!(
+            Expr::parse("sqnr_db<=20").unwrap().threshold().unwrap().1,
+            CmpOp::Le
+        );
+        for not_one in [
+            "rmse/scale > 0.7 and op == ADD",
+            "op == ADD",
+            "range > 1 or scale > 2",
+        ] {
+            assert_eq!(Expr::parse(not_one).unwrap().threshold(), None, "{not_one}");
+        }
+        assert_eq!(format_number(-0.0), "0");
+        assert_eq!(format_number(20.0), "20");
+    }
+
+    #[test]
+    fn rules_write_back_as_read() {
+        for text in [
+            "name:conv1/out",
+            "glob:*stem*",
+            "re:^b[34]_",
+            "op:MEAN",
+            "first:5",
+            "last:2",
+            "allow:b3/out",
+            "rmse/scale > 0.7 and op == CONV_2D",
+        ] {
+            assert_eq!(Rule::parse(text).unwrap().to_string(), text);
+        }
+        // Forms written in a canonical way.
+        assert_eq!(
+            Rule::parse("conv1/out").unwrap().to_string(),
+            "name:conv1/out"
+        );
+        assert_eq!(Rule::parse("op:mean").unwrap().to_string(), "op:MEAN");
+        assert_eq!(Rule::parse("regex:a").unwrap().to_string(), "re:a");
+    }
+}

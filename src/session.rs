@@ -1,0 +1,219 @@
+//! One session: what every command that quantizes and the dashboard do before their own
+//! work, written once. Read the float model, read its data (and labels), calibrate or reuse
+//! the saved calibration, plan, and hand out the pieces built from that: the full-int8
+//! model, a [`Debugger`] whose executors are built once with the chosen int8 arithmetic,
+//! the debugger as a background job, and the [`Selector`] for denylist experiments.
+//!
+//! The stages are types, so a caller stops where its command does (`qdbg quantize` needs
+//! no debugger, `qdbg debug --int8` no calibration) and can do its own quick checks in
+//! between (`qdbg select` checks rule names before reading the data, the dashboard
+//! calibrates on its engine thread, after the screen is up).
+//!
+//! Above `select`, `debug` and `quant`; used by the binary's commands and by `tui`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::Device;
+
+use crate::data::{Dataset, ImageOptions, InputSpec};
+use crate::debug::job::{self, DebugJob, JobSettings};
+use crate::debug::{Debugger, VerifyMode};
+use crate::error::{Error, Result};
+use crate::exec::{DeviceChoice, Executor, FloatOutputCache};
+use crate::graph::{Graph, ModelKind};
+use crate::kernels::int8::Arithmetic;
+use crate::quant::plan::plan_activations;
+use crate::quant::quantize::{quantize_graph, QuantizeOptions, QuantizedModel};
+use crate::quant::{calibrate_or_load, Calibration, CalibrationSource};
+use crate::select::Selector;
+
+/// A float model, read and checked to be one.
+pub struct FloatModel {
+    pub path: PathBuf,
+    /// The file's bytes: the writer carries its metadata and signatures over.
+    pub original: Vec<u8>,
+    pub graph: Graph,
+}
+
+impl FloatModel {
+    /// Reads the float model `command` calibrates, quantizes or debugs: an
+    /// already-quantized (or dynamic-range) model is refused here, before any work and
+    /// before anything (such as a calibration file) is written beside it.
+    pub fn read(path: &Path, command: &str) -> Result<FloatModel> {
+        let original = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let graph = crate::tflite::read_model_bytes(&original, path)?;
+        ModelKind::of(&graph).require_float(path, command)?;
+        Ok(FloatModel {
+            path: path.to_path_buf(),
+            original,
+            graph,
+        })
+    }
+
+    /// Reads the data (and labels, one per sample), checked against the model's inputs,
+    /// and opens the device the float model runs on.
+    pub fn with_data(
+        self,
+        data: &Path,
+        labels: Option<&Path>,
+        images: &ImageOptions,
+        device: DeviceChoice,
+    ) -> Result<Loaded> {
+        let dataset = crate::data::load_dataset(data, &InputSpec::for_graph(&self.graph), images)?;
+        let labels = match labels {
+            Some(path) => Some(crate::data::load_labels(path, Some(dataset.num_samples()))?),
+            None => None,
+        };
+        let device = crate::exec::parse_device(device)?;
+        Ok(Loaded {
+            model: self,
+            dataset,
+            labels,
+            device,
+        })
+    }
+}
+
+/// A model and its data, read and checked (no calibration yet).
+pub struct Loaded {
+    pub model: FloatModel,
+    pub dataset: Dataset,
+    pub labels: Option<Vec<i64>>,
+    pub device: Device,
+}
+
+impl Loaded {
+    /// Reads the float model and its data: [`FloatModel::read`] then
+    /// [`FloatModel::with_data`].
+    pub fn read(
+        command: &str,
+        model: &Path,
+        data: &Path,
+        labels: Option<&Path>,
+        images: &ImageOptions,
+        device: DeviceChoice,
+    ) -> Result<Loaded> {
+        FloatModel::read(model, command)?.with_data(data, labels, images, device)
+    }
+
+    /// Calibrates on the data, or reuses the calibration saved beside the model when it
+    /// was made from the same model and data (unless `recalibrate`); `progress` gets the
+    /// samples done when computing. The float model's outputs seen on the way are kept
+    /// for the debugger and every evaluation. `arithmetic` is whose int8 arithmetic the
+    /// session's executors reproduce.
+    pub fn calibrate(
+        self,
+        recalibrate: bool,
+        arithmetic: Arithmetic,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Session> {
+        let Loaded {
+            model,
+            dataset,
+            labels,
+            device,
+        } = self;
+        let float_outputs = Arc::new(FloatOutputCache::new(dataset.num_samples()));
+        let (calibration, calibration_source) = {
+            // Only for calibrating: the debugger and the selector build their own.
+            let executor = Executor::new(&model.graph, &device)?;
+            calibrate_or_load(
+                &model.path,
+                &executor,
+                &dataset,
+                recalibrate,
+                Some(&float_outputs),
+                progress,
+            )?
+        };
+        let plan = plan_activations(&model.graph, &calibration);
+        let selector = Selector::new(
+            Arc::new(model.graph),
+            Some(Arc::new(model.original)),
+            Arc::new(plan),
+            Arc::new(dataset),
+            labels.map(Arc::new),
+            device,
+        )
+        .with_float_outputs(Arc::clone(&float_outputs))
+        .with_arithmetic(arithmetic);
+        Ok(Session {
+            model_path: model.path,
+            calibration,
+            calibration_source,
+            float_outputs,
+            arithmetic,
+            selector: Arc::new(selector),
+        })
+    }
+}
+
+/// A calibrated model with its data: everything quantizing, debugging and denylist
+/// experiments share.
+pub struct Session {
+    pub model_path: PathBuf,
+    pub calibration: Calibration,
+    pub calibration_source: CalibrationSource,
+    /// The float model's outputs per sample, shared by calibration, the debugger and the
+    /// selector's evaluations (each fills what it computes first).
+    pub float_outputs: Arc<FloatOutputCache>,
+    pub arithmetic: Arithmetic,
+    /// The float graph, the plan, the data, the labels and the device, held for denylist
+    /// experiments (and read through the accessors below).
+    pub selector: Arc<Selector>,
+}
+
+impl Session {
+    pub fn graph(&self) -> &Graph {
+        &self.selector.graph
+    }
+
+    /// The float model file's size in bytes.
+    pub fn float_size(&self) -> usize {
+        self.selector.original.as_ref().map_or(0, |o| o.len())
+    }
+
+    pub fn dataset(&self) -> &Dataset {
+        &self.selector.dataset
+    }
+
+    pub fn labels(&self) -> Option<&[i64]> {
+        self.selector.labels.as_deref().map(Vec::as_slice)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.selector.device
+    }
+
+    /// The model quantized by the session's plan with `options` (a full-int8 model unless
+    /// they keep ops float).
+    pub fn quantize(&self, options: &QuantizeOptions) -> Result<QuantizedModel> {
+        quantize_graph(self.graph(), &self.selector.plan, options)
+    }
+
+    /// The debugger of `model` (made from this session's graph) against the float model:
+    /// executors built once, with the session's arithmetic, the float outputs shared.
+    pub fn debugger<'a>(&'a self, model: &'a QuantizedModel) -> Result<Debugger<'a>> {
+        Ok(
+            Debugger::for_arithmetic(self.graph(), model, self.device(), self.arithmetic)?
+                .with_float_outputs(Arc::clone(&self.float_outputs)),
+        )
+    }
+
+    /// [`Session::debugger`]'s run on its own thread (see [`job::spawn`]).
+    pub fn debug_job(&self, model: Arc<QuantizedModel>, mode: VerifyMode) -> DebugJob {
+        job::spawn(
+            Arc::clone(&self.selector.graph),
+            model,
+            Arc::clone(&self.selector.dataset),
+            self.selector.labels.clone(),
+            JobSettings {
+                mode,
+                device: self.device().clone(),
+                float_outputs: Some(Arc::clone(&self.float_outputs)),
+                arithmetic: self.arithmetic,
+            },
+        )
+    }
+}
