@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::debug::report::{range, rmse_over_scale};
+use crate::debug::report::metric_value;
 use crate::debug::LayerStats;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -42,24 +42,6 @@ pub fn write_denylist(path: &Path, rules: &[Rule]) -> Result<()> {
 pub struct Resolved {
     pub keep_float: std::collections::BTreeSet<usize>,
     pub unmatched: Vec<Rule>,
-}
-
-fn metric_value(stats: &LayerStats, metric: &str) -> Option<f64> {
-    let m = stats.per_layer.or(stats.whole_model)?;
-    Some(match metric {
-        "rmse/scale" => rmse_over_scale(m.mean_squared_error, stats.info.scale),
-        "range" => range(stats.info.scale),
-        "scale" => stats.info.scale as f64,
-        "zero_point" => stats.info.zero_point as f64,
-        "mean_squared_error" => m.mean_squared_error,
-        "max_abs_error" => m.max_abs_error,
-        "mean_error" => m.mean_error,
-        "stddev" => m.stddev,
-        "sqnr_db" => m.sqnr_db,
-        "cosine" => m.cosine,
-        "saturation" => m.saturation,
-        _ => return None,
-    })
 }
 
 fn holds(c: &Comparison, stats: &LayerStats) -> bool {
