@@ -11,7 +11,8 @@ use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::NpzReader;
 
 use qdbg::graph::FusedActivation;
-use qdbg::kernels::int8::math::{Div, Gelu, Prelu, Rsqrt, Sqrt, SquaredDifference};
+use qdbg::kernels::int8::binary::{Div, SquaredDifference};
+use qdbg::kernels::int8::unary::{Gelu, Prelu, Rsqrt, Sqrt};
 use qdbg::kernels::int8::QParams;
 
 struct Vector {
@@ -123,7 +124,7 @@ fn binary(case: &str) {
         _ => unreachable!("{case}"),
     };
     assert_eq!(
-        qdbg::kernels::int8::elementwise::broadcast_shape(&sa, &sb).unwrap(),
+        qdbg::kernels::int8::binary::broadcast_shape(&sa, &sb).unwrap(),
         sample_shape(&out),
         "{case}"
     );

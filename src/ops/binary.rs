@@ -13,7 +13,7 @@ use super::{
     OpResult,
 };
 use crate::graph::{BinaryKind, DType as GDType, FusedActivation, Graph, Node, Op, TensorId};
-use crate::kernels::int8::{elementwise, math};
+use crate::kernels::int8::{binary as elementwise, binary as math};
 use crate::tflite::codec::{read_activation_or_none, write_activation, OpVersionCtx};
 use crate::tflite::fb;
 

@@ -12,7 +12,7 @@ use super::int8_tensor::{from_int8, int8_values, qparams};
 use super::{op_bail, EvalCtx, OpError, OpResult};
 use crate::graph::{DType, Graph, Node, Op, QuantParams};
 use crate::kernels::fixed_point::QuantizedMultiplier;
-use crate::kernels::int8::activation;
+use crate::kernels::int8::unary as activation;
 use crate::tflite::codec::OpVersionCtx;
 use crate::tflite::fb;
 
