@@ -27,7 +27,7 @@
 //!    This is the same split as DEPTHWISE_CONV_2D's (see [`super::conv`]).
 //!
 //! The integer sums are exact, so only step 4 can round; the per-channel rule above
-//! matches LiteRT on every element of `tests/fixtures/kernels/k3_tconv_*.npz`, including
+//! matches LiteRT on every element of `tests/fixtures/kernels/transpose_conv_matmul_resize/tconv_*.npz`, including
 //! a probe with exact ties on 8 vector and 4 scalar channels, where "ties up everywhere"
 //! and "ties away everywhere" each miss dozens of elements.
 //!

@@ -19,7 +19,7 @@
 //! on x86 too. For DIV this is visible: a dividend at its zero point divided by
 //! a large enough divisor gives `zp + 1`, and one a single step from it can
 //! saturate (offset values -1 / 128 giving -128 where the zero point, -16, is
-//! right); LiteRT 2.3.0 does exactly that (tests/fixtures/kernels/k4_div_same.npz).
+//! right); LiteRT 2.3.0 does exactly that (tests/fixtures/kernels/reference_math/div_same.npz).
 
 use super::{check_scale, fused_activation_range, Broadcast, QParams};
 use crate::graph::FusedActivation;

@@ -1,8 +1,8 @@
 //! The int8 DIV, SQUARED_DIFFERENCE, RSQRT, SQRT, PRELU and GELU kernels against
-//! LiteRT: each `tests/fixtures/kernels/k4_<case>.npz` holds one op's int8 inputs,
+//! LiteRT: each `tests/fixtures/kernels/reference_math/<case>.npz` holds one op's int8 inputs,
 //! quantization parameters and attributes, and the int8 output that LiteRT 2.3.0
 //! (builtin kernels, no delegates) computed from them. Made by
-//! `scripts/kernel_vectors/make_k4_vectors.py`. Every case must match exactly.
+//! `scripts/kernel_vectors/make_reference_math_vectors.py`. Every case must match exactly.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -23,8 +23,8 @@ struct Vector {
 impl Vector {
     fn open(case: &str) -> Self {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/kernels")
-            .join(format!("k4_{case}.npz"));
+            .join("tests/fixtures/kernels/reference_math")
+            .join(format!("{case}.npz"));
         let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Vector {
             name: case.to_string(),
@@ -166,17 +166,17 @@ macro_rules! cases {
         #[test]
         fn every_vector_is_tested() {
             let tested = [$(stringify!($name)),*];
-            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kernels");
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kernels/reference_math");
             let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
                 .unwrap()
                 .filter_map(|e| {
                     let name = e.unwrap().file_name().into_string().unwrap();
-                    Some(name.strip_prefix("k4_")?.strip_suffix(".npz")?.to_string())
+                    Some(name.strip_suffix(".npz")?.to_string())
                 })
                 .collect();
             on_disk.sort();
             for case in &on_disk {
-                assert!(tested.contains(&case.as_str()), "k4_{case}.npz has no test");
+                assert!(tested.contains(&case.as_str()), "{case}.npz has no test");
             }
             assert_eq!(on_disk.len(), tested.len(), "a tested vector is missing on disk");
         }
