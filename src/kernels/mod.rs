@@ -9,6 +9,7 @@ pub mod conv_f32;
 pub mod depthwise_f32;
 pub mod fixed_point;
 pub mod int8;
+pub mod min_max_f32;
 pub mod pointwise_f32;
 pub mod pool_f32;
 pub mod reduce_f32;
