@@ -17,9 +17,7 @@ pub mod resize_f32;
 pub mod simd;
 #[cfg(target_arch = "x86_64")]
 mod vec_f32;
-// Only the x86 vector kernels split rows into border and interior pixels.
-#[cfg(target_arch = "x86_64")]
-mod window;
+pub mod window;
 
 use std::mem::MaybeUninit;
 

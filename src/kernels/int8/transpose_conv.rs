@@ -50,6 +50,7 @@ use super::conv::{Requant, ScaleProduct};
 use super::{Arithmetic, QParams};
 use crate::graph::{FusedActivation, Padding};
 use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::window::Extents;
 
 /// Shapes and stepping of one TRANSPOSE_CONV (all NHWC; `out_*` is the op's given
 /// output shape).
@@ -78,13 +79,6 @@ pub struct TransposeConvPadding {
     pub bottom: usize,
     pub left: usize,
     pub right: usize,
-}
-
-/// Element counts of the four tensors a geometry describes, overflow-checked.
-struct Extents {
-    input: usize,
-    filter: usize,
-    output: usize,
 }
 
 /// One spatial axis: `(pad_before, pad_after)` as TFLite's `ComputePaddingWithOffset`

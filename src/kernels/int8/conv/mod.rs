@@ -39,13 +39,12 @@
 //! gemmlowp (reference rounding) instead; qdbg does not model that.
 
 mod fully_connected;
-mod geometry;
 mod requant;
 #[cfg(test)]
 mod tests;
 
+pub use crate::kernels::window::ConvGeometry;
 pub use fully_connected::FullyConnectedInt8;
-pub use geometry::ConvGeometry;
 pub(crate) use requant::{check_bias, check_len, Requant, ScaleProduct};
 pub use requant::{requantize, Rounding};
 
