@@ -1,13 +1,13 @@
 //! int8 RSQRT and SQRT, bit-exact with LiteRT 2.3.0's builtin kernels on x86.
 //!
 //! * RSQRT (`elementwise.cc`): fixed point, not a table. `x - zp` goes through
-//! `GetInvSqrtQuantizedMultiplierExp` (Newton-Raphson in gemmlowp fixed point),
-//! the result is taken to a 2^20 scale and rescaled by
-//! `1 / (sqrtf(in_scale) * out_scale)`; `x == zp` gives 127. Inputs below the
-//! zero point are an error.
+//!   `GetInvSqrtQuantizedMultiplierExp` (Newton-Raphson in gemmlowp fixed point),
+//!   the result is taken to a 2^20 scale and rescaled by
+//!   `1 / (sqrtf(in_scale) * out_scale)`; `x == zp` gives 127. Inputs below the
+//!   zero point are an error.
 //! * SQRT (`elementwise.cc`): float per element, no table: dequantize, `sqrtf`,
-//! divide by the output scale, then *truncate* to int (no rounding) and add the
-//! zero point. Negative inputs are an error.
+//!   divide by the output scale, then *truncate* to int (no rounding) and add the
+//!   zero point. Negative inputs are an error.
 
 use super::{check_lengths, check_scale, QParams};
 use crate::kernels::fixed_point::QuantizedMultiplier;
