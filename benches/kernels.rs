@@ -186,6 +186,7 @@ fn depthwise_float(c: &mut Criterion, name: &str, g: ConvGeometry) {
         in_w: g.in_w,
         in_c: g.in_c,
         depth_multiplier: 1,
+        out_c: g.in_c,
         out_h: g.out_h,
         out_w: g.out_w,
         k_h: g.k_h,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cross-builds the int8 kernel tests for aarch64 and runs them under qemu-user, so the
-# NEON kernels (src/kernels/int8/packed_neon.rs) are checked against the scalar reference
+# NEON kernels (src/kernels/int8/packed/neon.rs) are checked against the scalar reference
 # on an x86 machine. qemu's `-cpu max` has the dotprod extension, so both NEON levels run.
 #
 # Installs what is missing: qemu-user, the aarch64 cross gcc (linker) and libc (apt-get,

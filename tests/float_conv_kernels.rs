@@ -125,6 +125,7 @@ fn depthwise_case() -> impl Strategy<Value = DwCase> {
                 in_w: w.size,
                 in_c,
                 depth_multiplier: m,
+                out_c: in_c * m,
                 out_h: h.out,
                 out_w: w.out,
                 k_h: h.k,
@@ -204,7 +205,7 @@ proptest! {
 
     #[test]
     fn depthwise_levels_match_scalar((g, input, filter, bias, clamp) in depthwise_case()) {
-        let n = g.batch * g.out_h * g.out_w * g.out_c();
+        let n = g.batch * g.out_h * g.out_w * g.out_c;
         let mut want = vec![f32::NAN; n];
         depthwise_conv2d_at(Level::Scalar, &g, &input, &filter, &bias, clamp, &mut want);
         let mut magnitude = vec![0f32; n];
@@ -247,6 +248,7 @@ fn depthwise_clamp_bounds_and_keeps_nan() {
         in_w: 12,
         in_c: 19,
         depth_multiplier: 1,
+        out_c: 19,
         out_h: 1,
         out_w: 12,
         k_h: 1,

@@ -11,11 +11,11 @@ use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::NpzReader;
 
 use qdbg::graph::{FusedActivation, Padding};
-use qdbg::kernels::int8::activation::{HardSwish, LeakyRelu, Lut, Relu, ReluKind, Requantize};
-use qdbg::kernels::int8::elementwise::{Add, MinMax, Mul, Sub};
+use qdbg::kernels::int8::binary::{Add, MinMax, Mul, Sub};
 use qdbg::kernels::int8::pool::{Pool2d, PoolKind};
 use qdbg::kernels::int8::reduce::{Mean, ReduceMax, Sum};
 use qdbg::kernels::int8::softmax::Softmax;
+use qdbg::kernels::int8::unary::{HardSwish, LeakyRelu, Lut, Relu, ReluKind, Requantize};
 use qdbg::kernels::int8::QParams;
 
 struct Vector {

@@ -18,7 +18,7 @@ use ndarray_npy::{NpzReader, ReadableElement};
 
 use qdbg::exec::Executor;
 use qdbg::graph::{BinaryKind, Op};
-use qdbg::kernels::int8::elementwise::{Add, Sub};
+use qdbg::kernels::int8::binary::{Add, Sub};
 use qdbg::kernels::int8::QParams;
 
 fn fixture(name: &str) -> PathBuf {

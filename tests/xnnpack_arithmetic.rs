@@ -15,7 +15,7 @@ use ndarray_npy::NpzReader;
 use qdbg::data::SampleArray;
 use qdbg::exec::{tensor_from_sample, Executor};
 use qdbg::kernels::int8::Arithmetic;
-use qdbg::ops::quantized::int8_values;
+use qdbg::ops::int8_tensor::int8_values;
 
 fn cases() -> Vec<PathBuf> {
     let dir = common::fixture("xnnpack");

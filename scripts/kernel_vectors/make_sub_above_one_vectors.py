@@ -6,7 +6,7 @@ TensorFlow's quantizer writes such SUBs when the output is near-constant on the
 calibration data (its range is widened to 2e-6, a scale of 7.8e-9). LiteRT's
 int8 ADD aborts the process on them; its SUB runs, and what it computes then
 depends on which compiled form of its loop an element goes through (see
-qdbg::kernels::int8::elementwise::Sub). Everything here is LiteRT's output.
+qdbg::kernels::int8::binary::Sub). Everything here is LiteRT's output.
 
 Pinned environment (the fixture venv, scripts/fixtures/venv.sh):
     tensorflow-cpu 2.21.0, ai-edge-litert 2.3.0, numpy 2.4.6, flatbuffers 25.12.19

@@ -24,7 +24,8 @@ use crate::exec::{
     host_f32, tensor_from_owned_sample, with_host_f32, Executor, FloatOutputCache, SampleOutputs,
 };
 use crate::graph::{Graph, Op, TensorId};
-use crate::ops::quantized::{int8_values, node_is_quantized};
+use crate::ops::int8_tensor::int8_values;
+use crate::ops::quantized::node_is_quantized;
 use crate::ops::{dequantize_int8, Arithmetic};
 use crate::quant::quantize::QuantizedModel;
 

@@ -30,7 +30,7 @@ enum Int8View {
     /// As I64 integers, the form every public API uses.
     Integers,
     /// As the executor's own U8 carrier (bit patterns), without the widening copy; read
-    /// with [`ops::quantized::int8_values`].
+    /// with [`ops::int8_tensor::int8_values`].
     Carrier,
 }
 
@@ -74,7 +74,8 @@ impl<'g> Executor<'g> {
                 };
                 Ok(match value {
                     Some(v) if tensor.dtype == DType::I8 => Some(
-                        ops::quantized::narrow_int8(&v).map_err(|e| tensor_error(graph, id, e))?,
+                        ops::int8_tensor::narrow_int8(&v)
+                            .map_err(|e| tensor_error(graph, id, e))?,
                     ),
                     other => other,
                 })
@@ -143,7 +144,7 @@ impl<'g> Executor<'g> {
     }
 
     /// [`Executor::run_observed`] for observers that read int8 tensors with
-    /// [`ops::quantized::int8_values`] (or hand them back to [`Executor::eval_node`] or
+    /// [`ops::int8_tensor::int8_values`] (or hand them back to [`Executor::eval_node`] or
     /// [`Executor::run_from`], which take either form): int8 tensors arrive as the
     /// executor's U8 carrier, saving a widening copy of every one of them. The model's
     /// outputs are returned as integers, as `run_observed` returns them.
@@ -205,7 +206,8 @@ impl<'g> Executor<'g> {
                 // back to the int8 carrier the kernels read.
                 Some(slot) if graph.tensor(id).dtype == DType::I8 => {
                     *slot = Some(
-                        ops::quantized::narrow_int8(&v).map_err(|e| tensor_error(graph, id, e))?,
+                        ops::int8_tensor::narrow_int8(&v)
+                            .map_err(|e| tensor_error(graph, id, e))?,
                     )
                 }
                 Some(slot) => *slot = Some(v),
@@ -273,7 +275,7 @@ impl<'g> Executor<'g> {
                     // Whatever op made it, an int8 value travels as the int8 carrier.
                     if let Some(v) = &values[id] {
                         values[id] = Some(
-                            ops::quantized::narrow_int8(v)
+                            ops::int8_tensor::narrow_int8(v)
                                 .map_err(|e| tensor_error(graph, id, e))?,
                         );
                     }
@@ -310,10 +312,10 @@ impl<'g> Executor<'g> {
     }
 
     /// A value as the world outside the executor sees it: int8 tensors as I64 integers
-    /// rather than the int8 carrier's bit patterns (see `ops::quantized::from_int8`).
+    /// rather than the int8 carrier's bit patterns (see `ops::int8_tensor::from_int8`).
     fn external(&self, id: TensorId, value: &CTensor) -> Result<CTensor> {
         if self.graph.tensor(id).dtype == DType::I8 {
-            ops::quantized::widen_int8(value).map_err(|e| tensor_error(self.graph, id, e))
+            ops::int8_tensor::widen_int8(value).map_err(|e| tensor_error(self.graph, id, e))
         } else {
             Ok(value.clone())
         }
@@ -337,7 +339,7 @@ impl<'g> Executor<'g> {
         for (slot, value) in inputs.iter().enumerate() {
             narrowed.push(match (node.input(slot), value) {
                 (Some(id), Some(v)) if graph.tensor(id).dtype == DType::I8 => {
-                    Some(ops::quantized::narrow_int8(v).map_err(|e| tensor_error(graph, id, e))?)
+                    Some(ops::int8_tensor::narrow_int8(v).map_err(|e| tensor_error(graph, id, e))?)
                 }
                 _ => None,
             });
@@ -426,7 +428,7 @@ impl<'g> Executor<'g> {
                 .and_then(|v| v.reshape(tensor.shape.as_slice()))
                 .map_err(|e| tensor_error(graph, id, e.into()))?;
             values[id] = Some(if tensor.dtype == DType::I8 {
-                ops::quantized::narrow_int8(&bound).map_err(|e| tensor_error(graph, id, e))?
+                ops::int8_tensor::narrow_int8(&bound).map_err(|e| tensor_error(graph, id, e))?
             } else {
                 bound
             });

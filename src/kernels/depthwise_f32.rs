@@ -1,30 +1,11 @@
 //! Direct float depthwise convolution on NHWC data.
 
-/// Shape and stepping of one depthwise convolution.
-#[derive(Clone, Copy, Debug)]
-pub struct DepthwiseGeometry {
-    pub batch: usize,
-    pub in_h: usize,
-    pub in_w: usize,
-    pub in_c: usize,
-    pub depth_multiplier: usize,
-    pub out_h: usize,
-    pub out_w: usize,
-    pub k_h: usize,
-    pub k_w: usize,
-    pub stride_h: usize,
-    pub stride_w: usize,
-    pub dilation_h: usize,
-    pub dilation_w: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-}
+use super::window::ConvGeometry;
 
-impl DepthwiseGeometry {
-    pub fn out_c(&self) -> usize {
-        self.in_c * self.depth_multiplier
-    }
-}
+/// Shape and stepping of one depthwise convolution: the conv-like kernels' one window
+/// geometry, [`ConvGeometry`] (`out_c = in_c * depth_multiplier`), by the name the float
+/// depthwise kernels have always used.
+pub type DepthwiseGeometry = ConvGeometry;
 
 /// `filter` is `[k_h, k_w, out_c]` (TFLite's `[1, kh, kw, out_c]`), `bias` has `out_c`
 /// entries or none. Output channel `c * m + j` reads input channel `c`.
@@ -483,7 +464,7 @@ fn depthwise_body(
     clamp: Option<(f32, f32)>,
     out: &mut [f32],
 ) {
-    let out_c = g.out_c();
+    let out_c = g.out_c;
     debug_assert_eq!(input.len(), g.batch * g.in_h * g.in_w * g.in_c);
     debug_assert_eq!(filter.len(), g.k_h * g.k_w * out_c);
     debug_assert_eq!(out.len(), g.batch * g.out_h * g.out_w * out_c);
@@ -572,6 +553,7 @@ mod tests {
             in_w: 3,
             in_c: 1,
             depth_multiplier: 1,
+            out_c: 1,
             out_h: 2,
             out_w: 2,
             k_h: 2,
@@ -599,6 +581,7 @@ mod tests {
             in_w: 1,
             in_c: 2,
             depth_multiplier: 2,
+            out_c: 4,
             out_h: 1,
             out_w: 1,
             k_h: 3,

@@ -9,6 +9,7 @@ pub mod conv_f32;
 pub mod depthwise_f32;
 pub mod fixed_point;
 pub mod int8;
+pub mod min_max_f32;
 pub mod pointwise_f32;
 pub mod pool_f32;
 pub mod reduce_f32;
@@ -16,9 +17,7 @@ pub mod resize_f32;
 pub mod simd;
 #[cfg(target_arch = "x86_64")]
 mod vec_f32;
-// Only the x86 vector kernels split rows into border and interior pixels.
-#[cfg(target_arch = "x86_64")]
-mod window;
+pub mod window;
 
 use std::mem::MaybeUninit;
 

@@ -15,6 +15,59 @@
 
 use std::sync::OnceLock;
 
+/// Defines `fn NAME(level: Level, ARGS) -> RET` running `BODY(ARGS)` compiled for the x86
+/// vectors `level` allows, as far as the CPU has them (AVX-512 F/BW/VL, else AVX2 + FMA),
+/// else compiled for the baseline. `BODY` must be `#[inline(always)]` so that each build
+/// inlines its own copy: the results are the same, only the vector width differs (which is
+/// why `BODY` is written with the operations and the order it wants, `mul_add` where it
+/// fuses). The one home of this dispatch for the float passes that read every value (the
+/// debugger's error sums, the calibration's ranges); callers pass [`active`], tests each
+/// level of [`available`]. On aarch64 every level runs the baseline build (the compiler's
+/// NEON).
+///
+/// ```ignore
+/// widest_build! {
+///     /// Docs.
+///     pub fn min_max(values: &[f32]) -> (f32, f32) = min_max_body;
+/// }
+/// ```
+macro_rules! widest_build {
+    (
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = $body:path;
+    ) => {
+        $(#[$meta])*
+        $vis fn $name(level: $crate::kernels::simd::Level, $($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                use $crate::kernels::simd::{supported, Level};
+
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+
+                match supported(level) {
+                    // SAFETY: `supported` never names a level the CPU lacks.
+                    Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above; the AVX2 level includes FMA.
+                    Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    _ => {}
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = level;
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use widest_build;
+
 /// An instruction-set level, ordered from least to most capable within one
 /// architecture. The aarch64 levels sort below the x86 ones, so the x86 code's
 /// `active() >= Level::Avx2` tests stay false on aarch64; `detected`, `available`,

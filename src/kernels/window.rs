@@ -1,11 +1,130 @@
-//! Which taps of a convolution window fall inside the input, along one axis: the float
-//! convolution kernels split each output row into border pixels (some taps in the
-//! padding, handled with their own tap range) and interior pixels (every tap inside, no
-//! checks).
+//! The window geometry of the convolution-like kernels, and which taps of a window fall
+//! inside the input.
+//!
+//! [`ConvGeometry`] is the one geometry of CONV_2D and DEPTHWISE_CONV_2D, int8 and float
+//! (`depthwise_f32::DepthwiseGeometry` is its name there). The other window kernels keep
+//! their own because their fields differ, not by accident: pooling
+//! (`pool_f32::PoolGeometry`, also the argmax pooling's) has one channel count and no
+//! dilation; the pointwise convolution (`pointwise_f32::PointwiseGeometry`) has no window
+//! at all, only strides; TRANSPOSE_CONV (`int8::transpose_conv::TransposeConvGeometry`)
+//! takes TFLite's padding mode, since its padding follows from the output size; resizing
+//! (`resize_f32::ResizeGeometry`) has no window.
+//!
+//! The float convolution kernels split each output row into border pixels (some taps in
+//! the padding, handled with their own tap range) and interior pixels (every tap inside,
+//! no checks): [`tap_range`] and [`interior`] (x86 only: the other targets run the plain
+//! loops).
+
+/// Shape and stepping of one CONV_2D or DEPTHWISE_CONV_2D. NHWC input
+/// `[batch, in_h, in_w, in_c]`, output `[batch, out_h, out_w, out_c]`; padding is given
+/// as the rows / columns added before the image (TFLite's SAME puts any odd one after,
+/// which needs no parameter: taps past the end are skipped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub out_c: usize,
+    pub k_h: usize,
+    pub k_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub dilation_h: usize,
+    pub dilation_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    /// Depthwise only (`out_c = in_c * depth_multiplier`); must be 1 for CONV_2D.
+    pub depth_multiplier: usize,
+}
+
+/// Element counts of the three tensors a geometry describes, overflow-checked.
+pub(crate) struct Extents {
+    pub(crate) input: usize,
+    pub(crate) filter: usize,
+    pub(crate) output: usize,
+}
+
+impl ConvGeometry {
+    /// Checks that the geometry is usable and returns the slice lengths it implies.
+    /// `depthwise` selects the filter layout (`[1, kh, kw, out_c]` vs
+    /// `[out_c, kh, kw, in_c]`).
+    pub(crate) fn extents(&self, depthwise: bool) -> Result<Extents, String> {
+        let g = self;
+        if g.stride_h == 0 || g.stride_w == 0 || g.dilation_h == 0 || g.dilation_w == 0 {
+            return Err(format!(
+                "strides ({}, {}) and dilations ({}, {}) must be at least 1",
+                g.stride_h, g.stride_w, g.dilation_h, g.dilation_w
+            ));
+        }
+        if g.k_h == 0 || g.k_w == 0 {
+            return Err(format!("empty {}x{} filter window", g.k_h, g.k_w));
+        }
+        let too_big = || format!("convolution geometry {g:?} overflows");
+        let product = |dims: &[usize]| {
+            dims.iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(too_big)
+        };
+        if depthwise {
+            if g.depth_multiplier == 0 || g.in_c.checked_mul(g.depth_multiplier) != Some(g.out_c) {
+                return Err(format!(
+                    "depthwise output channels {} != input channels {} x depth multiplier {}",
+                    g.out_c, g.in_c, g.depth_multiplier
+                ));
+            }
+        } else if g.depth_multiplier != 1 {
+            return Err(format!(
+                "CONV_2D takes depth multiplier 1, got {}",
+                g.depth_multiplier
+            ));
+        }
+        // The furthest tap a window reaches, as a signed offset from the padded origin:
+        // the kernels index with isize, so it must fit.
+        for (out, stride, k, dilation, pad) in [
+            (g.out_h, g.stride_h, g.k_h, g.dilation_h, g.pad_top),
+            (g.out_w, g.stride_w, g.k_w, g.dilation_w, g.pad_left),
+        ] {
+            let reach = out
+                .saturating_sub(1)
+                .checked_mul(stride)
+                .and_then(|r| r.checked_add((k - 1).checked_mul(dilation)?));
+            if reach.is_none_or(|r| r > isize::MAX as usize) || pad > isize::MAX as usize {
+                return Err(too_big());
+            }
+        }
+        Ok(Extents {
+            input: product(&[g.batch, g.in_h, g.in_w, g.in_c])?,
+            filter: if depthwise {
+                product(&[g.k_h, g.k_w, g.out_c])?
+            } else {
+                product(&[g.out_c, g.k_h, g.k_w, g.in_c])?
+            },
+            output: product(&[g.batch, g.out_h, g.out_w, g.out_c])?,
+        })
+    }
+
+    /// Input row index of tap `k` of output row `o`, or `None` when it lies in the padding.
+    pub(crate) fn source(
+        o: usize,
+        stride: usize,
+        k: usize,
+        dilation: usize,
+        pad: usize,
+        size: usize,
+    ) -> Option<usize> {
+        // `extents` bounded these products by isize::MAX.
+        let pos = (o * stride + k * dilation) as isize - pad as isize;
+        (pos >= 0 && (pos as usize) < size).then_some(pos as usize)
+    }
+}
 
 /// The taps `k0..k1` of output position `o` that read inside `0..size`, where tap `k`
 /// reads `o * stride + k * dilation - pad`. Empty (`k0 == k1`) when none does. Valid taps
 /// are contiguous because the position grows with `k`.
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn tap_range(
     o: usize,
     stride: usize,
@@ -34,6 +153,7 @@ pub(crate) fn tap_range(
 
 /// The output positions `lo..hi` (within `0..out`) whose every tap reads inside
 /// `0..size`; `k >= 1`.
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn interior(
     out: usize,
     stride: usize,
@@ -54,7 +174,7 @@ pub(crate) fn interior(
     (lo, hi)
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
 

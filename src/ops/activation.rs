@@ -6,10 +6,10 @@ use flatbuffers::FlatBufferBuilder;
 use super::family::{
     not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
-use super::quantized::{from_int8, int8_values, qparams};
+use super::int8_tensor::{from_int8, int8_values, qparams};
 use super::{broadcast_shape, expect_output_shape, EvalCtx, OpError, OpResult};
 use crate::graph::{DType, FusedActivation, Graph, Node, Op, QuantParams, UnaryKind};
-use crate::kernels::int8::{activation, math, softmax};
+use crate::kernels::int8::{softmax, unary as activation, unary as math};
 use crate::tflite::codec::OpVersionCtx;
 use crate::tflite::fb;
 

@@ -7,13 +7,13 @@ use flatbuffers::FlatBufferBuilder;
 use super::family::{
     not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
-use super::quantized::{from_int8, int8_values, qparams};
+use super::int8_tensor::{from_int8, int8_values, qparams};
 use super::{
     activation::apply_fused, broadcast_shape, expect_output_shape, op_bail, EvalCtx, OpError,
     OpResult,
 };
 use crate::graph::{BinaryKind, DType as GDType, FusedActivation, Graph, Node, Op, TensorId};
-use crate::kernels::int8::{elementwise, math};
+use crate::kernels::int8::{binary as elementwise, binary as math};
 use crate::tflite::codec::{read_activation_or_none, write_activation, OpVersionCtx};
 use crate::tflite::fb;
 

@@ -12,7 +12,7 @@ use super::family::{
     not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
 use super::int8_conv::{bias, convolution, filter, Stepping};
-use super::quantized::{from_int8, int8_values, qparams};
+use super::int8_tensor::{from_int8, int8_values, qparams};
 use super::{
     activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError,
     OpResult, Prepared,

@@ -7,7 +7,7 @@ use super::family::{
     not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
 use super::int8_conv::{bias, filter};
-use super::quantized::{from_int8, int8_values, qparams};
+use super::int8_tensor::{from_int8, int8_values, qparams};
 use super::{
     activation::apply_fused, broadcast_shape, expect_output_shape, op_bail, EvalCtx, OpError,
     OpResult, Prepared,

@@ -180,6 +180,7 @@ fn depthwise_conv2d(ctx: &EvalCtx, attrs: &DepthwiseConv2dAttrs) -> OpResult<CTe
         in_w,
         in_c,
         depth_multiplier: multiplier,
+        out_c,
         out_h,
         out_w,
         k_h,

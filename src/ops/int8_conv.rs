@@ -5,7 +5,7 @@
 
 use candle_core::Tensor as CTensor;
 
-use super::quantized::{from_int8, graph_qparams, int8_values, qparams};
+use super::int8_tensor::{from_int8, graph_qparams, int8_values, qparams};
 use super::{
     expect_output_shape, op_bail, spatial_padding, Arithmetic, EvalCtx, OpError, OpResult, Prepared,
 };

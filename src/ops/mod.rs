@@ -3,7 +3,7 @@
 //!
 //! Each family evaluates its ops on candle tensors with TFLite's semantics (NHWC layout,
 //! TFLite's SAME padding, numpy broadcasting). Values of integer-typed graph tensors are
-//! carried as candle `I64` (int8 ones as `U8` bit patterns, see `quantized::from_int8`),
+//! carried as candle `I64` (int8 ones as `U8` bit patterns, see `int8_tensor::from_int8`),
 //! floats as `F32`, booleans as `U8`.
 
 mod activation;
@@ -14,6 +14,7 @@ mod dense;
 mod depthwise;
 pub mod family;
 mod int8_conv;
+pub mod int8_tensor;
 mod layout;
 mod pool;
 mod quantize;

@@ -8,11 +8,11 @@ use flatbuffers::FlatBufferBuilder;
 use super::family::{
     not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
-use super::quantized::{from_int8, int8_values, qparams};
+use super::int8_tensor::{from_int8, int8_values, qparams};
 use super::{op_bail, EvalCtx, OpError, OpResult};
 use crate::graph::{DType, Graph, Node, Op, QuantParams};
 use crate::kernels::fixed_point::QuantizedMultiplier;
-use crate::kernels::int8::activation;
+use crate::kernels::int8::unary as activation;
 use crate::tflite::codec::OpVersionCtx;
 use crate::tflite::fb;
 
@@ -136,7 +136,7 @@ fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
         let in_q = params(ctx, in_id, "input")?;
         let multiplier = QuantizedMultiplier::from_real(in_q.scale[0] as f64 / scale as f64);
         let in_zp = in_q.zero_point[0];
-        let x = super::quantized::integer_values(input, ctx.graph.tensor(in_id).dtype)?;
+        let x = super::int8_tensor::integer_values(input, ctx.graph.tensor(in_id).dtype)?;
         x.iter()
             .map(|&q| {
                 let centred = (q - in_zp).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
@@ -145,9 +145,9 @@ fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
             .collect()
     };
     if ctx.output_dtype(0)? == DType::I8 {
-        // int8 results travel as bit patterns (see `quantized::from_int8`).
+        // int8 results travel as bit patterns (see `int8_tensor::from_int8`).
         let bytes = values.into_iter().map(|v| v as i8).collect();
-        return super::quantized::from_int8(bytes, input.dims(), input);
+        return super::int8_tensor::from_int8(bytes, input.dims(), input);
     }
     Ok(CTensor::from_vec(values, input.dims(), input.device())?)
 }
@@ -238,7 +238,7 @@ fn quantize_f32_to_int8(input: &CTensor, scale: f32, zero_point: i64) -> OpResul
                 .to_vec1::<f32>()?,
         ),
     };
-    super::quantized::from_int8(values, input.dims(), input)
+    super::int8_tensor::from_int8(values, input.dims(), input)
 }
 
 /// Integer to float: `(q - zero_point) * scale`, per tensor or per channel.
@@ -251,7 +251,7 @@ fn dequantize(ctx: &EvalCtx) -> OpResult<CTensor> {
     }
     let q = params(ctx, in_id, "input")?;
     let dims = input.dims().to_vec();
-    let x = super::quantized::integer_values(input, ctx.graph.tensor(in_id).dtype)?;
+    let x = super::int8_tensor::integer_values(input, ctx.graph.tensor(in_id).dtype)?;
     let out = dequantize_values(&x, &dims, q)?;
     Ok(CTensor::from_vec(out, dims, input.device())?)
 }

@@ -6,7 +6,7 @@ use flatbuffers::FlatBufferBuilder;
 use super::family::{
     not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
-use super::quantized::{from_int8, int8_values, qparams};
+use super::int8_tensor::{from_int8, int8_values, qparams};
 use super::{expect_output_shape, normalize_axis, EvalCtx, OpError, OpResult};
 use crate::graph::{DType, Graph, Node, Op, ReduceKind};
 use crate::kernels::int8::reduce;

@@ -6,7 +6,7 @@ use flatbuffers::FlatBufferBuilder;
 use super::family::{
     not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
-use super::quantized::{from_int8, int8_values, qparams};
+use super::int8_tensor::{from_int8, int8_values, qparams};
 use super::{expect_output_shape, op_bail, EvalCtx, OpError, OpResult};
 use crate::graph::{DType, Graph, Node, Op, ResizeAttrs};
 use crate::kernels::{resize_f32, run_on_host};

@@ -16,6 +16,7 @@ use crate::data::{Dataset, SampleArray};
 use crate::error::{Error, Result};
 use crate::exec::{tensor_from_owned_sample, Executor, FloatOutputCache};
 use crate::graph::{Graph, TensorId};
+use crate::kernels::{min_max_f32, simd};
 
 /// Bumped whenever the file's meaning changes; older files are recomputed, not misread.
 pub const CALIBRATION_VERSION: u32 = 3;
@@ -198,64 +199,8 @@ fn range_of(values: &[f32]) -> TensorRange {
     if values.is_empty() {
         return TensorRange { min: 0.0, max: 0.0 };
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        use crate::kernels::simd::{active, Level};
-        if active() >= Level::Avx512 {
-            // SAFETY: the CPU has AVX-512 F/BW/VL (checked by `active`).
-            return unsafe { range_avx512(values) };
-        }
-        if active() >= Level::Avx2 {
-            // SAFETY: the CPU has AVX2 (checked by `active`).
-            return unsafe { range_avx2(values) };
-        }
-    }
-    range_body(values)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-unsafe fn range_avx512(values: &[f32]) -> TensorRange {
-    range_body(values)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn range_avx2(values: &[f32]) -> TensorRange {
-    range_body(values)
-}
-
-/// Sixteen lanes of plain comparisons (one `min`/`max` instruction each; a NaN never wins
-/// a comparison, so it is tracked on its own).
-#[inline(always)]
-fn range_body(values: &[f32]) -> TensorRange {
-    const LANES: usize = 16;
-    let (mut lo, mut hi) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES]);
-    let mut nan = [false; LANES];
-    let mut chunks = values.chunks_exact(LANES);
-    for c in &mut chunks {
-        for l in 0..LANES {
-            let x = c[l];
-            lo[l] = if x < lo[l] { x } else { lo[l] };
-            hi[l] = if x > hi[l] { x } else { hi[l] };
-            nan[l] |= x.is_nan();
-        }
-    }
-    for (l, &x) in chunks.remainder().iter().enumerate() {
-        lo[l] = if x < lo[l] { x } else { lo[l] };
-        hi[l] = if x > hi[l] { x } else { hi[l] };
-        nan[l] |= x.is_nan();
-    }
-    if nan.contains(&true) {
-        return TensorRange {
-            min: f32::NAN,
-            max: f32::NAN,
-        };
-    }
-    TensorRange {
-        min: lo.iter().copied().fold(f32::INFINITY, f32::min),
-        max: hi.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-    }
+    let (min, max) = min_max_f32::min_max(simd::active(), values);
+    TensorRange { min, max }
 }
 
 /// Runs the float model over every sample and records each activation's range.
@@ -414,50 +359,14 @@ pub fn calibrate_or_load(
 mod tests {
     use super::*;
 
-    fn naive(values: &[f32]) -> (f32, f32) {
-        values
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
-                (lo.min(x), hi.max(x))
-            })
-    }
-
-    /// Every build (scalar, AVX2, AVX-512) gives the plain fold's min and max, on lengths
-    /// around the lane count; a NaN anywhere makes both NaN.
+    /// The range of a slice (each build's min and max: `kernels::min_max_f32`'s tests), of
+    /// one with a NaN, and of none.
     #[test]
-    fn range_matches_a_plain_fold() {
-        let mut state = 99u64;
-        for n in [1usize, 7, 15, 16, 17, 33, 1000] {
-            let values: Vec<f32> = (0..n)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 100.0
-                })
-                .collect();
-            let (lo, hi) = naive(&values);
-            // Only x86 has other builds to add.
-            #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-            let mut builds = vec![range_body(&values)];
-            #[cfg(target_arch = "x86_64")]
-            {
-                let detected = crate::kernels::simd::detected();
-                if detected >= crate::kernels::simd::Level::Avx2 {
-                    builds.push(unsafe { range_avx2(&values) });
-                }
-                if detected >= crate::kernels::simd::Level::Avx512 {
-                    builds.push(unsafe { range_avx512(&values) });
-                }
-            }
-            for r in builds {
-                assert_eq!((r.min, r.max), (lo, hi), "n {n}");
-            }
-            let mut with_nan = values.clone();
-            with_nan[n / 2] = f32::NAN;
-            let r = range_of(&with_nan);
-            assert!(r.min.is_nan() && r.max.is_nan(), "n {n}");
-        }
+    fn range_of_values_with_nan_and_of_none() {
+        let r = range_of(&[3.0, -2.5, 7.25, 0.0]);
+        assert_eq!((r.min, r.max), (-2.5, 7.25));
+        let r = range_of(&[1.0, f32::NAN, 2.0]);
+        assert!(r.min.is_nan() && r.max.is_nan());
         assert_eq!(range_of(&[]), TensorRange { min: 0.0, max: 0.0 });
     }
 }

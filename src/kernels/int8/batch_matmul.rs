@@ -18,7 +18,7 @@
 //! the right shift rounding ties *away from zero*: [`Rounding::HalfAwayFromZero`]), plus
 //! the output zero point, clamped to [-128, 127] (BATCH_MATMUL has no fused activation).
 //! None of the reshuffling changes a value, so this module computes the formula above
-//! directly. A probe with exact ties (`k3_bmm_pow2_ties.npz`) tells the rounding apart:
+//! directly. A probe with exact ties (`transpose_conv_matmul_resize/bmm_pow2_ties.npz`) tells the rounding apart:
 //! ties up misses 24 of its 84 elements, ties away none.
 //!
 //! The multiplier is `Prepare`'s `GetQuantizedConvolutionMultipler`: the product

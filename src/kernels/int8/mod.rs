@@ -7,17 +7,18 @@
 //! kernels (the default) or the XNNPACK delegate that LiteRT applies by default on CPU,
 //! which rescales several ops in f32 instead of fixed point.
 
-pub mod activation;
 pub mod batch_matmul;
+pub mod binary;
 pub mod conv;
-pub mod elementwise;
-pub mod math;
+mod fixed_point_x86;
+mod neon_emulation;
 pub mod packed;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod softmax;
 pub mod transpose_conv;
+pub mod unary;
 
 /// Whose int8 arithmetic the kernels reproduce, bit for bit.
 ///
@@ -82,6 +83,40 @@ pub struct QParams {
 impl QParams {
     pub fn new(scale: f32, zero_point: i32) -> Self {
         QParams { scale, zero_point }
+    }
+}
+
+/// A quantization scale the kernels can divide by: finite and positive.
+pub(crate) fn check_scale(what: &str, q: QParams) -> Result<(), String> {
+    if q.scale.is_finite() && q.scale > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{what} scale {} is not a positive number", q.scale))
+    }
+}
+
+/// A zero point that fits int8 (the reference kernels' int8 paths assume it).
+pub(crate) fn check_int8_zero_point(what: &str, q: QParams) -> Result<(), String> {
+    if (-128..=127).contains(&q.zero_point) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} zero point {} is outside int8",
+            q.zero_point
+        ))
+    }
+}
+
+/// An element-wise unary kernel's output has its input's length.
+pub(crate) fn check_lengths(input: &[i8], out: &[i8]) -> Result<(), String> {
+    if input.len() == out.len() {
+        Ok(())
+    } else {
+        Err(format!(
+            "input has {} elements, output {}",
+            input.len(),
+            out.len()
+        ))
     }
 }
 

@@ -22,7 +22,7 @@
 //! float. REDUCE_MAX takes the raw maximum; TFLite requires equal input and output
 //! parameters for it.
 
-use super::elementwise::neon;
+use super::neon_emulation as neon;
 use super::{requantize_f32, Arithmetic, QParams};
 use crate::kernels::fixed_point::QuantizedMultiplier;
 

@@ -20,7 +20,7 @@
 //! * The four products (input value x weight_y x weight_x, in int64) sum to a value
 //!   with 20 fractional bits, rounded to an integer *half away from zero* (LiteRT is
 //!   built without `TFLITE_SINGLE_ROUNDING`, whose `(v + 2^19) >> 20` would round ties
-//!   up; `k3_resize_up_2x_half_pixel.npz` has dozens of negative ties that tell them
+//!   up; `resize_up_2x_half_pixel.npz` has dozens of negative ties that tell them
 //!   apart) and stored as int8.
 //!
 //! # XNNPACK

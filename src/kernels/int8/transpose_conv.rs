@@ -27,7 +27,7 @@
 //!    This is the same split as DEPTHWISE_CONV_2D's (see [`super::conv`]).
 //!
 //! The integer sums are exact, so only step 4 can round; the per-channel rule above
-//! matches LiteRT on every element of `tests/fixtures/kernels/k3_tconv_*.npz`, including
+//! matches LiteRT on every element of `tests/fixtures/kernels/transpose_conv_matmul_resize/tconv_*.npz`, including
 //! a probe with exact ties on 8 vector and 4 scalar channels, where "ties up everywhere"
 //! and "ties away everywhere" each miss dozens of elements.
 //!
@@ -50,6 +50,7 @@ use super::conv::{Requant, ScaleProduct};
 use super::{Arithmetic, QParams};
 use crate::graph::{FusedActivation, Padding};
 use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::window::Extents;
 
 /// Shapes and stepping of one TRANSPOSE_CONV (all NHWC; `out_*` is the op's given
 /// output shape).
@@ -78,13 +79,6 @@ pub struct TransposeConvPadding {
     pub bottom: usize,
     pub left: usize,
     pub right: usize,
-}
-
-/// Element counts of the four tensors a geometry describes, overflow-checked.
-struct Extents {
-    input: usize,
-    filter: usize,
-    output: usize,
 }
 
 /// One spatial axis: `(pad_before, pad_after)` as TFLite's `ComputePaddingWithOffset`

@@ -1,8 +1,8 @@
 //! The int8 DIV, SQUARED_DIFFERENCE, RSQRT, SQRT, PRELU and GELU kernels against
-//! LiteRT: each `tests/fixtures/kernels/k4_<case>.npz` holds one op's int8 inputs,
+//! LiteRT: each `tests/fixtures/kernels/reference_math/<case>.npz` holds one op's int8 inputs,
 //! quantization parameters and attributes, and the int8 output that LiteRT 2.3.0
 //! (builtin kernels, no delegates) computed from them. Made by
-//! `scripts/kernel_vectors/make_k4_vectors.py`. Every case must match exactly.
+//! `scripts/kernel_vectors/make_reference_math_vectors.py`. Every case must match exactly.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -11,7 +11,8 @@ use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::NpzReader;
 
 use qdbg::graph::FusedActivation;
-use qdbg::kernels::int8::math::{Div, Gelu, Prelu, Rsqrt, Sqrt, SquaredDifference};
+use qdbg::kernels::int8::binary::{Div, SquaredDifference};
+use qdbg::kernels::int8::unary::{Gelu, Prelu, Rsqrt, Sqrt};
 use qdbg::kernels::int8::QParams;
 
 struct Vector {
@@ -22,8 +23,8 @@ struct Vector {
 impl Vector {
     fn open(case: &str) -> Self {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/kernels")
-            .join(format!("k4_{case}.npz"));
+            .join("tests/fixtures/kernels/reference_math")
+            .join(format!("{case}.npz"));
         let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Vector {
             name: case.to_string(),
@@ -123,7 +124,7 @@ fn binary(case: &str) {
         _ => unreachable!("{case}"),
     };
     assert_eq!(
-        qdbg::kernels::int8::elementwise::broadcast_shape(&sa, &sb).unwrap(),
+        qdbg::kernels::int8::binary::broadcast_shape(&sa, &sb).unwrap(),
         sample_shape(&out),
         "{case}"
     );
@@ -165,17 +166,17 @@ macro_rules! cases {
         #[test]
         fn every_vector_is_tested() {
             let tested = [$(stringify!($name)),*];
-            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kernels");
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kernels/reference_math");
             let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
                 .unwrap()
                 .filter_map(|e| {
                     let name = e.unwrap().file_name().into_string().unwrap();
-                    Some(name.strip_prefix("k4_")?.strip_suffix(".npz")?.to_string())
+                    Some(name.strip_suffix(".npz")?.to_string())
                 })
                 .collect();
             on_disk.sort();
             for case in &on_disk {
-                assert!(tested.contains(&case.as_str()), "k4_{case}.npz has no test");
+                assert!(tested.contains(&case.as_str()), "{case}.npz has no test");
             }
             assert_eq!(on_disk.len(), tested.len(), "a tested vector is missing on disk");
         }

@@ -1,4 +1,7 @@
-//! int8 activations, bit-exact with what LiteRT's builtin kernels run on x86.
+//! The int8 unary ops (activations and element-wise functions), bit-exact with what
+//! LiteRT's builtin kernels run on x86: LOGISTIC, TANH, HARD_SWISH, RELU*, LEAKY_RELU and
+//! QUANTIZE int8 -> int8 here; RSQRT and SQRT ([`sqrt`]), PRELU ([`prelu`]) and GELU
+//! ([`gelu`]) in their own modules.
 //!
 //! * LOGISTIC and TANH: LiteRT registers the "generic optimized" kernels, which
 //!   look every int8 value up in a 256-entry table filled at prepare time from float
@@ -19,17 +22,17 @@
 //!   16-wide vector blocks round the final shift half up, the tail half away from
 //!   zero.
 
-use super::elementwise::neon;
-use super::{Arithmetic, QParams};
-use crate::kernels::fixed_point::QuantizedMultiplier;
+mod gelu;
+mod prelu;
+mod sqrt;
 
-fn check_scale(what: &str, q: QParams) -> Result<(), String> {
-    if q.scale.is_finite() && q.scale > 0.0 {
-        Ok(())
-    } else {
-        Err(format!("{what} scale {} is not a positive number", q.scale))
-    }
-}
+pub use gelu::Gelu;
+pub use prelu::Prelu;
+pub use sqrt::{Rsqrt, Sqrt};
+
+use super::neon_emulation as neon;
+use super::{check_lengths, check_scale, Arithmetic, QParams};
+use crate::kernels::fixed_point::QuantizedMultiplier;
 
 /// A 256-entry int8 lookup table, indexed by the input's bit pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,18 +133,6 @@ unsafe fn lut_vbmi(table: &[i8; 256], input: &[i8], out: &mut [i8]) {
         let v = _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), low, high);
         _mm512_mask_storeu_epi8(out.as_mut_ptr().add(i), mask, v);
         i += 64;
-    }
-}
-
-fn check_lengths(input: &[i8], out: &[i8]) -> Result<(), String> {
-    if input.len() == out.len() {
-        Ok(())
-    } else {
-        Err(format!(
-            "input has {} elements, output {}",
-            input.len(),
-            out.len()
-        ))
     }
 }
 

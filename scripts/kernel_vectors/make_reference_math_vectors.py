@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Oracle vectors for qdbg's int8 DIV, SQUARED_DIFFERENCE, RSQRT, SQRT, PRELU and
-GELU kernels (src/kernels/int8/math.rs, tests/int8_k4_kernels.rs).
+GELU kernels (src/kernels/int8/binary/, src/kernels/int8/unary/,
+tests/int8_reference_math_kernels.rs).
 
 Pinned environment (the fixture venv, /opt/qdbg-fixtures/bin/python):
     tensorflow-cpu 2.21.0, keras 3.15.1, ai-edge-litert 2.3.0, numpy 2.4.6
 
-usage: /opt/qdbg-fixtures/bin/python scripts/kernel_vectors/make_k4_vectors.py [--only CASE...]
+usage: /opt/qdbg-fixtures/bin/python scripts/kernel_vectors/make_reference_math_vectors.py [--only CASE...]
 
 Same method as make_misc_vectors.py: every case is a tiny tf.function holding one
 op of interest, converted to a full-int8 TFLite model (float I/O, representative
@@ -14,7 +15,7 @@ dataset) and run by LiteRT with OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 experimental_preserve_all_tensors=True. The op's own int8 inputs and output are
 read back from the interpreter with their scales and zero points and the op's
 builtin options (read from the flatbuffer), and written to
-tests/fixtures/kernels/k4_<case>.npz:
+tests/fixtures/kernels/reference_math/<case>.npz:
 
     in0, in1          int8 inputs, shape [S, *tensor shape] (S samples); for
                       PRELU in1 is the constant alpha tensor (repeated per sample)
@@ -59,7 +60,7 @@ from tensorflow.lite.python import schema_py_generated as schema_fb  # noqa: E40
 SEED = 20250911
 SAMPLES = 3
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                       "tests", "fixtures", "kernels")
+                       "tests", "fixtures", "kernels", "reference_math")
 OPNAMES = {v: k for k, v in vars(schema_fb.BuiltinOperator).items() if not k.startswith("_")}
 
 
@@ -280,7 +281,7 @@ def main():
             failed.append(case.name)
             print(f"FAIL {case.name}: {e}", file=sys.stderr)
             continue
-        path = os.path.join(OUT_DIR, f"k4_{case.name}.npz")
+        path = os.path.join(OUT_DIR, f"{case.name}.npz")
         write_npz(path, arrays)
         print(f"{case.name}: ops {names}, {os.path.getsize(path)} bytes")
     if failed:

@@ -4,7 +4,7 @@
 Pinned environment (the /opt/qdbg-fixtures venv): tensorflow-cpu 2.21.0,
 ai-edge-litert 2.3.0, numpy 2.4.6. Run:
 
-    /opt/qdbg-fixtures/bin/python scripts/kernel_vectors/make_k3_vectors.py [case ...]
+    /opt/qdbg-fixtures/bin/python scripts/kernel_vectors/make_transpose_conv_matmul_resize_vectors.py [case ...]
 
 Each case is a tiny tf.function holding one conv2d_transpose (+ bias, + activation,
 which the converter fuses) / batch matmul of two activations / bilinear resize. It is
@@ -13,7 +13,7 @@ QUANTIZE -> op -> DEQUANTIZE), run once in LiteRT with its builtin kernels
 (BUILTIN_WITHOUT_DEFAULT_DELEGATES, no XNNPACK, one thread,
 experimental_preserve_all_tensors=True), and the op's own int8 inputs, quantization
 parameters, attributes (read back from the flatbuffer, not from what we asked for) and
-LiteRT's int8 output are written to tests/fixtures/kernels/k3_<case>.npz.
+LiteRT's int8 output are written to tests/fixtures/kernels/transpose_conv_matmul_resize/<case>.npz.
 
 npz keys (all arrays; scalars are 0-d):
   kind                 0 = TRANSPOSE_CONV, 1 = BATCH_MATMUL, 2 = RESIZE_BILINEAR
@@ -61,7 +61,7 @@ from tensorflow.lite.python import schema_py_generated as schema_fb  # noqa: E40
 PINS = {"tensorflow-cpu": "2.21.0", "ai-edge-litert": "2.3.0", "numpy": "2.4.6"}
 SEED = 20250817
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                       "tests", "fixtures", "kernels")
+                       "tests", "fixtures", "kernels", "transpose_conv_matmul_resize")
 
 BO = schema_fb.BuiltinOperator
 KIND = {"tconv": 0, "bmm": 1, "resize": 2}
@@ -408,7 +408,7 @@ def main(argv):
         if only and case["name"] not in only:
             continue
         arrays = run_case(case)
-        path = os.path.join(OUT_DIR, f"k3_{case['name']}.npz")
+        path = os.path.join(OUT_DIR, f"{case['name']}.npz")
         write_npz(path, arrays)
         print(f"{case['name']}: out {arrays['output'].shape}, {os.path.getsize(path)} bytes")
 

@@ -1,8 +1,8 @@
 //! The int8 TRANSPOSE_CONV / BATCH_MATMUL / RESIZE_BILINEAR kernels against LiteRT.
 //!
-//! Each `tests/fixtures/kernels/k3_*.npz` holds one op's int8 inputs, quantization
+//! Each `tests/fixtures/kernels/transpose_conv_matmul_resize/*.npz` holds one op's int8 inputs, quantization
 //! parameters and attributes as LiteRT 2.3.0 ran them, and LiteRT's int8 output
-//! (`scripts/kernel_vectors/make_k3_vectors.py` documents the keys). The kernels must
+//! (`scripts/kernel_vectors/make_transpose_conv_matmul_resize_vectors.py` documents the keys). The kernels must
 //! reproduce that output exactly.
 
 mod common;
@@ -27,7 +27,8 @@ const BATCH_MATMUL: i32 = 1;
 const RESIZE_BILINEAR: i32 = 2;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kernels")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kernels/transpose_conv_matmul_resize")
 }
 
 fn vectors() -> Vec<PathBuf> {
@@ -37,7 +38,7 @@ fn vectors() -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with("k3_") && name.ends_with(".npz")
+            name.ends_with(".npz")
         })
         .collect();
     files.sort();
@@ -254,8 +255,8 @@ fn kernels_match_litert_exactly() {
             "too few vectors of kind {kind} in tests/fixtures/kernels"
         );
     }
-    assert!(outcomes.iter().any(|o| o.name == "k3_tconv_pow2_ties"));
-    assert!(outcomes.iter().any(|o| o.name == "k3_bmm_pow2_ties"));
+    assert!(outcomes.iter().any(|o| o.name == "tconv_pow2_ties"));
+    assert!(outcomes.iter().any(|o| o.name == "bmm_pow2_ties"));
     let bad: Vec<&Outcome> = outcomes.iter().filter(|o| o.mismatches > 0).collect();
     assert!(
         bad.is_empty(),
@@ -292,7 +293,7 @@ fn requantize_all(
 #[test]
 fn rounding_probes_tell_the_rules_apart() {
     // TRANSPOSE_CONV: 12 channels, 8 vector (ties up) + 4 scalar (ties away).
-    let mut v = Vector::open(&fixtures().join("k3_tconv_pow2_ties.npz"));
+    let mut v = Vector::open(&fixtures().join("tconv_pow2_ties.npz"));
     let g = tconv_geometry(&mut v);
     let pad = g.padding_values().unwrap();
     let (x, w) = (v.vec::<i8>("input"), v.vec::<i8>("filter"));
@@ -337,7 +338,7 @@ fn rounding_probes_tell_the_rules_apart() {
     assert!(misses(&|_| Rounding::HalfAwayFromZero) > 10);
 
     // BATCH_MATMUL (reference kernel): ties away from zero everywhere.
-    let mut v = Vector::open(&fixtures().join("k3_bmm_pow2_ties.npz"));
+    let mut v = Vector::open(&fixtures().join("bmm_pow2_ties.npz"));
     let (lhs, rhs) = (v.array::<i8>("lhs"), v.array::<i8>("rhs"));
     assert!(!v.flag("adj_x") && !v.flag("adj_y"));
     let (zl, zr) = (
