@@ -9,7 +9,7 @@ use super::family::{
 use super::int8_tensor::{from_int8, int8_values, qparams};
 use super::{broadcast_shape, expect_output_shape, EvalCtx, OpError, OpResult};
 use crate::graph::{DType, FusedActivation, Graph, Node, Op, QuantParams, UnaryKind};
-use crate::kernels::int8::{softmax, unary as activation, unary as math};
+use crate::kernels::int8::{softmax, unary};
 use crate::tflite::codec::OpVersionCtx;
 use crate::tflite::fb;
 
@@ -286,27 +286,25 @@ fn unary_int8(ctx: &EvalCtx, kind: UnaryKind) -> OpResult<CTensor> {
     let values = int8_values(input)?;
     let mut out = vec![0i8; values.len()];
     match kind {
-        UnaryKind::Logistic => {
-            activation::Lut::logistic(qi, qo).and_then(|k| k.run(&values, &mut out))
-        }
-        UnaryKind::Tanh => activation::Lut::tanh(qi, qo).and_then(|k| k.run(&values, &mut out)),
+        UnaryKind::Logistic => unary::Lut::logistic(qi, qo).and_then(|k| k.run(&values, &mut out)),
+        UnaryKind::Tanh => unary::Lut::tanh(qi, qo).and_then(|k| k.run(&values, &mut out)),
         UnaryKind::HardSwish => {
-            activation::HardSwish::new(qi, qo).and_then(|k| k.run(&values, &mut out))
+            unary::HardSwish::new(qi, qo).and_then(|k| k.run(&values, &mut out))
         }
         UnaryKind::Relu | UnaryKind::Relu6 | UnaryKind::ReluN1To1 => {
             let relu = match kind {
-                UnaryKind::Relu => activation::ReluKind::Relu,
-                UnaryKind::Relu6 => activation::ReluKind::Relu6,
-                _ => activation::ReluKind::ReluN1To1,
+                UnaryKind::Relu => unary::ReluKind::Relu,
+                UnaryKind::Relu6 => unary::ReluKind::Relu6,
+                _ => unary::ReluKind::ReluN1To1,
             };
-            activation::Relu::new(relu, qi, qo).and_then(|k| k.run(&values, &mut out))
+            unary::Relu::new(relu, qi, qo).and_then(|k| k.run(&values, &mut out))
         }
-        UnaryKind::Rsqrt => math::Rsqrt::new(qi, qo).and_then(|k| k.run(&values, &mut out)),
-        UnaryKind::Sqrt => math::Sqrt::new(qi, qo).and_then(|k| k.run(&values, &mut out)),
+        UnaryKind::Rsqrt => unary::Rsqrt::new(qi, qo).and_then(|k| k.run(&values, &mut out)),
+        UnaryKind::Sqrt => unary::Sqrt::new(qi, qo).and_then(|k| k.run(&values, &mut out)),
         UnaryKind::Gelu { approximate } => {
-            math::Gelu::new(approximate, qi, qo).and_then(|k| k.run(&values, &mut out))
+            unary::Gelu::new(approximate, qi, qo).and_then(|k| k.run(&values, &mut out))
         }
-        UnaryKind::LeakyRelu { alpha } => activation::LeakyRelu::new(alpha, qi, qo)
+        UnaryKind::LeakyRelu { alpha } => unary::LeakyRelu::new(alpha, qi, qo)
             .and_then(|k| k.with_arithmetic(ctx.arithmetic).run(&values, &mut out)),
     }
     .map_err(OpError::Kernel)?;
@@ -317,7 +315,7 @@ fn unary_int8(ctx: &EvalCtx, kind: UnaryKind) -> OpResult<CTensor> {
 fn prelu_int8(ctx: &EvalCtx) -> OpResult<CTensor> {
     let (x, alpha) = (ctx.input(0)?, ctx.input(1)?);
     expect_output_shape(ctx, 0, x.dims())?;
-    let k = math::Prelu::new(
+    let k = unary::Prelu::new(
         qparams(ctx, ctx.input_id(0)?)?,
         qparams(ctx, ctx.input_id(1)?)?,
         qparams(ctx, ctx.node.outputs[0])?,

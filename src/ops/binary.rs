@@ -13,7 +13,7 @@ use super::{
     OpResult,
 };
 use crate::graph::{BinaryKind, DType as GDType, FusedActivation, Graph, Node, Op, TensorId};
-use crate::kernels::int8::{binary as elementwise, binary as math};
+use crate::kernels::int8::binary;
 use crate::tflite::codec::{read_activation_or_none, write_activation, OpVersionCtx};
 use crate::tflite::fb;
 
@@ -303,22 +303,21 @@ fn binary_int8(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResul
     let (da, db) = (a.dims(), b.dims());
     match kind {
         BinaryKind::Add => {
-            elementwise::Add::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
+            binary::Add::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
         }
-        BinaryKind::Sub => elementwise::Sub::new(qa, qb, qo, act).and_then(|k| {
+        BinaryKind::Sub => binary::Sub::new(qa, qb, qo, act).and_then(|k| {
             let in_place = k.in_place_matters() && litert_runs_in_place(ctx.graph, ctx.node);
             k.in_place(in_place).run(&va, da, &vb, db, &mut out)
         }),
-        BinaryKind::Mul => elementwise::Mul::new(qa, qb, qo, act).and_then(|k| {
+        BinaryKind::Mul => binary::Mul::new(qa, qb, qo, act).and_then(|k| {
             k.with_arithmetic(ctx.arithmetic)
                 .run(&va, da, &vb, db, &mut out)
         }),
         BinaryKind::Div => {
-            math::Div::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
+            binary::Div::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
         }
-        BinaryKind::SquaredDifference => {
-            math::SquaredDifference::new(qa, qb, qo).and_then(|k| k.run(&va, da, &vb, db, &mut out))
-        }
+        BinaryKind::SquaredDifference => binary::SquaredDifference::new(qa, qb, qo)
+            .and_then(|k| k.run(&va, da, &vb, db, &mut out)),
         BinaryKind::Maximum | BinaryKind::Minimum => {
             if qa != qo || qb != qo {
                 op_bail!(
@@ -327,9 +326,9 @@ fn binary_int8(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResul
                 );
             }
             let which = if kind == BinaryKind::Maximum {
-                elementwise::MinMax::Maximum
+                binary::MinMax::Maximum
             } else {
-                elementwise::MinMax::Minimum
+                binary::MinMax::Minimum
             };
             which.run(&va, da, &vb, db, &mut out)
         }

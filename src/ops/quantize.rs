@@ -12,7 +12,7 @@ use super::int8_tensor::{from_int8, int8_values, qparams};
 use super::{op_bail, EvalCtx, OpError, OpResult};
 use crate::graph::{DType, Graph, Node, Op, QuantParams};
 use crate::kernels::fixed_point::QuantizedMultiplier;
-use crate::kernels::int8::unary as activation;
+use crate::kernels::int8::unary;
 use crate::tflite::codec::OpVersionCtx;
 use crate::tflite::fb;
 
@@ -321,7 +321,7 @@ fn dequantize_per_channel<T: Copy + Into<i64>>(
 /// round ties differently; the kernel models both).
 fn requantize_int8(ctx: &EvalCtx) -> OpResult<CTensor> {
     let input = ctx.input(0)?;
-    let k = activation::Requantize::new(
+    let k = unary::Requantize::new(
         qparams(ctx, ctx.input_id(0)?)?,
         qparams(ctx, ctx.node.outputs[0])?,
     )

@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{BinaryKind, DType, Graph, Node, Op, TensorId};
+use crate::kernels::int8::binary::ADD_MIN_OUTPUT_SCALE_RATIO;
 use crate::ops::quantized::node_is_quantized;
 use crate::ops::{param_rule, weight_slots, ParamRule, WeightSlots};
 
@@ -168,9 +169,9 @@ pub fn check_quantized_graph(graph: &Graph) -> Result<()> {
     Ok(())
 }
 
-/// LiteRT's int8 ADD and SUB rescale both inputs to twice the larger input scale at 2^20
-/// resolution, then to the output with a multiplier that must lie below 1: an output scale
-/// under 2^-19 times the larger input scale makes LiteRT abort while preparing the op.
+/// LiteRT's int8 ADD and SUB refuse an output scale under
+/// [`ADD_MIN_OUTPUT_SCALE_RATIO`] (2^-19) times the larger input scale: their output
+/// multiplier would reach 1, and LiteRT aborts while preparing the op.
 fn check_add_rescale(graph: &Graph, node: &Node, data_inputs: &[TensorId]) -> Result<()> {
     if !matches!(
         node.op,
@@ -201,7 +202,7 @@ fn check_add_rescale(graph: &Graph, node: &Node, data_inputs: &[TensorId]) -> Re
         .map(scale)
         .fold(0.0, f64::max);
     let out = node.outputs[0];
-    let multiplier = 2.0 * largest / (f64::from(1u32 << 20) * scale(out));
+    let multiplier = largest * ADD_MIN_OUTPUT_SCALE_RATIO / scale(out);
     // A NaN multiplier (a zero output scale) is refused too.
     if multiplier.is_nan() || multiplier >= 1.0 {
         return Err(violation(

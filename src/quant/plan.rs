@@ -30,6 +30,7 @@ use std::collections::{HashMap, HashSet};
 use super::calibration::{Calibration, TensorRange};
 use super::params::activation_params_wide;
 use crate::graph::{BinaryKind, Graph, Node, Op, QuantParams, TensorId};
+use crate::kernels::int8::binary::ADD_MIN_OUTPUT_SCALE_RATIO;
 use crate::ops::{param_rule, ParamRule};
 
 /// Ranges narrower than this are widened by it on both sides (TensorFlow's quantizer).
@@ -168,13 +169,11 @@ pub fn params_for_range(range: TensorRange) -> QuantParams {
 }
 
 /// How many times finer than its inputs' an ADD or SUB output's scale may be, with room to
-/// spare: LiteRT's int8 ADD and SUB rescale both inputs to twice the larger input scale at
-/// 2^20 resolution and then to the output with a multiplier that must stay below 1, so
-/// they refuse (LiteRT aborts the process) an output scale below 2^-19 times the larger
-/// input's. A range that narrow is a branch that is all zeros or nearly so on the
+/// spare (2^-16, eight times the limit [`ADD_MIN_OUTPUT_SCALE_RATIO`] below which LiteRT's
+/// int8 ADD and SUB abort the process). A range that narrow is a branch that is all zeros or nearly so on the
 /// calibration data (a RELU'd sum that is always negative); TensorFlow's quantizer gives it
 /// the near-zero scale all the same and writes a model LiteRT cannot load.
-const ADD_OUTPUT_SCALE_FLOOR: f64 = 1.0 / 65536.0;
+const ADD_OUTPUT_SCALE_FLOOR: f64 = 8.0 * ADD_MIN_OUTPUT_SCALE_RATIO;
 
 /// `range`, the calibrated range of `out` (an output of `node`), widened where `node` is an
 /// ADD or SUB whose output scale would fall below [`ADD_OUTPUT_SCALE_FLOOR`] times its

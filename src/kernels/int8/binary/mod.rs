@@ -70,6 +70,12 @@ fn mul_below_one(x: i32, m: QuantizedMultiplier) -> i32 {
 /// The ADD / SUB input shift: TFLite scales both operands up by 2^20 first.
 const ADD_LEFT_SHIFT: i32 = 20;
 
+/// The finest ADD / SUB output scale LiteRT accepts, as a fraction of the larger input
+/// scale: 2^-19. Its output multiplier (`add_output_multiplier`) must stay below 1, and
+/// LiteRT aborts the process preparing an op that breaks this. The quantizer's floor
+/// (`quant::plan`) and checker (`quant::check`) are written against this one value.
+pub const ADD_MIN_OUTPUT_SCALE_RATIO: f64 = 2.0 / (1u32 << ADD_LEFT_SHIFT) as f64;
+
 /// The real output multiplier of ADD / SUB: `2 * max(s1, s2) / (2^20 * s_out)`.
 fn add_output_multiplier(in1: QParams, in2: QParams, out: QParams) -> f64 {
     let twice_max = 2.0 * f64::from(in1.scale.max(in2.scale));
