@@ -220,26 +220,9 @@ pub fn expect_output_shape(ctx: &EvalCtx, index: usize, computed: &[usize]) -> O
     Ok(())
 }
 
-/// Numpy broadcasting of two shapes.
+/// Numpy broadcasting of two shapes (the int8 kernels' rule, one definition).
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
-    let rank = a.len().max(b.len());
-    let dim = |s: &[usize], i: usize| {
-        let pad = rank - s.len();
-        if i < pad {
-            1
-        } else {
-            s[i - pad]
-        }
-    };
-    (0..rank)
-        .map(|i| match (dim(a, i), dim(b, i)) {
-            (x, y) if x == y || y == 1 => Ok(x),
-            (1, y) => Ok(y),
-            (x, y) => {
-                op_bail!("shapes {a:?} and {b:?} do not broadcast (dimension {i}: {x} vs {y})")
-            }
-        })
-        .collect()
+    crate::kernels::int8::binary::broadcast_shape(a, b).map_err(OpError::Model)
 }
 
 /// Converts a negative axis to its positive form, checking it is in range.

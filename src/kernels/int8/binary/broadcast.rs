@@ -5,7 +5,8 @@
 //! PRELU) always take the per-element loop ([`Broadcast`]).
 
 /// The broadcast output shape of two shapes under numpy rules (aligned at the
-/// trailing axis; each pair of extents equal or one of them 1).
+/// trailing axis; each pair of extents equal or one of them 1). The float ops use it too
+/// (`ops::broadcast_shape`).
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     let rank = a.len().max(b.len());
     let ext_a = extend(a, rank);
@@ -13,11 +14,14 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     ext_a
         .iter()
         .zip(&ext_b)
-        .map(|(&x, &y)| match (x, y) {
+        .enumerate()
+        .map(|(i, (&x, &y))| match (x, y) {
             _ if x == y => Ok(x),
             (1, _) => Ok(y),
             (_, 1) => Ok(x),
-            _ => Err(format!("shapes {a:?} and {b:?} do not broadcast")),
+            _ => Err(format!(
+                "shapes {a:?} and {b:?} do not broadcast (dimension {i}: {x} vs {y})"
+            )),
         })
         .collect()
 }
