@@ -8,7 +8,7 @@
 //! reproduces what the converter's quantizer does with those rules on a calibrated model:
 //!
 //! 1. **Ranges.** Calibrated min/max, with two of the converter's adjustments: a range an
-//!    in-place ADD/SUB/MUL widened during calibration (see [`tensorflow_inplace_widening`]),
+//!    in-place ADD/SUB/MUL/DIV widened during calibration (see [`tensorflow_inplace_widening`]),
 //!    and a range narrower than 1e-6 widened by 1e-6 on each side (`kNearZeroTolerance`:
 //!    a dead channel would otherwise get a scale of 1e-13 and pin its neighbours).
 //! 2. **Which ranges count.** The output range of a same-scale op with a single float
@@ -145,12 +145,14 @@ pub fn rule(op: &Op) -> Rule {
 
 /// Ranges as TensorFlow's calibrator records them.
 ///
-/// When an ADD, SUB or MUL can run in place (an input of the output's shape that only this
-/// op reads), LiteRT writes the result into that input's buffer, and the calibrator, which
+/// When an ADD, SUB, MUL or DIV can run in place (an input of the output's shape that only
+/// this op reads), LiteRT writes the result into that input's buffer, and the calibrator, which
 /// reads op inputs after the op has run, folds the op's output range into the input's (not
 /// when the op writes a model output, which always gets a buffer of its own). When both
 /// inputs qualify, the first is the one shared (BlazeFace's residual ADDs; in MobileNetV3's
-/// only the block output qualifies, the shortcut having other readers).
+/// only the block output qualifies, the shortcut having other readers). SQUARED_DIFFERENCE,
+/// MAXIMUM, MINIMUM and the unary ops never run in place in TensorFlow 2.21's calibrator
+/// (g30022: a DIV's output range folded into its divisor's, `x*x + 3`).
 fn tensorflow_inplace_widening(
     graph: &Graph,
     calibration: &Calibration,
@@ -172,7 +174,7 @@ fn tensorflow_inplace_widening(
         let in_place_kind = matches!(
             node.op,
             Op::Binary {
-                kind: BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul,
+                kind: BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul | BinaryKind::Div,
                 ..
             }
         );
