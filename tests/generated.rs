@@ -40,15 +40,7 @@ use qdbg::quant::quantize::QuantizedModel;
 
 /// Differences not yet explained (each kept as a regression case with its seed): the
 /// model, and what differs. The test fails if one stops differing, so the list stays true.
-const OPEN: &[(&str, &str)] = &[(
-    "g11322",
-    "a CONCATENATION observed in exactly [-12.558222, 12.558222] (TensorFlow's calibrator \
-     records the same range): both scales 0.09849586, zero point 0 in TensorFlow's model and \
-     -1 in qdbg's. The range is a -0.5 tie; qdbg rounds it as TensorFlow's nudging does \
-     elsewhere (an input in exactly [-1, 1] gets -1 from both, a near-zero range widened to \
-     about [-1e-6, 1e-6] gets 0 from both), and no single rule found yet gives all three \
-     (from a 1,700-model run of the extended generator)",
-)];
+const OPEN: &[(&str, &str)] = &[];
 
 /// Differences kept on purpose, each where qdbg's model is the better one (both found by a
 /// 2,000-model run and kept here as regression cases with their seeds): the model, and why.
