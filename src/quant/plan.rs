@@ -224,9 +224,18 @@ pub fn params_for_range(range: TensorRange) -> QuantParams {
 /// the near-zero scale all the same and writes a model LiteRT cannot load.
 const ADD_OUTPUT_SCALE_FLOOR: f64 = 1.0 / 65536.0;
 
+/// The same limit for SQUARED_DIFFERENCE, against the square of the larger input scale:
+/// LiteRT's int8 kernel squares the difference of both inputs rescaled to twice the larger
+/// input scale at 2^7 resolution, so its output multiplier (2 s)^2 / (2^14 s_out) must stay
+/// below 1 (LiteRT aborts otherwise), that is s_out above s^2 / 2^12; kept 8 times above
+/// it as for ADD. TensorFlow's quantizer gives a branch squared against itself (all zeros)
+/// the near-zero scale and writes a model LiteRT aborts on (g30415).
+const SQUARED_DIFFERENCE_OUTPUT_SCALE_FLOOR: f64 = 1.0 / 512.0;
+
 /// `range`, the calibrated range of `out` (an output of `node`), widened where `node` is an
 /// ADD or SUB whose output scale would fall below [`ADD_OUTPUT_SCALE_FLOOR`] times its
-/// inputs' (by their own ranges, or a constant's values).
+/// inputs' (by their own ranges, or a constant's values), or a SQUARED_DIFFERENCE whose
+/// output scale would fall below [`SQUARED_DIFFERENCE_OUTPUT_SCALE_FLOOR`] times their square.
 fn within_litert_add_limit(
     graph: &Graph,
     node: &Node,
@@ -234,14 +243,18 @@ fn within_litert_add_limit(
     range: TensorRange,
     ranges: &HashMap<TensorId, TensorRange>,
 ) -> TensorRange {
-    if !matches!(
-        node.op,
+    let squared = match node.op {
         Op::Binary {
             kind: BinaryKind::Add | BinaryKind::Sub,
             ..
-        }
-    ) || node.outputs.first() != Some(&out)
-    {
+        } => false,
+        Op::Binary {
+            kind: BinaryKind::SquaredDifference,
+            ..
+        } => true,
+        _ => return range,
+    };
+    if node.outputs.first() != Some(&out) {
         return range;
     }
     let input_scale = |id: TensorId| -> Option<f64> {
@@ -264,7 +277,11 @@ fn within_litert_add_limit(
         .flatten()
         .filter_map(|&id| input_scale(id))
         .fold(0f64, f64::max);
-    let floor = largest * ADD_OUTPUT_SCALE_FLOOR;
+    let floor = if squared {
+        largest * largest * SQUARED_DIFFERENCE_OUTPUT_SCALE_FLOOR
+    } else {
+        largest * ADD_OUTPUT_SCALE_FLOOR
+    };
     let scale = f64::from(params_for_range(range).scale[0]);
     if scale >= floor || scale <= 0.0 {
         return range;
