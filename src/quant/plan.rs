@@ -145,8 +145,8 @@ pub fn rule(op: &Op) -> Rule {
 
 /// Ranges as TensorFlow's calibrator records them.
 ///
-/// When an ADD, SUB, MUL or DIV can run in place (an input of the output's shape that only
-/// this op reads), LiteRT writes the result into that input's buffer, and the calibrator, which
+/// When an ADD, SUB, MUL or DIV can run in place (an input of the output's shape, over 4
+/// bytes, that only this op reads), LiteRT writes the result into that input's buffer, and the calibrator, which
 /// reads op inputs after the op has run, folds the op's output range into the input's (not
 /// when the op writes a model output, which always gets a buffer of its own). When both
 /// inputs qualify, the first is the one shared (BlazeFace's residual ADDs; in MobileNetV3's
@@ -185,10 +185,14 @@ fn tensorflow_inplace_widening(
         if graph.outputs.contains(&out) {
             continue;
         }
+        // LiteRT's arena shares no buffer of 4 bytes or fewer (a single float: g40070's
+        // MUL of a 1x1x1x1 slice keeps its own range).
+        let bytes = |t: &crate::graph::Tensor| t.dtype.size_bytes().map(|b| b * t.num_elements());
         let shared = node.inputs.iter().flatten().find(|&&id| {
             let t = graph.tensor(id);
             !t.is_constant()
                 && t.shape == graph.tensor(out).shape
+                && bytes(t).is_some_and(|b| b > 4)
                 && reader_count[id] == 1
                 && !graph.inputs.contains(&id)
                 && !graph.outputs.contains(&id)
