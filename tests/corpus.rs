@@ -90,7 +90,6 @@ const KNOWN_GAPS: &[(&str, &str, &str, &str)] = &[
     ("hand_landmark_lite", "csv", "92%", CALIBRATION_NOISE),
     ("hand_landmark_full", "csv", "92%", CALIBRATION_NOISE),
     ("hand_recrop", "sqnr", "varies: 35.6/35.6, 35.1/35.6 with scalar kernels", CALIBRATION_NOISE),
-    ("iris_landmark", "sqnr", "23.5/24.5 18.8/18.3", CALIBRATION_NOISE),
     ("pose_landmark_full", "float", "1.8e-3",
      "float32 noise the model amplifies: residual sums grow to 500 and feed RELU6 decoders, \
       per-tensor errors grow from 1e-6 of the range to 3e-2 with depth; LiteRT's own two CPU \
@@ -104,7 +103,6 @@ const KNOWN_GAPS: &[(&str, &str, &str, &str)] = &[
     ("keras_mobilenet_v3_small", "csv", "91%", CALIBRATION_NOISE),
     ("keras_prelu_landmarks", "sqnr", "varies: third output 21.2/22.2, 22.3/22.2 with scalar kernels",
      CALIBRATION_NOISE),
-    ("keras_prelu_landmarks", "csv", "89%", CALIBRATION_NOISE),
 ];
 
 /// The reason of the gaps left where qdbg's int8 model is TensorFlow's op for op: every

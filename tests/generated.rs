@@ -5,8 +5,11 @@
 //! branches of very different ranges, near-zero and all-zero branches, fused activations;
 //! from seed 10000 also PReLU, SUB, HARD_SWISH, FULLY_CONNECTED + SOFTMAX heads and
 //! TRANSPOSE_CONV; from seed 20000 converted with float16 weights, TensorFlow's references
-//! made from the float32 copy), each with TensorFlow's own int8 model of it (tests/fixtures/generated,
-//! made once by scripts/make_generated.sh with pinned TensorFlow; no TensorFlow here).
+//! made from the float32 copy; from seed 30000, float32 again, also BATCH_MATMUL of two
+//! activations, GATHER, DEPTH_TO_SPACE, SPACE_TO_DEPTH, SQUARED_DIFFERENCE, RSQRT, SQRT, DIV,
+//! GELU, SUM, REDUCE_MAX and RELU_N1_TO_1; from seed 40000 also SLICE), each with
+//! TensorFlow's own int8 model of it (tests/fixtures/generated, made once by
+//! scripts/make_generated.sh with pinned TensorFlow; no TensorFlow here).
 //!
 //! Per model: qdbg quantizes it (its pre-write checker runs inside), every parameter of
 //! TensorFlow's model equals qdbg's of the same tensor name (activations, weights per
@@ -37,15 +40,7 @@ use qdbg::quant::quantize::QuantizedModel;
 
 /// Differences not yet explained (each kept as a regression case with its seed): the
 /// model, and what differs. The test fails if one stops differing, so the list stays true.
-const OPEN: &[(&str, &str)] = &[(
-    "g11322",
-    "a CONCATENATION observed in exactly [-12.558222, 12.558222] (TensorFlow's calibrator \
-     records the same range): both scales 0.09849586, zero point 0 in TensorFlow's model and \
-     -1 in qdbg's. The range is a -0.5 tie; qdbg rounds it as TensorFlow's nudging does \
-     elsewhere (an input in exactly [-1, 1] gets -1 from both, a near-zero range widened to \
-     about [-1e-6, 1e-6] gets 0 from both), and no single rule found yet gives all three \
-     (from a 1,700-model run of the extended generator)",
-)];
+const OPEN: &[(&str, &str)] = &[];
 
 /// Differences kept on purpose, each where qdbg's model is the better one (both found by a
 /// 2,000-model run and kept here as regression cases with their seeds): the model, and why.
@@ -79,14 +74,12 @@ fn models() -> (PathBuf, Vec<PathBuf>) {
     (dir, models)
 }
 
-/// Whether tensor `name` is an ADD or SUB output whose scale in TensorFlow's model `tf` is
-/// finer than 2^-19 times the op's larger input scale there: LiteRT's int8 ADD and SUB cannot
-/// rescale to it (the real output multiplier reaches 1), and qdbg gives it a coarser one.
-fn beyond_litert_add_limit(ours: &Graph, tf: &Graph, name: &str) -> bool {
-    let is_add_or_sub = ours
-        .tensor_by_name(name)
-        .and_then(|id| ours.nodes.iter().find(|n| n.outputs.contains(&id)))
-        .is_some_and(|n| matches!(n.op.name(), "ADD" | "SUB"));
+/// Whether tensor `name` is an ADD, SUB or SQUARED_DIFFERENCE output whose scale in
+/// TensorFlow's model `tf` is too fine for LiteRT's int8 kernel to rescale to (the real
+/// output multiplier reaches 1): ADD and SUB rescale to it from twice the op's larger input
+/// scale s at 2^20 resolution (finer than 2^-19 s), SQUARED_DIFFERENCE from (2 s)^2 at 2^14
+/// (finer than s^2 / 2^12). qdbg gives such an output a coarser scale.
+fn beyond_litert_add_limit(tf: &Graph, name: &str) -> bool {
     let scale = |g: &Graph, id: usize| g.tensor(id).quant.as_ref().map(|q| f64::from(q.scale[0]));
     let Some(out) = tf.tensor_by_name(name) else {
         return false;
@@ -100,8 +93,14 @@ fn beyond_litert_add_limit(ours: &Graph, tf: &Graph, name: &str) -> bool {
         .flatten()
         .filter_map(|&id| scale(tf, id))
         .fold(0.0, f64::max);
-    is_add_or_sub
-        && scale(tf, out).is_some_and(|s| 2.0 * largest_input / (f64::from(1u32 << 20) * s) >= 1.0)
+    let Some(s) = scale(tf, out) else {
+        return false;
+    };
+    match node.op.name() {
+        "ADD" | "SUB" => 2.0 * largest_input / (f64::from(1u32 << 20) * s) >= 1.0,
+        "SQUARED_DIFFERENCE" => (2.0 * largest_input).powi(2) / (f64::from(1u32 << 14) * s) >= 1.0,
+        _ => false,
+    }
 }
 
 /// One model's SQNR comparison: its float model, data, qdbg's int8 file and TensorFlow's
@@ -168,17 +167,18 @@ fn litert_outputs(jobs: &[Job], work: &Path) -> HashMap<PathBuf, Vec<Vec<f64>>> 
 
 /// qdbg's per-layer debugger (XNNPACK arithmetic, as TensorFlow's debugger runs) on its own
 /// quantization `q` of `graph`, against TensorFlow's debugger rows in `csv`: (rows
-/// reproduced, rows, a description of each row off or without a qdbg row).
+/// reproduced, rows compared, rows without a finite MSE on either side, a description of
+/// each row off or without a qdbg row).
 fn csv_agreement(
     graph: &Graph,
     q: &QuantizedModel,
     data: &Dataset,
     csv: &Path,
-) -> (usize, usize, Vec<String>) {
+) -> (usize, usize, usize, Vec<String>) {
     let stats = per_layer_rows(graph, q, data);
     let tf = tf_rows(csv);
     let mut off = Vec::new();
-    let (mut agree, mut self_compared) = (0, 0);
+    let (mut agree, mut self_compared, mut non_finite) = (0, 0, 0);
     for (op, name, mse, scale) in &tf {
         // TensorFlow's rows for the outputs of a multi-output op (SPLIT) all carry the
         // fused name of the outputs ("split;split1"), in no order qdbg can tell: such a row
@@ -215,13 +215,26 @@ fn csv_agreement(
             self_compared += 1;
             continue;
         }
+        // A layer whose float reference is infinite (an RSQRT whose int8 input holds
+        // values that dequantize to 0, as x*x + 0.01 does at a scale above 0.02): qdbg's
+        // MSE is inf, TensorFlow's debugger writes NaN in every column. Neither is a
+        // number to compare.
+        if mse.is_nan() && ours.is_some_and(|o| !o.is_finite()) {
+            non_finite += 1;
+            continue;
+        }
         match ours {
             Some(o) if mse_agrees(o, *mse, *scale) => agree += 1,
             Some(o) => off.push(format!("{op} {name}: qdbg {o:.4e}, TensorFlow {mse:.4e}")),
             None => off.push(format!("{op} {name}: no qdbg row")),
         }
     }
-    (agree, tf.len() - self_compared, off)
+    (
+        agree,
+        tf.len() - self_compared - non_finite,
+        non_finite,
+        off,
+    )
 }
 
 #[test]
@@ -235,7 +248,8 @@ fn generated_models_quantize_as_tensorflow_does() {
     );
     let mut failures = Vec::new();
     let (mut tensors, mut requantized, mut tf_left_float, mut litert_aborts) = (0, 0, 0, 0);
-    let (mut csv_rows, mut csv_agree, mut add_floors) = (0, 0, 0);
+    let (mut csv_rows, mut csv_agree, mut add_floors, mut csv_batch_matmul) = (0, 0, 0, 0);
+    let mut csv_non_finite = 0;
     let mut rows_off = Vec::new();
     let work = tempfile::tempdir().unwrap();
     let mut jobs = Vec::new();
@@ -267,10 +281,19 @@ fn generated_models_quantize_as_tensorflow_does() {
         // generator could make one). Not where TensorFlow's model left ops float: the int8
         // ops after them read other values than qdbg's (a SOFTMAX reading a float
         // FULLY_CONNECTED's output quantized, where qdbg's reads an int8 one).
+        // Nor where TensorFlow's model has a BATCH_MATMUL: TensorFlow's debugger runs its
+        // debug model in TensorFlow 2.21's own interpreter, whose XNNPACK delegate computes
+        // an int8 BATCH_MATMUL of two activations up to 68 steps off (g30002), so that row
+        // and every row after it read other values; LiteRT 2.3 (builtin kernels or XNNPACK)
+        // runs the same debug model to qdbg's numbers.
         let csv = dir.join(format!("{stem}.tf_debug.csv"));
-        if csv.exists() && qdbg::graph::ModelKind::of(&tf).float_ops == 0 {
-            let (agree, rows, off) = csv_agreement(&graph, &q, &data, &csv);
+        let tf_batch_matmul = tf.nodes.iter().any(|n| n.op.name() == "BATCH_MATMUL");
+        if csv.exists() && tf_batch_matmul {
+            csv_batch_matmul += 1;
+        } else if csv.exists() && qdbg::graph::ModelKind::of(&tf).float_ops == 0 {
+            let (agree, rows, non_finite, off) = csv_agreement(&graph, &q, &data, &csv);
             csv_rows += rows;
+            csv_non_finite += non_finite;
             csv_agree += agree;
             if !off.is_empty() {
                 rows_off.push(format!("{stem}: {}", off.join("; ")));
@@ -281,17 +304,24 @@ fn generated_models_quantize_as_tensorflow_does() {
         let ours_path = work.path().join(format!("{stem}.qdbg_int8.tflite"));
         std::fs::write(&ours_path, &ours_bytes).unwrap();
         if dir.join(format!("{stem}.litert_aborts")).exists() {
-            // LiteRT aborted on TensorFlow's int8 model when the generator ran it (an ADD or
-            // SUB whose output scale is too fine for its inputs). qdbg's must run in LiteRT
+            // LiteRT aborted on TensorFlow's int8 model when the generator ran it (an ADD,
+            // SUB or SQUARED_DIFFERENCE whose output scale is too fine for its inputs). qdbg's must run in LiteRT
             // (checked with the batch below) and differ only at such outputs.
             litert_aborts += 1;
+            // (TensorFlow may rename such an output, as it does a model output the op
+            // writes (g30415), and then nothing pairs with qdbg's by name.)
             let widened_only = mismatches
                 .iter()
-                .all(|m| beyond_litert_add_limit(ours, &tf, m.split(':').next().unwrap_or("")));
-            if !widened_only || mismatches.is_empty() {
+                .all(|m| beyond_litert_add_limit(&tf, m.split(':').next().unwrap_or("")));
+            let tf_beyond = tf
+                .tensors
+                .iter()
+                .any(|t| beyond_litert_add_limit(&tf, &t.name));
+            if !widened_only || !tf_beyond {
                 failures.push(format!(
-                    "{stem}: LiteRT aborts on TensorFlow's model; qdbg's parameters should \
-                     differ at ADD/SUB outputs only: {mismatches:?}"
+                    "{stem}: LiteRT aborts on TensorFlow's model, which should have an \
+                     ADD/SUB/SQUARED_DIFFERENCE output beyond LiteRT's limit ({tf_beyond}), \
+                     qdbg's parameters differing at such outputs only: {mismatches:?}"
                 ));
             }
             jobs.push(Job {
@@ -303,12 +333,13 @@ fn generated_models_quantize_as_tensorflow_does() {
             });
             continue;
         }
-        // An ADD or SUB output TensorFlow gave a scale LiteRT's kernels cannot rescale to:
-        // qdbg keeps it within their limit on purpose (`plan::within_litert_add_limit`; LiteRT
-        // aborts on such an ADD and runs such a SUB through undefined shifts).
+        // An ADD, SUB or SQUARED_DIFFERENCE output TensorFlow gave a scale LiteRT's kernels
+        // cannot rescale to: qdbg keeps it within their limit on purpose
+        // (`plan::within_litert_add_limit`; LiteRT aborts on such an ADD or
+        // SQUARED_DIFFERENCE and runs such a SUB through undefined shifts).
         let (floored, mismatches): (Vec<String>, Vec<String>) = mismatches
             .into_iter()
-            .partition(|m| beyond_litert_add_limit(ours, &tf, m.split(':').next().unwrap_or("")));
+            .partition(|m| beyond_litert_add_limit(&tf, m.split(':').next().unwrap_or("")));
         add_floors += floored.len();
         if !mismatches.is_empty() {
             failures.push(format!(
@@ -382,19 +413,25 @@ fn generated_models_quantize_as_tensorflow_does() {
     eprintln!(
         "{} generated models: {tensors} parameters compared, {requantized} requantizes in \
          TensorFlow's models, {tf_left_float} where TensorFlow left ops float, {litert_aborts} where LiteRT aborts on \
-         TensorFlow's model (qdbg's runs), {add_floors} ADD/SUB outputs kept within LiteRT's \
+         TensorFlow's model (qdbg's runs), {add_floors} ADD/SUB/SQUARED_DIFFERENCE outputs kept within LiteRT's \
          rescale limit; {} known differences (DELIBERATE, OPEN), {} unexplained",
         models.len(),
         deliberate.len(),
         unexplained.len()
     );
     eprintln!(
-        "  debugger: {csv_agree} of {csv_rows} of TensorFlow's rows reproduced (MSE within 5%)"
+        "  debugger: {csv_agree} of {csv_rows} of TensorFlow's rows reproduced (MSE within 5%); \
+         {csv_non_finite} rows with an infinite float reference (qdbg inf, TensorFlow NaN) and \
+         {csv_batch_matmul} models with a BATCH_MATMUL not compared"
     );
     for r in &rows_off {
         eprintln!("  debugger rows off: {r}");
     }
-    // Not yet per row: 8 of 1,492 rows differ today (CONCATENATION with requantized inputs,
+    // Listed before any assertion, so that one run shows every kind of difference.
+    for f in &unexplained {
+        eprintln!("  unexplained: {f}");
+    }
+    // Not yet per row: 7 of 1,850 rows differ today (CONCATENATION with requantized inputs,
     // MEAN, one ADD, one MAXIMUM; see the README), none analysed yet. The share guards
     // against any new difference.
     assert!(

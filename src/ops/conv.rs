@@ -444,7 +444,11 @@ fn subsample(
     let cols: Vec<u32> = (0..out_w).map(|i| (i * stride_w) as u32).collect();
     let rows = CTensor::from_vec(rows, out_h, device)?;
     let cols = CTensor::from_vec(cols, out_w, device)?;
-    Ok(x.index_select(&rows, 1)?.index_select(&cols, 2)?)
+    // Contiguous first: index_select reads only contiguous storage, and `x` may be a
+    // strided view (a SLICE or SPLIT output).
+    Ok(x.contiguous()?
+        .index_select(&rows, 1)?
+        .index_select(&cols, 2)?)
 }
 
 /// TRANSPOSE_CONV: inputs are (output_shape, filter OHWI, input, optional bias).

@@ -226,7 +226,9 @@ fn strided_slice(ctx: &EvalCtx, attrs: &StridedSliceAttrs) -> OpResult<CTensor> 
     if begin.len() > rank || end.len() != begin.len() || strides.len() != begin.len() {
         op_bail!("begin/end/strides {begin:?}/{end:?}/{strides:?} do not fit rank {rank}");
     }
-    let mut x = input.clone();
+    // candle's index_select reads only contiguous storage; a SLICE or SPLIT output is a
+    // strided view of its input (g40112: a STRIDED_SLICE of a SLICE).
+    let mut x = input.contiguous()?;
     for dim in 0..begin.len() {
         let n = input.dim(dim)? as i64;
         let bit = |mask: i32| mask & (1 << dim) != 0;
@@ -303,7 +305,9 @@ fn gather(ctx: &EvalCtx, axis: i32, batch_dims: i32) -> OpResult<CTensor> {
     let flat: Vec<u32> = flat.into_iter().map(|i| i as u32).collect();
     let count = flat.len();
     let index = CTensor::from_vec(flat, count, params.device())?;
+    // Contiguous first, as in `strided_slice` (g40272: a GATHER of a SLICE).
     Ok(params
+        .contiguous()?
         .index_select(&index, axis)?
         .reshape(ctx.output_shape(0)?)?)
 }

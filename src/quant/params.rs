@@ -5,9 +5,13 @@ use crate::graph::QuantParams;
 /// Asymmetric int8 parameters for an activation observed in `[min, max]`.
 ///
 /// The range is first widened to include 0 (zero must be exactly representable: padding
-/// and ReLU produce it). Scale and zero point then follow the converter's "nudging": the
-/// scale spans the range over 255 steps, and the zero point is solved from whichever end
-/// (min or max) carries the smaller rounding error, then rounded and clamped.
+/// and ReLU produce it). Scale and zero point then follow the converter as its Python
+/// path runs it (`legacy_float_scale`): the scale spans the range over 255 steps in f32
+/// arithmetic on the f32 ends, and the zero point is solved from the min end alone, in
+/// f64 against that f32 scale, then rounded to f32 before it is rounded (half away from
+/// zero) and clamped. The last f32 rounding decides ties: a range symmetric about zero
+/// solves to about -0.5, and which side of it the f32 value lands on depends on the range
+/// (TensorFlow's models: [-1, 1] gets -1, [-12.558222, 12.558222] gets 0 (g11322)).
 pub fn activation_params(min: f32, max: f32) -> QuantParams {
     activation_params_wide(min as f64, max as f64)
 }
@@ -22,24 +26,16 @@ pub fn activation_params_wide(min: f64, max: f64) -> QuantParams {
         // An all-zero tensor: any scale represents it; TensorFlow uses 1 and qmin.
         return QuantParams::per_tensor(1.0, qmin as i64);
     }
-    let scale = (rmax - rmin) / (qmax - qmin);
-    let from_min = qmin - rmin / scale;
-    let from_min_error = qmin.abs() + (rmin / scale).abs();
-    let from_max = qmax - rmax / scale;
-    let from_max_error = qmax.abs() + (rmax / scale).abs();
-    let zero_point = if from_min_error < from_max_error {
-        from_min
-    } else {
-        from_max
-    };
-    let zero_point = if zero_point < qmin {
+    let scale = (rmax as f32 - rmin as f32) / (qmax - qmin) as f32;
+    let from_min = (qmin - rmin / f64::from(scale)) as f32;
+    let zero_point = if from_min < qmin as f32 {
         qmin
-    } else if zero_point > qmax {
+    } else if from_min > qmax as f32 {
         qmax
     } else {
-        zero_point.round()
+        f64::from(from_min.round())
     };
-    QuantParams::per_tensor(scale as f32, zero_point as i64)
+    QuantParams::per_tensor(scale, zero_point as i64)
 }
 
 /// Half the narrowest symmetric weight range TensorFlow's quantizer keeps.
@@ -131,10 +127,20 @@ mod tests {
         let p = activation_params(0.0, 6.0);
         assert!((p.scale[0] - 6.0 / 255.0).abs() < 1e-9);
         assert_eq!(p.zero_point[0], -128);
-        // [-1, 1]: scale 2/255; from min: -128 + 127.5 = -0.5 (error 128+127.5);
-        // from max: 127 - 127.5 = -0.5 (error 127+127.5, smaller) -> round(-0.5) = -1
+        // [-1, 1]: scale 2/255 in f32 (0.007843137718737125, a little above 2/255), so
+        // -128 + 1/scale = -0.50000757 -> -1, the zero point in TensorFlow's models.
         let p = activation_params(-1.0, 1.0);
         assert_eq!(p.zero_point[0], -1);
+        // [-12.558222, 12.558222] (g11322's CONCATENATION): the f32 scale 0.09849585592746735
+        // is a little below 25.116444/255, so the min end solves to -0.49999812 -> 0, as
+        // TensorFlow's int8 model of tests/fixtures/generated/g11322 has it.
+        let p = activation_params(-12.558222, 12.558222);
+        assert_eq!((p.scale[0], p.zero_point[0]), (0.098495856, 0));
+        // [-0.2, 1] (g30503's LEAKY_RELU): scale 1.2/255 in f32 = 0.0047058826; -128 +
+        // 0.2/scale = -85.5 exactly in f32 -> -86 (half away from zero), TensorFlow's zero
+        // point in tests/fixtures/generated/g30503 (an f64 solution, -85.4999995, gives -85).
+        let p = activation_params(-0.2, 1.0);
+        assert_eq!((p.scale[0], p.zero_point[0]), (0.0047058826, -86));
         // A positive-only range is widened to include 0.
         let p = activation_params(2.0, 4.0);
         assert!((p.scale[0] - 4.0 / 255.0).abs() < 1e-9);

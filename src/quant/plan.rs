@@ -8,7 +8,7 @@
 //! reproduces what the converter's quantizer does with those rules on a calibrated model:
 //!
 //! 1. **Ranges.** Calibrated min/max, with two of the converter's adjustments: a range an
-//!    in-place ADD/SUB/MUL widened during calibration (see [`tensorflow_inplace_widening`]),
+//!    in-place ADD/SUB/MUL/DIV widened during calibration (see [`tensorflow_inplace_widening`]),
 //!    and a range narrower than 1e-6 widened by 1e-6 on each side (`kNearZeroTolerance`:
 //!    a dead channel would otherwise get a scale of 1e-13 and pin its neighbours).
 //! 2. **Which ranges count.** The output range of a same-scale op with a single float
@@ -100,12 +100,14 @@ impl std::ops::Index<&TensorId> for ActivationPlan {
 
 /// Ranges as TensorFlow's calibrator records them.
 ///
-/// When an ADD, SUB or MUL can run in place (an input of the output's shape that only this
-/// op reads), LiteRT writes the result into that input's buffer, and the calibrator, which
+/// When an ADD, SUB, MUL or DIV can run in place (an input of the output's shape, over 4
+/// bytes, that only this op reads), LiteRT writes the result into that input's buffer, and the calibrator, which
 /// reads op inputs after the op has run, folds the op's output range into the input's (not
 /// when the op writes a model output, which always gets a buffer of its own). When both
 /// inputs qualify, the first is the one shared (BlazeFace's residual ADDs; in MobileNetV3's
-/// only the block output qualifies, the shortcut having other readers).
+/// only the block output qualifies, the shortcut having other readers). SQUARED_DIFFERENCE,
+/// MAXIMUM, MINIMUM and the unary ops never run in place in TensorFlow 2.21's calibrator
+/// (g30022: a DIV's output range folded into its divisor's, `x*x + 3`).
 fn tensorflow_inplace_widening(
     graph: &Graph,
     calibration: &Calibration,
@@ -127,7 +129,7 @@ fn tensorflow_inplace_widening(
         let in_place_kind = matches!(
             node.op,
             Op::Binary {
-                kind: BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul,
+                kind: BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul | BinaryKind::Div,
                 ..
             }
         );
@@ -138,10 +140,14 @@ fn tensorflow_inplace_widening(
         if graph.outputs.contains(&out) {
             continue;
         }
+        // LiteRT's arena shares no buffer of 4 bytes or fewer (a single float: g40070's
+        // MUL of a 1x1x1x1 slice keeps its own range).
+        let bytes = |t: &crate::graph::Tensor| t.dtype.size_bytes().map(|b| b * t.num_elements());
         let shared = node.inputs.iter().flatten().find(|&&id| {
             let t = graph.tensor(id);
             !t.is_constant()
                 && t.shape == graph.tensor(out).shape
+                && bytes(t).is_some_and(|b| b > 4)
                 && reader_count[id] == 1
                 && !graph.inputs.contains(&id)
                 && !graph.outputs.contains(&id)
@@ -175,9 +181,18 @@ pub fn params_for_range(range: TensorRange) -> QuantParams {
 /// the near-zero scale all the same and writes a model LiteRT cannot load.
 const ADD_OUTPUT_SCALE_FLOOR: f64 = 8.0 * ADD_MIN_OUTPUT_SCALE_RATIO;
 
+/// The same limit for SQUARED_DIFFERENCE, against the square of the larger input scale:
+/// LiteRT's int8 kernel squares the difference of both inputs rescaled to twice the larger
+/// input scale at 2^7 resolution, so its output multiplier (2 s)^2 / (2^14 s_out) must stay
+/// below 1 (LiteRT aborts otherwise), that is s_out above s^2 / 2^12; kept 8 times above
+/// it as for ADD. TensorFlow's quantizer gives a branch squared against itself (all zeros)
+/// the near-zero scale and writes a model LiteRT aborts on (g30415).
+const SQUARED_DIFFERENCE_OUTPUT_SCALE_FLOOR: f64 = 1.0 / 512.0;
+
 /// `range`, the calibrated range of `out` (an output of `node`), widened where `node` is an
 /// ADD or SUB whose output scale would fall below [`ADD_OUTPUT_SCALE_FLOOR`] times its
-/// inputs' (by their own ranges, or a constant's values).
+/// inputs' (by their own ranges, or a constant's values), or a SQUARED_DIFFERENCE whose
+/// output scale would fall below [`SQUARED_DIFFERENCE_OUTPUT_SCALE_FLOOR`] times their square.
 fn within_litert_add_limit(
     graph: &Graph,
     node: &Node,
@@ -185,14 +200,18 @@ fn within_litert_add_limit(
     range: TensorRange,
     ranges: &HashMap<TensorId, TensorRange>,
 ) -> TensorRange {
-    if !matches!(
-        node.op,
+    let squared = match node.op {
         Op::Binary {
             kind: BinaryKind::Add | BinaryKind::Sub,
             ..
-        }
-    ) || node.outputs.first() != Some(&out)
-    {
+        } => false,
+        Op::Binary {
+            kind: BinaryKind::SquaredDifference,
+            ..
+        } => true,
+        _ => return range,
+    };
+    if node.outputs.first() != Some(&out) {
         return range;
     }
     let input_scale = |id: TensorId| -> Option<f64> {
@@ -215,7 +234,11 @@ fn within_litert_add_limit(
         .flatten()
         .filter_map(|&id| input_scale(id))
         .fold(0f64, f64::max);
-    let floor = largest * ADD_OUTPUT_SCALE_FLOOR;
+    let floor = if squared {
+        largest * largest * SQUARED_DIFFERENCE_OUTPUT_SCALE_FLOOR
+    } else {
+        largest * ADD_OUTPUT_SCALE_FLOOR
+    };
     let scale = f64::from(params_for_range(range).scale[0]);
     if scale >= floor || scale <= 0.0 {
         return range;
