@@ -31,8 +31,9 @@ use crate::select::Selector;
 /// A float model, read and checked to be one.
 pub struct FloatModel {
     pub path: PathBuf,
-    /// The file's bytes: the writer carries its metadata and signatures over.
-    pub original: Vec<u8>,
+    /// The file's bytes: the writer carries its metadata and signatures over. `None` once
+    /// dropped by a command that writes no model ([`Loaded::without_original`]).
+    pub original: Option<Vec<u8>>,
     pub graph: Graph,
 }
 
@@ -46,7 +47,7 @@ impl FloatModel {
         ModelKind::of(&graph).require_float(path, command)?;
         Ok(FloatModel {
             path: path.to_path_buf(),
-            original,
+            original: Some(original),
             graph,
         })
     }
@@ -84,6 +85,13 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Lets the model file's bytes go, for a command that writes no model (`qdbg debug`):
+    /// the session would otherwise hold a second copy of the weights.
+    pub fn without_original(mut self) -> Loaded {
+        self.model.original = None;
+        self
+    }
+
     /// Reads the float model and its data: [`FloatModel::read`] then
     /// [`FloatModel::with_data`].
     pub fn read(
@@ -130,7 +138,7 @@ impl Loaded {
         let plan = plan_activations(&model.graph, &calibration);
         let selector = Selector::new(
             Arc::new(model.graph),
-            Some(Arc::new(model.original)),
+            model.original.map(Arc::new),
             Arc::new(plan),
             Arc::new(dataset),
             labels.map(Arc::new),

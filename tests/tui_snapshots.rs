@@ -286,3 +286,57 @@ fn any_size_renders() {
     s.show_help = true;
     draw(&s, 30, 8);
 }
+
+/// Names as TensorFlow's converter writes them for a Keras model (MediaPipe's
+/// hand_landmark_lite): every layer under `model_1/model/`, fused ops joined with `;`. The
+/// rows must read by the layer the user named (`re_lu_1/Relu6`), not by the shared folders.
+#[test]
+fn real_world_names_read_by_layer() {
+    const NAMES: [&str; 8] = [
+        "model_1/model/re_lu/Relu6;model_1/model/batch_normalization/FusedBatchNormV3;model_1/model/conv2d/Conv2D",
+        "model_1/model/re_lu_1/Relu6;model_1/model/batch_normalization_1/FusedBatchNormV3;model_1/model/depthwise_conv2d/depthwise",
+        "model_1/model/batch_normalization_2/FusedBatchNormV3;model_1/model/conv2d_5/Conv2D;model_1/model/conv2d_1/Conv2D",
+        "model_1/model/re_lu_2/Relu6;model_1/model/batch_normalization_3/FusedBatchNormV3;model_1/model/conv2d_2/Conv2D",
+        "model_1/model/max_pooling2d/MaxPool",
+        "model_1/model/re_lu_3/Relu6;model_1/model/batch_normalization_4/FusedBatchNormV3;model_1/model/depthwise_conv2d_1/depthwise",
+        "model_1/model/add/add",
+        "Identity",
+    ];
+    let rename = |mut info: qdbg::debug::LayerInfo, k: usize| {
+        info.tensor_name = NAMES[k].to_string();
+        info
+    };
+    let mut s = State::new(
+        "hand_landmark_lite.tflite".into(),
+        "inputs.npz".into(),
+        true,
+    );
+    s.redact_timings = true;
+    let layers = infos()
+        .into_iter()
+        .enumerate()
+        .map(|(k, i)| rename(i, k))
+        .collect();
+    update(
+        &mut s,
+        Action::DebugStarted {
+            layers,
+            samples: 100,
+            at_s: 1.0,
+        },
+    );
+    let mut full = (*report(100, false)).clone();
+    for (k, l) in full.layers.iter_mut().enumerate() {
+        l.info = rename(l.info.clone(), k);
+    }
+    update(
+        &mut s,
+        Action::DebugUpdated {
+            done: 100,
+            total: 100,
+            report: std::sync::Arc::new(full),
+            at_s: 11.0,
+        },
+    );
+    insta::assert_snapshot!(text(&s, 80, 24));
+}

@@ -139,7 +139,10 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
             run_and_report(args, debugger, &graph, &loaded.dataset, labels, mode)
         }
         None => {
-            let session = loaded.calibrate(args.recalibrate, arithmetic, &mut |_| {})?;
+            let session =
+                loaded
+                    .without_original()
+                    .calibrate(args.recalibrate, arithmetic, &mut |_| {})?;
             let model = session.quantize(&QuantizeOptions::default())?;
             let debugger = session
                 .debugger(&model)?

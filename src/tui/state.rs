@@ -478,27 +478,31 @@ pub fn display_name<'a>(name: &'a str, shared_prefix: &str) -> &'a str {
     first.strip_prefix(shared_prefix).unwrap_or(first)
 }
 
-/// The leading `folder/` most layers' names share (`model_1/`), or "": a model's outputs
-/// are often named differently (`Identity`), which must not keep the prefix on the rest.
+/// The leading folders most layers' names share (`model_1/model/` in a Keras model
+/// converted by TensorFlow), or "": the longest `a/b/.../` prefix that at least three
+/// quarters of the names start with. A model's outputs are often named differently
+/// (`Identity`), which must not keep the prefix on the rest; and a prefix never takes a
+/// name's last part (the op), so every shortened name still says something.
 pub fn shared_prefix<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut total = 0;
     for name in names {
         total += 1;
         let first = name.split(';').next().unwrap_or(name);
-        if let Some(i) = first.find('/') {
+        for (i, _) in first.match_indices('/') {
             *counts.entry(&first[..=i]).or_default() += 1;
         }
     }
     counts
         .into_iter()
         .filter(|&(_, n)| n * 4 >= total * 3)
-        .max_by_key(|&(p, n)| (n, p))
+        .max_by_key(|&(p, n)| (p.len(), n, p))
         .map_or(String::new(), |(p, _)| p.to_string())
 }
 
 /// A `/`-separated name in `width` characters, keeping its first folder (the layer) and
-/// its end (the op): `b1_expand_bn_1/…/add_1`.
+/// its end (the op): `b1_expand_bn_1/…/add_1`; a layer name that alone is too long keeps
+/// its end (`…tch_normalization_2`), the part that tells Keras' layers apart.
 pub fn fit_path(name: &str, width: usize) -> String {
     if name.chars().count() <= width {
         return name.to_string();
@@ -522,9 +526,13 @@ pub fn fit_path(name: &str, width: usize) -> String {
         }
     }
     if parts.len() >= 2 && width >= 4 {
-        // The layer's name says more than the op's: keep the head.
-        let head: String = parts[0].chars().take(width - 2).collect();
-        return format!("{head}/…");
+        // The layer's name says more than the op's: keep the head, whole if it fits; else
+        // its end, where Keras numbers its layers (`…normalization_2`).
+        let head = parts[0];
+        if head.chars().count() + 2 <= width {
+            return format!("{head}/…");
+        }
+        return ellipsize_start(head, width);
     }
     ellipsize_start(name, width)
 }
@@ -532,6 +540,30 @@ pub fn fit_path(name: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names from MediaPipe's hand_landmark_lite (TensorFlow's converter, Keras layers
+    /// under `model_1/model/`): the rows must read by the layer, not by the shared folders.
+    #[test]
+    fn real_model_names_drop_every_shared_folder() {
+        let names = [
+            "model_1/model/re_lu/Relu6;model_1/model/batch_normalization/FusedBatchNormV3",
+            "model_1/model/re_lu_1/Relu6;model_1/model/batch_normalization_1/FusedBatchNormV3",
+            "model_1/model/batch_normalization_2/FusedBatchNormV3;model_1/model/conv2d_5/Conv2D",
+            "model_1/model/max_pooling2d/MaxPool",
+            "model_1/model/add/add",
+            "Identity",
+        ];
+        let prefix = shared_prefix(names.iter().copied());
+        assert_eq!(prefix, "model_1/model/");
+        assert_eq!(display_name(names[1], &prefix), "re_lu_1/Relu6");
+        assert_eq!(display_name(names[3], &prefix), "max_pooling2d/MaxPool");
+        assert_eq!(display_name(names[5], &prefix), "Identity");
+        // A prefix held by fewer than three quarters of the names stays.
+        let mixed = ["a/b/x", "a/c/y", "a/b/z", "d/e"];
+        assert_eq!(shared_prefix(mixed.iter().copied()), "a/");
+        // Never the whole name: names without a folder share nothing.
+        assert_eq!(shared_prefix(["x", "y"].iter().copied()), "");
+    }
 
     #[test]
     fn names_fit_keeping_layer_and_op() {
@@ -545,6 +577,11 @@ mod tests {
             "b1_project_bn_1/…"
         );
         assert_eq!(fit_path("abcdefghijklmnop", 8), "…jklmnop");
+        // A layer name too long for the column keeps its numbered end.
+        assert_eq!(
+            fit_path("batch_normalization_2/FusedBatchNormV3", 20),
+            "…tch_normalization_2"
+        );
         assert_eq!(display_name("m_1/a/b;m_1/c", "m_1/"), "a/b");
         let names = ["m_1/a;x", "m_1/b", "m_1/c", "Identity"];
         assert_eq!(shared_prefix(names.into_iter()), "m_1/");
