@@ -17,7 +17,7 @@ use super::{
     activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError,
     OpResult, Prepared,
 };
-use super::{int8_conv, quantized::node_is_quantized, Arithmetic};
+use super::{int8_conv, Arithmetic};
 use crate::graph::{
     Conv2dAttrs, DType, FusedActivation, Graph, Node, Op, Padding, TensorData, TensorId,
     TransposeConvAttrs,
@@ -201,14 +201,10 @@ impl OpFamily for Conv {
         constant: &dyn Fn(TensorId) -> Option<CTensor>,
         arithmetic: Arithmetic,
     ) -> OpResult<Option<Prepared>> {
-        if node_is_quantized(graph, node) {
-            // Packing failures (odd parameters) are left for the op to report when it runs.
-            return Ok(int8_conv::prepare(graph, node, arithmetic));
-        }
-        match node.op {
+        int8_conv::prepare_int8_or_float(graph, node, arithmetic, || match node.op {
             Op::Conv2d(_) => prepare_float(graph, node, constant),
             _ => Ok(None),
-        }
+        })
     }
 }
 

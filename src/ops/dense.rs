@@ -12,7 +12,7 @@ use super::{
     activation::apply_fused, broadcast_shape, expect_output_shape, op_bail, EvalCtx, OpError,
     OpResult, Prepared,
 };
-use super::{int8_conv, quantized::node_is_quantized, Arithmetic};
+use super::{int8_conv, Arithmetic};
 use crate::graph::{DType, FullyConnectedAttrs, Graph, Node, Op, TensorId};
 use crate::kernels::int8::conv::FullyConnectedInt8;
 use crate::tflite::codec::{read_activation_or_none, write_activation, OpVersionCtx};
@@ -155,14 +155,10 @@ impl OpFamily for Dense {
         constant: &dyn Fn(TensorId) -> Option<CTensor>,
         arithmetic: Arithmetic,
     ) -> OpResult<Option<Prepared>> {
-        if node_is_quantized(graph, node) {
-            // Packing failures (odd parameters) are left for the op to report when it runs.
-            return Ok(int8_conv::prepare(graph, node, arithmetic));
-        }
-        match node.op {
+        int8_conv::prepare_int8_or_float(graph, node, arithmetic, || match node.op {
             Op::FullyConnected(_) => prepare_float(graph, node, constant),
             _ => Ok(None),
-        }
+        })
     }
 }
 

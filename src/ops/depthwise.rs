@@ -11,7 +11,7 @@ use super::{
     activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpResult,
     Prepared,
 };
-use super::{int8_conv, quantized::node_is_quantized, Arithmetic};
+use super::{int8_conv, Arithmetic};
 use crate::graph::{DepthwiseConv2dAttrs, FusedActivation, Graph, Node, Op, TensorData, TensorId};
 use crate::kernels::{depthwise_f32, run_on_host_filling, simd};
 use crate::tflite::codec::{
@@ -123,12 +123,8 @@ impl OpFamily for Depthwise {
         _constant: &dyn Fn(TensorId) -> Option<CTensor>,
         arithmetic: Arithmetic,
     ) -> OpResult<Option<Prepared>> {
-        if node_is_quantized(graph, node) {
-            // Packing failures (odd parameters) are left for the op to report when it runs.
-            return Ok(int8_conv::prepare(graph, node, arithmetic));
-        }
         // The host kernel reads the graph's own data; no device copy needed.
-        prepare_float(graph, node)
+        int8_conv::prepare_int8_or_float(graph, node, arithmetic, || prepare_float(graph, node))
     }
 }
 

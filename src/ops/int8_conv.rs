@@ -13,6 +13,21 @@ use crate::graph::{Graph, Node, Op, TensorData, TensorId};
 use crate::kernels::int8::conv::{ConvGeometry, ConvInt8, FullyConnectedInt8};
 use crate::kernels::simd;
 
+/// The weights of a conv-like node prepared for the kernel that runs it: packed for the
+/// int8 kernels when its tensors are int8, else `float()`'s layout for the float kernel.
+pub(super) fn prepare_int8_or_float(
+    graph: &Graph,
+    node: &Node,
+    arithmetic: Arithmetic,
+    float: impl FnOnce() -> OpResult<Option<Prepared>>,
+) -> OpResult<Option<Prepared>> {
+    if super::quantized::node_is_quantized(graph, node) {
+        // Packing failures (odd parameters) are left for the op to report when it runs.
+        return Ok(prepare(graph, node, arithmetic));
+    }
+    float()
+}
+
 /// Packs the weights of an int8 CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED once, for
 /// the kernel level this process runs (`kernels::simd::active`). `None` when the op is
 /// another one or its parameters do not pack: the op then runs the reference kernel,

@@ -17,6 +17,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::debug::report::LAYER_METRICS;
+
 #[derive(Clone, Debug)]
 pub enum Rule {
     Name(String),
@@ -75,21 +77,11 @@ impl CmpOp {
     }
 }
 
-/// Metric names an expression may use.
-pub const EXPRESSION_METRICS: [&str; 12] = [
-    "rmse/scale",
-    "range",
-    "scale",
-    "zero_point",
-    "mean_squared_error",
-    "max_abs_error",
-    "mean_error",
-    "stddev",
-    "sqnr_db",
-    "cosine",
-    "saturation",
-    "op",
-];
+/// Whether an expression may compare `name`: any per-layer metric (the names the CSV
+/// and JSON use, `debug::report::LAYER_METRICS`) or the op type.
+fn expression_metric(name: &str) -> bool {
+    name == "op" || LAYER_METRICS.contains(&name)
+}
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -280,10 +272,10 @@ fn parse_comparison(term: &str) -> std::result::Result<Comparison, String> {
     ] {
         if let Some((lhs, rhs)) = term.split_once(sym) {
             let metric = lhs.trim().to_string();
-            if !EXPRESSION_METRICS.contains(&metric.as_str()) {
+            if !expression_metric(&metric) {
                 return Err(format!(
-                    "unknown metric '{metric}'; use one of {}",
-                    EXPRESSION_METRICS.join(", ")
+                    "unknown metric '{metric}'; use one of {}, op",
+                    LAYER_METRICS.join(", ")
                 ));
             }
             let rhs = rhs.trim();
@@ -325,6 +317,18 @@ mod tests {
             .contains("unknown metric"));
         assert!(Rule::parse("first:x").is_err());
         assert!(Rule::parse("re:(").is_err());
+    }
+
+    #[test]
+    fn expressions_take_every_layer_metric_and_name_them_when_wrong() {
+        for metric in crate::debug::report::LAYER_METRICS {
+            assert!(Expr::parse(&format!("{metric} > 1")).is_ok(), "{metric}");
+        }
+        let err = Expr::parse("loss > 1").unwrap_err();
+        assert!(
+            err.contains("'loss'") && err.contains("kl_divergence") && err.ends_with(", op"),
+            "{err}"
+        );
     }
 
     #[test]
