@@ -62,12 +62,12 @@ pub enum Error {
     #[error("{option}: {reason}")]
     Usage { option: String, reason: String },
 
-    /// candle failed on a tensor outside any op (reading values back, converting them):
-    /// a bug, reported with the tensor and what was being done.
-    #[error("internal error: tensor '{tensor}': {doing}: {cause} (please report this)")]
+    /// candle failed outside any op (reading values back to the host, storing a
+    /// checkpoint): a bug, reported with what was being done (the tensor, where known) and
+    /// candle's own error, kept.
+    #[error("internal error: {doing}: {cause} (please report this)")]
     Candle {
-        tensor: String,
-        doing: &'static str,
+        doing: String,
         cause: Box<candle_core::Error>,
     },
 
@@ -120,15 +120,10 @@ impl Error {
         }
     }
 
-    /// candle's error while `doing` something with `tensor`, outside any op.
-    pub fn candle(
-        tensor: impl Into<String>,
-        doing: &'static str,
-        cause: candle_core::Error,
-    ) -> Self {
+    /// candle's error while `doing` something, outside any op.
+    pub fn candle(doing: impl Into<String>, cause: candle_core::Error) -> Self {
         Error::Candle {
-            tensor: tensor.into(),
-            doing,
+            doing: doing.into(),
             cause: Box::new(cause),
         }
     }
@@ -192,5 +187,15 @@ mod tests {
         assert!(!bug.is_user_error());
         assert!(bug.to_string().contains("internal error"), "{bug}");
         assert!(Error::usage("--deny", "empty rule").is_user_error());
+        let candle = Error::candle(
+            "reading tensor 'x' for its range",
+            candle_core::Error::Msg("unexpected dtype".into()),
+        );
+        assert!(!candle.is_user_error());
+        assert!(
+            candle.to_string().contains("tensor 'x'")
+                && candle.to_string().contains("unexpected dtype"),
+            "{candle}"
+        );
     }
 }

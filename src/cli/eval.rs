@@ -79,7 +79,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
                     .flatten_all()
                     .and_then(|t| t.to_dtype(candle_core::DType::F32))
                     .and_then(|t| t.to_vec1::<f32>())
-                    .map_err(|e| qdbg::Error::Internal(e.to_string()))?;
+                    .map_err(|e| qdbg::Error::candle("reading the first output's scores", e))?;
                 Ok(ranked(&first))
             })
             .collect::<Vec<qdbg::Result<_>>>()

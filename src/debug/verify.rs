@@ -786,16 +786,16 @@ fn saturated(raw: &[i8]) -> usize {
 fn host(t: &CTensor) -> Result<Vec<f64>> {
     let flat = t
         .flatten_all()
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(|e| Error::candle("flattening a layer's values", e))?;
     // f32 -> f64 is exact: converting on the host gives the values candle's cast would,
     // without a second tensor.
     if flat.dtype() == candle_core::DType::F32 {
         return flat
             .to_vec1::<f32>()
             .map(|v| v.into_iter().map(f64::from).collect())
-            .map_err(|e| Error::Internal(e.to_string()));
+            .map_err(|e| Error::candle("reading a layer's f32 values to the host", e));
     }
     flat.to_dtype(candle_core::DType::F64)
         .and_then(|t| t.to_vec1::<f64>())
-        .map_err(|e| Error::Internal(e.to_string()))
+        .map_err(|e| Error::candle("reading a layer's values to the host as f64", e))
 }

@@ -88,7 +88,7 @@ pub fn host_f32(t: &CTensor) -> Result<Vec<f32>> {
     t.flatten_all()
         .and_then(|t| t.to_dtype(candle_core::DType::F32))
         .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|e| Error::Internal(e.to_string()))
+        .map_err(|e| Error::candle("reading a tensor's values to the host as f32", e))
 }
 
 #[cfg(test)]

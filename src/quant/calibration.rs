@@ -297,7 +297,12 @@ fn sample_ranges(
         if !graph.tensor(id).dtype.is_float() {
             return Ok(());
         }
-        let r = min_max(value).map_err(|e| Error::Internal(e.to_string()))?;
+        let r = min_max(value).map_err(|e| {
+            Error::candle(
+                format!("reading tensor '{}' for its range", graph.tensor(id).name),
+                e,
+            )
+        })?;
         if !(r.min.is_finite() && r.max.is_finite()) {
             return Err(Error::Data {
                 path: dataset.source.clone(),

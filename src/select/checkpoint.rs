@@ -53,7 +53,12 @@ impl StoredValue {
     /// `v` (a value of `graph`'s tensor `id`) compactly, `None` for what a checkpoint does
     /// not keep (carriers other than i64 / f32 / u8).
     pub fn capture(graph: &Graph, id: TensorId, v: &CTensor) -> Result<Option<Self>> {
-        let fail = |e: candle_core::Error| Error::Internal(e.to_string());
+        let fail = |e| {
+            Error::candle(
+                format!("storing tensor '{}' in a checkpoint", graph.tensor(id).name),
+                e,
+            )
+        };
         let flat = v.flatten_all().map_err(fail)?;
         let value = match (v.dtype(), graph.tensor(id).dtype) {
             (CDType::I64, DType::I8) => Stored::I8(
@@ -89,7 +94,7 @@ impl StoredValue {
             Stored::I64(v) => CTensor::from_vec(v.clone(), shape, device),
             Stored::F32(v) => CTensor::from_vec(v.clone(), shape, device),
         }
-        .map_err(|e| Error::Internal(e.to_string()))
+        .map_err(|e| Error::candle("restoring a checkpoint's value", e))
     }
 
     fn bytes(&self) -> usize {
