@@ -4,13 +4,11 @@
 //! LiteRT 2.3.0 (builtin kernels, no delegates) computed from them. Made by
 //! `scripts/kernel_vectors/make_misc_vectors.py`. Every case must match exactly.
 
-use std::fs::File;
-use std::path::PathBuf;
+mod common;
 
-use ndarray::{ArrayD, IxDyn};
-use ndarray_npy::NpzReader;
+use common::kernel_vectors::{check, sample, sample_shape, Vector};
 
-use qdbg::graph::{FusedActivation, Padding};
+use qdbg::graph::Padding;
 use qdbg::kernels::int8::binary::{Add, MinMax, Mul, Sub};
 use qdbg::kernels::int8::pool::{Pool2d, PoolKind};
 use qdbg::kernels::int8::reduce::{Mean, ReduceMax, Sum};
@@ -18,103 +16,13 @@ use qdbg::kernels::int8::softmax::Softmax;
 use qdbg::kernels::int8::unary::{HardSwish, LeakyRelu, Lut, Relu, ReluKind, Requantize};
 use qdbg::kernels::int8::QParams;
 
-struct Vector {
-    name: String,
-    npz: NpzReader<File>,
-}
-
-impl Vector {
-    fn open(case: &str) -> Self {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/kernels")
-            .join(format!("misc_{case}.npz"));
-        let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        Vector {
-            name: case.to_string(),
-            npz: NpzReader::new(file).unwrap(),
-        }
-    }
-
-    fn i8s(&mut self, key: &str) -> ArrayD<i8> {
-        self.npz
-            .by_name::<ndarray::OwnedRepr<i8>, IxDyn>(key)
-            .unwrap_or_else(|e| panic!("{}: {key}: {e}", self.name))
-    }
-
-    fn scalar<T: ndarray_npy::ReadableElement + Copy>(&mut self, key: &str) -> T {
-        let a = self
-            .npz
-            .by_name::<ndarray::OwnedRepr<T>, IxDyn>(key)
-            .unwrap_or_else(|e| panic!("{}: {key}: {e}", self.name));
-        *a.iter().next().expect("empty scalar")
-    }
-
-    fn ints(&mut self, key: &str) -> Vec<i32> {
-        self.npz
-            .by_name::<ndarray::OwnedRepr<i32>, IxDyn>(key)
-            .unwrap_or_else(|e| panic!("{}: {key}: {e}", self.name))
-            .iter()
-            .copied()
-            .collect()
-    }
-
-    fn qparams(&mut self, prefix: &str) -> QParams {
-        QParams::new(
-            self.scalar::<f32>(&format!("{prefix}_scale")),
-            self.scalar::<i32>(&format!("{prefix}_zp")),
-        )
-    }
-
-    fn activation(&mut self) -> FusedActivation {
-        match self.scalar::<i32>("activation") {
-            0 => FusedActivation::None,
-            1 => FusedActivation::Relu,
-            2 => FusedActivation::ReluN1To1,
-            3 => FusedActivation::Relu6,
-            other => panic!("{}: unexpected fused activation {other}", self.name),
-        }
-    }
-}
-
-/// The shape of one sample of an array stored as [samples, ...].
-fn sample_shape(a: &ArrayD<i8>) -> Vec<usize> {
-    a.shape()[1..].to_vec()
-}
-
-fn sample(a: &ArrayD<i8>, s: usize) -> Vec<i8> {
-    a.index_axis(ndarray::Axis(0), s).iter().copied().collect()
-}
-
-/// Runs `kernel` on every sample and compares with LiteRT's output exactly,
-/// reporting the mismatch count and the largest difference in LSBs.
-fn check(
-    v: &Vector,
-    expected: &ArrayD<i8>,
-    mut kernel: impl FnMut(usize, &mut [i8]) -> Result<(), String>,
-) {
-    let samples = expected.shape()[0];
-    let (mut mismatches, mut max_diff, mut total) = (0usize, 0i32, 0usize);
-    for s in 0..samples {
-        let want = sample(expected, s);
-        let mut got = vec![0i8; want.len()];
-        kernel(s, &mut got).unwrap_or_else(|e| panic!("{}: {e}", v.name));
-        for (&g, &w) in got.iter().zip(&want) {
-            let d = (i32::from(g) - i32::from(w)).abs();
-            mismatches += usize::from(d != 0);
-            max_diff = max_diff.max(d);
-        }
-        total += want.len();
-    }
-    assert!(total > 0, "{}: empty vector", v.name);
-    assert_eq!(
-        mismatches, 0,
-        "{}: {mismatches} of {total} outputs differ from LiteRT, by up to {max_diff} LSB",
-        v.name
-    );
+/// `tests/fixtures/kernels/misc_<case>.npz`.
+fn open(case: &str) -> Vector {
+    Vector::open(&common::fixture(&format!("kernels/misc_{case}.npz")), case)
 }
 
 fn binary(case: &str) {
-    let mut v = Vector::open(case);
+    let mut v = open(case);
     let (a, b, out) = (v.i8s("in0"), v.i8s("in1"), v.i8s("out"));
     let (qa, qb, qo) = (v.qparams("in0"), v.qparams("in1"), v.qparams("out"));
     let (sa, sb) = (sample_shape(&a), sample_shape(&b));
@@ -141,7 +49,7 @@ fn binary(case: &str) {
 }
 
 fn pool(case: &str, kind: PoolKind) {
-    let mut v = Vector::open(case);
+    let mut v = open(case);
     let (x, out) = (v.i8s("in0"), v.i8s("out"));
     let shape: [usize; 4] = sample_shape(&x).try_into().unwrap();
     let filter = v.ints("filter");
@@ -166,7 +74,7 @@ fn pool(case: &str, kind: PoolKind) {
 }
 
 fn reduce(case: &str) {
-    let mut v = Vector::open(case);
+    let mut v = open(case);
     let (x, out) = (v.i8s("in0"), v.i8s("out"));
     let axes = v.ints("axes");
     let keep = v.scalar::<bool>("keep_dims");
@@ -194,7 +102,7 @@ fn reduce(case: &str) {
 type UnaryKernel = Box<dyn Fn(&[i8], usize, &mut [i8]) -> Result<(), String>>;
 
 fn unary(case: &str, make: impl FnOnce(&mut Vector, QParams, QParams) -> UnaryKernel) {
-    let mut v = Vector::open(case);
+    let mut v = open(case);
     let (x, out) = (v.i8s("in0"), v.i8s("out"));
     let (qi, qo) = (v.qparams("in0"), v.qparams("out"));
     let depth = *x.shape().last().unwrap();
@@ -209,7 +117,7 @@ macro_rules! cases {
         #[test]
         fn every_vector_is_tested() {
             let tested = [$(stringify!($name)),*];
-            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kernels");
+            let dir = common::fixture("kernels");
             let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
                 .unwrap()
                 .filter_map(|e| {

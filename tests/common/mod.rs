@@ -111,6 +111,7 @@ pub fn read_any(npz: &mut NpzReader<std::fs::File>, name: &str) -> ArrayD<f64> {
     }
     panic!("npz entry {name} has an unsupported dtype");
 }
+pub mod kernel_vectors;
 pub mod synthetic;
 pub mod tf_debugger;
 pub mod tf_quantizer;
