@@ -19,7 +19,9 @@
 //! models run by LiteRT's builtin kernels (one batch call of tests/oracle/litert_outputs.py).
 //! Where LiteRT aborted on TensorFlow's int8 model when the generator ran it
 //! (NAME.litert_aborts), LiteRT must run qdbg's instead, whose parameters differ from
-//! TensorFlow's only where it avoids the abort.
+//! TensorFlow's only where it avoids the abort. Where LiteRT's DIV refused TensorFlow's model
+//! on its own data (NAME.litert_refuses: a divisor on its zero point), LiteRT must run qdbg's,
+//! which keeps that DIV float and differs from TensorFlow's only there.
 //!
 //! `QDBG_GENERATED_DIR=DIR cargo test --release --test generated -- --nocapture` runs the
 //! same comparison on a longer run made with `scripts/make_generated.sh --out DIR`.
@@ -36,7 +38,7 @@ use ndarray_npy::NpzReader;
 use qdbg::data::Dataset;
 use qdbg::graph::Graph;
 use qdbg::ops::{param_rule, ParamRule};
-use qdbg::quant::quantize::QuantizedModel;
+use qdbg::quant::quantize::{FloatReason, QuantizedModel};
 
 /// Differences not yet explained (each kept as a regression case with its seed): the
 /// model, and what differs. The test fails if one stops differing, so the list stays true.
@@ -101,6 +103,15 @@ fn beyond_litert_add_limit(tf: &Graph, name: &str) -> bool {
         "SQUARED_DIFFERENCE" => (2.0 * largest_input).powi(2) / (f64::from(1u32 << 14) * s) >= 1.0,
         _ => false,
     }
+}
+
+/// Whether tensor `name` is written by a DIV in TensorFlow's model `tf`.
+fn is_div_output(tf: &Graph, name: &str) -> bool {
+    tf.tensor_by_name(name).is_some_and(|id| {
+        tf.nodes
+            .iter()
+            .any(|n| n.op.name() == "DIV" && n.outputs.contains(&id))
+    })
 }
 
 /// One model's SQNR comparison: its float model, data, qdbg's int8 file and TensorFlow's
@@ -249,7 +260,7 @@ fn generated_models_quantize_as_tensorflow_does() {
     let mut failures = Vec::new();
     let (mut tensors, mut requantized, mut tf_left_float, mut litert_aborts) = (0, 0, 0, 0);
     let (mut csv_rows, mut csv_agree, mut add_floors, mut csv_batch_matmul) = (0, 0, 0, 0);
-    let mut csv_non_finite = 0;
+    let (mut csv_non_finite, mut litert_refuses) = (0, 0);
     let mut rows_off = Vec::new();
     let work = tempfile::tempdir().unwrap();
     let mut jobs = Vec::new();
@@ -322,6 +333,35 @@ fn generated_models_quantize_as_tensorflow_does() {
                     "{stem}: LiteRT aborts on TensorFlow's model, which should have an \
                      ADD/SUB/SQUARED_DIFFERENCE output beyond LiteRT's limit ({tf_beyond}), \
                      qdbg's parameters differing at such outputs only: {mismatches:?}"
+                ));
+            }
+            jobs.push(Job {
+                stem,
+                float: float.clone(),
+                inputs,
+                ours: ours_path,
+                tf: None,
+            });
+            continue;
+        }
+        if dir.join(format!("{stem}.litert_refuses")).exists() {
+            // LiteRT's DIV refused TensorFlow's int8 model on this very data: a divisor
+            // element on its zero point (a positive `x*x + c` whose step is far above `c`).
+            // qdbg keeps such a DIV float (`plan::divisors_on_zero_point`): its model must run
+            // in LiteRT (checked with the batch below) and differ from TensorFlow's only there.
+            litert_refuses += 1;
+            let div_kept_float = q
+                .float_ops
+                .iter()
+                .any(|(_, why)| *why == FloatReason::DivisorOnZeroPoint);
+            let at_float_divs_only = mismatches.iter().all(|m| {
+                m.strip_suffix(": TF int8, qdbg float")
+                    .is_some_and(|name| is_div_output(&tf, name))
+            });
+            if !div_kept_float || !at_float_divs_only {
+                failures.push(format!(
+                    "{stem}: LiteRT refuses TensorFlow's model: qdbg should keep its DIV float \
+                     ({div_kept_float}) and differ there only: {mismatches:?}"
                 ));
             }
             jobs.push(Job {
@@ -413,7 +453,7 @@ fn generated_models_quantize_as_tensorflow_does() {
     eprintln!(
         "{} generated models: {tensors} parameters compared, {requantized} requantizes in \
          TensorFlow's models, {tf_left_float} where TensorFlow left ops float, {litert_aborts} where LiteRT aborts on \
-         TensorFlow's model (qdbg's runs), {add_floors} ADD/SUB/SQUARED_DIFFERENCE outputs kept within LiteRT's \
+         TensorFlow's model and {litert_refuses} where it refuses it (qdbg's runs), {add_floors} ADD/SUB/SQUARED_DIFFERENCE outputs kept within LiteRT's \
          rescale limit; {} known differences (DELIBERATE, OPEN), {} unexplained",
         models.len(),
         deliberate.len(),

@@ -94,6 +94,10 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
                 FloatReason::CustomOp => "custom op, kept float (LiteRT runs it in float only)",
                 FloatReason::NotCalibrated => "an input was not calibrated",
                 FloatReason::FloatInGivenModel => "float in the given int8 model",
+                FloatReason::DivisorOnZeroPoint => {
+                    "its divisor's calibrated values reach the int8 zero point \
+                     (LiteRT's int8 DIV refuses to divide by it)"
+                }
             };
             println!(
                 "  #{} {} '{}': {why}",

@@ -35,6 +35,9 @@ pub enum FloatReason {
     NotCalibrated,
     /// The int8 model being debugged (made by another tool) computes this op in float.
     FloatInGivenModel,
+    /// A DIV whose divisor's calibrated values reach its int8 zero point: LiteRT's int8 DIV
+    /// refuses to divide by it, so the op stays float (`plan::divisors_on_zero_point`).
+    DivisorOnZeroPoint,
 }
 
 #[derive(Clone, Debug)]
@@ -80,6 +83,8 @@ pub fn quantize_graph(
             Some(FloatReason::NoInt8Kernel)
         } else if !calibrated {
             Some(FloatReason::NotCalibrated)
+        } else if plan.divisor_on_zero_point.contains(&pos) {
+            Some(FloatReason::DivisorOnZeroPoint)
         } else {
             None
         };
