@@ -17,7 +17,7 @@ input k, `input_k` int8 [samples, ...shape], and per output k `xnnpack_k` / `bui
 int8 [samples, ...shape]. The script prints how many output elements the two runtimes
 disagree on: the cases are chosen so the ops XNNPACK computes differently (CONV_2D,
 DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV, MEAN, MUL, LEAKY_RELU,
-RESIZE_BILINEAR) show it, and a few it computes the same way (ADD, SUB, LOGISTIC, TANH,
+RESIZE_BILINEAR, QUANTIZE int8 -> int8) show it, and a few it computes the same way (ADD, SUB, LOGISTIC, TANH,
 SUM, CONCATENATION) guard that claim.
 
 Deterministic: fixed seeds and archives with fixed timestamps.
@@ -108,6 +108,12 @@ def cases():
         ("logistic", "LOGISTIC", lambda r: lambda x: tf.sigmoid(x), [(256,)], (-8, 8)),
         ("tanh", "TANH", lambda r: lambda x: tf.tanh(x), [(256,)], (-4, 4)),
         ("sum_hw", "SUM", lambda r: lambda x: tf.reduce_sum(x, [1, 2]), [(1, 9, 9, 4)], (-2, 2)),
+        # The converter requantizes the LOGISTIC's fixed 1/256 output to the concatenation's
+        # range (QUANTIZE int8 -> int8), which XNNPACK computes with an 8-bit multiplier.
+        ("requantize", "QUANTIZE", lambda r: lambda x: tf.concat([x, tf.sigmoid(x)], 0),
+         [(256,)], (-8, 8)),
+        ("requantize_fine", "QUANTIZE", lambda r: lambda x: tf.concat([x, tf.sigmoid(x)], 0),
+         [(256,)], (-1, 1.5)),
     ]
 
 

@@ -483,10 +483,10 @@ impl<'a> Debugger<'a> {
         let mut float_inputs = Vec::with_capacity(qnode.inputs.len());
         for i in &qnode.inputs {
             float_inputs.push(match i {
-                Some(id) if !q.tensor(*id).is_constant() => match plan.float_source.get(id) {
-                    Some(src) => qvals.get(src).cloned(),
-                    None => match qvals.get(id) {
-                        Some(v) => int8.dequantized(q, *id, v)?,
+                Some(id) if !q.tensor(*id).is_constant() => match plan.twin_reads(*id) {
+                    TwinRead::Float(src) => qvals.get(&src).cloned(),
+                    TwinRead::Dequantized(id) => match qvals.get(&id) {
+                        Some(v) => int8.dequantized(q, id, v)?,
                         None => None,
                     },
                 },
@@ -650,6 +650,16 @@ struct SamplePlan {
     /// of an op kept float) stands for that float tensor: the float twin reads it
     /// directly, as TensorFlow's debug model does (it folds dequantize(quantize(x))).
     float_source: HashMap<TensorId, TensorId>,
+    /// An int8 tensor made by requantizing another for every reader (QUANTIZE int8 ->
+    /// int8 that is the other's only reader: its producer's parameters are fixed, and all
+    /// readers need others) -> that tensor. A float twin reads the producer's value
+    /// dequantized, not the requantized copy, as TensorFlow's debug model does: its float
+    /// ops read a DEQUANTIZE of the producer's output, so the reader's row includes the
+    /// requantize's rounding (g12874: a RELU reading a LOGISTIC requantized from 1/256 to
+    /// 0.0256 shows that rounding, 5.7e-5, not 0). A requantize for some readers only
+    /// (a model input that one same-scale reader needs finer) is read as it is: there
+    /// TensorFlow's float twin reads the requantized copy dequantized (g13's PADV2).
+    requantized_from: HashMap<TensorId, TensorId>,
     /// The tensors the layers read and write: the only ones kept per sample.
     wanted: HashSet<TensorId>,
     /// Float-graph tensor of each layer's output -> layer index.
@@ -666,14 +676,26 @@ struct SamplePlan {
 impl SamplePlan {
     fn new(d: &Debugger) -> Self {
         let q = &d.model.graph;
+        let mut readers = vec![0usize; q.tensors.len()];
+        for &id in q.nodes.iter().flat_map(|n| n.inputs.iter().flatten()) {
+            readers[id] += 1;
+        }
         let mut float_source = HashMap::new();
+        let mut requantized_from = HashMap::new();
         for node in &q.nodes {
             if node.op == Op::Quantize {
-                if let Some(src) = node.input(0).filter(|&i| q.tensor(i).dtype.is_float()) {
-                    float_source.insert(node.outputs[0], src);
+                match node.input(0) {
+                    Some(src) if q.tensor(src).dtype.is_float() => {
+                        float_source.insert(node.outputs[0], src);
+                    }
+                    Some(src) if readers[src] == 1 && !q.outputs.contains(&src) => {
+                        requantized_from.insert(node.outputs[0], src);
+                    }
+                    _ => {}
                 }
             }
         }
+        let twin_reads = |id| twin_read(&float_source, &requantized_from, id);
         let mut wanted = HashSet::new();
         let mut read_dequantized = HashSet::new();
         let mut last_reader: HashMap<TensorId, usize> = HashMap::new();
@@ -681,11 +703,11 @@ impl SamplePlan {
             let inputs = q.nodes[l.quant_node].inputs.iter().flatten();
             let reads = inputs
                 .filter(|&&i| !q.tensor(i).is_constant())
-                .map(|i| match float_source.get(i) {
-                    Some(&src) => src,
-                    None => {
-                        read_dequantized.insert(*i);
-                        *i
+                .map(|&i| match twin_reads(i) {
+                    TwinRead::Float(src) => src,
+                    TwinRead::Dequantized(id) => {
+                        read_dequantized.insert(id);
+                        id
                     }
                 })
                 .collect::<Vec<_>>();
@@ -712,12 +734,50 @@ impl SamplePlan {
             .collect();
         SamplePlan {
             float_source,
+            requantized_from,
             wanted,
             float_outputs,
             read_dequantized,
             layer_of_output,
             last_read_by,
         }
+    }
+}
+
+impl SamplePlan {
+    /// What a layer's float twin reads in place of int8 input `id`.
+    fn twin_reads(&self, id: TensorId) -> TwinRead {
+        twin_read(&self.float_source, &self.requantized_from, id)
+    }
+}
+
+/// What a float twin reads in place of an int8 input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TwinRead {
+    /// The float tensor a QUANTIZE made the input from (a model input, a float op's output).
+    Float(TensorId),
+    /// This int8 tensor, dequantized: the input itself, or the tensor it was requantized from.
+    Dequantized(TensorId),
+}
+
+/// [`SamplePlan::twin_reads`], before the plan exists: back through requantizes to the
+/// tensor an int8 op wrote, then to the float tensor a QUANTIZE read, if any.
+fn twin_read(
+    float_source: &HashMap<TensorId, TensorId>,
+    requantized_from: &HashMap<TensorId, TensorId>,
+    mut id: TensorId,
+) -> TwinRead {
+    // Bounded by the number of requantizes: a malformed graph with a cycle of QUANTIZEs
+    // cannot loop here.
+    for _ in 0..=requantized_from.len() {
+        match requantized_from.get(&id) {
+            Some(&src) => id = src,
+            None => break,
+        }
+    }
+    match float_source.get(&id) {
+        Some(&src) => TwinRead::Float(src),
+        None => TwinRead::Dequantized(id),
     }
 }
 

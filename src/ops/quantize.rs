@@ -325,7 +325,8 @@ fn requantize_int8(ctx: &EvalCtx) -> OpResult<CTensor> {
         qparams(ctx, ctx.input_id(0)?)?,
         qparams(ctx, ctx.node.outputs[0])?,
     )
-    .map_err(OpError::Kernel)?;
+    .map_err(OpError::Kernel)?
+    .with_arithmetic(ctx.arithmetic);
     let values = int8_values(input)?;
     let mut out = vec![0i8; values.len()];
     k.run(&values, &mut out).map_err(OpError::Kernel)?;

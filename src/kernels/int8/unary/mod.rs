@@ -327,6 +327,15 @@ impl Relu {
     }
 }
 
+/// XNNPACK's 8-bit fixed-point form of a scale ratio (`round_ties_even(256 * ratio)`, in
+/// f32), or `None` where its delegate declines the op (a ratio outside [2^-8, 2^7]) and
+/// LiteRT's builtin kernel runs it.
+fn xnnpack_multiplier(ratio: f32) -> Option<i32> {
+    (1.0 / 256.0..=128.0)
+        .contains(&ratio.abs())
+        .then(|| (256.0 * ratio).round_ties_even() as i32)
+}
+
 /// Prepared int8 LEAKY_RELU.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeakyRelu {
@@ -352,13 +361,7 @@ impl LeakyRelu {
         // its delegate declines slopes whose magnitude lies outside [2^-8, 2^7].
         let positive = input.scale / output.scale;
         let negative = positive * alpha;
-        let usable = |s: f32| (1.0 / 256.0..=128.0).contains(&s.abs());
-        let xnnpack = (usable(positive) && usable(negative)).then(|| {
-            (
-                (256.0 * positive).round_ties_even() as i32,
-                (256.0 * negative).round_ties_even() as i32,
-            )
-        });
+        let xnnpack = xnnpack_multiplier(positive).zip(xnnpack_multiplier(negative));
         Ok(LeakyRelu {
             identity: QuantizedMultiplier::from_real(f64::from(input.scale / output.scale)),
             alpha: QuantizedMultiplier::from_real(f64::from(alpha_real)),
@@ -408,6 +411,10 @@ pub struct Requantize {
     multiplier: QuantizedMultiplier,
     input_zero_point: i32,
     output_zero_point: i32,
+    /// XNNPACK's 8-bit fixed-point multiplier, when its delegate would take the op, and
+    /// whether [`Requantize::with_arithmetic`] chose it.
+    xnnpack: Option<i32>,
+    use_xnnpack: bool,
 }
 
 impl Requantize {
@@ -421,12 +428,30 @@ impl Requantize {
             ),
             input_zero_point: input.zero_point,
             output_zero_point: output.zero_point,
+            xnnpack: xnnpack_multiplier(input.scale / output.scale),
+            use_xnnpack: false,
         })
     }
 
-    /// One element, as LiteRT's vector blocks (`vector`) or its scalar tail computes it.
+    /// Compute like `arithmetic` (LiteRT's builtin kernels unless told otherwise).
+    /// XNNPACK's delegate runs an int8 -> int8 QUANTIZE as its `convert` operator (the
+    /// debug models TensorFlow's debugger runs: g12874's RELU reading a LOGISTIC
+    /// requantized from 1/256 to 0.0256 is off by 13% in MSE with the builtin rounding).
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.use_xnnpack = arithmetic == Arithmetic::Xnnpack;
+        self
+    }
+
+    /// One element, as LiteRT's vector blocks (`vector`) or its scalar tail computes it,
+    /// or as XNNPACK's `convert` does (all elements alike).
     fn one(&self, x: i8, vector: bool) -> i8 {
         let v = i32::from(x) - self.input_zero_point;
+        if let (true, Some(multiplier)) = (self.use_xnnpack, self.xnnpack) {
+            // `(zp_out << 8) + 128 + v * multiplier`, shifted right by 8: the scale ratio
+            // in 8 fractional bits, ties rounded up. |v| <= 255 and multiplier <= 2^15.
+            let acc = (self.output_zero_point << 8) + 0x80 + v * multiplier;
+            return (acc >> 8).clamp(-128, 127) as i8;
+        }
         let m = self.multiplier;
         let scaled = if vector {
             neon::multiply_by_quantized_multiplier(v, m.multiplier, m.shift)
