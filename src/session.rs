@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::exec::{DeviceChoice, Executor, FloatOutputCache};
 use crate::graph::{Graph, ModelKind};
 use crate::kernels::int8::Arithmetic;
+use crate::quant::division_check::keep_refused_divisions_float;
 use crate::quant::plan::plan_activations;
 use crate::quant::quantize::{quantize_graph, QuantizeOptions, QuantizedModel};
 use crate::quant::{calibrate_or_load, Calibration, CalibrationSource};
@@ -135,7 +136,8 @@ impl Loaded {
                 progress,
             )?
         };
-        let plan = plan_activations(&model.graph, &calibration);
+        let mut plan = plan_activations(&model.graph, &calibration);
+        keep_refused_divisions_float(&model.graph, &mut plan, &dataset, &device)?;
         let selector = Selector::new(
             Arc::new(model.graph),
             model.original.map(Arc::new),

@@ -3,6 +3,7 @@
 
 pub mod calibration;
 pub mod check;
+pub mod division_check;
 pub mod foreign;
 pub mod params;
 pub mod plan;

@@ -103,8 +103,8 @@ impl std::ops::Index<&TensorId> for ActivationPlan {
 
 /// Ranges as TensorFlow's calibrator records them.
 ///
-/// When an ADD, SUB, MUL or DIV can run in place (an input of the output's shape, over 4
-/// bytes, that only this op reads), LiteRT writes the result into that input's buffer, and the calibrator, which
+/// When an ADD, SUB, MUL or DIV can run in place (an input of the output's size in bytes,
+/// over 4 bytes, that only this op reads), LiteRT writes the result into that input's buffer, and the calibrator, which
 /// reads op inputs after the op has run, folds the op's output range into the input's (not
 /// when the op writes a model output, which always gets a buffer of its own). When both
 /// inputs qualify, the first is the one shared (BlazeFace's residual ADDs; in MobileNetV3's
@@ -146,10 +146,13 @@ fn tensorflow_inplace_widening(
         // LiteRT's arena shares no buffer of 4 bytes or fewer (a single float: g40070's
         // MUL of a 1x1x1x1 slice keeps its own range).
         let bytes = |t: &crate::graph::Tensor| t.dtype.size_bytes().map(|b| b * t.num_elements());
+        // The arena compares sizes in bytes, not shapes: g41034's BATCH_MATMUL output
+        // [8,5,5] shares the buffer of the SUB that writes [1,8,5,5] from it.
+        let out_bytes = bytes(graph.tensor(out));
         let shared = node.inputs.iter().flatten().find(|&&id| {
             let t = graph.tensor(id);
             !t.is_constant()
-                && t.shape == graph.tensor(out).shape
+                && bytes(t) == out_bytes
                 && bytes(t).is_some_and(|b| b > 4)
                 && reader_count[id] == 1
                 && !graph.inputs.contains(&id)
@@ -163,6 +166,35 @@ fn tensorflow_inplace_widening(
         }
     }
     ranges
+}
+
+/// `range`, the pinned range of `id`, kept within LiteRT's ADD / SUB / SQUARED_DIFFERENCE
+/// limits ([`within_litert_add_limit`]) of the op that writes `id` and of every such op
+/// whose output shares `id`'s parameters through same-scale ops (a SUB read by a
+/// CONCATENATION takes the concatenation's parameters: g41964's all-zero concatenation of
+/// a SUB would otherwise give the SUB TensorFlow's 2e-6 range, which its checker refuses).
+fn within_litert_limits_upstream(
+    graph: &Graph,
+    producer: &[Option<usize>],
+    id: TensorId,
+    range: TensorRange,
+    ranges: &HashMap<TensorId, TensorRange>,
+) -> TensorRange {
+    let mut range = range;
+    let mut stack = vec![id];
+    let mut seen = HashSet::new();
+    while let Some(t) = stack.pop() {
+        if !seen.insert(t) {
+            continue;
+        }
+        let Some(p) = producer[t] else { continue };
+        let node = &graph.nodes[p];
+        range = within_litert_add_limit(graph, node, t, range, ranges);
+        if param_rule(&node.op) == ParamRule::SameScale {
+            stack.extend(float_inputs(graph, node));
+        }
+    }
+    range
 }
 
 /// Parameters for a calibrated range, after TensorFlow's near-zero widening.
@@ -516,9 +548,7 @@ pub fn plan_activations(graph: &Graph, calibration: &Calibration) -> ActivationP
     let mut states = vec![State::default(); n];
     for (&id, &range) in &ranges {
         if !dropped.contains(&id) {
-            let range = producer[id]
-                .map(|p| within_litert_add_limit(graph, &graph.nodes[p], id, range, &ranges))
-                .unwrap_or(range);
+            let range = within_litert_limits_upstream(graph, &producer, id, range, &ranges);
             states[id] = State {
                 params: Some(params_for_range(range)),
                 pinned: true,
@@ -628,7 +658,9 @@ fn divisors_on_zero_point(
         };
         let Some(read) = read else { continue };
         // Round half away from zero, as the quantizer rounds: the value lands on the zero
-        // point when it is less than half a step from zero.
+        // point when it is less than half a step from zero. (The int8 divisor also carries
+        // the rounding of the ops that compute it, and can land there from further away:
+        // `session::divisions_refused_on_data` runs the int8 model to find those.)
         if (f64::from(nearest_zero) / f64::from(read.scale[0])).round() == 0.0 {
             refused.insert(pos);
         }

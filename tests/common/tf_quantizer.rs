@@ -38,7 +38,15 @@ pub fn qdbg_int8(model: &Path, inputs: &Path) -> (Graph, Vec<u8>) {
 /// The float model, its data, and qdbg's quantization of it (what the debugger compares).
 pub fn qdbg_quantized(model: &Path, inputs: &Path) -> (Graph, Dataset, QuantizedModel) {
     let (graph, data, cal) = calibrated(model, inputs);
-    let plan = plan_activations(&graph, &cal);
+    let mut plan = plan_activations(&graph, &cal);
+    // As the session does: DIVs LiteRT would refuse on this data stay float.
+    qdbg::quant::division_check::keep_refused_divisions_float(
+        &graph,
+        &mut plan,
+        &data,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
     let q = quantize_graph(&graph, &plan, &QuantizeOptions::default())
         .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
     (graph, data, q)
@@ -50,10 +58,13 @@ pub fn qdbg_quantized(model: &Path, inputs: &Path) -> (Graph, Dataset, Quantized
 pub fn compare_params(ours: &Graph, tf: &Graph) -> (usize, Vec<String>) {
     // qdbg's quantized tensors by name (a name on two quantized tensors, such as a constant
     // several ops share and the converter copies per reader, is left out).
-    let mut quantized: HashMap<&str, Option<&QuantParams>> = HashMap::new();
+    // Paired by name and type: the converter renames constants it copies, and a new
+    // tensor of its (a bias) can take a name qdbg's model gives to another (g42614: an
+    // ADD's int8 constant in qdbg's, a CONV_2D's int32 bias in TensorFlow's).
+    let mut quantized: HashMap<(&str, DType), Option<&QuantParams>> = HashMap::new();
     for t in ours.tensors.iter().filter(|t| t.quant.is_some()) {
         quantized
-            .entry(t.name.as_str())
+            .entry((t.name.as_str(), t.dtype))
             .and_modify(|q| *q = None)
             .or_insert(t.quant.as_ref());
     }
@@ -64,7 +75,7 @@ pub fn compare_params(ours: &Graph, tf: &Graph) -> (usize, Vec<String>) {
         if !matches!(t.dtype, DType::I8 | DType::I32) {
             continue;
         }
-        let oq = match quantized.get(t.name.as_str()) {
+        let oq = match quantized.get(&(t.name.as_str(), t.dtype)) {
             Some(Some(q)) => *q,
             Some(None) => continue,
             None => {
