@@ -27,7 +27,7 @@ fn binary(case: &str) {
     let (qa, qb, qo) = (v.qparams("in0"), v.qparams("in1"), v.qparams("out"));
     let (sa, sb) = (sample_shape(&a), sample_shape(&b));
     let op = case.split('_').next().unwrap();
-    type Run = Box<dyn Fn(&[i8], &[i8], &mut [i8]) -> Result<(), String>>;
+    type Run = Box<dyn Fn(&[i8], &[i8], &mut [i8]) -> Result<(), qdbg::kernels::KernelError>>;
     let run: Run = match op {
         "add" => {
             let k = Add::new(qa, qb, qo, v.activation()).unwrap();
@@ -80,7 +80,7 @@ fn reduce(case: &str) {
     let keep = v.scalar::<bool>("keep_dims");
     let (qi, qo) = (v.qparams("in0"), v.qparams("out"));
     let shape = sample_shape(&x);
-    type Run = Box<dyn Fn(&[i8], &mut [i8]) -> Result<(), String>>;
+    type Run = Box<dyn Fn(&[i8], &mut [i8]) -> Result<(), qdbg::kernels::KernelError>>;
     let (run, out_shape): (Run, Vec<usize>) = if case.starts_with("mean") {
         let k = Mean::new(&shape, &axes, keep, qi, qo).unwrap();
         let s = k.output_shape().to_vec();
@@ -99,7 +99,7 @@ fn reduce(case: &str) {
 }
 
 /// A prepared single-input kernel: `(input, depth of the last axis, output)`.
-type UnaryKernel = Box<dyn Fn(&[i8], usize, &mut [i8]) -> Result<(), String>>;
+type UnaryKernel = Box<dyn Fn(&[i8], usize, &mut [i8]) -> Result<(), qdbg::kernels::KernelError>>;
 
 fn unary(case: &str, make: impl FnOnce(&mut Vector, QParams, QParams) -> UnaryKernel) {
     let mut v = open(case);

@@ -19,7 +19,9 @@ fn open(case: &str) -> Vector {
     )
 }
 
-type Binary = Box<dyn Fn(&[i8], &[usize], &[i8], &[usize], &mut [i8]) -> Result<(), String>>;
+type Binary = Box<
+    dyn Fn(&[i8], &[usize], &[i8], &[usize], &mut [i8]) -> Result<(), qdbg::kernels::KernelError>,
+>;
 
 fn binary(case: &str) {
     let mut v = open(case);
@@ -51,7 +53,7 @@ fn binary(case: &str) {
     });
 }
 
-type Unary = Box<dyn Fn(&[i8], &mut [i8]) -> Result<(), String>>;
+type Unary = Box<dyn Fn(&[i8], &mut [i8]) -> Result<(), qdbg::kernels::KernelError>>;
 
 fn unary(case: &str) {
     let mut v = open(case);

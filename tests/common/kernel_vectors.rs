@@ -82,7 +82,7 @@ pub fn sample(a: &ArrayD<i8>, s: usize) -> Vec<i8> {
 pub fn check(
     v: &Vector,
     expected: &ArrayD<i8>,
-    mut kernel: impl FnMut(usize, &mut [i8]) -> Result<(), String>,
+    mut kernel: impl FnMut(usize, &mut [i8]) -> Result<(), qdbg::kernels::KernelError>,
 ) {
     let samples = expected.shape()[0];
     let (mut mismatches, mut max_diff, mut total) = (0usize, 0i32, 0usize);

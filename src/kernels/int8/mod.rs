@@ -20,6 +20,8 @@ pub mod softmax;
 pub mod transpose_conv;
 pub mod unary;
 
+use super::error::{allowed, KernelError};
+
 /// Whose int8 arithmetic the kernels reproduce, bit for bit.
 ///
 /// LiteRT runs int8 ops either with its builtin kernels (fixed-point multipliers, as the
@@ -86,37 +88,32 @@ impl QParams {
     }
 }
 
-/// A quantization scale the kernels can divide by: finite and positive.
-pub(crate) fn check_scale(what: &str, q: QParams) -> Result<(), String> {
+/// A quantization scale the kernels can divide by: finite and positive. `what` names the
+/// scale ("input scale").
+pub(crate) fn check_scale(what: &'static str, q: QParams) -> Result<(), KernelError> {
     if q.scale.is_finite() && q.scale > 0.0 {
         Ok(())
     } else {
-        Err(format!("{what} scale {} is not a positive number", q.scale))
+        Err(KernelError::params(what, q.scale, allowed::POSITIVE))
     }
 }
 
-/// A zero point that fits int8 (the reference kernels' int8 paths assume it).
-pub(crate) fn check_int8_zero_point(what: &str, q: QParams) -> Result<(), String> {
+/// A zero point that fits int8 (the reference kernels' int8 paths assume it). `what`
+/// names the zero point ("output zero point").
+pub(crate) fn check_int8_zero_point(what: &'static str, q: QParams) -> Result<(), KernelError> {
     if (-128..=127).contains(&q.zero_point) {
         Ok(())
     } else {
-        Err(format!(
-            "{what} zero point {} is outside int8",
-            q.zero_point
-        ))
+        Err(KernelError::params(what, q.zero_point, allowed::INT8))
     }
 }
 
 /// An element-wise unary kernel's output has its input's length.
-pub(crate) fn check_lengths(input: &[i8], out: &[i8]) -> Result<(), String> {
+pub(crate) fn check_lengths(input: &[i8], out: &[i8]) -> Result<(), KernelError> {
     if input.len() == out.len() {
         Ok(())
     } else {
-        Err(format!(
-            "input has {} elements, output {}",
-            input.len(),
-            out.len()
-        ))
+        Err(KernelError::size("output", input.len(), out.len()))
     }
 }
 

@@ -51,6 +51,7 @@ pub use requant::{requantize, Rounding};
 use super::{Arithmetic, QParams};
 use crate::graph::FusedActivation;
 use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::KernelError;
 
 /// Prepared int8 CONV_2D / DEPTHWISE_CONV_2D: the parameters TFLite's `Prepare`
 /// computes, reusable across calls with any geometry that has `out_channels` outputs.
@@ -71,7 +72,7 @@ impl ConvInt8 {
         output: QParams,
         activation: FusedActivation,
         out_channels: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         Requant::new(
             input,
             filter_scales,
@@ -107,13 +108,13 @@ impl ConvInt8 {
         filter: &[i8],
         bias: Option<&[i32]>,
         out: &[i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         let e = g.extents(depthwise)?;
         if g.out_c != self.rq.multipliers.len() {
-            return Err(format!(
-                "geometry has {} output channels, the op was prepared for {}",
+            return Err(KernelError::shape(
+                "geometry's output channel count",
+                format!("{}, as prepared", self.rq.multipliers.len()),
                 g.out_c,
-                self.rq.multipliers.len()
             ));
         }
         check_len("input", input.len(), e.input)?;
@@ -130,7 +131,7 @@ impl ConvInt8 {
         filter: &[i8],
         bias: Option<&[i32]>,
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         self.check(g, false, input, filter, bias, out)?;
         let off = self.rq.input_offset;
         let window = g.k_h * g.k_w * g.in_c;
@@ -191,7 +192,7 @@ impl ConvInt8 {
         filter: &[i8],
         bias: Option<&[i32]>,
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         self.check(g, true, input, filter, bias, out)?;
         let off = self.rq.input_offset;
         let m = g.depth_multiplier;
