@@ -2,7 +2,7 @@
 //! the scalar reference kernels, on random shapes, strides, paddings, dilations, zero
 //! points, per-channel and per-tensor scales, biases, fused activations and batch sizes,
 //! for every kernel level this CPU offers. The results must be identical integers: the
-//! reference kernels are the ones checked against LiteRT (tests/int8_conv_kernels.rs).
+//! reference kernels are the ones checked against LiteRT (tests/int8_conv_family_kernels.rs).
 
 mod common;
 

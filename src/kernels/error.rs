@@ -137,8 +137,8 @@ pub(crate) mod allowed {
 mod tests {
     use super::*;
     use crate::graph::{FusedActivation, Padding};
-    use crate::kernels::int8::batch_matmul::BatchMatMulInt8;
     use crate::kernels::int8::binary::Div;
+    use crate::kernels::int8::conv::batch_matmul::BatchMatMulInt8;
     use crate::kernels::int8::conv::{ConvInt8, FullyConnectedInt8};
     use crate::kernels::int8::pool::{Pool2d, PoolKind};
 

@@ -6,7 +6,7 @@
 //! their own because their fields differ, not by accident: pooling
 //! (`pool_f32::PoolGeometry`, also the argmax pooling's) has one channel count and no
 //! dilation; the pointwise convolution (`pointwise_f32::PointwiseGeometry`) has no window
-//! at all, only strides; TRANSPOSE_CONV (`int8::transpose_conv::TransposeConvGeometry`)
+//! at all, only strides; TRANSPOSE_CONV (`int8::conv::transpose_conv::TransposeConvGeometry`)
 //! takes TFLite's padding mode, since its padding follows from the output size; resizing
 //! (`resize_f32::ResizeGeometry`) has no window.
 //!

@@ -7,7 +7,6 @@
 //! kernels (the default) or the XNNPACK delegate that LiteRT applies by default on CPU,
 //! which rescales several ops in f32 instead of fixed point.
 
-pub mod batch_matmul;
 pub mod binary;
 pub mod conv;
 mod fixed_point_x86;
@@ -17,8 +16,11 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod softmax;
-pub mod transpose_conv;
 pub mod unary;
+
+/// The conv-like kernels' old paths (`int8::batch_matmul`, `int8::transpose_conv`), from
+/// before they joined their family in [`conv`].
+pub use conv::{batch_matmul, transpose_conv};
 
 use super::error::{allowed, KernelError};
 

@@ -1,5 +1,8 @@
 //! int8 CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED on NHWC data, bit-exact with
-//! LiteRT's optimized builtin kernels on x86 (ai-edge-litert 2.3.0, no XNNPACK).
+//! LiteRT's optimized builtin kernels on x86 (ai-edge-litert 2.3.0, no XNNPACK). The
+//! family's other members, which share the requantization below, have their own
+//! files: [`transpose_conv`] and [`batch_matmul`]; the packed (SIMD) variants of
+//! these kernels are in `int8::packed`.
 //!
 //! Activations are int8 with a per-tensor scale and zero point; filters are symmetric
 //! int8 (zero point 0) with one scale per output channel (CONV_2D / FULLY_CONNECTED:
@@ -33,15 +36,17 @@
 //! This was established against LiteRT, not only read from the source: on vectors with
 //! exact ties (`tests/fixtures/kernels/conv_*pow2_ties.npz`), pure reference rounding,
 //! single rounding and "ties up everywhere" each mismatch LiteRT on dozens of elements,
-//! while the per-op rule above matches every element (`tests/int8_conv_kernels.rs`).
+//! while the per-op rule above matches every element (`tests/int8_conv_family_kernels.rs`).
 //! The first rounding step behaves identically on every path, so only the second one
 //! is a [`Rounding`] choice. On x86 CPUs without AVX, cpu_backend_gemm would use
 //! gemmlowp (reference rounding) instead; qdbg does not model that.
 
+pub mod batch_matmul;
 mod fully_connected;
 mod requant;
 #[cfg(test)]
 mod tests;
+pub mod transpose_conv;
 
 pub use crate::kernels::window::ConvGeometry;
 pub use fully_connected::FullyConnectedInt8;

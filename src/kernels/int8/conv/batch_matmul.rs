@@ -24,9 +24,9 @@
 //! The multiplier is `Prepare`'s `GetQuantizedConvolutionMultipler`: the product
 //! `lhs_scale * rhs_scale` taken in f32, then divided by the output scale in f64.
 
-use super::conv::{requantize, Rounding};
-use super::{check_int8_zero_point, check_scale, QParams};
+use super::{requantize, Rounding};
 use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::int8::{check_int8_zero_point, check_scale, QParams};
 use crate::kernels::KernelError;
 
 /// Prepared int8 BATCH_MATMUL: what TFLite's `Prepare` derives from the three

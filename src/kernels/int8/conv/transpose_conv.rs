@@ -24,7 +24,7 @@
 //!    groups of 8 channels (`vqrdmulhq_s32` then `vrshlq_s32`: the right shift rounds
 //!    ties *up*); the last `out_c % 8` channels go through the scalar
 //!    `MultiplyByQuantizedMultiplier`, whose right shift rounds ties *away from zero*.
-//!    This is the same split as DEPTHWISE_CONV_2D's (see [`super::conv`]).
+//!    This is the same split as DEPTHWISE_CONV_2D's (see [`super`]).
 //!
 //! The integer sums are exact, so only step 4 can round; the per-channel rule above
 //! matches LiteRT on every element of `tests/fixtures/kernels/transpose_conv_matmul_resize/tconv_*.npz`, including
@@ -45,11 +45,10 @@
 //! never checks that against the real input size, so a mismatched model reads out of
 //! bounds there. Here that is an error.
 
-use super::conv::Rounding;
-use super::conv::{check_len, Requant, ScaleProduct};
-use super::{Arithmetic, QParams};
+use super::{check_len, Requant, Rounding, ScaleProduct};
 use crate::graph::{FusedActivation, Padding};
 use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::int8::{Arithmetic, QParams};
 use crate::kernels::window::Extents;
 use crate::kernels::KernelError;
 
