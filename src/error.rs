@@ -137,9 +137,14 @@ pub enum OpError {
     /// parameters or constants (the message says which).
     #[error("{0}")]
     Model(String),
-    /// An int8 kernel refused the parameters or shapes it was built with.
-    #[error("{0}")]
-    Kernel(String),
+    /// An int8 kernel refused the model's quantization parameters, shapes or values
+    /// (the kernel error says which and what it needs). The quantizer made the
+    /// parameters, so keeping the op float is the way out.
+    #[error(
+        "the int8 kernel refuses it: {0}; keep this op float (a `--deny name:TENSOR` rule \
+         with the tensor named here), or fix the quantization parameters the model declares"
+    )]
+    Kernel(#[from] crate::kernels::KernelError),
     /// candle failed while computing the op; its own error is kept as the source.
     /// (Boxed: candle's error is large, and every `Result` would carry its size.)
     #[error("candle: {0}")]

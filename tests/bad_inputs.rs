@@ -379,6 +379,48 @@ fn op_failing_on_the_models_contents() {
     );
 }
 
+/// An int8 model whose quantization parameters an int8 kernel refuses (FULLY_CONNECTED's
+/// output zero point moved outside int8, which TFLite's Prepare refuses too): bad input,
+/// exit 2, the message naming the op, its tensor, the refused parameter with its value,
+/// and what to do.
+#[test]
+fn int8_kernel_refusing_the_models_parameters() {
+    let s = Scratch::new();
+    let original = std::fs::read(common::fixture("dense_ops.int8.tflite")).unwrap();
+    let model = fb::root_as_model(&original).unwrap();
+    let graph = model.subgraphs().unwrap().get(0);
+    let fc = ops(&model).get(1);
+    assert_eq!(
+        model
+            .operator_codes()
+            .unwrap()
+            .get(fc.opcode_index() as usize)
+            .builtin_code(),
+        fb::BuiltinOperator::FULLY_CONNECTED
+    );
+    let output = graph
+        .tensors()
+        .unwrap()
+        .get(fc.outputs().unwrap().get(0) as usize);
+    let name = output.name().unwrap().to_string();
+    let zero_points = output.quantization().unwrap().zero_point().unwrap();
+    let at = zero_points.safe_slice().as_ptr() as usize - original.as_ptr() as usize;
+    let mut bytes = original.clone();
+    bytes[at..at + 8].copy_from_slice(&300i64.to_le_bytes());
+    let model = s.write("bad_zero_point.tflite", &bytes);
+    let out = run_with(&s, &model, &s.p("data.npz"));
+    s.expect_refused(
+        &out,
+        &[
+            "op #1 (FULLY_CONNECTED)",
+            &format!("tensor '{name}'"),
+            "output zero point is 300",
+            "-128 to 127",
+            "keep this op float",
+        ],
+    );
+}
+
 #[test]
 fn data_shape_does_not_match_the_model() {
     let s = Scratch::new();

@@ -2,7 +2,7 @@
 //! the scalar reference kernels, on random shapes, strides, paddings, dilations, zero
 //! points, per-channel and per-tensor scales, biases, fused activations and batch sizes,
 //! for every kernel level this CPU offers. The results must be identical integers: the
-//! reference kernels are the ones checked against LiteRT (tests/int8_conv_kernels.rs).
+//! reference kernels are the ones checked against LiteRT (tests/int8_conv_family_kernels.rs).
 
 mod common;
 
@@ -258,21 +258,21 @@ fn check_conv(
         return Ok(()); // VALID with a window larger than the input: no such op
     };
     let op = ConvInt8::new(q.input, &q.filter_scales, q.output, q.activation, out_c)
-        .map_err(TestCaseError::fail)?
+        .map_err(|e| TestCaseError::fail(e.to_string()))?
         .with_arithmetic(arithmetic(xnnpack));
     let out_len = g.batch * g.out_h * g.out_w * out_c;
     let mut want = vec![0i8; out_len];
     op.conv2d(&g, input, filter, bias, &mut want)
-        .map_err(TestCaseError::fail)?;
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     for level in levels() {
         let packed = op
             .pack_conv2d(filter, bias, (s.k.0, s.k.1, s.in_c), level)
-            .map_err(TestCaseError::fail)?;
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(packed.level(), level);
         let mut got = vec![0i8; out_len];
         packed
             .run(&g, input, &mut got)
-            .map_err(TestCaseError::fail)?;
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&got, &want, "level {:?}, geometry {:?}", level, g);
     }
     Ok(())
@@ -310,18 +310,18 @@ proptest! {
         let out_c = s.in_c * multiplier;
         let Some(g) = s.geometry(out_c, multiplier) else { return Ok(()) };
         let op = ConvInt8::new(q.input, &q.filter_scales, q.output, q.activation, out_c)
-            .map_err(TestCaseError::fail)?
+            .map_err(|e| TestCaseError::fail(e.to_string()))?
             .with_arithmetic(arithmetic(xnnpack));
         let out_len = g.batch * g.out_h * g.out_w * out_c;
         let mut want = vec![0i8; out_len];
-        op.depthwise(&g, &input, &filter, bias.as_deref(), &mut want).map_err(TestCaseError::fail)?;
+        op.depthwise(&g, &input, &filter, bias.as_deref(), &mut want).map_err(|e| TestCaseError::fail(e.to_string()))?;
         for level in levels() {
             let packed = op
                 .pack_depthwise(&filter, bias.as_deref(), s.k, level)
-                .map_err(TestCaseError::fail)?;
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(packed.level(), level);
             let mut got = vec![0i8; out_len];
-            packed.run(&g, &input, &mut got).map_err(TestCaseError::fail)?;
+            packed.run(&g, &input, &mut got).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(&got, &want, "level {:?}, geometry {:?}", level, g);
         }
     }
@@ -341,15 +341,15 @@ proptest! {
         xnnpack in any::<bool>()
     ) {
         let op = FullyConnectedInt8::new(q.input, &q.filter_scales, q.output, q.activation, units)
-            .map_err(TestCaseError::fail)?
+            .map_err(|e| TestCaseError::fail(e.to_string()))?
             .with_arithmetic(arithmetic(xnnpack));
         let mut want = vec![0i8; rows * units];
-        op.run(rows, depth, &input, &filter, bias.as_deref(), &mut want).map_err(TestCaseError::fail)?;
+        op.run(rows, depth, &input, &filter, bias.as_deref(), &mut want).map_err(|e| TestCaseError::fail(e.to_string()))?;
         for level in levels() {
-            let packed = op.pack(&filter, bias.as_deref(), depth, level).map_err(TestCaseError::fail)?;
+            let packed = op.pack(&filter, bias.as_deref(), depth, level).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(packed.level(), level);
             let mut got = vec![0i8; rows * units];
-            packed.run(rows, &input, &mut got).map_err(TestCaseError::fail)?;
+            packed.run(rows, &input, &mut got).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(&got, &want, "level {:?}, {}x{}x{}", level, rows, depth, units);
         }
     }

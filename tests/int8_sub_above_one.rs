@@ -7,14 +7,12 @@
 
 mod common;
 
-use common::activation_from_code;
+use common::kernel_vectors::{activation_from_code, mismatches, Vector};
 
-use std::fs::File;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor as CTensor};
-use ndarray::{ArrayD, IxDyn};
-use ndarray_npy::{NpzReader, ReadableElement};
+use ndarray::ArrayD;
 
 use qdbg::exec::Executor;
 use qdbg::graph::{BinaryKind, Op};
@@ -22,56 +20,20 @@ use qdbg::kernels::int8::binary::{Add, Sub};
 use qdbg::kernels::int8::QParams;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/kernels")
-        .join(name)
+    common::fixture("kernels").join(name)
 }
 
-struct Npz {
-    name: String,
-    npz: NpzReader<File>,
-}
-
-impl Npz {
-    fn open(name: &str) -> Self {
-        let path = fixture(name);
-        let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        Npz {
-            name: name.to_string(),
-            npz: NpzReader::new(file).unwrap(),
-        }
-    }
-
-    fn array<T: ReadableElement>(&mut self, key: &str) -> ArrayD<T> {
-        self.npz
-            .by_name::<ndarray::OwnedRepr<T>, IxDyn>(key)
-            .unwrap_or_else(|e| panic!("{}: {key}: {e}", self.name))
-    }
-
-    fn vec<T: ReadableElement + Copy>(&mut self, key: &str) -> Vec<T> {
-        self.array::<T>(key).iter().copied().collect()
-    }
-
-    fn scalar<T: ReadableElement + Copy>(&mut self, key: &str) -> T {
-        *self.array::<T>(key).iter().next().expect("empty scalar")
-    }
+/// `tests/fixtures/kernels/<name>`.
+fn open(name: &str) -> Vector {
+    Vector::open(&fixture(name), name)
 }
 
 fn qparams(scales: &[f32], zps: &[i32]) -> [QParams; 3] {
     [0, 1, 2].map(|i| QParams::new(scales[i], zps[i]))
 }
 
-/// `(mismatches, largest difference in LSB)`.
-fn compare(got: &[i8], want: &[i8]) -> (usize, i32) {
-    assert_eq!(got.len(), want.len());
-    got.iter().zip(want).fold((0, 0), |(n, worst), (&g, &w)| {
-        let d = (i32::from(g) - i32::from(w)).abs();
-        (n + usize::from(d != 0), worst.max(d))
-    })
-}
-
 fn assert_exact(what: &str, got: &[i8], want: &[i8]) {
-    let (n, worst) = compare(got, want);
+    let (n, worst) = mismatches(got, want);
     assert_eq!(
         n,
         0,
@@ -83,7 +45,7 @@ fn assert_exact(what: &str, got: &[i8], want: &[i8]) {
 /// Every pair of int8 inputs: a flat SUB (the vectorized loop) and a broadcast one.
 #[test]
 fn every_input_pair() {
-    let mut v = Npz::open("sub_gt1_pairs.npz");
+    let mut v = open("sub_gt1_pairs.npz");
     let codes: Vec<i8> = (-128..=127).collect();
 
     let [q1, q2, qo] = qparams(&v.vec("same_scales"), &v.vec("same_zps"));
@@ -112,7 +74,7 @@ fn every_input_pair() {
 /// scalar, five-fold and generic broadcasts, every fused activation LiteRT accepts.
 #[test]
 fn parameter_sets() {
-    let mut v = Npz::open("sub_gt1_cases.npz");
+    let mut v = open("sub_gt1_cases.npz");
     let scales: Vec<f32> = v.vec("scales");
     let zps: Vec<i32> = v.vec("zps");
     let acts: Vec<i32> = v.vec("activation");
@@ -165,7 +127,7 @@ fn parameter_sets() {
 /// process aborts), fused RELU6 / RELU_N1_TO_1 bounds beyond int32 (Prepare fails).
 #[test]
 fn refused_like_litert() {
-    let mut v = Npz::open("sub_gt1_refused.npz");
+    let mut v = open("sub_gt1_refused.npz");
     let ops: Vec<i32> = v.vec("op");
     let scales: Vec<f32> = v.vec("scales");
     let zps: Vec<i32> = v.vec("zps");
@@ -202,7 +164,7 @@ fn whole_models_in_place_or_not() {
         "five_bytes",
     ] {
         let model = fixture(&format!("sub_gt1_model_{name}.tflite"));
-        let mut v = Npz::open(&format!("sub_gt1_model_{name}.npz"));
+        let mut v = open(&format!("sub_gt1_model_{name}.npz"));
         let x: ArrayD<f32> = v.array("x");
         let y: ArrayD<f32> = v.array("y");
         let want: ArrayD<i8> = v.array("sub_out");
@@ -286,7 +248,7 @@ fn whole_models_in_place_or_not() {
                     &mut other,
                 )
                 .unwrap();
-            other_mismatches += compare(&other, &expected).0;
+            other_mismatches += mismatches(&other, &expected).0;
         }
         assert!(
             other_mismatches > 0,

@@ -7,11 +7,12 @@
 
 mod common;
 
+use common::kernel_vectors::Vector;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use ndarray::{ArrayD, Axis, IxDyn, OwnedRepr};
-use ndarray_npy::NpzReader;
+use ndarray::{ArrayD, Axis};
 use qdbg::data::SampleArray;
 use qdbg::exec::{tensor_from_sample, Executor};
 use qdbg::kernels::int8::Arithmetic;
@@ -33,9 +34,13 @@ fn cases() -> Vec<PathBuf> {
     models
 }
 
-fn read_i8(npz: &mut NpzReader<std::fs::File>, key: &str) -> Option<ArrayD<i8>> {
-    npz.by_name::<OwnedRepr<i8>, IxDyn>(&format!("{key}.npy"))
-        .ok()
+/// `key`'s int8 array, if the vector has one (the inputs and outputs are numbered).
+fn read_i8(v: &mut Vector, key: &str) -> Option<ArrayD<i8>> {
+    if v.has(key) {
+        Some(v.i8s(key))
+    } else {
+        None
+    }
 }
 
 /// Runs every sample of the case through qdbg with `arithmetic`; returns, per sample, the
@@ -68,10 +73,9 @@ fn each_arithmetic_equals_its_runtime_bit_for_bit() {
     let mut summary = Vec::new();
     for model in cases() {
         let name = model.file_stem().unwrap().to_string_lossy().to_string();
-        let mut npz =
-            NpzReader::new(std::fs::File::open(model.with_extension("npz")).unwrap()).unwrap();
+        let mut vector = Vector::open(&model.with_extension("npz"), &name);
         let inputs: Vec<ArrayD<i8>> = (0..)
-            .map_while(|k| read_i8(&mut npz, &format!("input_{k}")))
+            .map_while(|k| read_i8(&mut vector, &format!("input_{k}")))
             .collect();
         assert!(!inputs.is_empty(), "{name}: no inputs in the vectors");
         for (arithmetic, key) in [
@@ -80,7 +84,7 @@ fn each_arithmetic_equals_its_runtime_bit_for_bit() {
         ] {
             let ours = run(&model, &inputs, arithmetic);
             for k in 0.. {
-                let Some(want) = read_i8(&mut npz, &format!("{key}_{k}")) else {
+                let Some(want) = read_i8(&mut vector, &format!("{key}_{k}")) else {
                     assert!(k > 0, "{name}: no {key} outputs in the vectors");
                     break;
                 };
@@ -99,8 +103,8 @@ fn each_arithmetic_equals_its_runtime_bit_for_bit() {
         }
         let differ: usize = (0..)
             .map_while(|k| {
-                let x = read_i8(&mut npz, &format!("xnnpack_{k}"))?;
-                let b = read_i8(&mut npz, &format!("builtin_{k}"))?;
+                let x = read_i8(&mut vector, &format!("xnnpack_{k}"))?;
+                let b = read_i8(&mut vector, &format!("builtin_{k}"))?;
                 Some(x.iter().zip(&b).filter(|(x, b)| x != b).count())
             })
             .sum();

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Oracle vectors for qdbg's int8 elementwise / pooling / reduce / softmax /
-activation kernels (tests/int8_misc_kernels.rs).
+activation kernels (tests/int8_{binary,unary,pool_reduce}_kernels.rs, by family).
 
 Pinned environment (the fixture venv, /opt/qdbg-fixtures/bin/python):
     tensorflow-cpu 2.21.0, keras 3.15.1, ai-edge-litert 2.3.0, numpy 2.4.6

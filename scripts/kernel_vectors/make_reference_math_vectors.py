@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Oracle vectors for qdbg's int8 DIV, SQUARED_DIFFERENCE, RSQRT, SQRT, PRELU and
 GELU kernels (src/kernels/int8/binary/, src/kernels/int8/unary/,
-tests/int8_reference_math_kernels.rs).
+tests/int8_binary_kernels.rs and tests/int8_unary_kernels.rs).
 
 Pinned environment (the fixture venv, /opt/qdbg-fixtures/bin/python):
     tensorflow-cpu 2.21.0, keras 3.15.1, ai-edge-litert 2.3.0, numpy 2.4.6

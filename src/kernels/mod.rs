@@ -7,6 +7,7 @@
 pub mod argmax_pool_f32;
 pub mod conv_f32;
 pub mod depthwise_f32;
+pub mod error;
 pub mod fixed_point;
 pub mod int8;
 pub mod min_max_f32;
@@ -18,6 +19,8 @@ pub mod simd;
 #[cfg(target_arch = "x86_64")]
 mod vec_f32;
 pub mod window;
+
+pub use error::KernelError;
 
 use std::mem::MaybeUninit;
 

@@ -6,7 +6,7 @@
 //! their own because their fields differ, not by accident: pooling
 //! (`pool_f32::PoolGeometry`, also the argmax pooling's) has one channel count and no
 //! dilation; the pointwise convolution (`pointwise_f32::PointwiseGeometry`) has no window
-//! at all, only strides; TRANSPOSE_CONV (`int8::transpose_conv::TransposeConvGeometry`)
+//! at all, only strides; TRANSPOSE_CONV (`int8::conv::transpose_conv::TransposeConvGeometry`)
 //! takes TFLite's padding mode, since its padding follows from the output size; resizing
 //! (`resize_f32::ResizeGeometry`) has no window.
 //!
@@ -14,6 +14,8 @@
 //! the padding, handled with their own tap range) and interior pixels (every tap inside,
 //! no checks): [`tap_range`] and [`interior`] (x86 only: the other targets run the plain
 //! loops).
+
+use super::KernelError;
 
 /// Shape and stepping of one CONV_2D or DEPTHWISE_CONV_2D. NHWC input
 /// `[batch, in_h, in_w, in_c]`, output `[batch, out_h, out_w, out_c]`; padding is given
@@ -51,18 +53,26 @@ impl ConvGeometry {
     /// Checks that the geometry is usable and returns the slice lengths it implies.
     /// `depthwise` selects the filter layout (`[1, kh, kw, out_c]` vs
     /// `[out_c, kh, kw, in_c]`).
-    pub(crate) fn extents(&self, depthwise: bool) -> Result<Extents, String> {
+    pub(crate) fn extents(&self, depthwise: bool) -> Result<Extents, KernelError> {
         let g = self;
         if g.stride_h == 0 || g.stride_w == 0 || g.dilation_h == 0 || g.dilation_w == 0 {
-            return Err(format!(
-                "strides ({}, {}) and dilations ({}, {}) must be at least 1",
-                g.stride_h, g.stride_w, g.dilation_h, g.dilation_w
+            return Err(KernelError::shape(
+                "strides and dilations (h, w, h, w)",
+                "each at least 1",
+                format!(
+                    "({}, {}, {}, {})",
+                    g.stride_h, g.stride_w, g.dilation_h, g.dilation_w
+                ),
             ));
         }
         if g.k_h == 0 || g.k_w == 0 {
-            return Err(format!("empty {}x{} filter window", g.k_h, g.k_w));
+            return Err(KernelError::shape(
+                "filter window",
+                "at least 1x1",
+                format!("{}x{}", g.k_h, g.k_w),
+            ));
         }
-        let too_big = || format!("convolution geometry {g:?} overflows");
+        let too_big = || KernelError::overflow("convolution geometry", g);
         let product = |dims: &[usize]| {
             dims.iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -70,15 +80,20 @@ impl ConvGeometry {
         };
         if depthwise {
             if g.depth_multiplier == 0 || g.in_c.checked_mul(g.depth_multiplier) != Some(g.out_c) {
-                return Err(format!(
-                    "depthwise output channels {} != input channels {} x depth multiplier {}",
-                    g.out_c, g.in_c, g.depth_multiplier
+                return Err(KernelError::shape(
+                    "depthwise output channel count",
+                    format!(
+                        "input channels {} x depth multiplier {}",
+                        g.in_c, g.depth_multiplier
+                    ),
+                    g.out_c,
                 ));
             }
         } else if g.depth_multiplier != 1 {
-            return Err(format!(
-                "CONV_2D takes depth multiplier 1, got {}",
-                g.depth_multiplier
+            return Err(KernelError::shape(
+                "CONV_2D depth multiplier",
+                1,
+                g.depth_multiplier,
             ));
         }
         // The furthest tap a window reaches, as a signed offset from the padded origin:

@@ -581,7 +581,7 @@ fn transpose_conv_int8(
     ctx: &EvalCtx,
     attrs: &crate::graph::TransposeConvAttrs,
 ) -> OpResult<CTensor> {
-    use crate::kernels::int8::transpose_conv::{TransposeConvGeometry, TransposeConvInt8};
+    use crate::kernels::int8::conv::transpose_conv::{TransposeConvGeometry, TransposeConvInt8};
     let shape = ctx.const_ints(0)?;
     let input = ctx.input(2)?;
     let (batch, in_h, in_w, in_c) = input.dims4()?;

@@ -279,7 +279,7 @@ fn fully_connected_int8(ctx: &EvalCtx, attrs: &FullyConnectedAttrs) -> OpResult<
 
 /// BATCH_MATMUL on int8 (both operands activations).
 fn batch_matmul_int8(ctx: &EvalCtx, adj_x: bool, adj_y: bool) -> OpResult<CTensor> {
-    use crate::kernels::int8::batch_matmul::BatchMatMulInt8;
+    use crate::kernels::int8::conv::batch_matmul::BatchMatMulInt8;
     let (lhs, rhs) = (ctx.input(0)?, ctx.input(1)?);
     let kernel = BatchMatMulInt8::new(
         qparams(ctx, ctx.input_id(0)?)?,

@@ -222,7 +222,7 @@ pub fn expect_output_shape(ctx: &EvalCtx, index: usize, computed: &[usize]) -> O
 
 /// Numpy broadcasting of two shapes (the int8 kernels' rule, one definition).
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
-    crate::kernels::int8::binary::broadcast_shape(a, b).map_err(OpError::Model)
+    crate::kernels::int8::binary::broadcast_shape(a, b).map_err(|e| OpError::Model(e.to_string()))
 }
 
 /// Converts a negative axis to its positive form, checking it is in range.

@@ -128,16 +128,3 @@ pub fn fused_activation() -> impl proptest::strategy::Strategy<Value = qdbg::gra
         Just(FusedActivation::ReluN1To1),
     ]
 }
-
-/// TFLite's ActivationFunctionType code as qdbg's fused activation (kernel vector files
-/// store the code).
-pub fn activation_from_code(code: i32) -> qdbg::graph::FusedActivation {
-    use qdbg::graph::FusedActivation;
-    match code {
-        0 => FusedActivation::None,
-        1 => FusedActivation::Relu,
-        2 => FusedActivation::ReluN1To1,
-        3 => FusedActivation::Relu6,
-        other => panic!("activation code {other} not expected in the vectors"),
-    }
-}

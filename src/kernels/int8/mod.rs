@@ -7,7 +7,6 @@
 //! kernels (the default) or the XNNPACK delegate that LiteRT applies by default on CPU,
 //! which rescales several ops in f32 instead of fixed point.
 
-pub mod batch_matmul;
 pub mod binary;
 pub mod conv;
 mod fixed_point_x86;
@@ -17,8 +16,13 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod softmax;
-pub mod transpose_conv;
 pub mod unary;
+
+/// The conv-like kernels' old paths (`int8::batch_matmul`, `int8::transpose_conv`), from
+/// before they joined their family in [`conv`].
+pub use conv::{batch_matmul, transpose_conv};
+
+use super::error::{allowed, KernelError};
 
 /// Whose int8 arithmetic the kernels reproduce, bit for bit.
 ///
@@ -86,37 +90,32 @@ impl QParams {
     }
 }
 
-/// A quantization scale the kernels can divide by: finite and positive.
-pub(crate) fn check_scale(what: &str, q: QParams) -> Result<(), String> {
+/// A quantization scale the kernels can divide by: finite and positive. `what` names the
+/// scale ("input scale").
+pub(crate) fn check_scale(what: &'static str, q: QParams) -> Result<(), KernelError> {
     if q.scale.is_finite() && q.scale > 0.0 {
         Ok(())
     } else {
-        Err(format!("{what} scale {} is not a positive number", q.scale))
+        Err(KernelError::params(what, q.scale, allowed::POSITIVE))
     }
 }
 
-/// A zero point that fits int8 (the reference kernels' int8 paths assume it).
-pub(crate) fn check_int8_zero_point(what: &str, q: QParams) -> Result<(), String> {
+/// A zero point that fits int8 (the reference kernels' int8 paths assume it). `what`
+/// names the zero point ("output zero point").
+pub(crate) fn check_int8_zero_point(what: &'static str, q: QParams) -> Result<(), KernelError> {
     if (-128..=127).contains(&q.zero_point) {
         Ok(())
     } else {
-        Err(format!(
-            "{what} zero point {} is outside int8",
-            q.zero_point
-        ))
+        Err(KernelError::params(what, q.zero_point, allowed::INT8))
     }
 }
 
 /// An element-wise unary kernel's output has its input's length.
-pub(crate) fn check_lengths(input: &[i8], out: &[i8]) -> Result<(), String> {
+pub(crate) fn check_lengths(input: &[i8], out: &[i8]) -> Result<(), KernelError> {
     if input.len() == out.len() {
         Ok(())
     } else {
-        Err(format!(
-            "input has {} elements, output {}",
-            input.len(),
-            out.len()
-        ))
+        Err(KernelError::size("output", input.len(), out.len()))
     }
 }
 

@@ -10,6 +10,7 @@
 
 use super::{fused_activation_range, QParams};
 use crate::graph::{FusedActivation, Padding};
+use crate::kernels::KernelError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
@@ -43,15 +44,17 @@ fn axis_geometry(
     size: usize,
     filter: usize,
     stride: usize,
-) -> Result<(usize, usize), String> {
+) -> Result<(usize, usize), KernelError> {
     let (size_i, filter_i, stride_i) = (size as i64, filter as i64, stride as i64);
     let out = match padding {
         Padding::Same => (size_i + stride_i - 1) / stride_i,
         Padding::Valid => (size_i + stride_i - filter_i) / stride_i,
     };
     if out < 0 {
-        return Err(format!(
-            "a {filter}-wide window does not fit an axis of {size} (VALID)"
+        return Err(KernelError::shape(
+            "VALID pool window",
+            format!("at most the axis size, {size}"),
+            filter,
         ));
     }
     let total = ((out - 1) * stride_i + filter_i - size_i).max(0);
@@ -72,16 +75,16 @@ impl Pool2d {
         activation: FusedActivation,
         input: QParams,
         output: QParams,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         if filter.0 == 0 || filter.1 == 0 || stride.0 == 0 || stride.1 == 0 {
-            return Err(format!(
-                "pool filter {filter:?} and stride {stride:?} must be positive"
+            return Err(KernelError::shape(
+                "pool filter and stride (h, w)",
+                "each at least 1",
+                format!("{filter:?} and {stride:?}"),
             ));
         }
         if input.zero_point != output.zero_point || (input.scale - output.scale).abs() > 1e-6 {
-            return Err(format!(
-                "int8 pooling needs equal input and output parameters, got {input:?} and {output:?}"
-            ));
+            return Err(KernelError::UnequalParams { input, output });
         }
         let (out_h, pad_top) = axis_geometry(padding, input_shape[1], filter.0, stride.0)?;
         let (out_w, pad_left) = axis_geometry(padding, input_shape[2], filter.1, stride.1)?;
@@ -89,7 +92,7 @@ impl Pool2d {
         input_shape
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or("pool input shape is too large")?;
+            .ok_or_else(|| KernelError::overflow("pool input shape", input_shape))?;
         Ok(Pool2d {
             kind,
             input: input_shape,
@@ -119,16 +122,15 @@ impl Pool2d {
         (start as usize, end.max(start) as usize)
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         let [batch, in_h, in_w, depth] = self.input;
         let in_len = batch * in_h * in_w * depth;
         let out_len = batch * self.out_h * self.out_w * depth;
-        if input.len() != in_len || out.len() != out_len {
-            return Err(format!(
-                "pool expects {in_len} input and {out_len} output elements, got {} and {}",
-                input.len(),
-                out.len()
-            ));
+        if input.len() != in_len {
+            return Err(KernelError::size("input", in_len, input.len()));
+        }
+        if out.len() != out_len {
+            return Err(KernelError::size("output", out_len, out.len()));
         }
         let mut acc = vec![0i32; depth];
         for b in 0..batch {
@@ -147,7 +149,11 @@ impl Pool2d {
                             if count == 0 {
                                 // LiteRT's AveragePool returns false: "effective
                                 // filter size is 0" fails the invoke.
-                                return Err("average pool window covers no input".into());
+                                return Err(KernelError::shape(
+                                    "average pool window",
+                                    "at least one input cell",
+                                    format!("none at output row {oy}, column {ox}"),
+                                ));
                             }
                             acc.fill(0);
                             for y in y0..y1 {

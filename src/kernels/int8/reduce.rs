@@ -23,8 +23,9 @@
 //! parameters for it.
 
 use super::neon_emulation as neon;
-use super::{requantize_f32, Arithmetic, QParams};
+use super::{check_scale, requantize_f32, Arithmetic, QParams};
 use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::KernelError;
 
 /// The shapes of a reduction: which input axes collapse, and the output layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +40,7 @@ struct Reduction {
 }
 
 impl Reduction {
-    fn new(input_shape: &[usize], axes: &[i32], keep_dims: bool) -> Result<Self, String> {
+    fn new(input_shape: &[usize], axes: &[i32], keep_dims: bool) -> Result<Self, KernelError> {
         let rank = input_shape.len() as i64;
         let mut resolved: Vec<usize> = Vec::new();
         if rank > 0 {
@@ -47,8 +48,10 @@ impl Reduction {
                 let a = i64::from(a);
                 let r = if a < 0 { a + rank } else { a };
                 if !(0..rank).contains(&r) {
-                    return Err(format!(
-                        "reduction axis {a} is out of range for rank {rank}"
+                    return Err(KernelError::shape(
+                        "reduction axis",
+                        format!("in [-{rank}, {rank}) for rank {rank}"),
+                        a,
                     ));
                 }
                 if !resolved.contains(&(r as usize)) {
@@ -67,7 +70,7 @@ impl Reduction {
         let checked = |dims: Vec<usize>| {
             dims.into_iter()
                 .try_fold(1usize, |acc, d| acc.checked_mul(d))
-                .ok_or_else(|| format!("shape {input_shape:?} has too many elements"))
+                .ok_or_else(|| KernelError::overflow("input shape", input_shape))
         };
         checked(input_shape.to_vec())?;
         let count = checked(resolved.iter().map(|&a| input_shape[a]).collect())?;
@@ -81,15 +84,13 @@ impl Reduction {
         })
     }
 
-    fn check_lengths(&self, input: &[i8], out: &[i8]) -> Result<(), String> {
+    fn check_lengths(&self, input: &[i8], out: &[i8]) -> Result<(), KernelError> {
         let in_len: usize = self.input_shape.iter().product();
-        if input.len() != in_len || out.len() != self.output_len {
-            return Err(format!(
-                "reduction expects {in_len} input and {} output elements, got {} and {}",
-                self.output_len,
-                input.len(),
-                out.len()
-            ));
+        if input.len() != in_len {
+            return Err(KernelError::size("input", in_len, input.len()));
+        }
+        if out.len() != self.output_len {
+            return Err(KernelError::size("output", self.output_len, out.len()));
         }
         Ok(())
     }
@@ -193,13 +194,9 @@ pub struct Mean {
     xnnpack: MeanPath,
 }
 
-fn check_scales(input: QParams, output: QParams) -> Result<(), String> {
-    for (what, q) in [("input", input), ("output", output)] {
-        if !(q.scale.is_finite() && q.scale > 0.0) {
-            return Err(format!("{what} scale {} is not a positive number", q.scale));
-        }
-    }
-    Ok(())
+fn check_scales(input: QParams, output: QParams) -> Result<(), KernelError> {
+    check_scale("input scale", input)?;
+    check_scale("output scale", output)
 }
 
 impl Mean {
@@ -209,7 +206,7 @@ impl Mean {
         keep_dims: bool,
         input: QParams,
         output: QParams,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         check_scales(input, output)?;
         let reduction = Reduction::new(input_shape, axes, keep_dims)?;
         let spatial = keep_dims
@@ -276,7 +273,7 @@ impl Mean {
         &self.reduction.output_shape
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         self.reduction.check_lengths(input, out)?;
         if input.is_empty() {
             // LiteRT fills the output with T's quiet NaN, which is 0 for int8.
@@ -354,7 +351,7 @@ impl Sum {
         keep_dims: bool,
         input: QParams,
         output: QParams,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         check_scales(input, output)?;
         let reduction = Reduction::new(input_shape, axes, keep_dims)?;
         let scale = input.scale / output.scale;
@@ -373,7 +370,7 @@ impl Sum {
         &self.reduction.output_shape
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         self.reduction.check_lengths(input, out)?;
         for (o, sum) in out.iter_mut().zip(self.reduction.sums(input)) {
             // Separate multiply and add (LiteRT's x86 build has no FMA contraction
@@ -399,12 +396,10 @@ impl ReduceMax {
         keep_dims: bool,
         input: QParams,
         output: QParams,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         if input != output {
             // reduce.cc: TF_LITE_ENSURE_EQ on scale and zero point.
-            return Err(format!(
-                "int8 REDUCE_MAX needs equal input and output parameters, got {input:?} and {output:?}"
-            ));
+            return Err(KernelError::UnequalParams { input, output });
         }
         Ok(ReduceMax {
             reduction: Reduction::new(input_shape, axes, keep_dims)?,
@@ -415,7 +410,7 @@ impl ReduceMax {
         &self.reduction.output_shape
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         self.reduction.check_lengths(input, out)?;
         out.fill(i8::MIN);
         self.reduction

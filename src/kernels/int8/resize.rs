@@ -37,7 +37,8 @@
 //! output's scale and zero point are assumed equal to the input's (the converter makes
 //! them so; LiteRT does not check it, and neither does this kernel).
 
-use super::{Arithmetic, QParams};
+use super::{check_int8_zero_point, check_scale, Arithmetic, QParams};
+use crate::kernels::KernelError;
 
 /// Shapes of one RESIZE_BILINEAR: input `[batch, in_h, in_w, channels]`, output
 /// `[batch, out_h, out_w, channels]` (`out_*` is the op's size input).
@@ -128,7 +129,7 @@ fn sources(
     output: usize,
     align: bool,
     half_pixel: bool,
-) -> Result<Vec<Source>, String> {
+) -> Result<Vec<Source>, KernelError> {
     let scale = axis_scale(input, output, align);
     let last = input as i64 - 1;
     (0..output)
@@ -143,8 +144,13 @@ fn sources(
             let lower = (scaled / 1024).max(0);
             let upper = ((scaled + 1023) / 1024).min(last);
             if lower > last {
-                return Err(format!(
-                    "resizing {input} to {output}: TFLite's fixed-point coordinate {scaled} / 1024 lies past the input"
+                return Err(KernelError::shape(
+                    "TFLite's fixed-point source coordinate (in 1024ths)",
+                    format!(
+                        "at most {} for an input of {input} resized to {output}",
+                        last * 1024
+                    ),
+                    scaled,
                 ));
             }
             Ok(Source {
@@ -165,20 +171,17 @@ impl ResizeBilinearInt8 {
         output: QParams,
         align_corners: bool,
         half_pixel_centers: bool,
-    ) -> Result<Self, String> {
-        for (what, q) in [("input", input), ("output", output)] {
-            if !(q.scale.is_finite() && q.scale > 0.0) {
-                return Err(format!("{what} scale {} is not a positive number", q.scale));
-            }
-            if !(-128..=127).contains(&q.zero_point) {
-                return Err(format!(
-                    "{what} zero point {} is outside int8",
-                    q.zero_point
-                ));
-            }
-        }
+    ) -> Result<Self, KernelError> {
+        check_scale("input scale", input)?;
+        check_int8_zero_point("input zero point", input)?;
+        check_scale("output scale", output)?;
+        check_int8_zero_point("output zero point", output)?;
         if align_corners && half_pixel_centers {
-            return Err("align_corners and half_pixel_centers cannot both be set".into());
+            return Err(KernelError::Options {
+                what: "align_corners with half_pixel_centers",
+                found: "both set".into(),
+                allowed: "at most one of them may be set (TFLite's Prepare refuses both)",
+            });
         }
         Ok(ResizeBilinearInt8 {
             align_corners,
@@ -228,22 +231,28 @@ impl ResizeBilinearInt8 {
     /// Resizes `input` (NHWC, `d`'s input shape) into `out` (`d`'s output shape).
     /// Errors (leaving `out` untouched) on empty input or output images, sizes past
     /// TFLite's int32 fixed-point range, or slices of the wrong length.
-    pub fn run(&self, d: &ResizeDims, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, d: &ResizeDims, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         if d.in_h == 0 || d.in_w == 0 || d.out_h == 0 || d.out_w == 0 {
-            return Err(format!("resize dimensions {d:?} must be positive"));
+            return Err(KernelError::shape(
+                "resize dimensions",
+                "positive input and output heights and widths",
+                format!("{d:?}"),
+            ));
         }
         if [d.in_h, d.in_w, d.out_h, d.out_w]
             .iter()
             .any(|&s| s > MAX_SIZE)
         {
-            return Err(format!(
-                "resize dimensions {d:?} exceed TFLite's fixed-point range"
+            return Err(KernelError::shape(
+                "resize dimensions",
+                format!("heights and widths of at most {MAX_SIZE} (TFLite's fixed-point range)"),
+                format!("{d:?}"),
             ));
         }
         let product = |dims: &[usize]| {
             dims.iter()
                 .try_fold(1usize, |acc, &x| acc.checked_mul(x))
-                .ok_or_else(|| format!("resize dimensions {d:?} overflow"))
+                .ok_or_else(|| KernelError::overflow("resize dimensions", d))
         };
         let (want_in, want_out) = (
             product(&[d.batch, d.in_h, d.in_w, d.channels])?,
@@ -254,7 +263,7 @@ impl ResizeBilinearInt8 {
             ("output", out.len(), want_out),
         ] {
             if got != want {
-                return Err(format!("{what} has {got} elements, {d:?} needs {want}"));
+                return Err(KernelError::size(what, want, got));
             }
         }
         if self.arithmetic == Arithmetic::Xnnpack {

@@ -10,7 +10,8 @@
 //! zero. The float operations and `expf` (glibc's, which Rust's `f32::exp` calls on
 //! Linux) are reproduced one for one.
 
-use super::QParams;
+use super::{check_lengths, QParams};
+use crate::kernels::KernelError;
 
 /// Prepared int8 softmax with LiteRT's float lookup table.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,25 +25,31 @@ pub struct Softmax {
 impl Softmax {
     /// `beta` is the op's builtin option. The output must be quantized with scale
     /// 1/256 and zero point -128, as TFLite's `SoftmaxPrepare` insists.
-    pub fn new(beta: f32, input: QParams, output: QParams) -> Result<Self, String> {
+    pub fn new(beta: f32, input: QParams, output: QParams) -> Result<Self, KernelError> {
         if output.zero_point != -128 {
-            return Err(format!(
-                "int8 softmax output zero point must be -128, got {}",
-                output.zero_point
+            return Err(KernelError::params(
+                "output zero point",
+                output.zero_point,
+                "-128, as TFLite's int8 SOFTMAX requires",
             ));
         }
         // TF_LITE_ENSURE_NEAR(scale, 1/256, 0.001/256).
         if (output.scale - 1.0 / 256.0).abs() > 0.001 * (1.0 / 256.0) {
-            return Err(format!(
-                "int8 softmax output scale must be 1/256, got {}",
-                output.scale
+            return Err(KernelError::params(
+                "output scale",
+                output.scale,
+                "1/256 (within 0.1%), as TFLite's int8 SOFTMAX requires",
             ));
         }
-        if !input.scale.is_finite() || !beta.is_finite() {
-            return Err(format!(
-                "softmax input scale {} and beta {beta} must be finite",
-                input.scale
+        if !input.scale.is_finite() {
+            return Err(KernelError::params(
+                "input scale",
+                input.scale,
+                "a finite number",
             ));
+        }
+        if !beta.is_finite() {
+            return Err(KernelError::params("beta", beta, "a finite number"));
         }
         let scale = -input.scale * beta;
         let mut table = [0f32; 256];
@@ -57,25 +64,24 @@ impl Softmax {
     }
 
     /// Softmax of each row of `depth` elements (the last axis).
-    pub fn run(&self, input: &[i8], depth: usize, out: &mut [i8]) -> Result<(), String> {
-        if input.len() != out.len() {
-            return Err(format!(
-                "softmax input has {} elements, output {}",
-                input.len(),
-                out.len()
-            ));
-        }
+    pub fn run(&self, input: &[i8], depth: usize, out: &mut [i8]) -> Result<(), KernelError> {
+        check_lengths(input, out)?;
         if depth == 0 {
             return if input.is_empty() {
                 Ok(())
             } else {
-                Err("softmax over an empty last axis".into())
+                Err(KernelError::shape(
+                    "last axis (softmax depth)",
+                    "at least 1",
+                    0,
+                ))
             };
         }
         if !input.len().is_multiple_of(depth) {
-            return Err(format!(
-                "softmax input of {} elements is not whole rows of {depth}",
-                input.len()
+            return Err(KernelError::shape(
+                "input element count",
+                format!("whole rows of {depth} (the last axis)"),
+                input.len(),
             ));
         }
         for (row, dst) in input.chunks_exact(depth).zip(out.chunks_exact_mut(depth)) {

@@ -4,10 +4,12 @@
 //! arithmetic ([`BroadcastPlan`]). The reference kernels (DIV, SQUARED_DIFFERENCE,
 //! PRELU) always take the per-element loop ([`Broadcast`]).
 
+use crate::kernels::KernelError;
+
 /// The broadcast output shape of two shapes under numpy rules (aligned at the
 /// trailing axis; each pair of extents equal or one of them 1). The float ops use it too
 /// (`ops::broadcast_shape`).
-pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, KernelError> {
     let rank = a.len().max(b.len());
     let ext_a = extend(a, rank);
     let ext_b = extend(b, rank);
@@ -19,8 +21,10 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
             _ if x == y => Ok(x),
             (1, _) => Ok(y),
             (_, 1) => Ok(x),
-            _ => Err(format!(
-                "shapes {a:?} and {b:?} do not broadcast (dimension {i}: {x} vs {y})"
+            _ => Err(KernelError::shape(
+                "second operand shape",
+                format!("one that broadcasts with {a:?} (equal or 1 on each axis)"),
+                format!("{b:?} (axis {i}: {y} vs {x})"),
             )),
         })
         .collect()
@@ -32,11 +36,32 @@ pub(super) fn extend(shape: &[usize], rank: usize) -> Vec<usize> {
     v
 }
 
-pub(super) fn element_count(shape: &[usize]) -> Result<usize, String> {
+pub(super) fn element_count(shape: &[usize]) -> Result<usize, KernelError> {
     shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| format!("shape {shape:?} has too many elements"))
+        .ok_or_else(|| KernelError::overflow("shape", shape))
+}
+
+/// Both operands' lengths match their shapes and the output's the broadcast shape's.
+fn check_operand_lengths(
+    a: &[i8],
+    a_shape: &[usize],
+    b: &[i8],
+    b_shape: &[usize],
+    out: &[i8],
+    out_len: usize,
+) -> Result<(), KernelError> {
+    for (what, data, shape) in [("first input", a, a_shape), ("second input", b, b_shape)] {
+        let want = element_count(shape)?;
+        if data.len() != want {
+            return Err(KernelError::size(what, want, data.len()));
+        }
+    }
+    if out.len() != out_len {
+        return Err(KernelError::size("output", out_len, out.len()));
+    }
+    Ok(())
 }
 
 /// How TFLite's `ProcessBroadcastShapes` (reference/process_broadcast_shapes.h)
@@ -61,7 +86,7 @@ pub enum BroadcastPlan {
 }
 
 impl BroadcastPlan {
-    pub fn new(a: &[usize], b: &[usize]) -> Result<Self, String> {
+    pub fn new(a: &[usize], b: &[usize]) -> Result<Self, KernelError> {
         let out_shape = broadcast_shape(a, b)?;
         let rank = out_shape.len();
         let (ea, eb) = (extend(a, rank), extend(b, rank));
@@ -206,22 +231,10 @@ pub(super) fn plan_for(
     b: &[i8],
     b_shape: &[usize],
     out: &[i8],
-) -> Result<BroadcastPlan, String> {
+) -> Result<BroadcastPlan, KernelError> {
     let plan = BroadcastPlan::new(a_shape, b_shape)?;
     let out_len = element_count(&broadcast_shape(a_shape, b_shape)?)?;
-    if a.len() != element_count(a_shape)? || b.len() != element_count(b_shape)? {
-        return Err(format!(
-            "input lengths {} and {} do not match shapes {a_shape:?} and {b_shape:?}",
-            a.len(),
-            b.len()
-        ));
-    }
-    if out.len() != out_len {
-        return Err(format!(
-            "output length {} does not match the broadcast shape ({out_len} elements)",
-            out.len()
-        ));
-    }
+    check_operand_lengths(a, a_shape, b, b_shape, out, out_len)?;
     Ok(plan)
 }
 
@@ -282,22 +295,10 @@ impl Broadcast {
         b: &[i8],
         b_shape: &[usize],
         out: &[i8],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         let out_shape = broadcast_shape(a_shape, b_shape)?;
-        if a.len() != element_count(a_shape)? || b.len() != element_count(b_shape)? {
-            return Err(format!(
-                "input lengths {} and {} do not match shapes {a_shape:?} and {b_shape:?}",
-                a.len(),
-                b.len()
-            ));
-        }
         let out_len = element_count(&out_shape)?;
-        if out.len() != out_len {
-            return Err(format!(
-                "output length {} does not match the broadcast shape ({out_len} elements)",
-                out.len()
-            ));
-        }
+        check_operand_lengths(a, a_shape, b, b_shape, out, out_len)?;
         let rank = out_shape.len();
         Ok(Broadcast {
             strides_a: broadcast_strides(&extend(a_shape, rank), &out_shape),

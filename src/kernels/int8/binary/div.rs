@@ -23,11 +23,13 @@
 
 use super::{check_scale, fused_activation_range, Broadcast, QParams};
 use crate::graph::FusedActivation;
+use crate::kernels::error::allowed;
 use crate::kernels::fixed_point::{saturating_rounding_doubling_high_mul, QuantizedMultiplier};
 use crate::kernels::int8::check_int8_zero_point;
 use crate::kernels::int8::fixed_point_x86::{
     count_leading_sign_bits, reciprocal, rounding_divide_by_pot_x86,
 };
+use crate::kernels::KernelError;
 
 /// Prepared int8 DIV (`tflite::ops::builtin::div`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,25 +50,31 @@ impl Div {
         in2: QParams,
         out: QParams,
         activation: FusedActivation,
-    ) -> Result<Self, String> {
-        check_scale("first input", in1)?;
-        check_scale("second input", in2)?;
-        check_scale("output", out)?;
+    ) -> Result<Self, KernelError> {
+        check_scale("first input scale", in1)?;
+        check_scale("second input scale", in2)?;
+        check_scale("output scale", out)?;
         // TFLite DCHECKs the offsets to int8 range; the shift bound below relies on it.
-        check_int8_zero_point("first input", in1)?;
-        check_int8_zero_point("second input", in2)?;
-        check_int8_zero_point("output", out)?;
+        check_int8_zero_point("first input zero point", in1)?;
+        check_int8_zero_point("second input zero point", in2)?;
+        check_int8_zero_point("output zero point", out)?;
         let real = in1.scale / (in2.scale * out.scale);
         if !real.is_finite() || real <= 0.0 {
-            return Err(format!("DIV output multiplier {real} is not usable"));
+            return Err(KernelError::params(
+                "DIV output multiplier",
+                real,
+                allowed::POSITIVE,
+            ));
         }
         let output = QuantizedMultiplier::from_real(f64::from(real));
         // The final shift is output_shift - recip_shift - headroom with headroom >= 23
         // for int8 operands; a larger output shift would make TFLite shift by a
         // negative amount (undefined behaviour).
         if output.shift > 23 {
-            return Err(format!(
-                "DIV output multiplier {real} is too large for TFLite's arithmetic"
+            return Err(KernelError::params(
+                "DIV output multiplier",
+                real,
+                "a value below 2^23 (a larger one shifts by a negative amount in TFLite)",
             ));
         }
         let (act_min, act_max) = fused_activation_range(activation, out);
@@ -114,15 +122,17 @@ impl Div {
         b: &[i8],
         b_shape: &[usize],
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         let plan = Broadcast::new(a, a_shape, b, b_shape, out)?;
         if let Some(i) = b
             .iter()
             .position(|&x| i32::from(x) + self.input2_offset == 0)
         {
-            return Err(format!(
-                "DIV divisor element {i} equals its zero point (division by zero)"
-            ));
+            return Err(KernelError::Data {
+                what: "DIV divisor",
+                index: i,
+                problem: "equals its zero point (division by zero)",
+            });
         }
         plan.for_each(|o, ia, ib| out[o] = self.one(a[ia], b[ib]));
         Ok(())

@@ -43,18 +43,20 @@ pub use div::Div;
 pub use squared_difference::SquaredDifference;
 
 use super::neon_emulation as neon;
-use super::{check_scale, fused_activation_range, requantize_f32, Arithmetic, QParams};
+use super::{
+    check_int8_zero_point, check_scale, fused_activation_range, requantize_f32, Arithmetic, QParams,
+};
 use crate::graph::FusedActivation;
+use crate::kernels::error::allowed;
 use crate::kernels::fixed_point::{
     rounding_divide_by_pot, saturating_rounding_doubling_high_mul, QuantizedMultiplier,
 };
+use crate::kernels::KernelError;
 
 /// TFLite's `QuantizeMultiplierSmallerThanOneExp`: the multiplier must lie in (0, 1).
-fn multiplier_below_one(what: &str, real: f64) -> Result<QuantizedMultiplier, String> {
+fn multiplier_below_one(what: &'static str, real: f64) -> Result<QuantizedMultiplier, KernelError> {
     if !(real > 0.0 && real < 1.0) {
-        return Err(format!(
-            "{what} multiplier {real} is outside (0, 1), which TFLite rejects"
-        ));
+        return Err(KernelError::params(what, real, allowed::BELOW_ONE));
     }
     Ok(QuantizedMultiplier::from_real(real))
 }
@@ -107,9 +109,9 @@ impl AddParams {
         in2: QParams,
         out: QParams,
         activation: FusedActivation,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         Self::with_output(in1, in2, out, activation, |real| {
-            multiplier_below_one("output", real)
+            multiplier_below_one("output multiplier", real)
         })
     }
 
@@ -119,21 +121,27 @@ impl AddParams {
         in2: QParams,
         out: QParams,
         activation: FusedActivation,
-        output: impl FnOnce(f64) -> Result<QuantizedMultiplier, String>,
-    ) -> Result<Self, String> {
-        check_scale("first input", in1)?;
-        check_scale("second input", in2)?;
-        check_scale("output", out)?;
+        output: impl FnOnce(f64) -> Result<QuantizedMultiplier, KernelError>,
+    ) -> Result<Self, KernelError> {
+        check_scale("first input scale", in1)?;
+        check_scale("second input scale", in2)?;
+        check_scale("output scale", out)?;
         let (act_min, act_max) = fused_activation_range(activation, out);
         let twice_max = 2.0 * f64::from(in1.scale.max(in2.scale));
         Ok(AddParams {
             in1: AddSide {
                 offset: -in1.zero_point,
-                multiplier: multiplier_below_one("input", f64::from(in1.scale) / twice_max)?,
+                multiplier: multiplier_below_one(
+                    "first input multiplier",
+                    f64::from(in1.scale) / twice_max,
+                )?,
             },
             in2: AddSide {
                 offset: -in2.zero_point,
-                multiplier: multiplier_below_one("input", f64::from(in2.scale) / twice_max)?,
+                multiplier: multiplier_below_one(
+                    "second input multiplier",
+                    f64::from(in2.scale) / twice_max,
+                )?,
             },
             out: output(add_output_multiplier(in1, in2, out))?,
             out_offset: out.zero_point,
@@ -242,7 +250,7 @@ impl Add {
         in2: QParams,
         out: QParams,
         activation: FusedActivation,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         Ok(Add {
             params: AddParams::new(in1, in2, out, activation)?,
         })
@@ -256,7 +264,7 @@ impl Add {
         b: &[i8],
         b_shape: &[usize],
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         let plan = plan_for(a, a_shape, b, b_shape, out)?;
         dispatch(
             &plan,
@@ -284,15 +292,16 @@ const SUB_MAX_OUTPUT_SHIFT: i32 = 31;
 /// only), `QuantizeMultiplierSmallerThanOneExp` otherwise, whose checks abort LiteRT at
 /// exactly 1 (measured: a SUB with a real output multiplier of exactly 1.0 kills the
 /// process, one of 1.0000001 runs).
-fn sub_output_multiplier(real: f64) -> Result<QuantizedMultiplier, String> {
+fn sub_output_multiplier(real: f64) -> Result<QuantizedMultiplier, KernelError> {
     if real.is_nan() || real <= 1.0 {
-        return multiplier_below_one("output", real);
+        return multiplier_below_one("output multiplier", real);
     }
     let m = QuantizedMultiplier::from_real(real);
     if !real.is_finite() || m.shift > SUB_MAX_OUTPUT_SHIFT {
-        return Err(format!(
-            "output multiplier {real} is 2^31 or more; what LiteRT's SUB computes with it is \
-             not modelled"
+        return Err(KernelError::params(
+            "output multiplier",
+            real,
+            "a value below 2^31 (what LiteRT's SUB computes with a larger one is not modelled)",
         ));
     }
     Ok(m)
@@ -360,17 +369,12 @@ impl Sub {
         in2: QParams,
         out: QParams,
         activation: FusedActivation,
-    ) -> Result<Self, String> {
-        for (what, q) in [("first input", in1), ("second input", in2), ("output", out)] {
-            if !(-128..=127).contains(&q.zero_point) {
-                // sub.cc's Prepare rejects these (TF_LITE_ENSURE).
-                return Err(format!(
-                    "{what} zero point {} is outside int8",
-                    q.zero_point
-                ));
-            }
-        }
-        check_scale("output", out)?;
+    ) -> Result<Self, KernelError> {
+        // sub.cc's Prepare rejects these (TF_LITE_ENSURE).
+        check_int8_zero_point("first input zero point", in1)?;
+        check_int8_zero_point("second input zero point", in2)?;
+        check_int8_zero_point("output zero point", out)?;
+        check_scale("output scale", out)?;
         check_activation_bounds(activation, out)?;
         Ok(Sub {
             params: AddParams::with_output(in1, in2, out, activation, sub_output_multiplier)?,
@@ -400,7 +404,7 @@ impl Sub {
         b: &[i8],
         b_shape: &[usize],
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         let plan = plan_for(a, a_shape, b, b_shape, out)?;
         let p = &self.params;
         let sub = |x: i8, y: i8, lane: SubLane| {
@@ -442,7 +446,7 @@ impl Sub {
 /// outside int32 (`TfLiteRound(bound / scale)` in float) fails Prepare, which happens
 /// to RELU6 and RELU_N1_TO_1 on the tiny output scales that give SUB a multiplier far
 /// above 1 (measured: LiteRT refuses such a SUB, "no_integer_overflow_from_quantization").
-fn check_activation_bounds(activation: FusedActivation, out: QParams) -> Result<(), String> {
+fn check_activation_bounds(activation: FusedActivation, out: QParams) -> Result<(), KernelError> {
     let bounds: &[f32] = match activation {
         FusedActivation::Relu6 => &[0.0, 6.0],
         FusedActivation::ReluN1To1 => &[-1.0, 1.0],
@@ -452,10 +456,12 @@ fn check_activation_bounds(activation: FusedActivation, out: QParams) -> Result<
         let q = (bound / out.scale).round();
         // i32::MIN and i32::MAX as f32 are -2^31 and 2^31, as in TFLite's comparison.
         if !(q >= i32::MIN as f32 && q <= i32::MAX as f32) {
-            return Err(format!(
-                "the fused activation bound {bound} quantizes outside int32 with output scale \
-                 {}, which TFLite rejects",
-                out.scale
+            // The bound is 6 or +-1, which the output scale names; the quantized value
+            // is what falls outside.
+            return Err(KernelError::params(
+                "fused activation bound / output scale",
+                q,
+                "a value within int32, as TFLite's Prepare requires",
             ));
         }
     }
@@ -604,14 +610,18 @@ impl Mul {
         in2: QParams,
         out: QParams,
         activation: FusedActivation,
-    ) -> Result<Self, String> {
-        check_scale("first input", in1)?;
-        check_scale("second input", in2)?;
-        check_scale("output", out)?;
+    ) -> Result<Self, KernelError> {
+        check_scale("first input scale", in1)?;
+        check_scale("second input scale", in2)?;
+        check_scale("output scale", out)?;
         // mul.cc multiplies the scales in float before widening to double.
         let real = f64::from(in1.scale * in2.scale / out.scale);
         if !real.is_finite() || real <= 0.0 {
-            return Err(format!("MUL output multiplier {real} is not usable"));
+            return Err(KernelError::params(
+                "MUL output multiplier",
+                real,
+                allowed::POSITIVE,
+            ));
         }
         let (act_min, act_max) = fused_activation_range(activation, out);
         // XNNPACK's delegate leaves a MUL whose product scale falls outside
@@ -655,7 +665,7 @@ impl Mul {
         b: &[i8],
         b_shape: &[usize],
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         let plan = plan_for(a, a_shape, b, b_shape, out)?;
         if let (true, Some(x)) = (self.use_xnnpack, self.xnnpack) {
             // One formula for every element: the broadcast paths only differ in
@@ -713,7 +723,7 @@ impl MinMax {
         b: &[i8],
         b_shape: &[usize],
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         plan_for(a, a_shape, b, b_shape, out)?;
         let pick = match self {
             MinMax::Maximum => std::cmp::max::<i8>,

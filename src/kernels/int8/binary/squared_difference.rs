@@ -7,20 +7,20 @@
 //! than four dimensions; this refuses it.
 
 use super::{check_scale, Broadcast, QParams};
+use crate::kernels::error::allowed;
 use crate::kernels::fixed_point::QuantizedMultiplier;
 use crate::kernels::int8::check_int8_zero_point;
 use crate::kernels::int8::fixed_point_x86::multiply_smaller_than_one;
+use crate::kernels::KernelError;
 
 /// squared_difference.cc's input shift.
 const SQDIFF_LEFT_SHIFT: u32 = 7;
 
 /// TFLite's `QuantizeMultiplierSmallerThanOneExp`, which aborts outside (0, 1).
-fn multiplier_below_one(what: &str, real: f64) -> Result<QuantizedMultiplier, String> {
+fn multiplier_below_one(what: &'static str, real: f64) -> Result<QuantizedMultiplier, KernelError> {
     let m = QuantizedMultiplier::from_real(real);
     if !(real > 0.0 && real < 1.0) || m.shift > 0 {
-        return Err(format!(
-            "{what} multiplier {real} is outside (0, 1), which TFLite rejects"
-        ));
+        return Err(KernelError::params(what, real, allowed::BELOW_ONE));
     }
     Ok(m)
 }
@@ -38,14 +38,14 @@ pub struct SquaredDifference {
 
 impl SquaredDifference {
     /// squared_difference.cc `Prepare`.
-    pub fn new(in1: QParams, in2: QParams, out: QParams) -> Result<Self, String> {
-        check_scale("first input", in1)?;
-        check_scale("second input", in2)?;
-        check_scale("output", out)?;
+    pub fn new(in1: QParams, in2: QParams, out: QParams) -> Result<Self, KernelError> {
+        check_scale("first input scale", in1)?;
+        check_scale("second input scale", in2)?;
+        check_scale("output scale", out)?;
         // Prepare checks these (TF_LITE_ENSURE).
-        check_int8_zero_point("first input", in1)?;
-        check_int8_zero_point("second input", in2)?;
-        check_int8_zero_point("output", out)?;
+        check_int8_zero_point("first input zero point", in1)?;
+        check_int8_zero_point("second input zero point", in2)?;
+        check_int8_zero_point("output zero point", out)?;
         // `2 * std::max(float, float)` is a float, widened to double.
         let twice_max = f64::from(2.0 * in1.scale.max(in2.scale));
         // `(1 << 14) * output_scale` is a float too.
@@ -54,9 +54,15 @@ impl SquaredDifference {
             input1_offset: -in1.zero_point,
             input2_offset: -in2.zero_point,
             output_offset: out.zero_point,
-            input1: multiplier_below_one("input", f64::from(in1.scale) / twice_max)?,
-            input2: multiplier_below_one("input", f64::from(in2.scale) / twice_max)?,
-            output: multiplier_below_one("output", twice_max * twice_max / shifted_out)?,
+            input1: multiplier_below_one(
+                "first input multiplier",
+                f64::from(in1.scale) / twice_max,
+            )?,
+            input2: multiplier_below_one(
+                "second input multiplier",
+                f64::from(in2.scale) / twice_max,
+            )?,
+            output: multiplier_below_one("output multiplier", twice_max * twice_max / shifted_out)?,
         })
     }
 
@@ -85,12 +91,13 @@ impl SquaredDifference {
         b: &[i8],
         b_shape: &[usize],
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         let plan = Broadcast::new(a, a_shape, b, b_shape, out)?;
         if a_shape != b_shape && plan.out_shape.len() > 4 {
-            return Err(format!(
-                "SQUARED_DIFFERENCE broadcasts at most 4 dimensions in TFLite, got \
-                 {a_shape:?} and {b_shape:?}"
+            return Err(KernelError::shape(
+                "broadcast rank",
+                "at most 4 (TFLite's SQUARED_DIFFERENCE broadcast)",
+                format!("{} ({a_shape:?} and {b_shape:?})", plan.out_shape.len()),
             ));
         }
         plan.for_each(|o, ia, ib| out[o] = self.one(a[ia], b[ib]));

@@ -4,6 +4,7 @@ use super::{check_bias, check_len, dot, Requant, Rounding, ScaleProduct};
 use crate::graph::FusedActivation;
 use crate::kernels::fixed_point::QuantizedMultiplier;
 use crate::kernels::int8::{Arithmetic, QParams};
+use crate::kernels::KernelError;
 
 /// Prepared int8 FULLY_CONNECTED: `[rows, depth] x [units, depth]^T -> [rows, units]`.
 /// Flattening the input to rows and `keep_num_dims` are the caller's business.
@@ -24,11 +25,13 @@ impl FullyConnectedInt8 {
         output: QParams,
         activation: FusedActivation,
         units: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         if matches!(activation, FusedActivation::Tanh | FusedActivation::SignBit) {
-            return Err(format!(
-                "FULLY_CONNECTED cannot fuse {activation:?} on int8 data"
-            ));
+            return Err(KernelError::Options {
+                what: "fused activation",
+                found: format!("{activation:?}"),
+                allowed: "int8 FULLY_CONNECTED fuses only NONE, RELU, RELU_N1_TO_1 and RELU6",
+            });
         }
         let product = if filter_scales.len() == 1 {
             ScaleProduct::FloatProduct
@@ -64,11 +67,11 @@ impl FullyConnectedInt8 {
         filter: &[i8],
         bias: Option<&[i32]>,
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         let units = self.rq.multipliers.len();
         let size = |a: usize, b: usize| {
             a.checked_mul(b)
-                .ok_or_else(|| format!("fully connected shape {rows}x{depth}x{units} overflows"))
+                .ok_or_else(|| KernelError::overflow("rows x depth x units", [rows, depth, units]))
         };
         check_len("input", input.len(), size(rows, depth)?)?;
         check_len("filter", filter.len(), size(units, depth)?)?;

@@ -1,5 +1,8 @@
 //! int8 CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED on NHWC data, bit-exact with
-//! LiteRT's optimized builtin kernels on x86 (ai-edge-litert 2.3.0, no XNNPACK).
+//! LiteRT's optimized builtin kernels on x86 (ai-edge-litert 2.3.0, no XNNPACK). The
+//! family's other members, which share the requantization below, have their own
+//! files: [`transpose_conv`] and [`batch_matmul`]; the packed (SIMD) variants of
+//! these kernels are in `int8::packed`.
 //!
 //! Activations are int8 with a per-tensor scale and zero point; filters are symmetric
 //! int8 (zero point 0) with one scale per output channel (CONV_2D / FULLY_CONNECTED:
@@ -33,15 +36,17 @@
 //! This was established against LiteRT, not only read from the source: on vectors with
 //! exact ties (`tests/fixtures/kernels/conv_*pow2_ties.npz`), pure reference rounding,
 //! single rounding and "ties up everywhere" each mismatch LiteRT on dozens of elements,
-//! while the per-op rule above matches every element (`tests/int8_conv_kernels.rs`).
+//! while the per-op rule above matches every element (`tests/int8_conv_family_kernels.rs`).
 //! The first rounding step behaves identically on every path, so only the second one
 //! is a [`Rounding`] choice. On x86 CPUs without AVX, cpu_backend_gemm would use
 //! gemmlowp (reference rounding) instead; qdbg does not model that.
 
+pub mod batch_matmul;
 mod fully_connected;
 mod requant;
 #[cfg(test)]
 mod tests;
+pub mod transpose_conv;
 
 pub use crate::kernels::window::ConvGeometry;
 pub use fully_connected::FullyConnectedInt8;
@@ -51,6 +56,7 @@ pub use requant::{requantize, Rounding};
 use super::{Arithmetic, QParams};
 use crate::graph::FusedActivation;
 use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::KernelError;
 
 /// Prepared int8 CONV_2D / DEPTHWISE_CONV_2D: the parameters TFLite's `Prepare`
 /// computes, reusable across calls with any geometry that has `out_channels` outputs.
@@ -71,7 +77,7 @@ impl ConvInt8 {
         output: QParams,
         activation: FusedActivation,
         out_channels: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         Requant::new(
             input,
             filter_scales,
@@ -107,13 +113,13 @@ impl ConvInt8 {
         filter: &[i8],
         bias: Option<&[i32]>,
         out: &[i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         let e = g.extents(depthwise)?;
         if g.out_c != self.rq.multipliers.len() {
-            return Err(format!(
-                "geometry has {} output channels, the op was prepared for {}",
+            return Err(KernelError::shape(
+                "geometry's output channel count",
+                format!("{}, as prepared", self.rq.multipliers.len()),
                 g.out_c,
-                self.rq.multipliers.len()
             ));
         }
         check_len("input", input.len(), e.input)?;
@@ -130,7 +136,7 @@ impl ConvInt8 {
         filter: &[i8],
         bias: Option<&[i32]>,
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         self.check(g, false, input, filter, bias, out)?;
         let off = self.rq.input_offset;
         let window = g.k_h * g.k_w * g.in_c;
@@ -191,7 +197,7 @@ impl ConvInt8 {
         filter: &[i8],
         bias: Option<&[i32]>,
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         self.check(g, true, input, filter, bias, out)?;
         let off = self.rq.input_offset;
         let m = g.depth_multiplier;

@@ -4,7 +4,10 @@
 
 use crate::graph::FusedActivation;
 use crate::kernels::fixed_point::{saturating_rounding_doubling_high_mul, QuantizedMultiplier};
-use crate::kernels::int8::{fused_activation_range, requantize_f32, Arithmetic, QParams};
+use crate::kernels::int8::{
+    check_int8_zero_point, check_scale, fused_activation_range, requantize_f32, Arithmetic, QParams,
+};
+use crate::kernels::KernelError;
 
 /// How the second requantization step (the rounding right shift) breaks ties.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,32 +76,30 @@ impl Requant {
         activation: FusedActivation,
         channels: usize,
         product: ScaleProduct,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         if channels == 0 {
-            return Err("no output channels".into());
+            return Err(KernelError::shape("output channel count", "at least 1", 0));
         }
         if filter_scales.len() != 1 && filter_scales.len() != channels {
-            return Err(format!(
-                "{} filter scales for {channels} output channels (need 1 or {channels})",
-                filter_scales.len()
+            return Err(KernelError::shape(
+                "filter scale count",
+                format!("1 or {channels} (one per output channel)"),
+                filter_scales.len(),
             ));
         }
-        for (what, q) in [("input", input), ("output", output)] {
-            if !(q.scale.is_finite() && q.scale > 0.0) {
-                return Err(format!("{what} scale {} is not a positive number", q.scale));
-            }
-            if !(-128..=127).contains(&q.zero_point) {
-                return Err(format!(
-                    "{what} zero point {} is outside int8",
-                    q.zero_point
-                ));
-            }
-        }
+        check_scale("input scale", input)?;
+        check_int8_zero_point("input zero point", input)?;
+        check_scale("output scale", output)?;
+        check_int8_zero_point("output zero point", output)?;
         if let Some(s) = filter_scales
             .iter()
             .find(|s| !(s.is_finite() && **s >= 0.0))
         {
-            return Err(format!("filter scale {s} is not a non-negative number"));
+            return Err(KernelError::params(
+                "filter scale",
+                *s,
+                "a non-negative finite number",
+            ));
         }
         let multipliers = (0..channels)
             .map(|c| {
@@ -116,14 +117,17 @@ impl Requant {
                 // A shift past 30 means a factor of 2^30 or more: no real model has one,
                 // and the left shift would lose the accumulator entirely.
                 if !real.is_finite() || m.shift > 30 {
-                    return Err(format!(
-                        "channel {c}: rescale factor {real} (input {} x filter {f} / output {}) is out of range",
-                        input.scale, output.scale
-                    ));
+                    return Err(KernelError::Rescale {
+                        channel: (filter_scales.len() > 1).then_some(c),
+                        input_scale: input.scale,
+                        filter_scale: f,
+                        output_scale: output.scale,
+                        factor: real,
+                    });
                 }
                 Ok(m)
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, KernelError>>()?;
         let (act_min, act_max) = activation_range(activation, output);
         let xnnpack_scales = (0..channels)
             .map(|c| {
@@ -184,17 +188,16 @@ fn activation_range(activation: FusedActivation, output: QParams) -> (i32, i32) 
     }
 }
 
-pub(crate) fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
+/// A buffer of `got` elements where the geometry needs `want`.
+pub(crate) fn check_len(what: &'static str, got: usize, want: usize) -> Result<(), KernelError> {
     if got == want {
         Ok(())
     } else {
-        Err(format!(
-            "{what} has {got} elements, the geometry needs {want}"
-        ))
+        Err(KernelError::size(what, want, got))
     }
 }
 
-pub(crate) fn check_bias(bias: Option<&[i32]>, channels: usize) -> Result<(), String> {
+pub(crate) fn check_bias(bias: Option<&[i32]>, channels: usize) -> Result<(), KernelError> {
     match bias {
         Some(b) => check_len("bias", b.len(), channels),
         None => Ok(()),

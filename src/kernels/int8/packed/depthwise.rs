@@ -9,6 +9,7 @@ use super::x86;
 use super::Epilogue;
 use crate::kernels::int8::conv::{check_bias, check_len, ConvGeometry, ConvInt8};
 use crate::kernels::simd::{self, Level};
+use crate::kernels::KernelError;
 
 /// Output pixels the vector depthwise kernels compute together along a row: they share
 /// every weight load.
@@ -96,16 +97,16 @@ impl ConvInt8 {
         bias: Option<&[i32]>,
         (k_h, k_w): (usize, usize),
         level: Level,
-    ) -> Result<PackedDepthwise, String> {
+    ) -> Result<PackedDepthwise, KernelError> {
         let channels = self.rq.multipliers.len();
         let taps = k_h
             .checked_mul(k_w)
-            .ok_or_else(|| format!("filter {k_h}x{k_w} overflows"))?;
+            .ok_or_else(|| KernelError::overflow("filter window", [k_h, k_w]))?;
         check_len(
             "filter",
             filter.len(),
             taps.checked_mul(channels)
-                .ok_or_else(|| format!("filter {k_h}x{k_w}x{channels} overflows"))?,
+                .ok_or_else(|| KernelError::overflow("filter", [k_h, k_w, channels]))?,
         )?;
         check_bias(bias, channels)?;
         let level = simd::supported(level);
@@ -159,11 +160,15 @@ impl PackedDepthwise {
     }
 
     /// Like [`ConvInt8::depthwise`], with the packed filter and bias.
-    pub fn run(&self, g: &ConvGeometry, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, g: &ConvGeometry, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         if (g.k_h, g.k_w, g.out_c) != (self.k_h, self.k_w, self.channels) {
-            return Err(format!(
-                "geometry has a {}x{} window over {} channels, the filter was packed for {}x{} over {}",
-                g.k_h, g.k_w, g.out_c, self.k_h, self.k_w, self.channels
+            return Err(KernelError::shape(
+                "geometry's window x channels",
+                format!(
+                    "{}x{} over {}, as the filter was packed",
+                    self.k_h, self.k_w, self.channels
+                ),
+                format!("{}x{} over {}", g.k_h, g.k_w, g.out_c),
             ));
         }
         if self.level == Level::Scalar || g.depth_multiplier != 1 {

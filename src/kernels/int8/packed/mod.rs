@@ -47,6 +47,7 @@
 
 use super::conv::{check_bias, check_len, ConvGeometry, ConvInt8, FullyConnectedInt8, Requant};
 use crate::kernels::simd::{self, Level};
+use crate::kernels::KernelError;
 
 mod depthwise;
 #[cfg(target_arch = "aarch64")]
@@ -194,17 +195,18 @@ impl Gemm {
         units: usize,
         depth: usize,
         level: Level,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         let level = simd::supported(level);
         let size = units
             .checked_mul(depth)
-            .ok_or_else(|| format!("weights {units}x{depth} overflow"))?;
+            .ok_or_else(|| KernelError::overflow("weights (units x depth)", [units, depth]))?;
         check_len("filter", filter.len(), size)?;
         check_bias(bias, units)?;
         if rq.multipliers.len() != units {
-            return Err(format!(
-                "{units} output channels, the op was prepared for {}",
-                rq.multipliers.len()
+            return Err(KernelError::shape(
+                "output channel count",
+                format!("{}, as prepared", rq.multipliers.len()),
+                units,
             ));
         }
         // sum(w) per output channel, for the folded bias.
@@ -516,11 +518,11 @@ impl ConvInt8 {
         bias: Option<&[i32]>,
         (k_h, k_w, in_c): (usize, usize, usize),
         level: Level,
-    ) -> Result<PackedConv2d, String> {
+    ) -> Result<PackedConv2d, KernelError> {
         let depth = k_h
             .checked_mul(k_w)
             .and_then(|d| d.checked_mul(in_c))
-            .ok_or_else(|| format!("filter {k_h}x{k_w}x{in_c} overflows"))?;
+            .ok_or_else(|| KernelError::overflow("filter", [k_h, k_w, in_c]))?;
         let units = self.rq.multipliers.len();
         let gemm = Gemm::new(&self.rq, filter, bias, units, depth, level)?;
         Ok(PackedConv2d {
@@ -540,11 +542,15 @@ impl PackedConv2d {
     }
 
     /// Like [`ConvInt8::conv2d`], with the packed filter and bias.
-    pub fn run(&self, g: &ConvGeometry, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, g: &ConvGeometry, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         if (g.k_h, g.k_w, g.in_c) != (self.k_h, self.k_w, self.in_c) {
-            return Err(format!(
-                "geometry has a {}x{}x{} window, the filter was packed for {}x{}x{}",
-                g.k_h, g.k_w, g.in_c, self.k_h, self.k_w, self.in_c
+            return Err(KernelError::shape(
+                "geometry's window",
+                format!(
+                    "{}x{}x{}, as the filter was packed",
+                    self.k_h, self.k_w, self.in_c
+                ),
+                format!("{}x{}x{}", g.k_h, g.k_w, g.in_c),
             ));
         }
         if let GemmWeights::Scalar(filter) = &self.gemm.weights {
@@ -560,9 +566,10 @@ impl PackedConv2d {
         }
         let e = g.extents(false)?;
         if g.out_c != self.gemm.units {
-            return Err(format!(
-                "geometry has {} output channels, the filter was packed for {}",
-                g.out_c, self.gemm.units
+            return Err(KernelError::shape(
+                "geometry's output channel count",
+                format!("{}, as the filter was packed", self.gemm.units),
+                g.out_c,
             ));
         }
         check_len("input", input.len(), e.input)?;
@@ -593,7 +600,7 @@ impl FullyConnectedInt8 {
         bias: Option<&[i32]>,
         depth: usize,
         level: Level,
-    ) -> Result<PackedFullyConnected, String> {
+    ) -> Result<PackedFullyConnected, KernelError> {
         let units = self.rq.multipliers.len();
         Ok(PackedFullyConnected {
             reference: self.clone(),
@@ -608,7 +615,7 @@ impl PackedFullyConnected {
     }
 
     /// Like [`FullyConnectedInt8::run`]: `input` `[rows, depth]`, `out` `[rows, units]`.
-    pub fn run(&self, rows: usize, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, rows: usize, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         let (depth, units) = (self.gemm.depth, self.gemm.units);
         if let GemmWeights::Scalar(filter) = &self.gemm.weights {
             return self
@@ -617,7 +624,7 @@ impl PackedFullyConnected {
         }
         let size = |a: usize, b: usize| {
             a.checked_mul(b)
-                .ok_or_else(|| format!("fully connected shape {rows}x{depth}x{units} overflows"))
+                .ok_or_else(|| KernelError::overflow("rows x depth x units", [rows, depth, units]))
         };
         check_len("input", input.len(), size(rows, depth)?)?;
         check_len("output", out.len(), size(rows, units)?)?;

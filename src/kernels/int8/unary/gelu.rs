@@ -5,6 +5,7 @@
 //! `0.5 x erfcf(-x / sqrt 2)`; both call the platform's libm, as LiteRT does.
 
 use super::{check_scale, Lut, QParams};
+use crate::kernels::KernelError;
 
 mod libm {
     extern "C" {
@@ -38,9 +39,9 @@ pub struct Gelu {
 }
 
 impl Gelu {
-    pub fn new(approximate: bool, input: QParams, output: QParams) -> Result<Self, String> {
-        check_scale("input", input)?;
-        check_scale("output", output)?;
+    pub fn new(approximate: bool, input: QParams, output: QParams) -> Result<Self, KernelError> {
+        check_scale("input scale", input)?;
+        check_scale("output scale", output)?;
         let lut = if approximate {
             Lut::populate(input, output, gelu_tanh)
         } else {
@@ -49,7 +50,7 @@ impl Gelu {
         Ok(Gelu { lut })
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         self.lut.run(input, out)
     }
 }

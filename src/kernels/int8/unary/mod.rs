@@ -33,6 +33,7 @@ pub use sqrt::{Rsqrt, Sqrt};
 use super::neon_emulation as neon;
 use super::{check_lengths, check_scale, Arithmetic, QParams};
 use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::KernelError;
 
 /// A 256-entry int8 lookup table, indexed by the input's bit pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,21 +58,22 @@ impl Lut {
     }
 
     /// LOGISTIC; TFLite requires the output scale to be exactly 1/256.
-    pub fn logistic(input: QParams, output: QParams) -> Result<Self, String> {
-        check_scale("input", input)?;
+    pub fn logistic(input: QParams, output: QParams) -> Result<Self, KernelError> {
+        check_scale("input scale", input)?;
         if output.scale != 1.0 / 256.0 {
-            return Err(format!(
-                "int8 LOGISTIC needs output scale 1/256, got {}",
-                output.scale
+            return Err(KernelError::params(
+                "output scale",
+                output.scale,
+                "exactly 1/256, as TFLite's int8 LOGISTIC requires",
             ));
         }
         Ok(Self::populate(input, output, |x| 1.0 / (1.0 + (-x).exp())))
     }
 
     /// TANH (LiteRT checks nothing on this path; the converter uses 1/128, 0).
-    pub fn tanh(input: QParams, output: QParams) -> Result<Self, String> {
-        check_scale("input", input)?;
-        check_scale("output", output)?;
+    pub fn tanh(input: QParams, output: QParams) -> Result<Self, KernelError> {
+        check_scale("input scale", input)?;
+        check_scale("output scale", output)?;
         Ok(Self::populate(input, output, f32::tanh))
     }
 
@@ -84,7 +86,7 @@ impl Lut {
         Lut { table }
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         check_lengths(input, out)?;
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::simd::active() == crate::kernels::simd::Level::Avx512
@@ -195,16 +197,17 @@ pub struct HardSwish {
 impl HardSwish {
     /// `HardSwishPrepare`, in float as there: the input is first put on a "hires"
     /// scale 2^7 finer; the reluish multiplier maps it to a scale where 3.0 is 2^15.
-    pub fn new(input: QParams, output: QParams) -> Result<Self, String> {
-        check_scale("input", input)?;
-        check_scale("output", output)?;
+    pub fn new(input: QParams, output: QParams) -> Result<Self, KernelError> {
+        check_scale("input scale", input)?;
+        check_scale("output scale", output)?;
         let hires_input_scale = (1.0f32 / 128.0) * input.scale;
         let reluish_scale = 3.0f32 / 32768.0;
         let out_m = QuantizedMultiplier::from_real(f64::from(hires_input_scale / output.scale));
         if out_m.shift > 0 {
-            return Err(format!(
-                "HARD_SWISH output multiplier {} exceeds 1, which TFLite rejects",
-                hires_input_scale / output.scale
+            return Err(KernelError::params(
+                "HARD_SWISH output multiplier (input scale / 128 / output scale)",
+                hires_input_scale / output.scale,
+                "a value of at most 1, as TFLite's Prepare requires",
             ));
         }
         let reluish_m =
@@ -244,7 +247,7 @@ impl HardSwish {
         v.clamp(i16::from(i8::MIN), i16::from(i8::MAX)) as i8
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         check_lengths(input, out)?;
         if input.len() >= TABLE_FROM {
             return Lut::from_fn(|x| self.one(x)).run(input, out);
@@ -276,9 +279,9 @@ pub struct Relu {
 }
 
 impl Relu {
-    pub fn new(kind: ReluKind, input: QParams, output: QParams) -> Result<Self, String> {
-        check_scale("input", input)?;
-        check_scale("output", output)?;
+    pub fn new(kind: ReluKind, input: QParams, output: QParams) -> Result<Self, KernelError> {
+        check_scale("input scale", input)?;
+        check_scale("output scale", output)?;
         let (lo, hi) = match kind {
             ReluKind::Relu => (0.0, f32::INFINITY),
             ReluKind::Relu6 => (0.0, 6.0),
@@ -315,7 +318,7 @@ impl Relu {
         v.max(self.act_min).min(self.act_max) as i8
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         check_lengths(input, out)?;
         if input.len() >= TABLE_FROM {
             return Lut::from_fn(|x| self.one(x)).run(input, out);
@@ -350,12 +353,16 @@ pub struct LeakyRelu {
 }
 
 impl LeakyRelu {
-    pub fn new(alpha: f32, input: QParams, output: QParams) -> Result<Self, String> {
-        check_scale("input", input)?;
-        check_scale("output", output)?;
+    pub fn new(alpha: f32, input: QParams, output: QParams) -> Result<Self, KernelError> {
+        check_scale("input scale", input)?;
+        check_scale("output scale", output)?;
         let alpha_real = input.scale * alpha / output.scale;
         if !alpha_real.is_finite() {
-            return Err(format!("LEAKY_RELU alpha {alpha} is not usable"));
+            return Err(KernelError::params(
+                "LEAKY_RELU alpha",
+                alpha,
+                "one whose rescaled slope (input scale x alpha / output scale) is finite",
+            ));
         }
         // XNNPACK: `round_ties_even(256 * in / out)` and the same times alpha (all f32);
         // its delegate declines slopes whose magnitude lies outside [2^-8, 2^7].
@@ -393,7 +400,7 @@ impl LeakyRelu {
             .clamp(-128, 127) as i8
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         check_lengths(input, out)?;
         if input.len() >= TABLE_FROM {
             return Lut::from_fn(|x| self.one(x)).run(input, out);
@@ -418,9 +425,9 @@ pub struct Requantize {
 }
 
 impl Requantize {
-    pub fn new(input: QParams, output: QParams) -> Result<Self, String> {
-        check_scale("input", input)?;
-        check_scale("output", output)?;
+    pub fn new(input: QParams, output: QParams) -> Result<Self, KernelError> {
+        check_scale("input scale", input)?;
+        check_scale("output scale", output)?;
         Ok(Requantize {
             // quantize.cc divides in double.
             multiplier: QuantizedMultiplier::from_real(
@@ -461,7 +468,7 @@ impl Requantize {
         scaled.wrapping_add(self.output_zero_point).clamp(-128, 127) as i8
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         check_lengths(input, out)?;
         let blocks = input.len() / 16 * 16;
         if input.len() >= TABLE_FROM {

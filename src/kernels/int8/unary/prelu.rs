@@ -8,6 +8,7 @@ use super::{check_scale, QParams};
 use crate::kernels::fixed_point::QuantizedMultiplier;
 use crate::kernels::int8::binary::Broadcast;
 use crate::kernels::int8::fixed_point_x86::multiply_by_quantized_multiplier;
+use crate::kernels::KernelError;
 
 /// Prepared int8 PRELU (`activations.cc`, reference kernels).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,15 +22,24 @@ pub struct Prelu {
 
 impl Prelu {
     /// `PreluPrepare`: `in / out` and `in * alpha / out`, both in float.
-    pub fn new(input: QParams, alpha: QParams, output: QParams) -> Result<Self, String> {
-        check_scale("input", input)?;
-        check_scale("alpha", alpha)?;
-        check_scale("output", output)?;
+    pub fn new(input: QParams, alpha: QParams, output: QParams) -> Result<Self, KernelError> {
+        check_scale("input scale", input)?;
+        check_scale("alpha scale", alpha)?;
+        check_scale("output scale", output)?;
         let identity = input.scale / output.scale;
         let alpha_real = input.scale * alpha.scale / output.scale;
-        if !identity.is_finite() || !alpha_real.is_finite() {
-            return Err(format!(
-                "PRELU multipliers {identity} and {alpha_real} are not usable"
+        if !identity.is_finite() {
+            return Err(KernelError::params(
+                "PRELU identity multiplier (input scale / output scale)",
+                identity,
+                "a finite number",
+            ));
+        }
+        if !alpha_real.is_finite() {
+            return Err(KernelError::params(
+                "PRELU alpha multiplier (input scale x alpha scale / output scale)",
+                alpha_real,
+                "a finite number",
             ));
         }
         Ok(Prelu {
@@ -65,11 +75,13 @@ impl Prelu {
         alpha: &[i8],
         alpha_shape: &[usize],
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         let plan = Broadcast::new(input, input_shape, alpha, alpha_shape, out)?;
         if plan.out_shape != input_shape {
-            return Err(format!(
-                "PRELU alpha {alpha_shape:?} does not broadcast into the input {input_shape:?}"
+            return Err(KernelError::shape(
+                "alpha shape",
+                format!("one that broadcasts into the input {input_shape:?}"),
+                format!("{alpha_shape:?}"),
             ));
         }
         plan.for_each(|o, ix, ia| out[o] = self.one(input[ix], alpha[ia]));

@@ -14,6 +14,7 @@ use crate::kernels::fixed_point::QuantizedMultiplier;
 use crate::kernels::int8::fixed_point_x86::{
     inv_sqrt_multiplier_exp, multiply_by_quantized_multiplier,
 };
+use crate::kernels::KernelError;
 
 /// RSQRT's intermediate scale: the inverse square root is taken to 2^20.
 const RSQRT_SHIFT: i32 = 20;
@@ -29,13 +30,15 @@ pub struct Rsqrt {
 impl Rsqrt {
     /// `SetRsqrtOutputMultiplier`: `1. / (std::sqrt(float) * float)`, the
     /// product in float, the division in double.
-    pub fn new(input: QParams, output: QParams) -> Result<Self, String> {
-        check_scale("input", input)?;
-        check_scale("output", output)?;
+    pub fn new(input: QParams, output: QParams) -> Result<Self, KernelError> {
+        check_scale("input scale", input)?;
+        check_scale("output scale", output)?;
         let product = input.scale.sqrt() * output.scale;
         if !(product > 0.0 && product.is_finite()) {
-            return Err(format!(
-                "RSQRT output multiplier 1 / {product} is not usable"
+            return Err(KernelError::params(
+                "RSQRT sqrt(input scale) x output scale",
+                product,
+                "a positive finite number (its inverse is the output multiplier)",
             ));
         }
         Ok(Rsqrt {
@@ -63,15 +66,17 @@ impl Rsqrt {
     }
 
     /// Refuses inputs below the zero point, as LiteRT does.
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         check_lengths(input, out)?;
         if let Some(i) = input
             .iter()
             .position(|&x| i32::from(x) < self.input_zero_point)
         {
-            return Err(format!(
-                "RSQRT input element {i} is negative (below the zero point)"
-            ));
+            return Err(KernelError::Data {
+                what: "RSQRT input",
+                index: i,
+                problem: "is negative (below the zero point)",
+            });
         }
         for (o, &x) in out.iter_mut().zip(input) {
             *o = self.one(x);
@@ -98,20 +103,24 @@ pub struct Sqrt {
 }
 
 impl Sqrt {
-    pub fn new(input: QParams, output: QParams) -> Result<Self, String> {
-        check_scale("input", input)?;
-        check_scale("output", output)?;
+    pub fn new(input: QParams, output: QParams) -> Result<Self, KernelError> {
+        check_scale("input scale", input)?;
+        check_scale("output scale", output)?;
         Ok(Sqrt { input, output })
     }
 
     /// Refuses negative (dequantized) inputs, as LiteRT does.
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), String> {
+    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
         check_lengths(input, out)?;
         for (i, (o, &x)) in out.iter_mut().zip(input).enumerate() {
             let dequantized =
                 self.input.scale * i32::from(x).wrapping_sub(self.input.zero_point) as f32;
             if dequantized.is_nan() || dequantized < 0.0 {
-                return Err(format!("SQRT input element {i} is negative"));
+                return Err(KernelError::Data {
+                    what: "SQRT input",
+                    index: i,
+                    problem: "is negative",
+                });
             }
             // Truncated, not rounded.
             let q = truncate_to_i32_x86(dequantized.sqrt() / self.output.scale)

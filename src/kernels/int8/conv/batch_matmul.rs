@@ -24,9 +24,10 @@
 //! The multiplier is `Prepare`'s `GetQuantizedConvolutionMultipler`: the product
 //! `lhs_scale * rhs_scale` taken in f32, then divided by the output scale in f64.
 
-use super::conv::{requantize, Rounding};
-use super::QParams;
+use super::{requantize, Rounding};
 use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::int8::{check_int8_zero_point, check_scale, QParams};
+use crate::kernels::KernelError;
 
 /// Prepared int8 BATCH_MATMUL: what TFLite's `Prepare` derives from the three
 /// tensors' quantization and the op's adjoint flags.
@@ -52,24 +53,11 @@ struct Plan {
     n: usize,
 }
 
-fn check_params(what: &str, q: QParams) -> Result<(), String> {
-    if !(q.scale.is_finite() && q.scale > 0.0) {
-        return Err(format!("{what} scale {} is not a positive number", q.scale));
-    }
-    if !(-128..=127).contains(&q.zero_point) {
-        return Err(format!(
-            "{what} zero point {} is outside int8",
-            q.zero_point
-        ));
-    }
-    Ok(())
-}
-
-fn product(shape: &[usize]) -> Result<usize, String> {
+fn product(shape: &[usize]) -> Result<usize, KernelError> {
     shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| format!("shape {shape:?} has too many elements"))
+        .ok_or_else(|| KernelError::overflow("shape", shape))
 }
 
 /// Element offsets of every batch matrix of `shape` (rank >= 2, extended to `rank`
@@ -111,17 +99,24 @@ impl BatchMatMulInt8 {
         output: QParams,
         adj_x: bool,
         adj_y: bool,
-    ) -> Result<Self, String> {
-        check_params("lhs", lhs)?;
-        check_params("rhs", rhs)?;
-        check_params("output", output)?;
+    ) -> Result<Self, KernelError> {
+        check_scale("lhs scale", lhs)?;
+        check_int8_zero_point("lhs zero point", lhs)?;
+        check_scale("rhs scale", rhs)?;
+        check_int8_zero_point("rhs zero point", rhs)?;
+        check_scale("output scale", output)?;
+        check_int8_zero_point("output zero point", output)?;
         let real = f64::from(lhs.scale * rhs.scale) / f64::from(output.scale);
         let multiplier = QuantizedMultiplier::from_real(real);
         if !real.is_finite() || multiplier.shift > 30 {
-            return Err(format!(
-                "rescale factor {real} (lhs {} x rhs {} / output {}) is out of range",
-                lhs.scale, rhs.scale, output.scale
-            ));
+            // The lhs plays the input's part, the rhs the filter's.
+            return Err(KernelError::Rescale {
+                channel: None,
+                input_scale: lhs.scale,
+                filter_scale: rhs.scale,
+                output_scale: output.scale,
+                factor: real,
+            });
         }
         Ok(BatchMatMulInt8 {
             multiplier,
@@ -146,16 +141,17 @@ impl BatchMatMulInt8 {
         &self,
         lhs_shape: &[usize],
         rhs_shape: &[usize],
-    ) -> Result<Vec<usize>, String> {
+    ) -> Result<Vec<usize>, KernelError> {
         self.plan(lhs_shape, rhs_shape).map(|p| p.out_shape)
     }
 
-    fn plan(&self, lhs_shape: &[usize], rhs_shape: &[usize]) -> Result<Plan, String> {
-        for (what, s) in [("lhs", lhs_shape), ("rhs", rhs_shape)] {
+    fn plan(&self, lhs_shape: &[usize], rhs_shape: &[usize]) -> Result<Plan, KernelError> {
+        for (what, s) in [("lhs rank", lhs_shape), ("rhs rank", rhs_shape)] {
             if !(2..=5).contains(&s.len()) {
-                return Err(format!(
-                    "{what} has rank {} (shape {s:?}); BATCH_MATMUL takes ranks 2 to 5",
-                    s.len()
+                return Err(KernelError::shape(
+                    what,
+                    "2 to 5 (BATCH_MATMUL's ranks)",
+                    format!("{} (shape {s:?})", s.len()),
                 ));
             }
             product(s)?;
@@ -174,8 +170,10 @@ impl BatchMatMulInt8 {
                 (1, b) => b,
                 (a, 1) => a,
                 _ => {
-                    return Err(format!(
-                        "batch axes of {lhs_shape:?} and {rhs_shape:?} do not broadcast"
+                    return Err(KernelError::shape(
+                        "batch axes of lhs and rhs",
+                        "equal or 1 on each axis (broadcastable)",
+                        format!("{lhs_shape:?} and {rhs_shape:?}"),
                     ))
                 }
             });
@@ -191,9 +189,13 @@ impl BatchMatMulInt8 {
             (r[rank - 2], r[rank - 1])
         };
         if k_lhs != k_rhs {
-            return Err(format!(
-                "lhs {lhs_shape:?} (adj_x {}) and rhs {rhs_shape:?} (adj_y {}) disagree on the inner dimension: {k_lhs} vs {k_rhs}",
-                self.adj_x, self.adj_y
+            return Err(KernelError::shape(
+                "rhs inner dimension",
+                format!(
+                    "the lhs's, {k_lhs} (lhs {lhs_shape:?}, adj_x {})",
+                    self.adj_x
+                ),
+                format!("{k_rhs} (rhs {rhs_shape:?}, adj_y {})", self.adj_y),
             ));
         }
         let mut out_shape = batch.clone();
@@ -219,7 +221,7 @@ impl BatchMatMulInt8 {
         rhs_shape: &[usize],
         rhs: &[i8],
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         let p = self.plan(lhs_shape, rhs_shape)?;
         for (what, got, want) in [
             ("lhs", lhs.len(), product(lhs_shape)?),
@@ -227,7 +229,7 @@ impl BatchMatMulInt8 {
             ("output", out.len(), product(&p.out_shape)?),
         ] {
             if got != want {
-                return Err(format!("{what} has {got} elements, its shape needs {want}"));
+                return Err(KernelError::size(what, want, got));
             }
         }
         let (m, k, n) = (p.m, p.k, p.n);

@@ -24,7 +24,7 @@
 //!    groups of 8 channels (`vqrdmulhq_s32` then `vrshlq_s32`: the right shift rounds
 //!    ties *up*); the last `out_c % 8` channels go through the scalar
 //!    `MultiplyByQuantizedMultiplier`, whose right shift rounds ties *away from zero*.
-//!    This is the same split as DEPTHWISE_CONV_2D's (see [`super::conv`]).
+//!    This is the same split as DEPTHWISE_CONV_2D's (see [`super`]).
 //!
 //! The integer sums are exact, so only step 4 can round; the per-channel rule above
 //! matches LiteRT on every element of `tests/fixtures/kernels/transpose_conv_matmul_resize/tconv_*.npz`, including
@@ -45,12 +45,12 @@
 //! never checks that against the real input size, so a mismatched model reads out of
 //! bounds there. Here that is an error.
 
-use super::conv::Rounding;
-use super::conv::{Requant, ScaleProduct};
-use super::{Arithmetic, QParams};
+use super::{check_len, Requant, Rounding, ScaleProduct};
 use crate::graph::{FusedActivation, Padding};
 use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::int8::{Arithmetic, QParams};
 use crate::kernels::window::Extents;
+use crate::kernels::KernelError;
 
 /// Shapes and stepping of one TRANSPOSE_CONV (all NHWC; `out_*` is the op's given
 /// output shape).
@@ -108,23 +108,28 @@ fn axis(padding: Padding, size: usize, k: usize, stride: usize) -> Option<(i64, 
 impl TransposeConvGeometry {
     /// TFLite's padding for this geometry (`ComputePaddingHeightWidth` on the output
     /// size). Errors on a zero stride or filter size, or sizes that overflow.
-    pub fn padding_values(&self) -> Result<TransposeConvPadding, String> {
+    pub fn padding_values(&self) -> Result<TransposeConvPadding, KernelError> {
         self.spatial().map(|(p, _)| p)
     }
 
     /// Padding plus the input rows / columns `Col2im` walks.
-    fn spatial(&self) -> Result<(TransposeConvPadding, (i64, i64)), String> {
+    fn spatial(&self) -> Result<(TransposeConvPadding, (i64, i64)), KernelError> {
         let g = self;
         if g.stride_h == 0 || g.stride_w == 0 {
-            return Err(format!(
-                "strides ({}, {}) must be at least 1",
-                g.stride_h, g.stride_w
+            return Err(KernelError::shape(
+                "strides (h, w)",
+                "each at least 1",
+                format!("({}, {})", g.stride_h, g.stride_w),
             ));
         }
         if g.k_h == 0 || g.k_w == 0 {
-            return Err(format!("empty {}x{} filter window", g.k_h, g.k_w));
+            return Err(KernelError::shape(
+                "filter window",
+                "at least 1x1",
+                format!("{}x{}", g.k_h, g.k_w),
+            ));
         }
-        let too_big = || format!("transpose convolution geometry {g:?} overflows");
+        let too_big = || KernelError::overflow("transpose convolution geometry", g);
         let (top, bottom, rows) =
             axis(g.padding, g.out_h, g.k_h, g.stride_h).ok_or_else(too_big)?;
         let (left, right, cols) =
@@ -141,17 +146,21 @@ impl TransposeConvGeometry {
 
     /// Checks that the geometry is usable and consistent, and returns the padding and
     /// the slice lengths it implies.
-    fn extents(&self) -> Result<(TransposeConvPadding, Extents), String> {
+    fn extents(&self) -> Result<(TransposeConvPadding, Extents), KernelError> {
         let g = self;
         let (pad, (rows, cols)) = self.spatial()?;
         if i64::try_from(g.in_h) != Ok(rows) || i64::try_from(g.in_w) != Ok(cols) {
-            return Err(format!(
-                "a {}x{} output with a {}x{} filter, stride ({}, {}) and {:?} padding \
-                 comes from a {rows}x{cols} input, not {}x{}",
-                g.out_h, g.out_w, g.k_h, g.k_w, g.stride_h, g.stride_w, g.padding, g.in_h, g.in_w
+            return Err(KernelError::shape(
+                "input height x width",
+                format!(
+                    "{rows}x{cols}, what a {}x{} output with a {}x{} filter, stride ({}, {}) \
+                     and {:?} padding comes from",
+                    g.out_h, g.out_w, g.k_h, g.k_w, g.stride_h, g.stride_w, g.padding
+                ),
+                format!("{}x{}", g.in_h, g.in_w),
             ));
         }
-        let too_big = || format!("transpose convolution geometry {g:?} overflows");
+        let too_big = || KernelError::overflow("transpose convolution geometry", g);
         let product = |dims: &[usize]| {
             dims.iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -179,16 +188,6 @@ impl TransposeConvGeometry {
     }
 }
 
-fn check_len(what: &str, got: usize, want: usize) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} has {got} elements, the geometry needs {want}"
-        ))
-    }
-}
-
 /// Prepared int8 TRANSPOSE_CONV: the parameters TFLite's `Prepare` computes, reusable
 /// across calls with any geometry that has `out_channels` outputs.
 #[derive(Clone, Debug, PartialEq)]
@@ -209,7 +208,7 @@ impl TransposeConvInt8 {
         output: QParams,
         activation: FusedActivation,
         out_channels: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         Requant::new(
             input,
             filter_scales,
@@ -247,13 +246,13 @@ impl TransposeConvInt8 {
         filter: &[i8],
         bias: Option<&[i32]>,
         out: &mut [i8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KernelError> {
         let (pad, e) = g.extents()?;
         if g.out_c != self.rq.multipliers.len() {
-            return Err(format!(
-                "geometry has {} output channels, the op was prepared for {}",
+            return Err(KernelError::shape(
+                "geometry's output channel count",
+                format!("{}, as prepared", self.rq.multipliers.len()),
                 g.out_c,
-                self.rq.multipliers.len()
             ));
         }
         check_len("input", input.len(), e.input)?;
