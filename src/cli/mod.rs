@@ -152,7 +152,7 @@ fn output_lines(m: &qdbg::debug::metrics::ModelMetrics) -> Vec<String> {
         .map(|o| o.name.chars().count())
         .max()
         .unwrap_or(0)
-        .max(6);
+        .max("(all pooled)".len());
     let mut lines = vec![format!(
         "  {:<width$} {:>8} {:>10} {:>8}",
         "output", "sqnr dB", "mse", "cosine"

@@ -185,8 +185,11 @@ pub fn select(args: &SelectArgs) -> Result<()> {
             );
         }
         println!(
-            "{:<22} {:>10} {:>12.1} {:>10.1}",
-            "sqnr dB, all pooled", "-", f.sqnr_db, s.sqnr_db
+            "{:<22} {:>10} {:>12} {:>10}",
+            "sqnr dB, all pooled",
+            "-",
+            format!("{:.1} ", f.sqnr_db),
+            format!("{:.1} ", s.sqnr_db)
         );
         println!("{:<22} (* marks each model's worst output)", "");
     } else {
