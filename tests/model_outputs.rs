@@ -1,14 +1,24 @@
 //! Model-level metrics per output, against LiteRT: on a model with two outputs, the SQNR,
 //! MSE and cosine of each output (and pooled, and which is the worst) that `qdbg debug`
 //! reports are those of LiteRT's outputs of the float model and of qdbg's int8 model, as
-//! `qdbg quantize` writes it, computed here from LiteRT's values.
+//! `qdbg quantize` writes it, computed here from LiteRT's values; and a denylist's
+//! evaluation measures each output as the debugger does.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
+use candle_core::Device;
 use ndarray::ArrayD;
+use qdbg::data::{load_dataset, ImageOptions, InputSpec};
+use qdbg::debug::{Debugger, VerifyMode};
+use qdbg::exec::Executor;
+use qdbg::quant::{calibrate, plan::plan_activations};
+use qdbg::select::selection::Selector;
+use qdbg::select::Rule;
 
 fn qdbg(args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_qdbg"))
@@ -173,5 +183,50 @@ fn debug_reports_each_output_as_litert_computes_it() {
             line.contains(&format!("{want:.1}")),
             "{name}: '{line}' vs LiteRT's {want:.1}"
         );
+    }
+}
+
+/// A denylist's evaluation (the dashboard's and `qdbg select`'s path, which re-runs only
+/// what the denylist changed) measures each output as the debugger does from scratch.
+#[test]
+fn evaluations_measure_every_output_as_the_debugger_does() {
+    let graph = qdbg::tflite::read_model(&common::fixture("multi_io.tflite")).unwrap();
+    let load = || {
+        load_dataset(
+            &common::fixture("multi_io.inputs.npz"),
+            &InputSpec::for_graph(&graph),
+            &ImageOptions::default(),
+        )
+        .unwrap()
+    };
+    let data = load();
+    let exec = Executor::new(&graph, &Device::Cpu).unwrap();
+    let cal = calibrate(&exec, &data, String::new(), &mut |_| {}).unwrap();
+    let selector = Selector::new(
+        Arc::new(graph.clone()),
+        None,
+        Arc::new(plan_activations(&graph, &cal)),
+        Arc::new(load()),
+        None,
+        Device::Cpu,
+    );
+    for rules in [Vec::new(), vec![Rule::parse("last:2").unwrap()]] {
+        let selection = selector.select(&rules, &[]).unwrap();
+        let evaluated = selector
+            .evaluate(&selection.model, &AtomicBool::new(false), &mut |_, _| {})
+            .unwrap();
+        let debugged = Debugger::new(&graph, &selection.model, &Device::Cpu)
+            .unwrap()
+            .run(
+                &data,
+                None,
+                VerifyMode::ModelOnly,
+                &AtomicBool::new(false),
+                &mut |_| {},
+            )
+            .unwrap()
+            .model;
+        assert_eq!(evaluated.outputs.len(), 2, "{rules:?}");
+        assert_eq!(evaluated, debugged, "{rules:?}");
     }
 }
