@@ -500,3 +500,26 @@ fn selected_layer_full_name_at_80_columns() {
 fn selected_layer_full_name_at_120_columns() {
     insta::assert_snapshot!(text(&long_name_selected(), 120, 30));
 }
+
+/// In a terminal too small for the whole name, the name's last row shown ends in `…`: the
+/// cut is said, never silent.
+#[test]
+fn a_name_too_long_for_a_tiny_panel_says_it_was_cut() {
+    let screen = text(&long_name_selected(), 80, 16);
+    let panel: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("#0 CONV_2D"))
+        .skip(1)
+        .collect();
+    assert!(
+        panel[0].starts_with("model/blaze_block_7/depthwise_conv2d_3/depthwise;"),
+        "{screen}"
+    );
+    assert!(
+        panel
+            .iter()
+            .any(|l| l.split('│').next().unwrap().ends_with('…')),
+        "{screen}"
+    );
+    assert!(!screen.contains("conv2d_9/BiasAdd"), "{screen}");
+}

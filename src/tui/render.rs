@@ -441,20 +441,20 @@ fn render_layer(state: &State, frame: &mut Frame, area: Rect) {
     };
     // The numbers follow the name on its last row when they fit, else get a row of their
     // own; the histograms keep at least 3 rows: a name longer than what is left shows its
-    // last row ending in `…` (said, not silently cut).
+    // last row ending in `…` (said, not silently cut; only in tiny terminals).
     let width = inner.width as usize;
-    let mut rows = name_rows;
-    let joined = rows
+    let room = inner.height.saturating_sub(3).max(1) as usize;
+    let joined = name_rows
         .last()
         .map_or(0, |r| r.chars().count() + 3 + numbers.chars().count());
-    if joined <= width {
+    let mut rows = name_rows;
+    if joined <= width && rows.len() <= room {
         if let Some(last) = rows.last_mut() {
             last.push_str(" · ");
             last.push_str(&numbers);
         }
     } else {
-        let room = inner.height.saturating_sub(4).max(1) as usize;
-        rows = fit_rows(rows, room, width);
+        rows = fit_rows(rows, room.saturating_sub(1).max(1), width);
         rows.push(ellipsize_end(&numbers, width));
     }
     let [detail, plots] =
