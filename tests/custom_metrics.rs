@@ -93,7 +93,9 @@ fn user_metrics_of_all_three_kinds() {
         );
     }
     assert_eq!(report.model_custom[0].0, "out0_mse");
-    let m = report.model.mse;
+    // The first output's own MSE (the pooled `model.mse` covers both outputs).
+    assert_eq!(report.model.outputs[0].name, "Identity");
+    let m = report.model.outputs[0].mse;
     assert!(
         (report.model_custom[0].1 - m).abs() <= 1e-9 * m.max(1e-12),
         "{} vs {m}",

@@ -445,7 +445,7 @@ fn evaluating_keeps_a_history_of_experiments() {
             total: 100
         }
     );
-    let metrics = report(100, false).model;
+    let metrics = report(100, false).model.clone();
     let cost = Cost {
         denylisted_ops: 3,
         float_ops: 3,
@@ -457,7 +457,7 @@ fn evaluating_keeps_a_history_of_experiments() {
         &mut s,
         Action::Evaluated {
             id: 1,
-            result: Ok((cost.clone(), metrics)),
+            result: Ok((cost.clone(), metrics.clone())),
         },
     );
     assert_eq!(s.experiments[0].status, EvalStatus::Done(metrics));
@@ -547,4 +547,20 @@ fn keys_map_by_mode() {
     update(&mut s, Action::NextPanel);
     update(&mut s, Action::NextPanel);
     assert_eq!(s.panel, Panel::Charts);
+}
+
+/// `/` searches the full tensor names, not the shortened ones the table shows: the shared
+/// prefix (`net_1/`) and the fused ops after the first `;` (`stem/conv`) match too.
+#[test]
+fn search_matches_the_full_names_the_table_shortens() {
+    let mut s = with_stats();
+    update(&mut s, Action::OpenSearch);
+    type_text(&mut s, "stem/conv");
+    update(&mut s, Action::PromptSubmit);
+    assert_eq!(s.visible_rows(), vec![0]);
+    update(&mut s, Action::ClearSearch);
+    update(&mut s, Action::OpenSearch);
+    type_text(&mut s, "^net_1/stem_");
+    update(&mut s, Action::PromptSubmit);
+    assert_eq!(s.visible_rows(), vec![0, 1]);
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::synthetic::{infos, report};
+use qdbg::debug::metrics::{ModelMetrics, OutputMetrics};
 use qdbg::tui::action::Action;
 use qdbg::tui::render::render;
 use qdbg::tui::state::{Cost, Panel, State};
@@ -126,8 +127,9 @@ fn experiments_side_by_side() {
         },
     );
     update(&mut s, Action::Evaluate);
-    let mut selective = report(100, false).model;
+    let mut selective = report(100, false).model.clone();
     selective.sqnr_db = 26.5;
+    selective.outputs[0].sqnr_db = 26.5;
     selective.argmax_agreement = 1.0;
     selective.int8_top1 = Some(0.98);
     selective.int8_top5 = Some(1.0);
@@ -339,4 +341,185 @@ fn real_world_names_read_by_layer() {
         },
     );
     insta::assert_snapshot!(text(&s, 80, 24));
+}
+
+/// Model metrics of a hand landmark model's four outputs (the names MediaPipe's
+/// hand_landmark_full gives them; hand-made numbers): the big landmark output looks fine
+/// pooled, the small handedness score is the worst.
+fn four_outputs(sqnr: [f64; 4]) -> ModelMetrics {
+    const NAMES: [&str; 4] = ["Identity", "Identity_1", "Identity_2", "Identity_3"];
+    let outputs: Vec<OutputMetrics> = NAMES
+        .iter()
+        .zip(sqnr)
+        .map(|(name, sqnr_db)| OutputMetrics {
+            name: name.to_string(),
+            mse: 0.01,
+            sqnr_db,
+            cosine: 0.99,
+        })
+        .collect();
+    let worst = outputs
+        .iter()
+        .min_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db))
+        .map(|o| o.name.clone());
+    ModelMetrics {
+        samples: 100,
+        mse: 0.02,
+        sqnr_db: 25.2,
+        cosine: 0.998,
+        outputs,
+        worst_output: worst,
+        classified_output: Some("Identity".into()),
+        argmax_agreement: 0.9,
+        top5_agreement: 1.0,
+        ..Default::default()
+    }
+}
+
+/// A four-output model, debugged, then a denylist evaluated that repairs the handedness
+/// output and leaves the presence score the worst.
+fn several_outputs() -> State {
+    let mut s = State::new(
+        "hand_landmark_full.tflite".into(),
+        "inputs.npz".into(),
+        false,
+    );
+    s.redact_timings = true;
+    update(
+        &mut s,
+        Action::DebugStarted {
+            layers: infos(),
+            samples: 100,
+            at_s: 1.0,
+        },
+    );
+    let mut full = (*report(100, false)).clone();
+    full.model = four_outputs([25.3, 6.4, 11.6, 24.8]);
+    update(
+        &mut s,
+        Action::DebugUpdated {
+            done: 100,
+            total: 100,
+            report: std::sync::Arc::new(full),
+            at_s: 11.0,
+        },
+    );
+    update(
+        &mut s,
+        Action::DebugEnded {
+            cancelled: false,
+            at_s: 11.0,
+        },
+    );
+    update(&mut s, Action::OpenThreshold);
+    update(&mut s, Action::PromptSubmit);
+    update(&mut s, Action::Evaluate);
+    update(
+        &mut s,
+        Action::Evaluated {
+            id: 1,
+            result: Ok((cost(3), four_outputs([25.1, 19.7, 11.2, 24.6]))),
+        },
+    );
+    s.panel = Panel::Experiments;
+    s
+}
+
+/// Several outputs: the header names the worst output's SQNR, the evaluation panel has a
+/// row per output, and the history gives each experiment's worst output.
+#[test]
+fn several_outputs_at_80_columns() {
+    insta::assert_snapshot!(text(&several_outputs(), 80, 24));
+}
+
+#[test]
+fn several_outputs_at_120_columns() {
+    insta::assert_snapshot!(text(&several_outputs(), 120, 36));
+}
+
+/// The worst output of each column is flagged: red with colours, bold without.
+#[test]
+fn the_worst_output_is_highlighted() {
+    let mut s = several_outputs();
+    let find = |terminal: &Terminal<TestBackend>, label: &str| -> Vec<ratatui::buffer::Cell> {
+        let buffer = terminal.backend().buffer();
+        let y = (0..buffer.area.height)
+            .find(|&y| {
+                let line: String = (0..buffer.area.width)
+                    .map(|x| buffer[(x, y)].symbol())
+                    .collect();
+                line.starts_with(label)
+            })
+            .unwrap_or_else(|| panic!("no row '{label}'"));
+        (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].clone())
+            .collect()
+    };
+    let value_cell = |row: &[ratatui::buffer::Cell], value: &str| {
+        let line: String = row.iter().map(|c| c.symbol()).collect();
+        let at = line
+            .find(value)
+            .unwrap_or_else(|| panic!("no {value} in '{line}'"));
+        row[line[..at].chars().count()].clone()
+    };
+    let terminal = draw(&s, 120, 36);
+    // Full int8: Identity_1 (6.4) is the worst; selective: Identity_2 (11.2).
+    let handedness = find(&terminal, "sqnr Identity_1");
+    assert_eq!(value_cell(&handedness, "6.40").fg, Color::Red);
+    assert_eq!(value_cell(&handedness, "19.7").fg, Color::Reset);
+    let presence = find(&terminal, "sqnr Identity_2");
+    assert_eq!(value_cell(&presence, "11.6").fg, Color::Reset);
+    assert_eq!(value_cell(&presence, "11.2").fg, Color::Red);
+    s.colors = false;
+    let terminal = draw(&s, 120, 36);
+    let handedness = find(&terminal, "sqnr Identity_1");
+    assert!(value_cell(&handedness, "6.40")
+        .modifier
+        .contains(ratatui::style::Modifier::BOLD));
+}
+
+/// The selected layer's full name on its own lines above the histograms, wrapped rather
+/// than cut (the table shows `blaze_block_7/…/depthwise`).
+fn long_name_selected() -> State {
+    const LONG: &str = "model/blaze_block_7/depthwise_conv2d_3/depthwise;\
+model/blaze_block_7/batch_normalization_12/FusedBatchNormV3;model/blaze_block_7/conv2d_9/BiasAdd";
+    let mut s = with_threshold();
+    let mut report = (*s.report).clone();
+    report.layers[0].info.tensor_name = LONG.to_string();
+    s.report = std::sync::Arc::new(report);
+    s.panel = Panel::Layer;
+    s
+}
+
+#[test]
+fn selected_layer_full_name_at_80_columns() {
+    insta::assert_snapshot!(text(&long_name_selected(), 80, 24));
+}
+
+#[test]
+fn selected_layer_full_name_at_120_columns() {
+    insta::assert_snapshot!(text(&long_name_selected(), 120, 30));
+}
+
+/// In a terminal too small for the whole name, the name's last row shown ends in `…`: the
+/// cut is said, never silent.
+#[test]
+fn a_name_too_long_for_a_tiny_panel_says_it_was_cut() {
+    let screen = text(&long_name_selected(), 80, 16);
+    let panel: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("#0 CONV_2D"))
+        .skip(1)
+        .collect();
+    assert!(
+        panel[0].starts_with("model/blaze_block_7/depthwise_conv2d_3/depthwise;"),
+        "{screen}"
+    );
+    assert!(
+        panel
+            .iter()
+            .any(|l| l.split('│').next().unwrap().ends_with('…')),
+        "{screen}"
+    );
+    assert!(!screen.contains("conv2d_9/BiasAdd"), "{screen}");
 }

@@ -237,17 +237,35 @@ fn run_and_report(
         );
     }
 
-    let m = report.model;
-    println!(
-        "model outputs, float vs int8 over {} samples: mse {:.3e}, sqnr {:.1} dB, cosine {:.4}, \
-         same top-1 class {:.1}%, int8 top-1 within float top-5 {:.1}%",
-        m.samples,
-        m.mse,
-        m.sqnr_db,
-        m.cosine,
-        100.0 * m.argmax_agreement,
-        100.0 * m.top5_agreement
-    );
+    let m = &report.model;
+    if m.outputs.len() > 1 {
+        // One line per output: pooled, the biggest output's error hides a small one's.
+        println!(
+            "model outputs, float vs int8 over {} samples ({} outputs):",
+            m.samples,
+            m.outputs.len()
+        );
+        for line in super::output_lines(m) {
+            println!("{line}");
+        }
+        println!(
+            "first output ({}): same top-1 class {:.1}%, int8 top-1 within float top-5 {:.1}%",
+            m.classified_output.as_deref().unwrap_or("-"),
+            100.0 * m.argmax_agreement,
+            100.0 * m.top5_agreement
+        );
+    } else {
+        println!(
+            "model outputs, float vs int8 over {} samples: mse {:.3e}, sqnr {:.1} dB, cosine \
+             {:.4}, same top-1 class {:.1}%, int8 top-1 within float top-5 {:.1}%",
+            m.samples,
+            m.mse,
+            m.sqnr_db,
+            m.cosine,
+            100.0 * m.argmax_agreement,
+            100.0 * m.top5_agreement
+        );
+    }
     if let (Some(f1), Some(q1), Some(f5), Some(q5)) =
         (m.float_top1, m.int8_top1, m.float_top5, m.int8_top5)
     {

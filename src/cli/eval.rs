@@ -1,12 +1,15 @@
 //! `qdbg eval`: any .tflite models (float, int8, selective; qdbg's or TensorFlow's) on the
-//! same data, side by side: accuracy with labels, and agreement with the first model.
+//! same data, side by side: accuracy with labels, agreement with the first model, and each
+//! model's SQNR against the first, output by output.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 use qdbg::data::{load_dataset, load_labels, InputSpec};
-use qdbg::exec::{parse_device, tensor_from_sample, Executor};
+use qdbg::debug::metrics::{output_names, ModelAccumulator, ModelMetrics};
+use qdbg::exec::{host_f32, parse_device, tensor_from_sample, Executor};
+use qdbg::graph::Graph;
 use rayon::prelude::*;
 
 use super::{DeviceArgs, ImageArgs, Int8Args};
@@ -37,56 +40,125 @@ pub struct EvalArgs {
     pub images: ImageArgs,
 }
 
-fn ranked(v: &[f32]) -> Vec<usize> {
+fn ranked(v: &[f64]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..v.len()).collect();
     idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
     idx
 }
 
+/// One model's outputs as real values: an int8 (or other integer) output with quantization
+/// parameters is dequantized, so that a model with int8 outputs compares with a float one.
+fn real_outputs(graph: &Graph, outputs: &[candle_core::Tensor]) -> qdbg::Result<Vec<Vec<f64>>> {
+    outputs
+        .iter()
+        .zip(&graph.outputs)
+        .map(|(t, &id)| {
+            let values = host_f32(t)?;
+            let tensor = graph.tensor(id);
+            let params = match &tensor.quant {
+                Some(q) if !tensor.dtype.is_float() => q.scale.first().zip(q.zero_point.first()),
+                _ => None,
+            };
+            Ok(match params {
+                Some((&scale, &zp)) => values
+                    .iter()
+                    .map(|&v| (f64::from(v) - zp as f64) * f64::from(scale))
+                    .collect(),
+                None => values.iter().map(|&v| f64::from(v)).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Whether two models' outputs line up (same count, same sizes): the condition for
+/// comparing them output by output.
+fn same_layout(a: &[Vec<f64>], b: &[Vec<f64>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.len() == y.len())
+}
+
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let device = parse_device(args.device.device)?;
-    let mut rankings: Vec<Vec<Vec<usize>>> = Vec::new();
-    let mut labels = None;
-    let mut samples = 0;
+    let mut graphs = Vec::with_capacity(args.models.len());
     for path in &args.models {
         let graph = qdbg::tflite::read_model(path)?;
         qdbg::graph::ModelKind::of(&graph).require_runnable(path)?;
-        let dataset = load_dataset(
+        graphs.push(graph);
+    }
+    let mut datasets = Vec::with_capacity(graphs.len());
+    for graph in &graphs {
+        datasets.push(load_dataset(
             &args.data,
-            &InputSpec::for_graph(&graph),
+            &InputSpec::for_graph(graph),
             &args.images.options(),
-        )?;
-        samples = dataset.num_samples();
-        if labels.is_none() {
-            if let Some(l) = &args.labels {
-                labels = Some(load_labels(l, Some(samples))?);
-            }
+        )?);
+    }
+    let samples = datasets[0].num_samples();
+    for (path, dataset) in args.models.iter().zip(&datasets) {
+        if dataset.num_samples() != samples {
+            anyhow::bail!(
+                "{} reads {} as {} samples, the first model as {samples}: give models with \
+                 the same inputs",
+                path.display(),
+                args.data.display(),
+                dataset.num_samples()
+            );
         }
-        let exec = Executor::with_arithmetic(&graph, &device, args.arithmetic.arithmetic())?;
-        // Samples run in parallel; rankings come back in sample order.
-        let per_sample = (0..samples)
+    }
+    let labels = match &args.labels {
+        Some(l) => Some(load_labels(l, Some(samples))?),
+        None => None,
+    };
+    let execs = graphs
+        .iter()
+        .map(|g| Executor::with_arithmetic(g, &device, args.arithmetic.arithmetic()))
+        .collect::<qdbg::Result<Vec<_>>>()?;
+    let names = output_names(&graphs[0]);
+    let mut compared: Vec<Option<ModelAccumulator>> =
+        vec![Some(ModelAccumulator::new(names.clone())); graphs.len()];
+    let mut rankings: Vec<Vec<Vec<usize>>> = vec![Vec::with_capacity(samples); graphs.len()];
+    // Every model runs on a sample before the next chunk: each is compared with the first,
+    // output by output, and no model's outputs are kept beyond the chunk.
+    let chunk = rayon::current_num_threads().max(1);
+    let mut done = 0;
+    while done < samples {
+        let end = (done + chunk).min(samples);
+        let outputs = (done..end)
             .into_par_iter()
             .map(|i| {
-                let inputs = dataset
-                    .sample(i)?
+                graphs
                     .iter()
-                    .map(|s| tensor_from_sample(s, &device))
-                    .collect::<qdbg::Result<Vec<_>>>()?;
-                let out = exec.run(&inputs)?;
-                let first = out
-                    .first()
-                    .ok_or_else(|| qdbg::Error::Internal("model has no outputs".into()))?
-                    .flatten_all()
-                    .and_then(|t| t.to_dtype(candle_core::DType::F32))
-                    .and_then(|t| t.to_vec1::<f32>())
-                    .map_err(|e| qdbg::Error::candle("reading the first output's scores", e))?;
-                Ok(ranked(&first))
+                    .zip(&datasets)
+                    .zip(&execs)
+                    .map(|((graph, dataset), exec)| {
+                        let inputs = dataset
+                            .sample(i)?
+                            .iter()
+                            .map(|s| tensor_from_sample(s, &device))
+                            .collect::<qdbg::Result<Vec<_>>>()?;
+                        real_outputs(graph, &exec.run(&inputs)?)
+                    })
+                    .collect::<qdbg::Result<Vec<_>>>()
             })
             .collect::<Vec<qdbg::Result<_>>>()
             .into_iter()
             // In sample order: the first failing sample is the one reported.
             .collect::<qdbg::Result<Vec<_>>>()?;
-        rankings.push(per_sample);
+        for per_model in &outputs {
+            let reference = &per_model[0];
+            for (k, out) in per_model.iter().enumerate() {
+                let first = out.first().ok_or_else(|| {
+                    qdbg::Error::Internal(format!("{} has no outputs", args.models[k].display()))
+                })?;
+                rankings[k].push(ranked(first));
+                if !same_layout(reference, out) {
+                    compared[k] = None;
+                }
+                if let Some(acc) = &mut compared[k] {
+                    acc.add_sample(reference, out, None);
+                }
+            }
+        }
+        done = end;
     }
     let k = args.top_k.max(1);
     println!(
@@ -126,5 +198,57 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             .count();
         println!("{top1:>9} {topk:>9} {:>10}  {}", pct(same), path.display());
     }
+    if graphs.len() > 1 {
+        print_output_sqnr(args, &names, &compared);
+    }
     Ok(())
+}
+
+/// Each model's SQNR against the first model, one line per output, the worst of each
+/// model marked: pooled, the biggest output's error hides a small one's.
+fn print_output_sqnr(args: &EvalArgs, names: &[String], compared: &[Option<ModelAccumulator>]) {
+    let metrics: Vec<Option<ModelMetrics>> = compared
+        .iter()
+        .map(|a| a.as_ref().map(ModelAccumulator::metrics))
+        .collect();
+    println!(
+        "\nsqnr (dB) against {}, per output (* the model's worst):",
+        args.models[0].display()
+    );
+    let width = names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let header: Vec<String> = (1..args.models.len()).map(|k| format!("{k:>9}")).collect();
+    println!("  {:<width$} {}", "output", header.join(" "));
+    for name in names {
+        let cells: Vec<String> = metrics[1..]
+            .iter()
+            .map(|m| match m {
+                Some(m) => {
+                    let value = m.output(name).map_or(f64::NAN, |o| o.sqnr_db);
+                    let mark = if m.worst_output.as_deref() == Some(name) {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    format!("{value:>8.1}{mark}")
+                }
+                None => format!("{:>9}", "-"),
+            })
+            .collect();
+        println!("  {name:<width$} {}", cells.join(" "));
+    }
+    for (k, (path, m)) in args.models.iter().zip(&metrics).enumerate().skip(1) {
+        match m {
+            Some(_) => println!("  {k:>width$}: {}", path.display()),
+            None => println!(
+                "  {k:>width$}: {} (its outputs differ in number or size from the first \
+                 model's: not compared)",
+                path.display()
+            ),
+        }
+    }
 }

@@ -142,6 +142,39 @@ impl ImageArgs {
 }
 
 /// The bundled demo: `$QDBG_DEMO_DIR`, `./demo`, or the source tree's `demo/`.
+/// The model's outputs one line each (name, sqnr, mse, cosine; the worst marked), then the
+/// numbers pooled over all of them: what `qdbg debug` prints for a model with several
+/// outputs.
+fn output_lines(m: &qdbg::debug::metrics::ModelMetrics) -> Vec<String> {
+    let width = m
+        .outputs
+        .iter()
+        .map(|o| o.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("(all pooled)".len());
+    let mut lines = vec![format!(
+        "  {:<width$} {:>8} {:>10} {:>8}",
+        "output", "sqnr dB", "mse", "cosine"
+    )];
+    for o in &m.outputs {
+        let worst = m.worst_output.as_deref() == Some(o.name.as_str());
+        lines.push(format!(
+            "  {:<width$} {:>8.1} {:>10.3e} {:>8.4}{}",
+            o.name,
+            o.sqnr_db,
+            o.mse,
+            o.cosine,
+            if worst { "  <- worst" } else { "" }
+        ));
+    }
+    lines.push(format!(
+        "  {:<width$} {:>8.1} {:>10.3e} {:>8.4}",
+        "(all pooled)", m.sqnr_db, m.mse, m.cosine
+    ));
+    lines
+}
+
 pub fn demo_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("QDBG_DEMO_DIR") {
         return PathBuf::from(dir);

@@ -162,11 +162,42 @@ pub fn select(args: &SelectArgs) -> Result<()> {
         full.float_islands(),
         selective.float_islands()
     );
-    let (f, s) = (full_report.model, selective_model);
-    println!(
-        "{:<22} {:>10} {:>12.1} {:>10.1}",
-        "output sqnr (dB)", "-", f.sqnr_db, s.sqnr_db
-    );
+    let (f, s) = (&full_report.model, &selective_model);
+    if f.outputs.len() > 1 {
+        // One row per output, the worst of each model marked with '*': pooled, the
+        // biggest output's error hides a small one's.
+        let cell = |m: &qdbg::debug::metrics::ModelMetrics, name: &str| {
+            let value = m.output(name).map_or(f64::NAN, |o| o.sqnr_db);
+            let mark = if m.worst_output.as_deref() == Some(name) {
+                "*"
+            } else {
+                " "
+            };
+            format!("{value:.1}{mark}")
+        };
+        for o in &f.outputs {
+            println!(
+                "{:<22} {:>10} {:>12} {:>10}",
+                format!("sqnr dB {}", o.name),
+                "-",
+                cell(f, &o.name),
+                cell(s, &o.name)
+            );
+        }
+        println!(
+            "{:<22} {:>10} {:>12} {:>10}",
+            "sqnr dB, all pooled",
+            "-",
+            format!("{:.1} ", f.sqnr_db),
+            format!("{:.1} ", s.sqnr_db)
+        );
+        println!("{:<22} (* marks each model's worst output)", "");
+    } else {
+        println!(
+            "{:<22} {:>10} {:>12.1} {:>10.1}",
+            "output sqnr (dB)", "-", f.sqnr_db, s.sqnr_db
+        );
+    }
     println!(
         "{:<22} {:>10} {:>12} {:>10}",
         "same top-1 as float",

@@ -15,8 +15,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::metrics::{
-    LayerAccumulator, LayerHistograms, LayerMetrics, LayerSample, ModelAccumulator, ModelMetrics,
-    NanMean,
+    output_names, LayerAccumulator, LayerHistograms, LayerMetrics, LayerSample, ModelAccumulator,
+    ModelMetrics, NanMean,
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -123,7 +123,8 @@ pub enum DebugEvent {
     Updated {
         done: usize,
         total: usize,
-        report: DebugReport,
+        /// Boxed: a report is far bigger than the other events.
+        report: Box<DebugReport>,
     },
     /// The run stopped on an error (sent by [`super::job::spawn`]'s worker).
     Failed(String),
@@ -137,6 +138,8 @@ pub struct Debugger<'a> {
     layer_metrics: Vec<(String, LayerMetricFn)>,
     direct_metrics: Vec<(String, DirectCompareFn)>,
     model_metrics: Vec<(String, ModelMetricFn)>,
+    /// The names the model-level metrics give the float model's outputs.
+    output_names: Vec<String>,
     /// The float model's outputs on the dataset, shared with the steps before and after
     /// (calibration, denylist evaluations): per-layer runs read them instead of running
     /// the float model, and remember what they compute.
@@ -208,6 +211,7 @@ impl<'a> Debugger<'a> {
             layer_metrics: Vec::new(),
             direct_metrics: Vec::new(),
             model_metrics: Vec::new(),
+            output_names: output_names(float),
             float_outputs: None,
             histograms: true,
             extras: true,
@@ -309,7 +313,7 @@ impl<'a> Debugger<'a> {
         let mut per_layer = accumulators();
         let mut whole = accumulators();
         let plan = SamplePlan::new(self);
-        let mut model_acc = ModelAccumulator::default();
+        let mut model_acc = ModelAccumulator::new(self.output_names.clone());
         let n_custom = self.layer_metrics.len() + self.direct_metrics.len();
         let mut custom = vec![vec![NanMean::default(); n_custom]; self.layers.len()];
         let mut model_custom = vec![NanMean::default(); self.model_metrics.len()];
@@ -353,9 +357,11 @@ impl<'a> Debugger<'a> {
                         a.add(v);
                     }
                 }
-                if let (Some(f), Some(q)) = (o.float_out.first(), o.quant_out.first()) {
-                    model_acc.add_sample(f, q, labels.and_then(|l| l.get(done).copied()));
-                }
+                model_acc.add_sample(
+                    &o.float_out,
+                    &o.quant_out,
+                    labels.and_then(|l| l.get(done).copied()),
+                );
                 for ((_, f), acc) in self.model_metrics.iter().zip(model_custom.iter_mut()) {
                     acc.add(f(&o.float_out, &o.quant_out));
                 }
@@ -365,7 +371,7 @@ impl<'a> Debugger<'a> {
             on_event(DebugEvent::Updated {
                 done,
                 total,
-                report: report.clone(),
+                report: Box::new(report.clone()),
             });
             if stopped {
                 break;

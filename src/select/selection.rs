@@ -15,7 +15,7 @@ use super::checkpoint::{covers, first_difference, live_at, Checkpoint, Checkpoin
 use super::denylist::resolve;
 use super::rules::Rule;
 use crate::data::Dataset;
-use crate::debug::metrics::{ModelAccumulator, ModelMetrics};
+use crate::debug::metrics::{output_names, ModelAccumulator, ModelMetrics};
 #[cfg(doc)]
 use crate::debug::Debugger;
 use crate::debug::LayerStats;
@@ -56,7 +56,7 @@ pub struct Selector {
 struct Evaluated {
     /// `None` when the float outputs were already known.
     float_out: Option<SampleOutputs>,
-    quant_out: Vec<f64>,
+    quant_out: Vec<Vec<f64>>,
     /// The values for the checkpoint this evaluation makes, if it makes one and they all
     /// could be kept.
     kept: Option<Vec<StoredValue>>,
@@ -228,7 +228,7 @@ impl Selector {
         // Built only when some sample's float outputs are not remembered yet.
         let mut float: Option<Executor> = None;
         let labels = self.labels.as_deref().map(Vec::as_slice);
-        let mut acc = ModelAccumulator::default();
+        let mut acc = ModelAccumulator::new(output_names(&self.graph));
         let chunk = rayon::current_num_threads().max(1);
         let mut done = 0;
         while done < total && !stop() {
@@ -284,7 +284,7 @@ impl Selector {
                     };
                     Ok(Some(Evaluated {
                         float_out,
-                        quant_out: first_output(&quant_out)?,
+                        quant_out: host_outputs(&quant_out)?,
                         // A value the checkpoint cannot hold leaves it incomplete: no checkpoint.
                         kept: kept.into_iter().collect(),
                     }))
@@ -299,10 +299,15 @@ impl Selector {
                 let Some(float_out) = known.or(e.float_out) else {
                     return Err(Error::Internal(format!("no float outputs for sample {s}")));
                 };
-                if let Some(f) = float_out.first() {
-                    let f: Vec<f64> = f.iter().map(|&v| v as f64).collect();
-                    acc.add_sample(&f, &e.quant_out, labels.and_then(|l| l.get(s).copied()));
-                }
+                let float_out: Vec<Vec<f64>> = float_out
+                    .iter()
+                    .map(|o| o.iter().map(|&v| f64::from(v)).collect())
+                    .collect();
+                acc.add_sample(
+                    &float_out,
+                    &e.quant_out,
+                    labels.and_then(|l| l.get(s).copied()),
+                );
                 if let Some(kept) = e.kept {
                     captured.push(kept);
                 }
@@ -355,11 +360,10 @@ impl Selector {
     }
 }
 
-/// A model's first output (the prediction, for classifiers) on the host.
-fn first_output(outputs: &[candle_core::Tensor]) -> Result<Vec<f64>> {
+/// A model's outputs on the host, in output order.
+fn host_outputs(outputs: &[candle_core::Tensor]) -> Result<Vec<Vec<f64>>> {
     outputs
-        .first()
+        .iter()
         .map(|t| host_f32(t).map(|v| v.into_iter().map(f64::from).collect()))
-        .transpose()
-        .map(Option::unwrap_or_default)
+        .collect()
 }

@@ -95,26 +95,18 @@ fn severity(state: &State, bad: bool, warn: bool) -> Style {
 }
 
 fn render_header(state: &State, frame: &mut Frame, area: Rect) {
-    let model = state.report.model;
+    let model = &state.report.model;
     let mut spans = vec![Span::styled(
         "qdbg ",
         Style::default().add_modifier(Modifier::BOLD),
     )];
     let mut summary = String::new();
     if model.samples > 0 {
-        summary = match (model.float_top1, model.int8_top1) {
-            (Some(f), Some(q)) => format!(
-                "top-1 float {:.1}% int8 {:.1}% · sqnr {} dB",
-                100.0 * f,
-                100.0 * q,
-                short(model.sqnr_db)
-            ),
-            _ => format!(
-                "same top-1 {:.1}% · sqnr {} dB",
-                100.0 * model.argmax_agreement,
-                short(model.sqnr_db)
-            ),
+        let classes = match (model.float_top1, model.int8_top1) {
+            (Some(f), Some(q)) => format!("top-1 float {:.1}% int8 {:.1}%", 100.0 * f, 100.0 * q),
+            _ => format!("same top-1 {:.1}%", 100.0 * model.argmax_agreement),
         };
+        summary = format!("{classes} · {}", sqnr_summary(model));
     }
     // Only the non-default arithmetic is worth the room: numbers that differ from a
     // builtin-kernel run must say why.
@@ -131,6 +123,19 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
     spans.push(Span::raw("  "));
     spans.push(Span::styled(summary, style(state, Color::Cyan)));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The model's SQNR as the header shows it: with several outputs, the worst one's, named
+/// (the pooled number hides a small broken output behind a big good one).
+fn sqnr_summary(model: &ModelMetrics) -> String {
+    match model.worst() {
+        Some(worst) if model.outputs.len() > 1 => format!(
+            "sqnr {} dB (worst: {})",
+            short(worst.sqnr_db),
+            ellipsize_start(&worst.name, 24)
+        ),
+        _ => format!("sqnr {} dB", short(model.sqnr_db)),
+    }
 }
 
 fn render_gauge(state: &State, frame: &mut Frame, area: Rect) {
@@ -414,34 +419,50 @@ fn render_layer(state: &State, frame: &mut Frame, area: Rect) {
     let block = panel_block(&title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    // The full tensor name first, wrapped, never cut: the table shows a shortened one, and
+    // the full name is what the user's tools (and denylist `name:` rules) know.
+    let name_rows = wrap_chars(&l.info.tensor_name, inner.width as usize);
     let Some(h) = &l.histograms else {
-        frame.render_widget(
-            Paragraph::new(format!(
-                "{}\nno samples yet: histograms appear as the debugger runs",
-                l.info.tensor_name
-            )),
-            inner,
-        );
+        let mut lines: Vec<Line> = name_rows.into_iter().map(Line::from).collect();
+        lines.push(Line::from(
+            "no samples yet: histograms appear as the debugger runs",
+        ));
+        frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
         return;
     };
-    let [name_line, plots] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(inner);
     let m = l.per_layer.or(l.whole_model);
-    let prefix = shared_prefix(state.layers().iter().map(|x| x.info.tensor_name.as_str()));
     let numbers = match m {
         Some(m) => format!(
-            " · rmse/scale {} · max|err| {}",
+            "rmse/scale {} · max|err| {}",
             short(rmse_over_scale(m.mean_squared_error, l.info.scale)),
             short(m.max_abs_error)
         ),
         None => String::new(),
     };
-    let room = (name_line.width as usize).saturating_sub(numbers.chars().count());
-    let detail = format!(
-        "{}{numbers}",
-        fit_path(display_name(&l.info.tensor_name, &prefix), room)
+    // The numbers follow the name on its last row when they fit, else get a row of their
+    // own; the histograms keep at least 3 rows: a name longer than what is left shows its
+    // last row ending in `…` (said, not silently cut; only in tiny terminals).
+    let width = inner.width as usize;
+    let room = inner.height.saturating_sub(3).max(1) as usize;
+    let joined = name_rows
+        .last()
+        .map_or(0, |r| r.chars().count() + 3 + numbers.chars().count());
+    let mut rows = name_rows;
+    if joined <= width && rows.len() <= room {
+        if let Some(last) = rows.last_mut() {
+            last.push_str(" · ");
+            last.push_str(&numbers);
+        }
+    } else {
+        rows = fit_rows(rows, room.saturating_sub(1).max(1), width);
+        rows.push(ellipsize_end(&numbers, width));
+    }
+    let [detail, plots] =
+        Layout::vertical([Constraint::Length(rows.len() as u16), Constraint::Min(3)]).areas(inner);
+    frame.render_widget(
+        Paragraph::new(rows.into_iter().map(Line::from).collect::<Vec<_>>()),
+        detail,
     );
-    frame.render_widget(Paragraph::new(detail), name_line);
     let [values, errors] =
         Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(plots);
     // Only the occupied steps: the distributions rarely span all 256.
@@ -496,6 +517,27 @@ fn render_layer(state: &State, frame: &mut Frame, area: Rect) {
     );
 }
 
+/// `text` in rows of `width` characters, split anywhere (tensor names have no spaces).
+fn wrap_chars(text: &str, width: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if width == 0 || chars.is_empty() {
+        return vec![String::new()];
+    }
+    chars.chunks(width).map(|c| c.iter().collect()).collect()
+}
+
+/// At most `max_rows` of `rows`; when some are left out, the last shown ends in `…`.
+fn fit_rows(mut rows: Vec<String>, max_rows: usize, width: usize) -> Vec<String> {
+    if rows.len() > max_rows {
+        rows.truncate(max_rows);
+        if let Some(last) = rows.last_mut() {
+            let kept: String = last.chars().take(width.saturating_sub(1)).collect();
+            *last = format!("{kept}…");
+        }
+    }
+    rows
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v))
 }
@@ -512,72 +554,106 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
     let block = panel_block("float / full int8 / selective (e evaluates)");
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let full = state.report.model;
+    let full = &state.report.model;
     let latest = state
         .experiments
         .iter()
         .rev()
         .find_map(|e| match &e.status {
-            EvalStatus::Done(m) => Some((e, *m)),
+            EvalStatus::Done(m) => Some((e, m)),
             _ => None,
         });
     let sel_title = latest.map_or("selective".to_string(), |(e, _)| format!("sel #{}", e.id));
     let sel_cost = latest.and_then(|(e, _)| e.cost.as_ref());
-    let sel: Option<ModelMetrics> = latest.map(|(_, m)| m);
+    let sel: Option<&ModelMetrics> = latest.map(|(_, m)| m);
     let cost_cell = |c: Option<&Cost>, f: fn(&Cost) -> String| c.map_or("-".into(), f);
+    let row = |cells: [String; 4]| Row::new(cells.map(Cell::from));
     let mut rows = vec![
-        [
+        row([
             "float ops".to_string(),
             "all".into(),
             cost_cell(state.full_cost.as_ref(), |c| c.float_ops.to_string()),
             cost_cell(sel_cost, |c| c.float_ops.to_string()),
-        ],
-        [
+        ]),
+        row([
             "islands".into(),
             "-".into(),
             cost_cell(state.full_cost.as_ref(), |c| c.float_islands.to_string()),
             cost_cell(sel_cost, |c| c.float_islands.to_string()),
-        ],
-        [
+        ]),
+        row([
             "size".into(),
             size(state.float_size),
             size(state.full_cost.as_ref().map(|c| c.size_bytes)),
             size(sel_cost.map(|c| c.size_bytes)),
-        ],
-        [
+        ]),
+    ];
+    // One SQNR row per model output when there are several (the worst of each column
+    // flagged): the pooled number hides a small broken output behind a big good one.
+    let output_names: Vec<&str> = if full.outputs.is_empty() {
+        sel.map_or(Vec::new(), |m| {
+            m.outputs.iter().map(|o| o.name.as_str()).collect()
+        })
+    } else {
+        full.outputs.iter().map(|o| o.name.as_str()).collect()
+    };
+    let label_width = if output_names.len() > 1 {
+        (inner.width as usize).saturating_sub(32).clamp(11, 24)
+    } else {
+        11
+    };
+    if output_names.len() > 1 {
+        let cell = |m: Option<&ModelMetrics>, name: &str| -> Cell<'static> {
+            let Some(m) = m else {
+                return Cell::from("-");
+            };
+            let value = m.output(name).map_or(f64::NAN, |o| o.sqnr_db);
+            let worst = m.worst_output.as_deref() == Some(name);
+            Cell::from(short(value)).style(severity(state, worst, false))
+        };
+        for name in &output_names {
+            rows.push(Row::new([
+                Cell::from(format!("sqnr {}", ellipsize_start(name, label_width - 5))),
+                Cell::from("-"),
+                cell((full.samples > 0).then_some(full), name),
+                cell(sel, name),
+            ]));
+        }
+    } else {
+        rows.push(row([
             "sqnr dB".into(),
             "-".into(),
             short(full.sqnr_db),
             sel.map_or("-".into(), |m| short(m.sqnr_db)),
-        ],
-        [
-            "same top-1".into(),
-            "-".into(),
-            pct(Some(full.argmax_agreement)),
-            pct(sel.map(|m| m.argmax_agreement)),
-        ],
-    ];
+        ]));
+    }
+    rows.push(row([
+        "same top-1".into(),
+        "-".into(),
+        pct(Some(full.argmax_agreement)),
+        pct(sel.map(|m| m.argmax_agreement)),
+    ]));
     if state.has_labels {
-        rows.push([
+        rows.push(row([
             "top-1 acc".into(),
             pct(full.float_top1),
             pct(full.int8_top1),
             pct(sel.and_then(|m| m.int8_top1)),
-        ]);
-        rows.push([
+        ]));
+        rows.push(row([
             "top-5 acc".into(),
             pct(full.float_top5),
             pct(full.int8_top5),
             pct(sel.and_then(|m| m.int8_top5)),
-        ]);
+        ]));
     }
     let header = Row::new(["", "float", "full int8", sel_title.as_str()].map(String::from))
         .style(Style::default().add_modifier(Modifier::BOLD));
     let n = rows.len() as u16 + 1;
     let table = Table::new(
-        rows.into_iter().map(Row::new),
+        rows,
         [
-            Constraint::Length(11),
+            Constraint::Length(label_width as u16),
             Constraint::Length(9),
             Constraint::Length(10),
             Constraint::Length(10),
@@ -606,6 +682,15 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
                         Some(t) => format!("top-1 {:.1}%", 100.0 * t),
                         None => format!("same top-1 {:.1}%", 100.0 * m.argmax_agreement),
                     };
+                    // The worst output's SQNR: the number a repair must not break.
+                    s.push_str(&match m.worst() {
+                        Some(w) if m.outputs.len() > 1 => format!(
+                            " · sqnr {} dB ({})",
+                            short(w.sqnr_db),
+                            ellipsize_start(&w.name, 12)
+                        ),
+                        _ => format!(" · sqnr {} dB", short(m.sqnr_db)),
+                    });
                     if let Some(c) = &e.cost {
                         s.push_str(&format!(
                             " · {} float · {} isl",

@@ -188,7 +188,7 @@ fn setup_and_debug(
                 let _ = actions.send(Action::DebugUpdated {
                     done,
                     total,
-                    report: Arc::new(report),
+                    report: Arc::from(report),
                     at_s: at(),
                 });
             }

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use qdbg::debug::metrics::{LayerHistograms, LayerMetrics, ModelMetrics, ERROR_BINS};
+use qdbg::debug::metrics::{
+    LayerHistograms, LayerMetrics, ModelMetrics, OutputMetrics, ERROR_BINS,
+};
 use qdbg::debug::{DebugReport, LayerInfo, LayerStats};
 
 /// (op, tensor name, scale, zero point, rmse/scale, sqnr dB)
@@ -147,6 +149,14 @@ pub fn report(samples: usize, both: bool) -> Arc<DebugReport> {
             float_top5: Some(1.0),
             int8_top1: Some(0.85),
             int8_top5: Some(0.98),
+            outputs: vec![OutputMetrics {
+                name: "Identity".into(),
+                mse: 0.01,
+                sqnr_db: 8.0,
+                cosine: 0.92,
+            }],
+            worst_output: Some("Identity".into()),
+            classified_output: Some("Identity".into()),
         },
         model_custom: Vec::new(),
         samples,

@@ -12,7 +12,9 @@ mod model;
 mod sample;
 mod sums;
 
-pub use model::{ModelAccumulator, ModelMetrics};
+pub use model::{
+    output_names, ModelAccumulator, ModelMetrics, OutputMetrics, MODEL_METRICS, OUTPUT_METRICS,
+};
 use sums::*;
 
 /// TensorFlow's five default metrics of one sample.
