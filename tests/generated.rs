@@ -243,9 +243,12 @@ fn csv_agreement(
         }
         // A layer whose float reference is infinite (an RSQRT whose int8 input holds
         // values that dequantize to 0, as x*x + 0.01 does at a scale above 0.02): qdbg's
-        // MSE is inf, TensorFlow's debugger writes NaN in every column. Neither is a
-        // number to compare.
-        if mse.is_nan() && ours.is_some_and(|o| !o.is_finite()) {
+        // MSE is inf, TensorFlow's debugger writes NaN in every column, or, where only some
+        // samples reach 0, the mean of the others: XNNPACK's float RSQRT of 0 is NaN (where
+        // LiteRT's builtin kernel gives inf) and the debugger averages with nanmean
+        // (g41469: 9.0e-5 over 5 of 6 samples). qdbg reports inf on purpose: on that
+        // sample the layer's error has no bound. Not a number to compare.
+        if (mse.is_nan() || mse.is_finite()) && ours.is_some_and(|o| o.is_infinite()) {
             non_finite += 1;
             continue;
         }
@@ -369,8 +372,9 @@ fn generated_models_quantize_as_tensorflow_does() {
         if dir.join(format!("{stem}.litert_refuses")).exists() {
             // LiteRT's DIV refused TensorFlow's int8 model on this very data: a divisor
             // element on its zero point (a positive `x*x + c` whose step is far above `c`).
-            // qdbg keeps such a DIV float (`plan::divisors_on_zero_point`): its model must run
-            // in LiteRT (checked with the batch below) and differ from TensorFlow's only there.
+            // qdbg keeps such a DIV float (`division_check::keep_refused_divisions_float`):
+            // its model must run in LiteRT (checked with the batch below) and differ from
+            // TensorFlow's only there.
             litert_refuses += 1;
             let div_kept_float = q
                 .float_ops
@@ -487,7 +491,7 @@ fn generated_models_quantize_as_tensorflow_does() {
     );
     eprintln!(
         "  debugger: {csv_agree} of {csv_rows} of TensorFlow's rows reproduced (MSE within 5%); \
-         {csv_non_finite} rows with an infinite float reference (qdbg inf, TensorFlow NaN) and \
+         {csv_non_finite} rows with an infinite float reference (qdbg inf, TensorFlow NaN or a nanmean) and \
          {csv_batch_matmul} models with a BATCH_MATMUL not compared"
     );
     for r in &rows_off {

@@ -9,15 +9,19 @@ use crate::data::Dataset;
 use crate::error::{Error, OpError, Result};
 use crate::exec::{tensor_from_owned_sample, Executor};
 use crate::graph::{BinaryKind, Graph, Op};
+use crate::kernels::KernelError;
 
 /// Adds to `plan`'s [`ActivationPlan::divisor_on_zero_point`] the int8 DIVs that LiteRT's
-/// kernel would refuse to run on the calibration data `dataset` (a divisor element on its
-/// zero point), beyond those the plan found from the calibrated ranges: the int8 divisor carries the rounding of the ops that compute it, so a divisor
-/// whose float values all sit more than half a step from zero can still be computed onto the
-/// zero point (g42080: `x*x + 0.1` at 0.7 steps, by an int8 MUL and ADD). Found by running
-/// the int8 model on every calibration sample, keeping each refused DIV float and running
-/// again.
-/// Models without a DIV pay nothing.
+/// kernel would refuse to run on the calibration data `dataset`: LiteRT's int8 DIV fails its
+/// invoke on a divisor element equal to the divisor's zero point (division by zero).
+/// TensorFlow's quantizer writes such DIVs int8 all the same, and LiteRT refuses its model on
+/// the very data it was calibrated with: a positive divisor `x*x + c` with outliers spans
+/// [0, b] with a step far above `c`, so its smallest values quantize onto the zero point
+/// whatever the parameters (g30161), or the int8 ops that compute the divisor round a value
+/// 0.7 steps from zero onto it (g42080). qdbg keeps such a DIV float on purpose. Exact, not
+/// estimated from ranges: the int8 model (bit-exact with LiteRT's builtin kernels) runs on
+/// every calibration sample, each refused DIV is kept float, and it runs again. Models
+/// without an int8 DIV pay nothing.
 pub fn keep_refused_divisions_float(
     graph: &Graph,
     plan: &mut ActivationPlan,
@@ -55,7 +59,7 @@ pub fn keep_refused_divisions_float(
                 // ops it runs, which need not be the graph's positions).
                 Err(Error::OpFailed {
                     tensor,
-                    cause: OpError::Kernel(_),
+                    cause: OpError::Kernel(KernelError::Data { .. }),
                     ..
                 }) => {
                     newly = quantized.graph.nodes.iter().position(|n| {

@@ -57,7 +57,8 @@ pub struct ActivationPlan {
     params: HashMap<TensorId, QuantParams>,
     pub requantize: Vec<Requantize>,
     /// DIVs (positions in `graph.nodes`) that LiteRT's int8 kernel would refuse to run on the
-    /// calibration data: see [`divisors_on_zero_point`].
+    /// calibration data, kept float: see
+    /// [`super::division_check::keep_refused_divisions_float`].
     pub divisor_on_zero_point: HashSet<usize>,
 }
 
@@ -602,70 +603,13 @@ pub fn plan_activations(graph: &Graph, calibration: &Calibration) -> ActivationP
             }
         }
     }
-    let mut plan = ActivationPlan {
+    ActivationPlan {
         params,
         requantize: solver.requantize,
+        // Found by running the int8 model on the data:
+        // `division_check::keep_refused_divisions_float`.
         divisor_on_zero_point: HashSet::new(),
-    };
-    plan.divisor_on_zero_point = divisors_on_zero_point(graph, calibration, &plan);
-    plan
-}
-
-/// DIVs whose divisor, calibrated all on one side of zero, has a calibrated value that its
-/// int8 parameters put on the zero point. LiteRT's int8 DIV refuses to run on a divisor
-/// element equal to its zero point (division by zero), and no parameters that keep zero
-/// representable avoid it: a divisor such as `x*x + c` with a small `c` and outliers spans
-/// [0, b] with a step far above `c`. TensorFlow's quantizer writes such a DIV int8 all the
-/// same, and LiteRT refuses its model on the very data it was calibrated with (g30161 and 21
-/// more of 2,200 generated seeds); qdbg keeps such a DIV float on purpose
-/// ([`super::quantize::FloatReason::DivisorOnZeroPoint`]). A divisor whose range crosses zero
-/// is left int8: with min/max alone nothing says whether a value sits near zero.
-fn divisors_on_zero_point(
-    graph: &Graph,
-    calibration: &Calibration,
-    plan: &ActivationPlan,
-) -> HashSet<usize> {
-    let mut refused = HashSet::new();
-    for (pos, node) in graph.nodes.iter().enumerate() {
-        let Op::Binary {
-            kind: BinaryKind::Div,
-            ..
-        } = node.op
-        else {
-            continue;
-        };
-        let Some(divisor) = node.inputs.get(1).copied().flatten() else {
-            continue;
-        };
-        let Some(range) = calibration.ranges.get(&divisor).map(|r| r.range) else {
-            continue;
-        };
-        let nearest_zero = if range.min > 0.0 {
-            range.min
-        } else if range.max < 0.0 {
-            range.max
-        } else {
-            continue;
-        };
-        // The parameters the DIV reads its divisor with (through a requantize, if any).
-        let read = match plan.requantize_for(pos, 1, divisor) {
-            Some(r) => match &plan.requantize[r] {
-                Requantize::AfterProducer { read, .. } | Requantize::BeforeReaders { read, .. } => {
-                    Some(read)
-                }
-            },
-            None => plan.get(&divisor),
-        };
-        let Some(read) = read else { continue };
-        // Round half away from zero, as the quantizer rounds: the value lands on the zero
-        // point when it is less than half a step from zero. (The int8 divisor also carries
-        // the rounding of the ops that compute it, and can land there from further away:
-        // `session::divisions_refused_on_data` runs the int8 model to find those.)
-        if (f64::from(nearest_zero) / f64::from(read.scale[0])).round() == 0.0 {
-            refused.insert(pos);
-        }
     }
-    refused
 }
 
 #[cfg(test)]

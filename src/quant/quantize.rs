@@ -36,7 +36,8 @@ pub enum FloatReason {
     /// The int8 model being debugged (made by another tool) computes this op in float.
     FloatInGivenModel,
     /// A DIV whose divisor's calibrated values reach its int8 zero point: LiteRT's int8 DIV
-    /// refuses to divide by it, so the op stays float (`plan::divisors_on_zero_point`).
+    /// refuses to divide by it, so the op stays float
+    /// (`division_check::keep_refused_divisions_float`).
     DivisorOnZeroPoint,
 }
 
