@@ -101,6 +101,9 @@ const KNOWN_GAPS: &[(&str, &str, &str, &str)] = &[
       6e-3, off) and the LOGISTIC after it turns 1e-3 near 0 into 2.4e-4"),
     ("keras_mobilenet_v2", "csv", "varies: 92%, 95% with scalar kernels", CALIBRATION_NOISE),
     ("keras_mobilenet_v3_small", "csv", "91%", CALIBRATION_NOISE),
+    // Since qdbg's XNNPACK arithmetic rounds ADD as XNNPACK does (its residual ADDs; on
+    // TensorFlow's own int8 model every row agrees, `csv_on_tf` 100%).
+    ("keras_resnet_block", "csv", "91%", CALIBRATION_NOISE),
     ("keras_prelu_landmarks", "sqnr", "varies: third output 21.2/22.2, 22.3/22.2 with scalar kernels",
      CALIBRATION_NOISE),
 ];

@@ -17,8 +17,8 @@ input k, `input_k` int8 [samples, ...shape], and per output k `xnnpack_k` / `bui
 int8 [samples, ...shape]. The script prints how many output elements the two runtimes
 disagree on: the cases are chosen so the ops XNNPACK computes differently (CONV_2D,
 DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV, MEAN, MUL, LEAKY_RELU,
-RESIZE_BILINEAR, QUANTIZE int8 -> int8) show it, and a few it computes the same way (ADD, SUB, LOGISTIC, TANH,
-SUM, CONCATENATION) guard that claim.
+RESIZE_BILINEAR, QUANTIZE int8 -> int8, ADD: add_residual) show it, and a few it computes
+the same way (other ADDs, SUB, LOGISTIC, TANH, SUM, CONCATENATION) guard that claim.
 
 Deterministic: fixed seeds and archives with fixed timestamps.
 """
@@ -104,6 +104,13 @@ def cases():
          lambda r: lambda x: tf.compat.v1.image.resize_bilinear(x, [3, 4], half_pixel_centers=True),
          [(1, 5, 5, 3)], (-2, 2)),
         ("add", "ADD", lambda r: lambda x, y: x + y, [(1, 6, 6, 8), (1, 6, 6, 8)], (-2, 3)),
+        # ADDs of inputs at different scales: XNNPACK rounds once where the builtin kernel
+        # rounds each rescale, which shows on the residual case (and not on the other two).
+        ("add_rescaled", "ADD", lambda r: lambda x, y: x + tf.sigmoid(y),
+         [(1, 16, 16, 8), (1, 16, 16, 8)], (-3, 3)),
+        ("add_doubled", "ADD", lambda r: lambda x, y: x + (y + y),
+         [(1, 16, 16, 8), (1, 16, 16, 8)], (-2, 2)),
+        ("add_residual", "ADD", lambda r: lambda x: x + (x + 0.7), [(1, 16, 16, 8)], (-3.3, 3.2)),
         ("sub_broadcast", "SUB", lambda r: lambda x, y: x - y, [(1, 6, 6, 8), (1, 1, 1, 8)], (-1, 2)),
         ("logistic", "LOGISTIC", lambda r: lambda x: tf.sigmoid(x), [(256,)], (-8, 8)),
         ("tanh", "TANH", lambda r: lambda x: tf.tanh(x), [(256,)], (-4, 4)),

@@ -302,9 +302,10 @@ fn binary_int8(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResul
     let mut out = vec![0i8; shape.iter().product()];
     let (da, db) = (a.dims(), b.dims());
     match kind {
-        BinaryKind::Add => {
-            binary::Add::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
-        }
+        BinaryKind::Add => binary::Add::new(qa, qb, qo, act).and_then(|k| {
+            k.with_arithmetic(ctx.arithmetic)
+                .run(&va, da, &vb, db, &mut out)
+        }),
         BinaryKind::Sub => binary::Sub::new(qa, qb, qo, act).and_then(|k| {
             let in_place = k.in_place_matters() && litert_runs_in_place(ctx.graph, ctx.node);
             k.in_place(in_place).run(&va, da, &vb, db, &mut out)

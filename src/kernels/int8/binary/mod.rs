@@ -238,10 +238,74 @@ fn add_scalar_broadcast(p: &AddParams, a: i8, b: &[i8], out: &mut [i8]) {
     }
 }
 
+/// ADD as LiteRT's XNNPACK delegate computes it: both centred operands times a multiplier
+/// (its scale ratio at 2^shift, the larger in [2^20, 2^21)), summed with a rounding half-step
+/// and shifted right once: one rounding, where the builtin kernel rounds each input's
+/// rescale and then the sum (g167: an ADD of inputs at scales 0.0257 and 0.0514).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct XnnpackAdd {
+    in1_zero_point: i32,
+    in2_zero_point: i32,
+    in1_multiplier: i32,
+    in2_multiplier: i32,
+    shift: u32,
+    out_zero_point: i32,
+    act_min: i32,
+    act_max: i32,
+}
+
+impl XnnpackAdd {
+    /// `None` where the delegate declines the op (a scale ratio outside [2^-10, 2^8)) and
+    /// LiteRT's builtin kernel runs it.
+    fn new(in1: QParams, in2: QParams, out: QParams, act_min: i32, act_max: i32) -> Option<Self> {
+        let (r1, r2) = (in1.scale / out.scale, in2.scale / out.scale);
+        let usable = |r: f32| (1.0 / 1024.0..256.0).contains(&r);
+        if !(usable(r1) && usable(r2)) {
+            return None;
+        }
+        let exponent = ((r1.max(r2).to_bits() >> 23) as i32) - 127;
+        let shift = u32::try_from(20 - exponent).ok()?;
+        // Scaling by a power of two is exact in f32; the rounding is to nearest even.
+        let multiplier = |r: f32| (r * (shift as f32).exp2()).round_ties_even() as i32;
+        Some(XnnpackAdd {
+            in1_zero_point: in1.zero_point,
+            in2_zero_point: in2.zero_point,
+            in1_multiplier: multiplier(r1),
+            in2_multiplier: multiplier(r2),
+            shift,
+            out_zero_point: out.zero_point,
+            act_min,
+            act_max,
+        })
+    }
+
+    fn switched(self) -> Self {
+        XnnpackAdd {
+            in1_zero_point: self.in2_zero_point,
+            in2_zero_point: self.in1_zero_point,
+            in1_multiplier: self.in2_multiplier,
+            in2_multiplier: self.in1_multiplier,
+            ..self
+        }
+    }
+
+    fn one(&self, a: i8, b: i8) -> i8 {
+        // |x - zp| <= 255 and multipliers < 2^21: the sum stays below 2^30.
+        let acc = (1 << (self.shift - 1))
+            + (i32::from(a) - self.in1_zero_point) * self.in1_multiplier
+            + (i32::from(b) - self.in2_zero_point) * self.in2_multiplier;
+        ((acc >> self.shift) + self.out_zero_point).clamp(self.act_min, self.act_max) as i8
+    }
+}
+
 /// Prepared int8 ADD (`tflite::ops::builtin::add`, optimized kernel).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Add {
     params: AddParams,
+    /// XNNPACK's parameters when the delegate would take this op.
+    xnnpack: Option<XnnpackAdd>,
+    /// Set by [`Add::with_arithmetic`].
+    use_xnnpack: bool,
 }
 
 impl Add {
@@ -251,9 +315,18 @@ impl Add {
         out: QParams,
         activation: FusedActivation,
     ) -> Result<Self, KernelError> {
+        let params = AddParams::new(in1, in2, out, activation)?;
         Ok(Add {
-            params: AddParams::new(in1, in2, out, activation)?,
+            xnnpack: XnnpackAdd::new(in1, in2, out, params.act_min, params.act_max),
+            params,
+            use_xnnpack: false,
         })
+    }
+
+    /// Compute like `arithmetic` (LiteRT's builtin kernels unless told otherwise).
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.use_xnnpack = arithmetic == Arithmetic::Xnnpack;
+        self
     }
 
     /// `out = a + b` broadcast; `out` has the broadcast shape's element count.
@@ -266,6 +339,28 @@ impl Add {
         out: &mut [i8],
     ) -> Result<(), KernelError> {
         let plan = plan_for(a, a_shape, b, b_shape, out)?;
+        if let (true, Some(x)) = (self.use_xnnpack, self.xnnpack) {
+            dispatch(
+                &plan,
+                x,
+                x.switched(),
+                a,
+                b,
+                out,
+                |p, a, b, out| {
+                    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                        *o = p.one(x, y);
+                    }
+                },
+                |p, s, b, out| {
+                    for (o, &y) in out.iter_mut().zip(b) {
+                        *o = p.one(s, y);
+                    }
+                },
+                |p, x, y| p.one(x, y),
+            );
+            return Ok(());
+        }
         dispatch(
             &plan,
             self.params,
