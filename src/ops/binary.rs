@@ -25,7 +25,7 @@ impl OpFamily for Binary {
         use fb::BuiltinOperator as B;
         let op = o.op;
         if o.code == B::POW {
-            // PowOptions is an empty table: nothing to read.
+            // PowOptions is an empty table (and TensorFlow writes none): nothing to read.
             return Some(Ok(Op::Pow));
         }
         let (kind, act) = match o.code {
@@ -82,9 +82,9 @@ impl OpFamily for Binary {
     ) -> Result<TfliteOptions, String> {
         use fb::BuiltinOptions as O;
         if node.op == Op::Pow {
-            // TensorFlow's converter writes POW with its (empty) options table.
-            let options = fb::PowOptions::create(fbb, &fb::PowOptionsArgs {});
-            return Ok((O::PowOptions, Some(options.as_union_value())));
+            // PowOptions is an empty table, and TensorFlow's converter writes POW without
+            // it (options type NONE); so does qdbg.
+            return Ok((O::NONE, None));
         }
         let Op::Binary {
             kind,
