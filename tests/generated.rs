@@ -7,7 +7,8 @@
 //! TRANSPOSE_CONV; from seed 20000 converted with float16 weights, TensorFlow's references
 //! made from the float32 copy; from seed 30000, float32 again, also BATCH_MATMUL of two
 //! activations, GATHER, DEPTH_TO_SPACE, SPACE_TO_DEPTH, SQUARED_DIFFERENCE, RSQRT, SQRT, DIV,
-//! GELU, SUM, REDUCE_MAX and RELU_N1_TO_1; from seed 40000 also SLICE), each with
+//! GELU, SUM, REDUCE_MAX and RELU_N1_TO_1; from seed 40000 also SLICE, and POW where the
+//! converter leaves a tanh GELU unfused: float in both int8 models), each with
 //! TensorFlow's own int8 model of it (tests/fixtures/generated, made once by
 //! scripts/make_generated.sh with pinned TensorFlow; no TensorFlow here).
 //!
