@@ -9,7 +9,10 @@ use super::KernelError;
 
 /// `base[i] ** exponent[i]` for every `i`; the slices have the output's length.
 pub fn pow(base: &[f32], exponent: &[f32]) -> Vec<f32> {
-    base.iter().zip(exponent).map(|(&x, &y)| x.powf(y)).collect()
+    base.iter()
+        .zip(exponent)
+        .map(|(&x, &y)| x.powf(y))
+        .collect()
 }
 
 /// int32 POW (values carried as i64): LiteRT multiplies in int32, so the result wraps on
@@ -37,7 +40,10 @@ mod tests {
     /// Values worked out by hand: signed cubes, a square root, 0 ** 0 == 1 (C's rule).
     #[test]
     fn negative_bases_keep_their_sign_under_integral_exponents() {
-        let out = pow(&[-2.0, 3.0, -0.5, 4.0, 0.0, -8.0], &[3.0, 3.0, 3.0, 0.5, 0.0, 2.0]);
+        let out = pow(
+            &[-2.0, 3.0, -0.5, 4.0, 0.0, -8.0],
+            &[3.0, 3.0, 3.0, 0.5, 0.0, 2.0],
+        );
         assert_eq!(&out[..5], &[-8.0, 27.0, -0.125, 2.0, 1.0]);
         assert_eq!(out[5], 64.0);
         assert!(pow(&[-4.0], &[0.5])[0].is_nan());
