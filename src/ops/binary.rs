@@ -284,8 +284,16 @@ fn pow(ctx: &EvalCtx) -> OpResult<CTensor> {
         );
     }
     if !float {
+        let declared = ctx.graph.tensor(ctx.node.outputs[0]).dtype;
+        if declared != GDType::I32 {
+            op_bail!(
+                "POW computes float32 or int32 tensors, as LiteRT's does; this one is \
+                 {declared:?}: re-export the model with float32 or int32 operands"
+            );
+        }
         let values = |t: &CTensor| -> OpResult<Vec<i64>> {
-            Ok(t.broadcast_as(shape.as_slice())?
+            Ok(t.to_dtype(DType::I64)?
+                .broadcast_as(shape.as_slice())?
                 .contiguous()?
                 .flatten_all()?
                 .to_vec1::<i64>()?)
