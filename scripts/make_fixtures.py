@@ -868,6 +868,46 @@ def fixture_unsupported_op(name, samples):
     return dict(model=model, inputs=inputs, expects=[Expect("FLOOR")])
 
 
+def fixture_pow_ops(name, samples):
+    """POW, which LiteRT computes with C's pow: a cube of data of both signs (a negative base
+    keeps its sign, where exp(y ln x) would give NaN), integral exponents broadcast over
+    negative bases, fractional exponents (an input broadcast, a scalar) over positive data."""
+    spec = [tf.TensorSpec([1, 4, 6], tf.float32, name="x"),
+            tf.TensorSpec([1, 4, 6], tf.float32, name="y"),
+            tf.TensorSpec([1, 1, 6], tf.float32, name="e")]
+    integral = tf.constant([0.0, 1.0, 3.0, 4.0, 5.0, -1.0])
+
+    @tf.function(input_signature=spec)
+    def f(x, y, e):
+        return {"cube": tf.pow(x, 3.0),  # POW, scalar exponent, bases of both signs
+                "integral": tf.pow(x, integral),  # POW, constant [6] exponent broadcast
+                "fractional": tf.pow(y, e),  # POW, exponent input [1, 1, 6] broadcast, y > 0
+                "scalar_fractional": tf.pow(y, 1.7)}  # (y ** 0.5 would convert to SQRT)
+
+    model = convert(f)
+    rng = rng_for("inputs/" + name)
+    # |x| >= 0.25 keeps x ** -1 within a range the float oracle's tolerance reads well.
+    x = uniform(rng, 0.25, 2, (samples, 1, 4, 6)) * rng.choice([-1.0, 1.0], (samples, 1, 4, 6))
+    inputs = {"x": x.astype(np.float32),
+              "y": uniform(rng, 0.1, 3, (samples, 1, 4, 6)),
+              "e": uniform(rng, -1.5, 2.5, (samples, 1, 1, 6))}
+
+    def signed_powers(model_bytes, inp):
+        # LiteRT against numpy's float32 power, so the fixture pins the semantics qdbg must
+        # match: a negative base cubed stays negative, never NaN.
+        outs, _ = run_litert(model_bytes, inp)
+        xs = next(v for k, v in inp.items() if k.split("serving_default_")[-1].split(":")[0] == "x")
+        check((xs < 0).any() and (xs > 0).any(), f"{name}: x needs both signs")
+        for s, sample in enumerate(outs):
+            want = np.power(xs[s], np.float32(3.0))
+            check(any(o.size == want.size and np.allclose(o.reshape(want.shape), want, rtol=1e-6)
+                      for o in sample), f"{name}: no LiteRT output is x ** 3")
+
+    expects = [Expect("POW", "scalar exponent", pred=diff_shapes),
+               Expect("POW", "exponent input broadcast", pred=diff_shapes)]
+    return dict(model=model, inputs=inputs, expects=expects, check=signed_powers)
+
+
 def describe_int8_ops(model_bytes):
     return [d["op_name"] for d in interpreter(model_bytes)._get_ops_details()]
 
@@ -934,6 +974,7 @@ FIXTURES = [
     ("quant_dequant", fixture_quant_dequant, 3),
     ("mobilenet_v3_small", fixture_mobilenet_v3_small, 2),
     ("unsupported_op", fixture_unsupported_op, 2),
+    ("pow_ops", fixture_pow_ops, 3),
 ]
 
 # Every op the fixture set as a whole must contain.
@@ -942,7 +983,7 @@ CONV_2D DEPTHWISE_CONV_2D TRANSPOSE_CONV FULLY_CONNECTED BATCH_MATMUL ADD SUB MU
 SQUARED_DIFFERENCE RSQRT SQRT MAXIMUM MINIMUM MEAN SUM REDUCE_MAX AVERAGE_POOL_2D MAX_POOL_2D
 RESHAPE SQUEEZE EXPAND_DIMS TRANSPOSE CONCATENATION SPLIT SLICE STRIDED_SLICE GATHER PAD PADV2
 RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR DEPTH_TO_SPACE SPACE_TO_DEPTH SOFTMAX LOGISTIC TANH RELU
-RELU6 RELU_N1_TO_1 LEAKY_RELU PRELU HARD_SWISH GELU QUANTIZE DEQUANTIZE
+RELU6 RELU_N1_TO_1 LEAKY_RELU PRELU HARD_SWISH GELU QUANTIZE DEQUANTIZE POW
 """.split()
 
 

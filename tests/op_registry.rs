@@ -92,6 +92,7 @@ fn samples(kind: OpKind) -> Vec<Op> {
             },
         })
         .collect(),
+        OpKind::Pow => vec![Op::Pow],
         OpKind::Unary => [
             UnaryKind::Rsqrt,
             UnaryKind::Sqrt,
@@ -318,8 +319,10 @@ fn int8_support_follows_litert() {
             | Op::StridedSlice(_)
             | Op::Gather { .. } => Int8Support::MovesValues,
             Op::Quantize | Op::Dequantize => Int8Support::Boundary,
-            // MediaPipe's custom ops have float kernels only.
-            Op::Convolution2DTransposeBias(_)
+            // MediaPipe's custom ops have float kernels only; LiteRT's POW takes float32
+            // and int32 only.
+            Op::Pow
+            | Op::Convolution2DTransposeBias(_)
             | Op::MaxPoolingWithArgmax2D(_)
             | Op::MaxUnpooling2D(_)
             | Op::Unsupported { .. } => Int8Support::FloatOnly,

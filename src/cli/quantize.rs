@@ -90,7 +90,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
             let node = &graph.nodes[*pos];
             let why = match why {
                 FloatReason::Denylisted => "denylisted",
-                FloatReason::NoInt8Kernel => "qdbg has no int8 kernel for this op yet",
+                FloatReason::NoInt8Kernel => "no int8 kernel (LiteRT runs it in float only)",
                 FloatReason::CustomOp => "custom op, kept float (LiteRT runs it in float only)",
                 FloatReason::NotCalibrated => "an input was not calibrated",
                 FloatReason::FloatInGivenModel => "float in the given int8 model",

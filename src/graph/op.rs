@@ -189,6 +189,10 @@ pub enum Op {
         kind: BinaryKind,
         activation: FusedActivation,
     },
+    /// Element-wise `x ** y` with numpy broadcasting. Kept apart from [`Op::Binary`]: it has
+    /// no fused activation, and LiteRT runs it in float32 and int32 only (no int8 kernel),
+    /// so quantized models keep it float.
+    Pow,
     Unary(UnaryKind),
     Prelu,
     Reduce {
@@ -259,6 +263,7 @@ impl Op {
             Op::FullyConnected(_) => "FULLY_CONNECTED",
             Op::BatchMatMul { .. } => "BATCH_MATMUL",
             Op::Binary { kind, .. } => kind.name(),
+            Op::Pow => "POW",
             Op::Unary(kind) => match kind {
                 UnaryKind::Rsqrt => "RSQRT",
                 UnaryKind::Sqrt => "SQRT",

@@ -1,7 +1,8 @@
 //! Kernels qdbg writes itself, on plain slices, where candle has no fitting op or is slow:
 //! depthwise convolution (candle's grouped conv runs one convolution per channel),
 //! pointwise convolution with its bias and activation fused (candle: three passes),
-//! TFLite-style pooling (SAME average pooling ignores padded cells) and resizing.
+//! TFLite-style pooling (SAME average pooling ignores padded cells), resizing, and POW
+//! (candle's `pow` is wrong for negative bases).
 //! They plug into candle tensors through [`run_on_host`].
 
 pub mod argmax_pool_f32;
@@ -13,6 +14,7 @@ pub mod int8;
 pub mod min_max_f32;
 pub mod pointwise_f32;
 pub mod pool_f32;
+pub mod pow_f32;
 pub mod reduce_f32;
 pub mod resize_f32;
 pub mod simd;

@@ -1,5 +1,5 @@
 //! Two-input element-wise ops with numpy broadcasting: ADD, SUB, MUL, DIV,
-//! SQUARED_DIFFERENCE, MAXIMUM, MINIMUM.
+//! SQUARED_DIFFERENCE, MAXIMUM, MINIMUM, and POW (float only: LiteRT has no int8 POW).
 
 use candle_core::{DType, Tensor as CTensor};
 use flatbuffers::FlatBufferBuilder;
@@ -14,6 +14,7 @@ use super::{
 };
 use crate::graph::{BinaryKind, DType as GDType, FusedActivation, Graph, Node, Op, TensorId};
 use crate::kernels::int8::binary;
+use crate::kernels::pow_f32;
 use crate::tflite::codec::{read_activation_or_none, write_activation, OpVersionCtx};
 use crate::tflite::fb;
 
@@ -23,6 +24,10 @@ impl OpFamily for Binary {
     fn read_tflite(o: &TfliteOperator) -> Option<Result<Op, String>> {
         use fb::BuiltinOperator as B;
         let op = o.op;
+        if o.code == B::POW {
+            // PowOptions is an empty table (and TensorFlow writes none): nothing to read.
+            return Some(Ok(Op::Pow));
+        }
         let (kind, act) = match o.code {
             B::ADD => (
                 BinaryKind::Add,
@@ -54,8 +59,10 @@ impl OpFamily for Binary {
 
     fn tflite_code(op: &Op) -> Option<fb::BuiltinOperator> {
         use fb::BuiltinOperator as B;
-        let Op::Binary { kind, .. } = op else {
-            return None;
+        let kind = match op {
+            Op::Binary { kind, .. } => kind,
+            Op::Pow => return Some(B::POW),
+            _ => return None,
         };
         Some(match kind {
             BinaryKind::Add => B::ADD,
@@ -74,6 +81,11 @@ impl OpFamily for Binary {
         node: &Node,
     ) -> Result<TfliteOptions, String> {
         use fb::BuiltinOptions as O;
+        if node.op == Op::Pow {
+            // PowOptions is an empty table, and TensorFlow's converter writes POW without
+            // it (options type NONE); so does qdbg.
+            return Ok((O::NONE, None));
+        }
         let Op::Binary {
             kind,
             activation: act,
@@ -147,6 +159,7 @@ impl OpFamily for Binary {
 
     fn tflite_version(v: &OpVersionCtx, op: &Op) -> i32 {
         use GDType::*;
+        // POW: TensorFlow's version rule has no case for it, so every POW is version 1.
         let Op::Binary { kind, .. } = op else {
             return 1;
         };
@@ -206,15 +219,21 @@ impl OpFamily for Binary {
         None
     }
 
-    fn int8_support(_op: &Op) -> Int8Support {
-        Int8Support::Kernel
+    fn int8_support(op: &Op) -> Int8Support {
+        match op {
+            // LiteRT's POW kernel takes float32 and int32 only: TensorFlow's int8 models
+            // keep it float between a DEQUANTIZE and a QUANTIZE.
+            Op::Pow => Int8Support::FloatOnly,
+            _ => Int8Support::Kernel,
+        }
     }
 
     fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
-        let Op::Binary { kind, activation } = &ctx.node.op else {
-            return Err(not_in_family("binary", &ctx.node.op));
-        };
-        Ok(vec![binary(ctx, *kind, *activation)?])
+        match &ctx.node.op {
+            Op::Binary { kind, activation } => Ok(vec![binary(ctx, *kind, *activation)?]),
+            Op::Pow => Ok(vec![pow(ctx)?]),
+            other => Err(not_in_family("binary", other)),
+        }
     }
 
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
@@ -246,6 +265,51 @@ fn binary(ctx: &EvalCtx, kind: BinaryKind, activation: FusedActivation) -> OpRes
         BinaryKind::Minimum => a.broadcast_minimum(b)?,
     };
     apply_fused(out, activation)
+}
+
+/// POW as LiteRT computes it: element-wise C `pow` in float32, which (unlike candle's
+/// `exp(y * ln x)`) gives a negative base with an integral exponent its signed power
+/// (`(-2) ** 3 == -8`) and NaN for a fractional one; int32 by repeated multiplication.
+fn pow(ctx: &EvalCtx) -> OpResult<CTensor> {
+    let (base, exponent) = (ctx.input(0)?, ctx.input(1)?);
+    let shape = broadcast_shape(base.dims(), exponent.dims())?;
+    expect_output_shape(ctx, 0, &shape)?;
+    let float = base.dtype().is_float();
+    if float != exponent.dtype().is_float() {
+        op_bail!(
+            "POW needs a base and an exponent of one type; the base is {:?} and the \
+             exponent {:?}: re-export the model",
+            base.dtype(),
+            exponent.dtype()
+        );
+    }
+    if !float {
+        let declared = ctx.graph.tensor(ctx.node.outputs[0]).dtype;
+        if declared != GDType::I32 {
+            op_bail!(
+                "POW computes float32 or int32 tensors, as LiteRT's does; this one is \
+                 {declared:?}: re-export the model with float32 or int32 operands"
+            );
+        }
+        let values = |t: &CTensor| -> OpResult<Vec<i64>> {
+            Ok(t.to_dtype(DType::I64)?
+                .broadcast_as(shape.as_slice())?
+                .contiguous()?
+                .flatten_all()?
+                .to_vec1::<i64>()?)
+        };
+        let out = pow_f32::pow_i32(&values(base)?, &values(exponent)?).map_err(OpError::Kernel)?;
+        return Ok(CTensor::from_vec(out, shape, base.device())?.to_dtype(base.dtype())?);
+    }
+    let values = |t: &CTensor| -> OpResult<Vec<f32>> {
+        Ok(t.to_dtype(DType::F32)?
+            .broadcast_as(shape.as_slice())?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
+    };
+    let out = pow_f32::pow(&values(base)?, &values(exponent)?);
+    Ok(CTensor::from_vec(out, shape, base.device())?)
 }
 
 /// int32/int64 arithmetic (carried as i64) as TFLite's integer kernels compute it in two's

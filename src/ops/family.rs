@@ -244,7 +244,7 @@ impl Family {
             Op::Conv2d(_) | Op::TransposeConv(_) => Family::Conv,
             Op::DepthwiseConv2d(_) => Family::Depthwise,
             Op::FullyConnected(_) | Op::BatchMatMul { .. } => Family::Dense,
-            Op::Binary { .. } => Family::Binary,
+            Op::Binary { .. } | Op::Pow => Family::Binary,
             Op::Unary(_) | Op::Prelu | Op::Softmax { .. } => Family::Activation,
             Op::Reduce { .. } => Family::Reduce,
             Op::Pool2d { .. } => Family::Pool,

@@ -29,6 +29,8 @@ pub struct QuantizeOptions {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FloatReason {
     Denylisted,
+    /// An op with no int8 kernel ([`crate::ops::Int8Support::FloatOnly`]): LiteRT runs it in
+    /// float only (POW), and TensorFlow's int8 models keep it float too.
     NoInt8Kernel,
     /// A custom op (MediaPipe's): LiteRT runs it in float only.
     CustomOp,
