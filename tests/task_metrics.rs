@@ -119,7 +119,7 @@ fn iou(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
-fn output<'a>(m: &'a serde_json::Value, k: usize) -> &'a serde_json::Value {
+fn output(m: &serde_json::Value, k: usize) -> &serde_json::Value {
     &m["outputs"][k]
 }
 
