@@ -90,6 +90,7 @@ pub fn select(args: &SelectArgs) -> Result<()> {
             &args.images.options(),
             args.device.device,
         )?
+        .with_tasks(&inputs.tasks)?
         .calibrate(args.recalibrate, args.arithmetic.arithmetic(), &mut |_| {})?;
     let selector = &session.selector;
     let graph = session.graph();
