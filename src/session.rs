@@ -18,6 +18,7 @@ use candle_core::Device;
 
 use crate::data::{Dataset, ImageOptions, InputSpec};
 use crate::debug::job::{self, DebugJob, JobSettings};
+use crate::debug::metrics::{given_tasks, output_names, Task, TaskChoice};
 use crate::debug::{Debugger, VerifyMode};
 use crate::error::{Error, Result};
 use crate::exec::{DeviceChoice, Executor, FloatOutputCache};
@@ -73,6 +74,7 @@ impl FloatModel {
             dataset,
             labels,
             device,
+            tasks: Vec::new(),
         })
     }
 }
@@ -83,9 +85,17 @@ pub struct Loaded {
     pub dataset: Dataset,
     pub labels: Option<Vec<i64>>,
     pub device: Device,
+    /// Each output's task as given (`--task`; `None`, or no entry: guessed).
+    pub tasks: Vec<Option<Task>>,
 }
 
 impl Loaded {
+    /// Sets the outputs' tasks from `--task` choices, refusing an output the model lacks.
+    pub fn with_tasks(mut self, choices: &[TaskChoice]) -> Result<Loaded> {
+        self.tasks = given_tasks(&output_names(&self.model.graph), choices)?;
+        Ok(self)
+    }
+
     /// Lets the model file's bytes go, for a command that writes no model (`qdbg debug`):
     /// the session would otherwise hold a second copy of the weights.
     pub fn without_original(mut self) -> Loaded {
@@ -122,6 +132,7 @@ impl Loaded {
             dataset,
             labels,
             device,
+            tasks,
         } = self;
         let float_outputs = Arc::new(FloatOutputCache::new(dataset.num_samples()));
         let (calibration, calibration_source) = {
@@ -147,7 +158,8 @@ impl Loaded {
             device,
         )
         .with_float_outputs(Arc::clone(&float_outputs))
-        .with_arithmetic(arithmetic);
+        .with_arithmetic(arithmetic)
+        .with_tasks(tasks);
         Ok(Session {
             model_path: model.path,
             calibration,
@@ -207,7 +219,8 @@ impl Session {
     pub fn debugger<'a>(&'a self, model: &'a QuantizedModel) -> Result<Debugger<'a>> {
         Ok(
             Debugger::for_arithmetic(self.graph(), model, self.device(), self.arithmetic)?
-                .with_float_outputs(Arc::clone(&self.float_outputs)),
+                .with_float_outputs(Arc::clone(&self.float_outputs))
+                .with_tasks(&self.selector.tasks),
         )
     }
 
@@ -223,6 +236,7 @@ impl Session {
                 device: self.device().clone(),
                 float_outputs: Some(Arc::clone(&self.float_outputs)),
                 arithmetic: self.arithmetic,
+                tasks: self.selector.tasks.clone(),
             },
         )
     }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::synthetic::{infos, report};
-use qdbg::debug::metrics::{ModelMetrics, OutputMetrics};
+use qdbg::debug::metrics::{ModelMetrics, OutputMetrics, Task};
 use qdbg::tui::action::Action;
 use qdbg::tui::render::render;
 use qdbg::tui::state::{Cost, Panel, State};
@@ -356,6 +356,11 @@ fn four_outputs(sqnr: [f64; 4]) -> ModelMetrics {
             mse: 0.01,
             sqnr_db,
             cosine: 0.99,
+            // What the guess makes of a hand landmark model's outputs: none is class
+            // scores, so no class metric is shown.
+            task: Task::Regress,
+            task_guessed: true,
+            ..Default::default()
         })
         .collect();
     let worst = outputs
@@ -369,9 +374,9 @@ fn four_outputs(sqnr: [f64; 4]) -> ModelMetrics {
         cosine: 0.998,
         outputs,
         worst_output: worst,
-        classified_output: Some("Identity".into()),
-        argmax_agreement: 0.9,
-        top5_agreement: 1.0,
+        classified_output: None,
+        argmax_agreement: f64::NAN,
+        top5_agreement: f64::NAN,
         ..Default::default()
     }
 }

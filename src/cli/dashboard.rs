@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use qdbg::debug::metrics::TaskChoice;
 use qdbg::select::read_denylist;
 use qdbg::tui::{DashboardOptions, EngineInputs};
 
@@ -22,6 +23,11 @@ pub struct DashboardArgs {
     /// Labels for top-1/top-5 accuracy (.npy of integers or a text file, one per line).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// What an output is for, deciding its metrics: OUTPUT=TASK (OUTPUT a name or an
+    /// index; TASK classify, detect, regress or segment), or TASK alone for a model with one
+    /// output. Repeatable; outputs not named are guessed (the summary says which).
+    #[arg(long = "task", value_name = "OUTPUT=TASK", value_parser = super::parse_task)]
+    pub tasks: Vec<TaskChoice>,
     /// Start from the rules of a denylist file.
     #[arg(long)]
     pub deny_file: Option<PathBuf>,
@@ -85,6 +91,7 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
                 model: model.clone(),
                 data: data.clone(),
                 labels,
+                tasks: args.tasks.clone(),
             },
             csv: None,
             json: None,
@@ -116,7 +123,8 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
         labels.as_deref(),
         &args.images.options(),
         args.device.device,
-    )?;
+    )?
+    .with_tasks(&args.tasks)?;
     let inputs = EngineInputs {
         loaded,
         recalibrate: args.recalibrate,

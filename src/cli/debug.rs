@@ -133,6 +133,7 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
             // refers to its ops.
             let (graph, model) = pair_with_float(&loaded.model.graph, int8)?;
             let debugger = Debugger::for_arithmetic(&graph, &model, &loaded.device, arithmetic)?
+                .with_tasks(&loaded.tasks)
                 .with_histograms(histograms)
                 .with_extra_metrics(extras);
             let labels = loaded.labels.as_deref();
@@ -248,23 +249,17 @@ fn run_and_report(
         for line in super::output_lines(m) {
             println!("{line}");
         }
-        println!(
-            "first output ({}): same top-1 class {:.1}%, int8 top-1 within float top-5 {:.1}%",
-            m.classified_output.as_deref().unwrap_or("-"),
-            100.0 * m.argmax_agreement,
-            100.0 * m.top5_agreement
-        );
     } else {
         println!(
             "model outputs, float vs int8 over {} samples: mse {:.3e}, sqnr {:.1} dB, cosine \
-             {:.4}, same top-1 class {:.1}%, int8 top-1 within float top-5 {:.1}%",
-            m.samples,
-            m.mse,
-            m.sqnr_db,
-            m.cosine,
-            100.0 * m.argmax_agreement,
-            100.0 * m.top5_agreement
+             {:.4}",
+            m.samples, m.mse, m.sqnr_db, m.cosine,
         );
+        for o in &m.outputs {
+            let metrics = super::task_metrics(o);
+            let sep = if metrics.is_empty() { "" } else { ": " };
+            println!("  {}{sep}{metrics}", super::task_label(o));
+        }
     }
     if let (Some(f1), Some(q1), Some(f5), Some(q5)) =
         (m.float_top1, m.int8_top1, m.float_top5, m.int8_top5)

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use qdbg::data::{load_dataset, load_labels, InputSpec};
-use qdbg::debug::metrics::{output_names, ModelAccumulator, ModelMetrics};
+use qdbg::debug::metrics::{given_tasks, output_names, ModelAccumulator, ModelMetrics, TaskChoice};
 use qdbg::exec::{host_f32, parse_device, tensor_from_sample, Executor};
 use qdbg::graph::Graph;
 use rayon::prelude::*;
@@ -29,6 +29,11 @@ pub struct EvalArgs {
     /// Labels (one per sample) for accuracy.
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// What an output is for, deciding its metrics: OUTPUT=TASK (OUTPUT a name or an
+    /// index; TASK classify, detect, regress or segment), or TASK alone for a model with one
+    /// output. Repeatable; outputs not named are guessed (the summary says which).
+    #[arg(long = "task", value_name = "OUTPUT=TASK", value_parser = super::parse_task)]
+    pub tasks: Vec<TaskChoice>,
     /// k for top-k accuracy.
     #[arg(long, default_value_t = 5)]
     pub top_k: usize,
@@ -113,9 +118,11 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         .map(|g| Executor::with_arithmetic(g, &device, args.arithmetic.arithmetic()))
         .collect::<qdbg::Result<Vec<_>>>()?;
     let names = output_names(&graphs[0]);
+    let tasks = given_tasks(&names, &args.tasks)?;
     let mut compared: Vec<Option<ModelAccumulator>> =
-        vec![Some(ModelAccumulator::new(names.clone())); graphs.len()];
+        vec![Some(ModelAccumulator::for_graph(&graphs[0], &tasks)); graphs.len()];
     let mut rankings: Vec<Vec<Vec<usize>>> = vec![Vec::with_capacity(samples); graphs.len()];
+    let mut class_output: Option<Option<usize>> = None;
     // Every model runs on a sample before the next chunk: each is compared with the first,
     // output by output, and no model's outputs are kept beyond the chunk.
     let chunk = rayon::current_num_threads().max(1);
@@ -146,15 +153,30 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         for per_model in &outputs {
             let reference = &per_model[0];
             for (k, out) in per_model.iter().enumerate() {
-                let first = out.first().ok_or_else(|| {
-                    qdbg::Error::Internal(format!("{} has no outputs", args.models[k].display()))
-                })?;
-                rankings[k].push(ranked(first));
                 if !same_layout(reference, out) {
                     compared[k] = None;
                 }
                 if let Some(acc) = &mut compared[k] {
                     acc.add_sample(reference, out, None);
+                }
+            }
+            // The class table ranks the first classify output (given, or guessed on the
+            // first sample by the reference's accumulator, compared with itself).
+            let class_out = *class_output.get_or_insert_with(|| {
+                compared[0].as_ref().and_then(|acc| {
+                    let m = acc.metrics();
+                    m.outputs.iter().position(|o| o.classify.is_some())
+                })
+            });
+            if let Some(c) = class_out {
+                for (k, out) in per_model.iter().enumerate() {
+                    let scores = out.get(c).ok_or_else(|| {
+                        qdbg::Error::Internal(format!(
+                            "{} has no output {c}",
+                            args.models[k].display()
+                        ))
+                    })?;
+                    rankings[k].push(ranked(scores));
                 }
             }
         }
@@ -165,6 +187,20 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         "{samples} samples; agreement is with {}",
         args.models[0].display()
     );
+    let reference = compared[0].as_ref().map(ModelAccumulator::metrics);
+    for o in reference.iter().flat_map(|m| &m.outputs) {
+        println!("  {}: {}", o.name, super::task_label(o));
+    }
+    let Some(class_out) = class_output.flatten() else {
+        println!(
+            "no classify output: no top-1/top-{k} table (--task OUTPUT=classify to ask for one)"
+        );
+        if graphs.len() > 1 {
+            print_output_sqnr(args, &names, &compared);
+        }
+        return Ok(());
+    };
+    println!("classes from output {}", names[class_out]);
     println!(
         "{:>9} {:>9} {:>10}  model",
         "top-1",

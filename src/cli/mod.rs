@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use qdbg::data::{ChannelOrder, ImageOptions};
+use qdbg::debug::metrics::{OutputMetrics, TaskChoice};
 use qdbg::exec::DeviceChoice;
 
 #[derive(Parser)]
@@ -145,6 +146,56 @@ impl ImageArgs {
 /// The model's outputs one line each (name, sqnr, mse, cosine; the worst marked), then the
 /// numbers pooled over all of them: what `qdbg debug` prints for a model with several
 /// outputs.
+/// An output's task as the summaries show it: `classify`, or `classify (guessed; --task to
+/// set)` when it was guessed.
+pub fn task_label(o: &OutputMetrics) -> String {
+    if o.task_guessed {
+        format!("task {} (guessed; --task to set)", o.task.name())
+    } else {
+        format!("task {}", o.task.name())
+    }
+}
+
+/// The metrics of an output's task, in words (empty for regress: its MSE/SQNR/cosine are
+/// all there is).
+pub fn task_metrics(o: &OutputMetrics) -> String {
+    let pct = |v: f64| format!("{:.1}%", 100.0 * v);
+    let mut parts = Vec::new();
+    if let Some(c) = &o.classify {
+        parts.push(format!(
+            "same top-1 {}, int8 top-1 in float top-5 {}",
+            pct(c.top1_agreement),
+            pct(c.top5_agreement)
+        ));
+        if let (Some(f1), Some(q1)) = (c.float_top1, c.int8_top1) {
+            parts.push(format!("top-1 accuracy float {} int8 {}", pct(f1), pct(q1)));
+        }
+    }
+    if let Some(s) = &o.segment {
+        parts.push(format!(
+            "mask IoU {:.3} (cut at {})",
+            s.iou,
+            if s.threshold == 0.0 {
+                "0: logits"
+            } else {
+                "0.5: probabilities"
+            }
+        ));
+    }
+    if let Some(d) = &o.detect {
+        if let Some(a) = d.top_k_agreement {
+            parts.push(format!("top-{} boxes agree {}", d.top_k, pct(a)));
+        }
+        if let Some(iou) = d.box_iou {
+            match &d.scores_output {
+                Some(s) => parts.push(format!("box IoU {iou:.3} (top-{} by {s})", d.top_k)),
+                None => parts.push(format!("box IoU {iou:.3} (all {} boxes)", d.top_k)),
+            }
+        }
+    }
+    parts.join(", ")
+}
+
 fn output_lines(m: &qdbg::debug::metrics::ModelMetrics) -> Vec<String> {
     let width = m
         .outputs
@@ -166,6 +217,13 @@ fn output_lines(m: &qdbg::debug::metrics::ModelMetrics) -> Vec<String> {
             o.mse,
             o.cosine,
             if worst { "  <- worst" } else { "" }
+        ));
+        let metrics = task_metrics(o);
+        let sep = if metrics.is_empty() { "" } else { ": " };
+        lines.push(format!(
+            "  {:<width$}   {}{sep}{metrics}",
+            "",
+            task_label(o)
         ));
     }
     lines.push(format!(
@@ -241,6 +299,16 @@ pub struct InputArgs {
     /// Labels (.npy of integers or a text file, one per line) for top-1/top-5 accuracy.
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// What an output is for, deciding its metrics: OUTPUT=TASK (OUTPUT a name or an
+    /// index; TASK classify, detect, regress or segment), or TASK alone for a model with one
+    /// output. Repeatable; outputs not named are guessed (the summary says which).
+    #[arg(long = "task", value_name = "OUTPUT=TASK", value_parser = parse_task)]
+    pub tasks: Vec<TaskChoice>,
+}
+
+/// A `--task` argument (see [`TaskChoice::parse`]).
+pub fn parse_task(arg: &str) -> Result<TaskChoice, String> {
+    TaskChoice::parse(arg)
 }
 
 impl InputArgs {
@@ -259,6 +327,7 @@ impl InputArgs {
             self.labels.as_deref(),
             &images.options(),
             device.device,
-        )
+        )?
+        .with_tasks(&self.tasks)
     }
 }

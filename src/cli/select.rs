@@ -90,6 +90,7 @@ pub fn select(args: &SelectArgs) -> Result<()> {
             &args.images.options(),
             args.device.device,
         )?
+        .with_tasks(&inputs.tasks)?
         .calibrate(args.recalibrate, args.arithmetic.arithmetic(), &mut |_| {})?;
     let selector = &session.selector;
     let graph = session.graph();
@@ -198,9 +199,25 @@ pub fn select(args: &SelectArgs) -> Result<()> {
             "output sqnr (dB)", "-", f.sqnr_db, s.sqnr_db
         );
     }
+    for o in &f.outputs {
+        // The selective model's own task metrics beside the full-int8 model's.
+        let selective = s
+            .output(&o.name)
+            .map(super::task_metrics)
+            .unwrap_or_default();
+        let full = super::task_metrics(o);
+        println!("{}: {}", o.name, super::task_label(o));
+        if !full.is_empty() {
+            println!("  full int8: {full}\n  selective: {selective}");
+        }
+    }
+    let Some(classified) = &f.classified_output else {
+        println!("\nwrote {}", args.output.display());
+        return Ok(());
+    };
     println!(
         "{:<22} {:>10} {:>12} {:>10}",
-        "same top-1 as float",
+        format!("same top-1 ({classified})"),
         "-",
         pct(Some(f.argmax_agreement)),
         pct(Some(s.argmax_agreement))

@@ -10,6 +10,7 @@ use candle_core::Device;
 
 use super::verify::{DebugEvent, DebugReport, Debugger, VerifyMode};
 use crate::data::Dataset;
+use crate::debug::metrics::Task;
 use crate::error::{Error, Result};
 use crate::exec::FloatOutputCache;
 use crate::graph::Graph;
@@ -26,6 +27,8 @@ pub struct JobSettings {
     pub float_outputs: Option<Arc<FloatOutputCache>>,
     /// As in [`Debugger::for_arithmetic`].
     pub arithmetic: Arithmetic,
+    /// As in [`Debugger::with_tasks`].
+    pub tasks: Vec<Option<Task>>,
 }
 
 impl JobSettings {
@@ -36,6 +39,7 @@ impl JobSettings {
             device: Device::Cpu,
             float_outputs: None,
             arithmetic: Arithmetic::Builtin,
+            tasks: Vec::new(),
         }
     }
 }
@@ -76,12 +80,14 @@ pub fn spawn(
         device,
         float_outputs,
         arithmetic,
+        tasks,
     } = settings;
     let (tx, events) = channel();
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&cancel);
     let handle = std::thread::spawn(move || {
-        let mut debugger = Debugger::for_arithmetic(&float, &model, &device, arithmetic)?;
+        let mut debugger =
+            Debugger::for_arithmetic(&float, &model, &device, arithmetic)?.with_tasks(&tasks);
         if let Some(outputs) = float_outputs {
             debugger = debugger.with_float_outputs(outputs);
         }

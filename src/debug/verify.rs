@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::metrics::{
     output_names, LayerAccumulator, LayerHistograms, LayerMetrics, LayerSample, ModelAccumulator,
-    ModelMetrics, NanMean,
+    ModelMetrics, NanMean, OutputSpec, Task,
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -138,8 +138,9 @@ pub struct Debugger<'a> {
     layer_metrics: Vec<(String, LayerMetricFn)>,
     direct_metrics: Vec<(String, DirectCompareFn)>,
     model_metrics: Vec<(String, ModelMetricFn)>,
-    /// The names the model-level metrics give the float model's outputs.
-    output_names: Vec<String>,
+    /// The float model's outputs as the model-level metrics know them: names, shapes and
+    /// the tasks given (see [`Debugger::with_tasks`]).
+    output_specs: Vec<OutputSpec>,
     /// The float model's outputs on the dataset, shared with the steps before and after
     /// (calibration, denylist evaluations): per-layer runs read them instead of running
     /// the float model, and remember what they compute.
@@ -211,7 +212,15 @@ impl<'a> Debugger<'a> {
             layer_metrics: Vec::new(),
             direct_metrics: Vec::new(),
             model_metrics: Vec::new(),
-            output_names: output_names(float),
+            output_specs: output_names(float)
+                .into_iter()
+                .zip(&float.outputs)
+                .map(|(name, &id)| OutputSpec {
+                    name,
+                    shape: float.tensor(id).shape.clone(),
+                    task: None,
+                })
+                .collect(),
             float_outputs: None,
             histograms: true,
             extras: true,
@@ -223,6 +232,16 @@ impl<'a> Debugger<'a> {
     /// need them, the CSV's columns do not. Counting them is about half of the measuring;
     /// off, `kl_divergence` is NaN and `LayerStats::histograms` is `None`, every other
     /// statistic is the same, bit for bit.
+    /// Each output's task for the model-level metrics (`--task`, see
+    /// [`crate::debug::metrics::given_tasks`]; `None` or no entry: guessed on the first
+    /// sample).
+    pub fn with_tasks(mut self, tasks: &[Option<Task>]) -> Self {
+        for (spec, task) in self.output_specs.iter_mut().zip(tasks) {
+            spec.task = *task;
+        }
+        self
+    }
+
     pub fn with_histograms(mut self, on: bool) -> Self {
         self.histograms = on;
         self
@@ -313,7 +332,7 @@ impl<'a> Debugger<'a> {
         let mut per_layer = accumulators();
         let mut whole = accumulators();
         let plan = SamplePlan::new(self);
-        let mut model_acc = ModelAccumulator::new(self.output_names.clone());
+        let mut model_acc = ModelAccumulator::for_outputs(self.output_specs.clone());
         let n_custom = self.layer_metrics.len() + self.direct_metrics.len();
         let mut custom = vec![vec![NanMean::default(); n_custom]; self.layers.len()];
         let mut model_custom = vec![NanMean::default(); self.model_metrics.len()];

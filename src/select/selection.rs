@@ -15,7 +15,7 @@ use super::checkpoint::{covers, first_difference, live_at, Checkpoint, Checkpoin
 use super::denylist::resolve;
 use super::rules::Rule;
 use crate::data::Dataset;
-use crate::debug::metrics::{output_names, ModelAccumulator, ModelMetrics};
+use crate::debug::metrics::{ModelAccumulator, ModelMetrics, Task};
 #[cfg(doc)]
 use crate::debug::Debugger;
 use crate::debug::LayerStats;
@@ -50,6 +50,8 @@ pub struct Selector {
     checkpoints: Mutex<Checkpoints>,
     /// Whose int8 arithmetic evaluations reproduce (see [`Selector::with_arithmetic`]).
     arithmetic: Arithmetic,
+    /// Each output's task as given (see [`Selector::with_tasks`]).
+    pub tasks: Vec<Option<Task>>,
 }
 
 /// One sample of an evaluation.
@@ -125,11 +127,19 @@ impl Selector {
             full_int8: Mutex::new(None),
             checkpoints: Mutex::new(Checkpoints::default()),
             arithmetic: Arithmetic::Builtin,
+            tasks: Vec::new(),
         }
     }
 
     /// Evaluates int8 ops as `arithmetic` computes them (LiteRT's builtin kernels unless
     /// told otherwise). Set it before the first evaluation: checkpoints are kept per run.
+    /// Each output's task for the model-level metrics (`--task`, see
+    /// [`crate::debug::metrics::given_tasks`]; `None` or no entry: guessed).
+    pub fn with_tasks(mut self, tasks: Vec<Option<Task>>) -> Self {
+        self.tasks = tasks;
+        self
+    }
+
     pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
         self.arithmetic = arithmetic;
         self
@@ -228,7 +238,7 @@ impl Selector {
         // Built only when some sample's float outputs are not remembered yet.
         let mut float: Option<Executor> = None;
         let labels = self.labels.as_deref().map(Vec::as_slice);
-        let mut acc = ModelAccumulator::new(output_names(&self.graph));
+        let mut acc = ModelAccumulator::for_graph(&self.graph, &self.tasks);
         let chunk = rayon::current_num_threads().max(1);
         let mut done = 0;
         while done < total && !stop() {

@@ -13,7 +13,7 @@ use super::state::{
     column_of_metric, display_name, ellipsize_start, fit_path, metric, shared_prefix, Column, Cost,
     EvalStatus, Panel, Phase, Prompt, Side, State,
 };
-use crate::debug::metrics::{ModelMetrics, ERROR_BINS, ERROR_BIN_WIDTH};
+use crate::debug::metrics::{ModelMetrics, OutputMetrics, ERROR_BINS, ERROR_BIN_WIDTH};
 use crate::debug::report::rmse_over_scale;
 use crate::debug::LayerStats;
 
@@ -94,6 +94,33 @@ fn severity(state: &State, bad: bool, warn: bool) -> Style {
     }
 }
 
+/// The outputs' tasks in one line: `task: regress (4 outputs, guessed; --task to set)` when
+/// they share one, else `tasks: boxes detect, scores detect (guessed; --task to set)`.
+fn task_line(outputs: &[OutputMetrics]) -> String {
+    let Some(first) = outputs.first() else {
+        return String::new();
+    };
+    let guessed = if outputs.iter().any(|o| o.task_guessed) {
+        "guessed; --task to set"
+    } else {
+        "--task"
+    };
+    if outputs.iter().all(|o| o.task == first.task) {
+        let count = if outputs.len() > 1 {
+            format!("{} outputs, ", outputs.len())
+        } else {
+            String::new()
+        };
+        format!("task: {} ({count}{guessed})", first.task.name())
+    } else {
+        let each: Vec<String> = outputs
+            .iter()
+            .map(|o| format!("{} {}", ellipsize_start(&o.name, 16), o.task.name()))
+            .collect();
+        format!("tasks: {} ({guessed})", each.join(", "))
+    }
+}
+
 fn render_header(state: &State, frame: &mut Frame, area: Rect) {
     let model = &state.report.model;
     let mut spans = vec![Span::styled(
@@ -102,11 +129,21 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
     )];
     let mut summary = String::new();
     if model.samples > 0 {
+        // Class numbers only for a model with a classify output: on landmarks or boxes
+        // they mean nothing.
         let classes = match (model.float_top1, model.int8_top1) {
-            (Some(f), Some(q)) => format!("top-1 float {:.1}% int8 {:.1}%", 100.0 * f, 100.0 * q),
-            _ => format!("same top-1 {:.1}%", 100.0 * model.argmax_agreement),
+            _ if model.classified_output.is_none() => None,
+            (Some(f), Some(q)) => Some(format!(
+                "top-1 float {:.1}% int8 {:.1}%",
+                100.0 * f,
+                100.0 * q
+            )),
+            _ => Some(format!("same top-1 {:.1}%", 100.0 * model.argmax_agreement)),
         };
-        summary = format!("{classes} · {}", sqnr_summary(model));
+        summary = match classes {
+            Some(classes) => format!("{classes} · {}", sqnr_summary(model)),
+            None => sqnr_summary(model),
+        };
     }
     // Only the non-default arithmetic is worth the room: numbers that differ from a
     // builtin-kernel run must say why.
@@ -627,13 +664,56 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
             sel.map_or("-".into(), |m| short(m.sqnr_db)),
         ]));
     }
-    rows.push(row([
-        "same top-1".into(),
-        "-".into(),
-        pct(Some(full.argmax_agreement)),
-        pct(sel.map(|m| m.argmax_agreement)),
-    ]));
-    if state.has_labels {
+    // The metrics of each output's task (classify: the class rows below).
+    let reference = if full.outputs.is_empty() {
+        sel
+    } else {
+        Some(full)
+    };
+    for o in reference.map_or(&[][..], |m| m.outputs.as_slice()) {
+        let label = |what: &str| {
+            let room = label_width.saturating_sub(what.len() + 1);
+            format!("{what} {}", ellipsize_start(&o.name, room))
+        };
+        let value = |m: Option<&ModelMetrics>, pick: fn(&OutputMetrics) -> Option<f64>| {
+            m.filter(|m| m.samples > 0)
+                .and_then(|m| m.output(&o.name))
+                .and_then(pick)
+                .map_or("-".to_string(), |v| format!("{:.3}", v))
+        };
+        let mut task_row = |what: &str, pick: fn(&OutputMetrics) -> Option<f64>| {
+            rows.push(row([
+                label(what),
+                "-".into(),
+                value(Some(full), pick),
+                value(sel, pick),
+            ]));
+        };
+        if o.segment.is_some() {
+            task_row("iou", |o| o.segment.as_ref().map(|s| s.iou));
+        }
+        if let Some(d) = &o.detect {
+            if d.top_k_agreement.is_some() {
+                task_row("top-k", |o| {
+                    o.detect.as_ref().and_then(|d| d.top_k_agreement)
+                });
+            }
+            if d.box_iou.is_some() {
+                task_row("box iou", |o| o.detect.as_ref().and_then(|d| d.box_iou));
+            }
+        }
+    }
+    let classified =
+        full.classified_output.is_some() || sel.is_some_and(|m| m.classified_output.is_some());
+    if classified {
+        rows.push(row([
+            "same top-1".into(),
+            "-".into(),
+            pct(Some(full.argmax_agreement)),
+            pct(sel.map(|m| m.argmax_agreement)),
+        ]));
+    }
+    if state.has_labels && classified {
         rows.push(row([
             "top-1 acc".into(),
             pct(full.float_top1),
@@ -660,8 +740,23 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
         ],
     )
     .header(header);
-    let [top, history] = Layout::vertical([Constraint::Length(n), Constraint::Min(0)]).areas(inner);
+    // Each output's task on one line, and whether it was guessed (a wrong guess is fixed
+    // with --task); below the numbers, and only where there is room for it.
+    let outputs = reference.map_or(&[][..], |m| m.outputs.as_slice());
+    let tasks = task_line(outputs);
+    let table_height = n.min(inner.height);
+    let task_height = u16::from(!tasks.is_empty() && inner.height > table_height);
+    let [top, task_area, history] = Layout::vertical([
+        Constraint::Length(table_height),
+        Constraint::Length(task_height),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
     frame.render_widget(table, top);
+    frame.render_widget(
+        Paragraph::new(tasks).style(Style::default().add_modifier(Modifier::DIM)),
+        task_area,
+    );
     let lines: Vec<Line> = state
         .experiments
         .iter()
@@ -679,17 +774,18 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
                 EvalStatus::Superseded { by } => format!("stopped for #{by}"),
                 EvalStatus::Done(m) => {
                     let mut s = match m.int8_top1 {
-                        Some(t) => format!("top-1 {:.1}%", 100.0 * t),
-                        None => format!("same top-1 {:.1}%", 100.0 * m.argmax_agreement),
+                        _ if m.classified_output.is_none() => String::new(),
+                        Some(t) => format!("top-1 {:.1}% · ", 100.0 * t),
+                        None => format!("same top-1 {:.1}% · ", 100.0 * m.argmax_agreement),
                     };
                     // The worst output's SQNR: the number a repair must not break.
                     s.push_str(&match m.worst() {
                         Some(w) if m.outputs.len() > 1 => format!(
-                            " · sqnr {} dB ({})",
+                            "sqnr {} dB ({})",
                             short(w.sqnr_db),
                             ellipsize_start(&w.name, 12)
                         ),
-                        _ => format!(" · sqnr {} dB", short(m.sqnr_db)),
+                        _ => format!("sqnr {} dB", short(m.sqnr_db)),
                     });
                     if let Some(c) = &e.cost {
                         s.push_str(&format!(

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use qdbg::debug::metrics::{
-    LayerHistograms, LayerMetrics, ModelMetrics, OutputMetrics, ERROR_BINS,
+    ClassMetrics, LayerHistograms, LayerMetrics, ModelMetrics, OutputMetrics, Task, ERROR_BINS,
 };
 use qdbg::debug::{DebugReport, LayerInfo, LayerStats};
 
@@ -154,6 +154,17 @@ pub fn report(samples: usize, both: bool) -> Arc<DebugReport> {
                 mse: 0.01,
                 sqnr_db: 8.0,
                 cosine: 0.92,
+                task: Task::Classify,
+                task_guessed: true,
+                classify: Some(ClassMetrics {
+                    top1_agreement: 0.86,
+                    top5_agreement: 0.98,
+                    float_top1: Some(0.98),
+                    float_top5: Some(1.0),
+                    int8_top1: Some(0.85),
+                    int8_top5: Some(0.98),
+                }),
+                ..Default::default()
             }],
             worst_output: Some("Identity".into()),
             classified_output: Some("Identity".into()),

@@ -11,11 +11,14 @@ mod accumulator;
 mod model;
 mod sample;
 mod sums;
+mod task;
 
 pub use model::{
-    output_names, ModelAccumulator, ModelMetrics, OutputMetrics, MODEL_METRICS, OUTPUT_METRICS,
+    output_names, ClassMetrics, DetectMetrics, ModelAccumulator, ModelMetrics, OutputMetrics,
+    OutputSpec, SegmentMetrics, DETECT_TOP_K, MODEL_METRICS, OUTPUT_METRICS,
 };
 use sums::*;
+pub use task::{given_tasks, guess_tasks, Task, TaskChoice, TASK_NAMES};
 
 /// TensorFlow's five default metrics of one sample.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -5,6 +5,7 @@
 //! output (468 landmarks) at 25 dB hides a small one (a handedness score) at 6 dB, and a
 //! repair judged on the pooled number can break the small one unseen.
 
+use super::task::*;
 use super::*;
 use crate::graph::Graph;
 
@@ -50,13 +51,9 @@ impl ErrorSums {
     }
 }
 
-/// Final outputs of the float model against the int8 model: every output on its own and
-/// all pooled; class agreement and accuracies (with labels) on the first output, the
-/// prediction for classifiers.
-#[derive(Clone, Debug, Default)]
-pub struct ModelAccumulator {
-    names: Vec<String>,
-    outputs: Vec<ErrorSums>,
+/// Running sums of the class metrics of one classify output.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct ClassSums {
     argmax_agree: usize,
     top5_agree: usize,
     float_top1: usize,
@@ -64,13 +61,85 @@ pub struct ModelAccumulator {
     quant_top1: usize,
     quant_top5: usize,
     labelled: usize,
+}
+
+/// Running sums of a task's per-sample metric (mask IoU, top-K agreement, box IoU): a
+/// NaN-skipping mean over samples.
+type TaskMean = NanMean;
+
+/// One output as the accumulator knows it: its name, static shape and the task the user
+/// gave (`None`: guessed on the first sample).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OutputSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub task: Option<Task>,
+}
+
+/// How many top-scored boxes a detect output's agreement is measured on (fewer when the
+/// output has fewer rows).
+pub const DETECT_TOP_K: usize = 10;
+
+/// Final outputs of the float model against the int8 model: every output on its own and
+/// all pooled, and each output's task metrics (see [`Task`]).
+#[derive(Clone, Debug, Default)]
+pub struct ModelAccumulator {
+    specs: Vec<OutputSpec>,
+    /// Each output's task and whether it was guessed: fixed on the first sample.
+    tasks: Vec<(Task, bool)>,
+    /// The threshold each segment output's masks are cut at, fixed on the first sample.
+    thresholds: Vec<f64>,
+    outputs: Vec<ErrorSums>,
+    class: Vec<ClassSums>,
+    mask_iou: Vec<TaskMean>,
+    top_k_agreement: Vec<TaskMean>,
+    box_iou: Vec<TaskMean>,
     samples: usize,
 }
 
-/// One model output's error, float against int8, pooled over all samples.
-///
-/// The place a per-output task (classify, detect, regress, segment: issue 22 item 2) and
-/// its metrics go; today the classification metrics are the model's, on the first output.
+/// The class metrics of a classify output.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ClassMetrics {
+    /// Fraction of samples where both models pick the same class.
+    pub top1_agreement: f64,
+    /// Fraction of samples where the int8 model's top class is in the float model's top 5.
+    pub top5_agreement: f64,
+    /// Accuracies against the labels, when given.
+    pub float_top1: Option<f64>,
+    pub float_top5: Option<f64>,
+    pub int8_top1: Option<f64>,
+    pub int8_top5: Option<f64>,
+}
+
+/// The mask metric of a segment output.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SegmentMetrics {
+    /// Intersection over union of the float and int8 masks, mean over samples.
+    pub iou: f64,
+    /// The value masks are cut at: 0.5 when the float values are in [0, 1] on the first
+    /// sample (probabilities), 0 otherwise (logits).
+    pub threshold: f64,
+}
+
+/// The box metrics of a detect output: a score output has `top_k_agreement`, a box output
+/// (`[1, N, 4]`) `box_iou`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DetectMetrics {
+    /// How many top-scored rows are compared.
+    pub top_k: usize,
+    /// Fraction of the float model's top-K rows (by score) also in the int8 model's top-K.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k_agreement: Option<f64>,
+    /// Mean IoU of the float and int8 boxes of the rows in both top-Ks (of the score
+    /// output named by `scores_output`; every row when there is none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub box_iou: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scores_output: Option<String>,
+}
+
+/// One model output's error, float against int8, pooled over all samples, and the
+/// metrics of its task.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct OutputMetrics {
     /// The output tensor's name in the float model (made unique: see [`output_names`]).
@@ -79,6 +148,18 @@ pub struct OutputMetrics {
     /// Signal-to-quantization-noise ratio in dB.
     pub sqnr_db: f64,
     pub cosine: f64,
+    pub task: Task,
+    /// Whether `task` was guessed (not given with `--task`).
+    pub task_guessed: bool,
+    /// Only on classify outputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classify: Option<ClassMetrics>,
+    /// Only on segment outputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentMetrics>,
+    /// Only on detect outputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detect: Option<DetectMetrics>,
 }
 
 /// Model-level metrics as reported.
@@ -94,7 +175,8 @@ pub struct ModelMetrics {
     pub outputs: Vec<OutputMetrics>,
     /// The output with the lowest SQNR (none while no output has a number).
     pub worst_output: Option<String>,
-    /// The output the class metrics below are computed on (the first).
+    /// The output the class metrics below are copied from: the first classify output
+    /// (none when no output is classify; the class metrics are then NaN / `None`).
     pub classified_output: Option<String>,
     /// Fraction of samples where both models pick the same class.
     pub argmax_agreement: f64,
@@ -119,16 +201,47 @@ pub const MODEL_METRICS: [&str; 9] = [
     "int8_top1",
 ];
 
-/// The per-output metric names `NAME[OUTPUT]` accepts.
-pub const OUTPUT_METRICS: [&str; 3] = ["mse", "sqnr_db", "cosine"];
+/// The per-output metric names `NAME[OUTPUT]` accepts: every output's, then those of one
+/// task (classify: the agreements and accuracies; segment: `iou`; detect:
+/// `top_k_agreement` on a score output, `box_iou` on a box output).
+pub const OUTPUT_METRICS: [&str; 9] = [
+    "mse",
+    "sqnr_db",
+    "cosine",
+    "top1_agreement",
+    "top5_agreement",
+    "int8_top1",
+    "iou",
+    "top_k_agreement",
+    "box_iou",
+];
 
 impl OutputMetrics {
-    fn metric(&self, name: &str) -> Option<f64> {
-        Some(match name {
+    /// `name` on this output: `Err` with the reason when its task does not measure it.
+    fn metric(&self, name: &str) -> std::result::Result<f64, String> {
+        let not_here = || {
+            format!(
+                "'{name}' is not measured on output '{}' (task {}{}; set it with --task)",
+                self.name,
+                self.task.name(),
+                if self.task_guessed { ", guessed" } else { "" }
+            )
+        };
+        let class = || self.classify.as_ref().ok_or_else(not_here);
+        let detect = || self.detect.as_ref().ok_or_else(not_here);
+        Ok(match name {
             "mse" => self.mse,
             "sqnr_db" => self.sqnr_db,
             "cosine" => self.cosine,
-            _ => return None,
+            "top1_agreement" => class()?.top1_agreement,
+            "top5_agreement" => class()?.top5_agreement,
+            "int8_top1" => class()?
+                .int8_top1
+                .ok_or_else(|| format!("'int8_top1[{}]' needs labels (--labels)", self.name))?,
+            "iou" => self.segment.as_ref().ok_or_else(not_here)?.iou,
+            "top_k_agreement" => detect()?.top_k_agreement.ok_or_else(not_here)?,
+            "box_iou" => detect()?.box_iou.ok_or_else(not_here)?,
+            _ => return Err(not_here()),
         })
     }
 }
@@ -177,13 +290,13 @@ impl ModelMetrics {
             let output = output.trim();
             return self
                 .output(output)
-                .and_then(|o| o.metric(metric))
                 .ok_or_else(|| {
                     format!(
                         "the model has no output named '{output}'; its outputs are: {}",
                         self.output_list()
                     )
-                });
+                })?
+                .metric(metric);
         }
         let fold = |init: f64, pick: fn(&OutputMetrics) -> f64, better: fn(f64, f64) -> f64| {
             self.outputs.iter().map(pick).fold(init, better)
@@ -242,82 +355,277 @@ pub fn output_names(graph: &Graph) -> Vec<String> {
     names
 }
 
-fn top_k(v: &[f64], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
-    idx.truncate(k);
-    idx
+/// The score of each of a detect score output's rows: the row's largest value (a `[1, N]`
+/// output has one per row; a `[1, N, K]` one, K class scores).
+fn row_scores(values: &[f64], rows: usize) -> Vec<f64> {
+    let width = values.len() / rows.max(1);
+    if width == 0 {
+        return values.to_vec();
+    }
+    values
+        .chunks(width)
+        .take(rows)
+        .map(|row| row.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+        .collect()
+}
+
+/// The rows of an output shaped `[1, N, ...]` (N), or its element count otherwise.
+fn rows_of(shape: &[usize], len: usize) -> usize {
+    match shape {
+        [1, n, ..] => *n,
+        _ => len,
+    }
+}
+
+fn is_box_output(shape: &[usize]) -> bool {
+    matches!(shape, [1, n, 4] if *n >= 1)
 }
 
 impl ModelAccumulator {
-    /// An accumulator for a model whose outputs are named `names`, in output order.
+    /// An accumulator for outputs named `names` (in output order) with unknown shapes:
+    /// every task is guessed from the values alone (classify or regress) unless given.
     pub fn new(names: Vec<String>) -> Self {
+        Self::for_outputs(
+            names
+                .into_iter()
+                .map(|name| OutputSpec {
+                    name,
+                    ..OutputSpec::default()
+                })
+                .collect(),
+        )
+    }
+
+    /// An accumulator for `graph`'s outputs, with the tasks given (`--task`, see
+    /// [`given_tasks`]: `None` or a missing entry is guessed on the first sample).
+    pub fn for_graph(graph: &Graph, tasks: &[Option<Task>]) -> Self {
+        let specs = output_names(graph)
+            .into_iter()
+            .zip(&graph.outputs)
+            .enumerate()
+            .map(|(k, (name, &id))| OutputSpec {
+                name,
+                shape: graph.tensor(id).shape.clone(),
+                task: tasks.get(k).copied().flatten(),
+            })
+            .collect();
+        Self::for_outputs(specs)
+    }
+
+    pub fn for_outputs(specs: Vec<OutputSpec>) -> Self {
+        let n = specs.len();
         Self {
-            outputs: vec![ErrorSums::default(); names.len()],
-            names,
+            specs,
+            outputs: vec![ErrorSums::default(); n],
+            class: vec![ClassSums::default(); n],
+            mask_iou: vec![TaskMean::default(); n],
+            top_k_agreement: vec![TaskMean::default(); n],
+            box_iou: vec![TaskMean::default(); n],
             ..Self::default()
         }
+    }
+
+    /// Fixes each output's task (given, or guessed from the first sample's float values)
+    /// and each segment output's mask threshold.
+    fn settle_tasks(&mut self, float: &[Vec<f64>]) {
+        let shapes: Vec<Vec<usize>> = self
+            .specs
+            .iter()
+            .zip(float)
+            .map(|(spec, f)| {
+                if spec.shape.is_empty() {
+                    vec![1, f.len()]
+                } else {
+                    spec.shape.clone()
+                }
+            })
+            .collect();
+        let guessed = guess_tasks(&shapes, float);
+        self.tasks = self
+            .specs
+            .iter()
+            .zip(guessed)
+            .map(|(spec, guess)| spec.task.map_or((guess, true), |t| (t, false)))
+            .collect();
+        self.thresholds = float.iter().map(|f| mask_threshold(f)).collect();
+    }
+
+    /// The first detect output that is not a box output and has `rows` rows: the scores
+    /// that rank a box output's rows.
+    fn scores_for(&self, rows: usize, float: &[Vec<f64>]) -> Option<usize> {
+        (0..self.tasks.len()).find(|&k| {
+            self.tasks[k].0 == Task::Detect
+                && !is_box_output(&self.specs[k].shape)
+                && float
+                    .get(k)
+                    .is_some_and(|f| rows_of(&self.specs[k].shape, f.len()) == rows)
+        })
     }
 
     /// One sample: the float and int8 model's outputs (one vector per output, in output
     /// order) and the sample's label, if known.
     pub fn add_sample(&mut self, float: &[Vec<f64>], quant: &[Vec<f64>], label: Option<i64>) {
+        if self.tasks.is_empty() {
+            self.settle_tasks(float);
+        }
         for ((sums, f), q) in self.outputs.iter_mut().zip(float).zip(quant) {
             sums.add(f, q);
         }
-        if let (Some(float), Some(quant)) = (float.first(), quant.first()) {
-            let (ft, qt) = (top_k(float, 5), top_k(quant, 5));
-            if let (Some(&f0), Some(&q0)) = (ft.first(), qt.first()) {
-                self.argmax_agree += usize::from(f0 == q0);
-                self.top5_agree += usize::from(ft.contains(&q0));
-            }
-            if let Some(label) = label.and_then(|l| usize::try_from(l).ok()) {
-                self.labelled += 1;
-                self.float_top1 += usize::from(ft.first() == Some(&label));
-                self.float_top5 += usize::from(ft.contains(&label));
-                self.quant_top1 += usize::from(qt.first() == Some(&label));
-                self.quant_top5 += usize::from(qt.contains(&label));
+        let label = label.and_then(|l| usize::try_from(l).ok());
+        for k in 0..self.tasks.len().min(float.len()).min(quant.len()) {
+            let (f, q) = (&float[k], &quant[k]);
+            match self.tasks[k].0 {
+                Task::Classify => {
+                    let (ft, qt) = (top_k(f, 5), top_k(q, 5));
+                    let class = &mut self.class[k];
+                    if let (Some(&f0), Some(&q0)) = (ft.first(), qt.first()) {
+                        class.argmax_agree += usize::from(f0 == q0);
+                        class.top5_agree += usize::from(ft.contains(&q0));
+                    }
+                    if let Some(label) = label {
+                        class.labelled += 1;
+                        class.float_top1 += usize::from(ft.first() == Some(&label));
+                        class.float_top5 += usize::from(ft.contains(&label));
+                        class.quant_top1 += usize::from(qt.first() == Some(&label));
+                        class.quant_top5 += usize::from(qt.contains(&label));
+                    }
+                }
+                Task::Segment => self.mask_iou[k].add(mask_iou(f, q, self.thresholds[k])),
+                Task::Detect => {
+                    let shape = &self.specs[k].shape;
+                    let rows = rows_of(shape, f.len());
+                    let top = DETECT_TOP_K.min(rows);
+                    if is_box_output(shape) {
+                        // The rows both models rank in their top-K by the paired scores;
+                        // every row when no score output is beside the boxes.
+                        let matched: Vec<usize> = match self.scores_for(rows, float) {
+                            Some(s) => {
+                                let ft = top_k(&row_scores(&float[s], rows), top);
+                                let qt = top_k(&row_scores(&quant[s], rows), top);
+                                ft.into_iter().filter(|i| qt.contains(i)).collect()
+                            }
+                            None => (0..rows).collect(),
+                        };
+                        let ious: Vec<f64> = matched
+                            .iter()
+                            .filter(|&&i| 4 * i + 4 <= f.len().min(q.len()))
+                            .map(|&i| box_iou(&f[4 * i..4 * i + 4], &q[4 * i..4 * i + 4]))
+                            .collect();
+                        if !ious.is_empty() {
+                            self.box_iou[k].add(ious.iter().sum::<f64>() / ious.len() as f64);
+                        }
+                    } else {
+                        let ft = top_k(&row_scores(f, rows), top);
+                        let qt = top_k(&row_scores(q, rows), top);
+                        self.top_k_agreement[k].add(top_k_agreement(&ft, &qt));
+                    }
+                }
+                Task::Regress => {}
             }
         }
         self.samples += 1;
     }
 
-    pub fn metrics(&self) -> ModelMetrics {
+    fn output_metrics(&self, k: usize) -> OutputMetrics {
+        let sums = &self.outputs[k];
+        let spec = &self.specs[k];
+        let (task, task_guessed) = self.tasks[k];
         let n = self.samples.max(1) as f64;
-        let labelled = (self.labelled > 0).then_some(self.labelled as f64);
+        let classify = (task == Task::Classify).then(|| {
+            let c = &self.class[k];
+            let labelled = (c.labelled > 0).then_some(c.labelled as f64);
+            ClassMetrics {
+                top1_agreement: c.argmax_agree as f64 / n,
+                top5_agreement: c.top5_agree as f64 / n,
+                float_top1: labelled.map(|l| c.float_top1 as f64 / l),
+                float_top5: labelled.map(|l| c.float_top5 as f64 / l),
+                int8_top1: labelled.map(|l| c.quant_top1 as f64 / l),
+                int8_top5: labelled.map(|l| c.quant_top5 as f64 / l),
+            }
+        });
+        let segment = (task == Task::Segment).then(|| SegmentMetrics {
+            iou: self.mask_iou[k].value(),
+            threshold: self.thresholds.get(k).copied().unwrap_or(f64::NAN),
+        });
+        let detect = (task == Task::Detect).then(|| {
+            // The float values' length is not kept: the shape gives the rows.
+            let rows = rows_of(&spec.shape, 0);
+            if is_box_output(&spec.shape) {
+                let scores = (0..self.tasks.len()).find(|&s| {
+                    self.tasks[s].0 == Task::Detect
+                        && !is_box_output(&self.specs[s].shape)
+                        && rows_of(&self.specs[s].shape, 0) == rows
+                });
+                DetectMetrics {
+                    top_k: if scores.is_some() {
+                        DETECT_TOP_K.min(rows)
+                    } else {
+                        rows
+                    },
+                    top_k_agreement: None,
+                    box_iou: Some(self.box_iou[k].value()),
+                    scores_output: scores.map(|s| self.specs[s].name.clone()),
+                }
+            } else {
+                DetectMetrics {
+                    top_k: DETECT_TOP_K.min(self.detect_rows(k)),
+                    top_k_agreement: Some(self.top_k_agreement[k].value()),
+                    box_iou: None,
+                    scores_output: None,
+                }
+            }
+        });
+        OutputMetrics {
+            name: spec.name.clone(),
+            mse: sums.mse(),
+            sqnr_db: sums.sqnr_db(),
+            cosine: sums.cosine(),
+            task,
+            task_guessed,
+            classify,
+            segment,
+            detect,
+        }
+    }
+
+    /// A detect score output's rows: N of `[1, N, ...]`, else its element count.
+    fn detect_rows(&self, k: usize) -> usize {
+        let spec = &self.specs[k];
+        match spec.shape.as_slice() {
+            [1, n, ..] => *n,
+            _ => self.outputs[k].elements / self.samples.max(1),
+        }
+    }
+
+    pub fn metrics(&self) -> ModelMetrics {
         let mut pooled = ErrorSums::default();
         for sums in &self.outputs {
             pooled.merge(sums);
         }
-        let measured = self.samples > 0;
+        let measured = self.samples > 0 && !self.tasks.is_empty();
         let outputs: Vec<OutputMetrics> = if measured {
-            self.names
-                .iter()
-                .zip(&self.outputs)
-                .map(|(name, sums)| OutputMetrics {
-                    name: name.clone(),
-                    mse: sums.mse(),
-                    sqnr_db: sums.sqnr_db(),
-                    cosine: sums.cosine(),
-                })
+            (0..self.specs.len().min(self.tasks.len()))
+                .map(|k| self.output_metrics(k))
                 .collect()
         } else {
             Vec::new()
         };
+        let classified = outputs.iter().find(|o| o.classify.is_some());
+        let class = classified.and_then(|o| o.classify.clone());
         let mut m = ModelMetrics {
             samples: self.samples,
             mse: pooled.mse(),
             sqnr_db: pooled.sqnr_db(),
             cosine: pooled.cosine(),
-            outputs,
             worst_output: None,
-            classified_output: self.names.first().cloned(),
-            argmax_agreement: self.argmax_agree as f64 / n,
-            top5_agreement: self.top5_agree as f64 / n,
-            float_top1: labelled.map(|l| self.float_top1 as f64 / l),
-            float_top5: labelled.map(|l| self.float_top5 as f64 / l),
-            int8_top1: labelled.map(|l| self.quant_top1 as f64 / l),
-            int8_top5: labelled.map(|l| self.quant_top5 as f64 / l),
+            classified_output: classified.map(|o| o.name.clone()),
+            argmax_agreement: class.as_ref().map_or(f64::NAN, |c| c.top1_agreement),
+            top5_agreement: class.as_ref().map_or(f64::NAN, |c| c.top5_agreement),
+            float_top1: class.as_ref().and_then(|c| c.float_top1),
+            float_top5: class.as_ref().and_then(|c| c.float_top5),
+            int8_top1: class.as_ref().and_then(|c| c.int8_top1),
+            int8_top5: class.as_ref().and_then(|c| c.int8_top5),
+            outputs,
         };
         m.worst_output = m.worst().map(|o| o.name.clone());
         m
@@ -390,9 +698,97 @@ mod model_tests {
         assert!((m.mse - 0.26 / 3.0).abs() < 1e-12);
         assert_eq!(m.worst_output.as_deref(), Some("handedness"));
         assert_eq!(m.headline_sqnr_db(), h.sqnr_db);
-        // argmax of the first output: index 1 in both
-        assert_eq!(m.argmax_agreement, 1.0);
-        assert_eq!(m.classified_output.as_deref(), Some("landmarks"));
+        // Neither output is class scores (coordinates > 1; one value): both regress, and
+        // no class metric is reported.
+        assert!(m
+            .outputs
+            .iter()
+            .all(|o| o.task == Task::Regress && o.task_guessed));
+        assert!(m.outputs.iter().all(|o| o.classify.is_none()));
+        assert_eq!(m.classified_output, None);
+        assert!(m.argmax_agreement.is_nan());
+        let err = m.value("top1_agreement[landmarks]").unwrap_err();
+        assert!(err.contains("task regress, guessed"), "{err}");
+    }
+
+    /// A detector's boxes [1,3,4] and scores [1,3], worked by hand over two samples.
+    #[test]
+    fn detect_metrics_by_hand() {
+        let spec = |name: &str, shape: &[usize]| OutputSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            task: None,
+        };
+        let mut acc =
+            ModelAccumulator::for_outputs(vec![spec("boxes", &[1, 3, 4]), spec("scores", &[1, 3])]);
+        let boxes_f = vec![0.0, 0.0, 2.0, 2.0, 0.0, 0.0, 1.0, 1.0, 5.0, 5.0, 6.0, 6.0];
+        // row 0 shifted by 1 (IoU 1/7), row 1 the same, row 2 the same
+        let boxes_q = vec![1.0, 1.0, 3.0, 3.0, 0.0, 0.0, 1.0, 1.0, 5.0, 5.0, 6.0, 6.0];
+        // K = min(10, 3) = 3: every row is in both top-3, so agreement 1 and the box IoU
+        // is the mean over all three rows: (1/7 + 1 + 1) / 3.
+        acc.add_sample(
+            &[boxes_f.clone(), vec![0.9, 0.5, 0.1]],
+            &[boxes_q.clone(), vec![0.2, 0.5, 0.8]],
+            None,
+        );
+        acc.add_sample(
+            &[boxes_f.clone(), vec![0.9, 0.5, 0.1]],
+            &[boxes_f, vec![0.9, 0.5, 0.1]],
+            Some(0),
+        );
+        let m = acc.metrics();
+        let (b, s) = (&m.outputs[0], &m.outputs[1]);
+        assert_eq!((b.task, s.task), (Task::Detect, Task::Detect));
+        assert!(b.classify.is_none() && s.classify.is_none());
+        let bd = b.detect.as_ref().unwrap();
+        assert_eq!(bd.scores_output.as_deref(), Some("scores"));
+        let expected = ((1.0 / 7.0 + 2.0) / 3.0 + 1.0) / 2.0;
+        assert!((bd.box_iou.unwrap() - expected).abs() < 1e-12);
+        assert!((m.value("box_iou[boxes]").unwrap() - expected).abs() < 1e-12);
+        assert_eq!(m.value("top_k_agreement[scores]").unwrap(), 1.0);
+        assert_eq!(m.classified_output, None);
+        assert!(m.value("top_k_agreement[boxes]").is_err());
+    }
+
+    /// A [1,8,8,1] mask (IoU worked by hand) beside a classify output forced by `--task`.
+    #[test]
+    fn segment_and_given_classify_by_hand() {
+        let mut acc = ModelAccumulator::for_outputs(vec![
+            OutputSpec {
+                name: "mask".into(),
+                shape: vec![1, 8, 8, 1],
+                task: None,
+            },
+            OutputSpec {
+                name: "logits".into(),
+                shape: vec![1, 3],
+                task: Some(Task::Classify),
+            },
+        ]);
+        // float mask: 16 of 64 pixels at 0.9, rest 0.1; int8: 8 of them at 0.9 and 8
+        // others: intersection 8, union 24 -> 1/3 (threshold 0.5: values in [0, 1]).
+        let mut f = vec![0.1; 64];
+        let mut q = vec![0.1; 64];
+        f[..16].iter_mut().for_each(|v| *v = 0.9);
+        q[8..24].iter_mut().for_each(|v| *v = 0.9);
+        acc.add_sample(
+            &[f, vec![5.0, 9.0, 1.0]],
+            &[q, vec![5.0, 4.0, 1.0]],
+            Some(1),
+        );
+        let m = acc.metrics();
+        let seg = m.outputs[0].segment.as_ref().unwrap();
+        assert_eq!(seg.threshold, 0.5);
+        assert!((seg.iou - 1.0 / 3.0).abs() < 1e-12);
+        assert!((m.value("iou[mask]").unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        let logits = &m.outputs[1];
+        assert_eq!((logits.task, logits.task_guessed), (Task::Classify, false));
+        // float picks 1 (right), int8 picks 0: 1 is in int8's top 5, 0 in float's.
+        let c = logits.classify.as_ref().unwrap();
+        assert_eq!((c.top1_agreement, c.top5_agreement), (0.0, 1.0));
+        assert_eq!((c.float_top1, c.int8_top1), (Some(1.0), Some(0.0)));
+        assert_eq!(m.classified_output.as_deref(), Some("logits"));
+        assert_eq!(m.value("int8_top1").unwrap(), 0.0);
     }
 
     #[test]
