@@ -238,6 +238,43 @@ fn add_scalar_broadcast(p: &AddParams, a: i8, b: &[i8], out: &mut [i8]) {
     }
 }
 
+/// An element-wise formula XNNPACK applies to every element alike ([`XnnpackAdd`],
+/// [`XnnpackMul`]): the broadcast paths only differ in which operand repeats.
+trait ElementFormula: Copy {
+    fn one(&self, a: i8, b: i8) -> i8;
+    /// The same formula with the operands' roles exchanged.
+    fn switched(self) -> Self;
+}
+
+/// `out = f(a, b)` over a broadcast `plan`, `f` applied per element on every path.
+fn dispatch_formula<F: ElementFormula>(
+    plan: &BroadcastPlan,
+    f: F,
+    a: &[i8],
+    b: &[i8],
+    out: &mut [i8],
+) {
+    dispatch(
+        plan,
+        f,
+        f.switched(),
+        a,
+        b,
+        out,
+        |p, a, b, out| {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = p.one(x, y);
+            }
+        },
+        |p, s, b, out| {
+            for (o, &y) in out.iter_mut().zip(b) {
+                *o = p.one(s, y);
+            }
+        },
+        |p, x, y| p.one(x, y),
+    );
+}
+
 /// ADD as LiteRT's XNNPACK delegate computes it: both centred operands times a multiplier
 /// (its scale ratio at 2^shift, the larger in [2^20, 2^21)), summed with a rounding half-step
 /// and shifted right once: one rounding, where the builtin kernel rounds each input's
@@ -278,7 +315,9 @@ impl XnnpackAdd {
             act_max,
         })
     }
+}
 
+impl ElementFormula for XnnpackAdd {
     fn switched(self) -> Self {
         XnnpackAdd {
             in1_zero_point: self.in2_zero_point,
@@ -340,25 +379,7 @@ impl Add {
     ) -> Result<(), KernelError> {
         let plan = plan_for(a, a_shape, b, b_shape, out)?;
         if let (true, Some(x)) = (self.use_xnnpack, self.xnnpack) {
-            dispatch(
-                &plan,
-                x,
-                x.switched(),
-                a,
-                b,
-                out,
-                |p, a, b, out| {
-                    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                        *o = p.one(x, y);
-                    }
-                },
-                |p, s, b, out| {
-                    for (o, &y) in out.iter_mut().zip(b) {
-                        *o = p.one(s, y);
-                    }
-                },
-                |p, x, y| p.one(x, y),
-            );
+            dispatch_formula(&plan, x, a, b, out);
             return Ok(());
         }
         dispatch(
@@ -667,7 +688,7 @@ struct XnnpackMul {
     act_max: i32,
 }
 
-impl XnnpackMul {
+impl ElementFormula for XnnpackMul {
     fn switched(self) -> Self {
         XnnpackMul {
             in1_zero_point: self.in2_zero_point,
@@ -763,27 +784,7 @@ impl Mul {
     ) -> Result<(), KernelError> {
         let plan = plan_for(a, a_shape, b, b_shape, out)?;
         if let (true, Some(x)) = (self.use_xnnpack, self.xnnpack) {
-            // One formula for every element: the broadcast paths only differ in
-            // which operand repeats.
-            dispatch(
-                &plan,
-                x,
-                x.switched(),
-                a,
-                b,
-                out,
-                |p, a, b, out| {
-                    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                        *o = p.one(x, y);
-                    }
-                },
-                |p, s, b, out| {
-                    for (o, &y) in out.iter_mut().zip(b) {
-                        *o = p.one(s, y);
-                    }
-                },
-                |p, x, y| p.one(x, y),
-            );
+            dispatch_formula(&plan, x, a, b, out);
             return Ok(());
         }
         dispatch(
