@@ -11,6 +11,7 @@ pub mod graph;
 pub mod kernels;
 pub mod ops;
 pub mod quant;
+pub mod repair;
 pub mod select;
 pub mod session;
 pub mod tflite;
