@@ -8,6 +8,7 @@ pub mod interrupt;
 mod quantize;
 mod run;
 mod select;
+mod sensitivity;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,8 @@ enum Command {
     Debug(debug::DebugArgs),
     /// Keep denylisted ops float: write the selective model, compare float / int8 / selective.
     Select(select::SelectArgs),
+    /// Each quantized op's effect on a model-level metric: kept float alone, quantized alone.
+    Sensitivity(sensitivity::SensitivityArgs),
     /// Evaluate .tflite models side by side on the same data (accuracy, agreement).
     Eval(eval::EvalArgs),
 }
@@ -269,6 +272,7 @@ pub fn main() -> ExitCode {
         Some(Command::Debug(args)) => debug::debug(&args),
         Some(Command::Select(args)) => select::select(&args),
         Some(Command::Eval(args)) => eval::eval(&args),
+        Some(Command::Sensitivity(args)) => sensitivity::sensitivity(&args),
         None => dashboard::dashboard(cli.dashboard),
     };
     match result {

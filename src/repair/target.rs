@@ -103,6 +103,43 @@ fn needs_labels(name: &str) -> bool {
     matches!(base, "top1" | "top5" | "int8_top1")
 }
 
+/// Refuses (as a usage error of `option`) a metric name that is unknown, names an output
+/// `graph` lacks, or needs labels the user did not give.
+pub fn check_metric(graph: &Graph, has_labels: bool, name: &str, option: &str) -> Result<()> {
+    if !known_metric(name) {
+        return Err(Error::usage(
+            option,
+            format!("unknown metric '{name}'; metrics: {}", metric_list()),
+        ));
+    }
+    if needs_labels(name) && !has_labels {
+        return Err(Error::usage(
+            option,
+            format!("'{name}' is an accuracy against labels: give --labels"),
+        ));
+    }
+    if let Some((_, rest)) = name.split_once('[') {
+        let output = rest.trim_end_matches(']').trim();
+        let outputs = output_names(graph);
+        if !outputs.iter().any(|o| o == output) {
+            return Err(Error::usage(
+                option,
+                format!(
+                    "the model has no output named '{output}'; its outputs are: {}",
+                    outputs.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a larger value of metric `name` is better: every metric but the errors (`mse`).
+pub fn higher_is_better(name: &str) -> bool {
+    let base = name.split_once('[').map_or(name, |(m, _)| m.trim());
+    !matches!(base, "mse" | "max_output_mse")
+}
+
 /// `name`'s value in `metrics`; the aliases in percent.
 pub fn metric_value(metrics: &ModelMetrics, name: &str) -> std::result::Result<f64, String> {
     let percent = |v: Option<f64>, what: &str| {
@@ -294,26 +331,8 @@ impl Target {
     /// Refuses, before any data runs, a target `graph` cannot be measured on: an output
     /// name the model lacks, or an accuracy without labels.
     pub fn check(&self, graph: &Graph, has_labels: bool) -> Result<()> {
-        let outputs = output_names(graph);
         for name in self.metrics() {
-            if needs_labels(name) && !has_labels {
-                return Err(Error::usage(
-                    "--target",
-                    format!("'{name}' is an accuracy against labels: give --labels"),
-                ));
-            }
-            if let Some((_, rest)) = name.split_once('[') {
-                let output = rest.trim_end_matches(']').trim();
-                if !outputs.iter().any(|o| o == output) {
-                    return Err(Error::usage(
-                        "--target",
-                        format!(
-                            "the model has no output named '{output}'; its outputs are: {}",
-                            outputs.join(", ")
-                        ),
-                    ));
-                }
-            }
+            check_metric(graph, has_labels, name, "--target")?;
         }
         Ok(())
     }

@@ -10,4 +10,4 @@ pub mod selection;
 
 pub use denylist::{read_denylist, write_denylist};
 pub use rules::{Expr, Rule};
-pub use selection::{Selection, Selector};
+pub use selection::{Baseline, Selection, Selector};

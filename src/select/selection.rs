@@ -5,6 +5,7 @@
 //! Shared by `qdbg select` and the dashboard; knows nothing of either.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -44,14 +45,42 @@ pub struct Selector {
     /// by the calibration and the debugger, when shared with them): they are the same for
     /// every denylist, so each later evaluation runs only the selective model.
     float_outputs: Arc<FloatOutputCache>,
-    /// The full-int8 model, made on first use.
-    full_int8: Mutex<Option<Arc<QuantizedModel>>>,
-    /// Its values after common prefixes, for every sample.
-    checkpoints: Mutex<Checkpoints>,
+    /// The full-int8 model and the all-float one (see [`Baseline`]), each made on first
+    /// use, and each one's values after common prefixes, for every sample.
+    baselines: [BaselineState; 2],
+    /// The samples every evaluation runs (all of the dataset unless
+    /// [`Selector::on_samples`] narrowed it).
+    samples: Range<usize>,
     /// Whose int8 arithmetic evaluations reproduce (see [`Selector::with_arithmetic`]).
     arithmetic: Arithmetic,
     /// Each output's task as given (see [`Selector::with_tasks`]).
     pub tasks: Vec<Option<Task>>,
+}
+
+/// The model an evaluation starts from: a model re-runs only from its first difference
+/// from the baseline's, seeded from the baseline's checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Baseline {
+    /// Nothing kept float: denylists (a few ops float) share long prefixes with it.
+    FullInt8,
+    /// Every op kept float: models with a few ops quantized share long prefixes with it
+    /// (a layer's sensitivity "only this op quantized").
+    AllFloat,
+}
+
+impl Baseline {
+    fn index(self) -> usize {
+        match self {
+            Baseline::FullInt8 => 0,
+            Baseline::AllFloat => 1,
+        }
+    }
+}
+
+#[derive(Default)]
+struct BaselineState {
+    model: Mutex<Option<Arc<QuantizedModel>>>,
+    checkpoints: Mutex<Checkpoints>,
 }
 
 /// One sample of an evaluation.
@@ -124,8 +153,8 @@ impl Selector {
             labels,
             device,
             float_outputs: Arc::new(FloatOutputCache::new(dataset_samples)),
-            full_int8: Mutex::new(None),
-            checkpoints: Mutex::new(Checkpoints::default()),
+            baselines: Default::default(),
+            samples: 0..dataset_samples,
             arithmetic: Arithmetic::Builtin,
             tasks: Vec::new(),
         }
@@ -150,6 +179,32 @@ impl Selector {
     pub fn with_float_outputs(mut self, outputs: Arc<FloatOutputCache>) -> Self {
         self.float_outputs = outputs;
         self
+    }
+
+    /// A selector sharing this one's model, plan, data and float outputs whose
+    /// evaluations run only `samples` (clamped to the dataset), with checkpoints of its own:
+    /// a search tunes on some samples and scores the result on the others.
+    pub fn on_samples(&self, samples: Range<usize>) -> Selector {
+        let n = self.dataset.num_samples();
+        let samples = samples.start.min(n)..samples.end.min(n);
+        Selector {
+            graph: Arc::clone(&self.graph),
+            original: self.original.clone(),
+            plan: Arc::clone(&self.plan),
+            dataset: Arc::clone(&self.dataset),
+            labels: self.labels.clone(),
+            device: self.device.clone(),
+            float_outputs: Arc::clone(&self.float_outputs),
+            baselines: Default::default(),
+            samples,
+            arithmetic: self.arithmetic,
+            tasks: self.tasks.clone(),
+        }
+    }
+
+    /// The samples evaluations run.
+    pub fn samples(&self) -> Range<usize> {
+        self.samples.clone()
     }
 
     /// Resolves `rules` against the float graph and the full-int8 run's per-layer statistics
@@ -208,12 +263,25 @@ impl Selector {
         stop: &(dyn Fn() -> bool + Sync),
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<ModelMetrics> {
+        self.evaluate_from(model, Baseline::FullInt8, stop, progress)
+    }
+
+    /// [`Selector::evaluate_until`], re-running `model` from its first difference from
+    /// `baseline`'s model: pick the baseline `model` shares the longer prefix with.
+    pub fn evaluate_from(
+        &self,
+        model: &QuantizedModel,
+        baseline: Baseline,
+        stop: &(dyn Fn() -> bool + Sync),
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<ModelMetrics> {
         let quant = Executor::with_arithmetic(&model.graph, &self.device, self.arithmetic)?;
-        let total = self.dataset.num_samples();
-        let base = self.full_int8()?;
+        let first_sample = self.samples.start;
+        let total = self.samples.len();
+        let base = self.baseline(baseline)?;
         let difference = first_difference(&base.graph, &model.graph);
         let (seed, capture) = {
-            let checkpoints = self.lock_checkpoints();
+            let checkpoints = self.lock_checkpoints(baseline);
             let seed = checkpoints
                 .latest_at_or_before(difference)
                 .filter(|c| covers(&model.graph, c.position, &c.tensors));
@@ -243,12 +311,15 @@ impl Selector {
         let mut done = 0;
         while done < total && !stop() {
             let end = (done + chunk).min(total);
+            // Absolute sample indices (the float outputs and labels are kept by them);
+            // checkpoints hold this selector's samples from 0.
+            let (from, to) = (first_sample + done, first_sample + end);
             let known: Vec<Option<SampleOutputs>> =
-                (done..end).map(|s| self.float_outputs.get(s)).collect();
+                (from..to).map(|s| self.float_outputs.get(s)).collect();
             if float.is_none() && known.iter().any(Option::is_none) {
                 float = Some(Executor::new(&self.graph, &self.device)?);
             }
-            let outcomes: Vec<Result<Option<Evaluated>>> = (done..end)
+            let outcomes: Vec<Result<Option<Evaluated>>> = (from..to)
                 .into_par_iter()
                 .zip(known.par_iter())
                 .map(|(s, known)| {
@@ -258,7 +329,7 @@ impl Selector {
                     let mut kept: Vec<Option<StoredValue>> = vec![None; capture_slot.len()];
                     let seeded = match &seed {
                         Some(c) => {
-                            let values = c.samples.get(s).ok_or_else(|| {
+                            let values = c.samples.get(s - first_sample).ok_or_else(|| {
                                 Error::Internal(format!("checkpoint lacks sample {s}"))
                             })?;
                             let mut seeded = Vec::with_capacity(values.len());
@@ -301,7 +372,7 @@ impl Selector {
                 })
                 .collect();
             let mut stopped = false;
-            for ((s, outcome), known) in (done..end).zip(outcomes).zip(known) {
+            for ((s, outcome), known) in (from..to).zip(outcomes).zip(known) {
                 let Some(e) = outcome? else {
                     stopped = true;
                     break;
@@ -330,7 +401,7 @@ impl Selector {
         }
         if let Some(tensors) = capture {
             if done == total && captured.len() == total {
-                self.lock_checkpoints().insert(Checkpoint {
+                self.lock_checkpoints(baseline).insert(Checkpoint {
                     position: difference,
                     tensors,
                     samples: captured,
@@ -340,23 +411,37 @@ impl Selector {
         Ok(acc.metrics())
     }
 
-    /// The full-int8 model (nothing denylisted): the reference checkpoints are taken from.
-    fn full_int8(&self) -> Result<Arc<QuantizedModel>> {
-        let mut base = self
-            .full_int8
+    /// The baseline's model (nothing denylisted, or every op kept float): the reference
+    /// its checkpoints are taken from.
+    pub fn baseline(&self, baseline: Baseline) -> Result<Arc<QuantizedModel>> {
+        let mut base = self.baselines[baseline.index()]
+            .model
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(model) = &*base {
             return Ok(Arc::clone(model));
         }
-        let model = Arc::new(self.quantize(Vec::new())?);
+        let model = Arc::new(match baseline {
+            Baseline::FullInt8 => self.quantize(Vec::new())?,
+            // The quantizer refuses to quantize nothing (a denylist that keeps every op
+            // float is a user's mistake); as a baseline it is simply the float graph.
+            Baseline::AllFloat => QuantizedModel {
+                graph: (*self.graph).clone(),
+                node_origin: (0..self.graph.nodes.len()).map(Some).collect(),
+                twin_of: HashMap::new(),
+                float_ops: (0..self.graph.nodes.len())
+                    .map(|p| (p, FloatReason::Denylisted))
+                    .collect(),
+            },
+        });
         *base = Some(Arc::clone(&model));
         Ok(model)
     }
 
-    fn lock_checkpoints(&self) -> std::sync::MutexGuard<'_, Checkpoints> {
+    fn lock_checkpoints(&self, baseline: Baseline) -> std::sync::MutexGuard<'_, Checkpoints> {
         // Checkpoints are inserted whole, so a poisoned lock still guards a consistent set.
-        self.checkpoints
+        self.baselines[baseline.index()]
+            .checkpoints
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
