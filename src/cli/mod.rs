@@ -3,6 +3,7 @@
 mod dashboard;
 mod debug;
 mod eval;
+mod fix;
 mod inspect;
 pub mod interrupt;
 mod quantize;
@@ -63,6 +64,8 @@ enum Command {
     Debug(debug::DebugArgs),
     /// Keep denylisted ops float: write the selective model, compare float / int8 / selective.
     Select(select::SelectArgs),
+    /// Find the cheapest model that meets a target (float fallback chosen by sensitivity).
+    Fix(fix::FixArgs),
     /// Each quantized op's effect on a model-level metric: kept float alone, quantized alone.
     Sensitivity(sensitivity::SensitivityArgs),
     /// Evaluate .tflite models side by side on the same data (accuracy, agreement).
@@ -272,6 +275,7 @@ pub fn main() -> ExitCode {
         Some(Command::Debug(args)) => debug::debug(&args),
         Some(Command::Select(args)) => select::select(&args),
         Some(Command::Eval(args)) => eval::eval(&args),
+        Some(Command::Fix(args)) => fix::fix(&args),
         Some(Command::Sensitivity(args)) => sensitivity::sensitivity(&args),
         None => dashboard::dashboard(cli.dashboard),
     };

@@ -5,6 +5,7 @@
 //! This layer sits above `select`: every candidate is a model the [`crate::select::Selector`]
 //! evaluates, reusing its checkpoints.
 
+pub mod search;
 pub mod sensitivity;
 pub mod target;
 
