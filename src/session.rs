@@ -159,7 +159,8 @@ impl Loaded {
         )
         .with_float_outputs(Arc::clone(&float_outputs))
         .with_arithmetic(arithmetic)
-        .with_tasks(tasks);
+        .with_tasks(tasks)
+        .with_calibration(Arc::new(calibration.clone()));
         Ok(Session {
             model_path: model.path,
             calibration,

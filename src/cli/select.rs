@@ -26,7 +26,8 @@ Example:\n  qdbg select model.tflite --data debug.npy --labels labels.txt \\\n  
 pub struct SelectArgs {
     #[command(flatten)]
     pub inputs: InputArgs,
-    /// A denylist rule (repeatable).
+    /// A denylist rule (repeatable): name:, glob:, re:, op:, first:, last:, allow:, a metric
+    /// expression, or range:TENSOR=percentile:P|mse|entropy (an int8 range remedy).
     #[arg(long = "deny")]
     pub deny: Vec<String>,
     /// Keep the first N quantized layers float.
@@ -128,6 +129,21 @@ pub fn select(args: &SelectArgs) -> Result<()> {
             node.source_index,
             node.op.display_name(),
             graph.tensor(node.outputs[0]).name
+        );
+    }
+    if !selective.ranges.is_empty() {
+        println!(
+            "quantized with a chosen range instead of min/max ({}, still int8):",
+            selective.ranges.len()
+        );
+    }
+    for (&id, change) in &selective.ranges {
+        let r = |r: qdbg::quant::calibration::TensorRange| format!("[{:.6}, {:.6}]", r.min, r.max);
+        println!(
+            "  '{}' {} -> {}",
+            graph.tensor(id).name,
+            r(change.observed),
+            r(change.chosen)
         );
     }
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));

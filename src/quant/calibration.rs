@@ -17,9 +17,12 @@ use crate::error::{Error, Result};
 use crate::exec::{tensor_from_owned_sample, Executor, FloatOutputCache};
 use crate::graph::{Graph, TensorId};
 use crate::kernels::{min_max_f32, simd};
+use crate::quant::histogram::{Histogram, CALIBRATION_HISTOGRAM_BINS};
+use crate::quant::range_search::{refined_range, RangeMethod};
 
 /// Bumped whenever the file's meaning changes; older files are recomputed, not misread.
-pub const CALIBRATION_VERSION: u32 = 3;
+/// 4: each range carries the histogram of its tensor's values.
+pub const CALIBRATION_VERSION: u32 = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TensorRange {
@@ -43,6 +46,10 @@ pub struct Calibration {
     pub samples: usize,
     /// Observed range of every non-constant tensor, by tensor index.
     pub ranges: BTreeMap<TensorId, NamedRange>,
+    /// Ranges that replace the observed ones when the activations are planned
+    /// ([`Calibration::with_ranges`]); never saved.
+    #[serde(skip)]
+    pub overrides: BTreeMap<TensorId, TensorRange>,
 }
 
 /// A range with the tensor's name, so the file can be read (and checked) by a person.
@@ -51,11 +58,49 @@ pub struct NamedRange {
     pub name: String,
     #[serde(flatten)]
     pub range: TensorRange,
+    /// The distribution of the values behind `range`, for the range searches of
+    /// [`crate::quant::range_search`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histogram>,
 }
 
 impl Calibration {
+    /// The range the activation plan uses for `id`: an override, else the observed one.
     pub fn range(&self, id: TensorId) -> Option<TensorRange> {
+        self.overrides
+            .get(&id)
+            .copied()
+            .or_else(|| self.observed_range(id))
+    }
+
+    /// The range observed during calibration, whatever the overrides.
+    pub fn observed_range(&self, id: TensorId) -> Option<TensorRange> {
         self.ranges.get(&id).map(|r| r.range)
+    }
+
+    /// The histogram of `id`'s calibration values, if it was recorded.
+    pub fn histogram(&self, id: TensorId) -> Option<&Histogram> {
+        self.ranges.get(&id)?.histogram.as_ref()
+    }
+
+    /// A range for `id` found by `method` on its calibration histogram (contains 0, within
+    /// the observed range widened to 0). None when `id` has no histogram (a calibration
+    /// of another version, a tensor never observed) or the method has no answer
+    /// ([`crate::quant::range_search::refined_range`]).
+    pub fn refined_range(&self, id: TensorId, method: RangeMethod) -> Option<TensorRange> {
+        refined_range(self.histogram(id)?, method)
+    }
+
+    /// This calibration with `ranges` replacing the observed range of their tensors when
+    /// the activations are planned ([`crate::quant::plan::plan_activations`]), as if the
+    /// calibrator had recorded them: they are pinned after TensorFlow's in-place widening
+    /// (a range the user chose is the range the converter would have read) and then
+    /// propagate through same-scale ops as any calibrated range does. Earlier overrides of
+    /// other tensors are kept.
+    pub fn with_ranges(&self, ranges: &BTreeMap<TensorId, TensorRange>) -> Calibration {
+        let mut cal = self.clone();
+        cal.overrides.extend(ranges.iter().map(|(&id, &r)| (id, r)));
+        cal
     }
 
     /// Where the calibration of `model` is kept: beside it.
@@ -177,7 +222,21 @@ fn feed_values(hasher: &mut blake3::Hasher, sample: &SampleArray) {
     hasher.update(&bytes);
 }
 
-fn min_max(value: &CTensor) -> candle_core::Result<TensorRange> {
+/// The range and histogram of `value`'s elements.
+fn observe(value: &CTensor) -> candle_core::Result<(TensorRange, Histogram)> {
+    let of = |values: &[f32]| {
+        let range = range_of(values);
+        // A non-finite range is refused by the caller; its histogram is never used.
+        let finite = if range.min.is_finite() && range.max.is_finite() {
+            range
+        } else {
+            TensorRange { min: 0.0, max: 0.0 }
+        };
+        (
+            range,
+            Histogram::of_values(values, finite, CALIBRATION_HISTOGRAM_BINS),
+        )
+    };
     // Read in place when the value sits contiguous in host memory (always, on the CPU):
     // candle's own min/max reductions took a third of the calibration's time.
     {
@@ -185,11 +244,11 @@ fn min_max(value: &CTensor) -> candle_core::Result<TensorRange> {
         if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((start, end))) =
             (&*storage, layout.contiguous_offsets())
         {
-            return Ok(range_of(&v[start..end]));
+            return Ok(of(&v[start..end]));
         }
     }
     let flat = value.flatten_all()?.to_dtype(candle_core::DType::F32)?;
-    Ok(range_of(&flat.to_vec1::<f32>()?))
+    Ok(of(&flat.to_vec1::<f32>()?))
 }
 
 /// Min and max of `values` ({0, 0} when empty); NaN in both when any value is NaN, so the
@@ -207,8 +266,9 @@ fn range_of(values: &[f32]) -> TensorRange {
 /// `progress` is told how many samples are done.
 ///
 /// Samples run in parallel, one chunk of at most one sample per thread of rayon's pool at
-/// a time (so only a chunk's ranges are held), and merge in sample order: min and max do
-/// not depend on the order, and the first failing sample is the one reported.
+/// a time (so only a chunk's ranges and histograms are held), and merge in sample order:
+/// min, max and the histograms (whose merge is exact and order-free) do not depend on the
+/// order, and the first failing sample is the one reported.
 pub fn calibrate(
     executor: &Executor,
     dataset: &Dataset,
@@ -228,7 +288,7 @@ pub fn calibrate_keeping_outputs(
     progress: &mut dyn FnMut(usize),
 ) -> Result<Calibration> {
     let graph = executor.graph();
-    let mut ranges: BTreeMap<TensorId, TensorRange> = BTreeMap::new();
+    let mut ranges: BTreeMap<TensorId, (TensorRange, Histogram)> = BTreeMap::new();
     let total = dataset.num_samples();
     let chunk = rayon::current_num_threads().max(1);
     let mut done = 0;
@@ -242,11 +302,17 @@ pub fn calibrate_keeping_outputs(
         for sample in per_sample {
             let sample = sample?;
             digests.push(sample.digest);
-            for (id, r) in sample.ranges {
-                ranges
-                    .entry(id)
-                    .and_modify(|acc| acc.include(r))
-                    .or_insert(r);
+            for (id, r, h) in sample.ranges {
+                match ranges.entry(id) {
+                    std::collections::btree_map::Entry::Occupied(mut acc) => {
+                        let (range, histogram) = acc.get_mut();
+                        range.include(r);
+                        histogram.merge(&h);
+                    }
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert((r, h));
+                    }
+                }
             }
         }
         done = end;
@@ -259,23 +325,25 @@ pub fn calibrate_keeping_outputs(
         samples: dataset.num_samples(),
         ranges: ranges
             .into_iter()
-            .map(|(id, range)| {
+            .map(|(id, (range, histogram))| {
                 (
                     id,
                     NamedRange {
                         name: graph.tensor(id).name.clone(),
                         range,
+                        histogram: Some(histogram),
                     },
                 )
             })
             .collect(),
+        overrides: BTreeMap::new(),
     })
 }
 
-/// The range of every float tensor the model computes on sample `i`.
-/// One sample's contribution to the calibration: its activation ranges and its digest.
+/// One sample's contribution to the calibration: its activation ranges and histograms,
+/// and its digest.
 struct SampleRanges {
-    ranges: Vec<(TensorId, TensorRange)>,
+    ranges: Vec<(TensorId, TensorRange, Histogram)>,
     digest: [u8; 32],
 }
 
@@ -297,7 +365,7 @@ fn sample_ranges(
         if !graph.tensor(id).dtype.is_float() {
             return Ok(());
         }
-        let r = min_max(value).map_err(|e| {
+        let (r, histogram) = observe(value).map_err(|e| {
             Error::candle(
                 format!("reading tensor '{}' for its range", graph.tensor(id).name),
                 e,
@@ -312,7 +380,7 @@ fn sample_ranges(
                 ),
             });
         }
-        ranges.push((id, r));
+        ranges.push((id, r, histogram));
         Ok(())
     })?;
     if let Some(cache) = outputs {

@@ -5,11 +5,15 @@ pub mod calibration;
 pub mod check;
 pub mod division_check;
 pub mod foreign;
+pub mod histogram;
 pub mod params;
 pub mod plan;
 pub mod quantize;
+pub mod range_search;
 
 pub use calibration::{
     calibrate, calibrate_keeping_outputs, calibrate_or_load, Calibration, CalibrationSource,
     TensorRange,
 };
+pub use histogram::Histogram;
+pub use range_search::RangeMethod;

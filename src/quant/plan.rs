@@ -166,6 +166,9 @@ fn tensorflow_inplace_widening(
             }
         }
     }
+    // A range set by hand replaces what the calibrator would have recorded, widening
+    // included: it is the range the converter reads for that tensor.
+    ranges.extend(calibration.overrides.iter().map(|(&id, &r)| (id, r)));
     ranges
 }
 

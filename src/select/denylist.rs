@@ -7,7 +7,8 @@ use std::path::Path;
 use crate::debug::report::metric_value;
 use crate::debug::LayerStats;
 use crate::error::{Error, Result};
-use crate::graph::Graph;
+use crate::graph::{Graph, TensorId};
+use crate::quant::range_search::RangeMethod;
 
 use super::rules::{CmpOp, Comparison, Rule, Value};
 
@@ -37,11 +38,25 @@ pub fn write_denylist(path: &Path, rules: &[Rule]) -> Result<()> {
     crate::atomic::write_bytes_atomic(path, text.as_bytes())
 }
 
-/// The float-graph positions a set of rules keeps float, and the rules that matched nothing.
+/// The float-graph positions a set of rules keeps float, the tensors they quantize with a
+/// range other than their min/max, and the rules that matched nothing.
 #[derive(Clone, Debug, Default)]
 pub struct Resolved {
     pub keep_float: std::collections::BTreeSet<usize>,
+    /// `range:` rules by tensor (a later rule for the same tensor wins).
+    pub ranges: std::collections::BTreeMap<TensorId, RangeMethod>,
     pub unmatched: Vec<Rule>,
+}
+
+/// The tensor a `range:` rule may name: a float tensor calibration records (a model
+/// input or an op's output).
+fn range_tensor(graph: &Graph, name: &str) -> Option<TensorId> {
+    graph
+        .inputs
+        .iter()
+        .chain(graph.nodes.iter().flat_map(|n| n.outputs.iter()))
+        .copied()
+        .find(|&id| graph.tensor(id).name == name && graph.tensor(id).dtype.is_float())
 }
 
 fn holds(c: &Comparison, stats: &LayerStats) -> bool {
@@ -79,6 +94,20 @@ pub fn check_names(graph: &Graph, rules: &[Rule]) -> Result<()> {
         .map(|n| graph.tensor(n.outputs[0]).name.as_str())
         .collect();
     for rule in rules {
+        if let Rule::Range { tensor, .. } = rule {
+            if range_tensor(graph, tensor).is_none() {
+                return Err(Error::Data {
+                    path: "denylist".into(),
+                    reason: format!(
+                        "rule '{rule}': {} has no calibrated float tensor named '{tensor}' (a \
+                         range applies to a model input or an op's output, by the float \
+                         model's tensor name as `qdbg inspect` lists it): fix the name",
+                        graph.source.display()
+                    ),
+                });
+            }
+            continue;
+        }
         let matches = |name: &str| match rule {
             Rule::Name(n) => name == n,
             Rule::Glob(g) => g.matches(name),
@@ -183,6 +212,12 @@ pub fn resolve(graph: &Graph, rules: &[Rule], layers: &[LayerStats]) -> Result<R
                         out.keep_float.remove(&pos);
                         matched = true;
                     }
+                }
+            }
+            Rule::Range { tensor, method } => {
+                if let Some(id) = range_tensor(graph, tensor) {
+                    out.ranges.insert(id, *method);
+                    matched = true;
                 }
             }
         }

@@ -10,6 +10,10 @@
 //! - `op:MEAN` — every op of a type;
 //! - `first:N`, `last:N` — the first / last N quantized layers in execution order;
 //! - `allow:EXACT` — an exception: that op stays quantized whatever the other rules say;
+//! - `range:TENSOR=METHOD` — not a denial but an integer-only remedy: quantize that tensor
+//!   (any calibrated tensor, model inputs included) with a range found on its calibration
+//!   histogram instead of its min/max; METHOD is `percentile:P` (keep P% of the values,
+//!   e.g. 99.99), `mse` (least expected int8 error) or `entropy` (the KL threshold);
 //! - a metric expression over the debugger's per-layer statistics, such as
 //!   `rmse/scale > 0.7` or `sqnr_db < 20 and op == CONV_2D`, with `and` / `or`
 //!   (`and` binds tighter) and the comparisons `> >= < <= == !=`.
@@ -18,6 +22,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::debug::report::LAYER_METRICS;
+use crate::quant::range_search::RangeMethod;
 
 #[derive(Clone, Debug)]
 pub enum Rule {
@@ -30,6 +35,12 @@ pub enum Rule {
     Metric(Expr),
     /// Keeps the op with this output tensor name quantized, overriding the other rules.
     Allow(String),
+    /// Quantizes the tensor with this name with the range `method` finds on its
+    /// calibration histogram: the model stays integer, at no cost in size or speed.
+    Range {
+        tensor: String,
+        method: RangeMethod,
+    },
 }
 
 /// `or` of `and`s of comparisons.
@@ -94,6 +105,9 @@ impl fmt::Display for Rule {
             Rule::Last(n) => write!(f, "last:{n}"),
             Rule::Metric(e) => f.write_str(&e.text),
             Rule::Allow(n) => write!(f, "allow:{n}"),
+            Rule::Range { tensor, method } => {
+                write!(f, "range:{tensor}={}", range_method_text(*method))
+            }
         }
     }
 }
@@ -125,6 +139,7 @@ impl Rule {
                 }
                 "op" => return Ok(Rule::Op(arg.to_ascii_uppercase())),
                 "allow" => return Ok(Rule::Allow(arg.to_string())),
+                "range" => return parse_range(text, arg),
                 "first" => return count().map(Rule::First),
                 "last" => return count().map(Rule::Last),
                 _ => {}
@@ -134,6 +149,44 @@ impl Rule {
             return parse_expr(text).map(Rule::Metric);
         }
         Ok(Rule::Name(text.to_string()))
+    }
+}
+
+/// `range:TENSOR=METHOD`'s argument. The method follows the last `=`: tensor names may
+/// hold `:` (`serving_default_x:0`) but not a method's `=`.
+fn parse_range(text: &str, arg: &str) -> std::result::Result<Rule, String> {
+    let usage = "write range:TENSOR=percentile:P (0 < P <= 100, e.g. 99.99), \
+                 range:TENSOR=mse or range:TENSOR=entropy";
+    let Some((tensor, method)) = arg.rsplit_once('=') else {
+        return Err(format!("'{text}': {usage}"));
+    };
+    let tensor = tensor.trim();
+    if tensor.is_empty() {
+        return Err(format!("'{text}': no tensor name; {usage}"));
+    }
+    let method = match method.trim() {
+        "mse" => RangeMethod::MinMse,
+        "entropy" => RangeMethod::Entropy,
+        m => match m
+            .strip_prefix("percentile:")
+            .map(|p| p.trim().parse::<f64>())
+        {
+            Some(Ok(p)) if p > 0.0 && p <= 100.0 => RangeMethod::Percentile(p),
+            _ => return Err(format!("'{text}': unknown range method '{m}'; {usage}")),
+        },
+    };
+    Ok(Rule::Range {
+        tensor: tensor.to_string(),
+        method,
+    })
+}
+
+/// A range method as a rule writes it (`percentile:99.99`, `mse`, `entropy`).
+pub fn range_method_text(method: RangeMethod) -> String {
+    match method {
+        RangeMethod::Percentile(p) => format!("percentile:{}", format_number(p)),
+        RangeMethod::MinMse => "mse".into(),
+        RangeMethod::Entropy => "entropy".into(),
     }
 }
 
@@ -317,6 +370,39 @@ mod tests {
             .contains("unknown metric"));
         assert!(Rule::parse("first:x").is_err());
         assert!(Rule::parse("re:(").is_err());
+    }
+
+    #[test]
+    fn range_rules_parse_write_back_and_refuse_what_they_cannot_mean() {
+        let r = Rule::parse("range: serving_default_x:0 = percentile:99.99").unwrap();
+        assert!(
+            matches!(&r, Rule::Range { tensor, method: RangeMethod::Percentile(p) }
+            if tensor == "serving_default_x:0" && *p == 99.99)
+        );
+        assert_eq!(r.to_string(), "range:serving_default_x:0=percentile:99.99");
+        assert_eq!(Rule::parse(&r.to_string()).unwrap(), r);
+        for (text, method) in [
+            ("range:a/b=mse", RangeMethod::MinMse),
+            ("range:a/b=entropy", RangeMethod::Entropy),
+        ] {
+            let r = Rule::parse(text).unwrap();
+            assert!(
+                matches!(&r, Rule::Range { method: m, .. } if *m == method),
+                "{text}"
+            );
+            assert_eq!(r.to_string(), text);
+        }
+        for bad in [
+            "range:a",
+            "range:=mse",
+            "range:a=kl",
+            "range:a=percentile:0",
+            "range:a=percentile:101",
+            "range:a=percentile:x",
+        ] {
+            let err = Rule::parse(bad).unwrap_err();
+            assert!(err.contains("range:TENSOR=percentile:P"), "{bad}: {err}");
+        }
     }
 
     #[test]

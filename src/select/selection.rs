@@ -4,7 +4,7 @@
 //!
 //! Shared by `qdbg select` and the dashboard; knows nothing of either.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +24,9 @@ use crate::error::{Error, Result};
 use crate::exec::{host_f32, tensor_from_owned_sample, Executor, FloatOutputCache, SampleOutputs};
 use crate::graph::{DType, Graph, TensorId};
 use crate::kernels::int8::Arithmetic;
-use crate::quant::plan::ActivationPlan;
+use crate::quant::calibration::{Calibration, TensorRange};
+use crate::quant::division_check::keep_refused_divisions_float;
+use crate::quant::plan::{plan_activations, ActivationPlan};
 use crate::quant::quantize::{
     float_islands, quantize_graph, FloatReason, QuantizeOptions, QuantizedModel,
 };
@@ -55,6 +57,9 @@ pub struct Selector {
     arithmetic: Arithmetic,
     /// Each output's task as given (see [`Selector::with_tasks`]).
     pub tasks: Vec<Option<Task>>,
+    /// The calibration `plan` was made from: `range:` rules re-plan from its histograms
+    /// (see [`Selector::with_calibration`]).
+    calibration: Option<Arc<Calibration>>,
 }
 
 /// The model an evaluation starts from: a model re-runs only from its first difference
@@ -109,9 +114,18 @@ pub struct Selection {
     pub keep_float: BTreeSet<usize>,
     /// Rules that matched no op.
     pub unmatched: Vec<Rule>,
+    /// The range each `range:` rule gave its tensor, with the observed min/max it replaced.
+    pub ranges: BTreeMap<TensorId, RangeChange>,
     pub model: QuantizedModel,
     /// The selective model as a `.tflite` file.
     pub bytes: Vec<u8>,
+}
+
+/// What a `range:` rule did to one tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RangeChange {
+    pub observed: TensorRange,
+    pub chosen: TensorRange,
 }
 
 impl Selection {
@@ -157,7 +171,15 @@ impl Selector {
             samples: 0..dataset_samples,
             arithmetic: Arithmetic::Builtin,
             tasks: Vec::new(),
+            calibration: None,
         }
+    }
+
+    /// The calibration the plan was made from, so that `range:` rules can re-plan from its
+    /// histograms; without it they are refused.
+    pub fn with_calibration(mut self, calibration: Arc<Calibration>) -> Self {
+        self.calibration = Some(calibration);
+        self
     }
 
     /// Evaluates int8 ops as `arithmetic` computes them (LiteRT's builtin kernels unless
@@ -199,6 +221,7 @@ impl Selector {
             samples,
             arithmetic: self.arithmetic,
             tasks: self.tasks.clone(),
+            calibration: self.calibration.clone(),
         }
     }
 
@@ -212,16 +235,66 @@ impl Selector {
     /// serialises the selective model.
     pub fn select(&self, rules: &[Rule], layers: &[LayerStats]) -> Result<Selection> {
         let resolved = resolve(&self.graph, rules, layers)?;
-        let model = self.quantize(resolved.keep_float.iter().copied().collect())?;
+        let (plan, ranges) = self.plan_with_ranges(&resolved.ranges)?;
+        let model = quantize_graph(
+            &self.graph,
+            &plan,
+            &QuantizeOptions {
+                keep_float: resolved.keep_float.iter().copied().collect(),
+                ..Default::default()
+            },
+        )?;
         let bytes =
             crate::tflite::model_bytes(&model.graph, self.original.as_deref().map(|v| &v[..]))?;
         Ok(Selection {
             rules: rules.to_vec(),
             keep_float: resolved.keep_float,
             unmatched: resolved.unmatched,
+            ranges,
             model,
             bytes,
         })
+    }
+
+    /// The activation plan with each tensor of `methods` given the range its method finds
+    /// on the calibration histogram (the session's plan when there are none), and what
+    /// changed. A re-planned model is checked again for DIVs LiteRT would refuse.
+    fn plan_with_ranges(
+        &self,
+        methods: &BTreeMap<TensorId, crate::quant::range_search::RangeMethod>,
+    ) -> Result<(Arc<ActivationPlan>, BTreeMap<TensorId, RangeChange>)> {
+        if methods.is_empty() {
+            return Ok((Arc::clone(&self.plan), BTreeMap::new()));
+        }
+        let refuse = |reason: String| Error::Data {
+            path: self.graph.source.clone(),
+            reason,
+        };
+        let calibration = self.calibration.as_ref().ok_or_else(|| {
+            refuse(
+                "range: rules need the calibration's histograms, which this model (quantized \
+                 elsewhere) has none of: debug the float model with --data instead"
+                    .into(),
+            )
+        })?;
+        let mut changes = BTreeMap::new();
+        for (&id, &method) in methods {
+            let name = &self.graph.tensor(id).name;
+            let (Some(observed), Some(chosen)) = (
+                calibration.observed_range(id),
+                calibration.refined_range(id, method),
+            ) else {
+                return Err(refuse(format!(
+                    "tensor '{name}' has no calibration histogram (a calibration file from an \
+                     older qdbg, or a tensor no sample reached): run again with --recalibrate"
+                )));
+            };
+            changes.insert(id, RangeChange { observed, chosen });
+        }
+        let overrides = changes.iter().map(|(&id, c)| (id, c.chosen)).collect();
+        let mut plan = plan_activations(&self.graph, &calibration.with_ranges(&overrides));
+        keep_refused_divisions_float(&self.graph, &mut plan, &self.dataset, &self.device)?;
+        Ok((Arc::new(plan), changes))
     }
 
     /// The model with `keep_float` (float-graph positions) left in float.
