@@ -564,3 +564,88 @@ fn search_matches_the_full_names_the_table_shortens() {
     update(&mut s, Action::PromptSubmit);
     assert_eq!(s.visible_rows(), vec![0, 1]);
 }
+
+#[test]
+fn the_fix_key_asks_for_a_target_streams_candidates_and_adopts_the_result() {
+    let mut s = with_stats();
+    // With labels, the prompt offers an accuracy target to edit.
+    let fix = key_action(&s, key(KeyCode::Char('f'))).unwrap();
+    update(&mut s, fix);
+    assert!(
+        matches!(&s.prompt, Some(Prompt::Target { input, .. }) if input == "top1 >= float_top1 - 1")
+    );
+    // A target that cannot be parsed stays in the prompt with the reason.
+    for _ in 0.."top1 >= float_top1 - 1".len() {
+        update(&mut s, Action::PromptBackspace);
+    }
+    type_text(&mut s, "sqnr >= 30");
+    assert!(update(&mut s, Action::PromptSubmit).is_empty());
+    assert!(
+        matches!(&s.prompt, Some(Prompt::Target { error: Some(e), .. }) if e.contains("sqnr_db")),
+        "{:?}",
+        s.prompt
+    );
+    for _ in 0.."sqnr >= 30".len() {
+        update(&mut s, Action::PromptBackspace);
+    }
+    type_text(&mut s, "sqnr_db >= 30");
+    let effects = update(&mut s, Action::PromptSubmit);
+    assert!(
+        matches!(effects.as_slice(), [Effect::Repair { target }] if target.to_string() == "sqnr_db >= 30"),
+        "{effects:?}"
+    );
+    assert!(s.prompt.is_none());
+    assert_eq!(s.panel, Panel::Experiments);
+    // Nothing to adopt while it runs; `p` stops it (once the debugger is done: before,
+    // `p` stops the debugger).
+    update(
+        &mut s,
+        Action::DebugEnded {
+            cancelled: false,
+            at_s: 12.0,
+        },
+    );
+    assert!(update(&mut s, Action::AdoptRepair).is_empty());
+    assert!(s.status.contains("still running"), "{}", s.status);
+    assert!(matches!(
+        update(&mut s, Action::StopRun).as_slice(),
+        [Effect::StopRepair]
+    ));
+
+    let cost = Cost {
+        denylisted_ops: 1,
+        float_ops: 1,
+        float_islands: 1,
+        size_bytes: 1000,
+        unmatched: vec![],
+    };
+    let chosen = vec![Rule::parse("conv1/out").unwrap()];
+    let metrics = s.report.model.clone();
+    update(
+        &mut s,
+        Action::RepairCandidate {
+            rules: chosen.clone(),
+            cost: cost.clone(),
+            metrics,
+            origin: "fix greedy ✓".into(),
+        },
+    );
+    let e = s.experiments.last().unwrap();
+    assert_eq!(e.origin.as_deref(), Some("fix greedy ✓"));
+    assert_eq!(e.rules, chosen);
+    assert_eq!(e.cost.as_ref(), Some(&cost));
+    assert!(matches!(e.status, EvalStatus::Done(_)));
+    update(
+        &mut s,
+        Action::RepairEnded {
+            chosen: Some(chosen.clone()),
+            verdict: "sqnr_db >= 30 met with 1 float op(s)".into(),
+        },
+    );
+    assert!(s.status.contains("a adopts"), "{}", s.status);
+    // Adopting replaces the denylist with the result's rules, which the engine then costs.
+    let adopt = key_action(&s, key(KeyCode::Char('a'))).unwrap();
+    let effects = update(&mut s, adopt);
+    assert_eq!(rules_of(&effects), ["name:conv1/out"]);
+    assert_eq!(s.denylist.rules(), chosen);
+}

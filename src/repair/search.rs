@@ -26,8 +26,9 @@ use super::sensitivity::{evaluate, measure, read_metric, Measure, Sensitivity};
 use super::target::{metric_value, Target};
 use crate::debug::metrics::ModelMetrics;
 use crate::error::{Error, Result};
+use crate::graph::Graph;
 use crate::quant::quantize::{float_islands, QuantizedModel};
-use crate::select::{Baseline, Selector};
+use crate::select::{Baseline, Rule, Selector};
 
 /// One change to the full-int8 model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -47,6 +48,21 @@ impl Remedy {
     pub fn is_float(&self) -> bool {
         matches!(self, Remedy::Float { .. })
     }
+
+    /// The rule that applies this remedy (what a denylist file and the dashboard hold):
+    /// a float op by its output tensor's name.
+    pub fn rule(&self, graph: &Graph) -> Rule {
+        match *self {
+            Remedy::Float { position } => {
+                Rule::Name(graph.tensor(graph.nodes[position].outputs[0]).name.clone())
+            }
+        }
+    }
+}
+
+/// The rules that apply `remedies`, in their order.
+pub fn remedy_rules(graph: &Graph, remedies: &[Remedy]) -> Vec<Rule> {
+    remedies.iter().map(|r| r.rule(graph)).collect()
 }
 
 /// The model with `remedies` applied.
@@ -100,13 +116,21 @@ pub struct SearchOptions {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Verdict {
     /// `chosen` (an index into the candidates) meets the target.
-    Met { chosen: usize },
+    Met {
+        chosen: usize,
+    },
     /// The float model itself misses the target: no remedy can reach it.
-    FloatMisses { misses: Vec<String> },
+    FloatMisses {
+        misses: Vec<String>,
+    },
     /// Not met with every remedy applied.
-    Unreachable { misses: Vec<String> },
+    Unreachable {
+        misses: Vec<String>,
+    },
     /// The target needs remedies `integer_only` rules out (only float ones exist yet).
-    NeedsFloat { misses: Vec<String> },
+    NeedsFloat {
+        misses: Vec<String>,
+    },
     Cancelled,
 }
 
@@ -198,7 +222,7 @@ struct Run<'a> {
     /// Each candidate's metrics, parallel to `candidates`.
     metrics: Vec<ModelMetrics>,
     by_set: HashMap<BTreeSet<Remedy>, usize>,
-    on_candidate: &'a mut dyn FnMut(&Candidate),
+    on_candidate: &'a mut dyn FnMut(&Candidate, &ModelMetrics),
 }
 
 impl Run<'_> {
@@ -236,7 +260,7 @@ impl Run<'_> {
             float_islands: float_islands(&model),
             size_bytes: None,
         };
-        (self.on_candidate)(&candidate);
+        (self.on_candidate)(&candidate, &metrics);
         self.candidates.push(candidate);
         self.metrics.push(metrics);
         let i = self.candidates.len() - 1;
@@ -270,13 +294,13 @@ pub fn score(
 }
 
 /// Searches for the cheapest model meeting `target` on `selector`'s samples; every
-/// evaluated candidate goes to `on_candidate` as soon as it is known.
+/// evaluated candidate goes to `on_candidate`, with its metrics, as soon as it is known.
 pub fn search(
     selector: &Selector,
     target: &Target,
     options: SearchOptions,
     cancel: &AtomicBool,
-    on_candidate: &mut dyn FnMut(&Candidate),
+    on_candidate: &mut dyn FnMut(&Candidate, &ModelMetrics),
 ) -> Result<SearchOutcome> {
     let started = Instant::now();
     let (metric, higher_is_better) = target.primary();
@@ -483,13 +507,13 @@ mod tests {
     #[test]
     fn pareto_front_keeps_the_undominated_by_hand() {
         let c = vec![
-            candidate(&[], 80.0, 0, 0),        // cheapest: on the front
-            candidate(&[1], 90.0, 1, 1),       // better metric: on the front
-            candidate(&[1, 2], 90.0, 2, 1),    // dominated by [1]
-            candidate(&[3], 85.0, 1, 1),       // dominated by [1]
-            candidate(&[1, 4], 95.0, 2, 2),    // best metric: on the front
-            candidate(&[5], f64::NAN, 1, 1),   // unmeasured: never on it
-            candidate(&[1], 90.0, 1, 1),       // a repeat of [1]: once
+            candidate(&[], 80.0, 0, 0),      // cheapest: on the front
+            candidate(&[1], 90.0, 1, 1),     // better metric: on the front
+            candidate(&[1, 2], 90.0, 2, 1),  // dominated by [1]
+            candidate(&[3], 85.0, 1, 1),     // dominated by [1]
+            candidate(&[1, 4], 95.0, 2, 2),  // best metric: on the front
+            candidate(&[5], f64::NAN, 1, 1), // unmeasured: never on it
+            candidate(&[1], 90.0, 1, 1),     // a repeat of [1]: once
         ];
         assert_eq!(pareto_front(&c, true), vec![0, 1, 4]);
         // Lower is better: [] (80) dominates everything with more float ops and a larger value.

@@ -31,6 +31,10 @@ pub enum Action {
     OpenOpTypes,
     OpenWriteModel,
     OpenWriteCsv,
+    /// Ask for a target and start the automatic repair.
+    OpenTarget,
+    /// Make the repair's result the denylist (to edit, evaluate and write as any other).
+    AdoptRepair,
     PromptInput(char),
     PromptBackspace,
     PromptSubmit,
@@ -110,6 +114,19 @@ pub enum Action {
         id: usize,
         by: usize,
     },
+    /// The repair evaluated a candidate: its rules (float ops by name, `range:` remedies),
+    /// cost and metrics; `origin` says the step and whether it meets the target.
+    RepairCandidate {
+        rules: Vec<Rule>,
+        cost: Cost,
+        metrics: ModelMetrics,
+        origin: String,
+    },
+    /// The repair ended: `chosen` are the rules of its result when the target is met.
+    RepairEnded {
+        chosen: Option<Vec<Rule>>,
+        verdict: String,
+    },
     /// A line for the status bar (written files, errors of background work).
     Status(String),
 }
@@ -138,8 +155,14 @@ pub enum Effect {
         path: PathBuf,
         report: Arc<DebugReport>,
     },
+    /// Search for the cheapest model meeting `target` (see [`crate::repair::search`]).
+    Repair {
+        target: crate::repair::target::Target,
+    },
     /// Stop the debugger after the sample in progress; everything else goes on.
     StopRun,
+    /// Stop the repair search after the evaluation in progress, keeping its candidates.
+    StopRepair,
     /// Stop the debugger and any evaluation: the user is leaving.
     CancelAll,
 }
@@ -214,6 +237,8 @@ pub fn key_action(state: &State, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('p') => Action::StopRun,
         KeyCode::Char('w') => Action::OpenWriteModel,
         KeyCode::Char('c') => Action::OpenWriteCsv,
+        KeyCode::Char('f') => Action::OpenTarget,
+        KeyCode::Char('a') => Action::AdoptRepair,
         _ => return None,
     })
 }
@@ -233,7 +258,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("/  d  Esc", "filter rows by a name regex; deny them; clear"),
     ("x", "clear the denylist"),
     ("e", "evaluate: float / full int8 / selective"),
-    ("p", "stop the debugger here, keep its statistics"),
+    ("f  a", "fix: cheapest model meeting a target; adopt it"),
+    ("p", "stop the debugger or the fix here, keep its results"),
     ("w  c", "write the selective model + denylist; the CSV"),
     ("?", "this help"),
     ("q  Esc  Ctrl-C", "quit (cancels the run cleanly)"),

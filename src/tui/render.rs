@@ -588,7 +588,17 @@ fn size(bytes: Option<usize>) -> String {
 }
 
 fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
-    let block = panel_block("float / full int8 / selective (e evaluates)");
+    let title = match &state.repair {
+        Some(r) if r.running => format!(
+            "float / full int8 / selective · fix running: {} candidates (p stops)",
+            r.candidates
+        ),
+        Some(r) if r.chosen.is_some() => {
+            "float / full int8 / selective · fix found a model (a adopts it)".to_string()
+        }
+        _ => "float / full int8 / selective (e evaluates, f fixes)".to_string(),
+    };
+    let block = panel_block(&title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let full = &state.report.model;
@@ -796,7 +806,10 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
                     s
                 }
             };
-            Line::from(format!("#{} {outcome} · {rules}", e.id))
+            match &e.origin {
+                Some(origin) => Line::from(format!("#{} [{origin}] {outcome} · {rules}", e.id)),
+                None => Line::from(format!("#{} {outcome} · {rules}", e.id)),
+            }
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), history);
@@ -898,10 +911,16 @@ fn render_footer(state: &State, frame: &mut Frame, area: Rect) {
             "the denylist goes beside it",
         ),
         Some(Prompt::WriteCsv { input, error }) => prompt("write CSV to", input, error, ""),
+        Some(Prompt::Target { input, error }) => prompt(
+            "fix target",
+            input,
+            error,
+            "e.g. sqnr_db >= 30 and top1 >= float_top1 - 1; Enter searches",
+        ),
         Some(Prompt::OpTypes { .. }) => Line::from("Space toggles an op type, Esc closes"),
         None if !state.status.is_empty() => Line::from(state.status.clone()),
         None => Line::from(Span::styled(
-            "t threshold  +/- nudge  n first-N  o ops  Space row  / filter  e eval  w write  c csv  ? keys  q quit",
+            "t threshold  Space row  / filter  e eval  f fix  w write  ? keys  q quit  n first-N  o ops  +/- nudge",
             Style::default().add_modifier(Modifier::DIM),
         )),
     };

@@ -113,6 +113,11 @@ pub enum Prompt {
         input: String,
         error: Option<String>,
     },
+    /// The model-level target of the automatic repair (`f`), such as `sqnr_db >= 30`.
+    Target {
+        input: String,
+        error: Option<String>,
+    },
     /// Op types present among the layers; Space toggles the one under the cursor.
     OpTypes { cursor: usize },
 }
@@ -149,6 +154,23 @@ pub struct Experiment {
     pub rules: Vec<Rule>,
     pub cost: Option<Cost>,
     pub status: EvalStatus,
+    /// For a candidate of the automatic repair: its step and whether it meets the target
+    /// (such as `fix greedy ✓`); `None` for the user's own evaluations.
+    pub origin: Option<String>,
+}
+
+/// The automatic repair (`f`): its target, and what it found so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Repair {
+    pub target: String,
+    pub running: bool,
+    /// Candidates evaluated so far.
+    pub candidates: usize,
+    /// The rules of the cheapest candidate that meets the target, once the search ends
+    /// with one; `a` adopts them as the denylist.
+    pub chosen: Option<Vec<Rule>>,
+    /// How the search ended, in a line.
+    pub verdict: Option<String>,
 }
 
 /// The denylist as the user builds it from the keyboard.
@@ -236,6 +258,8 @@ pub struct State {
     pub float_size: Option<usize>,
     pub full_cost: Option<Cost>,
     pub experiments: Vec<Experiment>,
+    /// The automatic repair, once started.
+    pub repair: Option<Repair>,
     /// The last thing that happened worth a line (written files, errors).
     pub status: String,
     pub quit: bool,
@@ -277,6 +301,7 @@ impl State {
             float_size: None,
             full_cost: None,
             experiments: Vec::new(),
+            repair: None,
             status: String::new(),
             quit: false,
         }

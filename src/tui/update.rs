@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::action::{Action, Effect};
 use super::state::{
-    nudge_step, Column, DebugProgress, EvalStatus, Experiment, Panel, Phase, Prompt, State,
+    nudge_step, Column, DebugProgress, Denylist, EvalStatus, Experiment, Panel, Phase, Prompt,
+    Repair, State,
 };
 use crate::debug::{DebugReport, LayerStats};
 use crate::select::Rule;
@@ -188,6 +189,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                     done: 0,
                     total: state.progress.total,
                 },
+                origin: None,
             });
             state.panel = Panel::Experiments;
             return vec![Effect::Evaluate {
@@ -200,6 +202,69 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             if matches!(state.phase, Phase::Running | Phase::Calibrating { .. }) {
                 state.status = "stopping after the sample in progress ...".into();
                 return vec![Effect::StopRun];
+            }
+            if state.repair.as_ref().is_some_and(|r| r.running) {
+                state.status = "stopping the fix search ...".into();
+                return vec![Effect::StopRepair];
+            }
+        }
+        Action::OpenTarget => {
+            let input = match &state.repair {
+                Some(r) => r.target.clone(),
+                None if state.has_labels => "top1 >= float_top1 - 1".into(),
+                None if state.report.model.outputs.len() > 1 => "min_output_sqnr_db >= 20".into(),
+                None => "sqnr_db >= 30".into(),
+            };
+            state.prompt = Some(Prompt::Target { input, error: None });
+        }
+        Action::AdoptRepair => match state.repair.as_ref().and_then(|r| r.chosen.clone()) {
+            Some(rules) => {
+                state.status = format!(
+                    "adopted the fix's {} rule(s) as the denylist: edit, e evaluates, w writes",
+                    rules.len()
+                );
+                state.denylist = Denylist {
+                    loaded: rules,
+                    ..Default::default()
+                };
+                return vec![recompute(state)];
+            }
+            None => {
+                state.status = match &state.repair {
+                    Some(r) if r.running => "the fix search is still running".into(),
+                    Some(_) => "the fix search found no model meeting its target".into(),
+                    None => "no fix to adopt: f starts the search".into(),
+                };
+            }
+        },
+        Action::RepairCandidate {
+            rules,
+            cost,
+            metrics,
+            origin,
+        } => {
+            let id = state.experiments.len() + 1;
+            state.experiments.push(Experiment {
+                id,
+                rules,
+                cost: Some(cost),
+                status: EvalStatus::Done(metrics),
+                origin: Some(origin),
+            });
+            if let Some(r) = &mut state.repair {
+                r.candidates += 1;
+            }
+        }
+        Action::RepairEnded { chosen, verdict } => {
+            if let Some(r) = &mut state.repair {
+                r.running = false;
+                r.chosen = chosen;
+                r.verdict = Some(verdict.clone());
+                state.status = if r.chosen.is_some() {
+                    format!("fix: {verdict}; a adopts it as the denylist")
+                } else {
+                    format!("fix: {verdict}")
+                };
             }
         }
         Action::Viewport { table_rows } => {
@@ -337,7 +402,8 @@ fn prompt_text(state: &mut State) -> Option<(&mut String, &mut Option<String>)> 
         | Prompt::FirstN { input, error }
         | Prompt::Search { input, error }
         | Prompt::WriteModel { input, error }
-        | Prompt::WriteCsv { input, error } => Some((input, error)),
+        | Prompt::WriteCsv { input, error }
+        | Prompt::Target { input, error } => Some((input, error)),
         Prompt::OpTypes { .. } => None,
     }
 }
@@ -431,6 +497,29 @@ fn submit_prompt(state: &mut State) -> Vec<Effect> {
                 path: PathBuf::from(path),
                 report: Arc::clone(&state.report),
             }]
+        }
+        Prompt::Target { input, .. } => {
+            if state.repair.as_ref().is_some_and(|r| r.running) {
+                return fail(state, "a fix search is running; p stops it".into());
+            }
+            if state.layers().is_empty() {
+                return fail(state, "the debugger has not listed the layers yet".into());
+            }
+            let target = match crate::repair::target::Target::parse(&input) {
+                Ok(t) => t,
+                Err(e) => return fail(state, e),
+            };
+            state.prompt = None;
+            state.panel = Panel::Experiments;
+            state.status = format!("fix: searching for the cheapest model with {target} ...");
+            state.repair = Some(Repair {
+                target: target.to_string(),
+                running: true,
+                candidates: 0,
+                chosen: None,
+                verdict: None,
+            });
+            vec![Effect::Repair { target }]
         }
         Prompt::OpTypes { .. } => {
             state.prompt = None;

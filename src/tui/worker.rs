@@ -20,7 +20,10 @@ use super::state::Cost;
 use crate::debug::report::write_csv;
 use crate::debug::{DebugEvent, DebugReport, VerifyMode};
 use crate::kernels::int8::Arithmetic;
+use crate::repair::search::{remedy_rules, search, SearchOptions, Stage, Verdict};
+use crate::repair::target::Target;
 use crate::select::denylist::write_denylist;
+use crate::select::rules::format_number;
 use crate::select::selection::{Selection, Selector};
 use crate::select::Rule;
 use crate::session::Loaded;
@@ -46,6 +49,8 @@ pub struct Engine {
     stop_run: Arc<AtomicBool>,
     /// The id of the newest evaluation asked for: any older one still running stops.
     newest_evaluation: Arc<AtomicUsize>,
+    /// Stops the repair search (and is set when the user leaves).
+    repair_stop: Arc<AtomicBool>,
     job_thread: Option<JoinHandle<()>>,
 }
 
@@ -57,11 +62,20 @@ impl Engine {
             Effect::Recompute { .. } => self.cost.send(effect),
             Effect::CancelAll => {
                 self.cancel.store(true, Ordering::Relaxed);
+                self.repair_stop.store(true, Ordering::Relaxed);
                 Ok(())
             }
             Effect::StopRun => {
                 self.stop_run.store(true, Ordering::Relaxed);
                 Ok(())
+            }
+            Effect::StopRepair => {
+                self.repair_stop.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Effect::Repair { .. } => {
+                self.repair_stop.store(false, Ordering::Relaxed);
+                self.jobs.send(effect)
             }
             Effect::Evaluate { id, .. } => {
                 // Before the request is queued, so the job thread never starts the new one
@@ -77,6 +91,7 @@ impl Engine {
     /// never abandons a half-written file.
     pub fn shutdown(mut self) {
         self.cancel.store(true, Ordering::Relaxed);
+        self.repair_stop.store(true, Ordering::Relaxed);
         drop(self.jobs);
         if let Some(t) = self.job_thread.take() {
             let _ = t.join();
@@ -101,9 +116,11 @@ pub fn start(inputs: EngineInputs, actions: ActionSender, clock: Instant) -> Eng
         }
     });
     let job_actions = actions.clone();
+    let repair_stop = Arc::new(AtomicBool::new(false));
     let job_stops = JobStops {
         cancel: Arc::clone(&cancel),
         newest_evaluation: Arc::clone(&newest_evaluation),
+        repair_stop: Arc::clone(&repair_stop),
     };
     let job_thread = std::thread::spawn(move || {
         if let Ok(selector) = ready_rx.recv() {
@@ -131,6 +148,7 @@ pub fn start(inputs: EngineInputs, actions: ActionSender, clock: Instant) -> Eng
         cancel,
         stop_run,
         newest_evaluation,
+        repair_stop,
         job_thread: Some(job_thread),
     }
 }
@@ -261,6 +279,8 @@ struct JobStops {
     cancel: Arc<AtomicBool>,
     /// A newer evaluation was asked for (see [`Engine::submit`]).
     newest_evaluation: Arc<AtomicUsize>,
+    /// The user stopped the repair search (or left).
+    repair_stop: Arc<AtomicBool>,
 }
 
 impl JobStops {
@@ -326,8 +346,99 @@ fn job_loop(
                 };
                 let _ = actions.send(Action::Status(line));
             }
-            Effect::Recompute { .. } | Effect::CancelAll | Effect::StopRun => {}
+            Effect::Repair { target } => {
+                let verdict = repair(selector, &target, actions, &stops.repair_stop);
+                let (chosen, verdict) = match verdict {
+                    Ok(done) => done,
+                    Err(reason) => (None, format!("not run: {reason}")),
+                };
+                let _ = actions.send(Action::RepairEnded { chosen, verdict });
+            }
+            Effect::Recompute { .. } | Effect::CancelAll | Effect::StopRun | Effect::StopRepair => {
+            }
         }
+    }
+}
+
+/// Runs the repair search, sending each candidate as an experiment; returns the rules of
+/// its result (when the target is met) and how it ended, in a line.
+fn repair(
+    selector: &Selector,
+    target: &Target,
+    actions: &ActionSender,
+    stop: &AtomicBool,
+) -> Result<(Option<Vec<Rule>>, String), String> {
+    let graph = &selector.graph;
+    target
+        .check(graph, selector.labels.is_some())
+        .map_err(|e| e.to_string())?;
+    let (metric, _) = target.primary();
+    let outcome = search(
+        selector,
+        target,
+        SearchOptions::default(),
+        stop,
+        &mut |candidate, metrics| {
+            let rules = remedy_rules(graph, &candidate.remedies);
+            // The cost as every experiment's is measured (the selective model built from
+            // these rules, serialised): the rules are what adopting the result keeps.
+            let cost = match selector.select(&rules, &[]) {
+                Ok(selection) => cost_of(&selection),
+                Err(_) => return,
+            };
+            let mark = if candidate.meets_target { "✓" } else { "✗" };
+            let _ = actions.send(Action::RepairCandidate {
+                rules,
+                cost,
+                metrics: metrics.clone(),
+                origin: format!("fix {} {mark}", stage_name(candidate.stage)),
+            });
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let evaluated = outcome.candidates.len();
+    Ok(match &outcome.verdict {
+        Verdict::Met { .. } => {
+            let chosen = outcome.chosen().map(|c| remedy_rules(graph, &c.remedies));
+            let c = outcome
+                .chosen()
+                .expect("a met target has a chosen candidate");
+            let line = format!(
+                "{} met with {} float op(s), {} island(s), {metric} {} ({evaluated} candidates, \
+                 {:.1} s)",
+                outcome.target,
+                c.float_ops,
+                c.float_islands,
+                format_number(c.metric),
+                outcome.seconds
+            );
+            (chosen, line)
+        }
+        Verdict::FloatMisses { misses } => (
+            None,
+            format!("the float model itself misses it ({})", misses.join(", ")),
+        ),
+        Verdict::Unreachable { misses } => (
+            None,
+            format!(
+                "not reachable even with every remedy ({}); loosen the target",
+                misses.join(", ")
+            ),
+        ),
+        Verdict::NeedsFloat { misses } => (
+            None,
+            format!("needs float remedies ({})", misses.join(", ")),
+        ),
+        Verdict::Cancelled => (None, format!("stopped after {evaluated} candidates")),
+    })
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::FullInt8 => "int8",
+        Stage::Greedy => "greedy",
+        Stage::Drop => "drop",
+        Stage::Attribution => "check",
     }
 }
 
