@@ -22,10 +22,12 @@ use qdbg::session::FloatModel;
 use super::{DeviceArgs, ImageArgs, InputArgs, Int8Args};
 
 #[derive(Args)]
-#[command(after_help = "Targets: METRIC OP VALUE [and ...], OP one of >= > <= <, VALUE a number \
+#[command(
+    after_help = "Targets: METRIC OP VALUE [and ...], OP one of >= > <= <, VALUE a number \
 or float_METRIC [+|- NUMBER] (the float model's own value). top1/top5 are accuracies in percent \
 (need --labels).\n\nExample:\n  qdbg fix model.tflite --data debug.npy --labels labels.txt \\\n    \
---target 'top1 >= float_top1 - 0.5' -o fixed.tflite")]
+--target 'top1 >= float_top1 - 0.5' -o fixed.tflite"
+)]
 pub struct FixArgs {
     #[command(flatten)]
     pub inputs: InputArgs,
@@ -281,7 +283,8 @@ pub fn fix(args: &FixArgs) -> Result<()> {
     };
 
     let model = build_model(selector, &chosen.remedies.iter().copied().collect())?;
-    let bytes = qdbg::tflite::model_bytes(&model.graph, selector.original.as_deref().map(|v| &v[..]))?;
+    let bytes =
+        qdbg::tflite::model_bytes(&model.graph, selector.original.as_deref().map(|v| &v[..]))?;
     qdbg::atomic::write_bytes_atomic(&args.output, &bytes)?;
 
     println!(
@@ -302,7 +305,9 @@ pub fn fix(args: &FixArgs) -> Result<()> {
         }
     }
     if !outcome.dropped.is_empty() {
-        println!("dropped by the drop pass (the greedy step added them, the target does not need them):");
+        println!(
+            "dropped by the drop pass (the greedy step added them, the target does not need them):"
+        );
         for r in &outcome.dropped {
             println!("  {}", describe(selector, r));
         }
@@ -316,7 +321,11 @@ pub fn fix(args: &FixArgs) -> Result<()> {
             c.float_ops,
             c.float_islands,
             c.remedies.len(),
-            if std::ptr::eq(c, chosen) { "  <- chosen" } else { "" }
+            if std::ptr::eq(c, chosen) {
+                "  <- chosen"
+            } else {
+                ""
+            }
         );
     }
     if let Some(h) = &holdout {
@@ -348,7 +357,11 @@ pub fn fix(args: &FixArgs) -> Result<()> {
                 .map(|c| c.metric.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
-            if h.chosen_meets_target { "meets" } else { "MISSES" }
+            if h.chosen_meets_target {
+                "meets"
+            } else {
+                "MISSES"
+            }
         );
     }
     println!(

@@ -100,13 +100,21 @@ pub struct SearchOptions {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Verdict {
     /// `chosen` (an index into the candidates) meets the target.
-    Met { chosen: usize },
+    Met {
+        chosen: usize,
+    },
     /// The float model itself misses the target: no remedy can reach it.
-    FloatMisses { misses: Vec<String> },
+    FloatMisses {
+        misses: Vec<String>,
+    },
     /// Not met with every remedy applied.
-    Unreachable { misses: Vec<String> },
+    Unreachable {
+        misses: Vec<String>,
+    },
     /// The target needs remedies `integer_only` rules out (only float ones exist yet).
-    NeedsFloat { misses: Vec<String> },
+    NeedsFloat {
+        misses: Vec<String>,
+    },
     Cancelled,
 }
 
@@ -483,13 +491,13 @@ mod tests {
     #[test]
     fn pareto_front_keeps_the_undominated_by_hand() {
         let c = vec![
-            candidate(&[], 80.0, 0, 0),        // cheapest: on the front
-            candidate(&[1], 90.0, 1, 1),       // better metric: on the front
-            candidate(&[1, 2], 90.0, 2, 1),    // dominated by [1]
-            candidate(&[3], 85.0, 1, 1),       // dominated by [1]
-            candidate(&[1, 4], 95.0, 2, 2),    // best metric: on the front
-            candidate(&[5], f64::NAN, 1, 1),   // unmeasured: never on it
-            candidate(&[1], 90.0, 1, 1),       // a repeat of [1]: once
+            candidate(&[], 80.0, 0, 0),      // cheapest: on the front
+            candidate(&[1], 90.0, 1, 1),     // better metric: on the front
+            candidate(&[1, 2], 90.0, 2, 1),  // dominated by [1]
+            candidate(&[3], 85.0, 1, 1),     // dominated by [1]
+            candidate(&[1, 4], 95.0, 2, 2),  // best metric: on the front
+            candidate(&[5], f64::NAN, 1, 1), // unmeasured: never on it
+            candidate(&[1], 90.0, 1, 1),     // a repeat of [1]: once
         ];
         assert_eq!(pareto_front(&c, true), vec![0, 1, 4]);
         // Lower is better: [] (80) dominates everything with more float ops and a larger value.
