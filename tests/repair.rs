@@ -251,6 +251,40 @@ fn sensitivity_matches_litert_on_single_op_denylists() {
             }
         }
         if reference {
+            // `qdbg debug --sensitivity` carries the same numbers as CSV columns: the stem's
+            // row against LiteRT's denylisted-stem model.
+            let csv = demo.path("layers.csv");
+            let o = demo.run(
+                "debug",
+                true,
+                &[
+                    "--sensitivity",
+                    "--sensitivity-metric",
+                    "sqnr_db",
+                    "--csv",
+                    &csv,
+                ],
+            );
+            assert!(o.status.success(), "{}", stderr(&o));
+            let text = std::fs::read_to_string(&csv).unwrap();
+            let mut rows = text.lines().map(|l| l.split(',').collect::<Vec<_>>());
+            let header = rows.next().unwrap();
+            let column = header
+                .iter()
+                .position(|h| *h == "sensitivity_only_float")
+                .expect("a sensitivity_only_float column");
+            assert!(header.contains(&"sensitivity_only_int8"));
+            let stem_row = rows.next().unwrap();
+            let ours: f64 = stem_row[column].parse().unwrap();
+            let theirs = sqnr_db(
+                &float,
+                &demo.litert(Path::new(&demo.path("deny-0.tflite"))),
+                100,
+            );
+            assert!(
+                (ours - theirs).abs() < 1e-3 * theirs.abs(),
+                "debug CSV {ours} dB, LiteRT {theirs} dB"
+            );
             // The stem alone recovers most of the SQNR, as the demo was built to show.
             let stem = layers[0]["only_float"].as_f64().unwrap();
             let full = s["full_int8"].as_f64().unwrap();
