@@ -102,6 +102,8 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
             int8: None,
             model_explorer: None,
             model_explorer_metric: "rmse/scale".into(),
+            sensitivity: false,
+            sensitivity_metric: None,
             device: args.device.clone(),
             arithmetic: args.arithmetic.clone(),
             images: args.images.clone(),

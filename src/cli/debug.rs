@@ -14,6 +14,7 @@ use qdbg::debug::report::{range, rmse_over_scale, write_csv, write_json, LAYER_M
 use qdbg::debug::{DebugEvent, Debugger, VerifyMode};
 use qdbg::quant::foreign::pair_with_float;
 use qdbg::quant::quantize::QuantizeOptions;
+use qdbg::repair::sensitivity::Sensitivity;
 
 use super::{DeviceArgs, ImageArgs, InputArgs, Int8Args};
 
@@ -53,6 +54,15 @@ pub struct DebugArgs {
     /// The metric Model Explorer colours the nodes by.
     #[arg(long, value_name = "METRIC", default_value = "rmse/scale")]
     pub model_explorer_metric: String,
+    /// Add each op's sensitivity to the CSV and JSON: the model-level metric with only this
+    /// op float (column `sensitivity_only_float`) and with only this op int8
+    /// (`sensitivity_only_int8`), as `qdbg sensitivity` measures them.
+    #[arg(long)]
+    pub sensitivity: bool,
+    /// The metric --sensitivity measures (default: top1 with --labels, else
+    /// min_output_sqnr_db).
+    #[arg(long, value_name = "METRIC", requires = "sensitivity")]
+    pub sensitivity_metric: Option<String>,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -123,8 +133,32 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
     // Likewise the extra metrics' sums: only the JSON and the metrics named want them.
     let extras =
         args.json.is_some() || wanted().any(|m| m != "kl_divergence" && EXTRA_METRICS.contains(&m));
+    if args.sensitivity && args.int8.is_some() {
+        return Err(qdbg::Error::usage(
+            "--sensitivity",
+            "measures qdbg's own quantization, not a given --int8 model; drop one of them",
+        )
+        .into());
+    }
     let mode = args.mode.verify_mode();
     let loaded = args.inputs.load("qdbg debug", &args.images, &args.device)?;
+    let sensitivity_metric = if args.sensitivity {
+        let has_labels = loaded.labels.is_some();
+        let (metric, higher) = super::sensitivity::chosen_metric(
+            None,
+            args.sensitivity_metric.as_deref(),
+            has_labels,
+        )?;
+        qdbg::repair::target::check_metric(
+            &loaded.model.graph,
+            has_labels,
+            &metric,
+            "--sensitivity-metric",
+        )?;
+        Some((metric, higher))
+    } else {
+        None
+    };
     let arithmetic = args.arithmetic.arithmetic();
     match &args.int8 {
         Some(int8_path) => {
@@ -137,7 +171,7 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
                 .with_histograms(histograms)
                 .with_extra_metrics(extras);
             let labels = loaded.labels.as_deref();
-            run_and_report(args, debugger, &graph, &loaded.dataset, labels, mode)
+            run_and_report(args, debugger, &graph, &loaded.dataset, labels, mode, None)
         }
         None => {
             let session =
@@ -149,9 +183,48 @@ pub fn debug(args: &DebugArgs) -> Result<()> {
                 .debugger(&model)?
                 .with_histograms(histograms)
                 .with_extra_metrics(extras);
+            let sensitivity = match sensitivity_metric {
+                Some((metric, higher)) => qdbg::repair::sensitivity::measure(
+                    &session.selector,
+                    &metric,
+                    higher,
+                    qdbg::repair::sensitivity::Measure::BOTH,
+                    &std::sync::atomic::AtomicBool::new(false),
+                    &mut |_, _| {},
+                )?,
+                None => None,
+            };
             let (data, labels) = (session.dataset(), session.labels());
-            run_and_report(args, debugger, session.graph(), data, labels, mode)
+            run_and_report(
+                args,
+                debugger,
+                session.graph(),
+                data,
+                labels,
+                mode,
+                sensitivity.as_ref(),
+            )
         }
+    }
+}
+
+/// Appends each layer's sensitivity to its custom columns (the CSV writes them after
+/// TensorFlow's, the JSON with the layer), NaN for a layer it has no number for; every
+/// layer gets both, so the columns line up.
+fn add_sensitivity_columns(layers: &mut [qdbg::debug::LayerStats], s: &Sensitivity) {
+    for layer in layers {
+        let measured = s
+            .layers
+            .iter()
+            .find(|m| m.position == layer.info.float_node);
+        layer.custom.push((
+            "sensitivity_only_float".to_string(),
+            measured.map_or(f64::NAN, |m| m.only_float),
+        ));
+        layer.custom.push((
+            "sensitivity_only_int8".to_string(),
+            measured.map_or(f64::NAN, |m| m.only_quantized),
+        ));
     }
 }
 
@@ -164,6 +237,7 @@ fn run_and_report(
     dataset: &qdbg::data::Dataset,
     labels: Option<&[i64]>,
     mode: VerifyMode,
+    sensitivity: Option<&Sensitivity>,
 ) -> Result<()> {
     let started = std::time::Instant::now();
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -214,6 +288,10 @@ fn run_and_report(
         }
     }
 
+    let mut report = report;
+    if let Some(s) = sensitivity {
+        add_sensitivity_columns(&mut report.layers, s);
+    }
     let stats = &report.layers;
     if let Some(path) = &args.csv {
         let extra: Vec<&str> = args.metrics.iter().map(String::as_str).collect();

@@ -14,7 +14,7 @@ use qdbg::repair::search::{
     build_model, float_metrics, score, search, Candidate, Remedy, SearchOptions, SearchOutcome,
     Stage, Verdict,
 };
-use qdbg::repair::target::{metric_list, metric_value};
+use qdbg::repair::target::metric_value;
 use qdbg::repair::Target;
 use qdbg::select::Selector;
 use qdbg::session::FloatModel;
@@ -157,9 +157,9 @@ pub fn fix(args: &FixArgs) -> Result<()> {
     let target = Target::parse(&args.target).map_err(|e| qdbg::Error::usage("--target", e))?;
     let inputs = &args.inputs;
     let model = FloatModel::read(&inputs.model, "qdbg fix")?;
-    target
-        .check(&model.graph, inputs.labels.is_some())
-        .map_err(|e| qdbg::Error::usage("--target", format!("{e}; metrics: {}", metric_list())))?;
+    // Names were checked by the parser (with the list of metrics); this refuses an output
+    // the model lacks (listing its outputs) or an accuracy without labels.
+    target.check(&model.graph, inputs.labels.is_some())?;
     let session = model
         .with_data(
             &inputs.data,

@@ -9,7 +9,7 @@ pub mod interrupt;
 mod quantize;
 mod run;
 mod select;
-mod sensitivity;
+pub mod sensitivity;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

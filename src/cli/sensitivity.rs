@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Args;
 
 use qdbg::repair::sensitivity::{measure, write_csv, write_json, Measure};
-use qdbg::repair::target::{check_metric, higher_is_better, metric_list};
+use qdbg::repair::target::{check_metric, higher_is_better};
 use qdbg::repair::Target;
 use qdbg::session::FloatModel;
 
@@ -82,14 +82,9 @@ pub fn sensitivity(args: &SensitivityArgs) -> Result<()> {
     } else {
         "--metric"
     };
-    check_metric(&model.graph, has_labels, &metric, option).map_err(|e| {
-        // The list of metrics is part of every refusal of a name.
-        if e.to_string().contains("metrics:") {
-            e
-        } else {
-            qdbg::Error::usage(option, format!("{e}; metrics: {}", metric_list()))
-        }
-    })?;
+    // An unknown name is refused with the list of metrics, an output the model lacks with
+    // its outputs, an accuracy without labels saying so.
+    check_metric(&model.graph, has_labels, &metric, option)?;
     let session = model
         .with_data(
             &inputs.data,

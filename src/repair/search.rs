@@ -101,7 +101,6 @@ pub struct Candidate {
     /// Ops left float for any reason.
     pub float_ops: usize,
     pub float_islands: usize,
-    pub size_bytes: Option<usize>,
 }
 
 /// What the search is allowed to do.
@@ -258,7 +257,6 @@ impl Run<'_> {
             meets_target,
             float_ops: model.float_ops.len(),
             float_islands: float_islands(&model),
-            size_bytes: None,
         };
         (self.on_candidate)(&candidate, &metrics);
         self.candidates.push(candidate);
@@ -500,7 +498,6 @@ mod tests {
             meets_target: false,
             float_ops,
             float_islands: islands,
-            size_bytes: None,
         }
     }
 

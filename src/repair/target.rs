@@ -261,6 +261,16 @@ impl Target {
     /// Parses `METRIC OP RHS [and METRIC OP RHS ...]`; the error says what is wrong and
     /// lists the metrics.
     pub fn parse(text: &str) -> std::result::Result<Target, String> {
+        Self::parse_terms(text).map_err(|e| {
+            if e.contains("metrics:") {
+                e
+            } else {
+                format!("{e}; metrics: {}", metric_list())
+            }
+        })
+    }
+
+    fn parse_terms(text: &str) -> std::result::Result<Target, String> {
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return Err(format!(
