@@ -182,3 +182,55 @@ fn a_range_rule_naming_no_tensor_is_refused_with_what_to_do() {
     assert!(err.contains("percentile:P"), "{err}");
     assert!(!dir.path().join("x.tflite").exists());
 }
+
+#[test]
+fn qdbg_fix_finds_the_range_alone_and_stays_integer_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (float_model, inputs) = fixture_paths();
+    let fixed = dir.path().join("fixed.tflite");
+    let json = dir.path().join("fix.json");
+    let out = qdbg(&[
+        "fix",
+        float_model.to_str().unwrap(),
+        "--data",
+        inputs.to_str().unwrap(),
+        "--target",
+        "sqnr_db >= 40",
+        "--integer-only",
+        "--holdout",
+        "0",
+        "-o",
+        fixed.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let chosen = &report["candidates"][report["verdict"]["chosen"].as_u64().unwrap() as usize];
+    assert_eq!(chosen["float_ops"], 0, "{chosen}");
+    let remedies = chosen["remedies"].as_array().unwrap();
+    assert!(
+        remedies.iter().all(|r| r["kind"] == "range"),
+        "integer-only remedies only: {remedies:?}"
+    );
+    // The promise holds in LiteRT: the written model's outputs against the float model's.
+    let float = litert_output(&float_model, &inputs, &dir.path().join("f"));
+    let got = sqnr_db(
+        &float,
+        &litert_output(&fixed, &inputs, &dir.path().join("q")),
+    );
+    assert!(got >= 40.0, "LiteRT sqnr {got:.2} dB");
+    let ops = op_types(&fixed);
+    assert_eq!(
+        ops.iter()
+            .filter(|op| *op == "QUANTIZE" || *op == "DEQUANTIZE")
+            .count(),
+        2,
+        "only the borders convert: {ops:?}"
+    );
+}

@@ -108,25 +108,13 @@ fn held_out(samples: usize, fraction: Option<f64>) -> Result<usize> {
 }
 
 fn describe(selector: &Selector, remedy: &Remedy) -> String {
-    match remedy {
-        Remedy::Float { position } => {
-            let node = &selector.graph.nodes[*position];
-            format!(
-                "float #{} {} '{}'",
-                node.source_index,
-                node.op.display_name(),
-                node.outputs
-                    .first()
-                    .map(|&t| selector.graph.tensor(t).name.as_str())
-                    .unwrap_or("")
-            )
-        }
-    }
+    remedy.describe(&selector.graph)
 }
 
 fn stage_name(stage: Stage) -> &'static str {
     match stage {
         Stage::FullInt8 => "full int8",
+        Stage::Range => "range",
         Stage::Greedy => "greedy",
         Stage::Drop => "drop",
         Stage::Attribution => "without one",

@@ -16,7 +16,7 @@
 //! Candidates stream to a callback as they are evaluated (the dashboard shows them), and an
 //! `AtomicBool` cancels between (and within) evaluations.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -26,21 +26,57 @@ use super::sensitivity::{evaluate, measure, read_metric, Measure, Sensitivity};
 use super::target::{metric_value, Target};
 use crate::debug::metrics::ModelMetrics;
 use crate::error::{Error, Result};
-use crate::graph::Graph;
+use crate::graph::{Graph, TensorId};
 use crate::quant::quantize::{float_islands, QuantizedModel};
+use crate::quant::range_search::RangeMethod;
+use crate::select::rules::range_method_text;
 use crate::select::{Baseline, Rule, Selector};
 
 /// One change to the full-int8 model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Remedy {
+    /// Quantize this activation with a range found on its calibration histogram instead
+    /// of its min/max: the model stays integer-only, at no cost in size or speed.
+    /// (Ordered first: the cheapest kind.)
+    Range {
+        tensor: TensorId,
+        choice: RangeChoice,
+    },
     /// Keep the op at this float-graph position float (costs float ops and islands).
     Float { position: usize },
-    // Issue 18 item 3a, added by the lead: `Range { tensor: TensorId, method: RangeMethod }`,
-    // a better range for one activation (keeps the model integer-only, no cost). It is
-    // applied in `build_model` by re-planning the activations with a per-tensor range
-    // override (`plan_activations(graph, &calibration_with_override)`) and quantizing
-    // with that plan instead of the selector's; `Selector::evaluate_from` takes any model.
+}
+
+/// The ranges the search tries on a tensor's histogram (a closed list, so that remedies
+/// compare and hash).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RangeChoice {
+    Percentile99_9,
+    Percentile99_99,
+    Percentile99_999,
+    MinMse,
+    Entropy,
+}
+
+impl RangeChoice {
+    pub const ALL: [RangeChoice; 5] = [
+        RangeChoice::Percentile99_999,
+        RangeChoice::Percentile99_99,
+        RangeChoice::Percentile99_9,
+        RangeChoice::MinMse,
+        RangeChoice::Entropy,
+    ];
+
+    pub fn method(self) -> RangeMethod {
+        match self {
+            RangeChoice::Percentile99_9 => RangeMethod::Percentile(99.9),
+            RangeChoice::Percentile99_99 => RangeMethod::Percentile(99.99),
+            RangeChoice::Percentile99_999 => RangeMethod::Percentile(99.999),
+            RangeChoice::MinMse => RangeMethod::MinMse,
+            RangeChoice::Entropy => RangeMethod::Entropy,
+        }
+    }
 }
 
 impl Remedy {
@@ -50,12 +86,40 @@ impl Remedy {
     }
 
     /// The rule that applies this remedy (what a denylist file and the dashboard hold):
-    /// a float op by its output tensor's name.
+    /// a float op by its output tensor's name, a range by its tensor's name.
     pub fn rule(&self, graph: &Graph) -> Rule {
         match *self {
             Remedy::Float { position } => {
                 Rule::Name(graph.tensor(graph.nodes[position].outputs[0]).name.clone())
             }
+            Remedy::Range { tensor, choice } => Rule::Range {
+                tensor: graph.tensor(tensor).name.clone(),
+                method: choice.method(),
+            },
+        }
+    }
+
+    /// What the remedy does, for a person: `float #3 CONV_2D 'name'`, `range 'name' =
+    /// percentile:99.99`.
+    pub fn describe(&self, graph: &Graph) -> String {
+        match *self {
+            Remedy::Float { position } => {
+                let node = &graph.nodes[position];
+                format!(
+                    "float #{} {} '{}'",
+                    node.source_index,
+                    node.op.display_name(),
+                    node.outputs
+                        .first()
+                        .map(|&t| graph.tensor(t).name.as_str())
+                        .unwrap_or("")
+                )
+            }
+            Remedy::Range { tensor, choice } => format!(
+                "range '{}' = {}",
+                graph.tensor(tensor).name,
+                range_method_text(choice.method())
+            ),
         }
     }
 }
@@ -65,16 +129,23 @@ pub fn remedy_rules(graph: &Graph, remedies: &[Remedy]) -> Vec<Rule> {
     remedies.iter().map(|r| r.rule(graph)).collect()
 }
 
-/// The model with `remedies` applied.
+/// The model with `remedies` applied: float ops kept float, ranges re-planned.
 pub fn build_model(selector: &Selector, remedies: &BTreeSet<Remedy>) -> Result<QuantizedModel> {
-    let keep_float: Vec<usize> = remedies
-        .iter()
-        .map(|r| match r {
-            Remedy::Float { position } => *position,
-        })
-        .collect();
-    // A range remedy re-plans here (see `Remedy`), then quantizes with that plan.
-    selector.quantize(keep_float)
+    let mut keep_float = Vec::new();
+    let mut ranges = BTreeMap::new();
+    for remedy in remedies {
+        match *remedy {
+            Remedy::Float { position } => keep_float.push(position),
+            Remedy::Range { tensor, choice } => {
+                ranges.insert(tensor, choice.method());
+            }
+        }
+    }
+    if ranges.is_empty() {
+        selector.quantize(keep_float)
+    } else {
+        selector.quantize_with_ranges(keep_float, &ranges)
+    }
 }
 
 /// Which step of the search evaluated a candidate.
@@ -82,6 +153,8 @@ pub fn build_model(selector: &Selector, remedies: &BTreeSet<Remedy>) -> Result<Q
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     FullInt8,
+    /// A better range for one tensor, tried on top of the ranges kept so far.
+    Range,
     Greedy,
     Drop,
     /// A leave-one-out evaluation of the result, to say what each remedy bought.
@@ -354,6 +427,19 @@ pub fn search(
     Ok(outcome)
 }
 
+/// At most this many samples rank the remedies: a ranking needs their order, not exact
+/// values, and it costs one evaluation per quantized op.
+pub const RANKING_SAMPLES: usize = 32;
+
+/// The most sensitive ops whose tensors the range step tries better ranges for: each try
+/// costs one evaluation per distinct range, and a model's range problems sit where its
+/// error enters, which the ranking puts first.
+pub const RANGE_OPS: usize = 8;
+
+/// The share of the gap between the metric and the target's threshold a range must close
+/// to be kept.
+pub const RANGE_MIN_SHARE: f64 = 0.05;
+
 fn search_steps(
     run: &mut Run<'_>,
     options: SearchOptions,
@@ -366,18 +452,24 @@ fn search_steps(
     if run.candidates[full].meets_target {
         return Ok(Verdict::Met { chosen: full });
     }
-    // Only float remedies exist until range remedies are added (see `Remedy`).
-    if options.integer_only {
-        return Ok(Verdict::NeedsFloat {
-            misses: run.misses(full)?,
-        });
-    }
+    let higher = outcome.higher_is_better;
 
-    // Greedy by each remedy's gain alone, biggest first (ties in graph order).
+    // 1. Rank the ops by each one's gain kept float alone, biggest first (ties in graph
+    //    order), on a subset of the samples when there are many.
+    let samples = run.selector.samples();
+    let ranking_selector;
+    let ranker = if samples.len() > RANKING_SAMPLES {
+        ranking_selector = run
+            .selector
+            .on_samples(samples.start..samples.start + RANKING_SAMPLES);
+        &ranking_selector
+    } else {
+        run.selector
+    };
     let Some(sensitivity) = measure(
-        run.selector,
+        ranker,
         &outcome.metric,
-        outcome.higher_is_better,
+        higher,
         Measure {
             only_float: true,
             only_quantized: false,
@@ -397,89 +489,312 @@ fn search_steps(
     let gain_of: HashMap<usize, f64> = order.iter().map(|&(g, p)| (p, g)).collect();
     outcome.sensitivity = Some(sensitivity);
 
+    // 2. The cheapest remedies first: better ranges for the tensors of the most sensitive
+    //    ops. Each tensor's ranges are compared on the ranking samples; the best is
+    //    evaluated on all and kept when it closes a real part of the gap to the target
+    //    (a range that only moves the metric by noise would be one more change to
+    //    explain, for nothing). The model stays integer-only.
+    let threshold = outcome.thresholds.first().copied().unwrap_or(f64::NAN);
     let mut remedies: BTreeSet<Remedy> = BTreeSet::new();
-    let mut added: Vec<Remedy> = Vec::new();
-    let mut met = None;
-    for &(_, position) in &order {
-        let remedy = Remedy::Float { position };
-        remedies.insert(remedy);
-        added.push(remedy);
-        let Some(i) = run.evaluate(&remedies, Stage::Greedy)? else {
+    let mut current = full;
+    let sensitive: Vec<usize> = order
+        .iter()
+        .filter(|(gain, _)| *gain > 0.0)
+        .take(RANGE_OPS)
+        .map(|&(_, p)| p)
+        .collect();
+    let Some(()) = range_step(
+        run,
+        ranker,
+        &sensitive,
+        (&outcome.metric, higher),
+        threshold,
+        &mut remedies,
+        &mut current,
+    )?
+    else {
+        return Ok(Verdict::Cancelled);
+    };
+    if run.candidates[current].meets_target {
+        return finish(run, outcome, &gain_of, remedies, current);
+    }
+    if options.integer_only {
+        return Ok(Verdict::NeedsFloat {
+            misses: run.misses(current)?,
+        });
+    }
+
+    // 3. Float fallback in ranking order: the shortest prefix of the ranking that meets
+    //    the target, found by bisection (the metric improves with the prefix, nearly
+    //    always; a dip only makes the prefix longer, and the drop pass trims it).
+    let prefix = |k: usize| -> BTreeSet<Remedy> {
+        let mut set = remedies.clone();
+        set.extend(
+            order[..k]
+                .iter()
+                .map(|&(_, position)| Remedy::Float { position }),
+        );
+        set
+    };
+    // Every op float is the float model, which meets the target (checked first) but is
+    // no quantized model: the bisection takes it as met without building it.
+    let n = order.len();
+    let (mut lo, mut hi, mut met) = (0, n, None);
+    let mut last_miss = current;
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        let Some(i) = run.evaluate(&prefix(mid), Stage::Greedy)? else {
             return Ok(Verdict::Cancelled);
         };
         if run.candidates[i].meets_target {
-            met = Some(i);
-            break;
+            (hi, met) = (mid, Some(i));
+        } else {
+            (lo, last_miss) = (mid, i);
         }
     }
-    let Some(mut current) = met else {
-        let last = run.candidates.len() - 1;
+    let Some(met) = met else {
         return Ok(Verdict::Unreachable {
-            misses: run.misses(last)?,
+            misses: run.misses(last_miss)?,
         });
     };
+    // 4. Ranges again, now that the float prefix has removed the errors that hid their
+    //    effect: what they add lets the drop pass remove more float ops.
+    let mut remedies = prefix(hi);
+    let mut met = met;
+    let Some(()) = range_step(
+        run,
+        ranker,
+        &sensitive,
+        (&outcome.metric, higher),
+        threshold,
+        &mut remedies,
+        &mut met,
+    )?
+    else {
+        return Ok(Verdict::Cancelled);
+    };
+    finish(run, outcome, &gain_of, remedies, met)
+}
 
-    // Drop pass: the least useful remedy (smallest gain alone) is tried first.
-    let mut drop_order = added.clone();
+/// Tries better ranges for the tensors of `sensitive` ops on top of `remedies`
+/// (candidate `current`), keeping each that closes more than [`RANGE_MIN_SHARE`] of the
+/// distance to the target's threshold; stops as soon as the target holds. `None` when
+/// cancelled.
+fn range_step(
+    run: &mut Run<'_>,
+    ranker: &Selector,
+    sensitive: &[usize],
+    (metric, higher): (&str, bool),
+    threshold: f64,
+    remedies: &mut BTreeSet<Remedy>,
+    current: &mut usize,
+) -> Result<Option<()>> {
+    let met_before = run.candidates[*current].meets_target;
+    let mut tried: BTreeSet<TensorId> = BTreeSet::new();
+    for &position in sensitive {
+        for tensor in range_tensors(run.selector, position) {
+            if !tried.insert(tensor)
+                || remedies
+                    .iter()
+                    .any(|r| matches!(r, Remedy::Range { tensor: t, .. } if *t == tensor))
+            {
+                continue;
+            }
+            let mut best: Option<(f64, Remedy)> = None;
+            for choice in distinct_choices(run.selector, tensor) {
+                let remedy = Remedy::Range { tensor, choice };
+                let mut with = remedies.clone();
+                with.insert(remedy);
+                let model = build_model(run.selector, &with)?;
+                let Some(metrics) = evaluate(ranker, &model, Baseline::FullInt8, run.cancel)?
+                else {
+                    return Ok(None);
+                };
+                let value = read_metric(&metrics, metric)?;
+                let beats = best.is_none_or(|(b, _)| if higher { value > b } else { value < b });
+                if beats && !value.is_nan() {
+                    best = Some((value, remedy));
+                }
+            }
+            let Some((_, remedy)) = best else {
+                continue;
+            };
+            let mut with = remedies.clone();
+            with.insert(remedy);
+            let Some(i) = run.evaluate(&with, Stage::Range)? else {
+                return Ok(None);
+            };
+            let (now, was) = (run.candidates[i].metric, run.candidates[*current].metric);
+            let gain = if higher { now - was } else { was - now };
+            let gap = (threshold - was).abs();
+            if gain > RANGE_MIN_SHARE * gap || (gain > 0.0 && !gap.is_finite()) {
+                remedies.insert(remedy);
+                *current = i;
+                if !met_before && run.candidates[i].meets_target {
+                    return Ok(Some(()));
+                }
+            }
+        }
+    }
+    Ok(Some(()))
+}
+
+/// The calibrated tensors whose ranges matter most to op `position`: the model inputs it
+/// reads (their ranges belong to no other op) and its output. Its other inputs are other
+/// ops' outputs, tried when those ops rank high.
+fn range_tensors(selector: &Selector, position: usize) -> Vec<TensorId> {
+    let Some(calibration) = selector.calibration() else {
+        return Vec::new();
+    };
+    let graph = &selector.graph;
+    let node = &graph.nodes[position];
+    let mut tensors: Vec<TensorId> = node
+        .inputs
+        .iter()
+        .flatten()
+        .filter(|id| graph.inputs.contains(id))
+        .chain(node.outputs.first())
+        .copied()
+        .filter(|&id| calibration.observed_range(id).is_some())
+        .collect();
+    tensors.dedup();
+    tensors
+}
+
+/// The range choices that give `tensor` a range other than its min/max, one per distinct
+/// range.
+fn distinct_choices(selector: &Selector, tensor: TensorId) -> Vec<RangeChoice> {
+    let Some(calibration) = selector.calibration() else {
+        return Vec::new();
+    };
+    let Some(observed) = calibration.observed_range(tensor) else {
+        return Vec::new();
+    };
+    let mut seen = vec![observed];
+    let mut choices = Vec::new();
+    for choice in RangeChoice::ALL {
+        if let Some(range) = calibration.refined_range(tensor, choice.method()) {
+            if !seen.contains(&range) {
+                seen.push(range);
+                choices.push(choice);
+            }
+        }
+    }
+    choices
+}
+
+/// The drop pass, the choice of the cheapest candidate and what each of its remedies
+/// buys, from `remedies` (candidate `current`) that meet the target.
+fn finish(
+    run: &mut Run<'_>,
+    outcome: &mut SearchOutcome,
+    gain_of: &HashMap<usize, f64>,
+    mut remedies: BTreeSet<Remedy>,
+    mut current: usize,
+) -> Result<Verdict> {
+    // Drop pass over the float remedies (ranges cost nothing, and each was kept for
+    // what it bought), the least useful (smallest gain alone) first. Groups are tried
+    // whole and split only when the target needs part of them: remedies a long greedy
+    // prefix did not need go in a few evaluations.
+    let mut drop_order: Vec<Remedy> = remedies.iter().copied().filter(Remedy::is_float).collect();
     drop_order.sort_by(|a, b| {
         let gain = |r: &Remedy| match r {
             Remedy::Float { position } => gain_of.get(position).copied().unwrap_or(0.0),
+            Remedy::Range { .. } => 0.0,
         };
         gain(a).total_cmp(&gain(b))
     });
-    for remedy in drop_order {
+    let half = drop_order.len().div_ceil(2);
+    let mut groups: Vec<Vec<Remedy>> = drop_order.chunks(half.max(1)).map(<[_]>::to_vec).collect();
+    groups.reverse();
+    while let Some(group) = groups.pop() {
         let mut without = remedies.clone();
-        without.remove(&remedy);
+        for r in &group {
+            without.remove(r);
+        }
+        if without.len() == remedies.len() {
+            continue;
+        }
         let Some(i) = run.evaluate(&without, Stage::Drop)? else {
             return Ok(Verdict::Cancelled);
         };
         if run.candidates[i].meets_target {
             remedies = without;
             current = i;
-            outcome.dropped.push(remedy);
+            outcome.dropped.extend(group);
+        } else if group.len() > 1 {
+            let (first, second) = group.split_at(group.len() / 2);
+            groups.push(second.to_vec());
+            groups.push(first.to_vec());
         }
     }
 
-    // The cheapest candidate that meets the target (the drop pass's result is one).
-    let higher = outcome.higher_is_better;
-    let chosen = (0..run.candidates.len())
+    // The cheapest candidate that meets the target (fewest float ops, then islands, then
+    // the better metric), and what each of its remedies buys (the metric without it, the
+    // others kept). Leaving one out can find a model as cheap and better (a range that
+    // hurt once others were in): then that one is chosen and explained instead.
+    let mut explained = None;
+    for _ in 0..MAX_RECHOICES {
+        let chosen = cheapest(run, outcome.higher_is_better).unwrap_or(current);
+        if explained == Some(chosen) {
+            break;
+        }
+        explained = Some(chosen);
+        outcome.bought.clear();
+        let result: BTreeSet<Remedy> = run.candidates[chosen].remedies.iter().copied().collect();
+        for &remedy in &result {
+            let mut without = result.clone();
+            without.remove(&remedy);
+            let Some(i) = run.evaluate(&without, Stage::Attribution)? else {
+                return Ok(Verdict::Cancelled);
+            };
+            let graph = &run.selector.graph;
+            let (op, tensor) = match remedy {
+                Remedy::Float { position } => {
+                    let node = &graph.nodes[position];
+                    (
+                        node.op.display_name().to_string(),
+                        node.outputs
+                            .first()
+                            .map(|&t| graph.tensor(t).name.clone())
+                            .unwrap_or_default(),
+                    )
+                }
+                Remedy::Range { tensor, .. } => {
+                    ("range".to_string(), graph.tensor(tensor).name.clone())
+                }
+            };
+            outcome.bought.push(Bought {
+                remedy,
+                op,
+                tensor,
+                with: run.candidates[chosen].metric,
+                without: run.candidates[i].metric,
+            });
+        }
+    }
+    Ok(Verdict::Met {
+        chosen: explained.unwrap_or(current),
+    })
+}
+
+/// Rounds of "choose, then explain" (each explanation can reveal a better model).
+const MAX_RECHOICES: usize = 3;
+
+/// The cheapest candidate meeting the target: fewest float ops, then islands, then the
+/// better metric.
+fn cheapest(run: &Run<'_>, higher: bool) -> Option<usize> {
+    let key = |c: &Candidate| (c.float_ops, c.float_islands);
+    (0..run.candidates.len())
         .filter(|&i| run.candidates[i].meets_target)
         .min_by(|&a, &b| {
             let (x, y) = (&run.candidates[a], &run.candidates[b]);
-            x.float_ops
-                .cmp(&y.float_ops)
-                .then(x.float_islands.cmp(&y.float_islands))
-                .then(if higher {
-                    y.metric.total_cmp(&x.metric)
-                } else {
-                    x.metric.total_cmp(&y.metric)
-                })
+            key(x).cmp(&key(y)).then(if higher {
+                y.metric.total_cmp(&x.metric)
+            } else {
+                x.metric.total_cmp(&y.metric)
+            })
         })
-        .unwrap_or(current);
-
-    // What each remedy of the result buys: the metric without it, the others kept.
-    let result: BTreeSet<Remedy> = run.candidates[chosen].remedies.iter().copied().collect();
-    for &remedy in &result {
-        let mut without = result.clone();
-        without.remove(&remedy);
-        let Some(i) = run.evaluate(&without, Stage::Attribution)? else {
-            return Ok(Verdict::Cancelled);
-        };
-        let Remedy::Float { position } = remedy;
-        let node = &run.selector.graph.nodes[position];
-        outcome.bought.push(Bought {
-            remedy,
-            op: node.op.display_name().to_string(),
-            tensor: node
-                .outputs
-                .first()
-                .map(|&t| run.selector.graph.tensor(t).name.clone())
-                .unwrap_or_default(),
-            with: run.candidates[chosen].metric,
-            without: run.candidates[i].metric,
-        });
-    }
-    Ok(Verdict::Met { chosen })
 }
 
 #[cfg(test)]

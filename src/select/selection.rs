@@ -297,6 +297,29 @@ impl Selector {
         Ok((Arc::new(plan), changes))
     }
 
+    /// The calibration the plan came from, when the selector was given it.
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_deref()
+    }
+
+    /// The model with `keep_float` (float-graph positions) left in float and each tensor of
+    /// `ranges` quantized with the range its method finds on the calibration histogram.
+    pub fn quantize_with_ranges(
+        &self,
+        keep_float: Vec<usize>,
+        ranges: &BTreeMap<TensorId, crate::quant::range_search::RangeMethod>,
+    ) -> Result<QuantizedModel> {
+        let (plan, _) = self.plan_with_ranges(ranges)?;
+        quantize_graph(
+            &self.graph,
+            &plan,
+            &QuantizeOptions {
+                keep_float: keep_float.into_iter().collect(),
+                ..Default::default()
+            },
+        )
+    }
+
     /// The model with `keep_float` (float-graph positions) left in float.
     pub fn quantize(&self, keep_float: Vec<usize>) -> Result<QuantizedModel> {
         quantize_graph(

@@ -436,6 +436,7 @@ fn repair(
 fn stage_name(stage: Stage) -> &'static str {
     match stage {
         Stage::FullInt8 => "int8",
+        Stage::Range => "range",
         Stage::Greedy => "greedy",
         Stage::Drop => "drop",
         Stage::Attribution => "check",
