@@ -54,34 +54,7 @@ impl Histogram {
         if half_span == 0.0 {
             counts[center] = values.len() as u64;
         } else {
-            // Bins per unit value, a power of two: `v * per_unit` is exact in f64 for any
-            // f32 `v`, so its floor is the bin offset from zero without rounding error
-            // (a tiny negative value lands left of zero, not on it).
-            let per_unit = center as f64 / half_span;
-            let last = bins as i64 - 1;
-            // Four sub-histograms: consecutive values often fall in the same bin, and one
-            // counter would make each increment wait for the previous one.
-            let mut lanes = vec![[0u32; 4]; bins];
-            let bin = |v: f32| {
-                ((f64::from(v) * per_unit).floor() as i64 + center as i64).clamp(0, last) as usize
-            };
-            // u32 lanes: flushed before any could overflow.
-            for block in values.chunks(1 << 30) {
-                let mut quads = block.chunks_exact(4);
-                for q in &mut quads {
-                    lanes[bin(q[0])][0] += 1;
-                    lanes[bin(q[1])][1] += 1;
-                    lanes[bin(q[2])][2] += 1;
-                    lanes[bin(q[3])][3] += 1;
-                }
-                for &v in quads.remainder() {
-                    lanes[bin(v)][0] += 1;
-                }
-                for (c, l) in counts.iter_mut().zip(lanes.iter_mut()) {
-                    *c += l.iter().map(|&x| u64::from(x)).sum::<u64>();
-                    *l = [0; 4];
-                }
-            }
+            count_into(&mut counts, values, half_span);
         }
         Histogram {
             half_span,
@@ -175,6 +148,68 @@ impl Histogram {
             counts: CountsText::from_counts(&counts),
         }
         .try_into()
+    }
+}
+
+/// Values binned per pass of [`count_into`]: their bin indices fit in a small buffer.
+const BIN_BATCH: usize = 512;
+
+/// Adds `values` (all within `[-half_span, half_span]`, `half_span` a power of two > 0)
+/// to `counts`.
+///
+/// Bins per unit value are a power of two, so `v * per_unit` is exact and its floor is the
+/// bin's offset from the center bin, without any rounding (a tiny negative value lands left
+/// of zero, not on it). The indices of a batch are computed first, in a loop the compiler
+/// vectorises (truncation corrected to the floor, no call to `floor`, which costs more than
+/// all the rest on baseline x86-64), then counted into four sub-histograms in turn:
+/// consecutive values often fall in the same bin (ReLU's zeros), and one counter would make
+/// each increment wait for the previous one.
+fn count_into(counts: &mut [u64], values: &[f32], half_span: f64) {
+    let bins = counts.len();
+    let center = bins / 2;
+    let per_unit = center as f64 / half_span;
+    let per_unit_f32 = per_unit as f32;
+    let mut lanes = vec![[0u32; 4]; bins];
+    let mut index = [0u32; BIN_BATCH];
+    // u32 sub-counts: flushed before any could overflow.
+    for block in values.chunks(1 << 31) {
+        for batch in block.chunks(BIN_BATCH) {
+            let index = &mut index[..batch.len()];
+            if per_unit_f32.is_normal() {
+                let (center, top) = (center as i32, bins as i32 - 1);
+                let reach = center as f32;
+                for (i, &v) in index.iter_mut().zip(batch) {
+                    // Within [-center, center] for values within the span; `max`/`min`
+                    // also turn a NaN into a bound.
+                    let x = (v * per_unit_f32).max(-reach).min(reach);
+                    // SAFETY: x is finite and within i32's range.
+                    let t: i32 = unsafe { x.to_int_unchecked() };
+                    let floor = t - i32::from(v < 0.0 && (x != t as f32 || x == 0.0));
+                    *i = (floor + center).clamp(0, top) as u32;
+                }
+            } else {
+                // Spans so small (below 2^-117) or large that `per_unit` is no normal f32.
+                let top = bins as i64 - 1;
+                for (i, &v) in index.iter_mut().zip(batch) {
+                    let floor = (f64::from(v) * per_unit).floor() as i64;
+                    *i = (floor + center as i64).clamp(0, top) as u32;
+                }
+            }
+            let mut quads = index.chunks_exact(4);
+            for q in &mut quads {
+                lanes[q[0] as usize][0] += 1;
+                lanes[q[1] as usize][1] += 1;
+                lanes[q[2] as usize][2] += 1;
+                lanes[q[3] as usize][3] += 1;
+            }
+            for &i in quads.remainder() {
+                lanes[i as usize][0] += 1;
+            }
+        }
+        for (c, l) in counts.iter_mut().zip(lanes.iter_mut()) {
+            *c += l.iter().map(|&x| u64::from(x)).sum::<u64>();
+            *l = [0; 4];
+        }
     }
 }
 
