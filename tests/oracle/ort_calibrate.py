@@ -2,10 +2,11 @@
 
     python ort_calibrate.py REQUEST.json > ANSWER.json
 
-REQUEST: {"percentiles": [99.9, ...], "quantized_bins": 128,
+REQUEST: {"percentiles": [99.9, ...], "quantized_bins": 128, "entropy": true,
           "histograms": [{"name": ..., "counts": [...], "edges": [...], "min": m, "max": M}]}
 ANSWER:  {"NAME": {"percentile": {"99.9": [lo, hi], ...}, "entropy": [lo, hi],
-                   "entropy_divergences": [kl, ...]}}
+                   "entropy_divergences": [kl or null when infinite, ...]}}
+(the entropy keys only when the request's "entropy" is true: about a second a histogram)
 
 The thresholds come from ONNX Runtime's own HistogramCollector (non-symmetric mode), its
 histogram replaced by qdbg's: `compute_percentile` and `get_entropy_threshold`. The
@@ -80,7 +81,11 @@ def main():
             for p in request["percentiles"]:
                 t = collector(histogram, p, qbins).compute_percentile()["t"]
                 result["percentile"][repr(p)] = [float(t[0]), float(t[1])]
-            t = collector(histogram, 99.99, qbins).get_entropy_threshold(histogram, qbins)
+            if request.get("entropy", True):
+                t = collector(histogram, 99.99, qbins).get_entropy_threshold(histogram, qbins)
+        answer[h["name"]] = result
+        if not request.get("entropy", True):
+            continue
         result["entropy"] = [float(t[0]), float(t[1])]
         kl = divergences(counts, qbins)
         best = int(np.argmin(kl))
@@ -91,8 +96,8 @@ def main():
             min(float(edges[min(center + half + 1, counts.size)]), float(hi)),
         )
         assert mine == tuple(result["entropy"]), (h["name"], mine, result["entropy"])
-        result["entropy_divergences"] = kl
-        answer[h["name"]] = result
+        # JSON has no infinity: a candidate ONNX Runtime cannot score is null.
+        result["entropy_divergences"] = [k if np.isfinite(k) else None for k in kl]
     json.dump(answer, sys.stdout)
 
 
