@@ -205,7 +205,8 @@ fn percentile_and_entropy_agree_with_onnx_runtime_on_mobilenet_activations() {
             // channels (the last dimension).
             let n = graph.tensor(*id).num_elements();
             let channels = graph.tensor(*id).shape.last().copied().unwrap_or(1).max(1);
-            let coprime = |s: usize| (2..=s).all(|f| s % f != 0 || channels % f != 0);
+            let coprime =
+                |s: usize| (2..=s).all(|f| !s.is_multiple_of(f) || !channels.is_multiple_of(f));
             let stride = (n.div_ceil(HISTOGRAM_VALUES_PER_SAMPLE)..)
                 .find(|&s| coprime(s))
                 .unwrap();
