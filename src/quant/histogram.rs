@@ -16,7 +16,7 @@
 //! takes the smallest power-of-two span that holds it; merging two histograms is exact,
 //! commutative and associative, so the result is the same whatever the thread count or
 //! the order the samples finish in. The price: the span is up to twice the largest |value|,
-//! so at least a quarter of the bins lie between 0 and each observed end.
+//! so only a quarter of the bins may lie between 0 and the farther observed end.
 
 use serde::{Deserialize, Serialize};
 
