@@ -115,10 +115,12 @@ impl Histogram {
                 *a += b;
             }
         } else {
-            let factor = (self.half_span / narrower.half_span).round() as i64;
+            // The spans differ by 2^shift: an arithmetic shift is the floor division.
+            let shift = (self.half_span / narrower.half_span).log2().round() as u32;
+            let shift = shift.min(63);
             for (j, &n) in narrower.counts.iter().enumerate() {
                 if n != 0 {
-                    let bin = center + (j as i64 - center).div_euclid(factor);
+                    let bin = center + ((j as i64 - center) >> shift);
                     self.counts[bin as usize] += n;
                 }
             }
@@ -311,7 +313,9 @@ struct CountsText(String);
 
 impl CountsText {
     fn from_counts(counts: &[u64]) -> CountsText {
-        let mut text = String::new();
+        use std::fmt::Write;
+        // Written in place: a `format!` per count was most of the cost of saving.
+        let mut text = String::with_capacity(counts.len() * 4);
         let mut i = 0;
         while i < counts.len() {
             let c = counts[i];
@@ -319,11 +323,12 @@ impl CountsText {
             if !text.is_empty() {
                 text.push(' ');
             }
+            // Writing to a String cannot fail.
             if run >= 3 {
-                text.push_str(&format!("{c}*{run}"));
+                let _ = write!(text, "{c}*{run}");
                 i += run;
             } else {
-                text.push_str(&c.to_string());
+                let _ = write!(text, "{c}");
                 i += 1;
             }
         }
