@@ -222,8 +222,17 @@ fn feed_values(hasher: &mut blake3::Hasher, sample: &SampleArray) {
     hasher.update(&bytes);
 }
 
+/// Values of one tensor in one sample that its histogram counts, at most (about): an
+/// evenly spaced subset of larger tensors. Counting a value costs about as much as the
+/// float model spends computing it (~0.5 ns: MobileNetV3-small computes 3.5 million values
+/// in 1.8 ms), so counting all of them would more than double the calibration; 100 samples
+/// still give each tensor's histogram 400,000 or more values (99.999% leaves 4 in the
+/// tails). The range itself is always every value's min and max.
+pub const HISTOGRAM_VALUES_PER_SAMPLE: usize = 4096;
+
 /// The range and histogram of `value`'s elements.
 fn observe(value: &CTensor) -> candle_core::Result<(TensorRange, Histogram)> {
+    let channels = value.dims().last().copied().unwrap_or(1);
     let of = |values: &[f32]| {
         let range = range_of(values);
         // A non-finite range is refused by the caller; its histogram is never used.
@@ -234,7 +243,13 @@ fn observe(value: &CTensor) -> candle_core::Result<(TensorRange, Histogram)> {
         };
         (
             range,
-            Histogram::of_values(values, finite, CALIBRATION_HISTOGRAM_BINS),
+            Histogram::of_sampled_values(
+                values,
+                finite,
+                CALIBRATION_HISTOGRAM_BINS,
+                HISTOGRAM_VALUES_PER_SAMPLE,
+                channels,
+            ),
         )
     };
     // Read in place when the value sits contiguous in host memory (always, on the CPU):
