@@ -779,7 +779,7 @@ fn finish(
 }
 
 /// Rounds of "choose, then explain" (each explanation can reveal a better model).
-const MAX_RECHOICES: usize = 3;
+const MAX_RECHOICES: usize = 2;
 
 /// The cheapest candidate meeting the target: fewest float ops, then islands, then the
 /// better metric.
