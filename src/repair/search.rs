@@ -271,17 +271,24 @@ fn dominates(a: &Candidate, b: &Candidate, higher_is_better: bool) -> bool {
 
 /// The indices of the candidates no other dominates (one per distinct remedy set).
 pub fn pareto_front(candidates: &[Candidate], higher_is_better: bool) -> Vec<usize> {
-    let mut seen: BTreeSet<&[Remedy]> = BTreeSet::new();
-    (0..candidates.len())
+    // One per point (metric, float ops, islands): the one with the fewest remedies, the
+    // first evaluated among equals.
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by_key(|&i| candidates[i].remedies.len());
+    let mut seen: BTreeSet<(u64, usize, usize)> = BTreeSet::new();
+    let mut front: Vec<usize> = order
+        .into_iter()
         .filter(|&i| {
             let c = &candidates[i];
             !c.metric.is_nan()
                 && !candidates
                     .iter()
                     .any(|o| !o.metric.is_nan() && dominates(o, c, higher_is_better))
-                && seen.insert(&c.remedies)
+                && seen.insert((c.metric.to_bits(), c.float_ops, c.float_islands))
         })
-        .collect()
+        .collect();
+    front.sort_unstable();
+    front
 }
 
 /// The search's working state: the evaluations made so far, by remedy set.
@@ -782,18 +789,21 @@ fn finish(
 const MAX_RECHOICES: usize = 2;
 
 /// The cheapest candidate meeting the target: fewest float ops, then islands, then the
-/// better metric.
+/// better metric, then the fewest remedies.
 fn cheapest(run: &Run<'_>, higher: bool) -> Option<usize> {
     let key = |c: &Candidate| (c.float_ops, c.float_islands);
     (0..run.candidates.len())
         .filter(|&i| run.candidates[i].meets_target)
         .min_by(|&a, &b| {
             let (x, y) = (&run.candidates[a], &run.candidates[b]);
-            key(x).cmp(&key(y)).then(if higher {
-                y.metric.total_cmp(&x.metric)
-            } else {
-                x.metric.total_cmp(&y.metric)
-            })
+            key(x)
+                .cmp(&key(y))
+                .then(if higher {
+                    y.metric.total_cmp(&x.metric)
+                } else {
+                    x.metric.total_cmp(&y.metric)
+                })
+                .then(x.remedies.len().cmp(&y.remedies.len()))
         })
 }
 
