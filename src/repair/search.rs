@@ -780,13 +780,18 @@ fn finish(
             });
         }
     }
+    // The result is always the cheapest candidate found (so it sits on the Pareto front);
+    // when the rounds ran out before it could be explained, `bought` describes the one
+    // before it.
     Ok(Verdict::Met {
-        chosen: explained.unwrap_or(current),
+        chosen: cheapest(run, outcome.higher_is_better)
+            .or(explained)
+            .unwrap_or(current),
     })
 }
 
 /// Rounds of "choose, then explain" (each explanation can reveal a better model).
-const MAX_RECHOICES: usize = 2;
+const MAX_RECHOICES: usize = 3;
 
 /// The cheapest candidate meeting the target: fewest float ops, then islands, then the
 /// better metric, then the fewest remedies.
