@@ -18,8 +18,10 @@ use ndarray_npy::ReadableElement;
 use qdbg::graph::{FusedActivation, Padding};
 use qdbg::kernels::int16::binary::{AddPath, AddSubInt16, MulInt16};
 use qdbg::kernels::int16::conv::ConvGeometry;
+use qdbg::kernels::int16::movement::{concatenate, pad};
 use qdbg::kernels::int16::pool::{Pool2d, PoolKind};
 use qdbg::kernels::int16::requantize::Requantize;
+use qdbg::kernels::int16::resize::{ResizeBilinearInt8, ResizeDims, ResizeNearest};
 use qdbg::kernels::int16::{ConvInt16, FullyConnectedInt16, QParams};
 
 /// The op families, by the builtin op names the vectors store.
@@ -27,6 +29,12 @@ const CONV_FAMILY: &[&str] = &["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"
 const REQUANTIZE: &[&str] = &["QUANTIZE"];
 const BINARY: &[&str] = &["ADD", "SUB", "MUL"];
 const POOL: &[&str] = &["AVERAGE_POOL_2D", "MAX_POOL_2D"];
+const MOVEMENT: &[&str] = &[
+    "CONCATENATION",
+    "PAD",
+    "RESIZE_BILINEAR",
+    "RESIZE_NEAREST_NEIGHBOR",
+];
 
 fn vectors() -> Vec<PathBuf> {
     single_run_vectors("kernels", "int16_")
@@ -262,6 +270,57 @@ fn run_pool(v: &mut Vector, op: &str) -> Outcome {
     compare(&v.name.clone(), op, &out, &expected)
 }
 
+fn run_movement(v: &mut Vector, op: &str) -> Outcome {
+    let (expected, out_shape) = data::<i16>(v, "out");
+    let out_q = output_qparams(v);
+    let mut out = vec![0i16; expected.len()];
+    let (x, shape) = data::<i16>(v, "in0");
+    match op {
+        "CONCATENATION" => {
+            let (y, y_shape) = data::<i16>(v, "in1");
+            let (qx, qy) = (qparams(v, "in0"), qparams(v, "in1"));
+            assert_eq!(activation(v), FusedActivation::None);
+            let inputs = [(&x[..], &shape[..], qx), (&y[..], &y_shape[..], qy)];
+            concatenate(&inputs, option(v, "axis"), out_q, &mut out).unwrap();
+        }
+        "PAD" => {
+            let p = v.vec::<i32>("in1");
+            let paddings: Vec<[usize; 2]> = p
+                .chunks_exact(2)
+                .map(|c| [c[0] as usize, c[1] as usize])
+                .collect();
+            pad(&x, &shape, &paddings, 0, &mut out).unwrap();
+        }
+        _ => {
+            let size = v.vec::<i32>("in1");
+            assert_eq!(size, [out_shape[1] as i32, out_shape[2] as i32]);
+            let d = ResizeDims {
+                batch: shape[0],
+                in_h: shape[1],
+                in_w: shape[2],
+                channels: shape[3],
+                out_h: out_shape[1],
+                out_w: out_shape[2],
+            };
+            let (align, half) = (
+                option(v, "alignCorners") != 0,
+                option(v, "halfPixelCenters") != 0,
+            );
+            if op == "RESIZE_BILINEAR" {
+                ResizeBilinearInt8::new(qparams(v, "in0"), out_q, align, half)
+                    .unwrap()
+                    .run_int16(&d, &x, &mut out)
+                    .unwrap();
+            } else {
+                ResizeNearest::new(align, half)
+                    .run(&d, &x, &mut out)
+                    .unwrap();
+            }
+        }
+    }
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
 /// Runs one vector with the kernel its op names.
 fn run_vector(path: &Path) -> Outcome {
     let mut v = open(path);
@@ -271,6 +330,7 @@ fn run_vector(path: &Path) -> Outcome {
         o if REQUANTIZE.contains(&o) => run_requantize(&mut v, o),
         o if BINARY.contains(&o) => run_binary(&mut v, o),
         o if POOL.contains(&o) => run_pool(&mut v, o),
+        o if MOVEMENT.contains(&o) => run_movement(&mut v, o),
         other => panic!("{}: no int16 kernel test for op {other}", v.name),
     }
 }
@@ -375,10 +435,15 @@ fn pooling_matches_litert_exactly() {
     check_family(POOL, 4);
 }
 
+#[test]
+fn concatenation_pad_and_resize_match_litert_exactly() {
+    check_family(MOVEMENT, 5);
+}
+
 /// Every int16 vector on disk names an op one of the tests above runs.
 #[test]
 fn every_int16_vector_is_tested() {
-    let known: Vec<&str> = [CONV_FAMILY, REQUANTIZE, BINARY, POOL].concat();
+    let known: Vec<&str> = [CONV_FAMILY, REQUANTIZE, BINARY, POOL, MOVEMENT].concat();
     let files = vectors();
     assert!(!files.is_empty());
     for path in files {

@@ -17,8 +17,10 @@
 pub mod binary;
 pub mod conv;
 pub mod fully_connected;
+pub mod movement;
 pub mod pool;
 pub mod requantize;
+pub mod resize;
 
 pub use crate::kernels::int8::QParams;
 pub use conv::ConvInt16;
