@@ -20,6 +20,7 @@ use qdbg::kernels::int16::binary::{AddPath, AddSubInt16, MulInt16};
 use qdbg::kernels::int16::conv::ConvGeometry;
 use qdbg::kernels::int16::movement::{concatenate, pad};
 use qdbg::kernels::int16::pool::{Pool2d, PoolKind};
+use qdbg::kernels::int16::reduce::Mean;
 use qdbg::kernels::int16::requantize::Requantize;
 use qdbg::kernels::int16::resize::{ResizeBilinearInt8, ResizeDims, ResizeNearest};
 use qdbg::kernels::int16::{ConvInt16, FullyConnectedInt16, QParams};
@@ -29,6 +30,7 @@ const CONV_FAMILY: &[&str] = &["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"
 const REQUANTIZE: &[&str] = &["QUANTIZE"];
 const BINARY: &[&str] = &["ADD", "SUB", "MUL"];
 const POOL: &[&str] = &["AVERAGE_POOL_2D", "MAX_POOL_2D"];
+const MEAN: &[&str] = &["MEAN"];
 const MOVEMENT: &[&str] = &[
     "CONCATENATION",
     "PAD",
@@ -321,6 +323,25 @@ fn run_movement(v: &mut Vector, op: &str) -> Outcome {
     compare(&v.name.clone(), op, &out, &expected)
 }
 
+fn run_mean(v: &mut Vector, op: &str) -> Outcome {
+    let (x, shape) = data::<i16>(v, "in0");
+    let (expected, out_shape) = data::<i16>(v, "out");
+    let axes = v.vec::<i32>("in1");
+    let keep_dims = option(v, "keepDims") != 0;
+    let mean = Mean::new_int16(
+        &shape,
+        &axes,
+        keep_dims,
+        qparams(v, "in0"),
+        output_qparams(v),
+    )
+    .unwrap();
+    assert_eq!(mean.output_shape(), &out_shape[..], "{}", v.name);
+    let mut out = vec![0i16; expected.len()];
+    mean.run_int16(&x, &mut out).unwrap();
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
 /// Runs one vector with the kernel its op names.
 fn run_vector(path: &Path) -> Outcome {
     let mut v = open(path);
@@ -331,6 +352,7 @@ fn run_vector(path: &Path) -> Outcome {
         o if BINARY.contains(&o) => run_binary(&mut v, o),
         o if POOL.contains(&o) => run_pool(&mut v, o),
         o if MOVEMENT.contains(&o) => run_movement(&mut v, o),
+        o if MEAN.contains(&o) => run_mean(&mut v, o),
         other => panic!("{}: no int16 kernel test for op {other}", v.name),
     }
 }
@@ -436,6 +458,11 @@ fn pooling_matches_litert_exactly() {
 }
 
 #[test]
+fn mean_matches_litert_exactly() {
+    check_family(MEAN, 2);
+}
+
+#[test]
 fn concatenation_pad_and_resize_match_litert_exactly() {
     check_family(MOVEMENT, 5);
 }
@@ -443,7 +470,7 @@ fn concatenation_pad_and_resize_match_litert_exactly() {
 /// Every int16 vector on disk names an op one of the tests above runs.
 #[test]
 fn every_int16_vector_is_tested() {
-    let known: Vec<&str> = [CONV_FAMILY, REQUANTIZE, BINARY, POOL, MOVEMENT].concat();
+    let known: Vec<&str> = [CONV_FAMILY, REQUANTIZE, BINARY, POOL, MOVEMENT, MEAN].concat();
     let files = vectors();
     assert!(!files.is_empty());
     for path in files {

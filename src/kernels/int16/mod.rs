@@ -19,6 +19,7 @@ pub mod conv;
 pub mod fully_connected;
 pub mod movement;
 pub mod pool;
+pub mod reduce;
 pub mod requantize;
 pub mod resize;
 
