@@ -419,15 +419,6 @@ CASES = [
          lambda x: tf.reduce_mean(x, axis=[1, 2], keepdims=True), [normal(0.3, 1.2)]),
     Case("mean_c", "MEAN", [[1, 4, 6, 20]],
          lambda x: tf.reduce_mean(x, axis=-1), [normal(0.5, 1.0)]),
-    # Activations
-    Case("logistic", "LOGISTIC", [[1, 16, 16, 8]], tf.sigmoid, [normal(0, 4.0)]),
-    Case("logistic_narrow", "LOGISTIC", [[1, 8, 8, 8]], tf.sigmoid, [normal(0, 0.5)]),
-    Case("tanh", "TANH", [[1, 16, 16, 8]], tf.tanh, [normal(0, 2.0)]),
-    Case("tanh_wide", "TANH", [[1, 8, 8, 8]], tf.tanh, [normal(0, 9.0)]),
-    Case("softmax", "SOFTMAX", [[1, 3, 40]], lambda x: tf.nn.softmax(x, axis=-1),
-         [normal(0, 4.0)]),
-    Case("softmax_narrow", "SOFTMAX", [[2, 3, 7]], lambda x: tf.nn.softmax(x, axis=-1),
-         [normal(0, 0.7)]),
     # Data movement with rescaling
     Case("concat_c", "CONCATENATION", [[1, 4, 5, 6], [1, 4, 5, 3]],
          lambda a, b: tf.concat([a, b], axis=-1), [normal(0, 1.0), normal(0, 3.0)]),
@@ -440,6 +431,23 @@ CASES = [
          [normal(0, 1.0)]),
     Case("resize_nearest", "RESIZE_NEAREST_NEIGHBOR", [[1, 5, 6, 4]],
          lambda x: tf.image.resize(x, [9, 13], method="nearest"), [normal(0, 1.0)]),
+]
+
+# Ops whose int16 kernels qdbg does not have yet (LiteRT runs them from lookup tables:
+# LOGISTIC / TANH interpolate a 256-entry sigmoid table that is not a rounding of any
+# simple formula, SOFTMAX builds its exp / reciprocal tables in Prepare). Their vectors
+# are written only when named on the command line, so a plain rerun does not put
+# untested vectors under tests/fixtures (tests/int16_kernels.rs requires every int16
+# vector there to be tested).
+PENDING_CASES = [
+    Case("logistic", "LOGISTIC", [[1, 16, 16, 8]], tf.sigmoid, [normal(0, 4.0)]),
+    Case("logistic_narrow", "LOGISTIC", [[1, 8, 8, 8]], tf.sigmoid, [normal(0, 0.5)]),
+    Case("tanh", "TANH", [[1, 16, 16, 8]], tf.tanh, [normal(0, 2.0)]),
+    Case("tanh_wide", "TANH", [[1, 8, 8, 8]], tf.tanh, [normal(0, 9.0)]),
+    Case("softmax", "SOFTMAX", [[1, 3, 40]], lambda x: tf.nn.softmax(x, axis=-1),
+         [normal(0, 4.0)]),
+    Case("softmax_narrow", "SOFTMAX", [[2, 3, 7]], lambda x: tf.nn.softmax(x, axis=-1),
+         [normal(0, 0.7)]),
 ]
 
 REQUANT_CASES = [
@@ -479,8 +487,8 @@ def main(argv):
     only = set(argv)
     os.makedirs(OUT_DIR, exist_ok=True)
     failed = []
-    for case in CASES + REQUANT_CASES:
-        if only and case.name not in only:
+    for case in CASES + REQUANT_CASES + PENDING_CASES:
+        if (only and case.name not in only) or (not only and case in PENDING_CASES):
             continue
         try:
             arrays = case.run() if isinstance(case, RequantCase) else run_converted(case)
