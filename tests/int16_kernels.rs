@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray_npy::ReadableElement;
 use qdbg::graph::{FusedActivation, Padding};
+use qdbg::kernels::int16::activation::{LutActivation, LutFunction, SIGMOID_TABLE};
 use qdbg::kernels::int16::binary::{AddPath, AddSubInt16, MulInt16};
 use qdbg::kernels::int16::conv::ConvGeometry;
 use qdbg::kernels::int16::movement::{concatenate, pad};
@@ -31,6 +32,7 @@ const REQUANTIZE: &[&str] = &["QUANTIZE"];
 const BINARY: &[&str] = &["ADD", "SUB", "MUL"];
 const POOL: &[&str] = &["AVERAGE_POOL_2D", "MAX_POOL_2D"];
 const MEAN: &[&str] = &["MEAN"];
+const LUT: &[&str] = &["LOGISTIC", "TANH"];
 const MOVEMENT: &[&str] = &[
     "CONCATENATION",
     "PAD",
@@ -342,6 +344,22 @@ fn run_mean(v: &mut Vector, op: &str) -> Outcome {
     compare(&v.name.clone(), op, &out, &expected)
 }
 
+fn run_lut(v: &mut Vector, op: &str) -> Outcome {
+    let (x, _) = data::<i16>(v, "in0");
+    let (expected, _) = data::<i16>(v, "out");
+    let function = if op == "TANH" {
+        LutFunction::Tanh
+    } else {
+        LutFunction::Logistic
+    };
+    let mut out = vec![0i16; expected.len()];
+    LutActivation::new(function, qparams(v, "in0"), output_qparams(v))
+        .unwrap()
+        .run(&x, &mut out)
+        .unwrap();
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
 /// Runs one vector with the kernel its op names.
 fn run_vector(path: &Path) -> Outcome {
     let mut v = open(path);
@@ -353,6 +371,7 @@ fn run_vector(path: &Path) -> Outcome {
         o if POOL.contains(&o) => run_pool(&mut v, o),
         o if MOVEMENT.contains(&o) => run_movement(&mut v, o),
         o if MEAN.contains(&o) => run_mean(&mut v, o),
+        o if LUT.contains(&o) => run_lut(&mut v, o),
         other => panic!("{}: no int16 kernel test for op {other}", v.name),
     }
 }
@@ -458,6 +477,34 @@ fn pooling_matches_litert_exactly() {
 }
 
 #[test]
+fn logistic_and_tanh_match_litert_exactly() {
+    check_family(LUT, 5);
+}
+
+/// The kernels' sigmoid table is LiteRT's: re-derived here from the probe vector, whose
+/// TANH inputs read entry `i` uninterpolated at code `128 * i` (output `table[i] - 32768`)
+/// and the last entry's step at code `254 * 128 + 127` (see `TanhTableProbe` in the
+/// vector script).
+#[test]
+fn the_sigmoid_table_is_the_one_litert_reads() {
+    let path = common::fixture("kernels/int16_tanh_table_probe.npz");
+    let mut v = open(&path);
+    let (x, _) = data::<i16>(&mut v, "in0");
+    let (out, _) = data::<i16>(&mut v, "out");
+    assert_eq!(qparams(&mut v, "in0").scale, 1.0 / 6144.0);
+    let mut table: Vec<i32> = (0..255)
+        .map(|i| {
+            assert_eq!(i32::from(x[i]), 128 * i as i32);
+            i32::from(out[i]) + 32768
+        })
+        .collect();
+    assert_eq!(x[255], 254 * 128 + 127);
+    table.push(table[254] + i32::from(out[255]) - i32::from(out[254]));
+    let ours: Vec<i32> = SIGMOID_TABLE.iter().map(|&e| i32::from(e)).collect();
+    assert_eq!(ours, table);
+}
+
+#[test]
 fn mean_matches_litert_exactly() {
     check_family(MEAN, 2);
 }
@@ -470,7 +517,7 @@ fn concatenation_pad_and_resize_match_litert_exactly() {
 /// Every int16 vector on disk names an op one of the tests above runs.
 #[test]
 fn every_int16_vector_is_tested() {
-    let known: Vec<&str> = [CONV_FAMILY, REQUANTIZE, BINARY, POOL, MOVEMENT, MEAN].concat();
+    let known: Vec<&str> = [CONV_FAMILY, REQUANTIZE, BINARY, POOL, MOVEMENT, MEAN, LUT].concat();
     let files = vectors();
     assert!(!files.is_empty());
     for path in files {

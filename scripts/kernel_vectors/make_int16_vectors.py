@@ -232,12 +232,14 @@ def pow2_scales(in_exp, filter_exp, out_exp):
 
 # --- QUANTIZE between integer types: single-op flatbuffers ------------------------------
 
-def requantize_model(in_dtype, in_q, out_dtype, out_q, shape):
+def requantize_model(in_dtype, in_q, out_dtype, out_q, shape,
+                     builtin=schema_fb.BuiltinOperator.QUANTIZE):
+    """A model of one option-less op (QUANTIZE unless `builtin` says otherwise)."""
     m = schema_fb.ModelT()
     m.version = 3
     code = schema_fb.OperatorCodeT()
-    code.builtinCode = schema_fb.BuiltinOperator.QUANTIZE
-    code.deprecatedBuiltinCode = schema_fb.BuiltinOperator.QUANTIZE
+    code.builtinCode = builtin
+    code.deprecatedBuiltinCode = builtin
     code.version = 1
     m.operatorCodes = [code]
     m.buffers = [schema_fb.BufferT()]
@@ -283,6 +285,29 @@ class RequantCase:
                                 rng.integers(-300, 301, n)])[:n]
         it.set_tensor(it.get_input_details()[0]["index"],
                       x.astype(self.in_dtype).reshape(self.shape))
+        it.invoke()
+        return record(it, m, 0, m.subgraphs[0].operators[0])
+
+
+class TanhTableProbe:
+    """TANH on inputs that read LiteRT's int16 sigmoid table entry by entry.
+
+    With input scale 1/6144 LiteRT's int16 TANH rescales by exactly 2 (multiplier 2^14,
+    right shift 13), so an input code `128 * i` lands on table entry `i` with no
+    interpolation and the output is `table[i] - 32768`; the code `254 * 128 + 127` reads
+    254/256 of the way to the last entry, which gives that entry's difference to the one
+    before (it is below 64). tests/int16_kernels.rs re-derives the
+    table from this vector and checks it against the kernel's copy."""
+
+    name = "tanh_table_probe"
+
+    def run(self):
+        n = 256
+        x = np.concatenate([np.arange(255) * 128, [254 * 128 + 127]]).astype(np.int16)
+        model, m = requantize_model(np.int16, (1.0 / 6144.0, 0), np.int16, (2.0 ** -15, 0),
+                                    (1, n), builtin=schema_fb.BuiltinOperator.TANH)
+        it = interpreter(model)
+        it.set_tensor(it.get_input_details()[0]["index"], x.reshape(1, n))
         it.invoke()
         return record(it, m, 0, m.subgraphs[0].operators[0])
 
@@ -419,6 +444,11 @@ CASES = [
          lambda x: tf.reduce_mean(x, axis=[1, 2], keepdims=True), [normal(0.3, 1.2)]),
     Case("mean_c", "MEAN", [[1, 4, 6, 20]],
          lambda x: tf.reduce_mean(x, axis=-1), [normal(0.5, 1.0)]),
+    # LOGISTIC / TANH: table interpolation (see TanhTableProbe)
+    Case("logistic", "LOGISTIC", [[1, 16, 16, 8]], tf.sigmoid, [normal(0, 4.0)]),
+    Case("logistic_narrow", "LOGISTIC", [[1, 8, 8, 8]], tf.sigmoid, [normal(0, 0.5)]),
+    Case("tanh", "TANH", [[1, 16, 16, 8]], tf.tanh, [normal(0, 2.0)]),
+    Case("tanh_wide", "TANH", [[1, 8, 8, 8]], tf.tanh, [normal(0, 9.0)]),
     # Data movement with rescaling
     Case("concat_c", "CONCATENATION", [[1, 4, 5, 6], [1, 4, 5, 3]],
          lambda a, b: tf.concat([a, b], axis=-1), [normal(0, 1.0), normal(0, 3.0)]),
@@ -433,17 +463,12 @@ CASES = [
          lambda x: tf.image.resize(x, [9, 13], method="nearest"), [normal(0, 1.0)]),
 ]
 
-# Ops whose int16 kernels qdbg does not have yet (LiteRT runs them from lookup tables:
-# LOGISTIC / TANH interpolate a 256-entry sigmoid table that is not a rounding of any
-# simple formula, SOFTMAX builds its exp / reciprocal tables in Prepare). Their vectors
+# Ops whose int16 kernels qdbg does not have yet (SOFTMAX: LiteRT builds exp and
+# reciprocal lookup tables in Prepare and interpolates them). Their vectors
 # are written only when named on the command line, so a plain rerun does not put
 # untested vectors under tests/fixtures (tests/int16_kernels.rs requires every int16
 # vector there to be tested).
 PENDING_CASES = [
-    Case("logistic", "LOGISTIC", [[1, 16, 16, 8]], tf.sigmoid, [normal(0, 4.0)]),
-    Case("logistic_narrow", "LOGISTIC", [[1, 8, 8, 8]], tf.sigmoid, [normal(0, 0.5)]),
-    Case("tanh", "TANH", [[1, 16, 16, 8]], tf.tanh, [normal(0, 2.0)]),
-    Case("tanh_wide", "TANH", [[1, 8, 8, 8]], tf.tanh, [normal(0, 9.0)]),
     Case("softmax", "SOFTMAX", [[1, 3, 40]], lambda x: tf.nn.softmax(x, axis=-1),
          [normal(0, 4.0)]),
     Case("softmax_narrow", "SOFTMAX", [[2, 3, 7]], lambda x: tf.nn.softmax(x, axis=-1),
@@ -487,11 +512,11 @@ def main(argv):
     only = set(argv)
     os.makedirs(OUT_DIR, exist_ok=True)
     failed = []
-    for case in CASES + REQUANT_CASES + PENDING_CASES:
+    for case in CASES + REQUANT_CASES + PENDING_CASES + [TanhTableProbe()]:
         if (only and case.name not in only) or (not only and case in PENDING_CASES):
             continue
         try:
-            arrays = case.run() if isinstance(case, RequantCase) else run_converted(case)
+            arrays = case.run() if not isinstance(case, Case) else run_converted(case)
         except Exception as e:  # report every case, then fail
             failed.append(case.name)
             print(f"FAIL {case.name}: {type(e).__name__}: {e}", file=sys.stderr)
