@@ -24,6 +24,7 @@ use qdbg::kernels::int16::pool::{Pool2d, PoolKind};
 use qdbg::kernels::int16::reduce::Mean;
 use qdbg::kernels::int16::requantize::Requantize;
 use qdbg::kernels::int16::resize::{ResizeBilinearInt8, ResizeDims, ResizeNearest};
+use qdbg::kernels::int16::softmax::SoftmaxInt16;
 use qdbg::kernels::int16::{ConvInt16, FullyConnectedInt16, QParams};
 
 /// The op families, by the builtin op names the vectors store.
@@ -33,6 +34,7 @@ const BINARY: &[&str] = &["ADD", "SUB", "MUL"];
 const POOL: &[&str] = &["AVERAGE_POOL_2D", "MAX_POOL_2D"];
 const MEAN: &[&str] = &["MEAN"];
 const LUT: &[&str] = &["LOGISTIC", "TANH"];
+const SOFTMAX: &[&str] = &["SOFTMAX"];
 const MOVEMENT: &[&str] = &[
     "CONCATENATION",
     "PAD",
@@ -360,6 +362,18 @@ fn run_lut(v: &mut Vector, op: &str) -> Outcome {
     compare(&v.name.clone(), op, &out, &expected)
 }
 
+fn run_softmax(v: &mut Vector, op: &str) -> Outcome {
+    let (x, shape) = data::<i16>(v, "in0");
+    let (expected, _) = data::<i16>(v, "out");
+    let beta = v.scalar::<f32>("opt_beta");
+    let mut out = vec![0i16; expected.len()];
+    SoftmaxInt16::new(qparams(v, "in0"), output_qparams(v), beta)
+        .unwrap()
+        .run(&x, *shape.last().unwrap(), &mut out)
+        .unwrap();
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
 /// Runs one vector with the kernel its op names.
 fn run_vector(path: &Path) -> Outcome {
     let mut v = open(path);
@@ -372,6 +386,7 @@ fn run_vector(path: &Path) -> Outcome {
         o if MOVEMENT.contains(&o) => run_movement(&mut v, o),
         o if MEAN.contains(&o) => run_mean(&mut v, o),
         o if LUT.contains(&o) => run_lut(&mut v, o),
+        o if SOFTMAX.contains(&o) => run_softmax(&mut v, o),
         other => panic!("{}: no int16 kernel test for op {other}", v.name),
     }
 }
@@ -505,6 +520,11 @@ fn the_sigmoid_table_is_the_one_litert_reads() {
 }
 
 #[test]
+fn softmax_matches_litert_exactly() {
+    check_family(SOFTMAX, 3);
+}
+
+#[test]
 fn mean_matches_litert_exactly() {
     check_family(MEAN, 2);
 }
@@ -517,7 +537,17 @@ fn concatenation_pad_and_resize_match_litert_exactly() {
 /// Every int16 vector on disk names an op one of the tests above runs.
 #[test]
 fn every_int16_vector_is_tested() {
-    let known: Vec<&str> = [CONV_FAMILY, REQUANTIZE, BINARY, POOL, MOVEMENT, MEAN, LUT].concat();
+    let known: Vec<&str> = [
+        CONV_FAMILY,
+        REQUANTIZE,
+        BINARY,
+        POOL,
+        MOVEMENT,
+        MEAN,
+        LUT,
+        SOFTMAX,
+    ]
+    .concat();
     let files = vectors();
     assert!(!files.is_empty());
     for path in files {

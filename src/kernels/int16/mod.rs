@@ -23,6 +23,7 @@ pub mod pool;
 pub mod reduce;
 pub mod requantize;
 pub mod resize;
+pub mod softmax;
 
 pub use crate::kernels::int8::QParams;
 pub use conv::ConvInt16;
