@@ -103,7 +103,7 @@ impl SoftmaxInt16 {
         if input.len() != out.len() {
             return Err(KernelError::size("output", input.len(), out.len()));
         }
-        if depth == 0 || input.len() % depth != 0 {
+        if depth == 0 || !input.len().is_multiple_of(depth) {
             return Err(KernelError::shape(
                 "softmax depth",
                 format!("a positive divisor of the element count {}", input.len()),
