@@ -4,8 +4,9 @@
 //! LiteRT's int16 CONCATENATION copies codes and needs every input to share the output's
 //! scale and zero point (the converter makes them so, inserting a QUANTIZE where they
 //! differ); int16 PAD fills with the output zero point, 0 for symmetric int16. The
-//! reshaping ops (RESHAPE, SQUEEZE, EXPAND_DIMS) and TRANSPOSE-like moves are
-//! dtype-agnostic in the executor already and need no int16 kernel.
+//! pure reshaping ops (RESHAPE, SQUEEZE, EXPAND_DIMS) change no element; TRANSPOSE,
+//! GATHER, SLICE and the like still need an int16 path when the executor learns int16
+//! (not checked against LiteRT here).
 
 use super::QParams;
 use crate::kernels::element::QuantizedElement;
