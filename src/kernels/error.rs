@@ -129,6 +129,7 @@ pub(crate) mod allowed {
     pub const POSITIVE: &str = "a positive finite number";
     pub const INT8: &str = "an int8 value, -128 to 127";
     pub const BELOW_ONE: &str = "a value in (0, 1), as TFLite's Prepare requires";
+    pub const ZERO: &str = "0: LiteRT's 16x8 kernels need symmetric int16 activations";
 }
 
 /// Each variant from a kernel given the bad input it names (values worked out by hand

@@ -8,8 +8,10 @@
 pub mod argmax_pool_f32;
 pub mod conv_f32;
 pub mod depthwise_f32;
+pub mod element;
 pub mod error;
 pub mod fixed_point;
+pub mod int16;
 pub mod int8;
 pub mod min_max_f32;
 pub mod pointwise_f32;

@@ -56,6 +56,12 @@ impl Vector {
             .unwrap_or_else(|e| panic!("{}: {key}: {e}", self.name))
     }
 
+    /// `key` if it is stored with element type `T`, else `None` (for vectors whose
+    /// dtypes say which kernel variant ran).
+    pub fn try_array<T: ReadableElement>(&mut self, key: &str) -> Option<ArrayD<T>> {
+        self.npz.by_name::<ndarray::OwnedRepr<T>, IxDyn>(key).ok()
+    }
+
     pub fn i8s(&mut self, key: &str) -> ArrayD<i8> {
         self.array(key)
     }

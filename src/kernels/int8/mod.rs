@@ -126,6 +126,16 @@ pub fn fused_activation_range(
     activation: crate::graph::FusedActivation,
     output: QParams,
 ) -> (i32, i32) {
+    fused_activation_range_within(activation, output, (-128, 127))
+}
+
+/// [`fused_activation_range`] for an output type whose codes span `(lo, hi)`: the int16
+/// kernels call it with the int16 range, as TFLite's function takes the output type's.
+pub fn fused_activation_range_within(
+    activation: crate::graph::FusedActivation,
+    output: QParams,
+    (lo, hi): (i32, i32),
+) -> (i32, i32) {
     use crate::graph::FusedActivation as A;
     // Saturating: a tiny output scale puts the quantized bound far outside i32.
     let quantize = |real: f32| {
@@ -133,7 +143,6 @@ pub fn fused_activation_range(
             .zero_point
             .saturating_add((real / output.scale).round() as i32)
     };
-    let (lo, hi) = (-128, 127);
     match activation {
         A::Relu => (lo.max(quantize(0.0)), hi),
         A::Relu6 => (lo.max(quantize(0.0)), hi.min(quantize(6.0))),

@@ -8,8 +8,9 @@
 //! (`(sum ± count/2) / count` with C's truncating division). The vector and scalar
 //! paths of those kernels compute the same values, so no lane emulation is needed.
 
-use super::{fused_activation_range, QParams};
+use super::{fused_activation_range_within, QParams};
 use crate::graph::{FusedActivation, Padding};
+use crate::kernels::element::QuantizedElement;
 use crate::kernels::KernelError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub enum PoolKind {
 }
 
 /// A prepared int8 2-D pooling op for one input shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Pool2d {
     kind: PoolKind,
     /// Input [batch, height, width, channels].
@@ -32,8 +33,10 @@ pub struct Pool2d {
     stride_w: usize,
     pad_top: usize,
     pad_left: usize,
-    act_min: i32,
-    act_max: i32,
+    /// The fused activation and output quantization, from which each element type's
+    /// clamp range follows (int8 here, int16 for the 16x8 kernels).
+    activation: FusedActivation,
+    output: QParams,
 }
 
 /// TFLite's `ComputeOutSize` and `ComputePaddingWithOffset` for one axis: SAME gives
@@ -88,7 +91,6 @@ impl Pool2d {
         }
         let (out_h, pad_top) = axis_geometry(padding, input_shape[1], filter.0, stride.0)?;
         let (out_w, pad_left) = axis_geometry(padding, input_shape[2], filter.1, stride.1)?;
-        let (act_min, act_max) = fused_activation_range(activation, output);
         input_shape
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
@@ -104,8 +106,8 @@ impl Pool2d {
             stride_w: stride.1,
             pad_top,
             pad_left,
-            act_min,
-            act_max,
+            activation,
+            output,
         })
     }
 
@@ -122,8 +124,12 @@ impl Pool2d {
         (start as usize, end.max(start) as usize)
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
+    /// Pools int8 codes, or int16 codes of a 16x8 model (LiteRT's int16 pooling is the
+    /// same arithmetic; only the clamp range differs).
+    pub fn run<T: QuantizedElement>(&self, input: &[T], out: &mut [T]) -> Result<(), KernelError> {
         let [batch, in_h, in_w, depth] = self.input;
+        let (act_min, act_max) =
+            fused_activation_range_within(self.activation, self.output, (T::MIN, T::MAX));
         let in_len = batch * in_h * in_w * depth;
         let out_len = batch * self.out_h * self.out_w * depth;
         if input.len() != in_len {
@@ -160,7 +166,7 @@ impl Pool2d {
                                 for x in x0..x1 {
                                     let p = ((b * in_h + y) * in_w + x) * depth;
                                     for (a, &v) in acc.iter_mut().zip(&input[p..p + depth]) {
-                                        *a = a.wrapping_add(i32::from(v));
+                                        *a = a.wrapping_add(v.to_i32());
                                     }
                                 }
                             }
@@ -172,13 +178,13 @@ impl Pool2d {
                                 } else {
                                     a.wrapping_sub(half).wrapping_div(count)
                                 };
-                                *d = avg.max(self.act_min).min(self.act_max) as i8;
+                                *d = T::saturate(avg.max(act_min).min(act_max));
                             }
                         }
                         PoolKind::Max => {
                             // The accumulator starts at the activation minimum, so
                             // an empty window yields it (as in LiteRT).
-                            dst.fill(self.act_min as i8);
+                            dst.fill(T::saturate(act_min));
                             for y in y0..y1 {
                                 for x in x0..x1 {
                                     let p = ((b * in_h + y) * in_w + x) * depth;
@@ -188,7 +194,7 @@ impl Pool2d {
                                 }
                             }
                             for d in dst.iter_mut() {
-                                *d = i32::from(*d).max(self.act_min).min(self.act_max) as i8;
+                                *d = T::saturate(d.to_i32().max(act_min).min(act_max));
                             }
                         }
                     }
@@ -284,6 +290,6 @@ mod tests {
         )
         .is_err());
         let p = pool(PoolKind::Average, [1, 3, 3, 1], Padding::Same, act);
-        assert!(p.run(&[0; 8], &mut [0; 4]).is_err());
+        assert!(p.run(&[0i8; 8], &mut [0i8; 4]).is_err());
     }
 }

@@ -24,6 +24,7 @@
 
 use super::neon_emulation as neon;
 use super::{check_scale, requantize_f32, Arithmetic, QParams};
+use crate::kernels::element::QuantizedElement;
 use crate::kernels::fixed_point::QuantizedMultiplier;
 use crate::kernels::KernelError;
 
@@ -84,7 +85,7 @@ impl Reduction {
         })
     }
 
-    fn check_lengths(&self, input: &[i8], out: &[i8]) -> Result<(), KernelError> {
+    fn check_lengths<T, U>(&self, input: &[T], out: &[U]) -> Result<(), KernelError> {
         let in_len: usize = self.input_shape.iter().product();
         if input.len() != in_len {
             return Err(KernelError::size("input", in_len, input.len()));
@@ -97,7 +98,7 @@ impl Reduction {
 
     /// Calls `f(output_index, value)` for every input element, row-major; the
     /// output index runs over the kept axes in order.
-    fn for_each(&self, input: &[i8], mut f: impl FnMut(usize, i8)) {
+    fn for_each<T: QuantizedElement>(&self, input: &[T], mut f: impl FnMut(usize, T)) {
         let rank = self.input_shape.len();
         // Output strides of the input axes: 0 on reduced ones.
         let mut strides = vec![0usize; rank];
@@ -125,7 +126,7 @@ impl Reduction {
     }
 
     /// The int32 sums TFLite accumulates (wrapping, as its unsigned adds do).
-    fn sums(&self, input: &[i8]) -> Vec<i32> {
+    fn sums<T: QuantizedElement>(&self, input: &[T]) -> Vec<i32> {
         let mut axes = self.axes.clone();
         axes.sort_unstable();
         if let (&[batch, h, w, depth], &[1, 2]) = (&self.input_shape[..], &axes[..]) {
@@ -135,7 +136,7 @@ impl Reduction {
             return spatial_sums(input, batch, h * w, depth);
         }
         let mut sums = vec![0i32; self.output_len];
-        self.for_each(input, |o, v| sums[o] = sums[o].wrapping_add(i32::from(v)));
+        self.for_each(input, |o, v| sums[o] = sums[o].wrapping_add(v.to_i32()));
         sums
     }
 }
@@ -143,7 +144,12 @@ impl Reduction {
 /// Per image and channel, the wrapping int32 sum over the `hw` pixels of NHWC `input`
 /// (`[batch, hw, depth]`): pixel rows added into a channel-wide accumulator, which
 /// vectorises (a strided walk per channel did not).
-fn spatial_sums(input: &[i8], batch: usize, hw: usize, depth: usize) -> Vec<i32> {
+fn spatial_sums<T: QuantizedElement>(
+    input: &[T],
+    batch: usize,
+    hw: usize,
+    depth: usize,
+) -> Vec<i32> {
     let mut sums = vec![0i32; batch * depth];
     if depth == 0 {
         return sums;
@@ -154,7 +160,7 @@ fn spatial_sums(input: &[i8], batch: usize, hw: usize, depth: usize) -> Vec<i32>
     {
         for pixel in image.chunks_exact(depth) {
             for (a, &v) in acc.iter_mut().zip(pixel) {
-                *a = a.wrapping_add(i32::from(v));
+                *a = a.wrapping_add(v.to_i32());
             }
         }
     }
@@ -183,6 +189,31 @@ enum MeanPath {
         in_zero_point: i32,
         out_zero_point: i32,
     },
+}
+
+/// `reference_ops::QuantizedMeanOrSum`'s parameters: the `input / output` multiplier
+/// with `1 / count` folded in.
+fn general_mean_path(reduction: &Reduction, input: QParams, output: QParams) -> MeanPath {
+    let base = QuantizedMultiplier::from_real(f64::from(input.scale) / f64::from(output.scale));
+    let n = reduction.count as i64;
+    // Fold 1/n in: shift the multiplier up by floor(log2 n) (capped so the
+    // product fits and the final shift stays >= -31), then divide by n.
+    let multiplier = if n > 0 {
+        let shift = (63 - (n as u64).leading_zeros() as i32)
+            .min(32)
+            .min(31 + base.shift);
+        QuantizedMultiplier {
+            multiplier: ((i64::from(base.multiplier) << shift) / n) as i32,
+            shift: base.shift - shift,
+        }
+    } else {
+        base
+    };
+    MeanPath::General {
+        multiplier,
+        in_zero_point: input.zero_point,
+        out_zero_point: output.zero_point,
+    }
 }
 
 /// Prepared int8 MEAN.
@@ -227,27 +258,7 @@ impl Mean {
                 depth: input_shape[3],
             }
         } else {
-            let base =
-                QuantizedMultiplier::from_real(f64::from(input.scale) / f64::from(output.scale));
-            let n = reduction.count as i64;
-            // Fold 1/n in: shift the multiplier up by floor(log2 n) (capped so the
-            // product fits and the final shift stays >= -31), then divide by n.
-            let multiplier = if n > 0 {
-                let shift = (63 - (n as u64).leading_zeros() as i32)
-                    .min(32)
-                    .min(31 + base.shift);
-                QuantizedMultiplier {
-                    multiplier: ((i64::from(base.multiplier) << shift) / n) as i32,
-                    shift: base.shift - shift,
-                }
-            } else {
-                base
-            };
-            MeanPath::General {
-                multiplier,
-                in_zero_point: input.zero_point,
-                out_zero_point: output.zero_point,
-            }
+            general_mean_path(&reduction, input, output)
         };
         let xnnpack = MeanPath::Xnnpack {
             scale: input.scale / output.scale / reduction.count as f32,
@@ -267,6 +278,54 @@ impl Mean {
             self.path = self.xnnpack.clone();
         }
         self
+    }
+
+    /// MEAN of a 16x8 model: LiteRT runs `reference_ops::QuantizedMeanOrSum` for int16
+    /// whatever the axes (the optimized spatial mean is int8 / uint8 only), so every int16
+    /// MEAN takes the general path. Run it with [`Mean::run_int16`].
+    pub fn new_int16(
+        input_shape: &[usize],
+        axes: &[i32],
+        keep_dims: bool,
+        input: QParams,
+        output: QParams,
+    ) -> Result<Self, KernelError> {
+        check_scales(input, output)?;
+        let reduction = Reduction::new(input_shape, axes, keep_dims)?;
+        let path = general_mean_path(&reduction, input, output);
+        Ok(Mean {
+            reduction,
+            xnnpack: path.clone(),
+            path,
+        })
+    }
+
+    /// [`Mean::run`] on int16 codes (a [`Mean::new_int16`] op).
+    pub fn run_int16(&self, input: &[i16], out: &mut [i16]) -> Result<(), KernelError> {
+        self.reduction.check_lengths(input, out)?;
+        if input.is_empty() {
+            out.fill(0);
+            return Ok(());
+        }
+        let MeanPath::General {
+            multiplier,
+            in_zero_point,
+            out_zero_point,
+        } = &self.path
+        else {
+            return Err(KernelError::Options {
+                what: "MEAN preparation",
+                found: "an int8 one".into(),
+                allowed: "int16 data needs a MEAN made by Mean::new_int16",
+            });
+        };
+        let n = self.reduction.count as i64;
+        for (o, sum) in out.iter_mut().zip(self.reduction.sums(input)) {
+            let shifted = (i64::from(sum) - i64::from(*in_zero_point) * n) as i32;
+            let v = multiplier.apply(shifted).wrapping_add(*out_zero_point);
+            *o = i16::saturate(v);
+        }
+        Ok(())
     }
 
     pub fn output_shape(&self) -> &[usize] {

@@ -38,6 +38,7 @@
 //! them so; LiteRT does not check it, and neither does this kernel).
 
 use super::{check_int8_zero_point, check_scale, Arithmetic, QParams};
+use crate::kernels::element::QuantizedElement;
 use crate::kernels::KernelError;
 
 /// Shapes of one RESIZE_BILINEAR: input `[batch, in_h, in_w, channels]`, output
@@ -162,6 +163,42 @@ fn sources(
         .collect()
 }
 
+/// The checks of [`ResizeBilinearInt8::run`], on the slice lengths.
+fn check_dims(d: &ResizeDims, input_len: usize, out_len: usize) -> Result<(), KernelError> {
+    if d.in_h == 0 || d.in_w == 0 || d.out_h == 0 || d.out_w == 0 {
+        return Err(KernelError::shape(
+            "resize dimensions",
+            "positive input and output heights and widths",
+            format!("{d:?}"),
+        ));
+    }
+    if [d.in_h, d.in_w, d.out_h, d.out_w]
+        .iter()
+        .any(|&s| s > MAX_SIZE)
+    {
+        return Err(KernelError::shape(
+            "resize dimensions",
+            format!("heights and widths of at most {MAX_SIZE} (TFLite's fixed-point range)"),
+            format!("{d:?}"),
+        ));
+    }
+    let product = |dims: &[usize]| {
+        dims.iter()
+            .try_fold(1usize, |acc, &x| acc.checked_mul(x))
+            .ok_or_else(|| KernelError::overflow("resize dimensions", d))
+    };
+    let (want_in, want_out) = (
+        product(&[d.batch, d.in_h, d.in_w, d.channels])?,
+        product(&[d.batch, d.out_h, d.out_w, d.channels])?,
+    );
+    for (what, got, want) in [("input", input_len, want_in), ("output", out_len, want_out)] {
+        if got != want {
+            return Err(KernelError::size(what, want, got));
+        }
+    }
+    Ok(())
+}
+
 impl ResizeBilinearInt8 {
     /// `input` and `output` are checked for sane values only: LiteRT does not rescale
     /// (see the module docs). Errors on `align_corners` with `half_pixel_centers`, as
@@ -232,44 +269,34 @@ impl ResizeBilinearInt8 {
     /// Errors (leaving `out` untouched) on empty input or output images, sizes past
     /// TFLite's int32 fixed-point range, or slices of the wrong length.
     pub fn run(&self, d: &ResizeDims, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
-        if d.in_h == 0 || d.in_w == 0 || d.out_h == 0 || d.out_w == 0 {
-            return Err(KernelError::shape(
-                "resize dimensions",
-                "positive input and output heights and widths",
-                format!("{d:?}"),
-            ));
-        }
-        if [d.in_h, d.in_w, d.out_h, d.out_w]
-            .iter()
-            .any(|&s| s > MAX_SIZE)
-        {
-            return Err(KernelError::shape(
-                "resize dimensions",
-                format!("heights and widths of at most {MAX_SIZE} (TFLite's fixed-point range)"),
-                format!("{d:?}"),
-            ));
-        }
-        let product = |dims: &[usize]| {
-            dims.iter()
-                .try_fold(1usize, |acc, &x| acc.checked_mul(x))
-                .ok_or_else(|| KernelError::overflow("resize dimensions", d))
-        };
-        let (want_in, want_out) = (
-            product(&[d.batch, d.in_h, d.in_w, d.channels])?,
-            product(&[d.batch, d.out_h, d.out_w, d.channels])?,
-        );
-        for (what, got, want) in [
-            ("input", input.len(), want_in),
-            ("output", out.len(), want_out),
-        ] {
-            if got != want {
-                return Err(KernelError::size(what, want, got));
-            }
-        }
+        check_dims(d, input.len(), out.len())?;
         if self.arithmetic == Arithmetic::Xnnpack {
             self.run_xnnpack(d, input, out);
             return Ok(());
         }
+        self.interpolate(d, input, out)
+    }
+
+    /// [`ResizeBilinearInt8::run`] on the int16 codes of a 16x8 model: LiteRT's int16
+    /// kernel is the same `ResizeBilinearInteger` (XNNPACK runs no int16 resize, so the
+    /// arithmetic choice does not apply).
+    pub fn run_int16(
+        &self,
+        d: &ResizeDims,
+        input: &[i16],
+        out: &mut [i16],
+    ) -> Result<(), KernelError> {
+        check_dims(d, input.len(), out.len())?;
+        self.interpolate(d, input, out)
+    }
+
+    /// LiteRT's builtin interpolation (module docs), once the shapes are checked.
+    fn interpolate<T: QuantizedElement>(
+        &self,
+        d: &ResizeDims,
+        input: &[T],
+        out: &mut [T],
+    ) -> Result<(), KernelError> {
         let ys = sources(d.in_h, d.out_h, self.align_corners, self.half_pixel_centers)?;
         let xs = sources(d.in_w, d.out_w, self.align_corners, self.half_pixel_centers)?;
         let c = d.channels;
@@ -290,14 +317,14 @@ impl ResizeBilinearInt8 {
                         return Ok(());
                     };
                     for (ch, o) in px.iter_mut().enumerate() {
-                        let v = |p: &[i8]| i64::from(p[ch]);
+                        let v = |p: &[T]| i64::from(p[ch].to_i32());
                         let sum = v(p00) * (1024 - wy) * (1024 - wx)
                             + v(p10) * wy * (1024 - wx)
                             + v(p01) * (1024 - wy) * wx
                             + v(p11) * wy * wx;
                         let half = if sum > 0 { 1 << 19 } else { -(1 << 19) };
-                        // A weighted mean of int8 values: always within int8.
-                        *o = ((sum + half) / (1 << 20)) as i8;
+                        // A weighted mean of codes: always within their type.
+                        *o = T::saturate(((sum + half) / (1 << 20)) as i32);
                     }
                 }
             }

@@ -44,18 +44,21 @@ pub(super) fn element_count(shape: &[usize]) -> Result<usize, KernelError> {
 }
 
 /// Both operands' lengths match their shapes and the output's the broadcast shape's.
-fn check_operand_lengths(
-    a: &[i8],
+fn check_operand_lengths<T, U>(
+    a: &[T],
     a_shape: &[usize],
-    b: &[i8],
+    b: &[T],
     b_shape: &[usize],
-    out: &[i8],
+    out: &[U],
     out_len: usize,
 ) -> Result<(), KernelError> {
-    for (what, data, shape) in [("first input", a, a_shape), ("second input", b, b_shape)] {
+    for (what, len, shape) in [
+        ("first input", a.len(), a_shape),
+        ("second input", b.len(), b_shape),
+    ] {
         let want = element_count(shape)?;
-        if data.len() != want {
-            return Err(KernelError::size(what, want, data.len()));
+        if len != want {
+            return Err(KernelError::size(what, want, len));
         }
     }
     if out.len() != out_len {
@@ -289,12 +292,13 @@ pub(crate) struct Broadcast {
 }
 
 impl Broadcast {
-    pub(crate) fn new(
-        a: &[i8],
+    /// For operands of any element type (the int16 kernels use it too).
+    pub(crate) fn new<T, U>(
+        a: &[T],
         a_shape: &[usize],
-        b: &[i8],
+        b: &[T],
         b_shape: &[usize],
-        out: &[i8],
+        out: &[U],
     ) -> Result<Self, KernelError> {
         let out_shape = broadcast_shape(a_shape, b_shape)?;
         let out_len = element_count(&out_shape)?;

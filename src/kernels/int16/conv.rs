@@ -1,0 +1,380 @@
+//! 16x8 CONV_2D and DEPTHWISE_CONV_2D on NHWC data, bit-exact with LiteRT's builtin
+//! kernels, which run TFLite's reference `ConvPerChannel` / `DepthwiseConvPerChannel`
+//! for int16 input with an int64 bias.
+//!
+//! Input and output are int16 with zero point 0; filters are symmetric int8 with one scale
+//! per output channel (or one for all); the bias is int64 with scale
+//! `input_scale * filter_scale[c]`. Each output is
+//! `clamp(requantize(bias[c] + sum(x * w)))`, the sum in int64 with padded taps
+//! contributing nothing, and `requantize` TFLite's int64 `MultiplyByQuantizedMultiplier`
+//! ([`QuantizedMultiplier::apply_wide`]) with the multiplier of
+//! `f64(input) * f64(filter[c]) / f64(output)`, as in `PopulateConvolutionQuantizationParams`.
+//!
+//! Ties: the 16-bit multiplier rounds half up (`tests/fixtures/kernels/int16_*pow2_ties.npz`
+//! hold many exact halves). FULLY_CONNECTED rescales differently; see its module.
+//!
+//! LiteRT also accepts an int32 bias here (and then may take an optimized path); TensorFlow's
+//! converter always writes int64, the only bias these kernels take.
+
+use super::{check_symmetric, fused_activation_range, QParams};
+use crate::graph::FusedActivation;
+use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::KernelError;
+
+pub use crate::kernels::window::ConvGeometry;
+
+/// What the 16x8 conv-like kernels derive from the quantization parameters: one
+/// multiplier per output channel, how the int64 accumulator is rescaled, and the fused
+/// activation's int16 range.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Requant16 {
+    pub(crate) multipliers: Vec<QuantizedMultiplier>,
+    pub(crate) rescale: WideRescale,
+    pub(crate) act_min: i32,
+    pub(crate) act_max: i32,
+}
+
+/// How LiteRT rescales a 16x8 op's int64 accumulator (measured on tie-rich vectors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WideRescale {
+    /// TFLite's int64 `MultiplyByQuantizedMultiplier` (16-bit multiplier, ties up):
+    /// CONV_2D and DEPTHWISE_CONV_2D.
+    Reduced16,
+    /// The full Q31 multiplier, one rounding half away from zero: FULLY_CONNECTED.
+    FullAwayFromZero,
+}
+
+/// How the real per-channel factor is formed from f32 scales (as in int8).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScaleProduct {
+    /// `f64(input) * f64(filter) / f64(output)` (convolutions, per-channel FC).
+    Double,
+    /// `f64(input * filter) / f64(output)`, the product in f32 (per-tensor FC,
+    /// TFLite's `GetQuantizedConvolutionMultipler`).
+    FloatProduct,
+}
+
+impl Requant16 {
+    pub(crate) fn new(
+        input: QParams,
+        filter_scales: &[f32],
+        output: QParams,
+        activation: FusedActivation,
+        channels: usize,
+        product: ScaleProduct,
+        rescale: WideRescale,
+    ) -> Result<Self, KernelError> {
+        if channels == 0 {
+            return Err(KernelError::shape("output channel count", "at least 1", 0));
+        }
+        if filter_scales.len() != 1 && filter_scales.len() != channels {
+            return Err(KernelError::shape(
+                "filter scale count",
+                format!("1 or {channels} (one per output channel)"),
+                filter_scales.len(),
+            ));
+        }
+        check_symmetric("input scale", "input zero point", input)?;
+        check_symmetric("output scale", "output zero point", output)?;
+        let multipliers = (0..channels)
+            .map(|c| {
+                let f = filter_scales[if filter_scales.len() == 1 { 0 } else { c }];
+                let real = match product {
+                    ScaleProduct::Double => {
+                        f64::from(input.scale) * f64::from(f) / f64::from(output.scale)
+                    }
+                    ScaleProduct::FloatProduct => {
+                        f64::from(input.scale * f) / f64::from(output.scale)
+                    }
+                };
+                let m = QuantizedMultiplier::from_real(real);
+                // TFLite's int64 rescale takes shifts up to 7 (factors below 128); the
+                // 16-bit multiplier loses a factor of 0 entirely, which is fine.
+                if !(real.is_finite() && real >= 0.0) || m.shift > 7 {
+                    return Err(KernelError::Rescale {
+                        channel: (filter_scales.len() > 1).then_some(c),
+                        input_scale: input.scale,
+                        filter_scale: f,
+                        output_scale: output.scale,
+                        factor: real,
+                    });
+                }
+                Ok(m)
+            })
+            .collect::<Result<Vec<_>, KernelError>>()?;
+        let (act_min, act_max) = fused_activation_range(activation, output);
+        Ok(Requant16 {
+            multipliers,
+            rescale,
+            act_min,
+            act_max,
+        })
+    }
+
+    pub(crate) fn output(&self, acc: i64, channel: usize) -> i16 {
+        let m = self.multipliers[channel];
+        let scaled = match self.rescale {
+            WideRescale::Reduced16 => m.apply_wide(acc),
+            WideRescale::FullAwayFromZero => m.apply_wide_away_from_zero(acc),
+        };
+        scaled.clamp(self.act_min, self.act_max) as i16
+    }
+}
+
+pub(crate) fn check_len(what: &'static str, got: usize, want: usize) -> Result<(), KernelError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(KernelError::size(what, want, got))
+    }
+}
+
+pub(crate) fn check_bias(bias: Option<&[i64]>, channels: usize) -> Result<(), KernelError> {
+    match bias {
+        Some(b) => check_len("bias", b.len(), channels),
+        None => Ok(()),
+    }
+}
+
+/// Prepared 16x8 CONV_2D / DEPTHWISE_CONV_2D, reusable across geometries with
+/// `out_channels` outputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvInt16 {
+    rq: Requant16,
+}
+
+impl ConvInt16 {
+    /// `filter_scales` has one entry per output channel, or one for all. Errors on a
+    /// non-positive or non-finite scale, a nonzero activation zero point, a scale count
+    /// that fits neither layout, or a rescale factor of 128 or more.
+    pub fn new(
+        input: QParams,
+        filter_scales: &[f32],
+        output: QParams,
+        activation: FusedActivation,
+        out_channels: usize,
+    ) -> Result<Self, KernelError> {
+        Requant16::new(
+            input,
+            filter_scales,
+            output,
+            activation,
+            out_channels,
+            ScaleProduct::Double,
+            WideRescale::Reduced16,
+        )
+        .map(|rq| ConvInt16 { rq })
+    }
+
+    /// The per-channel fixed-point multipliers, as TFLite stores them.
+    pub fn multipliers(&self) -> &[QuantizedMultiplier] {
+        &self.rq.multipliers
+    }
+
+    /// The int16 range the fused activation leaves.
+    pub fn activation_range(&self) -> (i32, i32) {
+        (self.rq.act_min, self.rq.act_max)
+    }
+
+    fn check(
+        &self,
+        g: &ConvGeometry,
+        depthwise: bool,
+        input: &[i16],
+        filter: &[i8],
+        bias: Option<&[i64]>,
+        out: &[i16],
+    ) -> Result<(), KernelError> {
+        let e = g.extents(depthwise)?;
+        if g.out_c != self.rq.multipliers.len() {
+            return Err(KernelError::shape(
+                "geometry's output channel count",
+                format!("{}, as prepared", self.rq.multipliers.len()),
+                g.out_c,
+            ));
+        }
+        check_len("input", input.len(), e.input)?;
+        check_len("filter", filter.len(), e.filter)?;
+        check_len("output", out.len(), e.output)?;
+        check_bias(bias, g.out_c)
+    }
+
+    /// CONV_2D: `filter` is `[out_c, k_h, k_w, in_c]`.
+    pub fn conv2d(
+        &self,
+        g: &ConvGeometry,
+        input: &[i16],
+        filter: &[i8],
+        bias: Option<&[i64]>,
+        out: &mut [i16],
+    ) -> Result<(), KernelError> {
+        self.check(g, false, input, filter, bias, out)?;
+        let window = g.k_h * g.k_w * g.in_c;
+        self.for_each_pixel(g, bias, out, |acc, b, oy, ox| {
+            for_each_tap(g, b, oy, ox, |px, tap| {
+                let px = &input[px..][..g.in_c];
+                for (oc, a) in acc.iter_mut().enumerate() {
+                    let w = &filter[oc * window + tap * g.in_c..][..g.in_c];
+                    *a = a.wrapping_add(dot(px, w));
+                }
+            });
+        });
+        Ok(())
+    }
+
+    /// DEPTHWISE_CONV_2D: `filter` is `[1, k_h, k_w, out_c]`; output channel
+    /// `c * depth_multiplier + j` reads input channel `c`.
+    pub fn depthwise(
+        &self,
+        g: &ConvGeometry,
+        input: &[i16],
+        filter: &[i8],
+        bias: Option<&[i64]>,
+        out: &mut [i16],
+    ) -> Result<(), KernelError> {
+        self.check(g, true, input, filter, bias, out)?;
+        let m = g.depth_multiplier;
+        self.for_each_pixel(g, bias, out, |acc, b, oy, ox| {
+            for_each_tap(g, b, oy, ox, |px, tap| {
+                let px = &input[px..][..g.in_c];
+                let w = &filter[tap * g.out_c..][..g.out_c];
+                for ((&x, a), w) in px
+                    .iter()
+                    .zip(acc.chunks_exact_mut(m))
+                    .zip(w.chunks_exact(m))
+                {
+                    for (a, &w) in a.iter_mut().zip(w) {
+                        *a = a.wrapping_add(i64::from(x) * i64::from(w));
+                    }
+                }
+            });
+        });
+        Ok(())
+    }
+
+    /// Runs `accumulate(acc, batch, oy, ox)` for every output pixel with `acc` holding
+    /// the bias, then requantizes `acc` into the pixel's outputs.
+    fn for_each_pixel(
+        &self,
+        g: &ConvGeometry,
+        bias: Option<&[i64]>,
+        out: &mut [i16],
+        mut accumulate: impl FnMut(&mut [i64], usize, usize, usize),
+    ) {
+        let mut acc = vec![0i64; g.out_c];
+        let mut pixels = out.chunks_exact_mut(g.out_c.max(1));
+        for b in 0..g.batch {
+            for oy in 0..g.out_h {
+                for ox in 0..g.out_w {
+                    match bias {
+                        Some(bias) => acc.copy_from_slice(bias),
+                        None => acc.fill(0),
+                    }
+                    accumulate(&mut acc, b, oy, ox);
+                    if let Some(dst) = pixels.next() {
+                        for (c, (o, &a)) in dst.iter_mut().zip(&acc).enumerate() {
+                            *o = self.rq.output(a, c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Calls `f(input_offset, tap)` for every tap of output pixel `(b, oy, ox)` that lies
+/// inside the image: the offset of the input pixel's first channel and the tap's index
+/// `ky * k_w + kx`.
+fn for_each_tap(g: &ConvGeometry, b: usize, oy: usize, ox: usize, mut f: impl FnMut(usize, usize)) {
+    for ky in 0..g.k_h {
+        let Some(iy) = ConvGeometry::source(oy, g.stride_h, ky, g.dilation_h, g.pad_top, g.in_h)
+        else {
+            continue;
+        };
+        for kx in 0..g.k_w {
+            let Some(ix) =
+                ConvGeometry::source(ox, g.stride_w, kx, g.dilation_w, g.pad_left, g.in_w)
+            else {
+                continue;
+            };
+            f(((b * g.in_h + iy) * g.in_w + ix) * g.in_c, ky * g.k_w + kx);
+        }
+    }
+}
+
+/// `sum(x * w)` in int64, as TFLite's 16x8 kernels accumulate (each product fits 24
+/// bits, so only depths past 2^39 could wrap).
+pub(crate) fn dot(x: &[i16], w: &[i8]) -> i64 {
+    x.iter().zip(w).fold(0i64, |s, (&x, &w)| {
+        s.wrapping_add(i64::from(x) * i64::from(w))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(scale: f32) -> QParams {
+        QParams::new(scale, 0)
+    }
+
+    /// A 1x1 convolution over a 1x2 image, worked by hand.
+    #[test]
+    fn one_by_one_conv_by_hand() {
+        // factor 0.5 * 0.25 / 0.5 = 0.25 -> multiplier 2^30, shift -1 -> reduced 2^14,
+        // total shift 16: (acc * 2^14 + 2^15) >> 16 = round-half-up(acc / 4).
+        let conv = ConvInt16::new(q(0.5), &[0.25], q(0.5), FusedActivation::None, 1).unwrap();
+        let g = ConvGeometry {
+            batch: 1,
+            in_h: 1,
+            in_w: 2,
+            in_c: 2,
+            out_h: 1,
+            out_w: 2,
+            out_c: 1,
+            k_h: 1,
+            k_w: 1,
+            stride_h: 1,
+            stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: 0,
+            pad_left: 0,
+            depth_multiplier: 1,
+        };
+        let mut out = [0i16; 2];
+        // pixel 0: 100 * 3 + (-20) * 2 + bias 6 = 266 -> 66.5 -> 67; pixel 1:
+        // -6 * 3 + 1 * 2 + 6 = -10 -> -2.5 -> -2 (ties up, not away from zero).
+        conv.conv2d(&g, &[100, -20, -6, 1], &[3, 2], Some(&[6]), &mut out)
+            .unwrap();
+        assert_eq!(out, [67, -2]);
+    }
+
+    #[test]
+    fn a_nonzero_output_zero_point_is_refused() {
+        let err = ConvInt16::new(
+            q(0.5),
+            &[0.25],
+            QParams::new(0.5, 1),
+            FusedActivation::None,
+            1,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KernelError::Params {
+                    what: "output zero point",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_factor_of_128_is_refused() {
+        let err = ConvInt16::new(q(1.0), &[128.0], q(1.0), FusedActivation::None, 1).unwrap_err();
+        assert!(matches!(err, KernelError::Rescale { .. }), "{err:?}");
+    }
+}

@@ -1,0 +1,7 @@
+//! 16x8 MEAN: LiteRT's `reduce.cc` runs `reference_ops::QuantizedMeanOrSum` for int16
+//! inputs whatever the axes: int32 sums, the `input_scale / output_scale` multiplier with
+//! `1 / count` folded in, TFLite's double rounding, saturated to int16. That is int8's
+//! general MEAN path, so the int8 kernel prepares it: [`Mean::new_int16`], then
+//! [`Mean::run_int16`].
+
+pub use crate::kernels::int8::reduce::Mean;
