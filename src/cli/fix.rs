@@ -12,7 +12,7 @@ use serde::Serialize;
 use qdbg::debug::metrics::ModelMetrics;
 use qdbg::repair::search::{
     build_model, float_metrics, score, search, Candidate, Remedy, SearchOptions, SearchOutcome,
-    Stage, Verdict,
+    Verdict,
 };
 use qdbg::repair::target::metric_value;
 use qdbg::repair::Target;
@@ -107,24 +107,10 @@ fn held_out(samples: usize, fraction: Option<f64>) -> Result<usize> {
     Ok(held)
 }
 
-fn describe(selector: &Selector, remedy: &Remedy) -> String {
-    remedy.describe(&selector.graph)
-}
-
-fn stage_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::FullInt8 => "full int8",
-        Stage::Range => "range",
-        Stage::Greedy => "greedy",
-        Stage::Drop => "drop",
-        Stage::Attribution => "without one",
-    }
-}
-
 fn candidate_line(metric: &str, c: &Candidate) -> String {
     format!(
         "  {:<11} {:>3} remedies  {metric} {:>10.4}  float ops {:>3}  islands {:>2}  {}",
-        stage_name(c.stage),
+        c.stage.label(),
         c.remedies.len(),
         c.metric,
         c.float_ops,
@@ -286,7 +272,7 @@ pub fn fix(args: &FixArgs) -> Result<()> {
         for b in &outcome.bought {
             println!(
                 "  {:<60} {:>10.4} / {:>10.4}",
-                describe(selector, &b.remedy),
+                b.remedy.describe(&selector.graph),
                 b.with,
                 b.without
             );
@@ -297,7 +283,7 @@ pub fn fix(args: &FixArgs) -> Result<()> {
             "dropped by the drop pass (the greedy step added them, the target does not need them):"
         );
         for r in &outcome.dropped {
-            println!("  {}", describe(selector, r));
+            println!("  {}", r.describe(&selector.graph));
         }
     }
     println!("\nPareto front ({metric}, float ops, islands):");

@@ -161,6 +161,19 @@ pub enum Stage {
     Attribution,
 }
 
+impl Stage {
+    /// The step's name as the CLI and the dashboard print it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::FullInt8 => "full int8",
+            Stage::Range => "range",
+            Stage::Greedy => "greedy",
+            Stage::Drop => "drop",
+            Stage::Attribution => "without one",
+        }
+    }
+}
+
 /// One evaluated model.
 #[derive(Clone, Debug, Serialize)]
 pub struct Candidate {

@@ -20,7 +20,7 @@ use super::state::Cost;
 use crate::debug::report::write_csv;
 use crate::debug::{DebugEvent, DebugReport, VerifyMode};
 use crate::kernels::int8::Arithmetic;
-use crate::repair::search::{remedy_rules, search, SearchOptions, Stage, Verdict};
+use crate::repair::search::{remedy_rules, search, SearchOptions, Verdict};
 use crate::repair::target::Target;
 use crate::select::denylist::write_denylist;
 use crate::select::rules::format_number;
@@ -391,7 +391,7 @@ fn repair(
                 rules,
                 cost,
                 metrics: metrics.clone(),
-                origin: format!("fix {} {mark}", stage_name(candidate.stage)),
+                origin: format!("fix {} {mark}", candidate.stage.label()),
             });
         },
     )
@@ -431,16 +431,6 @@ fn repair(
         ),
         Verdict::Cancelled => (None, format!("stopped after {evaluated} candidates")),
     })
-}
-
-fn stage_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::FullInt8 => "int8",
-        Stage::Range => "range",
-        Stage::Greedy => "greedy",
-        Stage::Drop => "drop",
-        Stage::Attribution => "check",
-    }
 }
 
 /// Where a selective model's denylist goes: beside it, `NAME.denylist.txt`.
