@@ -353,7 +353,7 @@ fn fix_meets_the_target_on_the_demo_with_no_more_float_ops_than_the_tutorial_rul
 }
 
 /// On the demo, `sqnr_db >= 27` (every sample searched): the greedy step keeps the
-/// shortest prefix of ops ranked by their gain alone float, and once the later ones are
+/// shortest prefix of ops ranked by the noise each adds alone, and once the later ones are
 /// in (and ranges found after them), one added earlier is no longer needed; the drop pass
 /// removes it. The written model meets the target in LiteRT.
 #[test]

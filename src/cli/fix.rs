@@ -268,7 +268,10 @@ pub fn fix(args: &FixArgs) -> Result<()> {
     if chosen.remedies.is_empty() {
         println!("the full-int8 model meets the target: no remedy needed");
     } else {
-        println!("what each remedy buys ({metric} with it / without it, the others kept):");
+        println!(
+            "what each remedy buys ({metric} with it / without it, the others kept; {} samples):",
+            outcome.bought_samples
+        );
         for b in &outcome.bought {
             println!(
                 "  {:<60} {:>10.4} / {:>10.4}",

@@ -1,17 +1,22 @@
-//! The search for the cheapest model that meets a target: greedy by sensitivity, then a
-//! pass that drops every remedy the target does not need.
+//! The search for the cheapest model that meets a target: ranges, then float fallback
+//! by sensitivity, then a pass that drops every remedy the target does not need.
 //!
 //! 1. The float model and the full-int8 model are evaluated; a target the float model
 //!    misses cannot be met by any remedy, and a full-int8 model that meets it needs none.
-//! 2. Greedy: each remedy's gain on the target's metric alone (a layer's "only float"
-//!    sensitivity against the full-int8 model), biggest first; after each added remedy the
-//!    model is evaluated, until the target holds.
-//! 3. Drop pass: each remedy in turn, the least useful (smallest gain) first, is removed;
-//!    the removal is kept when the target still holds. A remedy the greedy step needed
-//!    early can become redundant once later ones are in.
-//! 4. The cheapest candidate that meets the target (fewest float ops, then islands, then
-//!    the better metric) is the result; every evaluated candidate is recorded, and the
-//!    Pareto front of (metric, float ops, islands) is kept.
+//! 2. Ranking, on a subset of the samples: for a noise-like metric (SQNR, MSE, cosine) by
+//!    the noise each op adds quantized alone into the float model (noises add up, so the
+//!    ranking's prefixes are close to the fewest ops that bring the noise under the
+//!    target's); for other metrics by the gain of keeping the op alone float.
+//! 3. Better ranges (integer-only) for the tensors of the most sensitive ops.
+//! 4. Greedy: the shortest float prefix of the ranking that meets the target, by
+//!    bisection; then ranges again.
+//! 5. Drop pass: each float remedy in turn, the least useful first, is removed when the
+//!    target still holds. A remedy the greedy step needed early can become redundant once
+//!    later ones (or ranges) are in.
+//! 6. The cheapest candidate that meets the target (fewest float ops, then islands, then
+//!    the better metric) is the result, with what each of its remedies buys; every
+//!    evaluated candidate is recorded, and the Pareto front of (metric, float ops,
+//!    islands) is kept.
 //!
 //! Candidates stream to a callback as they are evaluated (the dashboard shows them), and an
 //! `AtomicBool` cancels between (and within) evaluations.
@@ -22,7 +27,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::sensitivity::{evaluate, measure, read_metric, Measure, Sensitivity};
+use super::sensitivity::{
+    evaluate, measure, noise_power, read_metric, LayerSensitivity, Measure, Sensitivity,
+};
 use super::target::{metric_value, Target};
 use crate::debug::metrics::ModelMetrics;
 use crate::error::{Error, Result};
@@ -187,6 +194,8 @@ pub struct Candidate {
     /// Ops left float for any reason.
     pub float_ops: usize,
     pub float_islands: usize,
+    /// Seconds into the search when it was evaluated.
+    pub seconds: f64,
 }
 
 /// What the search is allowed to do.
@@ -246,6 +255,8 @@ pub struct SearchOutcome {
     pub verdict: Verdict,
     /// For a met target: what each remedy of the result buys.
     pub bought: Vec<Bought>,
+    /// The samples `bought` was measured on (the ranking subset when there are many).
+    pub bought_samples: usize,
     /// Remedies the greedy step added that the drop pass removed.
     pub dropped: Vec<Remedy>,
     /// The deny-one sensitivity the greedy order came from (absent when not needed).
@@ -315,6 +326,7 @@ struct Run<'a> {
     metrics: Vec<ModelMetrics>,
     by_set: HashMap<BTreeSet<Remedy>, usize>,
     on_candidate: &'a mut dyn FnMut(&Candidate, &ModelMetrics),
+    started: Instant,
 }
 
 impl Run<'_> {
@@ -350,6 +362,7 @@ impl Run<'_> {
             meets_target,
             float_ops: model.float_ops.len(),
             float_islands: float_islands(&model),
+            seconds: self.started.elapsed().as_secs_f64(),
         };
         (self.on_candidate)(&candidate, &metrics);
         self.candidates.push(candidate);
@@ -407,6 +420,7 @@ pub fn search(
         pareto: Vec::new(),
         verdict: Verdict::Cancelled,
         bought: Vec::new(),
+        bought_samples: 0,
         dropped: Vec::new(),
         sensitivity: None,
         seconds: 0.0,
@@ -438,6 +452,7 @@ pub fn search(
         metrics: Vec::new(),
         by_set: HashMap::new(),
         on_candidate,
+        started,
     };
     let verdict = search_steps(&mut run, options, &mut outcome)?;
     outcome.verdict = verdict;
@@ -460,6 +475,59 @@ pub const RANGE_OPS: usize = 8;
 /// to be kept.
 pub const RANGE_MIN_SHARE: f64 = 0.05;
 
+/// How far the drop pass trusts the noise model: a float remedy is tried for removal when
+/// the noise it is predicted to add is at most this many times the margin left under the
+/// target (the model is rough; 2 is 3 dB of slack).
+pub const DROP_SLACK: f64 = 2.0;
+
+/// A noise-like metric's additive model, from each op's "only this op quantized"
+/// measurement: the noise an op adds, and how the sum of those compares with the
+/// full-int8 model's measured noise.
+struct NoiseModel {
+    metric: String,
+    /// The float model's own noise against itself (zero for SQNR, MSE and cosine).
+    float_noise: f64,
+    /// The full-int8 model's measured noise over the sum of the ops' noises: how much
+    /// the sum over- (below 1) or underestimates a model's noise.
+    scale: f64,
+}
+
+impl NoiseModel {
+    fn new(sensitivity: &Sensitivity) -> Self {
+        let mut model = NoiseModel {
+            metric: sensitivity.metric.clone(),
+            float_noise: 0.0,
+            scale: 1.0,
+        };
+        let float_noise = model.noise(sensitivity.float);
+        model.float_noise = if float_noise.is_finite() {
+            float_noise
+        } else {
+            0.0
+        };
+        let sum: f64 = sensitivity.layers.iter().map(|l| model.added(l)).sum();
+        let full = model.noise(sensitivity.full_int8) - model.float_noise;
+        if sum > 0.0 && full.is_finite() && full > 0.0 {
+            model.scale = full / sum;
+        }
+        model
+    }
+
+    fn noise(&self, value: f64) -> f64 {
+        noise_power(&self.metric, value).unwrap_or(f64::NAN)
+    }
+
+    /// The noise `layer` adds quantized alone (an unmeasured one counts as none).
+    fn added(&self, layer: &LayerSensitivity) -> f64 {
+        let added = self.noise(layer.only_quantized) - self.float_noise;
+        if added.is_finite() {
+            added.max(0.0)
+        } else {
+            0.0
+        }
+    }
+}
+
 fn search_steps(
     run: &mut Run<'_>,
     options: SearchOptions,
@@ -474,8 +542,12 @@ fn search_steps(
     }
     let higher = outcome.higher_is_better;
 
-    // 1. Rank the ops by each one's gain kept float alone, biggest first (ties in graph
-    //    order), on a subset of the samples when there are many.
+    // 1. Rank the ops, biggest first (ties in graph order), on a subset of the samples
+    //    when there are many. A noise-like metric (SQNR, MSE, cosine) ranks each op by the
+    //    noise it adds quantized alone into the float model: those noises add up, so the
+    //    ranking's prefixes are close to the fewest ops that bring the noise under the
+    //    target's. Other metrics (accuracy) do not add up; they rank by the gain of keeping
+    //    the op alone float in the full-int8 model.
     let samples = run.selector.samples();
     let ranking_selector;
     let ranker = if samples.len() > RANKING_SAMPLES {
@@ -486,13 +558,14 @@ fn search_steps(
     } else {
         run.selector
     };
+    let additive = noise_power(&outcome.metric, 0.0).is_some();
     let Some(sensitivity) = measure(
         ranker,
         &outcome.metric,
         higher,
         Measure {
-            only_float: true,
-            only_quantized: false,
+            only_float: !additive,
+            only_quantized: additive,
         },
         run.cancel,
         &mut |_, _| {},
@@ -500,10 +573,17 @@ fn search_steps(
     else {
         return Ok(Verdict::Cancelled);
     };
+    let noise_model = additive.then(|| NoiseModel::new(&sensitivity));
     let mut order: Vec<(f64, usize)> = sensitivity
         .layers
         .iter()
-        .map(|l| (sensitivity.float_gain(l), l.position))
+        .map(|l| {
+            let key = match &noise_model {
+                Some(model) => model.added(l),
+                None => sensitivity.float_gain(l),
+            };
+            (key, l.position)
+        })
         .collect();
     order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let gain_of: HashMap<usize, f64> = order.iter().map(|&(g, p)| (p, g)).collect();
@@ -536,7 +616,15 @@ fn search_steps(
         return Ok(Verdict::Cancelled);
     };
     if run.candidates[current].meets_target {
-        return finish(run, outcome, &gain_of, remedies, current);
+        return finish(
+            run,
+            ranker,
+            noise_model.as_ref(),
+            outcome,
+            &gain_of,
+            remedies,
+            current,
+        );
     }
     if options.integer_only {
         return Ok(Verdict::NeedsFloat {
@@ -593,7 +681,15 @@ fn search_steps(
     else {
         return Ok(Verdict::Cancelled);
     };
-    finish(run, outcome, &gain_of, remedies, met)
+    finish(
+        run,
+        ranker,
+        noise_model.as_ref(),
+        outcome,
+        &gain_of,
+        remedies,
+        met,
+    )
 }
 
 /// Tries better ranges for the tensors of `sensitive` ops on top of `remedies`
@@ -611,9 +707,17 @@ fn range_step(
 ) -> Result<Option<()>> {
     let met_before = run.candidates[*current].meets_target;
     let mut tried: BTreeSet<TensorId> = BTreeSet::new();
+    let float: BTreeSet<usize> = remedies
+        .iter()
+        .filter_map(|r| match r {
+            Remedy::Float { position } => Some(*position),
+            Remedy::Range { .. } => None,
+        })
+        .collect();
     for &position in sensitive {
         for tensor in range_tensors(run.selector, position) {
             if !tried.insert(tensor)
+                || !range_matters(&run.selector.graph, tensor, &float)
                 || remedies
                     .iter()
                     .any(|r| matches!(r, Remedy::Range { tensor: t, .. } if *t == tensor))
@@ -681,6 +785,16 @@ fn range_tensors(selector: &Selector, position: usize) -> Vec<TensorId> {
     tensors
 }
 
+/// Whether `tensor`'s range reaches the model: some op that writes or reads it runs
+/// quantized (not in `float`). Between float ops it is never quantized.
+fn range_matters(graph: &Graph, tensor: TensorId, float: &BTreeSet<usize>) -> bool {
+    graph.nodes.iter().enumerate().any(|(position, node)| {
+        !float.contains(&position)
+            && (node.outputs.contains(&tensor)
+                || node.inputs.iter().flatten().any(|&t| t == tensor))
+    })
+}
+
 /// The range choices that give `tensor` a range other than its min/max, one per distinct
 /// range.
 fn distinct_choices(selector: &Selector, tensor: TensorId) -> Vec<RangeChoice> {
@@ -707,52 +821,130 @@ fn distinct_choices(selector: &Selector, tensor: TensorId) -> Vec<RangeChoice> {
 /// buys, from `remedies` (candidate `current`) that meet the target.
 fn finish(
     run: &mut Run<'_>,
+    ranker: &Selector,
+    noise_model: Option<&NoiseModel>,
     outcome: &mut SearchOutcome,
     gain_of: &HashMap<usize, f64>,
     mut remedies: BTreeSet<Remedy>,
     mut current: usize,
 ) -> Result<Verdict> {
     // Drop pass over the float remedies (ranges cost nothing, and each was kept for
-    // what it bought), the least useful (smallest gain alone) first. Groups are tried
-    // whole and split only when the target needs part of them: remedies a long greedy
-    // prefix did not need go in a few evaluations.
+    // what it bought), the least useful (smallest gain alone) first.
     let mut drop_order: Vec<Remedy> = remedies.iter().copied().filter(Remedy::is_float).collect();
-    drop_order.sort_by(|a, b| {
-        let gain = |r: &Remedy| match r {
-            Remedy::Float { position } => gain_of.get(position).copied().unwrap_or(0.0),
-            Remedy::Range { .. } => 0.0,
-        };
-        gain(a).total_cmp(&gain(b))
-    });
-    let half = drop_order.len().div_ceil(2);
-    let mut groups: Vec<Vec<Remedy>> = drop_order.chunks(half.max(1)).map(<[_]>::to_vec).collect();
-    groups.reverse();
-    while let Some(group) = groups.pop() {
-        let mut without = remedies.clone();
-        for r in &group {
-            without.remove(r);
+    let gain = |r: &Remedy| match r {
+        Remedy::Float { position } => gain_of.get(position).copied().unwrap_or(0.0),
+        Remedy::Range { .. } => 0.0,
+    };
+    drop_order.sort_by(|a, b| gain(a).total_cmp(&gain(b)));
+    let threshold = outcome.thresholds.first().copied().unwrap_or(f64::NAN);
+    match noise_model {
+        // A noise-like metric: one remedy at a time, each tried only when the noise it
+        // would add fits (with slack) in the margin the current model leaves under the
+        // target. The ranking put the noisiest ops first, so the shortest prefix that
+        // meets the target has few removable remedies, and most tries would fail.
+        Some(model) => {
+            let budget = model.noise(threshold);
+            for remedy in drop_order {
+                let margin = budget - model.noise(run.candidates[current].metric);
+                if model.scale * gain(&remedy) > DROP_SLACK * margin {
+                    continue;
+                }
+                let mut without = remedies.clone();
+                without.remove(&remedy);
+                let Some(i) = run.evaluate(&without, Stage::Drop)? else {
+                    return Ok(Verdict::Cancelled);
+                };
+                if run.candidates[i].meets_target {
+                    remedies = without;
+                    current = i;
+                    outcome.dropped.push(remedy);
+                }
+            }
         }
-        if without.len() == remedies.len() {
-            continue;
-        }
-        let Some(i) = run.evaluate(&without, Stage::Drop)? else {
-            return Ok(Verdict::Cancelled);
-        };
-        if run.candidates[i].meets_target {
-            remedies = without;
-            current = i;
-            outcome.dropped.extend(group);
-        } else if group.len() > 1 {
-            let (first, second) = group.split_at(group.len() / 2);
-            groups.push(second.to_vec());
-            groups.push(first.to_vec());
+        // Otherwise groups, tried whole and split only when the target needs part of
+        // them: remedies a long greedy prefix did not need go in a few evaluations.
+        None => {
+            let half = drop_order.len().div_ceil(2);
+            let mut groups: Vec<Vec<Remedy>> =
+                drop_order.chunks(half.max(1)).map(<[_]>::to_vec).collect();
+            groups.reverse();
+            while let Some(group) = groups.pop() {
+                let mut without = remedies.clone();
+                for r in &group {
+                    without.remove(r);
+                }
+                if without.len() == remedies.len() {
+                    continue;
+                }
+                let Some(i) = run.evaluate(&without, Stage::Drop)? else {
+                    return Ok(Verdict::Cancelled);
+                };
+                if run.candidates[i].meets_target {
+                    remedies = without;
+                    current = i;
+                    outcome.dropped.extend(group);
+                } else if group.len() > 1 {
+                    let (first, second) = group.split_at(group.len() / 2);
+                    groups.push(second.to_vec());
+                    groups.push(first.to_vec());
+                }
+            }
         }
     }
 
     // The cheapest candidate that meets the target (fewest float ops, then islands, then
     // the better metric), and what each of its remedies buys (the metric without it, the
-    // others kept). Leaving one out can find a model as cheap and better (a range that
-    // hurt once others were in): then that one is chosen and explained instead.
+    // others kept).
+    if ranker.samples().len() < run.selector.samples().len() {
+        // Many samples: the explanation is measured on the ranking subset (one
+        // evaluation per remedy at a fraction of the cost; its models are not
+        // candidates). Remedies that buy nothing there (a range that helped before the
+        // float ops came in) are left out together in one candidate on every sample,
+        // which is chosen when it is as good: fewer changes to explain.
+        outcome.bought_samples = ranker.samples().len();
+        let higher = outcome.higher_is_better;
+        let mut explained = None;
+        for _ in 0..MAX_RECHOICES {
+            let chosen = cheapest(run, higher).unwrap_or(current);
+            if explained == Some(chosen) {
+                break;
+            }
+            explained = Some(chosen);
+            let result: BTreeSet<Remedy> =
+                run.candidates[chosen].remedies.iter().copied().collect();
+            let Some(bought) = explain_on(run, ranker, &outcome.metric, &result)? else {
+                return Ok(Verdict::Cancelled);
+            };
+            let idle: Vec<Remedy> = bought
+                .iter()
+                .filter(|b| {
+                    if higher {
+                        b.without >= b.with
+                    } else {
+                        b.without <= b.with
+                    }
+                })
+                .map(|b| b.remedy)
+                .collect();
+            outcome.bought = bought;
+            if !idle.is_empty() {
+                let mut without = result.clone();
+                for r in &idle {
+                    without.remove(r);
+                }
+                if run.evaluate(&without, Stage::Drop)?.is_none() {
+                    return Ok(Verdict::Cancelled);
+                }
+            }
+        }
+        return Ok(Verdict::Met {
+            chosen: cheapest(run, higher).or(explained).unwrap_or(current),
+        });
+    }
+    // Few samples: every leave-one-out model is a candidate, and one can be as cheap and
+    // better (a range that hurt once others were in): then that one is chosen and
+    // explained instead.
+    outcome.bought_samples = run.selector.samples().len();
     let mut explained = None;
     for _ in 0..MAX_RECHOICES {
         let chosen = cheapest(run, outcome.higher_is_better).unwrap_or(current);
@@ -768,29 +960,12 @@ fn finish(
             let Some(i) = run.evaluate(&without, Stage::Attribution)? else {
                 return Ok(Verdict::Cancelled);
             };
-            let graph = &run.selector.graph;
-            let (op, tensor) = match remedy {
-                Remedy::Float { position } => {
-                    let node = &graph.nodes[position];
-                    (
-                        node.op.display_name().to_string(),
-                        node.outputs
-                            .first()
-                            .map(|&t| graph.tensor(t).name.clone())
-                            .unwrap_or_default(),
-                    )
-                }
-                Remedy::Range { tensor, .. } => {
-                    ("range".to_string(), graph.tensor(tensor).name.clone())
-                }
-            };
-            outcome.bought.push(Bought {
+            outcome.bought.push(bought_by(
+                &run.selector.graph,
                 remedy,
-                op,
-                tensor,
-                with: run.candidates[chosen].metric,
-                without: run.candidates[i].metric,
-            });
+                run.candidates[chosen].metric,
+                run.candidates[i].metric,
+            ));
         }
     }
     // The result is always the cheapest candidate found (so it sits on the Pareto front);
@@ -801,6 +976,61 @@ fn finish(
             .or(explained)
             .unwrap_or(current),
     })
+}
+
+/// What each of `result`'s remedies buys, measured on `on`'s samples (`None` when
+/// cancelled).
+fn explain_on(
+    run: &Run<'_>,
+    on: &Selector,
+    metric: &str,
+    result: &BTreeSet<Remedy>,
+) -> Result<Option<Vec<Bought>>> {
+    let measure = |set: &BTreeSet<Remedy>| -> Result<Option<f64>> {
+        let model = build_model(run.selector, set)?;
+        match evaluate(on, &model, Baseline::FullInt8, run.cancel)? {
+            Some(metrics) => read_metric(&metrics, metric).map(Some),
+            None => Ok(None),
+        }
+    };
+    let Some(with) = measure(result)? else {
+        return Ok(None);
+    };
+    let mut bought = Vec::new();
+    for &remedy in result {
+        let mut without = result.clone();
+        without.remove(&remedy);
+        let Some(without) = measure(&without)? else {
+            return Ok(None);
+        };
+        bought.push(bought_by(&run.selector.graph, remedy, with, without));
+    }
+    Ok(Some(bought))
+}
+
+/// What `remedy` buys: the metric `with` it and `without` it, with the op and tensor it
+/// names.
+fn bought_by(graph: &Graph, remedy: Remedy, with: f64, without: f64) -> Bought {
+    let (op, tensor) = match remedy {
+        Remedy::Float { position } => {
+            let node = &graph.nodes[position];
+            (
+                node.op.display_name().to_string(),
+                node.outputs
+                    .first()
+                    .map(|&t| graph.tensor(t).name.clone())
+                    .unwrap_or_default(),
+            )
+        }
+        Remedy::Range { tensor, .. } => ("range".to_string(), graph.tensor(tensor).name.clone()),
+    };
+    Bought {
+        remedy,
+        op,
+        tensor,
+        with,
+        without,
+    }
 }
 
 /// Rounds of "choose, then explain" (each explanation can reveal a better model).
@@ -841,7 +1071,40 @@ mod tests {
             meets_target: false,
             float_ops,
             float_islands: islands,
+            seconds: 0.0,
         }
+    }
+
+    fn layer(position: usize, only_quantized: f64) -> LayerSensitivity {
+        LayerSensitivity {
+            position,
+            source_index: position,
+            op: "CONV_2D".into(),
+            tensor: format!("t{position}"),
+            only_float: f64::NAN,
+            only_quantized,
+        }
+    }
+
+    #[test]
+    fn the_noise_model_adds_each_ops_noise_and_scales_to_the_full_int8_model() {
+        // Two ops at 30 dB each add 1e-3 of noise (relative to the signal): 2e-3 in all,
+        // where the full-int8 model measures 4e-3 (10 log10(250) = 23.979 dB): scale 2.
+        let sensitivity = Sensitivity {
+            metric: "sqnr_db".into(),
+            higher_is_better: true,
+            full_int8: 10.0 * 250f64.log10(),
+            float: f64::INFINITY,
+            samples: 4,
+            layers: vec![layer(0, 30.0), layer(3, 30.0), layer(5, f64::NAN)],
+        };
+        let model = NoiseModel::new(&sensitivity);
+        assert_eq!(model.float_noise, 0.0);
+        assert!((model.added(&sensitivity.layers[0]) - 1e-3).abs() < 1e-12);
+        assert_eq!(model.added(&sensitivity.layers[2]), 0.0, "unmeasured: none");
+        assert!((model.scale - 2.0).abs() < 1e-9, "{}", model.scale);
+        // The threshold of 'sqnr_db >= 20' as a noise budget: 1e-2.
+        assert!((model.noise(20.0) - 1e-2).abs() < 1e-12);
     }
 
     #[test]
