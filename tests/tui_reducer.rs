@@ -4,6 +4,7 @@
 mod common;
 
 use common::synthetic::{infos, report, LAYERS};
+use qdbg::repair::sensitivity::{LayerSensitivity, Sensitivity};
 use qdbg::select::Rule;
 use qdbg::tui::action::{key_action, Action, Effect};
 use qdbg::tui::state::{Column, Cost, EvalStatus, Panel, Phase, Prompt, Side, State};
@@ -640,6 +641,7 @@ fn the_fix_key_asks_for_a_target_streams_candidates_and_adopts_the_result() {
         Action::RepairEnded {
             chosen: Some(chosen.clone()),
             verdict: "sqnr_db >= 30 met with 1 float op(s)".into(),
+            sensitivity: None,
         },
     );
     assert!(s.status.contains("a adopts"), "{}", s.status);
@@ -648,4 +650,119 @@ fn the_fix_key_asks_for_a_target_streams_candidates_and_adopts_the_result() {
     let effects = update(&mut s, adopt);
     assert_eq!(rules_of(&effects), ["name:conv1/out"]);
     assert_eq!(s.denylist.rules(), chosen);
+}
+
+fn layer_sensitivity(position: usize, only_float: f64, only_quantized: f64) -> LayerSensitivity {
+    LayerSensitivity {
+        position,
+        source_index: position,
+        op: "CONV_2D".into(),
+        tensor: format!("t{position}"),
+        only_float,
+        only_quantized,
+    }
+}
+
+#[test]
+fn the_sensitivity_key_measures_on_the_fix_metric_and_shows_two_sortable_columns() {
+    let mut s = with_stats();
+    update(
+        &mut s,
+        Action::DebugEnded {
+            cancelled: false,
+            at_s: 12.0,
+        },
+    );
+    assert!(!s.columns().contains(&Column::OnlyFloat));
+    // With labels and no fix target: top-1 accuracy, higher is better.
+    let m = key_action(&s, key(KeyCode::Char('m'))).unwrap();
+    let effects = update(&mut s, m);
+    assert!(
+        matches!(effects.as_slice(), [Effect::Sensitivity { metric, higher_is_better: true }] if metric == "top1"),
+        "{effects:?}"
+    );
+    // A second press while it runs starts nothing; `p` stops it.
+    assert!(update(&mut s, Action::MeasureSensitivity).is_empty());
+    update(&mut s, Action::SensitivityProgress { done: 3, total: 18 });
+    assert!(s.status.contains("3/18"), "{}", s.status);
+    assert!(matches!(
+        update(&mut s, Action::StopRun).as_slice(),
+        [Effect::StopRepair]
+    ));
+    // The result lands on the rows by float-graph position (synthetic rows: row k is
+    // position k); ops it did not measure (float anyway) show nothing and sort last.
+    let sensitivity = Sensitivity {
+        metric: "top1".into(),
+        higher_is_better: true,
+        full_int8: 80.0,
+        float: 95.0,
+        samples: 100,
+        layers: vec![
+            layer_sensitivity(1, 82.0, 94.0),
+            layer_sensitivity(4, 91.0, 90.0),
+            layer_sensitivity(6, 85.0, 95.0),
+        ],
+    };
+    update(
+        &mut s,
+        Action::SensitivityMeasured(Ok(Box::new(sensitivity))),
+    );
+    let columns = s.columns();
+    let at = |c: Column| columns.iter().position(|&x| x == c).unwrap();
+    assert!(at(Column::OnlyFloat) < at(Column::OnlyQuantized));
+    assert!(at(Column::OnlyQuantized) < at(Column::Denied));
+    let layers = s.layers().to_vec();
+    assert_eq!(s.value(4, &layers[4], Column::OnlyFloat), Some(91.0));
+    assert_eq!(s.value(6, &layers[6], Column::OnlyQuantized), Some(95.0));
+    assert_eq!(s.value(0, &layers[0], Column::OnlyFloat), None);
+    while s.sort != Column::OnlyFloat {
+        update(&mut s, Action::SortNext);
+    }
+    // Sorted descending (metric columns start that way): the biggest gain first.
+    assert!(s.descending);
+    assert_eq!(&s.visible_rows()[..3], &[4, 6, 1]);
+    // 'only q' ascending: the op whose quantization alone costs most first.
+    update(&mut s, Action::SortNext);
+    assert_eq!(s.sort, Column::OnlyQuantized);
+    assert!(!s.descending);
+    assert_eq!(&s.visible_rows()[..3], &[4, 1, 6]);
+    // A later fix search's one-sided ranking does not replace the full measurement.
+    update(
+        &mut s,
+        Action::RepairEnded {
+            chosen: None,
+            verdict: "stopped".into(),
+            sensitivity: Some(Box::new(Sensitivity {
+                metric: "sqnr_db".into(),
+                higher_is_better: true,
+                full_int8: 20.0,
+                float: f64::INFINITY,
+                samples: 32,
+                layers: vec![layer_sensitivity(0, f64::NAN, 25.0)],
+            })),
+        },
+    );
+    assert_eq!(s.sensitivity.as_ref().unwrap().metric, "top1");
+}
+
+#[test]
+fn a_fix_search_fills_the_side_of_the_sensitivity_it_measured() {
+    let mut s = with_stats();
+    update(
+        &mut s,
+        Action::RepairEnded {
+            chosen: None,
+            verdict: "stopped".into(),
+            sensitivity: Some(Box::new(Sensitivity {
+                metric: "sqnr_db".into(),
+                higher_is_better: true,
+                full_int8: 20.0,
+                float: f64::INFINITY,
+                samples: 32,
+                layers: vec![layer_sensitivity(2, f64::NAN, 25.0)],
+            })),
+        },
+    );
+    assert!(s.columns().contains(&Column::OnlyQuantized));
+    assert!(!s.columns().contains(&Column::OnlyFloat));
 }

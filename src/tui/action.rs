@@ -9,6 +9,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use super::state::{Cost, Prompt, State};
 use crate::debug::metrics::ModelMetrics;
 use crate::debug::{DebugReport, LayerInfo};
+use crate::repair::sensitivity::Sensitivity;
 use crate::select::Rule;
 
 #[derive(Clone, Debug)]
@@ -35,6 +36,9 @@ pub enum Action {
     OpenTarget,
     /// Make the repair's result the denylist (to edit, evaluate and write as any other).
     AdoptRepair,
+    /// Measure every op's sensitivity on the model metric (the fix target's, else the
+    /// default one) as two columns.
+    MeasureSensitivity,
     PromptInput(char),
     PromptBackspace,
     PromptSubmit,
@@ -126,7 +130,15 @@ pub enum Action {
     RepairEnded {
         chosen: Option<Vec<Rule>>,
         verdict: String,
+        /// The ranking the search measured (one side of the sensitivity).
+        sensitivity: Option<Box<Sensitivity>>,
     },
+    SensitivityProgress {
+        done: usize,
+        total: usize,
+    },
+    /// The sensitivity measurement ended (`Err`: why not, or that it was stopped).
+    SensitivityMeasured(Result<Box<Sensitivity>, String>),
     /// A line for the status bar (written files, errors of background work).
     Status(String),
 }
@@ -158,6 +170,11 @@ pub enum Effect {
     /// Search for the cheapest model meeting `target` (see [`crate::repair::search`]).
     Repair {
         target: crate::repair::target::Target,
+    },
+    /// Measure every op's sensitivity on `metric` (see [`crate::repair::sensitivity`]).
+    Sensitivity {
+        metric: String,
+        higher_is_better: bool,
     },
     /// Stop the debugger after the sample in progress; everything else goes on.
     StopRun,
@@ -239,6 +256,7 @@ pub fn key_action(state: &State, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('c') => Action::OpenWriteCsv,
         KeyCode::Char('f') => Action::OpenTarget,
         KeyCode::Char('a') => Action::AdoptRepair,
+        KeyCode::Char('m') => Action::MeasureSensitivity,
         _ => return None,
     })
 }
@@ -258,8 +276,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("/  d  Esc", "filter rows by a name regex; deny them; clear"),
     ("x", "clear the denylist"),
     ("e", "evaluate: float / full int8 / selective"),
-    ("f  a", "fix: cheapest model meeting a target; adopt it"),
-    ("p", "stop the debugger or the fix here, keep its results"),
+    (
+        "f  a  m",
+        "fix to a target; adopt it; m: per-op sensitivity",
+    ),
+    ("p", "stop the debugger, fix or m here, keep the results"),
     ("w  c", "write the selective model + denylist; the CSV"),
     ("?", "this help"),
     ("q  Esc  Ctrl-C", "quit (cancels the run cleanly)"),

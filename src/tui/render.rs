@@ -250,6 +250,7 @@ fn column_width(c: Column, state: &State) -> u16 {
         Column::Mse(_) => 8,
         Column::MaxAbs(_) => 9,
         Column::Sqnr(_) => 7,
+        Column::OnlyFloat | Column::OnlyQuantized => 8,
         Column::Denied => 1,
     }
 }
@@ -259,7 +260,7 @@ fn priority(c: Column) -> u8 {
         Column::Index | Column::Denied | Column::Name => 0,
         Column::RmseScale(Side::PerLayer) => 1,
         Column::Op => 2,
-        Column::Range => 3,
+        Column::Range | Column::OnlyFloat | Column::OnlyQuantized => 3,
         Column::RmseScale(Side::WholeModel) => 4,
         Column::Sqnr(Side::PerLayer) => 5,
         Column::Mse(Side::PerLayer) => 6,
@@ -332,7 +333,7 @@ fn cell_text(
         }
         Column::Scale => format!("{:.2e}", l.info.scale),
         Column::ZeroPoint => l.info.zero_point.to_string(),
-        _ => match metric(l, c) {
+        _ => match state.value(k, l, c) {
             Some(v) => short(v),
             None => "·".into(),
         },

@@ -54,6 +54,10 @@ pub enum Column {
     Mse(Side),
     MaxAbs(Side),
     Sqnr(Side),
+    /// The model metric with only this op float (from the sensitivity measurement).
+    OnlyFloat,
+    /// The model metric with only this op int8.
+    OnlyQuantized,
     Denied,
 }
 
@@ -74,6 +78,8 @@ impl Column {
             Column::Mse(s) => format!("mse{}", side(s)),
             Column::MaxAbs(s) => format!("maxabs{}", side(s)),
             Column::Sqnr(s) => format!("sqnr{}", side(s)),
+            Column::OnlyFloat => "only fp".into(),
+            Column::OnlyQuantized => "only q".into(),
             Column::Denied => "D".into(),
         }
     }
@@ -173,6 +179,55 @@ pub struct Repair {
     pub verdict: Option<String>,
 }
 
+/// Per-layer sensitivity on one model metric (`m` measures both sides; the fix search's
+/// ranking fills the side it measured): what keeping each op float alone buys the model,
+/// and what quantizing it alone costs.
+#[derive(Clone, Debug)]
+pub struct SensitivityView {
+    pub metric: String,
+    pub higher_is_better: bool,
+    pub samples: usize,
+    /// While measuring: evaluations done and in all.
+    pub progress: Option<(usize, usize)>,
+    /// Per layer row (aligned with `report.layers`): the metric with only that op float,
+    /// and with only that op int8; NaN where not measured (ops float anyway).
+    pub only_float: Vec<f64>,
+    pub only_quantized: Vec<f64>,
+}
+
+impl SensitivityView {
+    /// The view of `sensitivity` over the dashboard's rows (each row's op by its float-graph
+    /// position).
+    pub fn of(
+        sensitivity: &crate::repair::sensitivity::Sensitivity,
+        layers: &[LayerStats],
+    ) -> Self {
+        let by_position: std::collections::HashMap<usize, (f64, f64)> = sensitivity
+            .layers
+            .iter()
+            .map(|l| (l.position, (l.only_float, l.only_quantized)))
+            .collect();
+        let value = |l: &LayerStats| {
+            by_position
+                .get(&l.info.float_node)
+                .copied()
+                .unwrap_or((f64::NAN, f64::NAN))
+        };
+        SensitivityView {
+            metric: sensitivity.metric.clone(),
+            higher_is_better: sensitivity.higher_is_better,
+            samples: sensitivity.samples,
+            progress: None,
+            only_float: layers.iter().map(|l| value(l).0).collect(),
+            only_quantized: layers.iter().map(|l| value(l).1).collect(),
+        }
+    }
+
+    fn has(values: &[f64]) -> bool {
+        values.iter().any(|v| !v.is_nan())
+    }
+}
+
 /// The denylist as the user builds it from the keyboard.
 #[derive(Clone, Debug, Default)]
 pub struct Denylist {
@@ -260,6 +315,8 @@ pub struct State {
     pub experiments: Vec<Experiment>,
     /// The automatic repair, once started.
     pub repair: Option<Repair>,
+    /// Per-layer sensitivity, once measured (or measuring).
+    pub sensitivity: Option<SensitivityView>,
     /// The last thing that happened worth a line (written files, errors).
     pub status: String,
     pub quit: bool,
@@ -302,6 +359,7 @@ impl State {
             full_cost: None,
             experiments: Vec::new(),
             repair: None,
+            sensitivity: None,
             status: String::new(),
             quit: false,
         }
@@ -345,6 +403,14 @@ impl State {
         for metric in [Column::RmseScale, Column::Mse, Column::MaxAbs, Column::Sqnr] {
             cols.extend(sides.iter().map(|&s| metric(s)));
         }
+        if let Some(s) = &self.sensitivity {
+            if SensitivityView::has(&s.only_float) {
+                cols.push(Column::OnlyFloat);
+            }
+            if SensitivityView::has(&s.only_quantized) {
+                cols.push(Column::OnlyQuantized);
+            }
+        }
         cols.push(Column::Denied);
         cols
     }
@@ -363,15 +429,24 @@ impl State {
             })
             .collect();
         let layers = self.layers();
-        rows.sort_by(|&a, &b| {
-            let ord = compare(&layers[a], &layers[b], self.sort, &self.denied, a, b);
-            if self.descending {
-                ord.reverse()
-            } else {
-                ord
-            }
-        });
+        rows.sort_by(|&a, &b| compare(self, &layers[a], &layers[b], a, b));
         rows
+    }
+
+    /// Row `k`'s value in a numeric column (`layer` is `layers()[k]`); `None` where it has
+    /// none.
+    pub fn value(&self, k: usize, layer: &LayerStats, column: Column) -> Option<f64> {
+        let sensitivity = |pick: fn(&SensitivityView) -> &Vec<f64>| {
+            self.sensitivity
+                .as_ref()
+                .and_then(|s| pick(s).get(k).copied())
+                .filter(|v| !v.is_nan())
+        };
+        match column {
+            Column::OnlyFloat => sensitivity(|s| &s.only_float),
+            Column::OnlyQuantized => sensitivity(|s| &s.only_quantized),
+            _ => metric(layer, column),
+        }
     }
 
     /// The layer under the cursor.
@@ -425,33 +500,40 @@ pub fn metric(l: &LayerStats, column: Column) -> Option<f64> {
         Column::Mse(s) => side(s).map(|m| m.mean_squared_error),
         Column::MaxAbs(s) => side(s).map(|m| m.max_abs_error),
         Column::Sqnr(s) => side(s).map(|m| m.sqnr_db),
-        Column::Index | Column::Op | Column::Name | Column::Denied => None,
+        Column::Index
+        | Column::Op
+        | Column::Name
+        | Column::Denied
+        | Column::OnlyFloat
+        | Column::OnlyQuantized => None,
     }
 }
 
-/// Orders two layers by a column; NaN and missing values sort last in ascending order.
+/// Orders two layers by the sort column and direction; NaN and missing values sort last
+/// either way (a row without a measurement is never the worst).
 fn compare(
+    state: &State,
     a: &LayerStats,
     b: &LayerStats,
-    column: Column,
-    denied: &[bool],
     ka: usize,
     kb: usize,
 ) -> std::cmp::Ordering {
     use std::cmp::Ordering;
-    let by_index = ka.cmp(&kb);
+    let (column, denied) = (state.sort, &state.denied);
+    let directed = |o: Ordering| if state.descending { o.reverse() } else { o };
+    let by_index = directed(ka.cmp(&kb));
     let primary = match column {
         Column::Index => Ordering::Equal,
-        Column::Op => a.info.op_name.cmp(b.info.op_name),
-        Column::Name => a.info.tensor_name.cmp(&b.info.tensor_name),
+        Column::Op => directed(a.info.op_name.cmp(b.info.op_name)),
+        Column::Name => directed(a.info.tensor_name.cmp(&b.info.tensor_name)),
         Column::Denied => {
             let d = |k: usize| denied.get(k).copied().unwrap_or(false);
-            d(kb).cmp(&d(ka))
+            directed(d(kb).cmp(&d(ka)))
         }
         _ => {
-            let key = |l: &LayerStats| metric(l, column).filter(|v| !v.is_nan());
-            match (key(a), key(b)) {
-                (Some(x), Some(y)) => x.total_cmp(&y),
+            let key = |k: usize, l: &LayerStats| state.value(k, l, column).filter(|v| !v.is_nan());
+            match (key(ka, a), key(kb, b)) {
+                (Some(x), Some(y)) => directed(x.total_cmp(&y)),
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
                 (None, None) => Ordering::Equal,

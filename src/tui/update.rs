@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::action::{Action, Effect};
 use super::state::{
     nudge_step, Column, DebugProgress, Denylist, EvalStatus, Experiment, Panel, Phase, Prompt,
-    Repair, State,
+    Repair, SensitivityView, State,
 };
 use crate::debug::{DebugReport, LayerStats};
 use crate::select::Rule;
@@ -207,6 +207,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                 state.status = "stopping the fix search ...".into();
                 return vec![Effect::StopRepair];
             }
+            if measuring(state) {
+                state.status = "stopping the sensitivity measurement ...".into();
+                return vec![Effect::StopRepair];
+            }
         }
         Action::OpenTarget => {
             let input = match &state.repair {
@@ -255,7 +259,72 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                 r.candidates += 1;
             }
         }
-        Action::RepairEnded { chosen, verdict } => {
+        Action::MeasureSensitivity => {
+            if state.repair.as_ref().is_some_and(|r| r.running) {
+                state.status = "a fix search is running; p stops it".into();
+                return vec![];
+            }
+            if measuring(state) {
+                state.status = "already measuring; p stops it".into();
+                return vec![];
+            }
+            if state.layers().is_empty() {
+                state.status = "the debugger has not listed the layers yet".into();
+                return vec![];
+            }
+            let (metric, higher_is_better) = sensitivity_metric(state);
+            state.status = format!(
+                "measuring each op's sensitivity on {metric} (only it float, only it int8) ..."
+            );
+            let rows = state.layers().len();
+            state.sensitivity = Some(SensitivityView {
+                metric: metric.clone(),
+                higher_is_better,
+                samples: 0,
+                progress: Some((0, 0)),
+                only_float: vec![f64::NAN; rows],
+                only_quantized: vec![f64::NAN; rows],
+            });
+            return vec![Effect::Sensitivity {
+                metric,
+                higher_is_better,
+            }];
+        }
+        Action::SensitivityProgress { done, total } => {
+            if let Some(s) = state.sensitivity.as_mut().filter(|s| s.progress.is_some()) {
+                s.progress = Some((done, total));
+                state.status = format!("sensitivity on {}: {done}/{total} evaluations", s.metric);
+            }
+        }
+        Action::SensitivityMeasured(result) => match result {
+            Ok(sensitivity) => {
+                let view = SensitivityView::of(&sensitivity, state.layers());
+                state.status = format!(
+                    "sensitivity on {} ({} samples): columns 'only fp' (the model with only \
+                     that op float) and 'only q' (only it int8); s sorts",
+                    view.metric, view.samples
+                );
+                state.sensitivity = Some(view);
+            }
+            Err(reason) => {
+                state.status = format!("sensitivity: {reason}");
+                if measuring(state) {
+                    state.sensitivity = None;
+                }
+            }
+        },
+        Action::RepairEnded {
+            chosen,
+            verdict,
+            sensitivity,
+        } => {
+            // The search's ranking is one side of the sensitivity on its subset: shown
+            // unless a full measurement is there.
+            if let Some(s) = sensitivity {
+                if state.sensitivity.is_none() {
+                    state.sensitivity = Some(SensitivityView::of(&s, state.layers()));
+                }
+            }
             if let Some(r) = &mut state.repair {
                 r.running = false;
                 r.chosen = chosen;
@@ -382,6 +451,35 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
 }
 
 /// The next generation of rules for the engine.
+/// Whether the sensitivity measurement is running.
+fn measuring(state: &State) -> bool {
+    state
+        .sensitivity
+        .as_ref()
+        .is_some_and(|s| s.progress.is_some())
+}
+
+/// The metric `m` measures: the fix target's primary one, else top-1 accuracy with labels,
+/// else the output SQNR (the worst output's with several); and whether higher is better.
+fn sensitivity_metric(state: &State) -> (String, bool) {
+    if let Some(target) = state
+        .repair
+        .as_ref()
+        .and_then(|r| crate::repair::target::Target::parse(&r.target).ok())
+    {
+        let (metric, higher) = target.primary();
+        return (metric.to_string(), higher);
+    }
+    let metric = if state.has_labels {
+        "top1"
+    } else if state.report.model.outputs.len() > 1 {
+        "min_output_sqnr_db"
+    } else {
+        "sqnr_db"
+    };
+    (metric.to_string(), true)
+}
+
 fn recompute(state: &mut State) -> Effect {
     state.rules_generation += 1;
     Effect::Recompute {
@@ -566,11 +664,24 @@ fn change_sort(state: &mut State, step: isize) {
     let at = columns.iter().position(|&c| c == state.sort).unwrap_or(0) as isize;
     let next = columns[(at + step).rem_euclid(columns.len() as isize) as usize];
     state.sort = next;
-    // Worst first: big errors and ranges at the top, low SQNR at the top.
-    state.descending = matches!(
-        next,
-        Column::Range | Column::Scale | Column::RmseScale(_) | Column::Mse(_) | Column::MaxAbs(_)
-    );
+    // Worst first: big errors and ranges at the top, low SQNR at the top; the most
+    // sensitive ops at the top (the biggest gain kept float, the biggest loss quantized).
+    let higher_is_better = state
+        .sensitivity
+        .as_ref()
+        .is_none_or(|s| s.higher_is_better);
+    state.descending = match next {
+        Column::OnlyFloat => higher_is_better,
+        Column::OnlyQuantized => !higher_is_better,
+        _ => matches!(
+            next,
+            Column::Range
+                | Column::Scale
+                | Column::RmseScale(_)
+                | Column::Mse(_)
+                | Column::MaxAbs(_)
+        ),
+    };
     // A new order is read from its top.
     to_top(state);
 }

@@ -21,6 +21,7 @@ use crate::debug::report::write_csv;
 use crate::debug::{DebugEvent, DebugReport, VerifyMode};
 use crate::kernels::int8::Arithmetic;
 use crate::repair::search::{remedy_rules, search, SearchOptions, Verdict};
+use crate::repair::sensitivity::{measure, Measure, Sensitivity};
 use crate::repair::target::Target;
 use crate::select::denylist::write_denylist;
 use crate::select::rules::format_number;
@@ -73,7 +74,7 @@ impl Engine {
                 self.repair_stop.store(true, Ordering::Relaxed);
                 Ok(())
             }
-            Effect::Repair { .. } => {
+            Effect::Repair { .. } | Effect::Sensitivity { .. } => {
                 self.repair_stop.store(false, Ordering::Relaxed);
                 self.jobs.send(effect)
             }
@@ -348,11 +349,35 @@ fn job_loop(
             }
             Effect::Repair { target } => {
                 let verdict = repair(selector, &target, actions, &stops.repair_stop);
-                let (chosen, verdict) = match verdict {
+                let (chosen, verdict, sensitivity) = match verdict {
                     Ok(done) => done,
-                    Err(reason) => (None, format!("not run: {reason}")),
+                    Err(reason) => (None, format!("not run: {reason}"), None),
                 };
-                let _ = actions.send(Action::RepairEnded { chosen, verdict });
+                let _ = actions.send(Action::RepairEnded {
+                    chosen,
+                    verdict,
+                    sensitivity,
+                });
+            }
+            Effect::Sensitivity {
+                metric,
+                higher_is_better,
+            } => {
+                let result = measure(
+                    selector,
+                    &metric,
+                    higher_is_better,
+                    Measure::BOTH,
+                    &stops.repair_stop,
+                    &mut |done, total| {
+                        let _ = actions.send(Action::SensitivityProgress { done, total });
+                    },
+                );
+                let _ = actions.send(Action::SensitivityMeasured(match result {
+                    Ok(Some(s)) => Ok(Box::new(s)),
+                    Ok(None) => Err("stopped".into()),
+                    Err(e) => Err(e.to_string()),
+                }));
             }
             Effect::Recompute { .. } | Effect::CancelAll | Effect::StopRun | Effect::StopRepair => {
             }
@@ -360,14 +385,17 @@ fn job_loop(
     }
 }
 
-/// Runs the repair search, sending each candidate as an experiment; returns the rules of
-/// its result (when the target is met) and how it ended, in a line.
+/// What a repair search ended with: the rules of its result (when the target is met),
+/// how it ended in a line, and the ranking it measured.
+type RepairEnd = (Option<Vec<Rule>>, String, Option<Box<Sensitivity>>);
+
+/// Runs the repair search, sending each candidate as an experiment.
 fn repair(
     selector: &Selector,
     target: &Target,
     actions: &ActionSender,
     stop: &AtomicBool,
-) -> Result<(Option<Vec<Rule>>, String), String> {
+) -> Result<RepairEnd, String> {
     let graph = &selector.graph;
     target
         .check(graph, selector.labels.is_some())
@@ -397,7 +425,7 @@ fn repair(
     )
     .map_err(|e| e.to_string())?;
     let evaluated = outcome.candidates.len();
-    Ok(match &outcome.verdict {
+    let (chosen, line) = match &outcome.verdict {
         Verdict::Met { .. } => {
             let chosen = outcome.chosen().map(|c| remedy_rules(graph, &c.remedies));
             let c = outcome
@@ -430,7 +458,8 @@ fn repair(
             format!("needs float remedies ({})", misses.join(", ")),
         ),
         Verdict::Cancelled => (None, format!("stopped after {evaluated} candidates")),
-    })
+    };
+    Ok((chosen, line, outcome.sensitivity.map(Box::new)))
 }
 
 /// Where a selective model's denylist goes: beside it, `NAME.denylist.txt`.
