@@ -14,7 +14,9 @@ use qdbg::kernels::conv_f32::{conv2d_at, filter_hwio};
 use qdbg::kernels::depthwise_f32::{
     depthwise_conv2d_at, depthwise_conv2d_at_uninit, DepthwiseGeometry,
 };
+use qdbg::kernels::im2col_f32;
 use qdbg::kernels::int8::conv::ConvGeometry;
+use qdbg::kernels::pointwise_f32::PackedPointwise;
 use qdbg::kernels::simd::{self, Level};
 
 /// One spatial axis: input size, window, stride, dilation, padding before, output size.
@@ -200,6 +202,27 @@ proptest! {
             let mut got = vec![f32::NAN; n];
             conv2d_at(level, &g, &input, &hwio, &bias, &mut got);
             assert_close(&got, &want, &magnitude, &format!("{level:?} {g:?}"));
+        }
+    }
+
+    /// The im2col path (rows of window taps times the flattened OHWI filter, through the
+    /// packed GEMM at every level, the scalar one included) against the direct kernel's
+    /// scalar body.
+    #[test]
+    fn im2col_conv_matches_the_direct_scalar_kernel((g, input, ohwi, bias) in conv_case()) {
+        let n = g.batch * g.out_h * g.out_w * g.out_c;
+        let hwio = filter_hwio(&ohwi, g.out_c, g.k_h, g.k_w, g.in_c);
+        let mut want = vec![f32::NAN; n];
+        conv2d_at(Level::Scalar, &g, &input, &hwio, &bias, &mut want);
+        let mut magnitude = vec![0f32; n];
+        conv2d_at(Level::Scalar, &g, &abs(&input), &abs(&hwio), &abs(&bias), &mut magnitude);
+        let patch = im2col_f32::patch_len(&g);
+        for level in std::iter::once(Level::Scalar).chain(levels()) {
+            let packed = PackedPointwise::for_level(&ohwi, g.out_c, patch, &bias, level)
+                .expect("sizes agree");
+            let mut got = vec![f32::NAN; n];
+            im2col_f32::conv2d(&g, &input, &packed, None, &mut got);
+            assert_close(&got, &want, &magnitude, &format!("im2col {level:?} {g:?}"));
         }
     }
 

@@ -11,6 +11,7 @@ pub mod depthwise_f32;
 pub mod element;
 pub mod error;
 pub mod fixed_point;
+pub mod im2col_f32;
 pub mod int16;
 pub mod int8;
 pub mod min_max_f32;

@@ -23,7 +23,9 @@ use crate::graph::{
     TransposeConvAttrs,
 };
 use crate::kernels::pointwise_f32::{self, PackedPointwise, PointwiseGeometry};
-use crate::kernels::{conv_f32, int8::conv::ConvGeometry, run_on_host, run_on_host_filling};
+use crate::kernels::{
+    conv_f32, im2col_f32, int8::conv::ConvGeometry, run_on_host, run_on_host_filling,
+};
 use crate::tflite::codec::{
     read_activation_or_none, read_padding, read_positive, write_activation, write_int,
     write_padding, OpVersionCtx,
@@ -245,6 +247,16 @@ fn prepare_float(
         let weights_io = filter.reshape((shape[0], shape[3]))?.t()?.contiguous()?;
         return Ok(Some(Prepared::MatMul { weights_io, bias }));
     }
+    if filter.device().is_cpu() && im2col_f32::suits(shape[0], shape[1], shape[2]) {
+        if let (Some(ohwi), Some(bias)) = (host(Some(fid)), host_bias()) {
+            // `None` when the sizes disagree: left to candle's path to report.
+            if let Some(packed) =
+                im2col_f32::pack_filter(&ohwi, shape[0], shape[1], shape[2], shape[3], &bias)
+            {
+                return Ok(Some(Prepared::Im2colConv(packed)));
+            }
+        }
+    }
     if filter.device().is_cpu() && conv_f32::suits(shape[0], shape[1], shape[2]) {
         if let (Some(ohwi), Some(bias)) = (host(Some(fid)), host_bias()) {
             if ohwi.len() == shape.iter().product::<usize>() {
@@ -274,6 +286,46 @@ fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
         spatial_padding(attrs.padding, in_w, k_w, attrs.stride_w, attrs.dilation_w)?;
     expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
 
+    let geometry = || ConvGeometry {
+        batch,
+        in_h,
+        in_w,
+        in_c,
+        out_h,
+        out_w,
+        out_c,
+        k_h,
+        k_w,
+        stride_h: attrs.stride_h,
+        stride_w: attrs.stride_w,
+        dilation_h: attrs.dilation_h,
+        dilation_w: attrs.dilation_w,
+        pad_top,
+        pad_left,
+        depth_multiplier: 1,
+    };
+    if let (Some(Prepared::Im2colConv(packed)), true) = (ctx.prepared, input.device().is_cpu()) {
+        if packed.in_c() != k_h * k_w * in_c || packed.out_c() != out_c {
+            op_bail!("internal: the packed filter does not match the op's shapes");
+        }
+        let g = geometry();
+        let fused = pointwise_f32::fused_clamp(attrs.activation);
+        let clamp = fused.flatten();
+        // SAFETY: `conv2d_uninit` writes every element of its output (or panics on sizes
+        // that do not match `g`, which come from the input tensor and `spatial_padding`).
+        let out = unsafe {
+            run_on_host_filling(
+                "conv2d_im2col",
+                input,
+                &[batch, out_h, out_w, out_c],
+                |x, y| im2col_f32::conv2d_uninit(&g, x, packed, clamp, y),
+            )?
+        };
+        return match fused {
+            Some(_) => Ok(out),
+            None => apply_fused(out, attrs.activation),
+        };
+    }
     if let (Some(Prepared::DirectConv { filter_hwio, bias }), true) =
         (ctx.prepared, input.device().is_cpu())
     {
@@ -282,24 +334,7 @@ fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
         {
             op_bail!("filter or bias size does not match {out_c} output channels");
         }
-        let g = ConvGeometry {
-            batch,
-            in_h,
-            in_w,
-            in_c,
-            out_h,
-            out_w,
-            out_c,
-            k_h,
-            k_w,
-            stride_h: attrs.stride_h,
-            stride_w: attrs.stride_w,
-            dilation_h: attrs.dilation_h,
-            dilation_w: attrs.dilation_w,
-            pad_top,
-            pad_left,
-            depth_multiplier: 1,
-        };
+        let g = geometry();
         let out = run_on_host("conv2d", input, &[batch, out_h, out_w, out_c], |x, y| {
             conv_f32::conv2d(&g, x, filter_hwio, bias, y)
         })?;
@@ -316,7 +351,9 @@ fn conv2d(ctx: &EvalCtx, attrs: &Conv2dAttrs) -> OpResult<CTensor> {
     let prepared;
     let (weights, bias) = match ctx.prepared {
         // The packed filter serves the CPU only; elsewhere candle's path runs on the inputs.
-        Some(p) if !matches!(p, Prepared::Pointwise(_)) => (p, bias_of(p)),
+        Some(p) if !matches!(p, Prepared::Pointwise(_) | Prepared::Im2colConv(_)) => {
+            (p, bias_of(p))
+        }
         _ => {
             let filter = ctx.input(1)?;
             prepared = if k_h == 1 && k_w == 1 {

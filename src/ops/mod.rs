@@ -131,6 +131,10 @@ pub enum Prepared {
     /// A float 1x1 convolution's filter and bias packed for the CPU kernel
     /// (`kernels::pointwise_f32`).
     Pointwise(crate::kernels::pointwise_f32::PackedPointwise),
+    /// A float convolution with many output channels: its OHWI filter flattened to
+    /// `[out, kh * kw * in]` and packed for the GEMM over im2col rows
+    /// (`kernels::im2col_f32`).
+    Im2colConv(crate::kernels::pointwise_f32::PackedPointwise),
     /// int8 CONV_2D with its filter packed for the SIMD kernels.
     Int8Conv(crate::kernels::int8::packed::PackedConv2d),
     /// int8 DEPTHWISE_CONV_2D with its filter widened for the SIMD kernels.
