@@ -1,8 +1,10 @@
 //! How many threads qdbg computes on, and where they go.
 //!
-//! qdbg parallelises over samples (calibration, the debugger, selection) and keeps each
-//! op single-threaded: with as many samples in flight as there are workers, splitting one
-//! op across threads only adds synchronisation. candle has its own intra-op parallelism
+//! qdbg parallelises over samples (calibration, the debugger, selection) and keeps most
+//! ops single-threaded: with as many samples in flight as there are workers, splitting one
+//! op across threads only adds synchronisation. The large float convolutions
+//! (`kernels::im2col_f32`) hand blocks of output pixels to rayon, which idle workers take
+//! when fewer samples than workers are in flight (one sample's latency). candle has its own intra-op parallelism
 //! (a spinning barrier pool for elementwise ops, rayon inside matrix products) that would
 //! otherwise compete with the per-sample workers for the same cores, and it sizes it by
 //! reading `RAYON_NUM_THREADS` (or counting physical cores in /proc/cpuinfo) on every

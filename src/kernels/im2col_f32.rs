@@ -43,6 +43,16 @@ pub fn pack_filter(
 /// Writes `g`'s input windows as rows of [`patch_len`] floats, one row per output pixel in
 /// NHWC order. Panics when the slice lengths do not match `g`.
 pub fn im2col(g: &ConvGeometry, input: &[f32], rows: &mut [f32]) {
+    assert_eq!(
+        rows.len(),
+        g.batch * g.out_h * g.out_w * patch_len(g),
+        "im2col rows size"
+    );
+    im2col_from(g, input, 0, rows)
+}
+
+/// [`im2col`]'s rows for the output pixels from `first` on (as many as `rows` holds).
+fn im2col_from(g: &ConvGeometry, input: &[f32], first: usize, rows: &mut [f32]) {
     let in_c = g.in_c;
     let patch = patch_len(g);
     assert_eq!(
@@ -50,53 +60,60 @@ pub fn im2col(g: &ConvGeometry, input: &[f32], rows: &mut [f32]) {
         g.batch * g.in_h * g.in_w * in_c,
         "im2col input size"
     );
-    assert_eq!(
-        rows.len(),
-        g.batch * g.out_h * g.out_w * patch,
-        "im2col rows size"
+    assert!(
+        rows.len().is_multiple_of(patch)
+            && first + rows.len() / patch <= g.batch * g.out_h * g.out_w,
+        "im2col rows outside the output"
     );
     // A window's row of taps is one contiguous run of the input when it is dense and
     // inside the image: copied at once.
     let dense_taps = g.dilation_w == 1;
-    let mut row = 0;
-    for b in 0..g.batch {
+    for (n, dst) in rows.chunks_exact_mut(patch).enumerate() {
+        let pixel = first + n;
+        let (b, oy, ox) = (
+            pixel / (g.out_h * g.out_w),
+            pixel / g.out_w % g.out_h,
+            pixel % g.out_w,
+        );
         let image = &input[b * g.in_h * g.in_w * in_c..][..g.in_h * g.in_w * in_c];
-        for oy in 0..g.out_h {
-            for ox in 0..g.out_w {
-                let dst = &mut rows[row * patch..][..patch];
-                row += 1;
-                let x0 = (ox * g.stride_w) as isize - g.pad_left as isize;
-                for ky in 0..g.k_h {
-                    let iy = (oy * g.stride_h + ky * g.dilation_h) as isize - g.pad_top as isize;
-                    let taps = &mut dst[ky * g.k_w * in_c..][..g.k_w * in_c];
-                    if iy < 0 || iy >= g.in_h as isize {
-                        taps.fill(0.0);
-                        continue;
-                    }
-                    let line = &image[iy as usize * g.in_w * in_c..][..g.in_w * in_c];
-                    let last = x0 + ((g.k_w - 1) * g.dilation_w) as isize;
-                    if dense_taps && x0 >= 0 && last < g.in_w as isize {
-                        taps.copy_from_slice(&line[x0 as usize * in_c..][..g.k_w * in_c]);
-                        continue;
-                    }
-                    for kx in 0..g.k_w {
-                        let ix = x0 + (kx * g.dilation_w) as isize;
-                        let tap = &mut taps[kx * in_c..][..in_c];
-                        if ix < 0 || ix >= g.in_w as isize {
-                            tap.fill(0.0);
-                        } else {
-                            tap.copy_from_slice(&line[ix as usize * in_c..][..in_c]);
-                        }
-                    }
+        let x0 = (ox * g.stride_w) as isize - g.pad_left as isize;
+        for ky in 0..g.k_h {
+            let iy = (oy * g.stride_h + ky * g.dilation_h) as isize - g.pad_top as isize;
+            let taps = &mut dst[ky * g.k_w * in_c..][..g.k_w * in_c];
+            if iy < 0 || iy >= g.in_h as isize {
+                taps.fill(0.0);
+                continue;
+            }
+            let line = &image[iy as usize * g.in_w * in_c..][..g.in_w * in_c];
+            let last = x0 + ((g.k_w - 1) * g.dilation_w) as isize;
+            if dense_taps && x0 >= 0 && last < g.in_w as isize {
+                taps.copy_from_slice(&line[x0 as usize * in_c..][..g.k_w * in_c]);
+                continue;
+            }
+            for kx in 0..g.k_w {
+                let ix = x0 + (kx * g.dilation_w) as isize;
+                let tap = &mut taps[kx * in_c..][..in_c];
+                if ix < 0 || ix >= g.in_w as isize {
+                    tap.fill(0.0);
+                } else {
+                    tap.copy_from_slice(&line[ix as usize * in_c..][..in_c]);
                 }
             }
         }
     }
 }
 
+/// Output pixels per block: each block's im2col rows (at most `BLOCK * patch` floats)
+/// stay in cache for its GEMM, and blocks are what idle worker threads take.
+const BLOCK: usize = 64;
+
 /// `out = clamp(bias + conv(input, filter))` with `filter` from [`pack_filter`]; `out`
 /// (`batch * out_h * out_w * out_c` long) may start uninitialised and is written whole.
 /// Panics when the slice lengths do not match `g` or the packed filter.
+///
+/// Blocks of output pixels go to rayon: while every worker runs a sample of its own they
+/// stay on the calling thread, and when a chunk holds fewer samples than workers (one
+/// sample's latency) the idle ones take blocks. Each block's sums are the same either way.
 pub fn conv2d_uninit(
     g: &ConvGeometry,
     input: &[f32],
@@ -104,12 +121,23 @@ pub fn conv2d_uninit(
     clamp: Option<(f32, f32)>,
     out: &mut [MaybeUninit<f32>],
 ) {
-    assert_eq!(filter.in_c(), patch_len(g), "im2col filter size");
+    use rayon::prelude::*;
+    let patch = patch_len(g);
+    assert_eq!(filter.in_c(), patch, "im2col filter size");
     assert_eq!(filter.out_c(), g.out_c, "im2col output channels");
-    let pixels = g.batch * g.out_h * g.out_w;
-    let mut rows = vec![0f32; pixels * patch_len(g)];
-    im2col(g, input, &mut rows);
-    filter.run_uninit(&rows, &PointwiseGeometry::dense(pixels), clamp, out);
+    assert_eq!(
+        out.len(),
+        g.batch * g.out_h * g.out_w * g.out_c,
+        "im2col output size"
+    );
+    out.par_chunks_mut(BLOCK * g.out_c)
+        .enumerate()
+        .for_each_init(Vec::new, |rows, (block, out)| {
+            let pixels = out.len() / g.out_c;
+            rows.resize(pixels * patch, 0.0);
+            im2col_from(g, input, block * BLOCK, rows);
+            filter.run_uninit(rows, &PointwiseGeometry::dense(pixels), clamp, out);
+        });
 }
 
 /// [`conv2d_uninit`] into an initialised buffer.
@@ -120,10 +148,12 @@ pub fn conv2d(
     clamp: Option<(f32, f32)>,
     out: &mut [f32],
 ) {
-    let pixels = g.batch * g.out_h * g.out_w;
-    let mut rows = vec![0f32; pixels * patch_len(g)];
-    im2col(g, input, &mut rows);
-    filter.run(&rows, &PointwiseGeometry::dense(pixels), clamp, out);
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and the kernel only stores
+    // initialised floats, so `out` stays initialised.
+    let out = unsafe {
+        std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<MaybeUninit<f32>>(), out.len())
+    };
+    conv2d_uninit(g, input, filter, clamp, out)
 }
 
 #[cfg(test)]
