@@ -247,7 +247,8 @@ fn prepare_float(
         let weights_io = filter.reshape((shape[0], shape[3]))?.t()?.contiguous()?;
         return Ok(Some(Prepared::MatMul { weights_io, bias }));
     }
-    if filter.device().is_cpu() && im2col_f32::suits(shape[0], shape[1], shape[2]) {
+    // (No input channels: nothing to pack; candle's path reports or computes it.)
+    if filter.device().is_cpu() && shape[3] > 0 && im2col_f32::suits(shape[0], shape[1], shape[2]) {
         if let (Some(ohwi), Some(bias)) = (host(Some(fid)), host_bias()) {
             // `None` when the sizes disagree: left to candle's path to report.
             if let Some(packed) =
