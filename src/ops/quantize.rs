@@ -122,6 +122,14 @@ fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
     if ctx.graph.tensor(in_id).dtype.is_float() && ctx.output_dtype(0)? == DType::I8 {
         return quantize_f32_to_int8(input, scale, zero_point);
     }
+    if ctx.graph.tensor(in_id).dtype.is_float() && ctx.output_dtype(0)? == DType::I16 {
+        let x = input
+            .flatten_all()?
+            .to_dtype(CDType::F32)?
+            .to_vec1::<f32>()?;
+        let codes = quantize_f32_to_int16(&x, scale, zero_point);
+        return Ok(CTensor::from_vec(codes, input.dims(), input.device())?);
+    }
     let values: Vec<i64> = if ctx.graph.tensor(in_id).dtype.is_float() {
         let x = input
             .flatten_all()?
@@ -150,6 +158,28 @@ fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
         return super::int8_tensor::from_int8(bytes, input.dims(), input);
     }
     Ok(CTensor::from_vec(values, input.dims(), input.device())?)
+}
+
+/// Float to int16 as LiteRT's optimized QUANTIZE computes it on x86-64: blocks of 8
+/// values are multiplied by the f32 reciprocal of the scale and rounded half to even (its
+/// NEON loop, emulated with SSE); the remaining `len % 8` values are divided by the scale
+/// in f64 and rounded half away from zero (its scalar tail). The two differ on ties: the
+/// demo's `-0.35748622 / 0.00015485649` is -2308.5 exactly in f32, which LiteRT writes as
+/// -2308.
+fn quantize_f32_to_int16(x: &[f32], scale: f32, zero_point: i64) -> Vec<i64> {
+    let (lo, hi) = (i64::from(i16::MIN), i64::from(i16::MAX));
+    let reciprocal = (1.0 / f64::from(scale)) as f32;
+    let blocks = x.len() - x.len() % 8;
+    let vector = x[..blocks]
+        .iter()
+        .map(|&v| (v * reciprocal).round_ties_even() as i64);
+    let tail = x[blocks..]
+        .iter()
+        .map(|&v| (f64::from(v) / f64::from(scale)).round() as i64);
+    vector
+        .chain(tail)
+        .map(|q| q.saturating_add(zero_point).clamp(lo, hi))
+        .collect()
 }
 
 /// `q.round() as i64` (half away from zero, NaN to 0, saturating), without the libm call
@@ -380,5 +410,22 @@ mod tests {
                 .clamp(-128, 127) as i8;
             assert_eq!(f, want, "{q}");
         }
+    }
+
+    #[test]
+    fn float_to_int16_rounds_ties_to_even_in_blocks_of_eight_and_away_in_the_tail() {
+        // LiteRT on the demo's 16x8 model: -0.35748622 / 0.00015485649 is -2308.5 exactly
+        // in f32; inside a block of 8 LiteRT wrote -2308 (tests/int16_model.rs).
+        let (v, scale) = (-0.357_486_22f32, 0.000_154_856_49f32);
+        assert_eq!(v * ((1.0 / f64::from(scale)) as f32), -2308.5);
+        let mut x = vec![v; 9];
+        x[1] = 1.0; // 6457.6 steps
+        let q = super::quantize_f32_to_int16(&x, scale, 0);
+        assert_eq!(q[0], -2308);
+        assert_eq!(q[1], 6458);
+        // The ninth value is the scalar tail: f64 division, -2308.500063 -> -2309.
+        assert_eq!(q[8], -2309);
+        // Clamped to int16.
+        assert_eq!(super::quantize_f32_to_int16(&[10.0], scale, 0), vec![32767]);
     }
 }
