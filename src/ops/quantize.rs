@@ -140,6 +140,8 @@ fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
             .collect()
     } else if ctx.graph.tensor(in_id).dtype == DType::I8 && ctx.output_dtype(0)? == DType::I8 {
         return requantize_int8(ctx);
+    } else if let Some(result) = requantize_int16(ctx)? {
+        return Ok(result);
     } else {
         let in_q = params(ctx, in_id, "input")?;
         let multiplier = QuantizedMultiplier::from_real(in_q.scale[0] as f64 / scale as f64);
@@ -158,6 +160,49 @@ fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
         return super::int8_tensor::from_int8(bytes, input.dims(), input);
     }
     Ok(CTensor::from_vec(values, input.dims(), input.device())?)
+}
+
+/// QUANTIZE between int8 and int16 (either way) or int16 and int16: the requantization at
+/// the edges of an int16 island, on `kernels::int16::requantize` (LiteRT's arithmetic).
+/// `None` for other type pairs.
+fn requantize_int16(ctx: &EvalCtx) -> OpResult<Option<CTensor>> {
+    use super::int16_tensor::{from_int16, int16_values};
+    use crate::kernels::int16::requantize::Requantize;
+    let (in_id, out_id) = (ctx.input_id(0)?, ctx.node.outputs[0]);
+    let (from, to) = (ctx.graph.tensor(in_id).dtype, ctx.output_dtype(0)?);
+    if !matches!(
+        (from, to),
+        (DType::I8, DType::I16) | (DType::I16, DType::I8) | (DType::I16, DType::I16)
+    ) {
+        return Ok(None);
+    }
+    let kernel =
+        Requantize::new(qparams(ctx, in_id)?, qparams(ctx, out_id)?).map_err(OpError::Kernel)?;
+    let input = ctx.input(0)?;
+    let dims = input.dims();
+    Ok(Some(match (from, to) {
+        (DType::I8, _) => {
+            let mut out = vec![0i16; input.elem_count()];
+            kernel
+                .run(&int8_values(input)?, &mut out)
+                .map_err(OpError::Kernel)?;
+            from_int16(out, dims, input)?
+        }
+        (DType::I16, DType::I8) => {
+            let mut out = vec![0i8; input.elem_count()];
+            kernel
+                .run(&int16_values(input)?, &mut out)
+                .map_err(OpError::Kernel)?;
+            from_int8(out, dims, input)?
+        }
+        _ => {
+            let mut out = vec![0i16; input.elem_count()];
+            kernel
+                .run(&int16_values(input)?, &mut out)
+                .map_err(OpError::Kernel)?;
+            from_int16(out, dims, input)?
+        }
+    }))
 }
 
 /// Float to int16 as LiteRT's optimized QUANTIZE computes it on x86-64: blocks of 8
