@@ -25,6 +25,7 @@ use crate::exec::{DeviceChoice, Executor, FloatOutputCache};
 use crate::graph::{Graph, ModelKind};
 use crate::kernels::int8::Arithmetic;
 use crate::quant::division_check::keep_refused_divisions_float;
+use crate::quant::int16_plan::whole_model_int16_ops;
 use crate::quant::plan::plan_activations;
 use crate::quant::quantize::{quantize_graph, QuantizeOptions, QuantizedModel};
 use crate::quant::{calibrate_or_load, Calibration, CalibrationSource};
@@ -213,6 +214,25 @@ impl Session {
     /// they keep ops float).
     pub fn quantize(&self, options: &QuantizeOptions) -> Result<QuantizedModel> {
         quantize_graph(self.graph(), &self.selector.plan, options)
+    }
+
+    /// The model quantized whole-model 16x8, as TensorFlow's converter makes it with the
+    /// 16x8 op set beside `TFLITE_BUILTINS`: every op with a 16x8 kernel computes with
+    /// int16 activations, the others stay float (`options.keep_float` stays float too).
+    pub fn quantize_16x8(&self, options: &QuantizeOptions) -> Result<QuantizedModel> {
+        let graph = self.graph();
+        let ops = whole_model_int16_ops(graph);
+        let plan =
+            self.selector
+                .plan
+                .as_ref()
+                .clone()
+                .with_int16_ops(graph, &self.calibration, &ops);
+        let options = QuantizeOptions {
+            float_unless_int16: true,
+            ..options.clone()
+        };
+        quantize_graph(graph, &plan, &options)
     }
 
     /// The debugger of `model` (made from this session's graph) against the float model:

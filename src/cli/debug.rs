@@ -368,16 +368,17 @@ fn run_and_report(
         println!(
             "{:>10.3} {:>9.3} {:<18} {}",
             metric(s),
-            range(s.info.scale),
+            range(s.info.scale, s.info.int16),
             s.info.op_name,
             s.info.tensor_name
         );
     }
     println!(
-        "\nrmse/scale is a layer's RMS error in units of its int8 step: about 0.29 (1/sqrt(12)) \
-         means plain rounding noise; well above that (say > 0.7), the layer loses more than \
-         rounding and is a candidate to keep in float. range = 255 x scale: the real span \
-         the int8 tensor covers; a huge range squeezes the common values into few steps."
+        "\nrmse/scale is a layer's RMS error in units of its int8 (or int16) step: about 0.29 \
+         (1/sqrt(12)) means plain rounding noise; well above that (say > 0.7), the layer loses \
+         more than rounding and is a candidate to keep in float. range = 255 x scale (65535 x \
+         scale for int16): the real span the tensor covers; a huge range squeezes the common \
+         values into few steps."
     );
     if let Some(signal) = interrupted {
         let what = if args.csv.is_some() || args.json.is_some() {

@@ -26,6 +26,11 @@ pub struct QuantizeArgs {
     /// accelerators need this), instead of float I/O with QUANTIZE / DEQUANTIZE.
     #[arg(long)]
     pub int8_io: bool,
+    /// Activation type: int8 (full int8), or int16 for a whole-model 16x8 file (int16
+    /// activations, int8 weights, int64 biases; ops without a 16x8 kernel stay float,
+    /// as TensorFlow's converter keeps them with the 16x8 op set).
+    #[arg(long, value_enum, default_value_t = Activations::Int8)]
+    pub activations: Activations,
     /// Recompute the calibration even if a matching one is saved beside the model.
     #[arg(long)]
     pub recalibrate: bool,
@@ -33,6 +38,13 @@ pub struct QuantizeArgs {
     pub device: DeviceArgs,
     #[command(flatten)]
     pub images: ImageArgs,
+}
+
+/// The activation type of `qdbg quantize --activations`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Activations {
+    Int8,
+    Int16,
 }
 
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
@@ -68,17 +80,21 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         }
     }
 
-    let model = session.quantize(&QuantizeOptions {
+    let options = QuantizeOptions {
         int8_io: args.int8_io,
         ..Default::default()
-    })?;
+    };
+    let (model, kind) = match args.activations {
+        Activations::Int8 => (session.quantize(&options)?, "int8"),
+        Activations::Int16 => (session.quantize_16x8(&options)?, "16x8"),
+    };
     let original = session.selector.original.as_deref().map(Vec::as_slice);
     let bytes = qdbg::tflite::model_bytes(&model.graph, original)?;
     qdbg::atomic::write_bytes_atomic(&args.output, &bytes)?;
 
     let int8_ops = graph.nodes.len() - model.float_ops.len();
     println!(
-        "quantized {int8_ops} of {} ops to int8; wrote {} ({} bytes, float model {} bytes)",
+        "quantized {int8_ops} of {} ops to {kind}; wrote {} ({} bytes, float model {} bytes)",
         graph.nodes.len(),
         args.output.display(),
         bytes.len(),
@@ -91,6 +107,9 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
             let why = match why {
                 FloatReason::Denylisted => "denylisted",
                 FloatReason::NoInt8Kernel => "no int8 kernel (LiteRT runs it in float only)",
+                FloatReason::NoInt16Kernel => {
+                    "no 16x8 kernel (TensorFlow's 16x8 conversion keeps it float too)"
+                }
                 FloatReason::CustomOp => "custom op, kept float (LiteRT runs it in float only)",
                 FloatReason::NotCalibrated => "an input was not calibrated",
                 FloatReason::FloatInGivenModel => "float in the given int8 model",

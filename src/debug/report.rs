@@ -13,9 +13,11 @@ pub fn rmse_over_scale(mse: f64, scale: f32) -> f64 {
     mse.sqrt() / scale as f64
 }
 
-/// `range`: the real span the int8 tensor covers, 255 steps of its scale.
-pub fn range(scale: f32) -> f64 {
-    255.0 * scale as f64
+/// `range`: the real span the tensor covers, 255 steps of its scale for int8, 65535 for
+/// int16 (16x8).
+pub fn range(scale: f32, int16: bool) -> f64 {
+    let steps = if int16 { 65535.0 } else { 255.0 };
+    steps * scale as f64
 }
 
 /// The per-layer metrics [`metric_value`] knows, by the names the CSV, the JSON and
@@ -45,7 +47,7 @@ pub fn metric_value(stats: &LayerStats, metric: &str) -> Option<f64> {
     let m = stats.per_layer.or(stats.whole_model)?;
     Some(match metric {
         "rmse/scale" => rmse_over_scale(m.mean_squared_error, stats.info.scale),
-        "range" => range(stats.info.scale),
+        "range" => range(stats.info.scale, stats.info.int16),
         "scale" => stats.info.scale as f64,
         "zero_point" => stats.info.zero_point as f64,
         "mean_squared_error" => m.mean_squared_error,
@@ -115,7 +117,7 @@ pub fn write_csv(
             ];
             row.extend(l.custom.iter().map(|(_, v)| num(*v)));
             row.extend([
-                num(range(l.info.scale)),
+                num(range(l.info.scale, l.info.int16)),
                 num(rmse_over_scale(m.mean_squared_error, l.info.scale)),
             ]);
             for name in extra {

@@ -23,10 +23,10 @@ use crate::error::{Error, Result};
 use crate::exec::{
     host_f32, tensor_from_owned_sample, with_host_f32, Executor, FloatOutputCache, SampleOutputs,
 };
-use crate::graph::{Graph, Op, TensorId};
-use crate::ops::int8_tensor::int8_values;
+use crate::graph::{DType, Graph, Op, TensorId};
+use crate::ops::int8_tensor::{int8_values, integer_values};
 use crate::ops::quantized::node_is_quantized;
-use crate::ops::{dequantize_int8, Arithmetic};
+use crate::ops::{dequantize_int8, dequantize_values, Arithmetic};
 use crate::quant::quantize::QuantizedModel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -73,6 +73,9 @@ pub struct LayerInfo {
     /// Which of the op's outputs the row is (0 for ops with one).
     #[serde(skip)]
     pub output: usize,
+    /// The output's integer type: int16 (16x8) or int8; `range` spans its codes.
+    #[serde(skip)]
+    pub int16: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -196,6 +199,7 @@ impl<'a> Debugger<'a> {
                     float_node: *float_node,
                     float_tensor,
                     output,
+                    int16: q.tensor(out).dtype == DType::I16,
                 });
             }
         }
@@ -546,6 +550,23 @@ impl<'a> Debugger<'a> {
             Error::Internal(format!("layer '{}' has no parameters", l.tensor_name))
         })?;
         let internal = |e: String| Error::Internal(format!("{}: {e}", l.tensor_name));
+        if q.tensor(l.tensor).dtype == DType::I16 {
+            // A 16x8 layer: measured on its dequantized values (its codes travel as plain
+            // integers; the int8 fast path and the int8-step histograms do not apply).
+            // `rmse/scale` divides by its own (int16) scale, so it stays in steps.
+            let float: Vec<f64> = reference.iter().map(|&x| f64::from(x)).collect();
+            let got: Vec<f64> = match int8.dequantized(q, l.tensor, v)? {
+                Some(t) => host_f32(&t)?.into_iter().map(f64::from).collect(),
+                None => Vec::new(),
+            };
+            let raw = integer_values(v, DType::I16).map_err(|e| internal(e.to_string()))?;
+            let saturated = raw
+                .iter()
+                .filter(|&&x| x <= i64::from(i16::MIN) || x >= i64::from(i16::MAX))
+                .count();
+            let sample = LayerSample::new(None, &float, &got, saturated);
+            return Ok((sample, self.custom_values(l, &float, &got, &raw)));
+        }
         let per_tensor = params.scale.len() == 1 && params.zero_point.len() == 1;
         let wants_custom = !(self.layer_metrics.is_empty() && self.direct_metrics.is_empty());
         if per_tensor && !wants_custom {
@@ -847,9 +868,14 @@ impl Int8Memo {
         if entry.dequantized.is_none() {
             if let Some(p) = q.tensor(id).quant.as_ref() {
                 let internal = |e: String| Error::Internal(format!("{}: {e}", q.tensor(id).name));
-                let raw = int8_values(&entry.tensor).map_err(|e| internal(e.to_string()))?;
-                let values =
-                    dequantize_int8(&raw, v.dims(), p).map_err(|e| internal(e.to_string()))?;
+                let values = if q.tensor(id).dtype == DType::I16 {
+                    let raw = integer_values(&entry.tensor, DType::I16)
+                        .map_err(|e| internal(e.to_string()))?;
+                    dequantize_values(&raw, v.dims(), p).map_err(|e| internal(e.to_string()))?
+                } else {
+                    let raw = int8_values(&entry.tensor).map_err(|e| internal(e.to_string()))?;
+                    dequantize_int8(&raw, v.dims(), p).map_err(|e| internal(e.to_string()))?
+                };
                 entry.dequantized = Some(
                     CTensor::from_vec(values, v.dims(), v.device())
                         .map_err(|e| internal(e.to_string()))?,

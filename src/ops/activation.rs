@@ -168,6 +168,41 @@ impl OpFamily for Activation {
         }])
     }
 
+    fn has_int16_kernel(op: &Op) -> bool {
+        // HARD_SWISH has no 16x8 kernel in LiteRT; the RELU family's is not in qdbg yet.
+        matches!(
+            op,
+            Op::Unary(UnaryKind::Logistic | UnaryKind::Tanh) | Op::Softmax { .. }
+        )
+    }
+
+    fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        use super::int16_tensor::{from_int16, int16_values};
+        use crate::kernels::int16::activation::{LutActivation, LutFunction};
+        use crate::kernels::int16::softmax::SoftmaxInt16;
+        let input = ctx.input(0)?;
+        let (qi, qo) = (
+            qparams(ctx, ctx.input_id(0)?)?,
+            qparams(ctx, ctx.node.outputs[0])?,
+        );
+        let values = int16_values(input)?;
+        let mut out = vec![0i16; values.len()];
+        match &ctx.node.op {
+            Op::Unary(UnaryKind::Logistic) => LutActivation::new(LutFunction::Logistic, qi, qo)
+                .and_then(|k| k.run(&values, &mut out)),
+            Op::Unary(UnaryKind::Tanh) => {
+                LutActivation::new(LutFunction::Tanh, qi, qo).and_then(|k| k.run(&values, &mut out))
+            }
+            Op::Softmax { beta } => {
+                let depth = input.dims().last().copied().unwrap_or(1);
+                SoftmaxInt16::new(qi, qo, *beta).and_then(|k| k.run(&values, depth, &mut out))
+            }
+            other => super::op_bail!("{} has no 16x8 kernel in qdbg yet", other.name()),
+        }
+        .map_err(OpError::Kernel)?;
+        Ok(vec![from_int16(out, input.dims(), input)?])
+    }
+
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         Ok(vec![match &ctx.node.op {
             Op::Unary(kind) => unary_int8(ctx, *kind)?,
@@ -223,18 +258,22 @@ fn unary(x: &CTensor, kind: UnaryKind) -> OpResult<CTensor> {
     })
 }
 
-/// `x * relu6(x + 3) / 6` in one pass on the CPU (four candle ops, each allocating a
+/// `(x * (1/6)) * relu6(x + 3)`, in LiteRT's float order: every float32 result equals its
+/// kernel's (checked on the demo's HARD_SWISH outputs), which matters where a QUANTIZE to
+/// int16 follows (16x8 models keep HARD_SWISH float), whose steps are fine enough for one
+/// ulp to change a code. One pass on the CPU (four candle ops, each allocating a
 /// temporary, took a tenth of MobileNetV3's float time); candle's ops elsewhere.
 fn hard_swish(x: &CTensor) -> OpResult<CTensor> {
+    const ONE_SIXTH: f32 = 1.0 / 6.0;
     if !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 {
-        return Ok((x * (x.affine(1.0, 3.0)?.clamp(0f32, 6f32)? / 6.0)?)?);
+        return Ok(((x * f64::from(ONE_SIXTH))? * x.affine(1.0, 3.0)?.clamp(0f32, 6f32)?)?);
     }
     let dims = x.dims().to_vec();
     // SAFETY: the output has the input's shape, so the zip below writes every element.
     let out = unsafe {
         crate::kernels::run_on_host_filling("hard_swish", x, &dims, |input, out| {
             for (o, &v) in out.iter_mut().zip(input) {
-                o.write(v * (v + 3.0).clamp(0.0, 6.0) / 6.0);
+                o.write((v * ONE_SIXTH) * (v + 3.0).clamp(0.0, 6.0));
             }
         })
     };

@@ -77,7 +77,7 @@ impl OpFamily for Binary {
 
     fn write_tflite_options(
         fbb: &mut FlatBufferBuilder<'_>,
-        _graph: &Graph,
+        graph: &Graph,
         node: &Node,
     ) -> Result<TfliteOptions, String> {
         use fb::BuiltinOptions as O;
@@ -94,6 +94,10 @@ impl OpFamily for Binary {
             return Err(not_in_family("binary", &node.op).to_string());
         };
         let a = write_activation(*act);
+        // 16x8 ADD / SUB: written as qdbg runs them (see `ADD_SUB_POT_SCALE_INT16`);
+        // other types keep the schema's default, which their kernels ignore.
+        let pot_scale_int16 =
+            !super::quantized::node_is_int16(graph, node) || ADD_SUB_POT_SCALE_INT16;
         Ok(match kind {
             BinaryKind::Add => (
                 O::AddOptions,
@@ -102,7 +106,7 @@ impl OpFamily for Binary {
                         fbb,
                         &fb::AddOptionsArgs {
                             fused_activation_function: a,
-                            ..Default::default()
+                            pot_scale_int16,
                         },
                     )
                     .as_union_value(),
@@ -115,7 +119,7 @@ impl OpFamily for Binary {
                         fbb,
                         &fb::SubOptionsArgs {
                             fused_activation_function: a,
-                            ..Default::default()
+                            pot_scale_int16,
                         },
                     )
                     .as_union_value(),
@@ -242,6 +246,24 @@ impl OpFamily for Binary {
         };
         Ok(vec![binary_int8(ctx, *kind, *activation)?])
     }
+
+    fn has_int16_kernel(op: &Op) -> bool {
+        // MAXIMUM / MINIMUM / SQUARED_DIFFERENCE / DIV have no 16x8 kernel in qdbg yet.
+        matches!(
+            op,
+            Op::Binary {
+                kind: BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul,
+                ..
+            }
+        )
+    }
+
+    fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        let Op::Binary { kind, activation } = &ctx.node.op else {
+            return Err(not_in_family("binary", &ctx.node.op));
+        };
+        Ok(vec![binary_int16(ctx, *kind, *activation)?])
+    }
 }
 
 fn binary(ctx: &EvalCtx, kind: BinaryKind, activation: FusedActivation) -> OpResult<CTensor> {
@@ -352,6 +374,42 @@ fn integer_binary(
     let out: Vec<i64> = x.iter().zip(&y).map(|(&p, &q)| op(p, q)).collect();
     Ok(CTensor::from_vec(out, shape, a.device())?.to_dtype(a.dtype())?)
 }
+
+/// ADD, SUB and MUL in 16x8. qdbg writes ADD / SUB with `pot_scale_int16` false, as
+/// TensorFlow's 16x8 quantizer does (`add_sub_pot_scale_int16`), so LiteRT takes the
+/// general path; the graph keeps no such option, so a model read with it set runs the
+/// general path too (see ARCHITECTURE.md).
+fn binary_int16(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResult<CTensor> {
+    use super::int16_tensor::{from_int16, int16_values};
+    use crate::kernels::int16::binary::{AddSubInt16, MulInt16};
+    let (a, b) = (ctx.input(0)?, ctx.input(1)?);
+    let shape = broadcast_shape(a.dims(), b.dims())?;
+    expect_output_shape(ctx, 0, &shape)?;
+    let (qa, qb) = (
+        qparams(ctx, ctx.input_id(0)?)?,
+        qparams(ctx, ctx.input_id(1)?)?,
+    );
+    let qo = qparams(ctx, ctx.node.outputs[0])?;
+    let (va, vb) = (int16_values(a)?, int16_values(b)?);
+    let mut out = vec![0i16; shape.iter().product()];
+    let (da, db) = (a.dims(), b.dims());
+    match kind {
+        BinaryKind::Add => AddSubInt16::add(qa, qb, qo, act, ADD_SUB_POT_SCALE_INT16)
+            .and_then(|k| k.run(&va, da, &vb, db, &mut out)),
+        BinaryKind::Sub => AddSubInt16::sub(qa, qb, qo, act, ADD_SUB_POT_SCALE_INT16)
+            .and_then(|k| k.run(&va, da, &vb, db, &mut out)),
+        BinaryKind::Mul => {
+            MulInt16::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
+        }
+        _ => op_bail!("{} has no 16x8 kernel in qdbg yet", ctx.node.op.name()),
+    }
+    .map_err(OpError::Kernel)?;
+    from_int16(out, &shape, a)
+}
+
+/// The `pot_scale_int16` option qdbg writes on ADD and SUB, and runs them with: false,
+/// as TensorFlow's 16x8 quantizer writes it (LiteRT's general int16 path).
+pub const ADD_SUB_POT_SCALE_INT16: bool = false;
 
 fn binary_int8(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResult<CTensor> {
     let (a, b) = (ctx.input(0)?, ctx.input(1)?);

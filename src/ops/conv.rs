@@ -197,6 +197,26 @@ impl OpFamily for Conv {
         }])
     }
 
+    fn has_int16_kernel(op: &Op) -> bool {
+        // TRANSPOSE_CONV's 16x8 kernel is not in qdbg yet.
+        matches!(op, Op::Conv2d(_))
+    }
+
+    fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        let Op::Conv2d(a) = &ctx.node.op else {
+            return Err(not_in_family("conv (16x8)", &ctx.node.op));
+        };
+        let stepping = Stepping {
+            padding: a.padding,
+            stride: (a.stride_h, a.stride_w),
+            dilation: (a.dilation_h, a.dilation_w),
+            activation: a.activation,
+        };
+        Ok(vec![super::int16_conv::convolution16(
+            ctx, stepping, false,
+        )?])
+    }
+
     fn prepare(
         graph: &Graph,
         node: &Node,

@@ -149,6 +149,21 @@ impl OpFamily for Dense {
         }])
     }
 
+    fn has_int16_kernel(op: &Op) -> bool {
+        // BATCH_MATMUL's 16x8 kernel is not in qdbg yet.
+        matches!(op, Op::FullyConnected(_))
+    }
+
+    fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        let Op::FullyConnected(a) = &ctx.node.op else {
+            return Err(not_in_family("dense (16x8)", &ctx.node.op));
+        };
+        Ok(vec![super::int16_conv::fully_connected16(
+            ctx,
+            a.activation,
+        )?])
+    }
+
     fn prepare(
         graph: &Graph,
         node: &Node,

@@ -117,6 +117,23 @@ impl OpFamily for Depthwise {
         Ok(vec![depthwise_int8(ctx, attrs)?])
     }
 
+    fn has_int16_kernel(op: &Op) -> bool {
+        matches!(op, Op::DepthwiseConv2d(_))
+    }
+
+    fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        let Op::DepthwiseConv2d(a) = &ctx.node.op else {
+            return Err(not_in_family("depthwise (16x8)", &ctx.node.op));
+        };
+        let stepping = Stepping {
+            padding: a.padding,
+            stride: (a.stride_h, a.stride_w),
+            dilation: (a.dilation_h, a.dilation_w),
+            activation: a.activation,
+        };
+        Ok(vec![super::int16_conv::convolution16(ctx, stepping, true)?])
+    }
+
     fn prepare(
         graph: &Graph,
         node: &Node,

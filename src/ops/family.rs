@@ -119,6 +119,20 @@ pub trait OpFamily {
     /// [`OpFamily::int8_support`] is [`Int8Support::Kernel`] or
     /// [`Int8Support::KernelMovingValues`].
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>>;
+    /// Whether qdbg runs the op in 16x8 (int16 activations, int8 weights, int64 biases),
+    /// bit-exact with LiteRT's 16x8 kernel: the quantizer only gives int16 to such ops.
+    fn has_int16_kernel(_op: &Op) -> bool {
+        false
+    }
+    /// 16x8 semantics, bit-exact with LiteRT's builtin kernels; called for quantized
+    /// nodes whose output is int16.
+    fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        super::op_bail!(
+            "{} on int16 tensors (16x8) has no 16x8 kernel in qdbg yet; keep the op float \
+             or int8",
+            ctx.node.op.name()
+        )
+    }
     /// The node's weights re-laid-out once, when the executor is built, for the kernel
     /// that will run it (`arithmetic` and the node's tensor types pick it); `None` for
     /// ops that read their inputs as they are, which is most of them.
@@ -202,6 +216,18 @@ macro_rules! families {
             fn eval_int8(self, ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
                 match self {
                     $(Family::$family => <super::$module::$ty as OpFamily>::eval_int8(ctx),)*
+                }
+            }
+
+            fn has_int16_kernel(self, op: &Op) -> bool {
+                match self {
+                    $(Family::$family => <super::$module::$ty as OpFamily>::has_int16_kernel(op),)*
+                }
+            }
+
+            fn eval_int16(self, ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+                match self {
+                    $(Family::$family => <super::$module::$ty as OpFamily>::eval_int16(ctx),)*
                 }
             }
 
@@ -321,6 +347,15 @@ pub fn has_int8_kernel(op: &Op) -> bool {
         int8_support(op),
         Int8Support::Kernel | Int8Support::KernelMovingValues | Int8Support::MovesValues
     )
+}
+
+/// Whether qdbg can run `op` in 16x8 (so the quantizer may give it int16 activations).
+pub fn has_int16_kernel(op: &Op) -> bool {
+    Family::of(op).has_int16_kernel(op)
+}
+
+pub(super) fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+    Family::of(&ctx.node.op).eval_int16(ctx)
 }
 
 pub(super) fn eval_float(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {

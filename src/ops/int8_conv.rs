@@ -22,6 +22,10 @@ pub(super) fn prepare_int8_or_float(
     float: impl FnOnce() -> OpResult<Option<Prepared>>,
 ) -> OpResult<Option<Prepared>> {
     if super::quantized::node_is_quantized(graph, node) {
+        if super::quantized::node_is_int16(graph, node) {
+            // The 16x8 kernels read the graph's weights as they are.
+            return Ok(None);
+        }
         // Packing failures (odd parameters) are left for the op to report when it runs.
         return Ok(prepare(graph, node, arithmetic));
     }
@@ -116,11 +120,13 @@ pub(super) struct Stepping {
     pub activation: crate::graph::FusedActivation,
 }
 
-/// CONV_2D (`depthwise` false, filter OHWI) or DEPTHWISE_CONV_2D (filter `[1, kh, kw, C]`).
-pub(super) fn convolution(ctx: &EvalCtx, s: Stepping, depthwise: bool) -> OpResult<CTensor> {
+/// The window geometry of a CONV_2D (`depthwise` false, filter OHWI) or
+/// DEPTHWISE_CONV_2D (filter `[1, kh, kw, C]`) on its input, checked against the declared
+/// output shape; int8 and 16x8 share it.
+pub(super) fn geometry(ctx: &EvalCtx, s: &Stepping, depthwise: bool) -> OpResult<ConvGeometry> {
     let input = ctx.input(0)?;
     let (batch, in_h, in_w, in_c) = input.dims4()?;
-    let (weights, scales, fid) = filter(ctx, 1)?;
+    let fid = ctx.input_id(1)?;
     let (out_c, k_h, k_w, multiplier) = match (depthwise, &ctx.graph.tensor(fid).shape[..]) {
         (false, &[out_c, k_h, k_w, _]) => (out_c, k_h, k_w, 1),
         (true, &[1, k_h, k_w, out_c]) => {
@@ -135,7 +141,7 @@ pub(super) fn convolution(ctx: &EvalCtx, s: Stepping, depthwise: bool) -> OpResu
     let (pad_top, _, out_h) = spatial_padding(s.padding, in_h, k_h, s.stride.0, s.dilation.0)?;
     let (pad_left, _, out_w) = spatial_padding(s.padding, in_w, k_w, s.stride.1, s.dilation.1)?;
     expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
-    let g = ConvGeometry {
+    Ok(ConvGeometry {
         batch,
         in_h,
         in_w,
@@ -152,7 +158,15 @@ pub(super) fn convolution(ctx: &EvalCtx, s: Stepping, depthwise: bool) -> OpResu
         pad_top,
         pad_left,
         depth_multiplier: multiplier,
-    };
+    })
+}
+
+/// CONV_2D (`depthwise` false, filter OHWI) or DEPTHWISE_CONV_2D (filter `[1, kh, kw, C]`).
+pub(super) fn convolution(ctx: &EvalCtx, s: Stepping, depthwise: bool) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let g = geometry(ctx, &s, depthwise)?;
+    let (weights, scales, _) = filter(ctx, 1)?;
+    let (batch, out_h, out_w, out_c) = (g.batch, g.out_h, g.out_w, g.out_c);
     let mut out = vec![0i8; batch * out_h * out_w * out_c];
     let values = int8_values(input)?;
     match (depthwise, ctx.prepared) {

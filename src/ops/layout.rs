@@ -256,6 +256,11 @@ impl OpFamily for Layout {
         }])
     }
 
+    fn has_int16_kernel(op: &Op) -> bool {
+        // They move codes: the float path runs them on int16 values as on any integers.
+        matches!(op, Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims)
+    }
+
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         Ok(vec![match &ctx.node.op {
             Op::Concatenation { .. } => concatenation_int8(ctx)?,

@@ -13,6 +13,8 @@ mod custom;
 mod dense;
 mod depthwise;
 pub mod family;
+mod int16_conv;
+pub mod int16_tensor;
 mod int8_conv;
 pub mod int8_tensor;
 mod layout;
@@ -24,8 +26,8 @@ mod resize;
 mod slicing;
 
 pub use family::{
-    has_int8_kernel, int8_support, param_rule, weight_slots, Family, Int8Support, ParamRule,
-    WeightSlots,
+    has_int16_kernel, has_int8_kernel, int8_support, param_rule, weight_slots, Family, Int8Support,
+    ParamRule, WeightSlots,
 };
 pub(crate) use quantize::round_half_away;
 pub use quantize::{dequantize_int8, dequantize_values};
@@ -157,6 +159,13 @@ pub fn prepare(
 /// its tensors are quantized, else on its float implementation.
 pub fn eval(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
     let support = int8_support(&ctx.node.op);
+    if quantized::is_quantized(ctx) && quantized::is_int16(ctx) {
+        if support == Int8Support::MovesValues {
+            // Reshapes move int16 codes as they move any integers.
+            return family::eval_float(ctx);
+        }
+        return family::eval_int16(ctx);
+    }
     if quantized::is_quantized(ctx) {
         match support {
             Int8Support::Kernel | Int8Support::KernelMovingValues => return family::eval_int8(ctx),

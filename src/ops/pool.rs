@@ -114,6 +114,25 @@ impl OpFamily for Pool {
         Ok(vec![pool2d(ctx, *kind, attrs)?])
     }
 
+    fn has_int16_kernel(op: &Op) -> bool {
+        matches!(op, Op::Pool2d { .. })
+    }
+
+    fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        use super::int16_tensor::{from_int16, int16_values};
+        let Op::Pool2d { kind, attrs } = &ctx.node.op else {
+            return Err(not_in_family("pool", &ctx.node.op));
+        };
+        let input = ctx.input(0)?;
+        let k = int8_pool(ctx, *kind, attrs)?;
+        let shape = k.output_shape();
+        expect_output_shape(ctx, 0, &shape)?;
+        let mut out = vec![0i16; shape.iter().product()];
+        k.run(&int16_values(input)?, &mut out)
+            .map_err(OpError::Kernel)?;
+        Ok(vec![from_int16(out, &shape, input)?])
+    }
+
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         let Op::Pool2d { kind, attrs } = &ctx.node.op else {
             return Err(not_in_family("pool", &ctx.node.op));
@@ -156,10 +175,11 @@ fn pool2d(ctx: &EvalCtx, kind: PoolKind, attrs: &Pool2dAttrs) -> OpResult<CTenso
     apply_fused(out, attrs.activation)
 }
 
-fn pool2d_int8(ctx: &EvalCtx, kind: PoolKind, attrs: &Pool2dAttrs) -> OpResult<CTensor> {
-    let input = ctx.input(0)?;
-    let (n, h, w, c) = input.dims4()?;
-    let k = pool::Pool2d::new(
+/// The pooling kernel for a quantized node: LiteRT's int8 and 16x8 pooling share the
+/// arithmetic on raw codes (`kernels::int16::pool`).
+fn int8_pool(ctx: &EvalCtx, kind: PoolKind, attrs: &Pool2dAttrs) -> OpResult<pool::Pool2d> {
+    let (n, h, w, c) = ctx.input(0)?.dims4()?;
+    pool::Pool2d::new(
         match kind {
             PoolKind::Average => pool::PoolKind::Average,
             PoolKind::Max => pool::PoolKind::Max,
@@ -172,7 +192,12 @@ fn pool2d_int8(ctx: &EvalCtx, kind: PoolKind, attrs: &Pool2dAttrs) -> OpResult<C
         qparams(ctx, ctx.input_id(0)?)?,
         qparams(ctx, ctx.node.outputs[0])?,
     )
-    .map_err(OpError::Kernel)?;
+    .map_err(OpError::Kernel)
+}
+
+fn pool2d_int8(ctx: &EvalCtx, kind: PoolKind, attrs: &Pool2dAttrs) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let k = int8_pool(ctx, kind, attrs)?;
     let shape = k.output_shape();
     expect_output_shape(ctx, 0, &shape)?;
     let mut out = vec![0i8; shape.iter().product()];

@@ -122,6 +122,14 @@ fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
     if ctx.graph.tensor(in_id).dtype.is_float() && ctx.output_dtype(0)? == DType::I8 {
         return quantize_f32_to_int8(input, scale, zero_point);
     }
+    if ctx.graph.tensor(in_id).dtype.is_float() && ctx.output_dtype(0)? == DType::I16 {
+        let x = input
+            .flatten_all()?
+            .to_dtype(CDType::F32)?
+            .to_vec1::<f32>()?;
+        let codes = quantize_f32_to_int16(&x, scale, zero_point);
+        return Ok(CTensor::from_vec(codes, input.dims(), input.device())?);
+    }
     let values: Vec<i64> = if ctx.graph.tensor(in_id).dtype.is_float() {
         let x = input
             .flatten_all()?
@@ -132,6 +140,8 @@ fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
             .collect()
     } else if ctx.graph.tensor(in_id).dtype == DType::I8 && ctx.output_dtype(0)? == DType::I8 {
         return requantize_int8(ctx);
+    } else if let Some(result) = requantize_int16(ctx)? {
+        return Ok(result);
     } else {
         let in_q = params(ctx, in_id, "input")?;
         let multiplier = QuantizedMultiplier::from_real(in_q.scale[0] as f64 / scale as f64);
@@ -150,6 +160,71 @@ fn quantize(ctx: &EvalCtx) -> OpResult<CTensor> {
         return super::int8_tensor::from_int8(bytes, input.dims(), input);
     }
     Ok(CTensor::from_vec(values, input.dims(), input.device())?)
+}
+
+/// QUANTIZE between int8 and int16 (either way) or int16 and int16: the requantization at
+/// the edges of an int16 island, on `kernels::int16::requantize` (LiteRT's arithmetic).
+/// `None` for other type pairs.
+fn requantize_int16(ctx: &EvalCtx) -> OpResult<Option<CTensor>> {
+    use super::int16_tensor::{from_int16, int16_values};
+    use crate::kernels::int16::requantize::Requantize;
+    let (in_id, out_id) = (ctx.input_id(0)?, ctx.node.outputs[0]);
+    let (from, to) = (ctx.graph.tensor(in_id).dtype, ctx.output_dtype(0)?);
+    if !matches!(
+        (from, to),
+        (DType::I8, DType::I16) | (DType::I16, DType::I8) | (DType::I16, DType::I16)
+    ) {
+        return Ok(None);
+    }
+    let kernel =
+        Requantize::new(qparams(ctx, in_id)?, qparams(ctx, out_id)?).map_err(OpError::Kernel)?;
+    let input = ctx.input(0)?;
+    let dims = input.dims();
+    Ok(Some(match (from, to) {
+        (DType::I8, _) => {
+            let mut out = vec![0i16; input.elem_count()];
+            kernel
+                .run(&int8_values(input)?, &mut out)
+                .map_err(OpError::Kernel)?;
+            from_int16(out, dims, input)?
+        }
+        (DType::I16, DType::I8) => {
+            let mut out = vec![0i8; input.elem_count()];
+            kernel
+                .run(&int16_values(input)?, &mut out)
+                .map_err(OpError::Kernel)?;
+            from_int8(out, dims, input)?
+        }
+        _ => {
+            let mut out = vec![0i16; input.elem_count()];
+            kernel
+                .run(&int16_values(input)?, &mut out)
+                .map_err(OpError::Kernel)?;
+            from_int16(out, dims, input)?
+        }
+    }))
+}
+
+/// Float to int16 as LiteRT's optimized QUANTIZE computes it on x86-64: blocks of 8
+/// values are multiplied by the f32 reciprocal of the scale and rounded half to even (its
+/// NEON loop, emulated with SSE); the remaining `len % 8` values are divided by the scale
+/// in f64 and rounded half away from zero (its scalar tail). The two differ on ties: the
+/// demo's `-0.35748622 / 0.00015485649` is -2308.5 exactly in f32, which LiteRT writes as
+/// -2308.
+fn quantize_f32_to_int16(x: &[f32], scale: f32, zero_point: i64) -> Vec<i64> {
+    let (lo, hi) = (i64::from(i16::MIN), i64::from(i16::MAX));
+    let reciprocal = (1.0 / f64::from(scale)) as f32;
+    let blocks = x.len() - x.len() % 8;
+    let vector = x[..blocks]
+        .iter()
+        .map(|&v| (v * reciprocal).round_ties_even() as i64);
+    let tail = x[blocks..]
+        .iter()
+        .map(|&v| (f64::from(v) / f64::from(scale)).round() as i64);
+    vector
+        .chain(tail)
+        .map(|q| q.saturating_add(zero_point).clamp(lo, hi))
+        .collect()
 }
 
 /// `q.round() as i64` (half away from zero, NaN to 0, saturating), without the libm call
@@ -380,5 +455,22 @@ mod tests {
                 .clamp(-128, 127) as i8;
             assert_eq!(f, want, "{q}");
         }
+    }
+
+    #[test]
+    fn float_to_int16_rounds_ties_to_even_in_blocks_of_eight_and_away_in_the_tail() {
+        // LiteRT on the demo's 16x8 model: -0.35748622 / 0.00015485649 is -2308.5 exactly
+        // in f32; inside a block of 8 LiteRT wrote -2308 (tests/int16_model.rs).
+        let (v, scale) = (-0.357_486_22f32, 0.000_154_856_49f32);
+        assert_eq!(v * ((1.0 / f64::from(scale)) as f32), -2308.5);
+        let mut x = vec![v; 9];
+        x[1] = 1.0; // 6457.6 steps
+        let q = super::quantize_f32_to_int16(&x, scale, 0);
+        assert_eq!(q[0], -2308);
+        assert_eq!(q[1], 6458);
+        // The ninth value is the scalar tail: f64 division, -2308.500063 -> -2309.
+        assert_eq!(q[8], -2309);
+        // Clamped to int16.
+        assert_eq!(super::quantize_f32_to_int16(&[10.0], scale, 0), vec![32767]);
     }
 }

@@ -21,3 +21,14 @@ pub fn node_is_quantized(graph: &Graph, node: &Node) -> bool {
     };
     node.outputs.iter().any(|&id| quantized(id))
 }
+
+/// Whether a quantized node computes in 16x8: its first output is int16.
+pub fn is_int16(ctx: &EvalCtx) -> bool {
+    node_is_int16(ctx.graph, ctx.node)
+}
+
+pub fn node_is_int16(graph: &Graph, node: &Node) -> bool {
+    node.outputs
+        .first()
+        .is_some_and(|&id| graph.tensor(id).dtype == DType::I16)
+}

@@ -110,6 +110,44 @@ impl OpFamily for Reduce {
         Ok(vec![reduce(ctx, *kind)?])
     }
 
+    fn has_int16_kernel(op: &Op) -> bool {
+        // REDUCE_MAX and SUM have no 16x8 kernel in qdbg yet.
+        matches!(
+            op,
+            Op::Reduce {
+                kind: ReduceKind::Mean,
+                ..
+            }
+        )
+    }
+
+    fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        use super::int16_tensor::{from_int16, int16_values};
+        let Op::Reduce {
+            kind: ReduceKind::Mean,
+            keep_dims,
+        } = &ctx.node.op
+        else {
+            super::op_bail!("{} has no 16x8 kernel in qdbg yet", ctx.node.op.name());
+        };
+        let input = ctx.input(0)?;
+        let axes: Vec<i32> = ctx.const_ints(1)?.into_iter().map(|a| a as i32).collect();
+        let k = reduce::Mean::new_int16(
+            input.dims(),
+            &axes,
+            *keep_dims,
+            qparams(ctx, ctx.input_id(0)?)?,
+            qparams(ctx, ctx.node.outputs[0])?,
+        )
+        .map_err(OpError::Kernel)?;
+        let shape = k.output_shape().to_vec();
+        expect_output_shape(ctx, 0, &shape)?;
+        let mut out = vec![0i16; shape.iter().product()];
+        k.run_int16(&int16_values(input)?, &mut out)
+            .map_err(OpError::Kernel)?;
+        Ok(vec![from_int16(out, ctx.output_shape(0)?, input)?])
+    }
+
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         let Op::Reduce { kind, keep_dims } = &ctx.node.op else {
             return Err(not_in_family("reduce", &ctx.node.op));

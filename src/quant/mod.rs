@@ -6,6 +6,7 @@ pub mod check;
 pub mod division_check;
 pub mod foreign;
 pub mod histogram;
+pub mod int16_plan;
 pub mod params;
 pub mod plan;
 pub mod quantize;

@@ -28,6 +28,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::calibration::{Calibration, TensorRange};
+pub use super::int16_plan::{ActivationType, Int16Choice};
 use super::params::activation_params_wide;
 use crate::graph::{BinaryKind, Graph, Node, Op, QuantParams, TensorId};
 use crate::kernels::int8::binary::ADD_MIN_OUTPUT_SCALE_RATIO;
@@ -60,9 +61,29 @@ pub struct ActivationPlan {
     /// calibration data, kept float: see
     /// [`super::division_check::keep_refused_divisions_float`].
     pub divisor_on_zero_point: HashSet<usize>,
+    /// Which ops compute in 16x8 and the int16 parameters of their tensors
+    /// ([`super::int16_plan`]); every other quantized op computes in int8.
+    pub int16: Int16Choice,
 }
 
 impl ActivationPlan {
+    /// The integer type op `pos` of the float graph computes in.
+    pub fn activation_type(&self, pos: usize) -> ActivationType {
+        if self.int16.ops.contains(&pos) {
+            ActivationType::Int16
+        } else {
+            ActivationType::Int8
+        }
+    }
+
+    /// A tensor's parameters as an op of type `ty` reads or writes it.
+    pub fn params_as(&self, id: &TensorId, ty: ActivationType) -> Option<&QuantParams> {
+        match ty {
+            ActivationType::Int8 => self.params.get(id),
+            ActivationType::Int16 => self.int16.params.get(id),
+        }
+    }
+
     pub fn get(&self, id: &TensorId) -> Option<&QuantParams> {
         self.params.get(id)
     }
@@ -112,7 +133,7 @@ impl std::ops::Index<&TensorId> for ActivationPlan {
 /// only the block output qualifies, the shortcut having other readers). SQUARED_DIFFERENCE,
 /// MAXIMUM, MINIMUM and the unary ops never run in place in TensorFlow 2.21's calibrator
 /// (g30022: a DIV's output range folded into its divisor's, `x*x + 3`).
-fn tensorflow_inplace_widening(
+pub(super) fn tensorflow_inplace_widening(
     graph: &Graph,
     calibration: &Calibration,
 ) -> HashMap<TensorId, TensorRange> {
@@ -612,6 +633,7 @@ pub fn plan_activations(graph: &Graph, calibration: &Calibration) -> ActivationP
         // Found by running the int8 model on the data:
         // `division_check::keep_refused_divisions_float`.
         divisor_on_zero_point: HashSet::new(),
+        int16: Int16Choice::default(),
     }
 }
 

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::params::{for_each_channel_run, symmetric_scale, symmetric_weight_scales, ChannelRun};
-use super::plan::{ActivationPlan, Requantize};
+use super::plan::{ActivationPlan, ActivationType, Requantize};
 use crate::error::{Error, Result};
 use crate::graph::{DType, Graph, Node, Op, QuantParams, Tensor, TensorData, TensorId};
 use crate::ops::has_int8_kernel;
@@ -23,6 +23,9 @@ pub struct QuantizeOptions {
     pub int8_io: bool,
     /// Ops to keep in float, by position in `graph.nodes` (the denylist, resolved).
     pub keep_float: HashSet<usize>,
+    /// Whole-model 16x8: ops the plan does not compute in int16 stay float instead of
+    /// int8, as TensorFlow's 16x8 conversion keeps ops without a 16x8 kernel float.
+    pub float_unless_int16: bool,
 }
 
 /// Why an op stayed float.
@@ -34,6 +37,9 @@ pub enum FloatReason {
     NoInt8Kernel,
     /// A custom op (MediaPipe's): LiteRT runs it in float only.
     CustomOp,
+    /// A whole-model 16x8 model keeps an op without a 16x8 kernel float (HARD_SWISH), as
+    /// TensorFlow's 16x8 conversion does.
+    NoInt16Kernel,
     NotCalibrated,
     /// The int8 model being debugged (made by another tool) computes this op in float.
     FloatInGivenModel,
@@ -76,12 +82,17 @@ pub fn quantize_graph(
             .flatten()
             .chain(&node.outputs)
             .filter(|&&id| !float.tensor(id).is_constant() && float.tensor(id).dtype.is_float());
-        let calibrated = data_tensors.clone().all(|id| plan.contains_key(id));
+        let ty = plan.activation_type(pos);
+        let calibrated = data_tensors
+            .clone()
+            .all(|id| plan.params_as(id, ty).is_some());
         let reason = if options.keep_float.contains(&pos) {
             Some(FloatReason::Denylisted)
         } else if node.op.custom_options().is_some() {
             // MediaPipe's custom ops: LiteRT has them in float only.
             Some(FloatReason::CustomOp)
+        } else if options.float_unless_int16 && ty != ActivationType::Int16 {
+            Some(FloatReason::NoInt16Kernel)
         } else if !has_int8_kernel(&node.op) {
             Some(FloatReason::NoInt8Kernel)
         } else if !calibrated {
@@ -97,13 +108,22 @@ pub fn quantize_graph(
         }
     }
 
-    // 2. Activations produced by int8 ops (and int8 model inputs) become int8 in place.
-    let mut is_int8: HashSet<TensorId> = HashSet::new();
+    // 2. Activations produced by quantized ops (and integer model inputs) become int8 or
+    //    int16 in place, the type of the op writing them (of the first quantized reader
+    //    for a model input).
+    let mut is_int8: HashMap<TensorId, ActivationType> = HashMap::new();
     if options.int8_io {
         for &id in &float.inputs {
-            if let Some(q) = plan.get(&id) {
-                is_int8.insert(id);
-                set_int8(&mut g.tensors[id], q.clone());
+            let first_reader = float
+                .nodes
+                .iter()
+                .enumerate()
+                .find(|(pos, n)| quantized[*pos] && n.inputs.contains(&Some(id)));
+            let ty =
+                first_reader.map_or(ActivationType::Int8, |(pos, _)| plan.activation_type(pos));
+            if let Some(q) = plan.params_as(&id, ty) {
+                is_int8.insert(id, ty);
+                set_quantized(&mut g.tensors[id], q.clone(), ty);
             }
         }
     }
@@ -111,11 +131,15 @@ pub fn quantize_graph(
         if !quantized[pos] {
             continue;
         }
+        let ty = plan.activation_type(pos);
         for &out in &node.outputs {
             if float.tensor(out).dtype.is_float() {
-                let q = plan.get(&out).cloned().ok_or_else(|| missing(float, out))?;
-                set_int8(&mut g.tensors[out], q);
-                is_int8.insert(out);
+                let q = plan
+                    .params_as(&out, ty)
+                    .cloned()
+                    .ok_or_else(|| missing(float, out))?;
+                set_quantized(&mut g.tensors[out], q, ty);
+                is_int8.insert(out, ty);
             }
         }
     }
@@ -126,6 +150,10 @@ pub fn quantize_graph(
     let mut twin_of: HashMap<TensorId, TensorId> = HashMap::new();
     let mut quantized_copy: HashMap<(TensorId, Option<usize>), TensorId> = HashMap::new();
     let mut requantized_copy: HashMap<(TensorId, usize), TensorId> = HashMap::new();
+    // int16 twins: of a float tensor, one per reading op (TensorFlow's 16x8 quantizer
+    // puts a QUANTIZE before each reader); of an integer tensor of the other type, one.
+    let mut int16_reader_copy: HashMap<(TensorId, usize), TensorId> = HashMap::new();
+    let mut retyped_copy: HashMap<(TensorId, ActivationType), TensorId> = HashMap::new();
     let mut float_copy: HashMap<TensorId, TensorId> = HashMap::new();
     let mut constant_users: HashMap<TensorId, usize> = HashMap::new();
     for node in &float.nodes {
@@ -138,6 +166,7 @@ pub fn quantize_graph(
     for (pos, node) in float.nodes.iter().enumerate() {
         let mut new_node = node.clone();
         if quantized[pos] {
+            let ty = plan.activation_type(pos);
             let slots = weight_slots(&node.op);
             // The filter, its channel axis, its bias, and the data input whose scale the
             // bias scale builds on.
@@ -154,14 +183,24 @@ pub fn quantize_graph(
                 Some(WeightSlots::SymmetricPerTensor(slot)) => Some(slot),
                 _ => None,
             };
-            let input_q = node
-                .input(data_slot)
-                .and_then(|i| plan.read_params(pos, data_slot, i))
-                .cloned();
+            let input_q = match ty {
+                ActivationType::Int8 => node
+                    .input(data_slot)
+                    .and_then(|i| plan.read_params(pos, data_slot, i))
+                    .cloned(),
+                ActivationType::Int16 => node
+                    .input(data_slot)
+                    .and_then(|i| plan.params_as(&i, ty))
+                    .cloned(),
+            };
             // Same-scale ops (MAXIMUM with a constant, PADV2's pad value) compare or copy
             // raw values: their constants take the op's parameters.
             let same_scale_q = match param_rule(&node.op) {
-                ParamRule::SameScale => node.outputs.first().and_then(|&o| plan.get(&o)).cloned(),
+                ParamRule::SameScale => node
+                    .outputs
+                    .first()
+                    .and_then(|&o| plan.params_as(&o, ty))
+                    .cloned(),
                 _ => None,
             };
             let mut weight_scales: Option<Vec<f32>> = None;
@@ -182,8 +221,12 @@ pub fn quantize_graph(
                                 .filter(|b| b.is_constant())
                                 .map(float_values)
                                 .transpose()?;
-                            let floor = match (&bias_values, &input_q) {
-                                (Some(bias), Some(iq)) => bias_fitting_scales(bias, iq.scale[0]),
+                            // An int64 bias (16x8) fits whatever the scale: TensorFlow's
+                            // 16x8 weights keep their own scales.
+                            let floor = match (&bias_values, &input_q, ty) {
+                                (Some(bias), Some(iq), ActivationType::Int8) => {
+                                    bias_fitting_scales(bias, iq.scale[0])
+                                }
                                 _ => Vec::new(),
                             };
                             let (tensor, scales) = quantize_weight(t, channel_axis, &floor)?;
@@ -194,19 +237,63 @@ pub fn quantize_graph(
                             let (Some(iq), Some(ws)) = (&input_q, &weight_scales) else {
                                 return Err(missing(float, id));
                             };
-                            quantize_bias(t, iq.scale[0], ws)?
+                            match ty {
+                                ActivationType::Int8 => quantize_bias(t, iq.scale[0], ws)?,
+                                ActivationType::Int16 => quantize_bias64(t, iq.scale[0], ws)?,
+                            }
                         }
                         s if s == symmetric_slot => {
                             let scale = symmetric_scale(&float_values(t)?);
                             quantize_weight_with(t, &QuantParams::per_tensor(scale, 0))?
                         }
-                        _ => match &same_scale_q {
-                            Some(q) => quantize_constant_with(t, q)?,
-                            None => quantize_constant(t)?,
+                        _ => match (&same_scale_q, ty) {
+                            (Some(q), ActivationType::Int8) => quantize_constant_with(t, q)?,
+                            (None, ActivationType::Int8) => quantize_constant(t)?,
+                            (Some(q), ActivationType::Int16) => quantize_constant_int16(t, q)?,
+                            (None, ActivationType::Int16) => {
+                                let scale = int16_symmetric_scale(&float_values(t)?);
+                                quantize_constant_int16(t, &QuantParams::per_tensor(scale, 0))?
+                            }
                         },
                     };
                     *input = Some(replace_or_append(&mut g, id, converted, &constant_users));
-                } else if t.dtype.is_float() && !is_int8.contains(&id) {
+                } else if t.dtype.is_float()
+                    && !is_int8.contains_key(&id)
+                    && ty == ActivationType::Int16
+                {
+                    let q = plan
+                        .params_as(&id, ty)
+                        .cloned()
+                        .ok_or_else(|| missing(float, id))?;
+                    let copy = *int16_reader_copy.entry((id, pos)).or_insert_with(|| {
+                        let mut border = Border {
+                            graph: &mut g,
+                            nodes: &mut nodes,
+                            origins: &mut origins,
+                            twin_of: &mut twin_of,
+                        };
+                        border.quantized_twin(id, ty, "int16", &q, node.source_index)
+                    });
+                    *input = Some(copy);
+                } else if is_int8.get(&id).is_some_and(|&held| held != ty) {
+                    // An int8 tensor read by an int16 op or the reverse: requantized once
+                    // to the reader's type and parameters (LiteRT's QUANTIZE between
+                    // integer types), at the edge of an int16 island.
+                    let q = plan
+                        .params_as(&id, ty)
+                        .cloned()
+                        .ok_or_else(|| missing(float, id))?;
+                    let copy = *retyped_copy.entry((id, ty)).or_insert_with(|| {
+                        let mut border = Border {
+                            graph: &mut g,
+                            nodes: &mut nodes,
+                            origins: &mut origins,
+                            twin_of: &mut twin_of,
+                        };
+                        border.quantized_twin(id, ty, ty.name(), &q, node.source_index)
+                    });
+                    *input = Some(copy);
+                } else if t.dtype.is_float() && !is_int8.contains_key(&id) {
                     // A float activation feeding an int8 op: QUANTIZE it once, with its own
                     // parameters. A reader that needs others gets that int8 copy requantized,
                     // as the converter writes it (QUANTIZE, then QUANTIZE int8 -> int8): two
@@ -231,7 +318,13 @@ pub fn quantize_graph(
                             origins: &mut origins,
                             twin_of: &mut twin_of,
                         };
-                        border.quantized_twin(id, "int8", &base_params, node.source_index)
+                        border.quantized_twin(
+                            id,
+                            ActivationType::Int8,
+                            "int8",
+                            &base_params,
+                            node.source_index,
+                        )
                     });
                     let copy = match (&own, requantize) {
                         (Some(_), Some(index)) => {
@@ -245,6 +338,7 @@ pub fn quantize_graph(
                                     };
                                     border.quantized_twin(
                                         base,
+                                        ActivationType::Int8,
                                         "requantized",
                                         &read,
                                         node.source_index,
@@ -257,10 +351,14 @@ pub fn quantize_graph(
                         _ => base,
                     };
                     *input = Some(copy);
-                } else if is_int8.contains(&id) {
-                    // Where two parameter requirements meet, this reader gets the tensor
-                    // requantized (the converter's QUANTIZE between int8 tensors).
-                    if let Some(index) = plan.requantize_for(pos, slot, id) {
+                } else if is_int8.contains_key(&id) {
+                    // Where two parameter requirements meet, this int8 reader gets the
+                    // tensor requantized (the converter's QUANTIZE between int8 tensors).
+                    let requantize = match ty {
+                        ActivationType::Int8 => plan.requantize_for(pos, slot, id),
+                        ActivationType::Int16 => None,
+                    };
+                    if let Some(index) = requantize {
                         let (Requantize::AfterProducer { read, .. }
                         | Requantize::BeforeReaders { read, .. }) = &plan.requantize[index];
                         let copy = *requantized_copy.entry((id, index)).or_insert_with(|| {
@@ -270,7 +368,13 @@ pub fn quantize_graph(
                                 origins: &mut origins,
                                 twin_of: &mut twin_of,
                             };
-                            border.quantized_twin(id, "requantized", read, node.source_index)
+                            border.quantized_twin(
+                                id,
+                                ActivationType::Int8,
+                                "requantized",
+                                read,
+                                node.source_index,
+                            )
                         });
                         *input = Some(copy);
                     }
@@ -279,8 +383,8 @@ pub fn quantize_graph(
         } else {
             for input in new_node.inputs.iter_mut() {
                 let Some(id) = *input else { continue };
-                if is_int8.contains(&id) {
-                    // An int8 activation feeding a float op: DEQUANTIZE it once.
+                if is_int8.contains_key(&id) {
+                    // An integer activation feeding a float op: DEQUANTIZE it once.
                     let copy = *float_copy.entry(id).or_insert_with(|| {
                         let mut twin = float.tensors[id].clone();
                         twin.name = format!("{}/float", twin.name);
@@ -305,11 +409,14 @@ pub fn quantize_graph(
         // A model may list one tensor as several outputs: it gets one DEQUANTIZE.
         let mut done = HashSet::new();
         for &out in &float.outputs {
-            if !is_int8.contains(&out) || !done.insert(out) {
+            let Some(&ty) = is_int8.get(&out) else {
+                continue;
+            };
+            if !done.insert(out) {
                 continue;
             }
             let mut twin = g.tensors[out].clone();
-            twin.name = format!("{}/int8", twin.name);
+            twin.name = format!("{}/{}", twin.name, ty.name());
             g.tensors.push(twin);
             let twin_id = g.tensors.len() - 1;
             g.tensors[out] = float.tensors[out].clone();
@@ -361,18 +468,20 @@ struct Border<'a> {
 }
 
 impl Border<'_> {
-    /// An int8 twin of `id` with parameters `q`, written by a QUANTIZE (from float, or an
-    /// int8 -> int8 requantize) placed before the op being built; named `{id's}/{suffix}`.
+    /// An int8 or int16 twin of `id` with parameters `q`, written by a QUANTIZE (from
+    /// float, or between integer types) placed before the op being built; named
+    /// `{id's}/{suffix}`.
     fn quantized_twin(
         &mut self,
         id: TensorId,
+        ty: ActivationType,
         suffix: &str,
         q: &QuantParams,
         source_index: usize,
     ) -> TensorId {
         let mut twin = self.graph.tensors[id].clone();
         twin.name = format!("{}/{suffix}", twin.name);
-        set_int8(&mut twin, q.clone());
+        set_quantized(&mut twin, q.clone(), ty);
         self.graph.tensors.push(twin);
         let twin_id = self.graph.tensors.len() - 1;
         self.nodes
@@ -390,8 +499,8 @@ fn missing(graph: &Graph, id: TensorId) -> Error {
     ))
 }
 
-fn set_int8(t: &mut Tensor, q: QuantParams) {
-    t.dtype = DType::I8;
+fn set_quantized(t: &mut Tensor, q: QuantParams, ty: ActivationType) {
+    t.dtype = ty.dtype();
     t.quant = Some(q);
 }
 
@@ -497,6 +606,60 @@ fn quantize_bias(t: &Tensor, input_scale: f32, weight_scales: &[f32]) -> Result<
         scale: scales,
         axis: 0,
     });
+    Ok(out)
+}
+
+/// int64 bias of a 16x8 op, scale `input_scale * weight_scale[c]`, zero point 0, rounded
+/// as [`quantize_bias`] rounds (TensorFlow's quantizer, the same arithmetic for both).
+fn quantize_bias64(t: &Tensor, input_scale: f32, weight_scales: &[f32]) -> Result<Tensor> {
+    let values = float_values(t)?;
+    let scales: Vec<f32> = if weight_scales.len() == values.len() {
+        weight_scales.iter().map(|w| input_scale * w).collect()
+    } else {
+        vec![input_scale * weight_scales[0]; values.len()]
+    };
+    let q: Vec<i64> = values
+        .iter()
+        .zip(&scales)
+        .map(|(&v, &s)| {
+            let inverse = (1.0 / f64::from(s)) as f32;
+            crate::ops::round_half_away(v * inverse)
+        })
+        .collect();
+    let mut out = t.without_data();
+    out.dtype = DType::I64;
+    out.data = Some(TensorData::I64(q));
+    out.quant = Some(QuantParams {
+        zero_point: vec![0; scales.len()],
+        scale: scales,
+        axis: 0,
+    });
+    Ok(out)
+}
+
+/// The symmetric int16 scale of a constant a 16x8 op reads (a MUL's constant operand):
+/// `max |v| / 32767`, as TensorFlow's 16x8 quantizer gives it.
+fn int16_symmetric_scale(values: &[f32]) -> f32 {
+    let largest = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if largest > 0.0 {
+        largest / 32767.0
+    } else {
+        1.0 / 32767.0
+    }
+}
+
+/// A float constant as int16 codes with given per-tensor parameters (zero point 0).
+fn quantize_constant_int16(t: &Tensor, q: &QuantParams) -> Result<Tensor> {
+    let values = float_values(t)?;
+    let s = q.scale[0];
+    let data: Vec<i16> = values
+        .iter()
+        .map(|&v| crate::ops::round_half_away(v / s).clamp(-32768, 32767) as i16)
+        .collect();
+    let mut out = t.without_data();
+    out.dtype = DType::I16;
+    out.data = Some(TensorData::I16(data));
+    out.quant = Some(q.clone());
     Ok(out)
 }
 

@@ -493,7 +493,7 @@ pub fn metric(l: &LayerStats, column: Column) -> Option<f64> {
     match column {
         Column::Scale => Some(l.info.scale as f64),
         Column::ZeroPoint => Some(l.info.zero_point as f64),
-        Column::Range => Some(range(l.info.scale)),
+        Column::Range => Some(range(l.info.scale, l.info.int16)),
         Column::RmseScale(s) => {
             side(s).map(|m| rmse_over_scale(m.mean_squared_error, l.info.scale))
         }

@@ -71,6 +71,7 @@ pub fn infos() -> Vec<LayerInfo> {
             float_node: k,
             float_tensor: 10 + k,
             output: 0,
+            int16: false,
         })
         .collect()
 }

@@ -1,0 +1,86 @@
+//! What the 16x8 CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED share: the int8 filter,
+//! the int64 bias, and the drivers of `kernels::int16`'s convolution and fully-connected
+//! kernels (the window geometry is int8's, `int8_conv::geometry`).
+
+use candle_core::Tensor as CTensor;
+
+use super::int16_tensor::{from_int16, int16_values};
+use super::int8_conv::{filter, geometry, Stepping};
+use super::int8_tensor::qparams;
+use super::{expect_output_shape, op_bail, EvalCtx, OpError, OpResult};
+use crate::graph::{FusedActivation, TensorData};
+use crate::kernels::int16::{ConvInt16, FullyConnectedInt16};
+
+/// The int64 bias of a 16x8 op, if it has one.
+fn bias64<'a>(ctx: &'a EvalCtx, slot: usize) -> OpResult<Option<&'a [i64]>> {
+    let Some(id) = ctx.node.input(slot) else {
+        return Ok(None);
+    };
+    match &ctx.graph.tensor(id).data {
+        Some(TensorData::I64(values)) => Ok(Some(values)),
+        _ => op_bail!(
+            "bias '{}' of a 16x8 op must be a constant int64 tensor",
+            ctx.graph.tensor(id).name
+        ),
+    }
+}
+
+/// 16x8 CONV_2D (`depthwise` false) or DEPTHWISE_CONV_2D.
+pub(super) fn convolution16(ctx: &EvalCtx, s: Stepping, depthwise: bool) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let g = geometry(ctx, &s, depthwise)?;
+    let (weights, scales, _) = filter(ctx, 1)?;
+    let kernel = ConvInt16::new(
+        qparams(ctx, ctx.input_id(0)?)?,
+        scales,
+        qparams(ctx, ctx.node.outputs[0])?,
+        s.activation,
+        g.out_c,
+    )
+    .map_err(OpError::Kernel)?;
+    let values = int16_values(input)?;
+    let mut out = vec![0i16; g.batch * g.out_h * g.out_w * g.out_c];
+    let bias = bias64(ctx, 2)?;
+    if depthwise {
+        kernel.depthwise(&g, &values, weights, bias, &mut out)
+    } else {
+        kernel.conv2d(&g, &values, weights, bias, &mut out)
+    }
+    .map_err(OpError::Kernel)?;
+    from_int16(out, &[g.batch, g.out_h, g.out_w, g.out_c], input)
+}
+
+/// 16x8 FULLY_CONNECTED: rows of the input times `[units, depth]` int8 weights.
+pub(super) fn fully_connected16(ctx: &EvalCtx, activation: FusedActivation) -> OpResult<CTensor> {
+    let input = ctx.input(0)?;
+    let (weights, scales, fid) = filter(ctx, 1)?;
+    let [units, depth] = ctx.graph.tensor(fid).shape[..] else {
+        op_bail!("weights must be 2-D [units, depth]");
+    };
+    let count = input.elem_count();
+    if depth == 0 || count % depth != 0 {
+        op_bail!("input of {count} elements cannot be split into rows of {depth}");
+    }
+    let rows = count / depth;
+    expect_output_shape(ctx, 0, &[rows, units])?;
+    let kernel = FullyConnectedInt16::new(
+        qparams(ctx, ctx.input_id(0)?)?,
+        scales,
+        qparams(ctx, ctx.node.outputs[0])?,
+        activation,
+        units,
+    )
+    .map_err(OpError::Kernel)?;
+    let mut out = vec![0i16; rows * units];
+    kernel
+        .run(
+            rows,
+            depth,
+            &int16_values(input)?,
+            weights,
+            bias64(ctx, 2)?,
+            &mut out,
+        )
+        .map_err(OpError::Kernel)?;
+    from_int16(out, ctx.output_shape(0)?, input)
+}
