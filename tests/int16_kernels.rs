@@ -25,10 +25,12 @@ use qdbg::kernels::int16::reduce::Mean;
 use qdbg::kernels::int16::requantize::Requantize;
 use qdbg::kernels::int16::resize::{ResizeBilinearInt8, ResizeDims, ResizeNearest};
 use qdbg::kernels::int16::softmax::SoftmaxInt16;
-use qdbg::kernels::int16::{ConvInt16, FullyConnectedInt16, QParams};
+use qdbg::kernels::int16::transpose_conv::{TransposeConvGeometry, TransposeConvInt16};
+use qdbg::kernels::int16::{Bias16, ConvInt16, FullyConnectedInt16, QParams};
 
 /// The op families, by the builtin op names the vectors store.
 const CONV_FAMILY: &[&str] = &["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"];
+const TRANSPOSE_CONV: &[&str] = &["TRANSPOSE_CONV"];
 const REQUANTIZE: &[&str] = &["QUANTIZE"];
 const BINARY: &[&str] = &["ADD", "SUB", "MUL"];
 const POOL: &[&str] = &["AVERAGE_POOL_2D", "MAX_POOL_2D"];
@@ -107,6 +109,48 @@ fn data<T: ReadableElement + Copy>(v: &mut Vector, key: &str) -> (Vec<T>, Vec<us
     (a.iter().copied().collect(), a.shape().to_vec())
 }
 
+/// A bias input as stored: int64 as the converter writes it, int32 (the `*_bias_int32`
+/// vectors: the options' `quantized_bias_type` INT32), or none (stored as an empty array).
+enum StoredBias {
+    None,
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+}
+
+impl StoredBias {
+    fn read(v: &mut Vector, key: &str) -> StoredBias {
+        if !v.has(key) {
+            return StoredBias::None;
+        }
+        if let Some(b) = v.try_array::<i32>(key) {
+            assert!(v.name.contains("bias_int32"), "{}: int32 bias", v.name);
+            return StoredBias::Int32(b.iter().copied().collect());
+        }
+        let b = v.vec::<i64>(key);
+        if b.is_empty() {
+            StoredBias::None
+        } else {
+            StoredBias::Int64(b)
+        }
+    }
+
+    fn get(&self) -> Bias16<'_> {
+        match self {
+            StoredBias::None => Bias16::None,
+            StoredBias::Int32(b) => Bias16::Int32(b),
+            StoredBias::Int64(b) => Bias16::Int64(b),
+        }
+    }
+
+    fn int64(&self) -> Option<&[i64]> {
+        match self {
+            StoredBias::None => None,
+            StoredBias::Int64(b) => Some(b),
+            StoredBias::Int32(_) => panic!("an int32 bias where LiteRT takes only int64"),
+        }
+    }
+}
+
 fn run_conv_family(v: &mut Vector, op: &str) -> Outcome {
     let input_q = qparams(v, "in0");
     let output_q = output_qparams(v);
@@ -120,10 +164,7 @@ fn run_conv_family(v: &mut Vector, op: &str) -> Outcome {
     let (input, in_shape) = data::<i16>(v, "in0");
     let (filter, f_shape) = data::<i8>(v, "in1");
     let (expected, out_shape) = data::<i16>(v, "out");
-    let bias = v
-        .has("in2")
-        .then(|| v.vec::<i64>("in2"))
-        .filter(|b| !b.is_empty());
+    let bias = StoredBias::read(v, "in2");
     let mut out = vec![0i16; expected.len()];
     if op == "FULLY_CONNECTED" {
         let units = f_shape[0];
@@ -134,7 +175,7 @@ fn run_conv_family(v: &mut Vector, op: &str) -> Outcome {
         }
         FullyConnectedInt16::new(input_q, &filter_scales, output_q, act, units)
             .unwrap()
-            .run(rows, depth, &input, &filter, bias.as_deref(), &mut out)
+            .run(rows, depth, &input, &filter, bias.get(), &mut out)
             .unwrap();
     } else {
         let depthwise = op == "DEPTHWISE_CONV_2D";
@@ -179,12 +220,57 @@ fn run_conv_family(v: &mut Vector, op: &str) -> Outcome {
         }
         let conv = ConvInt16::new(input_q, &filter_scales, output_q, act, g.out_c).unwrap();
         if depthwise {
-            conv.depthwise(&g, &input, &filter, bias.as_deref(), &mut out)
+            conv.depthwise(&g, &input, &filter, bias.int64(), &mut out)
         } else {
-            conv.conv2d(&g, &input, &filter, bias.as_deref(), &mut out)
+            conv.conv2d(&g, &input, &filter, bias.get(), &mut out)
         }
         .unwrap();
     }
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
+fn run_transpose_conv(v: &mut Vector, op: &str) -> Outcome {
+    // TFLite's inputs: output shape, filter, input, bias.
+    let out_dims = v.vec::<i32>("in0");
+    let (filter, f_shape) = data::<i8>(v, "in1");
+    let (input, in_shape) = data::<i16>(v, "in2");
+    let (expected, out_shape) = data::<i16>(v, "out");
+    assert_eq!(
+        out_dims,
+        out_shape.iter().map(|&d| d as i32).collect::<Vec<_>>()
+    );
+    let filter_scales = v.vec::<f32>("in1_scales");
+    let bias = StoredBias::read(v, "in3");
+    let padding = if option(v, "padding") == 0 {
+        Padding::Same
+    } else {
+        Padding::Valid
+    };
+    let g = TransposeConvGeometry {
+        batch: in_shape[0],
+        in_h: in_shape[1],
+        in_w: in_shape[2],
+        in_c: in_shape[3],
+        out_h: out_shape[1],
+        out_w: out_shape[2],
+        out_c: out_shape[3],
+        k_h: f_shape[1],
+        k_w: f_shape[2],
+        stride_h: option(v, "strideH") as usize,
+        stride_w: option(v, "strideW") as usize,
+        padding,
+    };
+    let mut out = vec![0i16; expected.len()];
+    TransposeConvInt16::new(
+        qparams(v, "in2"),
+        &filter_scales,
+        output_qparams(v),
+        activation(v),
+        g.out_c,
+    )
+    .unwrap()
+    .run(&g, &input, &filter, bias.get(), &mut out)
+    .unwrap();
     compare(&v.name.clone(), op, &out, &expected)
 }
 
@@ -379,6 +465,7 @@ fn run_vector(path: &Path) -> Outcome {
     let mut v = open(path);
     let op = op_name(&mut v);
     match op.as_str() {
+        "TRANSPOSE_CONV" => run_transpose_conv(&mut v, "TRANSPOSE_CONV"),
         o if CONV_FAMILY.contains(&o) => run_conv_family(&mut v, o),
         o if REQUANTIZE.contains(&o) => run_requantize(&mut v, o),
         o if BINARY.contains(&o) => run_binary(&mut v, o),
@@ -477,6 +564,11 @@ fn fc_tie_probes_tell_the_rules_apart() {
 }
 
 #[test]
+fn transpose_conv_matches_litert_exactly() {
+    check_family(TRANSPOSE_CONV, 5);
+}
+
+#[test]
 fn requantize_matches_litert_exactly() {
     check_family(REQUANTIZE, 5);
 }
@@ -539,6 +631,7 @@ fn concatenation_pad_and_resize_match_litert_exactly() {
 fn every_int16_vector_is_tested() {
     let known: Vec<&str> = [
         CONV_FAMILY,
+        TRANSPOSE_CONV,
         REQUANTIZE,
         BINARY,
         POOL,

@@ -24,9 +24,10 @@ pub mod reduce;
 pub mod requantize;
 pub mod resize;
 pub mod softmax;
+pub mod transpose_conv;
 
 pub use crate::kernels::int8::QParams;
-pub use conv::ConvInt16;
+pub use conv::{Bias16, ConvInt16};
 pub use fully_connected::FullyConnectedInt16;
 
 use crate::graph::FusedActivation;

@@ -146,7 +146,7 @@ impl TransposeConvGeometry {
 
     /// Checks that the geometry is usable and consistent, and returns the padding and
     /// the slice lengths it implies.
-    fn extents(&self) -> Result<(TransposeConvPadding, Extents), KernelError> {
+    pub(crate) fn extents(&self) -> Result<(TransposeConvPadding, Extents), KernelError> {
         let g = self;
         let (pad, (rows, cols)) = self.spatial()?;
         if i64::try_from(g.in_h) != Ok(rows) || i64::try_from(g.in_w) != Ok(cols) {
