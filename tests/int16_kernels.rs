@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use ndarray_npy::ReadableElement;
 use qdbg::graph::{FusedActivation, Padding};
 use qdbg::kernels::int16::activation::{LutActivation, LutFunction, SIGMOID_TABLE};
+use qdbg::kernels::int16::batch_matmul::BatchMatMulInt16;
 use qdbg::kernels::int16::binary::{AddPath, AddSubInt16, MulInt16};
 use qdbg::kernels::int16::conv::ConvGeometry;
 use qdbg::kernels::int16::movement::{concatenate, pad};
@@ -31,6 +32,7 @@ use qdbg::kernels::int16::{Bias16, ConvInt16, FullyConnectedInt16, QParams};
 /// The op families, by the builtin op names the vectors store.
 const CONV_FAMILY: &[&str] = &["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"];
 const TRANSPOSE_CONV: &[&str] = &["TRANSPOSE_CONV"];
+const BATCH_MATMUL: &[&str] = &["BATCH_MATMUL"];
 const REQUANTIZE: &[&str] = &["QUANTIZE"];
 const BINARY: &[&str] = &["ADD", "SUB", "MUL"];
 const POOL: &[&str] = &["AVERAGE_POOL_2D", "MAX_POOL_2D"];
@@ -274,6 +276,25 @@ fn run_transpose_conv(v: &mut Vector, op: &str) -> Outcome {
     compare(&v.name.clone(), op, &out, &expected)
 }
 
+fn run_batch_matmul(v: &mut Vector, op: &str) -> Outcome {
+    let (lhs, l_shape) = data::<i16>(v, "in0");
+    let (rhs, r_shape) = data::<i16>(v, "in1");
+    let (expected, out_shape) = data::<i16>(v, "out");
+    let (adj_x, adj_y) = (option(v, "adjX") != 0, option(v, "adjY") != 0);
+    let k = BatchMatMulInt16::new(
+        qparams(v, "in0"),
+        qparams(v, "in1"),
+        output_qparams(v),
+        adj_x,
+        adj_y,
+    )
+    .unwrap();
+    assert_eq!(k.output_shape(&l_shape, &r_shape).unwrap(), out_shape);
+    let mut out = vec![0i16; expected.len()];
+    k.run(&l_shape, &lhs, &r_shape, &rhs, &mut out).unwrap();
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
 fn run_requantize(v: &mut Vector, op: &str) -> Outcome {
     let rq = Requantize::new(qparams(v, "in0"), output_qparams(v)).unwrap();
     let in_i8 = v.try_array::<i8>("in0").is_some();
@@ -466,6 +487,7 @@ fn run_vector(path: &Path) -> Outcome {
     let op = op_name(&mut v);
     match op.as_str() {
         "TRANSPOSE_CONV" => run_transpose_conv(&mut v, "TRANSPOSE_CONV"),
+        "BATCH_MATMUL" => run_batch_matmul(&mut v, "BATCH_MATMUL"),
         o if CONV_FAMILY.contains(&o) => run_conv_family(&mut v, o),
         o if REQUANTIZE.contains(&o) => run_requantize(&mut v, o),
         o if BINARY.contains(&o) => run_binary(&mut v, o),
@@ -569,6 +591,11 @@ fn transpose_conv_matches_litert_exactly() {
 }
 
 #[test]
+fn batch_matmul_matches_litert_exactly() {
+    check_family(BATCH_MATMUL, 2);
+}
+
+#[test]
 fn requantize_matches_litert_exactly() {
     check_family(REQUANTIZE, 5);
 }
@@ -632,6 +659,7 @@ fn every_int16_vector_is_tested() {
     let known: Vec<&str> = [
         CONV_FAMILY,
         TRANSPOSE_CONV,
+        BATCH_MATMUL,
         REQUANTIZE,
         BINARY,
         POOL,

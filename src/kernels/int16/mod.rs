@@ -15,6 +15,7 @@
 //! [`QuantizedMultiplier::apply_wide`]: crate::kernels::fixed_point::QuantizedMultiplier::apply_wide
 
 pub mod activation;
+pub mod batch_matmul;
 pub mod binary;
 pub mod conv;
 pub mod fully_connected;
