@@ -18,11 +18,11 @@ use ndarray_npy::ReadableElement;
 use qdbg::graph::{FusedActivation, Padding};
 use qdbg::kernels::int16::activation::{LutActivation, LutFunction, SIGMOID_TABLE};
 use qdbg::kernels::int16::batch_matmul::BatchMatMulInt16;
-use qdbg::kernels::int16::binary::{AddPath, AddSubInt16, MulInt16};
+use qdbg::kernels::int16::binary::{AddPath, AddSubInt16, MinMax, MulInt16};
 use qdbg::kernels::int16::conv::ConvGeometry;
 use qdbg::kernels::int16::movement::{concatenate, pad};
 use qdbg::kernels::int16::pool::{Pool2d, PoolKind};
-use qdbg::kernels::int16::reduce::Mean;
+use qdbg::kernels::int16::reduce::{Mean, ReduceMax};
 use qdbg::kernels::int16::requantize::Requantize;
 use qdbg::kernels::int16::resize::{ResizeBilinearInt8, ResizeDims, ResizeNearest};
 use qdbg::kernels::int16::softmax::SoftmaxInt16;
@@ -33,6 +33,8 @@ use qdbg::kernels::int16::{Bias16, ConvInt16, FullyConnectedInt16, QParams};
 const CONV_FAMILY: &[&str] = &["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"];
 const TRANSPOSE_CONV: &[&str] = &["TRANSPOSE_CONV"];
 const BATCH_MATMUL: &[&str] = &["BATCH_MATMUL"];
+const MIN_MAX: &[&str] = &["MAXIMUM", "MINIMUM"];
+const REDUCE_MAX: &[&str] = &["REDUCE_MAX"];
 const REQUANTIZE: &[&str] = &["QUANTIZE"];
 const BINARY: &[&str] = &["ADD", "SUB", "MUL"];
 const POOL: &[&str] = &["AVERAGE_POOL_2D", "MAX_POOL_2D"];
@@ -295,6 +297,41 @@ fn run_batch_matmul(v: &mut Vector, op: &str) -> Outcome {
     compare(&v.name.clone(), op, &out, &expected)
 }
 
+fn run_min_max(v: &mut Vector, op: &str) -> Outcome {
+    let (a, a_shape) = data::<i16>(v, "in0");
+    let (b, b_shape) = data::<i16>(v, "in1");
+    let (expected, _) = data::<i16>(v, "out");
+    // LiteRT compares codes: the converter gives all three one quantization.
+    let q = output_qparams(v);
+    assert_eq!((qparams(v, "in0"), qparams(v, "in1")), (q, q), "{}", v.name);
+    let kind = if op == "MAXIMUM" {
+        MinMax::Maximum
+    } else {
+        MinMax::Minimum
+    };
+    let mut out = vec![0i16; expected.len()];
+    kind.run(&a, &a_shape, &b, &b_shape, &mut out).unwrap();
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
+fn run_reduce_max(v: &mut Vector, op: &str) -> Outcome {
+    let (x, shape) = data::<i16>(v, "in0");
+    let (expected, out_shape) = data::<i16>(v, "out");
+    let axes = v.vec::<i32>("in1");
+    let k = ReduceMax::new(
+        &shape,
+        &axes,
+        option(v, "keepDims") != 0,
+        qparams(v, "in0"),
+        output_qparams(v),
+    )
+    .unwrap();
+    assert_eq!(k.output_shape(), &out_shape[..], "{}", v.name);
+    let mut out = vec![0i16; expected.len()];
+    k.run(&x, &mut out).unwrap();
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
 fn run_requantize(v: &mut Vector, op: &str) -> Outcome {
     let rq = Requantize::new(qparams(v, "in0"), output_qparams(v)).unwrap();
     let in_i8 = v.try_array::<i8>("in0").is_some();
@@ -488,6 +525,8 @@ fn run_vector(path: &Path) -> Outcome {
     match op.as_str() {
         "TRANSPOSE_CONV" => run_transpose_conv(&mut v, "TRANSPOSE_CONV"),
         "BATCH_MATMUL" => run_batch_matmul(&mut v, "BATCH_MATMUL"),
+        "REDUCE_MAX" => run_reduce_max(&mut v, "REDUCE_MAX"),
+        o if MIN_MAX.contains(&o) => run_min_max(&mut v, o),
         o if CONV_FAMILY.contains(&o) => run_conv_family(&mut v, o),
         o if REQUANTIZE.contains(&o) => run_requantize(&mut v, o),
         o if BINARY.contains(&o) => run_binary(&mut v, o),
@@ -596,6 +635,12 @@ fn batch_matmul_matches_litert_exactly() {
 }
 
 #[test]
+fn maximum_minimum_and_reduce_max_match_litert_exactly() {
+    check_family(MIN_MAX, 2);
+    check_family(REDUCE_MAX, 2);
+}
+
+#[test]
 fn requantize_matches_litert_exactly() {
     check_family(REQUANTIZE, 5);
 }
@@ -660,6 +705,8 @@ fn every_int16_vector_is_tested() {
         CONV_FAMILY,
         TRANSPOSE_CONV,
         BATCH_MATMUL,
+        MIN_MAX,
+        REDUCE_MAX,
         REQUANTIZE,
         BINARY,
         POOL,

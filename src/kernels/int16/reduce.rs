@@ -4,4 +4,8 @@
 //! general MEAN path, so the int8 kernel prepares it: [`Mean::new_int16`], then
 //! [`Mean::run_int16`].
 
-pub use crate::kernels::int8::reduce::Mean;
+//!
+//! REDUCE_MAX compares codes and needs the input's quantization on the output, as in int8:
+//! the int8 kernel is generic over the element ([`ReduceMax`]).
+
+pub use crate::kernels::int8::reduce::{Mean, ReduceMax};
