@@ -582,8 +582,25 @@ CASES += [
 # Cases of ops whose int16 kernels qdbg does not have yet go here: their vectors are
 # written only when named on the command line, so a plain rerun does not put untested
 # vectors under tests/fixtures (tests/int16_kernels.rs requires every int16 vector there
-# to be tested).
-PENDING_CASES = []
+# to be tested). All of these run in LiteRT 2.3.0 in 16x8.
+PENDING_NAMES = {"relu", "relu6", "leaky_relu", "leaky_relu_wide_alpha", "sum_c", "sum_hw",
+                 "rsqrt", "gelu", "transpose", "reshape", "split_c", "slice",
+                 "strided_slice", "gather_c"}
+PENDING_CASES = [c for c in CASES if c.name in PENDING_NAMES]
+CASES = [c for c in CASES if c.name not in PENDING_NAMES]
+
+# What LiteRT 2.3.0 / TensorFlow 2.21 refuse in 16x8, among the ops qdbg quantizes in int8
+# (probed with this script's cases and single-op int16 models):
+# - the converter refuses ("Quantization to 16x8-bit not yet supported"): RELU_N1_TO_1,
+#   HARD_SWISH, DIV, SQRT, PRELU (its Keras pattern needs NEG), DEPTH_TO_SPACE,
+#   SPACE_TO_DEPTH;
+# - LiteRT's kernels refuse int16: RELU_N1_TO_1 (and RELU_0_TO_1), HARD_SWISH,
+#   SQUARED_DIFFERENCE (which the converter does write in 16x8: the file fails at
+#   invoke), DEPTH_TO_SPACE, SPACE_TO_DEPTH; DEPTHWISE_CONV_2D refuses an int32 bias and
+#   CONV_2D a missing bias; PADV2 as the converter writes it (a float32 constant value
+#   beside int16 input) fails Prepare;
+# - LiteRT runs int16 although the converter never writes it: DIV, SQRT, PRELU (and
+#   ABS, NEG, which qdbg does not quantize).
 
 REQUANT_CASES = [
     RequantCase("requant_i8_to_i16", np.int8, (0.05, -7), np.int16, (0.0004, 0)),

@@ -12,6 +12,19 @@
 //! convolutions, a 15-bit (not 20-bit) headroom shift in ADD / SUB, and a power-of-two
 //! ADD / SUB path with saturating int16 arithmetic.
 //!
+//! What is here, by op (each with LiteRT vectors in `tests/int16_kernels.rs`):
+//! CONV_2D / DEPTHWISE_CONV_2D ([`conv`]; CONV_2D's int32 bias runs another LiteRT kernel,
+//! see [`Bias16`]), FULLY_CONNECTED, TRANSPOSE_CONV, BATCH_MATMUL, ADD / SUB / MUL,
+//! MAXIMUM / MINIMUM ([`binary::MinMax`], shared with int8), pooling, MEAN and
+//! REDUCE_MAX ([`reduce`], the int8 kernels), LOGISTIC / TANH, SOFTMAX, CONCATENATION,
+//! PAD, RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR and the int8 <-> int16 QUANTIZE.
+//! Not yet: RELU / RELU6, LEAKY_RELU, SUM, RSQRT, GELU and the data-movement ops, which
+//! LiteRT runs in 16x8 (their vector cases wait in `PENDING_CASES` of
+//! `scripts/kernel_vectors/make_int16_vectors.py`). LiteRT refuses int16 in
+//! RELU_N1_TO_1, HARD_SWISH, SQUARED_DIFFERENCE, DEPTH_TO_SPACE and SPACE_TO_DEPTH, so
+//! those have no kernel here; DIV, SQRT and PRELU run in LiteRT but TensorFlow's converter
+//! never quantizes them to 16x8 (the script lists the findings).
+//!
 //! [`QuantizedMultiplier::apply_wide`]: crate::kernels::fixed_point::QuantizedMultiplier::apply_wide
 
 pub mod activation;
