@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use ndarray_npy::ReadableElement;
 use qdbg::graph::{FusedActivation, Padding};
-use qdbg::kernels::int16::activation::{LutActivation, LutFunction, SIGMOID_TABLE};
+use qdbg::kernels::int16::activation::{
+    LeakyRelu, LutActivation, LutFunction, Relu, ReluKind, SIGMOID_TABLE,
+};
 use qdbg::kernels::int16::batch_matmul::BatchMatMulInt16;
 use qdbg::kernels::int16::binary::{AddPath, AddSubInt16, MinMax, MulInt16};
 use qdbg::kernels::int16::conv::ConvGeometry;
@@ -35,6 +37,7 @@ const TRANSPOSE_CONV: &[&str] = &["TRANSPOSE_CONV"];
 const BATCH_MATMUL: &[&str] = &["BATCH_MATMUL"];
 const MIN_MAX: &[&str] = &["MAXIMUM", "MINIMUM"];
 const REDUCE_MAX: &[&str] = &["REDUCE_MAX"];
+const RELU_FAMILY: &[&str] = &["RELU", "RELU6", "LEAKY_RELU"];
 const REQUANTIZE: &[&str] = &["QUANTIZE"];
 const BINARY: &[&str] = &["ADD", "SUB", "MUL"];
 const POOL: &[&str] = &["AVERAGE_POOL_2D", "MAX_POOL_2D"];
@@ -332,6 +335,30 @@ fn run_reduce_max(v: &mut Vector, op: &str) -> Outcome {
     compare(&v.name.clone(), op, &out, &expected)
 }
 
+fn run_relu_family(v: &mut Vector, op: &str) -> Outcome {
+    let (x, _) = data::<i16>(v, "in0");
+    let (expected, _) = data::<i16>(v, "out");
+    let (input, output) = (qparams(v, "in0"), output_qparams(v));
+    let mut out = vec![0i16; expected.len()];
+    match op {
+        "LEAKY_RELU" => LeakyRelu::new(v.scalar::<f32>("opt_alpha"), input, output)
+            .unwrap()
+            .run_int16(&x, &mut out),
+        _ => {
+            let kind = if op == "RELU6" {
+                ReluKind::Relu6
+            } else {
+                ReluKind::Relu
+            };
+            Relu::new_int16(kind, input, output)
+                .unwrap()
+                .run_int16(&x, &mut out)
+        }
+    }
+    .unwrap();
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
 fn run_requantize(v: &mut Vector, op: &str) -> Outcome {
     let rq = Requantize::new(qparams(v, "in0"), output_qparams(v)).unwrap();
     let in_i8 = v.try_array::<i8>("in0").is_some();
@@ -526,6 +553,7 @@ fn run_vector(path: &Path) -> Outcome {
         "TRANSPOSE_CONV" => run_transpose_conv(&mut v, "TRANSPOSE_CONV"),
         "BATCH_MATMUL" => run_batch_matmul(&mut v, "BATCH_MATMUL"),
         "REDUCE_MAX" => run_reduce_max(&mut v, "REDUCE_MAX"),
+        o if RELU_FAMILY.contains(&o) => run_relu_family(&mut v, o),
         o if MIN_MAX.contains(&o) => run_min_max(&mut v, o),
         o if CONV_FAMILY.contains(&o) => run_conv_family(&mut v, o),
         o if REQUANTIZE.contains(&o) => run_requantize(&mut v, o),
@@ -641,6 +669,11 @@ fn maximum_minimum_and_reduce_max_match_litert_exactly() {
 }
 
 #[test]
+fn relu_relu6_and_leaky_relu_match_litert_exactly() {
+    check_family(RELU_FAMILY, 4);
+}
+
+#[test]
 fn requantize_matches_litert_exactly() {
     check_family(REQUANTIZE, 5);
 }
@@ -707,6 +740,7 @@ fn every_int16_vector_is_tested() {
         BATCH_MATMUL,
         MIN_MAX,
         REDUCE_MAX,
+        RELU_FAMILY,
         REQUANTIZE,
         BINARY,
         POOL,
