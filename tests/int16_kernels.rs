@@ -24,7 +24,7 @@ use qdbg::kernels::int16::binary::{AddPath, AddSubInt16, MinMax, MulInt16};
 use qdbg::kernels::int16::conv::ConvGeometry;
 use qdbg::kernels::int16::movement::{concatenate, pad};
 use qdbg::kernels::int16::pool::{Pool2d, PoolKind};
-use qdbg::kernels::int16::reduce::{Mean, ReduceMax};
+use qdbg::kernels::int16::reduce::{Mean, ReduceMax, Sum};
 use qdbg::kernels::int16::requantize::Requantize;
 use qdbg::kernels::int16::resize::{ResizeBilinearInt8, ResizeDims, ResizeNearest};
 use qdbg::kernels::int16::softmax::SoftmaxInt16;
@@ -37,6 +37,7 @@ const TRANSPOSE_CONV: &[&str] = &["TRANSPOSE_CONV"];
 const BATCH_MATMUL: &[&str] = &["BATCH_MATMUL"];
 const MIN_MAX: &[&str] = &["MAXIMUM", "MINIMUM"];
 const REDUCE_MAX: &[&str] = &["REDUCE_MAX"];
+const SUM: &[&str] = &["SUM"];
 const RELU_FAMILY: &[&str] = &["RELU", "RELU6", "LEAKY_RELU"];
 const REQUANTIZE: &[&str] = &["QUANTIZE"];
 const BINARY: &[&str] = &["ADD", "SUB", "MUL"];
@@ -317,6 +318,24 @@ fn run_min_max(v: &mut Vector, op: &str) -> Outcome {
     compare(&v.name.clone(), op, &out, &expected)
 }
 
+fn run_sum(v: &mut Vector, op: &str) -> Outcome {
+    let (x, shape) = data::<i16>(v, "in0");
+    let (expected, out_shape) = data::<i16>(v, "out");
+    let axes = v.vec::<i32>("in1");
+    let k = Sum::new(
+        &shape,
+        &axes,
+        option(v, "keepDims") != 0,
+        qparams(v, "in0"),
+        output_qparams(v),
+    )
+    .unwrap();
+    assert_eq!(k.output_shape(), &out_shape[..], "{}", v.name);
+    let mut out = vec![0i16; expected.len()];
+    k.run(&x, &mut out).unwrap();
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
 fn run_reduce_max(v: &mut Vector, op: &str) -> Outcome {
     let (x, shape) = data::<i16>(v, "in0");
     let (expected, out_shape) = data::<i16>(v, "out");
@@ -553,6 +572,7 @@ fn run_vector(path: &Path) -> Outcome {
         "TRANSPOSE_CONV" => run_transpose_conv(&mut v, "TRANSPOSE_CONV"),
         "BATCH_MATMUL" => run_batch_matmul(&mut v, "BATCH_MATMUL"),
         "REDUCE_MAX" => run_reduce_max(&mut v, "REDUCE_MAX"),
+        "SUM" => run_sum(&mut v, "SUM"),
         o if RELU_FAMILY.contains(&o) => run_relu_family(&mut v, o),
         o if MIN_MAX.contains(&o) => run_min_max(&mut v, o),
         o if CONV_FAMILY.contains(&o) => run_conv_family(&mut v, o),
@@ -669,6 +689,11 @@ fn maximum_minimum_and_reduce_max_match_litert_exactly() {
 }
 
 #[test]
+fn sum_matches_litert_exactly() {
+    check_family(SUM, 2);
+}
+
+#[test]
 fn relu_relu6_and_leaky_relu_match_litert_exactly() {
     check_family(RELU_FAMILY, 4);
 }
@@ -740,6 +765,7 @@ fn every_int16_vector_is_tested() {
         BATCH_MATMUL,
         MIN_MAX,
         REDUCE_MAX,
+        SUM,
         RELU_FAMILY,
         REQUANTIZE,
         BINARY,

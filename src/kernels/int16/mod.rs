@@ -15,11 +15,11 @@
 //! What is here, by op (each with LiteRT vectors in `tests/int16_kernels.rs`):
 //! CONV_2D / DEPTHWISE_CONV_2D ([`conv`]; CONV_2D's int32 bias runs another LiteRT kernel,
 //! see [`Bias16`]), FULLY_CONNECTED, TRANSPOSE_CONV, BATCH_MATMUL, ADD / SUB / MUL,
-//! MAXIMUM / MINIMUM ([`binary::MinMax`], shared with int8), pooling, MEAN and
+//! MAXIMUM / MINIMUM ([`binary::MinMax`], shared with int8), pooling, MEAN, SUM and
 //! REDUCE_MAX ([`reduce`], the int8 kernels), LOGISTIC / TANH, RELU / RELU6 and
 //! LEAKY_RELU ([`activation`]), SOFTMAX, CONCATENATION, PAD, RESIZE_BILINEAR /
 //! RESIZE_NEAREST_NEIGHBOR and the int8 <-> int16 QUANTIZE.
-//! Not yet: SUM, RSQRT, GELU and the data-movement ops, which
+//! Not yet: RSQRT, GELU and the data-movement ops, which
 //! LiteRT runs in 16x8 (their vector cases wait in `PENDING_CASES` of
 //! `scripts/kernel_vectors/make_int16_vectors.py`). LiteRT refuses int16 in
 //! RELU_N1_TO_1, HARD_SWISH, SQUARED_DIFFERENCE, DEPTH_TO_SPACE and SPACE_TO_DEPTH, so

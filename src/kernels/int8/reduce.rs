@@ -429,14 +429,14 @@ impl Sum {
         &self.reduction.output_shape
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
+    pub fn run<T: QuantizedElement>(&self, input: &[T], out: &mut [T]) -> Result<(), KernelError> {
         self.reduction.check_lengths(input, out)?;
         for (o, sum) in out.iter_mut().zip(self.reduction.sums(input)) {
             // Separate multiply and add (LiteRT's x86 build has no FMA contraction
             // here), then round half away from zero; `as` saturates where C's
             // conversion would be undefined.
             let v = (sum as f32 * self.scale + self.bias).round() as i32;
-            *o = v.saturating_add(self.out_zero_point).clamp(-128, 127) as i8;
+            *o = T::saturate(v.saturating_add(self.out_zero_point));
         }
         Ok(())
     }
