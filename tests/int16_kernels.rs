@@ -22,6 +22,7 @@ use qdbg::kernels::int16::activation::{
 use qdbg::kernels::int16::batch_matmul::BatchMatMulInt16;
 use qdbg::kernels::int16::binary::{AddPath, AddSubInt16, MinMax, MulInt16};
 use qdbg::kernels::int16::conv::ConvGeometry;
+use qdbg::kernels::int16::lut::Lut16;
 use qdbg::kernels::int16::movement::{concatenate, pad};
 use qdbg::kernels::int16::pool::{Pool2d, PoolKind};
 use qdbg::kernels::int16::reduce::{Mean, ReduceMax, Sum};
@@ -39,6 +40,7 @@ const MIN_MAX: &[&str] = &["MAXIMUM", "MINIMUM"];
 const REDUCE_MAX: &[&str] = &["REDUCE_MAX"];
 const SUM: &[&str] = &["SUM"];
 const RELU_FAMILY: &[&str] = &["RELU", "RELU6", "LEAKY_RELU"];
+const TABLE: &[&str] = &["RSQRT", "GELU"];
 const REQUANTIZE: &[&str] = &["QUANTIZE"];
 const BINARY: &[&str] = &["ADD", "SUB", "MUL"];
 const POOL: &[&str] = &["AVERAGE_POOL_2D", "MAX_POOL_2D"];
@@ -360,6 +362,10 @@ fn run_relu_family(v: &mut Vector, op: &str) -> Outcome {
     let (input, output) = (qparams(v, "in0"), output_qparams(v));
     let mut out = vec![0i16; expected.len()];
     match op {
+        "RSQRT" => Lut16::rsqrt(input, output).unwrap().run(&x, &mut out),
+        "GELU" => Lut16::gelu(v.scalar::<i32>("opt_approximate") != 0, input, output)
+            .unwrap()
+            .run(&x, &mut out),
         "LEAKY_RELU" => LeakyRelu::new(v.scalar::<f32>("opt_alpha"), input, output)
             .unwrap()
             .run_int16(&x, &mut out),
@@ -573,7 +579,7 @@ fn run_vector(path: &Path) -> Outcome {
         "BATCH_MATMUL" => run_batch_matmul(&mut v, "BATCH_MATMUL"),
         "REDUCE_MAX" => run_reduce_max(&mut v, "REDUCE_MAX"),
         "SUM" => run_sum(&mut v, "SUM"),
-        o if RELU_FAMILY.contains(&o) => run_relu_family(&mut v, o),
+        o if RELU_FAMILY.contains(&o) || TABLE.contains(&o) => run_relu_family(&mut v, o),
         o if MIN_MAX.contains(&o) => run_min_max(&mut v, o),
         o if CONV_FAMILY.contains(&o) => run_conv_family(&mut v, o),
         o if REQUANTIZE.contains(&o) => run_requantize(&mut v, o),
@@ -699,6 +705,11 @@ fn relu_relu6_and_leaky_relu_match_litert_exactly() {
 }
 
 #[test]
+fn rsqrt_and_gelu_tables_match_litert_exactly() {
+    check_family(TABLE, 2);
+}
+
+#[test]
 fn requantize_matches_litert_exactly() {
     check_family(REQUANTIZE, 5);
 }
@@ -767,6 +778,7 @@ fn every_int16_vector_is_tested() {
         REDUCE_MAX,
         SUM,
         RELU_FAMILY,
+        TABLE,
         REQUANTIZE,
         BINARY,
         POOL,

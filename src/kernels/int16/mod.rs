@@ -17,9 +17,9 @@
 //! see [`Bias16`]), FULLY_CONNECTED, TRANSPOSE_CONV, BATCH_MATMUL, ADD / SUB / MUL,
 //! MAXIMUM / MINIMUM ([`binary::MinMax`], shared with int8), pooling, MEAN, SUM and
 //! REDUCE_MAX ([`reduce`], the int8 kernels), LOGISTIC / TANH, RELU / RELU6 and
-//! LEAKY_RELU ([`activation`]), SOFTMAX, CONCATENATION, PAD, RESIZE_BILINEAR /
+//! LEAKY_RELU ([`activation`]), RSQRT and GELU (interpolated tables: [`lut`]), SOFTMAX, CONCATENATION, PAD, RESIZE_BILINEAR /
 //! RESIZE_NEAREST_NEIGHBOR and the int8 <-> int16 QUANTIZE.
-//! Not yet: RSQRT, GELU and the data-movement ops, which
+//! Not yet: the data-movement ops (TRANSPOSE, GATHER, SLICE, ...), which
 //! LiteRT runs in 16x8 (their vector cases wait in `PENDING_CASES` of
 //! `scripts/kernel_vectors/make_int16_vectors.py`). LiteRT refuses int16 in
 //! RELU_N1_TO_1, HARD_SWISH, SQUARED_DIFFERENCE, DEPTH_TO_SPACE and SPACE_TO_DEPTH, so
@@ -33,6 +33,7 @@ pub mod batch_matmul;
 pub mod binary;
 pub mod conv;
 pub mod fully_connected;
+pub mod lut;
 pub mod movement;
 pub mod pool;
 pub mod reduce;

@@ -3,7 +3,6 @@
 //! `1 / count` folded in, TFLite's double rounding, saturated to int16. That is int8's
 //! general MEAN path, so the int8 kernel prepares it: [`Mean::new_int16`], then
 //! [`Mean::run_int16`].
-
 //!
 //! SUM is int8's too ([`Sum`], generic over the element): int32 sums rescaled in f32
 //! (`optimized_ops::QuantizedMeanOrSum`), saturated to int16.

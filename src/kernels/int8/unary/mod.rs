@@ -22,7 +22,7 @@
 //!   16-wide vector blocks round the final shift half up, the tail half away from
 //!   zero.
 
-mod gelu;
+pub(crate) mod gelu;
 mod prelu;
 mod sqrt;
 
