@@ -100,16 +100,26 @@ impl Lut16 {
 mod tests {
     use super::*;
 
-    /// GELU with input and output scale 2^-8: gelu(0) is 0 at the table's middle entry,
-    /// and large inputs pass through (gelu(x) = x for x >> 0) within the table's
-    /// `65536 / 65535` output scaling.
+    /// A constant function gives a flat table: 1.0 at output scale 2^-8 is 256 steps,
+    /// times the table's `65536 / 65535`: 256.004 -> 256 everywhere.
     #[test]
-    fn gelu_table_by_hand() {
+    fn a_constant_fills_the_table() {
         let q = QParams::new(1.0 / 256.0, 0);
-        let lut = Lut16::gelu(false, q, q).unwrap();
+        let lut = Lut16::populate(q, q, |_| 1.0);
+        let mut out = [0i16; 4];
+        lut.run(&[i16::MIN, -1, 0, i16::MAX], &mut out).unwrap();
+        assert_eq!(out, [256; 4]);
+    }
+
+    /// RSQRT maps inputs at or below zero to the largest output: 32767 * 65536 / 65535
+    /// = 32767.5 -> 32768, clamped to 32767; the negative half of the table is flat.
+    #[test]
+    fn rsqrt_of_negative_inputs_is_the_largest_output() {
+        let q = QParams::new(0.01, 0);
+        let lut = Lut16::rsqrt(q, q).unwrap();
         let mut out = [0i16; 3];
-        lut.run(&[0, 25600, -25600], &mut out).unwrap();
-        // 100.0 * 256 * 65536 / 65535 = 25600.39 -> 25600; gelu(-100) = 0.
-        assert_eq!(out, [0, 25600, 0]);
+        lut.run(&[i16::MIN, -1000, -129], &mut out).unwrap();
+        assert_eq!(out, [i16::MAX; 3]);
+        assert!(Lut16::rsqrt(QParams::new(0.01, 1), q).is_err());
     }
 }
