@@ -39,6 +39,14 @@ const BATCH_MATMUL: &[&str] = &["BATCH_MATMUL"];
 const MIN_MAX: &[&str] = &["MAXIMUM", "MINIMUM"];
 const REDUCE_MAX: &[&str] = &["REDUCE_MAX"];
 const SUM: &[&str] = &["SUM"];
+const PURE_MOVEMENT: &[&str] = &[
+    "RESHAPE",
+    "TRANSPOSE",
+    "SPLIT",
+    "SLICE",
+    "STRIDED_SLICE",
+    "GATHER",
+];
 const RELU_FAMILY: &[&str] = &["RELU", "RELU6", "LEAKY_RELU"];
 const TABLE: &[&str] = &["RSQRT", "GELU"];
 const REQUANTIZE: &[&str] = &["QUANTIZE"];
@@ -384,6 +392,47 @@ fn run_relu_family(v: &mut Vector, op: &str) -> Outcome {
     compare(&v.name.clone(), op, &out, &expected)
 }
 
+/// The pure data-movement ops have no int16 kernel of their own: qdbg's executor moves
+/// quantized codes with the same type-agnostic code for every width (`ops::layout`,
+/// `ops::slicing`). What that relies on is checked against LiteRT here: its 16x8 output
+/// has the input's quantization, and every output code is an input code (nothing is
+/// rescaled); RESHAPE, TRANSPOSE and SPLIT (all its outputs) keep every code, each as
+/// often as the input has it.
+fn check_moves_codes(v: &mut Vector, op: &str) -> Outcome {
+    // SPLIT's first input is the axis.
+    let input_key = if op == "SPLIT" { "in1" } else { "in0" };
+    let (x, _) = data::<i16>(v, input_key);
+    assert_eq!(qparams(v, input_key), output_qparams(v), "{}", v.name);
+    let codes: std::collections::HashSet<i16> = x.iter().copied().collect();
+    let mut outputs = vec![data::<i16>(v, "out").0];
+    for k in 1.. {
+        match v.try_array::<i16>(&format!("out{k}")) {
+            Some(o) => outputs.push(o.iter().copied().collect()),
+            None => break,
+        }
+    }
+    let (elements, foreign) = outputs.iter().fold((0, 0), |(n, f), o| {
+        (
+            n + o.len(),
+            f + o.iter().filter(|c| !codes.contains(c)).count(),
+        )
+    });
+    if ["RESHAPE", "TRANSPOSE", "SPLIT"].contains(&op) {
+        let mut all: Vec<i16> = outputs.concat();
+        let mut input = x.clone();
+        all.sort_unstable();
+        input.sort_unstable();
+        assert_eq!(all, input, "{}: codes not kept one for one", v.name);
+    }
+    Outcome {
+        name: v.name.clone(),
+        op: op.to_string(),
+        elements,
+        mismatches: foreign,
+        max_lsb: 0,
+    }
+}
+
 fn run_requantize(v: &mut Vector, op: &str) -> Outcome {
     let rq = Requantize::new(qparams(v, "in0"), output_qparams(v)).unwrap();
     let in_i8 = v.try_array::<i8>("in0").is_some();
@@ -579,6 +628,7 @@ fn run_vector(path: &Path) -> Outcome {
         "BATCH_MATMUL" => run_batch_matmul(&mut v, "BATCH_MATMUL"),
         "REDUCE_MAX" => run_reduce_max(&mut v, "REDUCE_MAX"),
         "SUM" => run_sum(&mut v, "SUM"),
+        o if PURE_MOVEMENT.contains(&o) => check_moves_codes(&mut v, o),
         o if RELU_FAMILY.contains(&o) || TABLE.contains(&o) => run_relu_family(&mut v, o),
         o if MIN_MAX.contains(&o) => run_min_max(&mut v, o),
         o if CONV_FAMILY.contains(&o) => run_conv_family(&mut v, o),
@@ -695,6 +745,11 @@ fn maximum_minimum_and_reduce_max_match_litert_exactly() {
 }
 
 #[test]
+fn data_movement_keeps_codes_and_quantization_in_litert() {
+    check_family(PURE_MOVEMENT, 6);
+}
+
+#[test]
 fn sum_matches_litert_exactly() {
     check_family(SUM, 2);
 }
@@ -777,6 +832,7 @@ fn every_int16_vector_is_tested() {
         MIN_MAX,
         REDUCE_MAX,
         SUM,
+        PURE_MOVEMENT,
         RELU_FAMILY,
         TABLE,
         REQUANTIZE,
