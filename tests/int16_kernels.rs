@@ -328,39 +328,27 @@ fn run_min_max(v: &mut Vector, op: &str) -> Outcome {
     compare(&v.name.clone(), op, &out, &expected)
 }
 
-fn run_sum(v: &mut Vector, op: &str) -> Outcome {
+/// SUM and REDUCE_MAX (MEAN has its own runner: its int16 kernel is prepared apart).
+fn run_sum_or_max(v: &mut Vector, op: &str) -> Outcome {
     let (x, shape) = data::<i16>(v, "in0");
     let (expected, out_shape) = data::<i16>(v, "out");
     let axes = v.vec::<i32>("in1");
-    let k = Sum::new(
-        &shape,
-        &axes,
+    let (keep_dims, input, output) = (
         option(v, "keepDims") != 0,
         qparams(v, "in0"),
         output_qparams(v),
-    )
-    .unwrap();
-    assert_eq!(k.output_shape(), &out_shape[..], "{}", v.name);
+    );
     let mut out = vec![0i16; expected.len()];
-    k.run(&x, &mut out).unwrap();
-    compare(&v.name.clone(), op, &out, &expected)
-}
-
-fn run_reduce_max(v: &mut Vector, op: &str) -> Outcome {
-    let (x, shape) = data::<i16>(v, "in0");
-    let (expected, out_shape) = data::<i16>(v, "out");
-    let axes = v.vec::<i32>("in1");
-    let k = ReduceMax::new(
-        &shape,
-        &axes,
-        option(v, "keepDims") != 0,
-        qparams(v, "in0"),
-        output_qparams(v),
-    )
-    .unwrap();
-    assert_eq!(k.output_shape(), &out_shape[..], "{}", v.name);
-    let mut out = vec![0i16; expected.len()];
-    k.run(&x, &mut out).unwrap();
+    let shape_out = if op == "SUM" {
+        let k = Sum::new(&shape, &axes, keep_dims, input, output).unwrap();
+        k.run(&x, &mut out).unwrap();
+        k.output_shape().to_vec()
+    } else {
+        let k = ReduceMax::new(&shape, &axes, keep_dims, input, output).unwrap();
+        k.run(&x, &mut out).unwrap();
+        k.output_shape().to_vec()
+    };
+    assert_eq!(shape_out, out_shape, "{}", v.name);
     compare(&v.name.clone(), op, &out, &expected)
 }
 
@@ -626,8 +614,8 @@ fn run_vector(path: &Path) -> Outcome {
     match op.as_str() {
         "TRANSPOSE_CONV" => run_transpose_conv(&mut v, "TRANSPOSE_CONV"),
         "BATCH_MATMUL" => run_batch_matmul(&mut v, "BATCH_MATMUL"),
-        "REDUCE_MAX" => run_reduce_max(&mut v, "REDUCE_MAX"),
-        "SUM" => run_sum(&mut v, "SUM"),
+        "REDUCE_MAX" => run_sum_or_max(&mut v, "REDUCE_MAX"),
+        "SUM" => run_sum_or_max(&mut v, "SUM"),
         o if PURE_MOVEMENT.contains(&o) => check_moves_codes(&mut v, o),
         o if RELU_FAMILY.contains(&o) || TABLE.contains(&o) => run_relu_family(&mut v, o),
         o if MIN_MAX.contains(&o) => run_min_max(&mut v, o),

@@ -8,7 +8,7 @@
 
 use super::{check_symmetric, QParams};
 use crate::kernels::fixed_point::QuantizedMultiplier;
-use crate::kernels::int8::conv::batch_matmul::Layout;
+use crate::kernels::int8::conv::batch_matmul::{multiplier, Layout};
 use crate::kernels::KernelError;
 
 /// Prepared 16x8 BATCH_MATMUL.
@@ -31,19 +31,9 @@ impl BatchMatMulInt16 {
         check_symmetric("lhs scale", "lhs zero point", lhs)?;
         check_symmetric("rhs scale", "rhs zero point", rhs)?;
         check_symmetric("output scale", "output zero point", output)?;
-        let real = f64::from(lhs.scale * rhs.scale) / f64::from(output.scale);
-        let multiplier = QuantizedMultiplier::from_real(real);
-        if !real.is_finite() || multiplier.shift > 7 {
-            return Err(KernelError::Rescale {
-                channel: None,
-                input_scale: lhs.scale,
-                filter_scale: rhs.scale,
-                output_scale: output.scale,
-                factor: real,
-            });
-        }
         Ok(BatchMatMulInt16 {
-            multiplier,
+            // TFLite's int64 rescale takes shifts up to 7.
+            multiplier: multiplier(lhs, rhs, output, 7)?,
             layout: Layout::new(adj_x, adj_y),
         })
     }

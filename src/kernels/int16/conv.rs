@@ -66,6 +66,26 @@ pub(crate) enum ScaleProduct {
 }
 
 impl Requant16 {
+    /// The convolutions' parameters (CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV): f64
+    /// scale products, TFLite's int64 rescale.
+    pub(crate) fn convolution(
+        input: QParams,
+        filter_scales: &[f32],
+        output: QParams,
+        activation: FusedActivation,
+        channels: usize,
+    ) -> Result<Self, KernelError> {
+        Self::new(
+            input,
+            filter_scales,
+            output,
+            activation,
+            channels,
+            ScaleProduct::Double,
+            WideRescale::Reduced16,
+        )
+    }
+
     pub(crate) fn new(
         input: QParams,
         filter_scales: &[f32],
@@ -221,16 +241,8 @@ impl ConvInt16 {
         activation: FusedActivation,
         out_channels: usize,
     ) -> Result<Self, KernelError> {
-        Requant16::new(
-            input,
-            filter_scales,
-            output,
-            activation,
-            out_channels,
-            ScaleProduct::Double,
-            WideRescale::Reduced16,
-        )
-        .map(|rq| ConvInt16 { rq })
+        Requant16::convolution(input, filter_scales, output, activation, out_channels)
+            .map(|rq| ConvInt16 { rq })
     }
 
     /// The per-channel fixed-point multipliers, as TFLite stores them.

@@ -15,7 +15,7 @@
 //! arithmetic and 2 with ties up. That vector has 5 output channels; whether 8-channel
 //! groups round ties up there as int8's vector loop does is not probed.
 
-use super::conv::{check_bias, check_len, Bias16, Requant16, ScaleProduct, WideRescale};
+use super::conv::{check_bias, check_len, dot, Bias16, Requant16};
 use super::QParams;
 use crate::graph::FusedActivation;
 use crate::kernels::KernelError;
@@ -39,16 +39,8 @@ impl TransposeConvInt16 {
         activation: FusedActivation,
         out_channels: usize,
     ) -> Result<Self, KernelError> {
-        Requant16::new(
-            input,
-            filter_scales,
-            output,
-            activation,
-            out_channels,
-            ScaleProduct::Double,
-            WideRescale::Reduced16,
-        )
-        .map(|rq| TransposeConvInt16 { rq })
+        Requant16::convolution(input, filter_scales, output, activation, out_channels)
+            .map(|rq| TransposeConvInt16 { rq })
     }
 
     /// The int16 range the fused activation leaves.
@@ -80,52 +72,36 @@ impl TransposeConvInt16 {
         check_len("filter", filter.len(), e.filter)?;
         check_len("output", out.len(), e.output)?;
         check_bias(bias, g.out_c)?;
-        let narrow = matches!(bias, Bias16::Int32(_));
-        let bias = bias.widened();
-        let oc = g.out_c;
-        let image = g.out_h * g.out_w * oc;
-        let tap_stride = g.k_h * g.k_w * g.in_c;
-        let mut acc = vec![0i64; image];
-        for (b, dst) in out.chunks_exact_mut(image.max(1)).enumerate() {
-            match &bias {
-                Some(bias) => acc
-                    .chunks_exact_mut(oc)
-                    .for_each(|a| a.copy_from_slice(bias)),
-                None => acc.fill(0),
-            }
-            for iy in 0..g.in_h {
-                for ix in 0..g.in_w {
-                    let px = &input[((b * g.in_h + iy) * g.in_w + ix) * g.in_c..][..g.in_c];
-                    for ky in 0..g.k_h {
-                        // `extents` bounded these by isize::MAX.
-                        let oy = (iy * g.stride_h + ky) as isize - pad.top as isize;
-                        if oy < 0 || oy as usize >= g.out_h {
-                            continue;
-                        }
-                        for kx in 0..g.k_w {
-                            let ox = (ix * g.stride_w + kx) as isize - pad.left as isize;
-                            if ox < 0 || ox as usize >= g.out_w {
-                                continue;
-                            }
-                            let at = (oy as usize * g.out_w + ox as usize) * oc;
-                            let tap = (ky * g.k_w + kx) * g.in_c;
-                            for (o, a) in acc[at..at + oc].iter_mut().enumerate() {
-                                let w = &filter[o * tap_stride + tap..][..g.in_c];
-                                *a = a.wrapping_add(super::conv::dot(px, w));
-                            }
-                        }
+        match bias {
+            Bias16::Int32(bias) => g.scatter(
+                &pad,
+                input,
+                filter,
+                Some(bias),
+                out,
+                // LiteRT's int32-bias path sums in int32 (wrapping).
+                |px, w| dot(px, w) as i32,
+                i32::wrapping_add,
+                |acc, dst| {
+                    for (c, (o, &a)) in dst.iter_mut().zip(acc).enumerate() {
+                        *o = self.rq.output_narrow_away(a, c);
                     }
-                }
-            }
-            for (px_out, px_acc) in dst.chunks_exact_mut(oc).zip(acc.chunks_exact(oc)) {
-                for (c, (o, &a)) in px_out.iter_mut().zip(px_acc).enumerate() {
-                    *o = if narrow {
-                        self.rq.output_narrow_away(a as i32, c)
-                    } else {
-                        self.rq.output(a, c)
-                    };
-                }
-            }
+                },
+            ),
+            Bias16::Int64(_) | Bias16::None => g.scatter(
+                &pad,
+                input,
+                filter,
+                bias.widened().as_deref(),
+                out,
+                dot,
+                i64::wrapping_add,
+                |acc, dst| {
+                    for (c, (o, &a)) in dst.iter_mut().zip(acc).enumerate() {
+                        *o = self.rq.output(a, c);
+                    }
+                },
+            ),
         }
         Ok(())
     }

@@ -107,20 +107,8 @@ impl BatchMatMulInt8 {
         check_int8_zero_point("rhs zero point", rhs)?;
         check_scale("output scale", output)?;
         check_int8_zero_point("output zero point", output)?;
-        let real = f64::from(lhs.scale * rhs.scale) / f64::from(output.scale);
-        let multiplier = QuantizedMultiplier::from_real(real);
-        if !real.is_finite() || multiplier.shift > 30 {
-            // The lhs plays the input's part, the rhs the filter's.
-            return Err(KernelError::Rescale {
-                channel: None,
-                input_scale: lhs.scale,
-                filter_scale: rhs.scale,
-                output_scale: output.scale,
-                factor: real,
-            });
-        }
         Ok(BatchMatMulInt8 {
-            multiplier,
+            multiplier: multiplier(lhs, rhs, output, 30)?,
             lhs_offset: -lhs.zero_point,
             rhs_offset: -rhs.zero_point,
             output_zero_point: output.zero_point,
@@ -168,6 +156,30 @@ impl BatchMatMulInt8 {
             v.clamp(-128, 127) as i8
         })
     }
+}
+
+/// `Prepare`'s multiplier (`GetQuantizedConvolutionMultipler`: the scale product in
+/// f32, the division in f64); errors on a shift past `max_shift` (30 for int8's 32-bit
+/// rescale, 7 for int16's int64 one).
+pub(crate) fn multiplier(
+    lhs: QParams,
+    rhs: QParams,
+    output: QParams,
+    max_shift: i32,
+) -> Result<QuantizedMultiplier, KernelError> {
+    let real = f64::from(lhs.scale * rhs.scale) / f64::from(output.scale);
+    let multiplier = QuantizedMultiplier::from_real(real);
+    if !real.is_finite() || multiplier.shift > max_shift {
+        // The lhs plays the input's part, the rhs the filter's.
+        return Err(KernelError::Rescale {
+            channel: None,
+            input_scale: lhs.scale,
+            filter_scale: rhs.scale,
+            output_scale: output.scale,
+            factor: real,
+        });
+    }
+    Ok(multiplier)
 }
 
 /// The operands' storage layouts (`adj_x` / `adj_y`) and the matrix walk every
