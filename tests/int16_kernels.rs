@@ -16,19 +16,39 @@ use std::path::{Path, PathBuf};
 
 use ndarray_npy::ReadableElement;
 use qdbg::graph::{FusedActivation, Padding};
-use qdbg::kernels::int16::activation::{LutActivation, LutFunction, SIGMOID_TABLE};
-use qdbg::kernels::int16::binary::{AddPath, AddSubInt16, MulInt16};
+use qdbg::kernels::int16::activation::{
+    LeakyRelu, LutActivation, LutFunction, Relu, ReluKind, SIGMOID_TABLE,
+};
+use qdbg::kernels::int16::batch_matmul::BatchMatMulInt16;
+use qdbg::kernels::int16::binary::{AddPath, AddSubInt16, MinMax, MulInt16};
 use qdbg::kernels::int16::conv::ConvGeometry;
+use qdbg::kernels::int16::lut::Lut16;
 use qdbg::kernels::int16::movement::{concatenate, pad};
 use qdbg::kernels::int16::pool::{Pool2d, PoolKind};
-use qdbg::kernels::int16::reduce::Mean;
+use qdbg::kernels::int16::reduce::{Mean, ReduceMax, Sum};
 use qdbg::kernels::int16::requantize::Requantize;
 use qdbg::kernels::int16::resize::{ResizeBilinearInt8, ResizeDims, ResizeNearest};
 use qdbg::kernels::int16::softmax::SoftmaxInt16;
-use qdbg::kernels::int16::{ConvInt16, FullyConnectedInt16, QParams};
+use qdbg::kernels::int16::transpose_conv::{TransposeConvGeometry, TransposeConvInt16};
+use qdbg::kernels::int16::{Bias16, ConvInt16, FullyConnectedInt16, QParams};
 
 /// The op families, by the builtin op names the vectors store.
 const CONV_FAMILY: &[&str] = &["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"];
+const TRANSPOSE_CONV: &[&str] = &["TRANSPOSE_CONV"];
+const BATCH_MATMUL: &[&str] = &["BATCH_MATMUL"];
+const MIN_MAX: &[&str] = &["MAXIMUM", "MINIMUM"];
+const REDUCE_MAX: &[&str] = &["REDUCE_MAX"];
+const SUM: &[&str] = &["SUM"];
+const PURE_MOVEMENT: &[&str] = &[
+    "RESHAPE",
+    "TRANSPOSE",
+    "SPLIT",
+    "SLICE",
+    "STRIDED_SLICE",
+    "GATHER",
+];
+const RELU_FAMILY: &[&str] = &["RELU", "RELU6", "LEAKY_RELU"];
+const TABLE: &[&str] = &["RSQRT", "GELU"];
 const REQUANTIZE: &[&str] = &["QUANTIZE"];
 const BINARY: &[&str] = &["ADD", "SUB", "MUL"];
 const POOL: &[&str] = &["AVERAGE_POOL_2D", "MAX_POOL_2D"];
@@ -107,6 +127,48 @@ fn data<T: ReadableElement + Copy>(v: &mut Vector, key: &str) -> (Vec<T>, Vec<us
     (a.iter().copied().collect(), a.shape().to_vec())
 }
 
+/// A bias input as stored: int64 as the converter writes it, int32 (the `*_bias_int32`
+/// vectors: the options' `quantized_bias_type` INT32), or none (stored as an empty array).
+enum StoredBias {
+    None,
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+}
+
+impl StoredBias {
+    fn read(v: &mut Vector, key: &str) -> StoredBias {
+        if !v.has(key) {
+            return StoredBias::None;
+        }
+        if let Some(b) = v.try_array::<i32>(key) {
+            assert!(v.name.contains("bias_int32"), "{}: int32 bias", v.name);
+            return StoredBias::Int32(b.iter().copied().collect());
+        }
+        let b = v.vec::<i64>(key);
+        if b.is_empty() {
+            StoredBias::None
+        } else {
+            StoredBias::Int64(b)
+        }
+    }
+
+    fn get(&self) -> Bias16<'_> {
+        match self {
+            StoredBias::None => Bias16::None,
+            StoredBias::Int32(b) => Bias16::Int32(b),
+            StoredBias::Int64(b) => Bias16::Int64(b),
+        }
+    }
+
+    fn int64(&self) -> Option<&[i64]> {
+        match self {
+            StoredBias::None => None,
+            StoredBias::Int64(b) => Some(b),
+            StoredBias::Int32(_) => panic!("an int32 bias where LiteRT takes only int64"),
+        }
+    }
+}
+
 fn run_conv_family(v: &mut Vector, op: &str) -> Outcome {
     let input_q = qparams(v, "in0");
     let output_q = output_qparams(v);
@@ -120,10 +182,7 @@ fn run_conv_family(v: &mut Vector, op: &str) -> Outcome {
     let (input, in_shape) = data::<i16>(v, "in0");
     let (filter, f_shape) = data::<i8>(v, "in1");
     let (expected, out_shape) = data::<i16>(v, "out");
-    let bias = v
-        .has("in2")
-        .then(|| v.vec::<i64>("in2"))
-        .filter(|b| !b.is_empty());
+    let bias = StoredBias::read(v, "in2");
     let mut out = vec![0i16; expected.len()];
     if op == "FULLY_CONNECTED" {
         let units = f_shape[0];
@@ -134,7 +193,7 @@ fn run_conv_family(v: &mut Vector, op: &str) -> Outcome {
         }
         FullyConnectedInt16::new(input_q, &filter_scales, output_q, act, units)
             .unwrap()
-            .run(rows, depth, &input, &filter, bias.as_deref(), &mut out)
+            .run(rows, depth, &input, &filter, bias.get(), &mut out)
             .unwrap();
     } else {
         let depthwise = op == "DEPTHWISE_CONV_2D";
@@ -179,13 +238,187 @@ fn run_conv_family(v: &mut Vector, op: &str) -> Outcome {
         }
         let conv = ConvInt16::new(input_q, &filter_scales, output_q, act, g.out_c).unwrap();
         if depthwise {
-            conv.depthwise(&g, &input, &filter, bias.as_deref(), &mut out)
+            conv.depthwise(&g, &input, &filter, bias.int64(), &mut out)
         } else {
-            conv.conv2d(&g, &input, &filter, bias.as_deref(), &mut out)
+            conv.conv2d(&g, &input, &filter, bias.get(), &mut out)
         }
         .unwrap();
     }
     compare(&v.name.clone(), op, &out, &expected)
+}
+
+fn run_transpose_conv(v: &mut Vector, op: &str) -> Outcome {
+    // TFLite's inputs: output shape, filter, input, bias.
+    let out_dims = v.vec::<i32>("in0");
+    let (filter, f_shape) = data::<i8>(v, "in1");
+    let (input, in_shape) = data::<i16>(v, "in2");
+    let (expected, out_shape) = data::<i16>(v, "out");
+    assert_eq!(
+        out_dims,
+        out_shape.iter().map(|&d| d as i32).collect::<Vec<_>>()
+    );
+    let filter_scales = v.vec::<f32>("in1_scales");
+    let bias = StoredBias::read(v, "in3");
+    let padding = if option(v, "padding") == 0 {
+        Padding::Same
+    } else {
+        Padding::Valid
+    };
+    let g = TransposeConvGeometry {
+        batch: in_shape[0],
+        in_h: in_shape[1],
+        in_w: in_shape[2],
+        in_c: in_shape[3],
+        out_h: out_shape[1],
+        out_w: out_shape[2],
+        out_c: out_shape[3],
+        k_h: f_shape[1],
+        k_w: f_shape[2],
+        stride_h: option(v, "strideH") as usize,
+        stride_w: option(v, "strideW") as usize,
+        padding,
+    };
+    let mut out = vec![0i16; expected.len()];
+    TransposeConvInt16::new(
+        qparams(v, "in2"),
+        &filter_scales,
+        output_qparams(v),
+        activation(v),
+        g.out_c,
+    )
+    .unwrap()
+    .run(&g, &input, &filter, bias.get(), &mut out)
+    .unwrap();
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
+fn run_batch_matmul(v: &mut Vector, op: &str) -> Outcome {
+    let (lhs, l_shape) = data::<i16>(v, "in0");
+    let (rhs, r_shape) = data::<i16>(v, "in1");
+    let (expected, out_shape) = data::<i16>(v, "out");
+    let (adj_x, adj_y) = (option(v, "adjX") != 0, option(v, "adjY") != 0);
+    let k = BatchMatMulInt16::new(
+        qparams(v, "in0"),
+        qparams(v, "in1"),
+        output_qparams(v),
+        adj_x,
+        adj_y,
+    )
+    .unwrap();
+    assert_eq!(k.output_shape(&l_shape, &r_shape).unwrap(), out_shape);
+    let mut out = vec![0i16; expected.len()];
+    k.run(&l_shape, &lhs, &r_shape, &rhs, &mut out).unwrap();
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
+fn run_min_max(v: &mut Vector, op: &str) -> Outcome {
+    let (a, a_shape) = data::<i16>(v, "in0");
+    let (b, b_shape) = data::<i16>(v, "in1");
+    let (expected, _) = data::<i16>(v, "out");
+    // LiteRT compares codes: the converter gives all three one quantization.
+    let q = output_qparams(v);
+    assert_eq!((qparams(v, "in0"), qparams(v, "in1")), (q, q), "{}", v.name);
+    let kind = if op == "MAXIMUM" {
+        MinMax::Maximum
+    } else {
+        MinMax::Minimum
+    };
+    let mut out = vec![0i16; expected.len()];
+    kind.run(&a, &a_shape, &b, &b_shape, &mut out).unwrap();
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
+/// SUM and REDUCE_MAX (MEAN has its own runner: its int16 kernel is prepared apart).
+fn run_sum_or_max(v: &mut Vector, op: &str) -> Outcome {
+    let (x, shape) = data::<i16>(v, "in0");
+    let (expected, out_shape) = data::<i16>(v, "out");
+    let axes = v.vec::<i32>("in1");
+    let (keep_dims, input, output) = (
+        option(v, "keepDims") != 0,
+        qparams(v, "in0"),
+        output_qparams(v),
+    );
+    let mut out = vec![0i16; expected.len()];
+    let shape_out = if op == "SUM" {
+        let k = Sum::new(&shape, &axes, keep_dims, input, output).unwrap();
+        k.run(&x, &mut out).unwrap();
+        k.output_shape().to_vec()
+    } else {
+        let k = ReduceMax::new(&shape, &axes, keep_dims, input, output).unwrap();
+        k.run(&x, &mut out).unwrap();
+        k.output_shape().to_vec()
+    };
+    assert_eq!(shape_out, out_shape, "{}", v.name);
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
+fn run_relu_family(v: &mut Vector, op: &str) -> Outcome {
+    let (x, _) = data::<i16>(v, "in0");
+    let (expected, _) = data::<i16>(v, "out");
+    let (input, output) = (qparams(v, "in0"), output_qparams(v));
+    let mut out = vec![0i16; expected.len()];
+    match op {
+        "RSQRT" => Lut16::rsqrt(input, output).unwrap().run(&x, &mut out),
+        "GELU" => Lut16::gelu(v.scalar::<i32>("opt_approximate") != 0, input, output)
+            .unwrap()
+            .run(&x, &mut out),
+        "LEAKY_RELU" => LeakyRelu::new(v.scalar::<f32>("opt_alpha"), input, output)
+            .unwrap()
+            .run_int16(&x, &mut out),
+        _ => {
+            let kind = if op == "RELU6" {
+                ReluKind::Relu6
+            } else {
+                ReluKind::Relu
+            };
+            Relu::new_int16(kind, input, output)
+                .unwrap()
+                .run_int16(&x, &mut out)
+        }
+    }
+    .unwrap();
+    compare(&v.name.clone(), op, &out, &expected)
+}
+
+/// The pure data-movement ops have no int16 kernel of their own: qdbg's executor moves
+/// quantized codes with the same type-agnostic code for every width (`ops::layout`,
+/// `ops::slicing`). What that relies on is checked against LiteRT here: its 16x8 output
+/// has the input's quantization, and every output code is an input code (nothing is
+/// rescaled); RESHAPE, TRANSPOSE and SPLIT (all its outputs) keep every code, each as
+/// often as the input has it.
+fn check_moves_codes(v: &mut Vector, op: &str) -> Outcome {
+    // SPLIT's first input is the axis.
+    let input_key = if op == "SPLIT" { "in1" } else { "in0" };
+    let (x, _) = data::<i16>(v, input_key);
+    assert_eq!(qparams(v, input_key), output_qparams(v), "{}", v.name);
+    let codes: std::collections::HashSet<i16> = x.iter().copied().collect();
+    let mut outputs = vec![data::<i16>(v, "out").0];
+    for k in 1.. {
+        match v.try_array::<i16>(&format!("out{k}")) {
+            Some(o) => outputs.push(o.iter().copied().collect()),
+            None => break,
+        }
+    }
+    let (elements, foreign) = outputs.iter().fold((0, 0), |(n, f), o| {
+        (
+            n + o.len(),
+            f + o.iter().filter(|c| !codes.contains(c)).count(),
+        )
+    });
+    if ["RESHAPE", "TRANSPOSE", "SPLIT"].contains(&op) {
+        let mut all: Vec<i16> = outputs.concat();
+        let mut input = x.clone();
+        all.sort_unstable();
+        input.sort_unstable();
+        assert_eq!(all, input, "{}: codes not kept one for one", v.name);
+    }
+    Outcome {
+        name: v.name.clone(),
+        op: op.to_string(),
+        elements,
+        mismatches: foreign,
+        max_lsb: 0,
+    }
 }
 
 fn run_requantize(v: &mut Vector, op: &str) -> Outcome {
@@ -379,6 +612,13 @@ fn run_vector(path: &Path) -> Outcome {
     let mut v = open(path);
     let op = op_name(&mut v);
     match op.as_str() {
+        "TRANSPOSE_CONV" => run_transpose_conv(&mut v, "TRANSPOSE_CONV"),
+        "BATCH_MATMUL" => run_batch_matmul(&mut v, "BATCH_MATMUL"),
+        "REDUCE_MAX" => run_sum_or_max(&mut v, "REDUCE_MAX"),
+        "SUM" => run_sum_or_max(&mut v, "SUM"),
+        o if PURE_MOVEMENT.contains(&o) => check_moves_codes(&mut v, o),
+        o if RELU_FAMILY.contains(&o) || TABLE.contains(&o) => run_relu_family(&mut v, o),
+        o if MIN_MAX.contains(&o) => run_min_max(&mut v, o),
         o if CONV_FAMILY.contains(&o) => run_conv_family(&mut v, o),
         o if REQUANTIZE.contains(&o) => run_requantize(&mut v, o),
         o if BINARY.contains(&o) => run_binary(&mut v, o),
@@ -477,6 +717,42 @@ fn fc_tie_probes_tell_the_rules_apart() {
 }
 
 #[test]
+fn transpose_conv_matches_litert_exactly() {
+    check_family(TRANSPOSE_CONV, 5);
+}
+
+#[test]
+fn batch_matmul_matches_litert_exactly() {
+    check_family(BATCH_MATMUL, 2);
+}
+
+#[test]
+fn maximum_minimum_and_reduce_max_match_litert_exactly() {
+    check_family(MIN_MAX, 2);
+    check_family(REDUCE_MAX, 2);
+}
+
+#[test]
+fn data_movement_keeps_codes_and_quantization_in_litert() {
+    check_family(PURE_MOVEMENT, 6);
+}
+
+#[test]
+fn sum_matches_litert_exactly() {
+    check_family(SUM, 2);
+}
+
+#[test]
+fn relu_relu6_and_leaky_relu_match_litert_exactly() {
+    check_family(RELU_FAMILY, 4);
+}
+
+#[test]
+fn rsqrt_and_gelu_tables_match_litert_exactly() {
+    check_family(TABLE, 2);
+}
+
+#[test]
 fn requantize_matches_litert_exactly() {
     check_family(REQUANTIZE, 5);
 }
@@ -539,6 +815,14 @@ fn concatenation_pad_and_resize_match_litert_exactly() {
 fn every_int16_vector_is_tested() {
     let known: Vec<&str> = [
         CONV_FAMILY,
+        TRANSPOSE_CONV,
+        BATCH_MATMUL,
+        MIN_MAX,
+        REDUCE_MAX,
+        SUM,
+        PURE_MOVEMENT,
+        RELU_FAMILY,
+        TABLE,
         REQUANTIZE,
         BINARY,
         POOL,

@@ -134,6 +134,119 @@ impl ConvGeometry {
         let pos = (o * stride + k * dilation) as isize - pad as isize;
         (pos >= 0 && (pos as usize) < size).then_some(pos as usize)
     }
+
+    /// Calls `f(input_offset, tap)` for every tap of output pixel `(b, oy, ox)` that lies
+    /// inside the image: the offset of the input pixel's first channel and the tap's
+    /// index `ky * k_w + kx`. Padded taps are skipped, which is how the integer kernels
+    /// make them contribute nothing.
+    #[inline(always)]
+    pub(crate) fn for_each_tap(
+        &self,
+        b: usize,
+        oy: usize,
+        ox: usize,
+        mut f: impl FnMut(usize, usize),
+    ) {
+        let g = self;
+        for ky in 0..g.k_h {
+            let Some(iy) = Self::source(oy, g.stride_h, ky, g.dilation_h, g.pad_top, g.in_h) else {
+                continue;
+            };
+            for kx in 0..g.k_w {
+                let Some(ix) = Self::source(ox, g.stride_w, kx, g.dilation_w, g.pad_left, g.in_w)
+                else {
+                    continue;
+                };
+                f(((b * g.in_h + iy) * g.in_w + ix) * g.in_c, ky * g.k_w + kx);
+            }
+        }
+    }
+
+    /// The reference loop of the integer CONV_2D / DEPTHWISE_CONV_2D, whatever the
+    /// element and accumulator types (int8 with int32 sums, int16 with int64): for every
+    /// output pixel, `acc` (one accumulator per output channel) starts at `bias` (or
+    /// zero), `accumulate(acc, b, oy, ox)` adds the window's products, and
+    /// `emit(acc, dst)` requantizes the sums into the pixel's outputs. The caller has
+    /// checked the slices against [`Self::extents`].
+    #[inline(always)]
+    pub(crate) fn for_each_output_pixel<A: Copy + Default, O>(
+        &self,
+        bias: Option<&[A]>,
+        out: &mut [O],
+        mut accumulate: impl FnMut(&mut [A], usize, usize, usize),
+        mut emit: impl FnMut(&[A], &mut [O]),
+    ) {
+        let g = self;
+        let mut acc = vec![A::default(); g.out_c];
+        let mut pixels = out.chunks_exact_mut(g.out_c.max(1));
+        for b in 0..g.batch {
+            for oy in 0..g.out_h {
+                for ox in 0..g.out_w {
+                    match bias {
+                        Some(bias) => acc.copy_from_slice(bias),
+                        None => acc.fill(A::default()),
+                    }
+                    accumulate(&mut acc, b, oy, ox);
+                    if let Some(dst) = pixels.next() {
+                        emit(&acc, dst);
+                    }
+                }
+            }
+        }
+    }
+
+    /// CONV_2D's window sums for output pixel `(b, oy, ox)`: `dot(pixel, taps)` of every
+    /// input pixel inside the window against each output channel's filter taps
+    /// (`filter` `[out_c, k_h, k_w, in_c]`), added to `acc` with `add`.
+    #[inline(always)]
+    pub(crate) fn conv2d_window<X, A: Copy>(
+        &self,
+        (b, oy, ox): (usize, usize, usize),
+        input: &[X],
+        filter: &[i8],
+        acc: &mut [A],
+        dot: impl Fn(&[X], &[i8]) -> A,
+        add: impl Fn(A, A) -> A,
+    ) {
+        let g = self;
+        let window = g.k_h * g.k_w * g.in_c;
+        self.for_each_tap(b, oy, ox, |px, tap| {
+            let px = &input[px..][..g.in_c];
+            for (oc, a) in acc.iter_mut().enumerate() {
+                let w = &filter[oc * window + tap * g.in_c..][..g.in_c];
+                *a = add(*a, dot(px, w));
+            }
+        });
+    }
+
+    /// DEPTHWISE_CONV_2D's window sums for output pixel `(b, oy, ox)`: output channel
+    /// `c * depth_multiplier + j` accumulates `mac(acc, x, w)` of input channel `c`
+    /// (`filter` `[1, k_h, k_w, out_c]`).
+    #[inline(always)]
+    pub(crate) fn depthwise_window<X: Copy, A: Copy>(
+        &self,
+        (b, oy, ox): (usize, usize, usize),
+        input: &[X],
+        filter: &[i8],
+        acc: &mut [A],
+        mac: impl Fn(A, X, i8) -> A,
+    ) {
+        let g = self;
+        let m = g.depth_multiplier;
+        self.for_each_tap(b, oy, ox, |px, tap| {
+            let px = &input[px..][..g.in_c];
+            let w = &filter[tap * g.out_c..][..g.out_c];
+            for ((&x, a), w) in px
+                .iter()
+                .zip(acc.chunks_exact_mut(m))
+                .zip(w.chunks_exact(m))
+            {
+                for (a, &w) in a.iter_mut().zip(w) {
+                    *a = mac(*a, x, w);
+                }
+            }
+        });
+    }
 }
 
 /// The taps `k0..k1` of output position `o` that read inside `0..size`, where tap `k`

@@ -29,6 +29,9 @@
 //! the table from that vector and compares.
 
 use super::{check_symmetric, checked_log2, QParams};
+/// RELU / RELU6 and LEAKY_RELU rescale with the int8 kernels' arithmetic within the int16
+/// range: `Relu::new_int16` / `Relu::run_int16`, `LeakyRelu::run_int16`.
+pub use crate::kernels::int8::unary::{LeakyRelu, Relu, ReluKind};
 use crate::kernels::KernelError;
 
 /// LiteRT's int16 sigmoid table (module docs: measured, not computed).

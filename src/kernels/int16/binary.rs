@@ -34,6 +34,8 @@ use crate::kernels::fixed_point::{
     rounding_divide_by_pot, saturating_rounding_doubling_high_mul, QuantizedMultiplier,
 };
 use crate::kernels::int8::binary::Broadcast;
+/// MAXIMUM / MINIMUM compare codes, the same for int8 and int16: one generic kernel.
+pub use crate::kernels::int8::binary::MinMax;
 use crate::kernels::KernelError;
 
 /// The general path's headroom: inputs are shifted left by 15 bits before rescaling.

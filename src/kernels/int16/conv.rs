@@ -13,12 +13,23 @@
 //! Ties: the 16-bit multiplier rounds half up (`tests/fixtures/kernels/int16_*pow2_ties.npz`
 //! hold many exact halves). FULLY_CONNECTED rescales differently; see its module.
 //!
-//! LiteRT also accepts an int32 bias here (and then may take an optimized path); TensorFlow's
-//! converter always writes int64, the only bias these kernels take.
+//! # The bias type picks CONV_2D's kernel
+//!
+//! TensorFlow's converter writes int64 biases; LiteRT also takes int32 ones where the
+//! op's options say `quantized_bias_type` INT32 ([`Bias16`]). CONV_2D then leaves the
+//! reference kernel: with an int32 bias, or none at all, it runs the optimized
+//! (im2col + GEMM) kernel, which sums in int32 (wrapping) and rescales with the full Q31
+//! multiplier, the right shift rounding ties up, as the int8 convolutions do on x86
+//! (`tests/fixtures/kernels/int16_conv_bias_int32.npz` misses 25 of 336 elements with
+//! the reference arithmetic). A 16x8 CONV_2D without a bias input fails LiteRT's
+//! `Prepare`, so [`ConvInt16::conv2d`] refuses [`Bias16::None`] (give it a zero bias, as
+//! the converter does). DEPTHWISE_CONV_2D refuses an int32 bias in 16x8 and always runs
+//! the reference kernel.
 
 use super::{check_symmetric, fused_activation_range, QParams};
 use crate::graph::FusedActivation;
 use crate::kernels::fixed_point::QuantizedMultiplier;
+use crate::kernels::int8::conv::{requantize, Rounding};
 use crate::kernels::KernelError;
 
 pub use crate::kernels::window::ConvGeometry;
@@ -55,6 +66,26 @@ pub(crate) enum ScaleProduct {
 }
 
 impl Requant16 {
+    /// The convolutions' parameters (CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV): f64
+    /// scale products, TFLite's int64 rescale.
+    pub(crate) fn convolution(
+        input: QParams,
+        filter_scales: &[f32],
+        output: QParams,
+        activation: FusedActivation,
+        channels: usize,
+    ) -> Result<Self, KernelError> {
+        Self::new(
+            input,
+            filter_scales,
+            output,
+            activation,
+            channels,
+            ScaleProduct::Double,
+            WideRescale::Reduced16,
+        )
+    }
+
     pub(crate) fn new(
         input: QParams,
         filter_scales: &[f32],
@@ -111,6 +142,20 @@ impl Requant16 {
         })
     }
 
+    /// The output of an int32 accumulator rescaled with the full Q31 multiplier, ties
+    /// up (the optimized GEMM paths).
+    pub(crate) fn output_narrow(&self, acc: i32, channel: usize) -> i16 {
+        requantize(acc, self.multipliers[channel], Rounding::HalfUp)
+            .clamp(self.act_min, self.act_max) as i16
+    }
+
+    /// The output of an int32 accumulator rescaled with TFLite's scalar (double
+    /// rounding, ties away from zero) `MultiplyByQuantizedMultiplier`.
+    pub(crate) fn output_narrow_away(&self, acc: i32, channel: usize) -> i16 {
+        requantize(acc, self.multipliers[channel], Rounding::HalfAwayFromZero)
+            .clamp(self.act_min, self.act_max) as i16
+    }
+
     pub(crate) fn output(&self, acc: i64, channel: usize) -> i16 {
         let m = self.multipliers[channel];
         let scaled = match self.rescale {
@@ -129,9 +174,51 @@ pub(crate) fn check_len(what: &'static str, got: usize, want: usize) -> Result<(
     }
 }
 
-pub(crate) fn check_bias(bias: Option<&[i64]>, channels: usize) -> Result<(), KernelError> {
-    match bias {
-        Some(b) => check_len("bias", b.len(), channels),
+/// A 16x8 conv-like op's bias, in the type the model stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bias16<'a> {
+    /// No bias input.
+    None,
+    /// An int32 bias (`quantized_bias_type` INT32 in the op's options).
+    Int32(&'a [i32]),
+    /// An int64 bias, what TensorFlow's converter writes.
+    Int64(&'a [i64]),
+}
+
+impl Bias16<'_> {
+    pub(crate) fn len(self) -> Option<usize> {
+        match self {
+            Bias16::None => None,
+            Bias16::Int32(b) => Some(b.len()),
+            Bias16::Int64(b) => Some(b.len()),
+        }
+    }
+
+    /// The bias widened to int64 (where the bias type does not change the arithmetic).
+    pub(crate) fn widened(self) -> Option<Vec<i64>> {
+        match self {
+            Bias16::None => None,
+            Bias16::Int32(b) => Some(b.iter().map(|&b| i64::from(b)).collect()),
+            Bias16::Int64(b) => Some(b.to_vec()),
+        }
+    }
+}
+
+impl<'a> From<Option<&'a [i64]>> for Bias16<'a> {
+    fn from(b: Option<&'a [i64]>) -> Self {
+        b.map_or(Bias16::None, Bias16::Int64)
+    }
+}
+
+impl<'a> From<Option<&'a [i32]>> for Bias16<'a> {
+    fn from(b: Option<&'a [i32]>) -> Self {
+        b.map_or(Bias16::None, Bias16::Int32)
+    }
+}
+
+pub(crate) fn check_bias(bias: Bias16, channels: usize) -> Result<(), KernelError> {
+    match bias.len() {
+        Some(len) => check_len("bias", len, channels),
         None => Ok(()),
     }
 }
@@ -154,16 +241,8 @@ impl ConvInt16 {
         activation: FusedActivation,
         out_channels: usize,
     ) -> Result<Self, KernelError> {
-        Requant16::new(
-            input,
-            filter_scales,
-            output,
-            activation,
-            out_channels,
-            ScaleProduct::Double,
-            WideRescale::Reduced16,
-        )
-        .map(|rq| ConvInt16 { rq })
+        Requant16::convolution(input, filter_scales, output, activation, out_channels)
+            .map(|rq| ConvInt16 { rq })
     }
 
     /// The per-channel fixed-point multipliers, as TFLite stores them.
@@ -182,7 +261,7 @@ impl ConvInt16 {
         depthwise: bool,
         input: &[i16],
         filter: &[i8],
-        bias: Option<&[i64]>,
+        bias: Bias16,
         out: &[i16],
     ) -> Result<(), KernelError> {
         let e = g.extents(depthwise)?;
@@ -199,31 +278,64 @@ impl ConvInt16 {
         check_bias(bias, g.out_c)
     }
 
-    /// CONV_2D: `filter` is `[out_c, k_h, k_w, in_c]`.
-    pub fn conv2d(
+    /// CONV_2D: `filter` is `[out_c, k_h, k_w, in_c]`. The bias type picks LiteRT's
+    /// kernel (see the module docs).
+    pub fn conv2d<'b>(
         &self,
         g: &ConvGeometry,
         input: &[i16],
         filter: &[i8],
-        bias: Option<&[i64]>,
+        bias: impl Into<Bias16<'b>>,
         out: &mut [i16],
     ) -> Result<(), KernelError> {
+        let bias = bias.into();
         self.check(g, false, input, filter, bias, out)?;
-        let window = g.k_h * g.k_w * g.in_c;
-        self.for_each_pixel(g, bias, out, |acc, b, oy, ox| {
-            for_each_tap(g, b, oy, ox, |px, tap| {
-                let px = &input[px..][..g.in_c];
-                for (oc, a) in acc.iter_mut().enumerate() {
-                    let w = &filter[oc * window + tap * g.in_c..][..g.in_c];
-                    *a = a.wrapping_add(dot(px, w));
-                }
-            });
-        });
+        match bias {
+            Bias16::Int64(bias) => g.for_each_output_pixel(
+                Some(bias),
+                out,
+                |acc, b, oy, ox| {
+                    g.conv2d_window((b, oy, ox), input, filter, acc, dot, i64::wrapping_add)
+                },
+                |acc, dst| self.emit(acc, dst),
+            ),
+            Bias16::None => {
+                return Err(KernelError::Options {
+                    what: "CONV_2D bias",
+                    found: "none".into(),
+                    allowed: "an int64 or int32 bias input: LiteRT's 16x8 CONV_2D refuses \
+                              the op without one (a zero bias is fine)",
+                })
+            }
+            Bias16::Int32(bias) => {
+                g.for_each_output_pixel(
+                    Some(bias),
+                    out,
+                    |acc, b, oy, ox| {
+                        g.conv2d_window(
+                            (b, oy, ox),
+                            input,
+                            filter,
+                            acc,
+                            // The GEMM's int32 sums wrap where int64 ones would not.
+                            |x, w| dot(x, w) as i32,
+                            i32::wrapping_add,
+                        )
+                    },
+                    |acc, dst| {
+                        for (c, (o, &a)) in dst.iter_mut().zip(acc).enumerate() {
+                            *o = self.rq.output_narrow(a, c);
+                        }
+                    },
+                )
+            }
+        }
         Ok(())
     }
 
     /// DEPTHWISE_CONV_2D: `filter` is `[1, k_h, k_w, out_c]`; output channel
-    /// `c * depth_multiplier + j` reads input channel `c`.
+    /// `c * depth_multiplier + j` reads input channel `c`. The bias is int64 (LiteRT
+    /// refuses an int32 one here).
     pub fn depthwise(
         &self,
         g: &ConvGeometry,
@@ -232,72 +344,23 @@ impl ConvInt16 {
         bias: Option<&[i64]>,
         out: &mut [i16],
     ) -> Result<(), KernelError> {
-        self.check(g, true, input, filter, bias, out)?;
-        let m = g.depth_multiplier;
-        self.for_each_pixel(g, bias, out, |acc, b, oy, ox| {
-            for_each_tap(g, b, oy, ox, |px, tap| {
-                let px = &input[px..][..g.in_c];
-                let w = &filter[tap * g.out_c..][..g.out_c];
-                for ((&x, a), w) in px
-                    .iter()
-                    .zip(acc.chunks_exact_mut(m))
-                    .zip(w.chunks_exact(m))
-                {
-                    for (a, &w) in a.iter_mut().zip(w) {
-                        *a = a.wrapping_add(i64::from(x) * i64::from(w));
-                    }
-                }
-            });
-        });
+        self.check(g, true, input, filter, bias.into(), out)?;
+        g.for_each_output_pixel(
+            bias,
+            out,
+            |acc, b, oy, ox| {
+                g.depthwise_window((b, oy, ox), input, filter, acc, |a, x, w| {
+                    a.wrapping_add(i64::from(x) * i64::from(w))
+                })
+            },
+            |acc, dst| self.emit(acc, dst),
+        );
         Ok(())
     }
 
-    /// Runs `accumulate(acc, batch, oy, ox)` for every output pixel with `acc` holding
-    /// the bias, then requantizes `acc` into the pixel's outputs.
-    fn for_each_pixel(
-        &self,
-        g: &ConvGeometry,
-        bias: Option<&[i64]>,
-        out: &mut [i16],
-        mut accumulate: impl FnMut(&mut [i64], usize, usize, usize),
-    ) {
-        let mut acc = vec![0i64; g.out_c];
-        let mut pixels = out.chunks_exact_mut(g.out_c.max(1));
-        for b in 0..g.batch {
-            for oy in 0..g.out_h {
-                for ox in 0..g.out_w {
-                    match bias {
-                        Some(bias) => acc.copy_from_slice(bias),
-                        None => acc.fill(0),
-                    }
-                    accumulate(&mut acc, b, oy, ox);
-                    if let Some(dst) = pixels.next() {
-                        for (c, (o, &a)) in dst.iter_mut().zip(&acc).enumerate() {
-                            *o = self.rq.output(a, c);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Calls `f(input_offset, tap)` for every tap of output pixel `(b, oy, ox)` that lies
-/// inside the image: the offset of the input pixel's first channel and the tap's index
-/// `ky * k_w + kx`.
-fn for_each_tap(g: &ConvGeometry, b: usize, oy: usize, ox: usize, mut f: impl FnMut(usize, usize)) {
-    for ky in 0..g.k_h {
-        let Some(iy) = ConvGeometry::source(oy, g.stride_h, ky, g.dilation_h, g.pad_top, g.in_h)
-        else {
-            continue;
-        };
-        for kx in 0..g.k_w {
-            let Some(ix) =
-                ConvGeometry::source(ox, g.stride_w, kx, g.dilation_w, g.pad_left, g.in_w)
-            else {
-                continue;
-            };
-            f(((b * g.in_h + iy) * g.in_w + ix) * g.in_c, ky * g.k_w + kx);
+    fn emit(&self, acc: &[i64], dst: &mut [i16]) {
+        for (c, (o, &a)) in dst.iter_mut().zip(acc).enumerate() {
+            *o = self.rq.output(a, c);
         }
     }
 }
@@ -345,7 +408,7 @@ mod tests {
         let mut out = [0i16; 2];
         // pixel 0: 100 * 3 + (-20) * 2 + bias 6 = 266 -> 66.5 -> 67; pixel 1:
         // -6 * 3 + 1 * 2 + 6 = -10 -> -2.5 -> -2 (ties up, not away from zero).
-        conv.conv2d(&g, &[100, -20, -6, 1], &[3, 2], Some(&[6]), &mut out)
+        conv.conv2d(&g, &[100, -20, -6, 1], &[3, 2], Some(&[6i64][..]), &mut out)
             .unwrap();
         assert_eq!(out, [67, -2]);
     }

@@ -10,8 +10,11 @@
 //! misses non-tie outputs by one on the random-scale vectors. (Rounding
 //! `acc * real` in f64 half away from zero matches every vector too; the two differ only
 //! within 2^-31 of a half.)
+//!
+//! An int32 bias (`quantized_bias_type` INT32) gives the same integers as the int64 one
+//! (`int16_fc_bias_int32.npz`): LiteRT runs the same reference sums for both.
 
-use super::conv::{check_bias, check_len, dot, Requant16, ScaleProduct, WideRescale};
+use super::conv::{check_bias, check_len, dot, Bias16, Requant16, ScaleProduct, WideRescale};
 use super::QParams;
 use crate::graph::FusedActivation;
 use crate::kernels::fixed_point::QuantizedMultiplier;
@@ -66,16 +69,18 @@ impl FullyConnectedInt16 {
         (self.rq.act_min, self.rq.act_max)
     }
 
-    /// `input` is `[rows, depth]`, `filter` `[units, depth]`, `out` `[rows, units]`.
-    pub fn run(
+    /// `input` is `[rows, depth]`, `filter` `[units, depth]`, `out` `[rows, units]`;
+    /// the bias int64 or int32 (`Option<&[i64]>` / `Option<&[i32]>` convert).
+    pub fn run<'b>(
         &self,
         rows: usize,
         depth: usize,
         input: &[i16],
         filter: &[i8],
-        bias: Option<&[i64]>,
+        bias: impl Into<Bias16<'b>>,
         out: &mut [i16],
     ) -> Result<(), KernelError> {
+        let bias = bias.into();
         let units = self.rq.multipliers.len();
         let size = |a: usize, b: usize| {
             a.checked_mul(b)
@@ -85,11 +90,12 @@ impl FullyConnectedInt16 {
         check_len("filter", filter.len(), size(units, depth)?)?;
         check_len("output", out.len(), size(rows, units)?)?;
         check_bias(bias, units)?;
+        let bias = bias.widened();
         for r in 0..rows {
             let x = &input[r * depth..][..depth];
             for (u, o) in out[r * units..][..units].iter_mut().enumerate() {
-                let acc =
-                    dot(x, &filter[u * depth..][..depth]).wrapping_add(bias.map_or(0, |b| b[u]));
+                let acc = dot(x, &filter[u * depth..][..depth])
+                    .wrapping_add(bias.as_ref().map_or(0, |b| b[u]));
                 *o = self.rq.output(acc, u);
             }
         }
@@ -110,14 +116,22 @@ mod tests {
         let mut out = [0i16; 4];
         // row 0: [10, 2] . [1, 1] = 12 -> 3; [10, 2] . [-1, 2] = -6 -> -1.5 -> -2 -> relu 0
         // row 1: [-2, 4] . [1, 1] = 2 -> 0.5 -> 1; [-2, 4] . [-1, 2] = 10 -> 2.5 -> 3
-        fc.run(2, 2, &[10, 2, -2, 4], &[1, 1, -1, 2], None, &mut out)
-            .unwrap();
+        fc.run(
+            2,
+            2,
+            &[10, 2, -2, 4],
+            &[1, 1, -1, 2],
+            Bias16::None,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out, [3, 0, 1, 3]);
         // Without the activation the negative tie shows: -1.5 -> -2 (away from zero).
         let fc =
             FullyConnectedInt16::new(q(0.5), &[0.5], q(1.0), FusedActivation::None, 1).unwrap();
         let mut out = [0i16; 1];
-        fc.run(1, 2, &[10, 2], &[-1, 2], None, &mut out).unwrap();
+        fc.run(1, 2, &[10, 2], &[-1, 2], Bias16::None, &mut out)
+            .unwrap();
         assert_eq!(out, [-2]);
     }
 }

@@ -12,21 +12,43 @@
 //! convolutions, a 15-bit (not 20-bit) headroom shift in ADD / SUB, and a power-of-two
 //! ADD / SUB path with saturating int16 arithmetic.
 //!
+//! What is here, by op (each with LiteRT vectors in `tests/int16_kernels.rs`):
+//! CONV_2D / DEPTHWISE_CONV_2D ([`conv`]; CONV_2D's int32 bias runs another LiteRT
+//! kernel, see [`Bias16`]), FULLY_CONNECTED, TRANSPOSE_CONV, BATCH_MATMUL, ADD / SUB /
+//! MUL, MAXIMUM / MINIMUM ([`binary::MinMax`], shared with int8), pooling, MEAN, SUM and
+//! REDUCE_MAX ([`reduce`], the int8 kernels), LOGISTIC / TANH, RELU / RELU6 and
+//! LEAKY_RELU ([`activation`]), RSQRT and GELU (interpolated tables: [`lut`]), SOFTMAX,
+//! CONCATENATION, PAD, RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR and the int8 <-> int16
+//! QUANTIZE. The pure data-movement ops (RESHAPE, SQUEEZE, EXPAND_DIMS, TRANSPOSE, SPLIT,
+//! SLICE, STRIDED_SLICE, GATHER) need no kernel: LiteRT keeps their quantization and moves
+//! codes untouched (checked on its vectors), and the executor's movement code is
+//! type-agnostic.
+//!
+//! What LiteRT 2.3.0 refuses in 16x8 (so no kernel here): RELU_N1_TO_1, HARD_SWISH,
+//! SQUARED_DIFFERENCE (which TensorFlow's converter writes anyway: the file fails at
+//! invoke), DEPTH_TO_SPACE, SPACE_TO_DEPTH, an int32 DEPTHWISE_CONV_2D bias, a CONV_2D
+//! without a bias, and PADV2 as the converter writes it (float32 constant value). DIV,
+//! SQRT and PRELU run in LiteRT's int16 kernels but the converter never quantizes them to
+//! 16x8 (`scripts/kernel_vectors/make_int16_vectors.py` lists the probes).
+//!
 //! [`QuantizedMultiplier::apply_wide`]: crate::kernels::fixed_point::QuantizedMultiplier::apply_wide
 
 pub mod activation;
+pub mod batch_matmul;
 pub mod binary;
 pub mod conv;
 pub mod fully_connected;
+pub mod lut;
 pub mod movement;
 pub mod pool;
 pub mod reduce;
 pub mod requantize;
 pub mod resize;
 pub mod softmax;
+pub mod transpose_conv;
 
 pub use crate::kernels::int8::QParams;
-pub use conv::ConvInt16;
+pub use conv::{Bias16, ConvInt16};
 pub use fully_connected::FullyConnectedInt16;
 
 use crate::graph::FusedActivation;

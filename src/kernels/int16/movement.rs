@@ -4,9 +4,12 @@
 //! LiteRT's int16 CONCATENATION copies codes and needs every input to share the output's
 //! scale and zero point (the converter makes them so, inserting a QUANTIZE where they
 //! differ); int16 PAD fills with the output zero point, 0 for symmetric int16. The
-//! pure reshaping ops (RESHAPE, SQUEEZE, EXPAND_DIMS) change no element; TRANSPOSE,
-//! GATHER, SLICE and the like still need an int16 path when the executor learns int16
-//! (not checked against LiteRT here).
+//! pure movement ops (RESHAPE, SQUEEZE, EXPAND_DIMS, TRANSPOSE, SPLIT, SLICE,
+//! STRIDED_SLICE, GATHER) keep their input's quantization in LiteRT's 16x8 and move codes
+//! untouched (`tests/int16_kernels.rs` checks that on LiteRT's vectors), so the
+//! executor's type-agnostic movement code serves int16 as it serves int8. PADV2 as
+//! TensorFlow's converter writes it in 16x8 (a float32 constant value) fails LiteRT's
+//! `Prepare`.
 
 use super::QParams;
 use crate::kernels::element::QuantizedElement;

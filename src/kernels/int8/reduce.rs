@@ -429,20 +429,21 @@ impl Sum {
         &self.reduction.output_shape
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
+    pub fn run<T: QuantizedElement>(&self, input: &[T], out: &mut [T]) -> Result<(), KernelError> {
         self.reduction.check_lengths(input, out)?;
         for (o, sum) in out.iter_mut().zip(self.reduction.sums(input)) {
             // Separate multiply and add (LiteRT's x86 build has no FMA contraction
             // here), then round half away from zero; `as` saturates where C's
             // conversion would be undefined.
             let v = (sum as f32 * self.scale + self.bias).round() as i32;
-            *o = v.saturating_add(self.out_zero_point).clamp(-128, 127) as i8;
+            *o = T::saturate(v.saturating_add(self.out_zero_point));
         }
         Ok(())
     }
 }
 
-/// Prepared int8 REDUCE_MAX: the raw maximum (-128 for an empty reduction).
+/// Prepared REDUCE_MAX, int8 or int16 (16x8): the raw maximum (the type's smallest code
+/// for an empty reduction).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReduceMax {
     reduction: Reduction,
@@ -469,9 +470,9 @@ impl ReduceMax {
         &self.reduction.output_shape
     }
 
-    pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
+    pub fn run<T: QuantizedElement>(&self, input: &[T], out: &mut [T]) -> Result<(), KernelError> {
         self.reduction.check_lengths(input, out)?;
-        out.fill(i8::MIN);
+        out.fill(T::saturate(T::MIN));
         self.reduction
             .for_each(input, |o, v| out[o] = out[o].max(v));
         Ok(())

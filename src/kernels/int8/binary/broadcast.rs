@@ -228,12 +228,12 @@ pub(super) fn five_fold(
 }
 
 /// Checks operand and output lengths against their shapes, returning the plan.
-pub(super) fn plan_for(
-    a: &[i8],
+pub(super) fn plan_for<T>(
+    a: &[T],
     a_shape: &[usize],
-    b: &[i8],
+    b: &[T],
     b_shape: &[usize],
-    out: &[i8],
+    out: &[T],
 ) -> Result<BroadcastPlan, KernelError> {
     let plan = BroadcastPlan::new(a_shape, b_shape)?;
     let out_len = element_count(&broadcast_shape(a_shape, b_shape)?)?;

@@ -47,6 +47,7 @@ use super::{
     check_int8_zero_point, check_scale, fused_activation_range, requantize_f32, Arithmetic, QParams,
 };
 use crate::graph::FusedActivation;
+use crate::kernels::element::QuantizedElement;
 use crate::kernels::error::allowed;
 use crate::kernels::fixed_point::{
     rounding_divide_by_pot, saturating_rounding_doubling_high_mul, QuantizedMultiplier,
@@ -802,8 +803,8 @@ impl Mul {
     }
 }
 
-/// int8 MAXIMUM / MINIMUM. TFLite compares the raw int8 values on every path,
-/// relying on the converter to give inputs and output one set of parameters; this
+/// MAXIMUM / MINIMUM, int8 or int16 (16x8). TFLite compares the raw codes on every
+/// path, relying on the converter to give inputs and output one set of parameters; this
 /// does the same, so it stays bit-exact even for a model that breaks that rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MinMax {
@@ -812,18 +813,18 @@ pub enum MinMax {
 }
 
 impl MinMax {
-    pub fn run(
+    pub fn run<T: QuantizedElement>(
         self,
-        a: &[i8],
+        a: &[T],
         a_shape: &[usize],
-        b: &[i8],
+        b: &[T],
         b_shape: &[usize],
-        out: &mut [i8],
+        out: &mut [T],
     ) -> Result<(), KernelError> {
         plan_for(a, a_shape, b, b_shape, out)?;
         let pick = match self {
-            MinMax::Maximum => std::cmp::max::<i8>,
-            MinMax::Minimum => std::cmp::min::<i8>,
+            MinMax::Maximum => std::cmp::max::<T>,
+            MinMax::Minimum => std::cmp::min::<T>,
         };
         let out_shape = broadcast_shape(a_shape, b_shape)?;
         let rank = out_shape.len();

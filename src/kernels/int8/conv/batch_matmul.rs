@@ -25,6 +25,7 @@
 //! `lhs_scale * rhs_scale` taken in f32, then divided by the output scale in f64.
 
 use super::{requantize, Rounding};
+use crate::kernels::element::QuantizedElement;
 use crate::kernels::fixed_point::QuantizedMultiplier;
 use crate::kernels::int8::{check_int8_zero_point, check_scale, QParams};
 use crate::kernels::KernelError;
@@ -106,20 +107,8 @@ impl BatchMatMulInt8 {
         check_int8_zero_point("rhs zero point", rhs)?;
         check_scale("output scale", output)?;
         check_int8_zero_point("output zero point", output)?;
-        let real = f64::from(lhs.scale * rhs.scale) / f64::from(output.scale);
-        let multiplier = QuantizedMultiplier::from_real(real);
-        if !real.is_finite() || multiplier.shift > 30 {
-            // The lhs plays the input's part, the rhs the filter's.
-            return Err(KernelError::Rescale {
-                channel: None,
-                input_scale: lhs.scale,
-                filter_scale: rhs.scale,
-                output_scale: output.scale,
-                factor: real,
-            });
-        }
         Ok(BatchMatMulInt8 {
-            multiplier,
+            multiplier: multiplier(lhs, rhs, output, 30)?,
             lhs_offset: -lhs.zero_point,
             rhs_offset: -rhs.zero_point,
             output_zero_point: output.zero_point,
@@ -142,7 +131,69 @@ impl BatchMatMulInt8 {
         lhs_shape: &[usize],
         rhs_shape: &[usize],
     ) -> Result<Vec<usize>, KernelError> {
-        self.plan(lhs_shape, rhs_shape).map(|p| p.out_shape)
+        Layout::new(self.adj_x, self.adj_y)
+            .plan(lhs_shape, rhs_shape)
+            .map(|p| p.out_shape)
+    }
+
+    /// Runs the op on operands in their stored layouts (`adj_*` as prepared); `out`
+    /// holds [`Self::output_shape`] elements. Errors (leaving `out` untouched) when the
+    /// shapes do not fit each other or the slices.
+    pub fn run(
+        &self,
+        lhs_shape: &[usize],
+        lhs: &[i8],
+        rhs_shape: &[usize],
+        rhs: &[i8],
+        out: &mut [i8],
+    ) -> Result<(), KernelError> {
+        let layout = Layout::new(self.adj_x, self.adj_y);
+        let offsets = (self.lhs_offset, self.rhs_offset);
+        layout.run(lhs_shape, lhs, rhs_shape, rhs, offsets, out, |acc| {
+            // The int32 sum wraps like TFLite's; the exact int64 one truncated is that.
+            let v = requantize(acc as i32, self.multiplier, Rounding::HalfAwayFromZero)
+                .saturating_add(self.output_zero_point);
+            v.clamp(-128, 127) as i8
+        })
+    }
+}
+
+/// `Prepare`'s multiplier (`GetQuantizedConvolutionMultipler`: the scale product in
+/// f32, the division in f64); errors on a shift past `max_shift` (30 for int8's 32-bit
+/// rescale, 7 for int16's int64 one).
+pub(crate) fn multiplier(
+    lhs: QParams,
+    rhs: QParams,
+    output: QParams,
+    max_shift: i32,
+) -> Result<QuantizedMultiplier, KernelError> {
+    let real = f64::from(lhs.scale * rhs.scale) / f64::from(output.scale);
+    let multiplier = QuantizedMultiplier::from_real(real);
+    if !real.is_finite() || multiplier.shift > max_shift {
+        // The lhs plays the input's part, the rhs the filter's.
+        return Err(KernelError::Rescale {
+            channel: None,
+            input_scale: lhs.scale,
+            filter_scale: rhs.scale,
+            output_scale: output.scale,
+            factor: real,
+        });
+    }
+    Ok(multiplier)
+}
+
+/// The operands' storage layouts (`adj_x` / `adj_y`) and the matrix walk every
+/// BATCH_MATMUL shares, whatever its element type (int8 here, int16 in
+/// `kernels::int16::batch_matmul`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    adj_x: bool,
+    adj_y: bool,
+}
+
+impl Layout {
+    pub(crate) fn new(adj_x: bool, adj_y: bool) -> Self {
+        Layout { adj_x, adj_y }
     }
 
     fn plan(&self, lhs_shape: &[usize], rhs_shape: &[usize]) -> Result<Plan, KernelError> {
@@ -211,16 +262,28 @@ impl BatchMatMulInt8 {
         })
     }
 
-    /// Runs the op on operands in their stored layouts (`adj_*` as prepared); `out`
-    /// holds [`Self::output_shape`] elements. Errors (leaving `out` untouched) when the
-    /// shapes do not fit each other or the slices.
-    pub fn run(
+    /// The output shape (see [`BatchMatMulInt8::output_shape`]).
+    pub(crate) fn output_shape(
         &self,
         lhs_shape: &[usize],
-        lhs: &[i8],
         rhs_shape: &[usize],
-        rhs: &[i8],
-        out: &mut [i8],
+    ) -> Result<Vec<usize>, KernelError> {
+        self.plan(lhs_shape, rhs_shape).map(|p| p.out_shape)
+    }
+
+    /// Every output element: `emit` of the exact (int64) sum of
+    /// `(lhs + lhs_offset) * (rhs + rhs_offset)` over the inner axis. Checks the shapes
+    /// and slices first, leaving `out` untouched on error.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run<T: QuantizedElement>(
+        &self,
+        lhs_shape: &[usize],
+        lhs: &[T],
+        rhs_shape: &[usize],
+        rhs: &[T],
+        (lhs_offset, rhs_offset): (i32, i32),
+        out: &mut [T],
+        emit: impl Fn(i64) -> T,
     ) -> Result<(), KernelError> {
         let p = self.plan(lhs_shape, rhs_shape)?;
         for (what, got, want) in [
@@ -242,8 +305,8 @@ impl BatchMatMulInt8 {
         // Element (i, kk) of an LHS matrix and (kk, j) of an RHS matrix in storage.
         let lhs_at = |i: usize, kk: usize| if self.adj_x { kk * m + i } else { i * k + kk };
         let rhs_at = |kk: usize, j: usize| if self.adj_y { j * k + kk } else { kk * n + j };
-        let mut lhs_row = vec![0i32; k];
-        let mut rhs_col = vec![0i32; k];
+        let mut lhs_row = vec![0i64; k];
+        let mut rhs_col = vec![0i64; k];
         for ((&ls, &rs), dst) in lhs_starts
             .iter()
             .zip(&rhs_starts)
@@ -252,20 +315,17 @@ impl BatchMatMulInt8 {
             let (a, b) = (&lhs[ls..], &rhs[rs..]);
             for j in 0..n {
                 for (kk, v) in rhs_col.iter_mut().enumerate() {
-                    *v = i32::from(b[rhs_at(kk, j)]) + self.rhs_offset;
+                    *v = i64::from(b[rhs_at(kk, j)].to_i32() + rhs_offset);
                 }
                 for i in 0..m {
                     for (kk, v) in lhs_row.iter_mut().enumerate() {
-                        *v = i32::from(a[lhs_at(i, kk)]) + self.lhs_offset;
+                        *v = i64::from(a[lhs_at(i, kk)].to_i32() + lhs_offset);
                     }
-                    // Each product fits (|v| <= 255); the sum wraps like TFLite's int32.
                     let acc = lhs_row
                         .iter()
                         .zip(&rhs_col)
-                        .fold(0i32, |s, (&x, &y)| s.wrapping_add(x * y));
-                    let v = requantize(acc, self.multiplier, Rounding::HalfAwayFromZero)
-                        .saturating_add(self.output_zero_point);
-                    dst[i * n + j] = v.clamp(-128, 127) as i8;
+                        .fold(0i64, |s, (&x, &y)| s.wrapping_add(x * y));
+                    dst[i * n + j] = emit(acc);
                 }
             }
         }

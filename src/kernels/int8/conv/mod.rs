@@ -139,52 +139,26 @@ impl ConvInt8 {
     ) -> Result<(), KernelError> {
         self.check(g, false, input, filter, bias, out)?;
         let off = self.rq.input_offset;
-        let window = g.k_h * g.k_w * g.in_c;
-        let mut acc = vec![0i32; g.out_c];
-        let mut pixels = out.chunks_exact_mut(g.out_c.max(1));
-        for b in 0..g.batch {
-            for oy in 0..g.out_h {
-                for ox in 0..g.out_w {
-                    init_acc(&mut acc, bias);
-                    for ky in 0..g.k_h {
-                        let Some(iy) = ConvGeometry::source(
-                            oy,
-                            g.stride_h,
-                            ky,
-                            g.dilation_h,
-                            g.pad_top,
-                            g.in_h,
-                        ) else {
-                            continue;
-                        };
-                        for kx in 0..g.k_w {
-                            let Some(ix) = ConvGeometry::source(
-                                ox,
-                                g.stride_w,
-                                kx,
-                                g.dilation_w,
-                                g.pad_left,
-                                g.in_w,
-                            ) else {
-                                continue;
-                            };
-                            let px = &input[((b * g.in_h + iy) * g.in_w + ix) * g.in_c..][..g.in_c];
-                            let tap = (ky * g.k_w + kx) * g.in_c;
-                            for (oc, a) in acc.iter_mut().enumerate() {
-                                let w = &filter[oc * window + tap..][..g.in_c];
-                                *a = a.wrapping_add(dot(px, w, off));
-                            }
-                        }
-                    }
-                    // Every CONV_2D shape goes through ruy or CustomGemv on x86.
-                    if let Some(dst) = pixels.next() {
-                        for (c, (o, &a)) in dst.iter_mut().zip(&acc).enumerate() {
-                            *o = self.rq.output(a, c, Rounding::HalfUp);
-                        }
-                    }
+        g.for_each_output_pixel(
+            bias,
+            out,
+            |acc, b, oy, ox| {
+                g.conv2d_window(
+                    (b, oy, ox),
+                    input,
+                    filter,
+                    acc,
+                    |px, w| dot(px, w, off),
+                    i32::wrapping_add,
+                )
+            },
+            // Every CONV_2D shape goes through ruy or CustomGemv on x86.
+            |acc, dst| {
+                for (c, (o, &a)) in dst.iter_mut().zip(acc).enumerate() {
+                    *o = self.rq.output(a, c, Rounding::HalfUp);
                 }
-            }
-        }
+            },
+        );
         Ok(())
     }
 
@@ -200,73 +174,29 @@ impl ConvInt8 {
     ) -> Result<(), KernelError> {
         self.check(g, true, input, filter, bias, out)?;
         let off = self.rq.input_offset;
-        let m = g.depth_multiplier;
         // LiteRT's requantization loop does whole groups of 8 channels with vector code
         // and the rest with the scalar reference function; see the module docs.
         let vector_channels = g.out_c - g.out_c % 8;
-        let mut acc = vec![0i32; g.out_c];
-        let mut pixels = out.chunks_exact_mut(g.out_c.max(1));
-        for b in 0..g.batch {
-            for oy in 0..g.out_h {
-                for ox in 0..g.out_w {
-                    init_acc(&mut acc, bias);
-                    for ky in 0..g.k_h {
-                        let Some(iy) = ConvGeometry::source(
-                            oy,
-                            g.stride_h,
-                            ky,
-                            g.dilation_h,
-                            g.pad_top,
-                            g.in_h,
-                        ) else {
-                            continue;
-                        };
-                        for kx in 0..g.k_w {
-                            let Some(ix) = ConvGeometry::source(
-                                ox,
-                                g.stride_w,
-                                kx,
-                                g.dilation_w,
-                                g.pad_left,
-                                g.in_w,
-                            ) else {
-                                continue;
-                            };
-                            let px = &input[((b * g.in_h + iy) * g.in_w + ix) * g.in_c..][..g.in_c];
-                            let w = &filter[(ky * g.k_w + kx) * g.out_c..][..g.out_c];
-                            for ((&x, a), w) in px
-                                .iter()
-                                .zip(acc.chunks_exact_mut(m))
-                                .zip(w.chunks_exact(m))
-                            {
-                                let x = i32::from(x) + off;
-                                for (a, &w) in a.iter_mut().zip(w) {
-                                    *a = a.wrapping_add(x * i32::from(w));
-                                }
-                            }
-                        }
-                    }
-                    if let Some(dst) = pixels.next() {
-                        for (c, (o, &a)) in dst.iter_mut().zip(&acc).enumerate() {
-                            let rounding = if c < vector_channels {
-                                Rounding::HalfUp
-                            } else {
-                                Rounding::HalfAwayFromZero
-                            };
-                            *o = self.rq.output(a, c, rounding);
-                        }
-                    }
+        g.for_each_output_pixel(
+            bias,
+            out,
+            |acc, b, oy, ox| {
+                g.depthwise_window((b, oy, ox), input, filter, acc, |a, x, w| {
+                    a.wrapping_add((i32::from(x) + off) * i32::from(w))
+                })
+            },
+            |acc, dst| {
+                for (c, (o, &a)) in dst.iter_mut().zip(acc).enumerate() {
+                    let rounding = if c < vector_channels {
+                        Rounding::HalfUp
+                    } else {
+                        Rounding::HalfAwayFromZero
+                    };
+                    *o = self.rq.output(a, c, rounding);
                 }
-            }
-        }
+            },
+        );
         Ok(())
-    }
-}
-
-fn init_acc(acc: &mut [i32], bias: Option<&[i32]>) {
-    match bias {
-        Some(b) => acc.copy_from_slice(b),
-        None => acc.fill(0),
     }
 }
 

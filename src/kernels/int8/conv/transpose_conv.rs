@@ -146,7 +146,7 @@ impl TransposeConvGeometry {
 
     /// Checks that the geometry is usable and consistent, and returns the padding and
     /// the slice lengths it implies.
-    fn extents(&self) -> Result<(TransposeConvPadding, Extents), KernelError> {
+    pub(crate) fn extents(&self) -> Result<(TransposeConvPadding, Extents), KernelError> {
         let g = self;
         let (pad, (rows, cols)) = self.spatial()?;
         if i64::try_from(g.in_h) != Ok(rows) || i64::try_from(g.in_w) != Ok(cols) {
@@ -185,6 +185,68 @@ impl TransposeConvGeometry {
                 output: product(&[g.batch, g.out_h, g.out_w, g.out_c])?,
             },
         ))
+    }
+}
+
+impl TransposeConvGeometry {
+    /// The integer TRANSPOSE_CONV's scatter, whatever the element and accumulator types
+    /// (int8 with int32 sums, int16 with int64): per batch, `acc` (the whole output
+    /// image) starts at the bias, every input pixel adds `dot(pixel, taps)` of each tap
+    /// and output channel at the output pixel the tap lands on, and `emit(acc, dst)`
+    /// requantizes one output pixel. The caller has checked the slices against
+    /// [`Self::extents`], which also gave `pad`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn scatter<X, A: Copy + Default, O>(
+        &self,
+        pad: &TransposeConvPadding,
+        input: &[X],
+        filter: &[i8],
+        bias: Option<&[A]>,
+        out: &mut [O],
+        dot: impl Fn(&[X], &[i8]) -> A,
+        add: impl Fn(A, A) -> A,
+        mut emit: impl FnMut(&[A], &mut [O]),
+    ) {
+        let g = self;
+        let oc = g.out_c;
+        let image = g.out_h * g.out_w * oc;
+        let tap_stride = g.k_h * g.k_w * g.in_c;
+        let mut acc = vec![A::default(); image];
+        for (b, dst) in out.chunks_exact_mut(image.max(1)).enumerate() {
+            match bias {
+                Some(bias) => acc
+                    .chunks_exact_mut(oc)
+                    .for_each(|a| a.copy_from_slice(bias)),
+                None => acc.fill(A::default()),
+            }
+            for iy in 0..g.in_h {
+                for ix in 0..g.in_w {
+                    let px = &input[((b * g.in_h + iy) * g.in_w + ix) * g.in_c..][..g.in_c];
+                    for ky in 0..g.k_h {
+                        // `extents` bounded these by isize::MAX.
+                        let oy = (iy * g.stride_h + ky) as isize - pad.top as isize;
+                        if oy < 0 || oy as usize >= g.out_h {
+                            continue;
+                        }
+                        for kx in 0..g.k_w {
+                            let ox = (ix * g.stride_w + kx) as isize - pad.left as isize;
+                            if ox < 0 || ox as usize >= g.out_w {
+                                continue;
+                            }
+                            let at = (oy as usize * g.out_w + ox as usize) * oc;
+                            let tap = (ky * g.k_w + kx) * g.in_c;
+                            for (o, a) in acc[at..at + oc].iter_mut().enumerate() {
+                                let w = &filter[o * tap_stride + tap..][..g.in_c];
+                                *a = add(*a, dot(px, w));
+                            }
+                        }
+                    }
+                }
+            }
+            for (px_out, px_acc) in dst.chunks_exact_mut(oc).zip(acc.chunks_exact(oc)) {
+                emit(px_acc, px_out);
+            }
+        }
     }
 }
 
@@ -261,55 +323,25 @@ impl TransposeConvInt8 {
         if let Some(b) = bias {
             check_len("bias", b.len(), g.out_c)?;
         }
-        let oc = g.out_c;
-        let image = g.out_h * g.out_w * oc;
-        let tap_stride = g.k_h * g.k_w * g.in_c;
-        let mut acc = vec![0i32; image];
-        let mut centred = vec![0i32; g.in_c];
+        let off = self.rq.input_offset;
         // LiteRT's requantization loop: whole groups of 8 channels in vector code.
-        let vector_channels = oc - oc % 8;
-        for (b, dst) in out.chunks_exact_mut(image.max(1)).enumerate() {
-            match bias {
-                Some(bias) => acc
-                    .chunks_exact_mut(oc)
-                    .for_each(|a| a.copy_from_slice(bias)),
-                None => acc.fill(0),
-            }
-            for iy in 0..g.in_h {
-                for ix in 0..g.in_w {
-                    let px = &input[((b * g.in_h + iy) * g.in_w + ix) * g.in_c..][..g.in_c];
-                    for (c, &x) in centred.iter_mut().zip(px) {
-                        *c = i32::from(x) + self.rq.input_offset;
-                    }
-                    for ky in 0..g.k_h {
-                        // `extents` bounded these by isize::MAX.
-                        let oy = (iy * g.stride_h + ky) as isize - pad.top as isize;
-                        if oy < 0 || oy as usize >= g.out_h {
-                            continue;
-                        }
-                        for kx in 0..g.k_w {
-                            let ox = (ix * g.stride_w + kx) as isize - pad.left as isize;
-                            if ox < 0 || ox as usize >= g.out_w {
-                                continue;
-                            }
-                            let at = (oy as usize * g.out_w + ox as usize) * oc;
-                            let tap = (ky * g.k_w + kx) * g.in_c;
-                            for (o, a) in acc[at..at + oc].iter_mut().enumerate() {
-                                let w = &filter[o * tap_stride + tap..][..g.in_c];
-                                // |x - zp| <= 255, so each product fits; the sum wraps
-                                // like TFLite's int32 accumulators.
-                                let dot = centred
-                                    .iter()
-                                    .zip(w)
-                                    .fold(0i32, |s, (&x, &w)| s.wrapping_add(x * i32::from(w)));
-                                *a = a.wrapping_add(dot);
-                            }
-                        }
-                    }
-                }
-            }
-            for (px_out, px_acc) in dst.chunks_exact_mut(oc).zip(acc.chunks_exact(oc)) {
-                for (c, (o, &a)) in px_out.iter_mut().zip(px_acc).enumerate() {
+        let vector_channels = g.out_c - g.out_c % 8;
+        g.scatter(
+            &pad,
+            input,
+            filter,
+            bias,
+            out,
+            // |x - zp| <= 255, so each product fits; the sum wraps like TFLite's int32
+            // accumulators.
+            |px, w| {
+                px.iter().zip(w).fold(0i32, |s, (&x, &w)| {
+                    s.wrapping_add((i32::from(x) + off) * i32::from(w))
+                })
+            },
+            i32::wrapping_add,
+            |acc, dst| {
+                for (c, (o, &a)) in dst.iter_mut().zip(acc).enumerate() {
                     let rounding = if c < vector_channels {
                         Rounding::HalfUp
                     } else {
@@ -317,8 +349,8 @@ impl TransposeConvInt8 {
                     };
                     *o = self.rq.output(a, c, rounding);
                 }
-            }
-        }
+            },
+        );
         Ok(())
     }
 }

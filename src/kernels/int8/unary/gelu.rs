@@ -21,14 +21,14 @@ mod libm {
 }
 
 /// `reference_ops::GeluTransformApproximate`, every step in float.
-fn gelu_tanh(x: f32) -> f32 {
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
     let sqrt_2_over_pi =
         (std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as f32;
     0.5 * x * (1.0 + (sqrt_2_over_pi * (x + 0.044715 * x * x * x)).tanh())
 }
 
 /// `reference_ops::GeluTransform`: `0.5 x erfc(-x / sqrt 2)`, in float.
-fn gelu_erf(x: f32) -> f32 {
+pub(crate) fn gelu_erf(x: f32) -> f32 {
     0.5 * x * libm::erfc(x * -(std::f64::consts::FRAC_1_SQRT_2 as f32))
 }
 

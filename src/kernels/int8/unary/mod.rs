@@ -22,7 +22,7 @@
 //!   16-wide vector blocks round the final shift half up, the tail half away from
 //!   zero.
 
-mod gelu;
+pub(crate) mod gelu;
 mod prelu;
 mod sqrt;
 
@@ -32,6 +32,7 @@ pub use sqrt::{Rsqrt, Sqrt};
 
 use super::neon_emulation as neon;
 use super::{check_lengths, check_scale, Arithmetic, QParams};
+use crate::kernels::element::QuantizedElement;
 use crate::kernels::fixed_point::QuantizedMultiplier;
 use crate::kernels::KernelError;
 
@@ -268,7 +269,8 @@ pub enum ReluKind {
     Relu0To1,
 }
 
-/// Prepared int8 RELU / RELU6 / RELU_N1_TO_1 / RELU_0_TO_1 (`ReluX`).
+/// Prepared int8 RELU / RELU6 / RELU_N1_TO_1 / RELU_0_TO_1 (`ReluX`); RELU and RELU6
+/// also in 16x8 ([`Relu::new_int16`], the same arithmetic within the int16 range).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Relu {
     multiplier: QuantizedMultiplier,
@@ -280,6 +282,40 @@ pub struct Relu {
 
 impl Relu {
     pub fn new(kind: ReluKind, input: QParams, output: QParams) -> Result<Self, KernelError> {
+        Self::within::<i8>(kind, input, output)
+    }
+
+    /// 16x8 RELU / RELU6 (symmetric int16 input and output). LiteRT refuses int16
+    /// RELU_N1_TO_1 and RELU_0_TO_1, and so does this.
+    pub fn new_int16(kind: ReluKind, input: QParams, output: QParams) -> Result<Self, KernelError> {
+        if matches!(kind, ReluKind::ReluN1To1 | ReluKind::Relu0To1) {
+            return Err(KernelError::Options {
+                what: "activation",
+                found: format!("{kind:?} on int16"),
+                allowed: "RELU or RELU6 (LiteRT runs only those in 16x8)",
+            });
+        }
+        crate::kernels::int16::check_symmetric("input scale", "input zero point", input)?;
+        crate::kernels::int16::check_symmetric("output scale", "output zero point", output)?;
+        Self::within::<i16>(kind, input, output)
+    }
+
+    /// The int16 outputs of `input`.
+    pub fn run_int16(&self, input: &[i16], out: &mut [i16]) -> Result<(), KernelError> {
+        if input.len() != out.len() {
+            return Err(KernelError::size("output", input.len(), out.len()));
+        }
+        for (o, &x) in out.iter_mut().zip(input) {
+            *o = self.wide(i32::from(x)) as i16;
+        }
+        Ok(())
+    }
+
+    fn within<T: QuantizedElement>(
+        kind: ReluKind,
+        input: QParams,
+        output: QParams,
+    ) -> Result<Self, KernelError> {
         check_scale("input scale", input)?;
         check_scale("output scale", output)?;
         let (lo, hi) = match kind {
@@ -288,17 +324,18 @@ impl Relu {
             ReluKind::ReluN1To1 => (-1.0, 1.0),
             ReluKind::Relu0To1 => (0.0, 1.0),
         };
-        // QuantizedReluX: zero point + roundf(bound / scale), intersected with int8.
+        // QuantizedReluX: zero point + roundf(bound / scale), intersected with the
+        // type's range.
         let quantize = |r: f32| {
             output
                 .zero_point
                 .saturating_add((r / output.scale).round() as i32)
         };
-        let act_min = quantize(lo).max(-128);
+        let act_min = quantize(lo).max(T::MIN);
         let act_max = if hi.is_infinite() {
-            127
+            T::MAX
         } else {
-            quantize(hi).min(127)
+            quantize(hi).min(T::MAX)
         };
         Ok(Relu {
             // ReluPrepare divides the scales in float, then widens.
@@ -311,11 +348,15 @@ impl Relu {
     }
 
     fn one(&self, x: i8) -> i8 {
+        self.wide(i32::from(x)) as i8
+    }
+
+    fn wide(&self, x: i32) -> i32 {
         let v = self
             .multiplier
-            .apply(i32::from(x) - self.input_zero_point)
+            .apply(x - self.input_zero_point)
             .wrapping_add(self.output_zero_point);
-        v.max(self.act_min).min(self.act_max) as i8
+        v.max(self.act_min).min(self.act_max)
     }
 
     pub fn run(&self, input: &[i8], out: &mut [i8]) -> Result<(), KernelError> {
@@ -339,7 +380,8 @@ fn xnnpack_multiplier(ratio: f32) -> Option<i32> {
         .then(|| (256.0 * ratio).round_ties_even() as i32)
 }
 
-/// Prepared int8 LEAKY_RELU.
+/// Prepared int8 LEAKY_RELU; also 16x8 ([`LeakyRelu::run_int16`]: LiteRT's int16 kernel
+/// is the same arithmetic, saturated to int16).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeakyRelu {
     identity: QuantizedMultiplier,
@@ -383,6 +425,27 @@ impl LeakyRelu {
     pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
         self.use_xnnpack = arithmetic == Arithmetic::Xnnpack;
         self
+    }
+
+    /// The int16 outputs of `input`; the kernel must have been prepared with symmetric
+    /// int16 quantizations (LiteRT's int16 LEAKY_RELU has no XNNPACK form).
+    pub fn run_int16(&self, input: &[i16], out: &mut [i16]) -> Result<(), KernelError> {
+        if self.input_zero_point != 0 || self.output_zero_point != 0 {
+            return Err(KernelError::params(
+                "LEAKY_RELU int16 zero point",
+                self.input_zero_point.max(self.output_zero_point),
+                crate::kernels::error::allowed::ZERO,
+            ));
+        }
+        if input.len() != out.len() {
+            return Err(KernelError::size("output", input.len(), out.len()));
+        }
+        for (o, &x) in out.iter_mut().zip(input) {
+            let v = i32::from(x);
+            let m = if v >= 0 { self.identity } else { self.alpha };
+            *o = m.apply(v).clamp(-32768, 32767) as i16;
+        }
+        Ok(())
     }
 
     fn one(&self, x: i8) -> i8 {
