@@ -308,7 +308,6 @@ fn write_qdbg_16x8(model: &Path, data: &Path, dir: &Path) -> PathBuf {
 }
 
 #[test]
-#[ignore = "open (issue 19 item 1): kernels::int16::binary::MulInt16 derives its multiplier from the scales in f64 where LiteRT's Prepare multiplies them in f32; on the demo's squeeze-excite MUL (a*b = 123038920) that gives 4046 where LiteRT gives 4047. With the f32 product this test passes"]
 fn demo_16x8_written_by_qdbg_runs_bit_exact_in_litert() {
     let (model, data) = demo();
     let dir = tempfile::tempdir().unwrap();
@@ -333,7 +332,7 @@ fn demo_16x8_made_by_tensorflow_runs_bit_exact_in_qdbg() {
 }
 
 #[test]
-#[ignore = "open (issue 19 item 1): besides the MUL multiplier (see the demo test), a 16x8 ADD (expanded_conv_4_add) differs from LiteRT by one step on 1 of 15,680 codes"]
+#[ignore = "open (issue 19 item 1): a 16x8 ADD (expanded_conv_4_add) differs from LiteRT by one step on 1 of 15,680 codes"]
 fn mobilenet_v3_small_16x8_written_by_qdbg_runs_bit_exact_in_litert() {
     let (model, data) = mobilenet();
     let dir = tempfile::tempdir().unwrap();
@@ -342,7 +341,7 @@ fn mobilenet_v3_small_16x8_written_by_qdbg_runs_bit_exact_in_litert() {
 }
 
 #[test]
-#[ignore = "open (issue 19 item 1): besides the MUL multiplier (see the demo test), a 16x8 ADD (expanded_conv_4_add) differs from LiteRT by one step on 1 of 15,680 codes"]
+#[ignore = "open (issue 19 item 1): a 16x8 ADD (expanded_conv_4_add) differs from LiteRT by one step on 1 of 15,680 codes"]
 fn mobilenet_v3_small_16x8_made_by_tensorflow_runs_bit_exact_in_qdbg() {
     let (_, data) = mobilenet();
     assert_bit_exact_with_litert(

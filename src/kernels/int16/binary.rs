@@ -235,7 +235,9 @@ impl MulInt16 {
         check_symmetric("first input scale", "first input zero point", in1)?;
         check_symmetric("second input scale", "second input zero point", in2)?;
         check_symmetric("output scale", "output zero point", out)?;
-        let real = f64::from(in1.scale) * f64::from(in2.scale) / f64::from(out.scale);
+        // In f32, as LiteRT's Prepare computes it (its scales are floats): on the demo's
+        // 16x8 squeeze-excite MUL the f64 product gives a multiplier one step lower.
+        let real = f64::from(in1.scale * in2.scale / out.scale);
         let multiplier = QuantizedMultiplier::from_real(real);
         if !real.is_finite() || multiplier.shift > 30 {
             return Err(KernelError::params(
