@@ -3,8 +3,8 @@
 //! qdbg parallelises over samples (calibration, the debugger, selection) and keeps most
 //! ops single-threaded: with as many samples in flight as there are workers, splitting one
 //! op across threads only adds synchronisation. The large float convolutions
-//! (`kernels::im2col_f32`) hand blocks of output pixels to rayon, which idle workers take
-//! when fewer samples than workers are in flight (one sample's latency). candle has its own intra-op parallelism
+//! (`kernels::im2col_f32`, `kernels::pointwise_f32`) split across the workers when they run
+//! outside them (one sample's latency; [`parts_for_one_op`]). candle has its own intra-op parallelism
 //! (a spinning barrier pool for elementwise ops, rayon inside matrix products) that would
 //! otherwise compete with the per-sample workers for the same cores, and it sizes it by
 //! reading `RAYON_NUM_THREADS` (or counting physical cores in /proc/cpuinfo) on every
@@ -37,4 +37,16 @@ pub fn configure(requested: Option<usize>) -> Result<usize> {
         .build_global()
         .map_err(|e| Error::Internal(format!("cannot start {threads} worker threads: {e}")))?;
     Ok(threads)
+}
+
+/// How many parts one large op may split into: the pool's workers when the op runs outside
+/// them (one sample's latency: `qdbg run`, the inference benchmark), else 1 (the workers are
+/// busy with samples of their own, and splitting would only add overhead: measured, 64-row
+/// blocks of MobileNetV2's 1x1 convolutions cost a quarter of its speed on one thread).
+pub fn parts_for_one_op() -> usize {
+    if rayon::current_thread_index().is_none() {
+        rayon::current_num_threads().max(1)
+    } else {
+        1
+    }
 }

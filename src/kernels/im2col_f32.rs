@@ -103,17 +103,16 @@ fn im2col_from(g: &ConvGeometry, input: &[f32], first: usize, rows: &mut [f32]) 
     }
 }
 
-/// Output pixels per block: each block's im2col rows (at most `BLOCK * patch` floats)
-/// stay in cache for its GEMM, and blocks are what idle worker threads take.
+/// Output pixels per block: each block's im2col rows (at most `BLOCK * patch` floats) stay
+/// in cache for its GEMM.
 const BLOCK: usize = 64;
 
 /// `out = clamp(bias + conv(input, filter))` with `filter` from [`pack_filter`]; `out`
 /// (`batch * out_h * out_w * out_c` long) may start uninitialised and is written whole.
 /// Panics when the slice lengths do not match `g` or the packed filter.
 ///
-/// Blocks of output pixels go to rayon: while every worker runs a sample of its own they
-/// stay on the calling thread, and when a chunk holds fewer samples than workers (one
-/// sample's latency) the idle ones take blocks. Each block's sums are the same either way.
+/// The output pixels are split across the workers when the op runs outside them (see
+/// [`crate::threads::parts_for_one_op`]); each block's sums are the same either way.
 pub fn conv2d_uninit(
     g: &ConvGeometry,
     input: &[f32],
@@ -125,19 +124,27 @@ pub fn conv2d_uninit(
     let patch = patch_len(g);
     assert_eq!(filter.in_c(), patch, "im2col filter size");
     assert_eq!(filter.out_c(), g.out_c, "im2col output channels");
-    assert_eq!(
-        out.len(),
-        g.batch * g.out_h * g.out_w * g.out_c,
-        "im2col output size"
-    );
-    out.par_chunks_mut(BLOCK * g.out_c)
-        .enumerate()
-        .for_each_init(Vec::new, |rows, (block, out)| {
-            let pixels = out.len() / g.out_c;
-            rows.resize(pixels * patch, 0.0);
-            im2col_from(g, input, block * BLOCK, rows);
-            filter.run_uninit(rows, &PointwiseGeometry::dense(pixels), clamp, out);
-        });
+    let pixels = g.batch * g.out_h * g.out_w;
+    assert_eq!(out.len(), pixels * g.out_c, "im2col output size");
+    // Pixels `first..` into `out`, block by block through one im2col buffer.
+    let blocks = |first: usize, out: &mut [MaybeUninit<f32>]| {
+        let mut rows = Vec::new();
+        for (k, out) in out.chunks_mut(BLOCK * g.out_c).enumerate() {
+            let n = out.len() / g.out_c;
+            rows.resize(n * patch, 0.0);
+            im2col_from(g, input, first + k * BLOCK, &mut rows);
+            filter.run_uninit(&rows, &PointwiseGeometry::dense(n), clamp, out);
+        }
+    };
+    let parts = crate::threads::parts_for_one_op();
+    if parts > 1 && pixels >= 2 * BLOCK {
+        let per_part = pixels.div_ceil(parts).div_ceil(BLOCK) * BLOCK;
+        out.par_chunks_mut(per_part * g.out_c)
+            .enumerate()
+            .for_each(|(p, out)| blocks(p * per_part, out));
+    } else {
+        blocks(0, out);
+    }
 }
 
 /// [`conv2d_uninit`] into an initialised buffer.

@@ -283,6 +283,35 @@ impl PackedPointwise {
         }
     }
 
+    /// [`PackedPointwise::run_uninit`], its rows split across the workers when the op runs
+    /// outside them (see [`crate::threads::parts_for_one_op`]); each row's sums are the
+    /// same either way. Strided geometries run whole.
+    pub fn run_uninit_shared(
+        &self,
+        input: &[f32],
+        g: &PointwiseGeometry,
+        clamp: Option<(f32, f32)>,
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        use rayon::prelude::*;
+        let parts = crate::threads::parts_for_one_op();
+        let dense = g.stride_h == 1 && g.stride_w == 1 && g.in_h == g.out_h && g.in_w == g.out_w;
+        let rows = g.rows();
+        if parts <= 1 || !dense || rows < 128 || self.out_c == 0 || self.in_c == 0 {
+            return self.run_uninit(input, g, clamp, out);
+        }
+        assert_eq!(input.len(), rows * self.in_c, "pointwise input size");
+        assert_eq!(out.len(), rows * self.out_c, "pointwise output size");
+        let per_part = rows.div_ceil(parts);
+        out.par_chunks_mut(per_part * self.out_c)
+            .enumerate()
+            .for_each(|(p, out)| {
+                let n = out.len() / self.out_c;
+                let input = &input[p * per_part * self.in_c..][..n * self.in_c];
+                self.run_uninit(input, &PointwiseGeometry::dense(n), clamp, out);
+            });
+    }
+
     /// [`PackedPointwise::run_uninit`] into an initialised buffer.
     pub fn run(
         &self,

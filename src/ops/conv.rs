@@ -469,7 +469,7 @@ fn pointwise(
     // do not match `g`, which come from the input tensor and `spatial_padding`).
     let out = unsafe {
         run_on_host_filling("conv2d_1x1", input, &shape, |x, y| {
-            packed.run_uninit(x, &g, clamp, y)
+            packed.run_uninit_shared(x, &g, clamp, y)
         })?
     };
     match fused {
