@@ -849,15 +849,10 @@ fn finish(
                 if model.scale * gain(&remedy) > DROP_SLACK * margin {
                     continue;
                 }
-                let mut without = remedies.clone();
-                without.remove(&remedy);
-                let Some(i) = run.evaluate(&without, Stage::Drop)? else {
-                    return Ok(Verdict::Cancelled);
-                };
-                if run.candidates[i].meets_target {
-                    remedies = without;
-                    current = i;
-                    outcome.dropped.push(remedy);
+                match try_without(run, &mut remedies, &mut current, &[remedy])? {
+                    None => return Ok(Verdict::Cancelled),
+                    Some(true) => outcome.dropped.push(remedy),
+                    Some(false) => {}
                 }
             }
         }
@@ -869,24 +864,15 @@ fn finish(
                 drop_order.chunks(half.max(1)).map(<[_]>::to_vec).collect();
             groups.reverse();
             while let Some(group) = groups.pop() {
-                let mut without = remedies.clone();
-                for r in &group {
-                    without.remove(r);
-                }
-                if without.len() == remedies.len() {
-                    continue;
-                }
-                let Some(i) = run.evaluate(&without, Stage::Drop)? else {
-                    return Ok(Verdict::Cancelled);
-                };
-                if run.candidates[i].meets_target {
-                    remedies = without;
-                    current = i;
-                    outcome.dropped.extend(group);
-                } else if group.len() > 1 {
-                    let (first, second) = group.split_at(group.len() / 2);
-                    groups.push(second.to_vec());
-                    groups.push(first.to_vec());
+                match try_without(run, &mut remedies, &mut current, &group)? {
+                    None => return Ok(Verdict::Cancelled),
+                    Some(true) => outcome.dropped.extend(group),
+                    Some(false) if group.len() > 1 => {
+                        let (first, second) = group.split_at(group.len() / 2);
+                        groups.push(second.to_vec());
+                        groups.push(first.to_vec());
+                    }
+                    Some(false) => {}
                 }
             }
         }
@@ -976,6 +962,33 @@ fn finish(
             .or(explained)
             .unwrap_or(current),
     })
+}
+
+/// The drop pass's one move: `remedies` without `group` is evaluated, and taken as the
+/// current result (candidate `current`) when it still meets the target (`Some(true)`).
+/// `None` when cancelled; `Some(false)` when it misses or `group` removes nothing.
+fn try_without(
+    run: &mut Run<'_>,
+    remedies: &mut BTreeSet<Remedy>,
+    current: &mut usize,
+    group: &[Remedy],
+) -> Result<Option<bool>> {
+    let mut without = remedies.clone();
+    for r in group {
+        without.remove(r);
+    }
+    if without.len() == remedies.len() {
+        return Ok(Some(false));
+    }
+    let Some(i) = run.evaluate(&without, Stage::Drop)? else {
+        return Ok(None);
+    };
+    let met = run.candidates[i].meets_target;
+    if met {
+        *remedies = without;
+        *current = i;
+    }
+    Ok(Some(met))
 }
 
 /// What each of `result`'s remedies buys, measured on `on`'s samples (`None` when
