@@ -10,9 +10,8 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor as CTensor};
+use candle_core::Device;
 use ndarray::Axis;
-use ndarray_npy::NpzReader;
 use qdbg::data::{load_dataset, ImageOptions, InputSpec};
 use qdbg::exec::Executor;
 use qdbg::graph::{DType, Graph, QuantParams, TensorData};
@@ -201,36 +200,7 @@ fn assert_bit_exact_with_litert(label: &str, model: &Path, inputs: &Path, min_in
     let graph = qdbg::tflite::read_model(model).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let oracle = common::litert_dump(model, inputs, dir.path());
-    let mut npz = NpzReader::new(std::fs::File::open(inputs).unwrap()).unwrap();
-    let arrays: Vec<_> = graph
-        .inputs
-        .iter()
-        .map(|&id| common::read_any(&mut npz, &format!("{}.npy", graph.tensor(id).name)))
-        .collect();
-    let samples = arrays[0].len_of(Axis(0));
-    let exec = Executor::new(&graph, &Device::Cpu).unwrap();
-    let mut ours: Vec<Vec<Vec<f64>>> = vec![Vec::new(); graph.tensors.len()];
-    for s in 0..samples {
-        let sample: Vec<CTensor> = graph
-            .inputs
-            .iter()
-            .zip(&arrays)
-            .map(|(&id, a)| {
-                let v: Vec<f32> = a.index_axis(Axis(0), s).iter().map(|&x| x as f32).collect();
-                CTensor::from_vec(v, graph.tensor(id).shape.clone(), &Device::Cpu).unwrap()
-            })
-            .collect();
-        exec.run_observed(&sample, &mut |id, value| {
-            let v = value
-                .to_dtype(candle_core::DType::F64)
-                .and_then(|v| v.flatten_all())
-                .and_then(|v| v.to_vec1::<f64>())
-                .unwrap();
-            ours[id].push(v);
-            Ok(())
-        })
-        .unwrap_or_else(|e| panic!("{label}: {e}"));
-    }
+    let (samples, ours) = common::qdbg_values(label, &graph, inputs);
     let (mut failures, mut int16_tensors) = (Vec::new(), 0);
     for (idx, expected) in &oracle {
         let t = graph.tensor(*idx);

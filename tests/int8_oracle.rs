@@ -5,9 +5,8 @@
 
 mod common;
 
-use candle_core::{Device, Tensor as CTensor};
+use candle_core::Device;
 use ndarray::Axis;
-use ndarray_npy::NpzReader;
 use qdbg::exec::Executor;
 use qdbg::graph::DType;
 
@@ -58,37 +57,7 @@ fn check_model_with_inputs(name: &str, model: &std::path::Path, inputs: &std::pa
     let dir = tempfile::tempdir().unwrap();
     let oracle = common::litert_dump(&model, &inputs, dir.path());
 
-    let mut npz = NpzReader::new(std::fs::File::open(&inputs).unwrap()).unwrap();
-    let arrays: Vec<_> = graph
-        .inputs
-        .iter()
-        .map(|&id| common::read_any(&mut npz, &format!("{}.npy", graph.tensor(id).name)))
-        .collect();
-    let samples = arrays[0].len_of(Axis(0));
-    let exec = Executor::new(&graph, &Device::Cpu).unwrap();
-    let mut ours: Vec<Vec<Vec<f64>>> = vec![Vec::new(); graph.tensors.len()];
-    for s in 0..samples {
-        let sample: Vec<CTensor> = graph
-            .inputs
-            .iter()
-            .zip(&arrays)
-            .map(|(&id, a)| {
-                let t = graph.tensor(id);
-                let v: Vec<f32> = a.index_axis(Axis(0), s).iter().map(|&x| x as f32).collect();
-                CTensor::from_vec(v, t.shape.clone(), &Device::Cpu).unwrap()
-            })
-            .collect();
-        exec.run_observed(&sample, &mut |id, value| {
-            let v = value
-                .to_dtype(candle_core::DType::F64)
-                .and_then(|v| v.flatten_all())
-                .and_then(|v| v.to_vec1::<f64>())
-                .unwrap();
-            ours[id].push(v);
-            Ok(())
-        })
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
+    let (samples, ours) = common::qdbg_values(name, &graph, &inputs);
 
     let mut report = Vec::new();
     let mut failed = false;

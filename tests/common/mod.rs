@@ -111,6 +111,50 @@ pub fn read_any(npz: &mut NpzReader<std::fs::File>, name: &str) -> ArrayD<f64> {
     }
     panic!("npz entry {name} has an unsupported dtype");
 }
+/// qdbg's executor on every sample of `inputs` (an .npz keyed `NAME.npy` by input tensor
+/// name, first axis samples): every tensor's values per sample, as the oracle dump holds
+/// LiteRT's (indexed by tensor id; empty where nothing was computed). `label` names the
+/// model in a failure.
+pub fn qdbg_values(
+    label: &str,
+    graph: &qdbg::graph::Graph,
+    inputs: &Path,
+) -> (usize, Vec<Vec<Vec<f64>>>) {
+    use candle_core::{Device, Tensor as CTensor};
+    use ndarray::Axis;
+    let mut npz = NpzReader::new(std::fs::File::open(inputs).unwrap()).unwrap();
+    let arrays: Vec<_> = graph
+        .inputs
+        .iter()
+        .map(|&id| read_any(&mut npz, &format!("{}.npy", graph.tensor(id).name)))
+        .collect();
+    let samples = arrays[0].len_of(Axis(0));
+    let exec = qdbg::exec::Executor::new(graph, &Device::Cpu).unwrap();
+    let mut ours: Vec<Vec<Vec<f64>>> = vec![Vec::new(); graph.tensors.len()];
+    for s in 0..samples {
+        let sample: Vec<CTensor> = graph
+            .inputs
+            .iter()
+            .zip(&arrays)
+            .map(|(&id, a)| {
+                let v: Vec<f32> = a.index_axis(Axis(0), s).iter().map(|&x| x as f32).collect();
+                CTensor::from_vec(v, graph.tensor(id).shape.clone(), &Device::Cpu).unwrap()
+            })
+            .collect();
+        exec.run_observed(&sample, &mut |id, value| {
+            let v = value
+                .to_dtype(candle_core::DType::F64)
+                .and_then(|v| v.flatten_all())
+                .and_then(|v| v.to_vec1::<f64>())
+                .unwrap();
+            ours[id].push(v);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    }
+    (samples, ours)
+}
+
 pub mod kernel_vectors;
 pub mod synthetic;
 pub mod tf_debugger;
