@@ -50,3 +50,16 @@ pub fn parts_for_one_op() -> usize {
         1
     }
 }
+
+/// How many samples one chunk of a per-sample loop (calibration, a selection's evaluation)
+/// hands the workers at once: a few per worker. A partial re-run of one sample takes a
+/// millisecond or two, about what waking an idle worker takes, so with one sample per worker
+/// the first awake often runs both and the other core idles (measured on the repair search:
+/// one worker did half as much again as the other). The loops check progress and
+/// cancellation between chunks, which stay a few milliseconds long.
+pub fn sample_chunk() -> usize {
+    SAMPLES_PER_WORKER * rayon::current_num_threads().max(1)
+}
+
+/// Samples each worker gets per chunk ([`sample_chunk`]).
+const SAMPLES_PER_WORKER: usize = 4;

@@ -209,8 +209,10 @@ fn selector_evaluation_matches_the_debugger_and_its_cache() {
         })
     };
     // First call fills the float-output cache, later ones read it.
+    // Progress comes once per chunk of samples (a few per worker).
     let (first, progress) = evaluate(3);
-    assert_eq!(progress.len(), data.num_samples().div_ceil(3));
+    let chunk = in_pool(3, qdbg::threads::sample_chunk);
+    assert_eq!(progress.len(), data.num_samples().div_ceil(chunk));
     let (cached, _) = evaluate(1);
     assert_eq!(format!("{first:?}"), format!("{debugger_says:?}"));
     assert_eq!(format!("{cached:?}"), format!("{debugger_says:?}"));
@@ -229,16 +231,19 @@ fn a_cancelled_evaluation_keeps_a_prefix_and_the_next_one_completes() {
     let selector = selector_on(&graph, &data, None);
     let full = selector.select(&[], &[]).unwrap();
     let cancel = AtomicBool::new(false);
+    // Cancelled after the first chunk: the metrics cover that chunk's samples only.
+    let chunk = in_pool(2, qdbg::threads::sample_chunk);
+    assert!(chunk < data.num_samples());
     let partial = in_pool(2, || {
         selector
             .evaluate(&full.model, &cancel, &mut |done, _| {
-                if done >= 6 {
+                if done >= 1 {
                     cancel.store(true, Ordering::Relaxed);
                 }
             })
             .unwrap()
     });
-    assert_eq!(partial.samples, 6);
+    assert_eq!(partial.samples, chunk);
     let complete = selector
         .evaluate(&full.model, &AtomicBool::new(false), &mut |_, _| {})
         .unwrap();

@@ -4,8 +4,9 @@
 //! A calibration is saved next to the model and tied to the model's and the dataset's
 //! content hashes, so every later quantization (each new denylist) reuses it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use candle_core::Tensor as CTensor;
 use rayon::prelude::*;
@@ -50,6 +51,47 @@ pub struct Calibration {
     /// ([`Calibration::with_ranges`]); never saved.
     #[serde(skip)]
     pub overrides: BTreeMap<TensorId, TensorRange>,
+    /// Ranges already searched on the histograms, shared by this calibration's clones.
+    #[serde(skip)]
+    refined: RefinedRanges,
+}
+
+/// A memo of [`Calibration::refined_range`]: a search over a histogram takes milliseconds
+/// (the MSE and entropy methods try hundreds of ranges), and the repair search asks for the
+/// same tensor's ranges once per candidate model it builds. Clones share it, as they share
+/// the histograms it is computed from.
+#[derive(Clone, Default)]
+struct RefinedRanges(Arc<Mutex<HashMap<(TensorId, MethodKey), Option<TensorRange>>>>);
+
+/// A [`RangeMethod`] as a hashable key (the percentile by its bits).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum MethodKey {
+    Percentile(u64),
+    MinMse,
+    Entropy,
+}
+
+impl From<RangeMethod> for MethodKey {
+    fn from(method: RangeMethod) -> Self {
+        match method {
+            RangeMethod::Percentile(p) => MethodKey::Percentile(p.to_bits()),
+            RangeMethod::MinMse => MethodKey::MinMse,
+            RangeMethod::Entropy => MethodKey::Entropy,
+        }
+    }
+}
+
+impl PartialEq for RefinedRanges {
+    /// A memo says nothing about the calibration: any two are equal.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for RefinedRanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefinedRanges")
+    }
 }
 
 /// A range with the tensor's name, so the file can be read (and checked) by a person.
@@ -88,7 +130,22 @@ impl Calibration {
     /// of another version, a tensor never observed) or the method has no answer
     /// ([`crate::quant::range_search::refined_range`]).
     pub fn refined_range(&self, id: TensorId, method: RangeMethod) -> Option<TensorRange> {
-        refined_range(self.histogram(id)?, method)
+        let key = (id, MethodKey::from(method));
+        // A poisoned memo (a panic elsewhere) is only a lost speed-up.
+        let known = self
+            .refined
+            .0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).copied());
+        if let Some(known) = known {
+            return known;
+        }
+        let range = refined_range(self.histogram(id)?, method);
+        if let Ok(mut memo) = self.refined.0.lock() {
+            memo.insert(key, range);
+        }
+        range
     }
 
     /// This calibration with `ranges` replacing the observed range of their tensors when
@@ -305,7 +362,7 @@ pub fn calibrate_keeping_outputs(
     let graph = executor.graph();
     let mut ranges: BTreeMap<TensorId, (TensorRange, Histogram)> = BTreeMap::new();
     let total = dataset.num_samples();
-    let chunk = rayon::current_num_threads().max(1);
+    let chunk = crate::threads::sample_chunk();
     let mut done = 0;
     let mut digests = Vec::with_capacity(total);
     while done < total {
@@ -352,6 +409,7 @@ pub fn calibrate_keeping_outputs(
             })
             .collect(),
         overrides: BTreeMap::new(),
+        refined: RefinedRanges::default(),
     })
 }
 

@@ -35,7 +35,7 @@ use crate::debug::metrics::ModelMetrics;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 use crate::quant::quantize::{float_islands, QuantizedModel};
-use crate::quant::range_search::RangeMethod;
+use crate::quant::range_search::{ExpectedError, RangeMethod};
 use crate::select::rules::range_method_text;
 use crate::select::{Baseline, Rule, Selector};
 
@@ -706,6 +706,21 @@ fn range_step(
     current: &mut usize,
 ) -> Result<Option<()>> {
     let met_before = run.candidates[*current].meets_target;
+    // The current model's metric on the ranking samples, which the ranges are compared
+    // on: a tensor whose best range does not beat it there is not worth an evaluation on
+    // every sample (most tensors tried are such).
+    let mut current_on_ranker = {
+        let model = build_model(ranker, remedies)?;
+        let Some(metrics) = evaluate(ranker, &model, Baseline::FullInt8, run.cancel)? else {
+            return Ok(None);
+        };
+        read_metric(&metrics, metric)?
+    };
+    let improves = |now: f64, was: f64| {
+        let gain = if higher { now - was } else { was - now };
+        let gap = (threshold - was).abs();
+        gain > RANGE_MIN_SHARE * gap || (gain > 0.0 && !gap.is_finite())
+    };
     let mut tried: BTreeSet<TensorId> = BTreeSet::new();
     let float: BTreeSet<usize> = remedies
         .iter()
@@ -740,20 +755,21 @@ fn range_step(
                     best = Some((value, remedy));
                 }
             }
-            let Some((_, remedy)) = best else {
+            let Some((on_ranker, remedy)) = best else {
                 continue;
             };
+            if !improves(on_ranker, current_on_ranker) {
+                continue;
+            }
             let mut with = remedies.clone();
             with.insert(remedy);
             let Some(i) = run.evaluate(&with, Stage::Range)? else {
                 return Ok(None);
             };
-            let (now, was) = (run.candidates[i].metric, run.candidates[*current].metric);
-            let gain = if higher { now - was } else { was - now };
-            let gap = (threshold - was).abs();
-            if gain > RANGE_MIN_SHARE * gap || (gain > 0.0 && !gap.is_finite()) {
+            if improves(run.candidates[i].metric, run.candidates[*current].metric) {
                 remedies.insert(remedy);
                 *current = i;
+                current_on_ranker = on_ranker;
                 if !met_before && run.candidates[i].meets_target {
                     return Ok(Some(()));
                 }
@@ -795,20 +811,29 @@ fn range_matters(graph: &Graph, tensor: TensorId, float: &BTreeSet<usize>) -> bo
     })
 }
 
-/// The range choices that give `tensor` a range other than its min/max, one per distinct
-/// range.
+/// The range choices worth evaluating for `tensor`: those giving it a range other than its
+/// min/max, one per distinct range, whose expected quantization error on the tensor's
+/// histogram is no worse than the min/max range's. A range that quantizes its own tensor
+/// worse (an entropy threshold cutting a long tail the values live in, a 99.9th percentile
+/// clipping too much) only helps the model by accident: on MobileNetV3-small such choices
+/// cost 6-20 dB of SQNR, or won on the ranking samples by less than they lost on the rest.
 fn distinct_choices(selector: &Selector, tensor: TensorId) -> Vec<RangeChoice> {
     let Some(calibration) = selector.calibration() else {
         return Vec::new();
     };
-    let Some(observed) = calibration.observed_range(tensor) else {
+    let (Some(observed), Some(histogram)) = (
+        calibration.observed_range(tensor),
+        calibration.histogram(tensor),
+    ) else {
         return Vec::new();
     };
+    let error = ExpectedError::new(histogram);
+    let observed_error = error.of(observed);
     let mut seen = vec![observed];
     let mut choices = Vec::new();
     for choice in RangeChoice::ALL {
         if let Some(range) = calibration.refined_range(tensor, choice.method()) {
-            if !seen.contains(&range) {
+            if !seen.contains(&range) && error.of(range) <= observed_error {
                 seen.push(range);
                 choices.push(choice);
             }

@@ -403,7 +403,7 @@ impl Selector {
         let mut float: Option<Executor> = None;
         let labels = self.labels.as_deref().map(Vec::as_slice);
         let mut acc = ModelAccumulator::for_graph(&self.graph, &self.tasks);
-        let chunk = rayon::current_num_threads().max(1);
+        let chunk = crate::threads::sample_chunk();
         let mut done = 0;
         while done < total && !stop() {
             let end = (done + chunk).min(total);
