@@ -61,7 +61,10 @@ pub struct Calibration {
 /// same tensor's ranges once per candidate model it builds. Clones share it, as they share
 /// the histograms it is computed from.
 #[derive(Clone, Default)]
-struct RefinedRanges(Arc<Mutex<HashMap<(TensorId, MethodKey), Option<TensorRange>>>>);
+struct RefinedRanges(Arc<Mutex<RefinedByTensor>>);
+
+/// Each tensor's searched ranges, by method (`None`: the method had no answer).
+type RefinedByTensor = HashMap<(TensorId, MethodKey), Option<TensorRange>>;
 
 /// A [`RangeMethod`] as a hashable key (the percentile by its bits).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
