@@ -153,3 +153,113 @@ pub fn int16_activation_bytes(model: &QuantizedModel) -> usize {
         .map(|t| t.shape.iter().map(|&d| d.max(1)).product::<usize>())
         .sum()
 }
+
+/// LiteRT's latency of one op in 16x8 relative to int8, per op type, as
+/// `scripts/int16_latency/measure.py` measured it (its header names the machine).
+const LATENCY_TABLE: &str = include_str!("int16_latency.csv");
+
+/// The table's `default_ratio` column (LiteRT's default runtime, where XNNPACK runs the
+/// int8 op and has no 16x8 kernels: what a deployed model pays) by op type.
+fn latency_ratios() -> &'static HashMap<String, f64> {
+    static RATIOS: std::sync::OnceLock<HashMap<String, f64>> = std::sync::OnceLock::new();
+    RATIOS.get_or_init(|| {
+        let mut lines = LATENCY_TABLE
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty());
+        let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+        let column = header.iter().position(|&h| h == "default_ratio");
+        lines
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                let ratio = cells.get(column?)?.trim().parse::<f64>().ok()?;
+                (ratio.is_finite() && ratio > 0.0).then(|| (cells[0].to_string(), ratio))
+            })
+            .collect()
+    })
+}
+
+/// LiteRT's 16x8 / int8 latency ratio for an op type; 1 for a type the table lacks
+/// (the data-movement ops, which only move codes).
+pub fn latency_ratio(op: &str) -> f64 {
+    latency_ratios().get(op).copied().unwrap_or(1.0)
+}
+
+/// How much work an op does, as a weight for the latency estimate: multiply-adds for
+/// the ops with a weight matrix (output values times the filter values each one reads),
+/// else the values it reads or writes, whichever is more.
+fn work(graph: &Graph, pos: usize) -> f64 {
+    let node = &graph.nodes[pos];
+    let values = |id: TensorId| graph.tensor(id).shape.iter().product::<usize>() as f64;
+    let out: f64 = node.outputs.iter().map(|&id| values(id)).sum();
+    let filter = node.input(1).filter(|&id| {
+        let t = graph.tensor(id);
+        t.is_constant() && t.shape.len() >= 2
+    });
+    if let (Some(filter), Some(&first)) = (filter, node.outputs.first()) {
+        if let Some(&channels) = graph.tensor(first).shape.last() {
+            if channels > 0 {
+                return out * values(filter) / channels as f64;
+            }
+        }
+    }
+    let read: f64 = node.inputs.iter().flatten().map(|&id| values(id)).sum();
+    out.max(read)
+}
+
+/// The estimated latency of `model` relative to the same model all in int8: each op's
+/// work weighted by LiteRT's 16x8 / int8 ratio for its type where it computes in 16x8,
+/// plus the requantizing QUANTIZEs at island edges (int8 elementwise work each). Float
+/// ops count as int8: this compares int16 against int8, not float.
+pub fn estimated_latency_vs_int8(model: &QuantizedModel) -> f64 {
+    let g = &model.graph;
+    let integer = |id: TensorId| matches!(g.tensor(id).dtype, DType::I8 | DType::I16);
+    let (mut int8, mut mixed) = (0.0, 0.0);
+    for (pos, node) in g.nodes.iter().enumerate() {
+        let w = work(g, pos);
+        if matches!(node.op, Op::Quantize | Op::Dequantize) {
+            // Only the integer-to-integer requantizes are new; float borders exist in
+            // the all-int8 model too.
+            let retypes = match (node.input(0), node.outputs.first()) {
+                (Some(i), Some(&o)) if node.op == Op::Quantize => {
+                    integer(i) && integer(o) && g.tensor(i).dtype != g.tensor(o).dtype
+                }
+                _ => false,
+            };
+            if retypes {
+                mixed += w;
+            }
+            continue;
+        }
+        int8 += w;
+        mixed += if computes_int16(g, pos) {
+            w * latency_ratio(node.op.display_name())
+        } else {
+            w
+        };
+    }
+    if int8 > 0.0 {
+        mixed / int8
+    } else {
+        1.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latency_table_reads_and_covers_the_ops_that_cost() {
+        for op in [
+            "CONV_2D",
+            "DEPTHWISE_CONV_2D",
+            "FULLY_CONNECTED",
+            "ADD",
+            "MUL",
+        ] {
+            let r = latency_ratio(op);
+            assert!(r.is_finite() && r > 0.0 && r != 1.0, "{op}: {r}");
+        }
+        assert_eq!(latency_ratio("RESHAPE"), 1.0);
+    }
+}

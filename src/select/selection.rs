@@ -164,6 +164,12 @@ impl Selection {
         super::int16::int16_islands(&self.model)
     }
 
+    /// The latency relative to the all-int8 model, estimated from LiteRT's per-op-type
+    /// 16x8 / int8 ratios (see [`super::int16::estimated_latency_vs_int8`]).
+    pub fn estimated_latency_vs_int8(&self) -> f64 {
+        super::int16::estimated_latency_vs_int8(&self.model)
+    }
+
     /// The activation memory int16 adds over int8, in bytes.
     pub fn int16_activation_bytes(&self) -> usize {
         super::int16::int16_activation_bytes(&self.model)
