@@ -275,3 +275,71 @@ fn int16_on_the_broken_layer_recovers_the_target_float_fallback_recovers_in_lite
     let meets: Vec<bool> = measured.iter().map(|m| m.1).collect();
     assert_eq!(meets, [false, true, true], "{measured:?}");
 }
+
+/// A mixed model as `qdbg select --int16` writes it (several int16 islands, int8 ops
+/// between them): LiteRT computes every int8 and int16 tensor as qdbg's executor does,
+/// bit for bit. (No float op here: a float op's output differs from LiteRT's in the last
+/// float bits, which int16's fine steps turn into one-step differences after a QUANTIZE.) The int16 ADDs are left int8 here: on the demo's 100
+/// samples qdbg's 16x8 ADD is one step off LiteRT on 2 of 64,000 codes of `b4_add`
+/// (the ADD mismatch issue 19 notes on MobileNetV3), which the test below keeps in view.
+#[test]
+fn a_mixed_model_written_by_select_runs_bit_exact_in_litert() {
+    assert_mixed_bit_exact("rmse/scale > 0.3 and op != ADD");
+}
+
+/// The same with the int16 ADDs: fails on the 16x8 ADD mismatch (see above).
+#[test]
+#[ignore = "qdbg's 16x8 ADD is one step off LiteRT on rare codes (issue 19, open)"]
+fn a_mixed_model_with_int16_adds_runs_bit_exact_in_litert() {
+    assert_mixed_bit_exact("rmse/scale > 0.3");
+}
+
+fn assert_mixed_bit_exact(int16_rule: &str) {
+    let dir = demo_dir();
+    let d = dir.path();
+    let o = qdbg(&[
+        "select",
+        &path(d, "model.tflite"),
+        "--data",
+        &path(d, "debug.npy"),
+        "--int16",
+        int16_rule,
+        "-o",
+        &path(d, "mixed.tflite"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let model = d.join("mixed.tflite");
+    let graph = qdbg::tflite::read_model(&model).unwrap();
+    let inputs = demo_inputs(d);
+    let oracle = common::litert_dump(&model, &inputs, d);
+    let (samples, ours) = common::qdbg_values("mixed (select --int16)", &graph, &inputs);
+    let (mut compared, mut int16, mut failures) = (0, 0, Vec::new());
+    for (idx, expected) in &oracle {
+        let t = graph.tensor(*idx);
+        if !matches!(t.dtype, qdbg::graph::DType::I8 | qdbg::graph::DType::I16) {
+            continue;
+        }
+        compared += 1;
+        int16 += usize::from(t.dtype == qdbg::graph::DType::I16);
+        assert_eq!(ours[*idx].len(), samples, "t{idx} not computed");
+        let differ = (0..samples)
+            .flat_map(|s| {
+                expected
+                    .index_axis(Axis(0), s)
+                    .iter()
+                    .zip(&ours[*idx][s])
+                    .map(|(a, b)| a != b)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|&d| d)
+            .count();
+        if differ > 0 {
+            failures.push(format!("t{idx} {} '{}': {differ} differ", t.dtype, t.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        int16 >= 8 && compared > int16,
+        "{int16} int16 of {compared}"
+    );
+}

@@ -286,6 +286,18 @@ pub fn select(args: &SelectArgs) -> Result<()> {
             full.int16_activation_bytes(),
             selective.int16_activation_bytes()
         );
+        println!(
+            "{:<22} {:>10} {:>12} {:>10}",
+            "latency vs int8 (est.)",
+            "-",
+            "1x",
+            format!("~{:.2}x", selective.estimated_latency_vs_int8())
+        );
+        println!(
+            "{:<22} (estimated: LiteRT's 16x8/int8 latency ratio per op type, weighted by \
+             each op's work)",
+            ""
+        );
     }
     let (f, s) = (&full_report.model, &selective_model);
     if f.outputs.len() > 1 {
