@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ndarray::{ArrayD, Axis};
+use qdbg::select::Rule;
 
 fn qdbg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_qdbg"))
@@ -342,4 +343,101 @@ fn assert_mixed_bit_exact(int16_rule: &str) {
         int16 >= 8 && compared > int16,
         "{int16} int16 of {compared}"
     );
+}
+
+/// The dashboard's engine, driven as the event loop drives it: a row marked int16 (`i`
+/// makes an `int16 name:` rule) is answered with the row marked and the int16 cost, and
+/// its experiment evaluates the mixed model, meeting the target LiteRT measured above.
+#[test]
+fn the_dashboard_engine_marks_costs_and_evaluates_an_int16_row() {
+    use qdbg::tui::action::{Action, Effect};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let dir = demo_dir();
+    let d = dir.path();
+    let loaded = qdbg::session::Loaded::read(
+        "dashboard",
+        &d.join("model.tflite"),
+        &d.join("debug.npy"),
+        None,
+        &qdbg::data::ImageOptions::default(),
+        qdbg::exec::DeviceChoice::Cpu,
+    )
+    .unwrap();
+    let (tx, mut news) = tokio::sync::mpsc::unbounded_channel();
+    let engine = qdbg::tui::worker::start(
+        qdbg::tui::worker::EngineInputs {
+            loaded,
+            recalibrate: false,
+            mode: qdbg::debug::VerifyMode::PerLayer,
+            arithmetic: qdbg::kernels::int8::Arithmetic::Builtin,
+        },
+        tx,
+        Instant::now(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut next = || {
+        runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(300), news.recv()).await })
+            .expect("engine news within 5 minutes")
+            .expect("the engine is running")
+    };
+    // The debugger's rows and statistics, as the dashboard holds them when it ends.
+    let mut report = None;
+    loop {
+        match next() {
+            Action::DebugUpdated { report: r, .. } => report = Some(r),
+            Action::DebugEnded { .. } => break,
+            Action::DebugFailed(reason) => panic!("{reason}"),
+            _ => {}
+        }
+    }
+    let report = report.expect("the debugger's statistics");
+    let stem = demo_stem();
+    let row = report
+        .layers
+        .iter()
+        .position(|l| l.info.tensor_name == stem)
+        .expect("the stem's row");
+    let rules = vec![Rule::Int16(Box::new(Rule::Name(stem)))];
+    engine.submit(Effect::Recompute {
+        generation: 1,
+        rules: rules.clone(),
+        report: Arc::clone(&report),
+    });
+    engine.submit(Effect::Evaluate {
+        id: 1,
+        rules,
+        report: Arc::clone(&report),
+    });
+    let (mut cost, mut metrics, mut marked) = (None, None, None);
+    while metrics.is_none() {
+        match next() {
+            Action::Int16Rows { int16, .. } => marked = Some(int16),
+            Action::Costed { cost: c, .. } => cost = Some(c),
+            Action::Evaluated { id: 1, result } => metrics = Some(result.unwrap()),
+            Action::CostFailed { reason, .. } | Action::DebugFailed(reason) => panic!("{reason}"),
+            _ => {}
+        }
+    }
+    let cost = cost.expect("the cost came before the evaluation ended");
+    assert_eq!((cost.int16_ops, cost.int16_islands), (1, 1));
+    assert!(cost.int16_activation_bytes > 0);
+    assert!(cost.latency_vs_int8.is_some_and(|r| r > 1.0));
+    let (evaluated_cost, m) = metrics.unwrap();
+    assert_eq!(evaluated_cost, cost);
+    assert!(
+        m.sqnr_db >= 12.0 && m.argmax_agreement >= 0.95,
+        "sqnr {} agreement {}",
+        m.sqnr_db,
+        m.argmax_agreement
+    );
+    let marked = marked.expect("the rows' marks");
+    let expected: Vec<bool> = (0..report.layers.len()).map(|k| k == row).collect();
+    assert_eq!(marked, expected);
+    engine.shutdown();
 }
