@@ -177,10 +177,10 @@ fn demo_threshold_write_evaluate_and_litert_runs_the_written_model() {
         "{screen}"
     );
 
-    // The denylist file beside the model holds the rule.
+    // The denylist file beside the model holds the rule, with its keyword.
     let list = std::fs::read_to_string(dir.path().join("sel.denylist.txt")).unwrap();
     assert!(
-        list.lines().any(|l| l.trim() == "rmse/scale > 0.7"),
+        list.lines().any(|l| l.trim() == "float rmse/scale > 0.7"),
         "{list}"
     );
 

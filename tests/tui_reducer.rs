@@ -363,6 +363,7 @@ fn only_the_newest_rules_answer_counts() {
         float_islands: 1,
         size_bytes: 1000,
         unmatched: vec![],
+        ..Default::default()
     };
     update(
         &mut s,
@@ -453,6 +454,7 @@ fn evaluating_keeps_a_history_of_experiments() {
         float_islands: 3,
         size_bytes: 107_392,
         unmatched: vec![],
+        ..Default::default()
     };
     update(
         &mut s,
@@ -619,6 +621,7 @@ fn the_fix_key_asks_for_a_target_streams_candidates_and_adopts_the_result() {
         float_islands: 1,
         size_bytes: 1000,
         unmatched: vec![],
+        ..Default::default()
     };
     let chosen = vec![Rule::parse("conv1/out").unwrap()];
     let metrics = s.report.model.clone();
@@ -765,4 +768,46 @@ fn a_fix_search_fills_the_side_of_the_sensitivity_it_measured() {
     );
     assert!(s.columns().contains(&Column::OnlyQuantized));
     assert!(!s.columns().contains(&Column::OnlyFloat));
+}
+
+#[test]
+fn i_marks_the_selected_row_int16_and_space_moves_it_between_float_and_int16() {
+    let mut s = with_stats();
+    assert_eq!(
+        key_action(&s, key(KeyCode::Char('i'))).map(|a| format!("{a:?}")),
+        Some("ToggleInt16Row".into())
+    );
+    // The last row (Identity): i marks it int16.
+    update(&mut s, Action::End);
+    let rules = rules_of(&update(&mut s, Action::ToggleInt16Row));
+    assert_eq!(rules, vec!["int16 name:Identity"]);
+    // The engine's answer marks the row.
+    let generation = s.rules_generation;
+    let mut int16 = vec![false; 8];
+    int16[7] = true;
+    update(&mut s, Action::Int16Rows { generation, int16 });
+    assert!(s.int16_rows[7]);
+    // Space on it makes it float instead: float and int16 of one row do not stack.
+    let rules = rules_of(&update(&mut s, Action::ToggleRow));
+    assert_eq!(rules, vec!["name:Identity"]);
+    // i on the float row makes it int16 again; i once more takes the mark off.
+    let rules = rules_of(&update(&mut s, Action::ToggleInt16Row));
+    assert_eq!(rules, vec!["int16 name:Identity"]);
+    let rules = rules_of(&update(&mut s, Action::ToggleInt16Row));
+    assert!(rules.is_empty(), "{rules:?}");
+    // A row int16 by a loaded rule gets an exception (it goes back to int8).
+    s.denylist.loaded = vec![Rule::parse("int16 op:CONV_2D").unwrap()];
+    update(&mut s, Action::Home);
+    let generation = s.rules_generation;
+    let mut int16 = vec![false; 8];
+    int16[0] = true;
+    update(&mut s, Action::Int16Rows { generation, int16 });
+    let rules = rules_of(&update(&mut s, Action::ToggleInt16Row));
+    assert_eq!(
+        rules,
+        vec![
+            "int16 op:CONV_2D",
+            "allow:net_1/stem_bn/add;net_1/stem/conv"
+        ]
+    );
 }

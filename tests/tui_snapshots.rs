@@ -41,6 +41,7 @@ fn cost(denied: usize) -> Cost {
         float_islands: denied,
         size_bytes: 107_392,
         unmatched: vec![],
+        ..Default::default()
     }
 }
 
@@ -527,4 +528,39 @@ fn a_name_too_long_for_a_tiny_panel_says_it_was_cut() {
         "{screen}"
     );
     assert!(!screen.contains("conv2d_9/BiasAdd"), "{screen}");
+}
+
+/// A row marked int16 (`i`): the row shows ◆, the denylist panel the int16 cost and the
+/// estimated latency.
+#[test]
+fn int16_row_and_its_cost() {
+    let mut s = running();
+    update(&mut s, Action::Down);
+    update(&mut s, Action::Down);
+    update(&mut s, Action::ToggleInt16Row);
+    let generation = s.rules_generation;
+    let int16 = (0..8).map(|k| k == 2).collect();
+    update(&mut s, Action::Int16Rows { generation, int16 });
+    update(
+        &mut s,
+        Action::Denied {
+            generation,
+            denied: vec![false; 8],
+        },
+    );
+    update(
+        &mut s,
+        Action::Costed {
+            generation,
+            cost: Cost {
+                size_bytes: 102_176,
+                int16_ops: 1,
+                int16_islands: 1,
+                int16_activation_bytes: 4096,
+                latency_vs_int8: Some(1.8),
+                ..cost(0)
+            },
+        },
+    );
+    insta::assert_snapshot!(text(&s, 100, 30));
 }

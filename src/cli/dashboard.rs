@@ -156,7 +156,13 @@ pub fn dashboard(args: DashboardArgs) -> Result<()> {
         let deny: Vec<String> = outcome
             .rules
             .iter()
-            .map(|r| format!("--deny '{}'", r.to_string().replace('\'', "'\\''")))
+            .map(|r| {
+                let (option, rule) = match r {
+                    qdbg::select::Rule::Int16(inner) => ("--int16", inner.to_string()),
+                    other => ("--deny", other.to_string()),
+                };
+                format!("{option} '{}'", rule.replace('\'', "'\\''"))
+            })
             .collect();
         println!(
             "denylist, to repeat without the dashboard:\n  qdbg select {} --data {}{labels_arg} {} -o selective.tflite",

@@ -1,5 +1,6 @@
-//! `qdbg quantize`: calibrate (or reuse the saved calibration), quantize to full int8 with
-//! qdbg's planner, and write a `.tflite` that LiteRT runs.
+//! `qdbg quantize`: calibrate (or reuse the saved calibration), quantize to full int8 (or
+//! whole-model 16x8, or int8 with the ops `--int16` rules name in 16x8) with qdbg's
+//! planner, and write a `.tflite` that LiteRT runs.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -7,8 +8,12 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 use qdbg::kernels::int8::Arithmetic;
-use qdbg::quant::quantize::{FloatReason, QuantizeOptions};
+use qdbg::quant::quantize::{quantize_graph, FloatReason, QuantizeOptions};
 use qdbg::quant::CalibrationSource;
+use qdbg::select::denylist::{check_names, resolve};
+use qdbg::select::int16::plan_int16;
+use qdbg::select::Rule;
+use qdbg::session::FloatModel;
 
 use super::{DeviceArgs, ImageArgs};
 
@@ -31,6 +36,14 @@ pub struct QuantizeArgs {
     /// as TensorFlow's converter keeps them with the 16x8 op set).
     #[arg(long, value_enum, default_value_t = Activations::Int8)]
     pub activations: Activations,
+    /// Compute the ops this rule picks in 16x8, the rest int8 (repeatable): name:, glob:,
+    /// re: or op: (rules on the debugger's statistics, first: and last: need `qdbg
+    /// select`, which runs the debugger). Same language as `qdbg select --int16`.
+    #[arg(long = "int16", conflicts_with = "activations")]
+    pub int16: Vec<String>,
+    /// Compute every op of this type in 16x8 (repeatable), e.g. CONV_2D.
+    #[arg(long, conflicts_with = "activations")]
+    pub int16_op: Vec<String>,
     /// Recompute the calibration even if a matching one is saved beside the model.
     #[arg(long)]
     pub recalibrate: bool,
@@ -47,18 +60,37 @@ pub enum Activations {
     Int16,
 }
 
+/// The `--int16` rules, refused when they need the debugger's per-layer statistics.
+fn int16_rules(args: &QuantizeArgs) -> Result<Vec<Rule>> {
+    let rules = super::select::int16_rules(&args.int16, None, None, &args.int16_op)?;
+    for rule in &rules {
+        if let Rule::Int16(inner) = rule {
+            if matches!(**inner, Rule::Metric(_) | Rule::First(_) | Rule::Last(_)) {
+                return Err(qdbg::Error::usage(
+                    "--int16",
+                    format!(
+                        "'{inner}' needs the debugger's per-layer statistics, which `qdbg \
+                         quantize` does not compute: use `qdbg select --int16 '{inner}'` \
+                         (same options), or name the ops with name:, glob:, re: or op:"
+                    ),
+                )
+                .into());
+            }
+        }
+    }
+    Ok(rules)
+}
+
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     let started = Instant::now();
-    let session = qdbg::session::Loaded::read(
-        "qdbg quantize",
-        &args.model,
-        &args.data,
-        None,
-        &args.images.options(),
-        args.device.device,
-    )?
-    // No int8 model runs here: the arithmetic is irrelevant.
-    .calibrate(args.recalibrate, Arithmetic::Builtin, &mut |_| {})?;
+    let rules = int16_rules(args)?;
+    let model = FloatModel::read(&args.model, "qdbg quantize")?;
+    // A misspelt name or an op that cannot be int16 is known before calibrating.
+    check_names(&model.graph, &rules)?;
+    let session = model
+        .with_data(&args.data, None, &args.images.options(), args.device.device)?
+        // No int8 model runs here: the arithmetic is irrelevant.
+        .calibrate(args.recalibrate, Arithmetic::Builtin, &mut |_| {})?;
     let (graph, calibration, source) = (
         session.graph(),
         &session.calibration,
@@ -85,6 +117,18 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
         ..Default::default()
     };
     let (model, kind) = match args.activations {
+        Activations::Int8 if !rules.is_empty() => {
+            let resolved = resolve(graph, &rules, &[])?;
+            for rule in &resolved.unmatched {
+                eprintln!("note: rule '{rule}' matches nothing");
+            }
+            let mixed = plan_int16(&session.selector.plan, graph, calibration, &resolved);
+            super::select::print_int16(graph, &mixed.int16, &mixed.refused);
+            (
+                quantize_graph(graph, &mixed.plan, &options)?,
+                "int8 and 16x8",
+            )
+        }
         Activations::Int8 => (session.quantize(&options)?, "int8"),
         Activations::Int16 => (session.quantize_16x8(&options)?, "16x8"),
     };

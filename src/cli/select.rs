@@ -1,6 +1,6 @@
 //! `qdbg select`: build a denylist from rules, write the selectively quantized model, and
-//! show what it costs (float ops, float islands, size) and buys (model-level error,
-//! accuracy) next to the float and the full-int8 model.
+//! show what it costs (float ops, float islands, int16 ops and islands, size) and buys
+//! (model-level error, accuracy) next to the float and the full-int8 model.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -20,8 +20,15 @@ use super::{DeviceArgs, ImageArgs, InputArgs, Int8Args};
     after_help = "Rules: name:EXACT, glob:PATTERN, re:REGEX (output tensor names of the float \
 model; a bare word is an exact name), op:TYPE, first:N, last:N, or a metric expression such as \
 'rmse/scale > 0.7', 'sqnr_db < 20 and op == CONV_2D' (and binds tighter than or).\n\n\
+--deny keeps the ops a rule picks float; --int16 computes them in 16x8 instead (int16 \
+activations, int8 weights: the model stays integer). Float wins where both pick an op. An op \
+an --int16 rule picks loosely (metric, first/last, glob, re) that cannot run in 16x8 stays \
+int8 and is listed; an --int16 name: or op: rule naming such an op is refused. A denylist \
+file holds both, a keyword per line: 'float op:MEAN', 'int16 rmse/scale > 0.7' (a bare rule \
+is a float rule).\n\n\
 Example:\n  qdbg select model.tflite --data debug.npy --labels labels.txt \\\n    \
---deny 'rmse/scale > 0.7' --deny-first 5 --deny-op MEAN -o selective.tflite"
+--deny 'rmse/scale > 0.7' --deny-first 5 --deny-op MEAN -o selective.tflite\n  \
+qdbg select model.tflite --data debug.npy --int16 'rmse/scale > 0.7' -o mixed.tflite"
 )]
 pub struct SelectArgs {
     #[command(flatten)]
@@ -39,7 +46,20 @@ pub struct SelectArgs {
     /// Keep every op of this type float (repeatable), e.g. MEAN.
     #[arg(long)]
     pub deny_op: Vec<String>,
-    /// Read rules from a file (one per line, # comments).
+    /// Compute the ops this rule picks in 16x8 instead of int8 (repeatable): name:, glob:,
+    /// re:, op:, first:, last: or a metric expression.
+    #[arg(long = "int16")]
+    pub int16: Vec<String>,
+    /// Compute the first N quantized layers in 16x8.
+    #[arg(long)]
+    pub int16_first: Option<usize>,
+    /// Compute the last N quantized layers in 16x8.
+    #[arg(long)]
+    pub int16_last: Option<usize>,
+    /// Compute every op of this type in 16x8 (repeatable), e.g. MEAN.
+    #[arg(long)]
+    pub int16_op: Vec<String>,
+    /// Read rules from a file (one per line, # comments; `int16 RULE` for 16x8).
     #[arg(long)]
     pub deny_file: Option<PathBuf>,
     /// Save the rules used as a denylist file.
@@ -74,7 +94,71 @@ fn rules(args: &SelectArgs) -> Result<Vec<Rule>> {
             .iter()
             .map(|o| Rule::Op(o.to_ascii_uppercase())),
     );
+    rules.extend(int16_rules(
+        &args.int16,
+        args.int16_first,
+        args.int16_last,
+        &args.int16_op,
+    )?);
     Ok(rules)
+}
+
+/// The `--int16*` options as int16 rules (shared with `qdbg quantize`).
+pub fn int16_rules(
+    texts: &[String],
+    first: Option<usize>,
+    last: Option<usize>,
+    ops: &[String],
+) -> Result<Vec<Rule>> {
+    let usage = |e: String| qdbg::Error::usage("--int16", e);
+    let mut bare = Vec::new();
+    for text in texts {
+        bare.push(Rule::parse(text).map_err(usage)?);
+    }
+    bare.extend(first.map(Rule::First));
+    bare.extend(last.map(Rule::Last));
+    bare.extend(ops.iter().map(|o| Rule::Op(o.to_ascii_uppercase())));
+    let mut rules = Vec::new();
+    for rule in bare {
+        // `--int16 'int16 op:ADD'` says the same twice; take it as meant.
+        rules.push(match rule {
+            Rule::Int16(_) => rule,
+            other => Rule::int16(other).map_err(usage)?,
+        });
+    }
+    Ok(rules)
+}
+
+/// Prints the ops an int16 rule computes in 16x8, and those it picked that stay int8.
+pub fn print_int16(
+    graph: &qdbg::graph::Graph,
+    int16: &std::collections::BTreeSet<usize>,
+    refused: &[(usize, String)],
+) {
+    let line = |pos: usize| {
+        let node = &graph.nodes[pos];
+        format!(
+            "#{} {} '{}'",
+            node.source_index,
+            node.op.display_name(),
+            graph.tensor(node.outputs[0]).name
+        )
+    };
+    if !int16.is_empty() {
+        println!("computed in 16x8 by the int16 rules ({}):", int16.len());
+        for &pos in int16 {
+            println!("  {}", line(pos));
+        }
+    }
+    if !refused.is_empty() {
+        println!(
+            "picked by an int16 rule but left int8 ({}; deny them to keep them float instead):",
+            refused.len()
+        );
+        for (pos, why) in refused {
+            println!("  {}: {why}", line(*pos));
+        }
+    }
 }
 
 pub fn select(args: &SelectArgs) -> Result<()> {
@@ -131,6 +215,7 @@ pub fn select(args: &SelectArgs) -> Result<()> {
             graph.tensor(node.outputs[0]).name
         );
     }
+    print_int16(graph, &selective.int16, &selective.int16_refused);
     if !selective.ranges.is_empty() {
         println!(
             "quantized with a chosen range instead of min/max ({}, still int8):",
@@ -179,6 +264,41 @@ pub fn select(args: &SelectArgs) -> Result<()> {
         full.float_islands(),
         selective.float_islands()
     );
+    if selective.int16_ops() > 0 {
+        println!(
+            "{:<22} {:>10} {:>12} {:>10}",
+            "int16 ops",
+            0,
+            full.int16_ops(),
+            selective.int16_ops()
+        );
+        println!(
+            "{:<22} {:>10} {:>12} {:>10}",
+            "int16 islands",
+            0,
+            full.int16_islands(),
+            selective.int16_islands()
+        );
+        println!(
+            "{:<22} {:>10} {:>12} {:>10}",
+            "int16 act. (+bytes)",
+            "-",
+            full.int16_activation_bytes(),
+            selective.int16_activation_bytes()
+        );
+        println!(
+            "{:<22} {:>10} {:>12} {:>10}",
+            "latency vs int8 (est.)",
+            "-",
+            "1x",
+            format!("~{:.2}x", selective.estimated_latency_vs_int8())
+        );
+        println!(
+            "{:<22} (estimated: LiteRT's 16x8/int8 latency ratio per op type, weighted by \
+             each op's work)",
+            ""
+        );
+    }
     let (f, s) = (&full_report.model, &selective_model);
     if f.outputs.len() > 1 {
         // One row per output, the worst of each model marked with '*': pooled, the

@@ -5,6 +5,7 @@
 
 mod checkpoint;
 pub mod denylist;
+pub mod int16;
 pub mod rules;
 pub mod selection;
 

@@ -17,6 +17,11 @@
 //! - a metric expression over the debugger's per-layer statistics, such as
 //!   `rmse/scale > 0.7` or `sqnr_db < 20 and op == CONV_2D`, with `and` / `or`
 //!   (`and` binds tighter) and the comparisons `> >= < <= == !=`.
+//!
+//! A keyword before a rule says what it does with the ops it picks: `float RULE` keeps
+//! them float (what a bare rule does, so files written before the keyword read the same)
+//! and `int16 RULE` computes them in 16x8 (int16 activations, int8 weights) instead of
+//! int8: `int16 rmse/scale > 0.7`, `float op:MEAN`. `allow:` and `range:` take no keyword.
 
 use std::fmt;
 use std::str::FromStr;
@@ -41,6 +46,9 @@ pub enum Rule {
         tensor: String,
         method: RangeMethod,
     },
+    /// Computes the ops the inner rule picks in 16x8 instead of int8 (a float rule
+    /// picking the same op wins). The inner rule is never `Allow`, `Range` or `Int16`.
+    Int16(Box<Rule>),
 }
 
 /// `or` of `and`s of comparisons.
@@ -108,13 +116,60 @@ impl fmt::Display for Rule {
             Rule::Range { tensor, method } => {
                 write!(f, "range:{tensor}={}", range_method_text(*method))
             }
+            Rule::Int16(inner) => write!(f, "{INT16_KEYWORD} {inner}"),
         }
     }
 }
 
+/// The keyword of a rule picking ops to compute in 16x8.
+pub const INT16_KEYWORD: &str = "int16";
+/// The keyword of a rule keeping ops float (a bare rule means the same).
+pub const FLOAT_KEYWORD: &str = "float";
+
 impl Rule {
-    /// Parses one rule; the error says what forms are accepted.
+    /// Parses one rule, with its keyword if it has one (`int16 RULE`, `float RULE`); the
+    /// error says what forms are accepted.
     pub fn parse(text: &str) -> std::result::Result<Rule, String> {
+        let text = text.trim();
+        if let Some((keyword, rest)) = text.split_once(char::is_whitespace) {
+            if keyword == INT16_KEYWORD {
+                return Rule::int16(Rule::parse(rest)?);
+            }
+            if keyword == FLOAT_KEYWORD {
+                let rule = Rule::parse(rest)?;
+                return if rule.picks_ops() {
+                    Ok(rule)
+                } else {
+                    Err(format!(
+                        "'{text}': '{rule}' takes no keyword; write it alone"
+                    ))
+                };
+            }
+        }
+        Rule::parse_bare(text)
+    }
+
+    /// `rule` turned into an int16 rule; refused for rules that pick no ops to compute
+    /// (`allow:`, `range:`) and for an int16 rule already.
+    pub fn int16(rule: Rule) -> std::result::Result<Rule, String> {
+        if rule.picks_ops() {
+            Ok(Rule::Int16(Box::new(rule)))
+        } else {
+            Err(format!(
+                "'{rule}' cannot be an int16 rule: int16 takes name:, glob:, re:, op:, \
+                 first:, last: or a metric expression"
+            ))
+        }
+    }
+
+    /// Whether the rule picks ops to treat (float or int16), rather than excepting an op
+    /// (`allow:`), choosing a range (`range:`) or being an int16 rule itself.
+    pub fn picks_ops(&self) -> bool {
+        !matches!(self, Rule::Allow(_) | Rule::Range { .. } | Rule::Int16(_))
+    }
+
+    /// A rule without a keyword.
+    fn parse_bare(text: &str) -> std::result::Result<Rule, String> {
         let text = text.trim();
         if text.is_empty() {
             return Err("empty rule".into());
@@ -437,6 +492,38 @@ mod tests {
         }
         assert_eq!(format_number(-0.0), "0");
         assert_eq!(format_number(20.0), "20");
+    }
+
+    #[test]
+    fn keywords_say_float_or_int16_and_write_back() {
+        let r = Rule::parse("int16 rmse/scale > 0.7").unwrap();
+        assert!(matches!(&r, Rule::Int16(inner) if matches!(**inner, Rule::Metric(_))));
+        assert_eq!(r.to_string(), "int16 rmse/scale > 0.7");
+        assert_eq!(Rule::parse(&r.to_string()).unwrap(), r);
+        assert_eq!(
+            Rule::parse("int16   op:mean").unwrap().to_string(),
+            "int16 op:MEAN"
+        );
+        // `float` is what a bare rule means.
+        assert_eq!(
+            Rule::parse("float op:MEAN").unwrap(),
+            Rule::Op("MEAN".into())
+        );
+        assert_eq!(
+            Rule::parse("float conv1/out").unwrap(),
+            Rule::Name("conv1/out".into())
+        );
+        // A tensor named like a keyword is still a name.
+        assert_eq!(Rule::parse("int16").unwrap(), Rule::Name("int16".into()));
+        for bad in [
+            "int16 allow:a",
+            "int16 range:a=mse",
+            "int16 int16 op:ADD",
+            "float allow:a",
+            "int16 rmse > 1",
+        ] {
+            assert!(Rule::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -112,6 +112,12 @@ pub struct Selection {
     pub rules: Vec<Rule>,
     /// Float-graph positions the rules keep float.
     pub keep_float: BTreeSet<usize>,
+    /// Float-graph positions the model computes in 16x8 (what `int16` rules asked for,
+    /// less `int16_refused`).
+    pub int16: BTreeSet<usize>,
+    /// Ops an `int16` rule picked that stay int8, each with why (no 16x8 kernel, not
+    /// calibrated).
+    pub int16_refused: Vec<(usize, String)>,
     /// Rules that matched no op.
     pub unmatched: Vec<Rule>,
     /// The range each `range:` rule gave its tensor, with the observed min/max it replaced.
@@ -146,6 +152,27 @@ impl Selection {
     /// The partitions an integer-only accelerator would split the model into.
     pub fn float_islands(&self) -> usize {
         float_islands(&self.model)
+    }
+
+    /// Ops computing in 16x8.
+    pub fn int16_ops(&self) -> usize {
+        super::int16::int16_ops(&self.model)
+    }
+
+    /// Connected runs of 16x8 ops (each entered and left through a requantize).
+    pub fn int16_islands(&self) -> usize {
+        super::int16::int16_islands(&self.model)
+    }
+
+    /// The latency relative to the all-int8 model, estimated from LiteRT's per-op-type
+    /// 16x8 / int8 ratios (see [`super::int16::estimated_latency_vs_int8`]).
+    pub fn estimated_latency_vs_int8(&self) -> f64 {
+        super::int16::estimated_latency_vs_int8(&self.model)
+    }
+
+    /// The activation memory int16 adds over int8, in bytes.
+    pub fn int16_activation_bytes(&self) -> usize {
+        super::int16::int16_activation_bytes(&self.model)
     }
 }
 
@@ -236,6 +263,7 @@ impl Selector {
     pub fn select(&self, rules: &[Rule], layers: &[LayerStats]) -> Result<Selection> {
         let resolved = resolve(&self.graph, rules, layers)?;
         let (plan, ranges) = self.plan_with_ranges(&resolved.ranges)?;
+        let (plan, int16, int16_refused) = self.plan_with_int16(plan, &resolved)?;
         let model = quantize_graph(
             &self.graph,
             &plan,
@@ -249,11 +277,35 @@ impl Selector {
         Ok(Selection {
             rules: rules.to_vec(),
             keep_float: resolved.keep_float,
+            int16,
+            int16_refused,
             unmatched: resolved.unmatched,
             ranges,
             model,
             bytes,
         })
+    }
+
+    /// `plan` with the ops `int16` rules picked computing in 16x8 (their int16 parameters
+    /// from the calibration, as TensorFlow's 16x8 quantizer computes them), the ops that
+    /// do, and those picked that stay int8 with why.
+    #[allow(clippy::type_complexity)]
+    fn plan_with_int16(
+        &self,
+        plan: Arc<ActivationPlan>,
+        resolved: &super::denylist::Resolved,
+    ) -> Result<(Arc<ActivationPlan>, BTreeSet<usize>, Vec<(usize, String)>)> {
+        if resolved.int16.is_empty() {
+            return Ok((plan, BTreeSet::new(), resolved.int16_refused.clone()));
+        }
+        let calibration = self.calibration.as_ref().ok_or_else(|| Error::Data {
+            path: self.graph.source.clone(),
+            reason: "int16 rules need the float model's calibration, which a model quantized \
+                     elsewhere has none of: select from the float model with --data instead"
+                .into(),
+        })?;
+        let mixed = super::int16::plan_int16(&plan, &self.graph, calibration, resolved);
+        Ok((Arc::new(mixed.plan), mixed.int16, mixed.refused))
     }
 
     /// The activation plan with each tensor of `methods` given the range its method finds

@@ -49,6 +49,8 @@ pub enum Action {
     NudgeUp,
     NudgeDown,
     ToggleRow,
+    /// Mark the selected row int16 (16x8) instead of int8, or unmark it.
+    ToggleInt16Row,
     DenySearchMatches,
     ClearSearch,
     ClearDenylist,
@@ -88,6 +90,11 @@ pub enum Action {
     Denied {
         generation: u64,
         denied: Vec<bool>,
+    },
+    /// Which layers a generation of rules computes in 16x8, aligned with the layers.
+    Int16Rows {
+        generation: u64,
+        int16: Vec<bool>,
     },
     Costed {
         generation: u64,
@@ -247,6 +254,7 @@ pub fn key_action(state: &State, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('n') => Action::OpenFirstN,
         KeyCode::Char('o') => Action::OpenOpTypes,
         KeyCode::Char(' ') => Action::ToggleRow,
+        KeyCode::Char('i') => Action::ToggleInt16Row,
         KeyCode::Char('/') => Action::OpenSearch,
         KeyCode::Char('d') => Action::DenySearchMatches,
         KeyCode::Char('x') => Action::ClearDenylist,
@@ -272,7 +280,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("t  +  -", "threshold rule (any metric); nudge its number"),
     ("n", "keep the first N layers float"),
     ("o", "op types to keep float (Space toggles)"),
-    ("Space", "toggle the selected row in the denylist"),
+    (
+        "Space  i",
+        "toggle the selected row float; i: int16 (16x8) ◆",
+    ),
     ("/  d  Esc", "filter rows by a name regex; deny them; clear"),
     ("x", "clear the denylist"),
     ("e", "evaluate: float / full int8 / selective"),

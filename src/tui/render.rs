@@ -327,6 +327,8 @@ fn cell_text(
         Column::Denied => {
             if state.denied.get(k).copied().unwrap_or(false) {
                 "■".into()
+            } else if state.int16_rows.get(k).copied().unwrap_or(false) {
+                "◆".into()
             } else {
                 " ".into()
             }
@@ -379,8 +381,11 @@ fn render_table(state: &State, frame: &mut Frame, area: Rect) {
         .map(|(pos, &k)| {
             let l = &state.layers()[k];
             let denied = state.denied.get(k).copied().unwrap_or(false);
+            let int16 = state.int16_rows.get(k).copied().unwrap_or(false);
             let mut row_style = if denied {
                 style(state, Color::Magenta)
+            } else if int16 {
+                style(state, Color::Cyan)
             } else {
                 Style::default()
             };
@@ -636,6 +641,27 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
             size(sel_cost.map(|c| c.size_bytes)),
         ]),
     ];
+    // The int16 rows only when the selective model has int16 ops: an int8 denylist's
+    // panel stays as it was.
+    if sel_cost.is_some_and(|c| c.int16_ops > 0) {
+        rows.push(row([
+            "int16 ops".into(),
+            "-".into(),
+            "0".into(),
+            cost_cell(sel_cost, |c| {
+                format!("{} ({} isl)", c.int16_ops, c.int16_islands)
+            }),
+        ]));
+        rows.push(row([
+            "latency".into(),
+            "-".into(),
+            "1x".into(),
+            cost_cell(sel_cost, |c| {
+                c.latency_vs_int8
+                    .map_or("-".into(), |r| format!("~{r:.2}x est"))
+            }),
+        ]));
+    }
     // One SQNR row per model output when there are several (the worst of each column
     // flagged): the pooled number hides a small broken output behind a big good one.
     let output_names: Vec<&str> = if full.outputs.is_empty() {
@@ -803,6 +829,9 @@ fn render_experiments(state: &State, frame: &mut Frame, area: Rect) {
                             " · {} float · {} isl",
                             c.denylisted_ops, c.float_islands
                         ));
+                        if c.int16_ops > 0 {
+                            s.push_str(&format!(" · {} int16", c.int16_ops));
+                        }
                     }
                     s
                 }
@@ -856,6 +885,30 @@ fn render_denylist(state: &State, frame: &mut Frame, area: Rect) {
                 "float ops {} · islands {}",
                 c.float_ops, c.float_islands
             )));
+            if c.int16_ops > 0 {
+                lines.push(Line::from(format!(
+                    "int16 ops {} · islands {}",
+                    c.int16_ops, c.int16_islands
+                )));
+                lines.push(Line::from(format!(
+                    "int16 activations +{}",
+                    size(Some(c.int16_activation_bytes))
+                )));
+                if let Some(r) = c.latency_vs_int8 {
+                    lines.push(Line::from(format!(
+                        "latency ~{r:.2}x int8 (estimated, LiteRT ratio per op type)"
+                    )));
+                }
+            }
+            if c.int16_refused > 0 {
+                lines.push(Line::styled(
+                    format!(
+                        "{} int16 pick(s) stay int8: no 16x8 kernel",
+                        c.int16_refused
+                    ),
+                    style(state, Color::Yellow),
+                ));
+            }
             lines.push(Line::from(format!("size {}", size(Some(c.size_bytes)))));
             if !c.unmatched.is_empty() {
                 lines.push(Line::styled(

@@ -129,12 +129,22 @@ pub enum Prompt {
 }
 
 /// What the denylist costs, as the engine computed it for one set of rules.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Cost {
     pub denylisted_ops: usize,
     pub float_ops: usize,
     pub float_islands: usize,
     pub size_bytes: usize,
+    /// Ops computing in 16x8, their connected runs, and the activation memory int16
+    /// adds over int8 (bytes).
+    pub int16_ops: usize,
+    pub int16_islands: usize,
+    pub int16_activation_bytes: usize,
+    /// Ops int16 rules picked that stay int8 (no 16x8 kernel).
+    pub int16_refused: usize,
+    /// The model's latency relative to all-int8, estimated from LiteRT's per-op-type
+    /// 16x8 / int8 latency ratios (`None` without int16 ops).
+    pub latency_vs_int8: Option<f64>,
     /// Rules that matched no op.
     pub unmatched: Vec<Rule>,
 }
@@ -239,6 +249,8 @@ pub struct Denylist {
     pub regexes: Vec<regex::Regex>,
     /// Rows toggled on by hand (output tensor names).
     pub names: BTreeSet<String>,
+    /// Rows marked int16 (16x8) by hand (output tensor names).
+    pub int16_names: BTreeSet<String>,
     /// Rows toggled off by hand although a rule denies them.
     pub allowed: BTreeSet<String>,
     /// Rules from a denylist file given on the command line.
@@ -264,6 +276,11 @@ impl Denylist {
         rules.extend(self.ops.iter().cloned().map(Rule::Op));
         rules.extend(self.regexes.iter().cloned().map(Rule::Regex));
         rules.extend(self.names.iter().cloned().map(Rule::Name));
+        rules.extend(
+            self.int16_names
+                .iter()
+                .map(|n| Rule::Int16(Box::new(Rule::Name(n.clone())))),
+        );
         rules.extend(self.allowed.iter().cloned().map(Rule::Allow));
         rules
     }
@@ -303,6 +320,9 @@ pub struct State {
     pub denylist: Denylist,
     /// Which layers the current rules deny (engine's answer), aligned with `report.layers`.
     pub denied: Vec<bool>,
+    /// Which layers the current rules compute in 16x8 (engine's answer), aligned with
+    /// `report.layers`.
+    pub int16_rows: Vec<bool>,
     /// Generation of the rules last sent to the engine, and of the last answer.
     pub rules_generation: u64,
     pub answered_generation: u64,
@@ -351,6 +371,7 @@ impl State {
             show_help: false,
             denylist: Denylist::default(),
             denied: Vec::new(),
+            int16_rows: Vec::new(),
             rules_generation: 0,
             answered_generation: 0,
             cost: None,

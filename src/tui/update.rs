@@ -136,7 +136,29 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                     list.allowed.insert(name);
                 }
             } else if !list.allowed.remove(&name) {
+                list.int16_names.remove(&name);
                 list.names.insert(name);
+            }
+            return vec![recompute(state)];
+        }
+        Action::ToggleInt16Row => {
+            let Some(k) = state.selected_layer() else {
+                return vec![];
+            };
+            let name = state.layers()[k].info.tensor_name.clone();
+            let int16 = state.int16_rows.get(k).copied().unwrap_or(false);
+            let list = &mut state.denylist;
+            if list.int16_names.remove(&name) {
+                // Unmarked: back to what the other rules make it.
+            } else if list.names.remove(&name) {
+                // Float by hand becomes int16 instead (float would win over int16).
+                list.int16_names.insert(name);
+            } else if int16 {
+                // int16 by another rule (a loaded file): an exception makes it int8.
+                list.allowed.insert(name);
+            } else {
+                list.allowed.remove(&name);
+                list.int16_names.insert(name);
             }
             return vec![recompute(state)];
         }
@@ -364,6 +386,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                 samples: 0,
             };
             state.denied = vec![false; report.layers.len()];
+            state.int16_rows = vec![false; report.layers.len()];
             state.report = Arc::new(report);
             state.phase = Phase::Running;
             state.progress = DebugProgress {
@@ -405,6 +428,11 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             if generation >= state.answered_generation {
                 state.answered_generation = generation;
                 keep_selection(state, |s| s.denied = denied);
+            }
+        }
+        Action::Int16Rows { generation, int16 } => {
+            if generation >= state.answered_generation {
+                keep_selection(state, |s| s.int16_rows = int16);
             }
         }
         Action::Costed { generation, cost } => {

@@ -225,11 +225,17 @@ fn setup_and_debug(
 }
 
 pub fn cost_of(selection: &Selection) -> Cost {
+    let int16_ops = selection.int16_ops();
     Cost {
         denylisted_ops: selection.denylisted_ops(),
         float_ops: selection.float_ops(),
         float_islands: selection.float_islands(),
         size_bytes: selection.bytes.len(),
+        int16_ops,
+        int16_islands: selection.int16_islands(),
+        int16_activation_bytes: selection.int16_activation_bytes(),
+        int16_refused: selection.int16_refused.len(),
+        latency_vs_int8: (int16_ops > 0).then(|| selection.estimated_latency_vs_int8()),
         unmatched: selection.unmatched.clone(),
     }
 }
@@ -261,6 +267,13 @@ fn cost_loop(selector: &Selector, requests: &Receiver<Effect>, actions: &ActionS
                     .iter()
                     .map(|l| selection.keep_float.contains(&l.info.float_node))
                     .collect();
+                // Sent before `Denied`, which marks the generation answered.
+                let int16 = report
+                    .layers
+                    .iter()
+                    .map(|l| selection.int16.contains(&l.info.float_node))
+                    .collect();
+                let _ = actions.send(Action::Int16Rows { generation, int16 });
                 let _ = actions.send(Action::Denied { generation, denied });
                 let _ = actions.send(Action::Costed {
                     generation,
@@ -480,8 +493,12 @@ fn write_model(
     crate::atomic::write_bytes_atomic(path, &selection.bytes).map_err(|e| e.to_string())?;
     let list = denylist_path(path);
     write_denylist(&list, &selection.rules).map_err(|e| e.to_string())?;
+    let int16 = match selection.int16_ops() {
+        0 => String::new(),
+        n => format!(", {n} ops int16"),
+    };
     Ok(format!(
-        "wrote {} ({} kB, {} ops float, {} islands) and {}",
+        "wrote {} ({} kB, {} ops float, {} islands{int16}) and {}",
         path.display(),
         selection.bytes.len() / 1024,
         selection.denylisted_ops(),
