@@ -37,9 +37,13 @@ pub struct FixArgs {
     /// Where to write the chosen model.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Never keep an op float.
+    /// Never keep an op float (remedies: better ranges, then int16 activations).
     #[arg(long)]
     pub integer_only: bool,
+    /// Never compute an op in 16x8 (remedies: better ranges, then float). LiteRT's 16x8
+    /// kernels are much slower than its int8 ones (see `qdbg select`'s latency estimate).
+    #[arg(long)]
+    pub no_int16: bool,
     /// Fraction of the samples (the last ones) the search never sees, to score the result
     /// on (default 0.2 with 50 samples or more, else 0).
     #[arg(long, value_name = "FRACTION")]
@@ -109,14 +113,24 @@ fn held_out(samples: usize, fraction: Option<f64>) -> Result<usize> {
 
 fn candidate_line(metric: &str, c: &Candidate) -> String {
     format!(
-        "  {:<11} {:>3} remedies  {metric} {:>10.4}  float ops {:>3}  islands {:>2}  {}",
+        "  {:<11} {:>3} remedies  {metric} {:>10.4}  float ops {:>3}  islands {:>2}{}  {}",
         c.stage.label(),
         c.remedies.len(),
         c.metric,
         c.float_ops,
         c.float_islands,
+        int16_cell(c),
         if c.meets_target { "meets" } else { "-" }
     )
+}
+
+/// `  int16 ops N` when the candidate computes some ops in 16x8, else nothing.
+fn int16_cell(c: &Candidate) -> String {
+    if c.int16_ops > 0 {
+        format!("  int16 ops {:>3}", c.int16_ops)
+    } else {
+        String::new()
+    }
 }
 
 fn values(target: &Target, m: &ModelMetrics) -> Vec<f64> {
@@ -164,6 +178,7 @@ pub fn fix(args: &FixArgs) -> Result<()> {
         &target,
         SearchOptions {
             integer_only: args.integer_only,
+            no_int16: args.no_int16,
         },
         &cancel,
         &mut |c, _| println!("{}", candidate_line(metric, c)),
@@ -245,10 +260,15 @@ pub fn fix(args: &FixArgs) -> Result<()> {
             return Err(qdbg::Error::usage(
                 "--integer-only",
                 format!(
-                    "the full-int8 model misses the target ({}) and the only remedies qdbg has \
-                     yet keep ops float: the target cannot be met integer-only yet; drop \
-                     --integer-only or loosen the target",
-                    misses.join("; ")
+                    "no integer-only model found meets the target ({}): better ranges and \
+                     int16 activations (16x8) on the ops LiteRT runs in 16x8 were not \
+                     enough{}; drop --integer-only (float fallback) or loosen the target",
+                    misses.join("; "),
+                    if args.no_int16 {
+                        " (int16 not tried: --no-int16)"
+                    } else {
+                        ""
+                    }
                 ),
             )
             .into())
@@ -289,14 +309,15 @@ pub fn fix(args: &FixArgs) -> Result<()> {
             println!("  {}", r.describe(&selector.graph));
         }
     }
-    println!("\nPareto front ({metric}, float ops, islands):");
+    println!("\nPareto front ({metric}, float ops, islands, int16 ops):");
     for &i in &outcome.pareto {
         let c = &outcome.candidates[i];
         println!(
-            "  {metric} {:>10.4}  float ops {:>3}  islands {:>2}  {} remedies{}",
+            "  {metric} {:>10.4}  float ops {:>3}  islands {:>2}{}  {} remedies{}",
             c.metric,
             c.float_ops,
             c.float_islands,
+            int16_cell(c),
             c.remedies.len(),
             if std::ptr::eq(c, chosen) {
                 "  <- chosen"
@@ -348,6 +369,15 @@ pub fn fix(args: &FixArgs) -> Result<()> {
         chosen.float_ops,
         chosen.float_islands
     );
+    if chosen.int16_ops > 0 {
+        println!(
+            "{} ops in 16x8 ({} int16 islands); latency about {:.1}x the all-int8 model's \
+             (estimated, LiteRT ratio per op type)",
+            chosen.int16_ops,
+            qdbg::select::int16::int16_islands(&model),
+            qdbg::select::int16::estimated_latency_vs_int8(&model)
+        );
+    }
     println!("wrote {}", args.output.display());
     Ok(())
 }

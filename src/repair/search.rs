@@ -1,5 +1,6 @@
-//! The search for the cheapest model that meets a target: ranges, then float fallback
-//! by sensitivity, then a pass that drops every remedy the target does not need.
+//! The search for the cheapest model that meets a target: ranges, then int16 activations,
+//! then float fallback by sensitivity, then a pass that drops every remedy the target does
+//! not need.
 //!
 //! 1. The float model and the full-int8 model are evaluated; a target the float model
 //!    misses cannot be met by any remedy, and a full-int8 model that meets it needs none.
@@ -8,15 +9,16 @@
 //!    ranking's prefixes are close to the fewest ops that bring the noise under the
 //!    target's); for other metrics by the gain of keeping the op alone float.
 //! 3. Better ranges (integer-only) for the tensors of the most sensitive ops.
-//! 4. Greedy: the shortest float prefix of the ranking that meets the target, by
-//!    bisection; then ranges again.
-//! 5. Drop pass: each float remedy in turn, the least useful first, is removed when the
-//!    target still holds. A remedy the greedy step needed early can become redundant once
-//!    later ones (or ranges) are in.
+//! 4. Greedy: the shortest prefix of the ranking's 16x8-capable ops computed in int16 that
+//!    meets the target (integer-only), by bisection; when even all of them miss (unless
+//!    `integer_only`), the shortest float prefix of the ranking; then ranges again.
+//! 5. Drop pass: each float or int16 remedy in turn, the least useful first, is removed
+//!    when the target still holds. A remedy the greedy step needed early can become
+//!    redundant once later ones (or ranges) are in.
 //! 6. The cheapest candidate that meets the target (fewest float ops, then islands, then
-//!    the better metric) is the result, with what each of its remedies buys; every
-//!    evaluated candidate is recorded, and the Pareto front of (metric, float ops,
-//!    islands) is kept.
+//!    int16 ops, then the better metric) is the result, with what each of its remedies
+//!    buys; every evaluated candidate is recorded, and the Pareto front of (metric, float
+//!    ops, islands, int16 ops) is kept.
 //!
 //! Candidates stream to a callback as they are evaluated (the dashboard shows them), and an
 //! `AtomicBool` cancels between (and within) evaluations.
@@ -35,7 +37,7 @@ use crate::debug::metrics::ModelMetrics;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, TensorId};
 use crate::quant::quantize::{float_islands, QuantizedModel};
-use crate::quant::range_search::{ExpectedError, RangeMethod};
+use crate::quant::range_search::RangeMethod;
 use crate::select::rules::range_method_text;
 use crate::select::{Baseline, Rule, Selector};
 
@@ -50,6 +52,10 @@ pub enum Remedy {
         tensor: TensorId,
         choice: RangeChoice,
     },
+    /// Compute the op at this float-graph position in 16x8 (int16 activations): the model
+    /// stays integer-only, at the cost of int16 islands (requantizes at their edges),
+    /// activation memory and the slower 16x8 kernels.
+    Int16 { position: usize },
     /// Keep the op at this float-graph position float (costs float ops and islands).
     Float { position: usize },
 }
@@ -92,6 +98,14 @@ impl Remedy {
         matches!(self, Remedy::Float { .. })
     }
 
+    /// The op a float or int16 remedy acts on (a range acts on a tensor).
+    pub fn position(&self) -> Option<usize> {
+        match *self {
+            Remedy::Float { position } | Remedy::Int16 { position } => Some(position),
+            Remedy::Range { .. } => None,
+        }
+    }
+
     /// The rule that applies this remedy (what a denylist file and the dashboard hold):
     /// a float op by its output tensor's name, a range by its tensor's name.
     pub fn rule(&self, graph: &Graph) -> Rule {
@@ -99,6 +113,9 @@ impl Remedy {
             Remedy::Float { position } => {
                 Rule::Name(graph.tensor(graph.nodes[position].outputs[0]).name.clone())
             }
+            Remedy::Int16 { position } => Rule::Int16(Box::new(Rule::Name(
+                graph.tensor(graph.nodes[position].outputs[0]).name.clone(),
+            ))),
             Remedy::Range { tensor, choice } => Rule::Range {
                 tensor: graph.tensor(tensor).name.clone(),
                 method: choice.method(),
@@ -110,10 +127,11 @@ impl Remedy {
     /// percentile:99.99`.
     pub fn describe(&self, graph: &Graph) -> String {
         match *self {
-            Remedy::Float { position } => {
+            Remedy::Float { position } | Remedy::Int16 { position } => {
                 let node = &graph.nodes[position];
                 format!(
-                    "float #{} {} '{}'",
+                    "{} #{} {} '{}'",
+                    if self.is_float() { "float" } else { "int16" },
                     node.source_index,
                     node.op.display_name(),
                     node.outputs
@@ -140,18 +158,22 @@ pub fn remedy_rules(graph: &Graph, remedies: &[Remedy]) -> Vec<Rule> {
 pub fn build_model(selector: &Selector, remedies: &BTreeSet<Remedy>) -> Result<QuantizedModel> {
     let mut keep_float = Vec::new();
     let mut ranges = BTreeMap::new();
+    let mut int16 = std::collections::HashSet::new();
     for remedy in remedies {
         match *remedy {
             Remedy::Float { position } => keep_float.push(position),
+            Remedy::Int16 { position } => {
+                int16.insert(position);
+            }
             Remedy::Range { tensor, choice } => {
                 ranges.insert(tensor, choice.method());
             }
         }
     }
-    if ranges.is_empty() {
+    if ranges.is_empty() && int16.is_empty() {
         selector.quantize(keep_float)
     } else {
-        selector.quantize_with_ranges(keep_float, &ranges)
+        selector.quantize_mixed(keep_float, &ranges, &int16)
     }
 }
 
@@ -194,6 +216,8 @@ pub struct Candidate {
     /// Ops left float for any reason.
     pub float_ops: usize,
     pub float_islands: usize,
+    /// Ops computing in 16x8.
+    pub int16_ops: usize,
     /// Seconds into the search when it was evaluated.
     pub seconds: f64,
 }
@@ -203,6 +227,8 @@ pub struct Candidate {
 pub struct SearchOptions {
     /// No float remedies.
     pub integer_only: bool,
+    /// No int16 remedies (ranges and float fallback only).
+    pub no_int16: bool,
 }
 
 /// How the search ended.
@@ -221,7 +247,8 @@ pub enum Verdict {
     Unreachable {
         misses: Vec<String>,
     },
-    /// The target needs remedies `integer_only` rules out (only float ones exist yet).
+    /// The target needs float remedies, which `integer_only` rules out (ranges and int16
+    /// were not enough).
     NeedsFloat {
         misses: Vec<String>,
     },
@@ -286,10 +313,12 @@ fn dominates(a: &Candidate, b: &Candidate, higher_is_better: bool) -> bool {
     let strictly = |x: f64, y: f64| better_metric(x, y) && x != y;
     let as_good = better_metric(a.metric, b.metric)
         && a.float_ops <= b.float_ops
-        && a.float_islands <= b.float_islands;
+        && a.float_islands <= b.float_islands
+        && a.int16_ops <= b.int16_ops;
     let better = strictly(a.metric, b.metric)
         || a.float_ops < b.float_ops
-        || a.float_islands < b.float_islands;
+        || a.float_islands < b.float_islands
+        || a.int16_ops < b.int16_ops;
     as_good && better
 }
 
@@ -362,6 +391,7 @@ impl Run<'_> {
             meets_target,
             float_ops: model.float_ops.len(),
             float_islands: float_islands(&model),
+            int16_ops: crate::select::int16::int16_ops(&model),
             seconds: self.started.elapsed().as_secs_f64(),
         };
         (self.on_candidate)(&candidate, &metrics);
@@ -626,49 +656,66 @@ fn search_steps(
             current,
         );
     }
-    if options.integer_only {
-        return Ok(Verdict::NeedsFloat {
-            misses: run.misses(current)?,
-        });
-    }
-
-    // 3. Float fallback in ranking order: the shortest prefix of the ranking that meets
-    //    the target, found by bisection (the metric improves with the prefix, nearly
-    //    always; a dip only makes the prefix longer, and the drop pass trims it).
-    let prefix = |k: usize| -> BTreeSet<Remedy> {
-        let mut set = remedies.clone();
-        set.extend(
-            order[..k]
-                .iter()
-                .map(|&(_, position)| Remedy::Float { position }),
-        );
-        set
+    // 3. int16 (16x8) in ranking order, before float: the model stays integer-only. The
+    //    shortest prefix of the ops LiteRT runs in 16x8 that meets the target, by
+    //    bisection, tried only when all of them together meet it (one evaluation
+    //    otherwise: ops without a 16x8 kernel, HARD_SWISH, can hold most of the noise).
+    let int16_able: Vec<usize> = if options.no_int16 {
+        Vec::new()
+    } else {
+        order
+            .iter()
+            .map(|&(_, position)| position)
+            .filter(|&p| crate::select::int16::int16_refusal(&run.selector.graph, p).is_none())
+            .collect()
     };
-    // Every op float is the float model, which meets the target (checked first) but is
-    // no quantized model: the bisection takes it as met without building it.
-    let n = order.len();
-    let (mut lo, mut hi, mut met) = (0, n, None);
-    let mut last_miss = current;
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        let Some(i) = run.evaluate(&prefix(mid), Stage::Greedy)? else {
-            return Ok(Verdict::Cancelled);
-        };
-        if run.candidates[i].meets_target {
-            (hi, met) = (mid, Some(i));
-        } else {
-            (lo, last_miss) = (mid, i);
+    let as_int16 = |position| Remedy::Int16 { position };
+    let met_int16 = match prefix_bisection(run, &remedies, &int16_able, as_int16, false)? {
+        Prefix::Cancelled => return Ok(Verdict::Cancelled),
+        Prefix::Met { length, candidate } => Some((length, candidate)),
+        Prefix::Missed { .. } | Prefix::Empty => None,
+    };
+    let (mut remedies, mut met) = match met_int16 {
+        Some((length, candidate)) => {
+            let mut set = remedies.clone();
+            set.extend(int16_able[..length].iter().map(|&p| as_int16(p)));
+            (set, candidate)
         }
-    }
-    let Some(met) = met else {
-        return Ok(Verdict::Unreachable {
-            misses: run.misses(last_miss)?,
-        });
+        None if options.integer_only => {
+            return Ok(Verdict::NeedsFloat {
+                misses: run.misses(current)?,
+            });
+        }
+        // 4. Float fallback in ranking order: the shortest prefix of the ranking that
+        //    meets the target, found by bisection (the metric improves with the prefix,
+        //    nearly always; a dip only makes the prefix longer, and the drop pass trims
+        //    it). Every op float is the float model, which meets the target (checked
+        //    first) but is no quantized model: the bisection takes it as met unbuilt.
+        None => {
+            let positions: Vec<usize> = order.iter().map(|&(_, p)| p).collect();
+            let as_float = |position| Remedy::Float { position };
+            match prefix_bisection(run, &remedies, &positions, as_float, true)? {
+                Prefix::Cancelled => return Ok(Verdict::Cancelled),
+                Prefix::Met { length, candidate } => {
+                    let mut set = remedies.clone();
+                    set.extend(positions[..length].iter().map(|&p| as_float(p)));
+                    (set, candidate)
+                }
+                Prefix::Missed { last } => {
+                    return Ok(Verdict::Unreachable {
+                        misses: run.misses(last.unwrap_or(current))?,
+                    })
+                }
+                Prefix::Empty => {
+                    return Ok(Verdict::Unreachable {
+                        misses: run.misses(current)?,
+                    })
+                }
+            }
+        }
     };
-    // 4. Ranges again, now that the float prefix has removed the errors that hid their
-    //    effect: what they add lets the drop pass remove more float ops.
-    let mut remedies = prefix(hi);
-    let mut met = met;
+    // 5. Ranges again, now that the prefix has removed the errors that hid their effect:
+    //    what they add lets the drop pass remove more float (or int16) ops.
     let Some(()) = range_step(
         run,
         ranker,
@@ -690,6 +737,74 @@ fn search_steps(
         remedies,
         met,
     )
+}
+
+/// How a prefix bisection ended.
+enum Prefix {
+    /// The shortest prefix found that meets the target, and its candidate.
+    Met {
+        length: usize,
+        candidate: usize,
+    },
+    /// Even the whole list misses (`last`: the longest prefix evaluated).
+    Missed {
+        last: Option<usize>,
+    },
+    /// Nothing to try.
+    Empty,
+    Cancelled,
+}
+
+/// The shortest prefix of `positions` whose remedies (`remedy` of each), on top of
+/// `base`, meet the target, by bisection. `whole_meets`: the whole list is known to meet
+/// it without an evaluation (every op float is the float model); otherwise the whole list
+/// is evaluated first, and a miss ends the bisection there.
+fn prefix_bisection(
+    run: &mut Run<'_>,
+    base: &BTreeSet<Remedy>,
+    positions: &[usize],
+    remedy: impl Fn(usize) -> Remedy,
+    whole_meets: bool,
+) -> Result<Prefix> {
+    let n = positions.len();
+    if n == 0 {
+        return Ok(Prefix::Empty);
+    }
+    let prefix = |k: usize| -> BTreeSet<Remedy> {
+        let mut set = base.clone();
+        set.extend(positions[..k].iter().map(|&p| remedy(p)));
+        set
+    };
+    let mut met = None;
+    if !whole_meets {
+        let Some(i) = run.evaluate(&prefix(n), Stage::Greedy)? else {
+            return Ok(Prefix::Cancelled);
+        };
+        if !run.candidates[i].meets_target {
+            return Ok(Prefix::Missed { last: Some(i) });
+        }
+        met = Some(i);
+    }
+    let (mut lo, mut hi) = (0, n);
+    let mut last_miss = None;
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        let Some(i) = run.evaluate(&prefix(mid), Stage::Greedy)? else {
+            return Ok(Prefix::Cancelled);
+        };
+        if run.candidates[i].meets_target {
+            (hi, met) = (mid, Some(i));
+        } else {
+            (lo, last_miss) = (mid, Some(i));
+        }
+    }
+    Ok(match met {
+        Some(candidate) => Prefix::Met {
+            length: hi,
+            candidate,
+        },
+        None => Prefix::Missed { last: last_miss },
+    })
 }
 
 /// Tries better ranges for the tensors of `sensitive` ops on top of `remedies`
@@ -722,13 +837,8 @@ fn range_step(
         gain > RANGE_MIN_SHARE * gap || (gain > 0.0 && !gap.is_finite())
     };
     let mut tried: BTreeSet<TensorId> = BTreeSet::new();
-    let float: BTreeSet<usize> = remedies
-        .iter()
-        .filter_map(|r| match r {
-            Remedy::Float { position } => Some(*position),
-            Remedy::Range { .. } => None,
-        })
-        .collect();
+    // Ops no longer int8 (float or int16): an int8 range only they touch changes nothing.
+    let float: BTreeSet<usize> = remedies.iter().filter_map(Remedy::position).collect();
     for &position in sensitive {
         for tensor in range_tensors(run.selector, position) {
             if !tried.insert(tensor)
@@ -811,29 +921,23 @@ fn range_matters(graph: &Graph, tensor: TensorId, float: &BTreeSet<usize>) -> bo
     })
 }
 
-/// The range choices worth evaluating for `tensor`: those giving it a range other than its
-/// min/max, one per distinct range, whose expected quantization error on the tensor's
-/// histogram is no worse than the min/max range's. A range that quantizes its own tensor
-/// worse (an entropy threshold cutting a long tail the values live in, a 99.9th percentile
-/// clipping too much) only helps the model by accident: on MobileNetV3-small such choices
-/// cost 6-20 dB of SQNR, or won on the ranking samples by less than they lost on the rest.
+/// The range choices that give `tensor` a range other than its min/max, one per distinct
+/// range. All are evaluated: a range's expected error on its own tensor's histogram does
+/// not say what it does to the model (on `repair_outliers`, the 99.99th percentile of the
+/// input quantizes the input itself 4.8 times worse than its min/max, and lifts the
+/// output's SQNR from 30 to 44 dB).
 fn distinct_choices(selector: &Selector, tensor: TensorId) -> Vec<RangeChoice> {
     let Some(calibration) = selector.calibration() else {
         return Vec::new();
     };
-    let (Some(observed), Some(histogram)) = (
-        calibration.observed_range(tensor),
-        calibration.histogram(tensor),
-    ) else {
+    let Some(observed) = calibration.observed_range(tensor) else {
         return Vec::new();
     };
-    let error = ExpectedError::new(histogram);
-    let observed_error = error.of(observed);
     let mut seen = vec![observed];
     let mut choices = Vec::new();
     for choice in RangeChoice::ALL {
         if let Some(range) = calibration.refined_range(tensor, choice.method()) {
-            if !seen.contains(&range) && error.of(range) <= observed_error {
+            if !seen.contains(&range) {
                 seen.push(range);
                 choices.push(choice);
             }
@@ -853,12 +957,18 @@ fn finish(
     mut remedies: BTreeSet<Remedy>,
     mut current: usize,
 ) -> Result<Verdict> {
-    // Drop pass over the float remedies (ranges cost nothing, and each was kept for
-    // what it bought), the least useful (smallest gain alone) first.
-    let mut drop_order: Vec<Remedy> = remedies.iter().copied().filter(Remedy::is_float).collect();
-    let gain = |r: &Remedy| match r {
-        Remedy::Float { position } => gain_of.get(position).copied().unwrap_or(0.0),
-        Remedy::Range { .. } => 0.0,
+    // Drop pass over the float and int16 remedies (ranges cost nothing, and each was kept
+    // for what it bought), the least useful (smallest gain alone) first.
+    let mut drop_order: Vec<Remedy> = remedies
+        .iter()
+        .copied()
+        .filter(|r| r.position().is_some())
+        .collect();
+    // An int16 op removes nearly all of the noise its int8 version adds, as float does.
+    let gain = |r: &Remedy| {
+        r.position()
+            .and_then(|p| gain_of.get(&p).copied())
+            .unwrap_or(0.0)
     };
     drop_order.sort_by(|a, b| gain(a).total_cmp(&gain(b)));
     let threshold = outcome.thresholds.first().copied().unwrap_or(f64::NAN);
@@ -1050,7 +1160,7 @@ fn explain_on(
 /// names.
 fn bought_by(graph: &Graph, remedy: Remedy, with: f64, without: f64) -> Bought {
     let (op, tensor) = match remedy {
-        Remedy::Float { position } => {
+        Remedy::Float { position } | Remedy::Int16 { position } => {
             let node = &graph.nodes[position];
             (
                 node.op.display_name().to_string(),
@@ -1074,10 +1184,10 @@ fn bought_by(graph: &Graph, remedy: Remedy, with: f64, without: f64) -> Bought {
 /// Rounds of "choose, then explain" (each explanation can reveal a better model).
 const MAX_RECHOICES: usize = 3;
 
-/// The cheapest candidate meeting the target: fewest float ops, then islands, then the
-/// better metric, then the fewest remedies.
+/// The cheapest candidate meeting the target: fewest float ops, then islands, then int16
+/// ops, then the better metric, then the fewest remedies.
 fn cheapest(run: &Run<'_>, higher: bool) -> Option<usize> {
-    let key = |c: &Candidate| (c.float_ops, c.float_islands);
+    let key = |c: &Candidate| (c.float_ops, c.float_islands, c.int16_ops);
     (0..run.candidates.len())
         .filter(|&i| run.candidates[i].meets_target)
         .min_by(|&a, &b| {
@@ -1109,6 +1219,7 @@ mod tests {
             meets_target: false,
             float_ops,
             float_islands: islands,
+            int16_ops: 0,
             seconds: 0.0,
         }
     }

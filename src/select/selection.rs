@@ -354,6 +354,39 @@ impl Selector {
         self.calibration.as_deref()
     }
 
+    /// [`Selector::quantize_with_ranges`] with the ops at float-graph positions `int16`
+    /// computing in 16x8 (those that cannot stay int8: the caller filters them with
+    /// [`super::int16::int16_refusal`]); int8 <-> int16 requantizes sit at island edges.
+    pub fn quantize_mixed(
+        &self,
+        keep_float: Vec<usize>,
+        ranges: &BTreeMap<TensorId, crate::quant::range_search::RangeMethod>,
+        int16: &std::collections::HashSet<usize>,
+    ) -> Result<QuantizedModel> {
+        if int16.is_empty() {
+            return self.quantize_with_ranges(keep_float, ranges);
+        }
+        let calibration = self.calibration.as_ref().ok_or_else(|| Error::Data {
+            path: self.graph.source.clone(),
+            reason: "int16 remedies need the float model's calibration, which a model \
+                     quantized elsewhere has none of: start from the float model with --data"
+                .into(),
+        })?;
+        let (plan, _) = self.plan_with_ranges(ranges)?;
+        let plan = plan
+            .as_ref()
+            .clone()
+            .with_int16_ops(&self.graph, calibration, int16);
+        quantize_graph(
+            &self.graph,
+            &plan,
+            &QuantizeOptions {
+                keep_float: keep_float.into_iter().collect(),
+                ..Default::default()
+            },
+        )
+    }
+
     /// The model with `keep_float` (float-graph positions) left in float and each tensor of
     /// `ranges` quantized with the range its method finds on the calibration histogram.
     pub fn quantize_with_ranges(
