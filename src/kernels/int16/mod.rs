@@ -24,6 +24,14 @@
 //! codes untouched (checked on its vectors), and the executor's movement code is
 //! type-agnostic.
 //!
+//! Every kernel here is wired into the executor (each op family's `eval_int16`) and into
+//! whole-model 16x8 (`quant::int16_plan`); `tests/int16_model.rs` runs models holding them
+//! against TensorFlow's 16x8 parameters and LiteRT's values. One open difference: LiteRT's
+//! 16x8 ADD (general path) is one step off these kernels on rare exact ties of its output
+//! rescale (MobileNetV3-small's `expanded_conv_4_add`: 1 of 15,680 codes); the kernel
+//! vectors do not reach such a tie, and neither f32 multipliers nor a half-up output
+//! rounding explains every observed tie (issue 19).
+//!
 //! What LiteRT 2.3.0 refuses in 16x8 (so no kernel here): RELU_N1_TO_1, HARD_SWISH,
 //! SQUARED_DIFFERENCE (which TensorFlow's converter writes anyway: the file fails at
 //! invoke), DEPTH_TO_SPACE, SPACE_TO_DEPTH, an int32 DEPTHWISE_CONV_2D bias, a CONV_2D
