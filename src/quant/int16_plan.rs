@@ -91,7 +91,7 @@ fn int16_rule(op: &Op) -> Int16Rule {
             ..
         } => Int16Rule::InputsTakeOutput,
         // The 16x8 quantizer copies SUM's input parameters to its output (checked on
-        // tests/fixtures/16x8/ops_spatial.16x8.tflite: the sum of eight channels keeps
+        // tests/fixtures/16x8/ops_spatial.16x8.tflite: the sum of four channels keeps
         // its input's scale), where the int8 converter calibrates the output.
         Op::Reduce {
             kind: ReduceKind::Sum,
