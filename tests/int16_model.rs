@@ -326,7 +326,7 @@ fn mobilenet_v3_small_16x8_made_by_tensorflow_runs_bit_exact_in_qdbg() {
 /// The small models of `scripts/fixtures/make_16x8_op_models.py`, which hold the ops the
 /// 16x8 executor runs besides convolutions and ADD / MUL: TRANSPOSE_CONV, the RELU family,
 /// PAD, RESIZE_*, CONCATENATION, MAXIMUM / MINIMUM, REDUCE_MAX and SUM (`ops_spatial`);
-/// BATCH_MATMUL, RSQRT, GELU and the slicing ops (`ops_dense`). Model and calibration
+/// BATCH_MATMUL, RSQRT, GELU, TRANSPOSE and the slicing ops (`ops_dense`). Model and calibration
 /// samples.
 fn op_model(name: &str) -> (PathBuf, PathBuf) {
     (
