@@ -317,6 +317,111 @@ class TanhTableProbe:
         return record(it, m, 0, m.subgraphs[0].operators[0])
 
 
+class AddTieProbe:
+    """16x8 ADD (or SUB) on LiteRT's general path (pot_scale_int16 off), on inputs where two
+    candidate arithmetics disagree, to tell which one LiteRT runs where.
+
+    Candidate "reference": each input `x << 15` through a rounding doubling high multiply,
+    then a half-away rounding shift by the multiplier's exponent. Candidate "vector": the
+    input shifted left by `15 + exponent` before one rounding doubling high multiply (the
+    int8 vector loop's order). They differ by one on rare inputs, which a rescale to the
+    output then rounds apart on rarer ones still; random data almost never holds one (one
+    code in thousands on MobileNetV3-small). The scales are a real model's (an ADD of
+    tests/fixtures/16x8/ops_spatial as qdbg first wrote it): the second input's multiplier
+    is 0.45..., exponent -1. Inputs are chosen from 4M random pairs (or, broadcast, every
+    code against one scalar) where the two candidates' outputs differ; 4099 elements, so
+    that 16-lane blocks and a 3-element tail both show. The expected output is LiteRT's."""
+
+    SCALES = (977120674, 975885342, 977120674)  # float32 bits: in1, in2, out
+
+    def __init__(self, name, broadcast, op="ADD"):
+        self.name, self.broadcast, self.op = name, broadcast, op
+
+    @staticmethod
+    def _frexp_multiplier(real):
+        q, e = np.frexp(real)
+        fixed = int(round(q * (1 << 31)))
+        if fixed == 1 << 31:
+            fixed //= 2
+            e += 1
+        return fixed, int(e)
+
+    @staticmethod
+    def _high_mul(a, m):
+        ab = a.astype(np.int64) * np.int64(m)
+        v = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+        return np.where(v >= 0, np.abs(v) >> 31, -(np.abs(v) >> 31))
+
+    @staticmethod
+    def _round_shift(x, e):
+        if e == 0:
+            return x
+        mask = (1 << e) - 1
+        return (x >> e) + ((x & mask) > ((mask >> 1) + (x < 0)))
+
+    def _outputs(self, a, b, mults):
+        (m1, e1), (m2, e2), (mo, eo) = mults
+        out = lambda raw: np.clip(self._round_shift(self._high_mul(raw, mo), -eo), -32768, 32767)
+        sign = -1 if self.op == "SUB" else 1
+        ref = out(self._round_shift(self._high_mul(a << 15, m1), -e1)
+                  + sign * self._round_shift(self._high_mul(b << 15, m2), -e2))
+        vec = out(self._high_mul(a << (15 + e1), m1)
+                  + sign * self._high_mul(b << (15 + e2), m2))
+        return ref, vec
+
+    def run(self):
+        n = 4099
+        s1, s2, so = (np.uint32(b).view(np.float32) for b in self.SCALES)
+        # The broadcast case puts the multiplier with the exponent on the vector side.
+        shapes = ([1, 1], [1, n]) if self.broadcast else ([1, n], [1, n])
+        fn = tf.function((lambda a, b: a - b) if self.op == "SUB" else (lambda a, b: a + b),
+                         input_signature=[tf.TensorSpec(s, tf.float32) for s in shapes])
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        calib = rng_for(self.name, 1)
+        conv.representative_dataset = lambda: (
+            [calib.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(4))
+        conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        m = schema_fb.ModelT.InitFromPackedBuf(bytearray(conv.convert()), 0)
+        index, op = the_op(m, self.op)
+        tensors = m.subgraphs[0].tensors
+        for t, scale in zip(list(op.inputs) + list(op.outputs), (s1, s2, so)):
+            tensors[int(t)].quantization.scale = [float(scale)]
+        op.builtinOptions.potScaleInt16 = False
+        twice = float(np.float32(2) * max(s1, s2))
+        mults = (self._frexp_multiplier(float(s1) / twice),
+                 self._frexp_multiplier(float(s2) / twice),
+                 self._frexp_multiplier(twice / (32768.0 * float(so))))
+        rng = rng_for(self.name, 2)
+        if self.broadcast:
+            best = (0, None, None)
+            for s in rng.integers(-20000, 20000, 200):
+                v = np.arange(-32768, 32768)
+                ref, vec = self._outputs(np.full_like(v, s), v, mults)
+                d = v[ref != vec]
+                if len(d) > best[0]:
+                    best = (len(d), s, d)
+            check(best[0] > 0, "no disagreeing inputs found")
+            a, b = np.array([best[1]]), np.resize(best[2], n)
+        else:
+            ca = rng.integers(-20000, 20000, 4_000_000)
+            cb = rng.integers(-20000, 20000, 4_000_000)
+            ref, vec = self._outputs(ca, cb, mults)
+            pick = np.resize(np.nonzero(ref != vec)[0], n)
+            check(len(pick) > 0, "no disagreeing inputs found")
+            a, b = ca[pick], cb[pick]
+        it = interpreter(pack(m))
+        for d, x, scale, shape in zip(it.get_input_details(), (a, b), (s1, s2), shapes):
+            # Float inputs on exact multiples of the scale: the QUANTIZE keeps the codes.
+            it.set_tensor(d["index"], (x * float(scale)).astype(np.float32).reshape(shape))
+        it.invoke()
+        arrays = record(it, m, index, op)
+        check(np.array_equal(arrays["in0"].ravel(), a) and np.array_equal(arrays["in1"].ravel(), b),
+              f"{self.name}: the QUANTIZE changed the chosen codes")
+        return arrays
+
+
 # --- Cases -------------------------------------------------------------------------------
 
 def dense(units, act=None, bias=True, seed="fc"):
@@ -635,7 +740,10 @@ def main(argv):
     only = set(argv)
     os.makedirs(OUT_DIR, exist_ok=True)
     failed = []
-    for case in CASES + REQUANT_CASES + PENDING_CASES + [TanhTableProbe()]:
+    probes = [TanhTableProbe(), AddTieProbe("add_tie_elementwise", broadcast=False),
+              AddTieProbe("add_tie_broadcast", broadcast=True),
+              AddTieProbe("sub_tie_elementwise", broadcast=False, op="SUB")]
+    for case in CASES + REQUANT_CASES + PENDING_CASES + probes:
         if (only and case.name not in only) or (not only and case in PENDING_CASES):
             continue
         try:

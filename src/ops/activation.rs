@@ -169,16 +169,29 @@ impl OpFamily for Activation {
     }
 
     fn has_int16_kernel(op: &Op) -> bool {
-        // HARD_SWISH has no 16x8 kernel in LiteRT; the RELU family's is not in qdbg yet.
+        // LiteRT has no 16x8 HARD_SWISH, RELU_N1_TO_1 or RELU_0_TO_1; its int16 SQRT and
+        // PRELU exist, but TensorFlow's 16x8 converter never writes them and qdbg has no
+        // LiteRT vectors for them.
         matches!(
             op,
-            Op::Unary(UnaryKind::Logistic | UnaryKind::Tanh) | Op::Softmax { .. }
+            Op::Unary(
+                UnaryKind::Logistic
+                    | UnaryKind::Tanh
+                    | UnaryKind::Relu
+                    | UnaryKind::Relu6
+                    | UnaryKind::LeakyRelu { .. }
+                    | UnaryKind::Rsqrt
+                    | UnaryKind::Gelu { .. }
+            ) | Op::Softmax { .. }
         )
     }
 
     fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         use super::int16_tensor::{from_int16, int16_values};
-        use crate::kernels::int16::activation::{LutActivation, LutFunction};
+        use crate::kernels::int16::activation::{
+            LeakyRelu, LutActivation, LutFunction, Relu, ReluKind,
+        };
+        use crate::kernels::int16::lut::Lut16;
         use crate::kernels::int16::softmax::SoftmaxInt16;
         let input = ctx.input(0)?;
         let (qi, qo) = (
@@ -193,11 +206,25 @@ impl OpFamily for Activation {
             Op::Unary(UnaryKind::Tanh) => {
                 LutActivation::new(LutFunction::Tanh, qi, qo).and_then(|k| k.run(&values, &mut out))
             }
+            Op::Unary(UnaryKind::Relu) => {
+                Relu::new_int16(ReluKind::Relu, qi, qo).and_then(|k| k.run_int16(&values, &mut out))
+            }
+            Op::Unary(UnaryKind::Relu6) => Relu::new_int16(ReluKind::Relu6, qi, qo)
+                .and_then(|k| k.run_int16(&values, &mut out)),
+            Op::Unary(UnaryKind::LeakyRelu { alpha }) => {
+                LeakyRelu::new(*alpha, qi, qo).and_then(|k| k.run_int16(&values, &mut out))
+            }
+            Op::Unary(UnaryKind::Rsqrt) => {
+                Lut16::rsqrt(qi, qo).and_then(|k| k.run(&values, &mut out))
+            }
+            Op::Unary(UnaryKind::Gelu { approximate }) => {
+                Lut16::gelu(*approximate, qi, qo).and_then(|k| k.run(&values, &mut out))
+            }
             Op::Softmax { beta } => {
                 let depth = input.dims().last().copied().unwrap_or(1);
                 SoftmaxInt16::new(qi, qo, *beta).and_then(|k| k.run(&values, depth, &mut out))
             }
-            other => super::op_bail!("{} has no 16x8 kernel in qdbg yet", other.name()),
+            other => super::op_bail!("{} has no 16x8 kernel in qdbg", other.name()),
         }
         .map_err(OpError::Kernel)?;
         Ok(vec![from_int16(out, input.dims(), input)?])

@@ -248,11 +248,16 @@ impl OpFamily for Binary {
     }
 
     fn has_int16_kernel(op: &Op) -> bool {
-        // MAXIMUM / MINIMUM / SQUARED_DIFFERENCE / DIV have no 16x8 kernel in qdbg yet.
+        // LiteRT has no 16x8 SQUARED_DIFFERENCE; its int16 DIV exists, but TensorFlow's
+        // 16x8 converter never writes it and qdbg has no LiteRT vectors for it.
         matches!(
             op,
             Op::Binary {
-                kind: BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul,
+                kind: BinaryKind::Add
+                    | BinaryKind::Sub
+                    | BinaryKind::Mul
+                    | BinaryKind::Maximum
+                    | BinaryKind::Minimum,
                 ..
             }
         )
@@ -375,13 +380,13 @@ fn integer_binary(
     Ok(CTensor::from_vec(out, shape, a.device())?.to_dtype(a.dtype())?)
 }
 
-/// ADD, SUB and MUL in 16x8. qdbg writes ADD / SUB with `pot_scale_int16` false, as
+/// ADD, SUB, MUL, MAXIMUM and MINIMUM in 16x8. qdbg writes ADD / SUB with `pot_scale_int16` false, as
 /// TensorFlow's 16x8 quantizer does (`add_sub_pot_scale_int16`), so LiteRT takes the
 /// general path; the graph keeps no such option, so a model read with it set runs the
 /// general path too (see ARCHITECTURE.md).
 fn binary_int16(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResult<CTensor> {
     use super::int16_tensor::{from_int16, int16_values};
-    use crate::kernels::int16::binary::{AddSubInt16, MulInt16};
+    use crate::kernels::int16::binary::{AddSubInt16, MinMax, MulInt16};
     let (a, b) = (ctx.input(0)?, ctx.input(1)?);
     let shape = broadcast_shape(a.dims(), b.dims())?;
     expect_output_shape(ctx, 0, &shape)?;
@@ -401,7 +406,11 @@ fn binary_int16(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResu
         BinaryKind::Mul => {
             MulInt16::new(qa, qb, qo, act).and_then(|k| k.run(&va, da, &vb, db, &mut out))
         }
-        _ => op_bail!("{} has no 16x8 kernel in qdbg yet", ctx.node.op.name()),
+        // LiteRT compares codes: the plan gives both inputs the output's parameters
+        // (TensorFlow's 16x8 converter requantizes them), as the int8 kernel assumes.
+        BinaryKind::Maximum => MinMax::Maximum.run(&va, da, &vb, db, &mut out),
+        BinaryKind::Minimum => MinMax::Minimum.run(&va, da, &vb, db, &mut out),
+        _ => op_bail!("{} has no 16x8 kernel in qdbg", ctx.node.op.name()),
     }
     .map_err(OpError::Kernel)?;
     from_int16(out, &shape, a)

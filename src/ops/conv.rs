@@ -198,13 +198,16 @@ impl OpFamily for Conv {
     }
 
     fn has_int16_kernel(op: &Op) -> bool {
-        // TRANSPOSE_CONV's 16x8 kernel is not in qdbg yet.
-        matches!(op, Op::Conv2d(_))
+        matches!(op, Op::Conv2d(_) | Op::TransposeConv(_))
     }
 
     fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
-        let Op::Conv2d(a) = &ctx.node.op else {
-            return Err(not_in_family("conv (16x8)", &ctx.node.op));
+        let a = match &ctx.node.op {
+            Op::Conv2d(a) => a,
+            Op::TransposeConv(attrs) => {
+                return Ok(vec![super::int16_conv::transpose_conv16(ctx, attrs)?]);
+            }
+            other => return Err(not_in_family("conv (16x8)", other)),
         };
         let stepping = Stepping {
             padding: a.padding,

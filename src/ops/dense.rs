@@ -150,13 +150,18 @@ impl OpFamily for Dense {
     }
 
     fn has_int16_kernel(op: &Op) -> bool {
-        // BATCH_MATMUL's 16x8 kernel is not in qdbg yet.
-        matches!(op, Op::FullyConnected(_))
+        matches!(op, Op::FullyConnected(_) | Op::BatchMatMul { .. })
     }
 
     fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
-        let Op::FullyConnected(a) = &ctx.node.op else {
-            return Err(not_in_family("dense (16x8)", &ctx.node.op));
+        let a = match &ctx.node.op {
+            Op::FullyConnected(a) => a,
+            Op::BatchMatMul { adj_x, adj_y } => {
+                return Ok(vec![super::int16_conv::batch_matmul16(
+                    ctx, *adj_x, *adj_y,
+                )?]);
+            }
+            other => return Err(not_in_family("dense (16x8)", other)),
         };
         Ok(vec![super::int16_conv::fully_connected16(
             ctx,

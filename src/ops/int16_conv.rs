@@ -1,6 +1,7 @@
-//! What the 16x8 CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED share: the int8 filter,
-//! the int64 bias, and the drivers of `kernels::int16`'s convolution and fully-connected
-//! kernels (the window geometry is int8's, `int8_conv::geometry`).
+//! What the 16x8 CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV, FULLY_CONNECTED and
+//! BATCH_MATMUL share: the int8 filter, the int64 bias, and the drivers of
+//! `kernels::int16`'s convolution, fully-connected and matrix-product kernels (the window
+//! geometry is int8's, `int8_conv::geometry`).
 
 use candle_core::Tensor as CTensor;
 
@@ -8,7 +9,9 @@ use super::int16_tensor::{from_int16, int16_values};
 use super::int8_conv::{filter, geometry, Stepping};
 use super::int8_tensor::qparams;
 use super::{expect_output_shape, op_bail, EvalCtx, OpError, OpResult};
-use crate::graph::{FusedActivation, TensorData};
+use crate::graph::{FusedActivation, TensorData, TransposeConvAttrs};
+use crate::kernels::int16::batch_matmul::BatchMatMulInt16;
+use crate::kernels::int16::transpose_conv::{TransposeConvGeometry, TransposeConvInt16};
 use crate::kernels::int16::{ConvInt16, FullyConnectedInt16};
 
 /// The int64 bias of a 16x8 op, if it has one.
@@ -83,4 +86,82 @@ pub(super) fn fully_connected16(ctx: &EvalCtx, activation: FusedActivation) -> O
         )
         .map_err(OpError::Kernel)?;
     from_int16(out, ctx.output_shape(0)?, input)
+}
+
+/// 16x8 TRANSPOSE_CONV. TFLite's inputs: the output shape, the OHWI filter, the data
+/// input and the optional int64 bias.
+pub(super) fn transpose_conv16(ctx: &EvalCtx, attrs: &TransposeConvAttrs) -> OpResult<CTensor> {
+    let shape = ctx.const_ints(0)?;
+    let input = ctx.input(2)?;
+    let (batch, in_h, in_w, in_c) = input.dims4()?;
+    let (weights, scales, fid) = filter(ctx, 1)?;
+    let [out_c, k_h, k_w, _] = ctx.graph.tensor(fid).shape[..] else {
+        op_bail!("filter must have 4 dimensions (OHWI)");
+    };
+    let [_, out_h, out_w, _] = shape[..] else {
+        op_bail!("output_shape must have 4 entries, got {shape:?}");
+    };
+    let (out_h, out_w) = (out_h.max(0) as usize, out_w.max(0) as usize);
+    expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
+    let g = TransposeConvGeometry {
+        batch,
+        in_h,
+        in_w,
+        in_c,
+        out_h,
+        out_w,
+        out_c,
+        k_h,
+        k_w,
+        stride_h: attrs.stride_h,
+        stride_w: attrs.stride_w,
+        padding: attrs.padding,
+    };
+    let kernel = TransposeConvInt16::new(
+        qparams(ctx, ctx.input_id(2)?)?,
+        scales,
+        qparams(ctx, ctx.node.outputs[0])?,
+        attrs.activation,
+        out_c,
+    )
+    .map_err(OpError::Kernel)?;
+    let mut out = vec![0i16; batch * out_h * out_w * out_c];
+    kernel
+        .run(
+            &g,
+            &int16_values(input)?,
+            weights,
+            bias64(ctx, 3)?,
+            &mut out,
+        )
+        .map_err(OpError::Kernel)?;
+    from_int16(out, &[batch, out_h, out_w, out_c], input)
+}
+
+/// 16x8 BATCH_MATMUL of two int16 activations.
+pub(super) fn batch_matmul16(ctx: &EvalCtx, adj_x: bool, adj_y: bool) -> OpResult<CTensor> {
+    let (lhs, rhs) = (ctx.input(0)?, ctx.input(1)?);
+    let kernel = BatchMatMulInt16::new(
+        qparams(ctx, ctx.input_id(0)?)?,
+        qparams(ctx, ctx.input_id(1)?)?,
+        qparams(ctx, ctx.node.outputs[0])?,
+        adj_x,
+        adj_y,
+    )
+    .map_err(OpError::Kernel)?;
+    let shape = kernel
+        .output_shape(lhs.dims(), rhs.dims())
+        .map_err(OpError::Kernel)?;
+    expect_output_shape(ctx, 0, &shape)?;
+    let mut out = vec![0i16; shape.iter().product()];
+    kernel
+        .run(
+            lhs.dims(),
+            &int16_values(lhs)?,
+            rhs.dims(),
+            &int16_values(rhs)?,
+            &mut out,
+        )
+        .map_err(OpError::Kernel)?;
+    from_int16(out, ctx.output_shape(0)?, lhs)
 }

@@ -257,8 +257,26 @@ impl OpFamily for Layout {
     }
 
     fn has_int16_kernel(op: &Op) -> bool {
-        // They move codes: the float path runs them on int16 values as on any integers.
-        matches!(op, Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims)
+        match op {
+            // They move codes: the float path runs them on int16 values as on any integers.
+            Op::Reshape | Op::Squeeze { .. } | Op::ExpandDims | Op::Transpose => true,
+            // `kernels::int16::movement`. LiteRT's int16 CONCATENATION copies codes with no
+            // fused activation (the converter writes none).
+            Op::Pad => true,
+            Op::Concatenation { activation, .. } => *activation == FusedActivation::None,
+            // LiteRT refuses PADV2 as the converter writes it in 16x8 (a float32 pad
+            // value), and DEPTH_TO_SPACE / SPACE_TO_DEPTH in int16; other ops are not
+            // this family's.
+            _ => false,
+        }
+    }
+
+    fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        Ok(vec![match &ctx.node.op {
+            Op::Concatenation { axis, .. } => concatenation_int16(ctx, *axis)?,
+            Op::Pad => pad_int16(ctx)?,
+            other => op_bail!("{} has no 16x8 kernel in qdbg", other.name()),
+        }])
     }
 
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
@@ -424,6 +442,66 @@ fn concatenation_int8(ctx: &EvalCtx) -> OpResult<CTensor> {
     };
     let axis = normalize_axis(axis as i64, parts[0].rank())?;
     Ok(CTensor::cat(&parts, axis)?)
+}
+
+/// CONCATENATION in 16x8: LiteRT copies codes, every input having the output's
+/// parameters (the 16x8 plan requantizes those that differ, as TensorFlow's converter
+/// does); `kernels::int16::movement::concatenate` refuses others.
+fn concatenation_int16(ctx: &EvalCtx, axis: i32) -> OpResult<CTensor> {
+    use super::int16_tensor::{from_int16, int16_values};
+    use crate::kernels::int16::movement::concatenate;
+    let out_q = qparams(ctx, ctx.node.outputs[0])?;
+    let mut parts = Vec::with_capacity(ctx.node.inputs.len());
+    for i in 0..ctx.node.inputs.len() {
+        let input = ctx.input(i)?;
+        parts.push((
+            int16_values(input)?,
+            input.dims().to_vec(),
+            qparams(ctx, ctx.input_id(i)?)?,
+        ));
+    }
+    let inputs: Vec<_> = parts.iter().map(|(v, d, q)| (&v[..], &d[..], *q)).collect();
+    let shape = ctx.output_shape(0)?.to_vec();
+    let mut out = vec![0i16; shape.iter().product()];
+    concatenate(&inputs, axis, out_q, &mut out).map_err(super::OpError::Kernel)?;
+    from_int16(out, &shape, ctx.input(0)?)
+}
+
+/// PAD in 16x8: fills with the output zero point, 0 for symmetric int16.
+fn pad_int16(ctx: &EvalCtx) -> OpResult<CTensor> {
+    use super::int16_tensor::{from_int16, int16_values};
+    use crate::kernels::int16::movement::pad;
+    let input = ctx.input(0)?;
+    let flat = ctx.const_ints(1)?;
+    if flat.len() != 2 * input.rank() || flat.iter().any(|&p| !(0..=1 << 16).contains(&p)) {
+        op_bail!(
+            "paddings {flat:?} must be one non-negative [before, after] pair per axis of the \
+             rank-{} input",
+            input.rank()
+        );
+    }
+    let paddings: Vec<[usize; 2]> = flat
+        .chunks_exact(2)
+        .map(|p| [p[0] as usize, p[1] as usize])
+        .collect();
+    let shape: Vec<usize> = input
+        .dims()
+        .iter()
+        .zip(&paddings)
+        .map(|(&d, p)| d + p[0] + p[1])
+        .collect();
+    expect_output_shape(ctx, 0, &shape)?;
+    let fill = qparams(ctx, ctx.node.outputs[0])?.zero_point;
+    let mut out = vec![0i16; shape.iter().product()];
+    pad(
+        &int16_values(input)?,
+        input.dims(),
+        &paddings,
+        fill.clamp(i16::MIN.into(), i16::MAX.into()) as i16,
+        &mut out,
+    )
+    .map_err(super::OpError::Kernel)?;
+    from_int16(out, ctx.output_shape(0)?, input)
 }
 
 /// PAD / PADV2 on int8: padding is the zero point (PAD) or the quantized constant (PADV2).

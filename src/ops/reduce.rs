@@ -111,40 +111,48 @@ impl OpFamily for Reduce {
     }
 
     fn has_int16_kernel(op: &Op) -> bool {
-        // REDUCE_MAX and SUM have no 16x8 kernel in qdbg yet.
-        matches!(
-            op,
-            Op::Reduce {
-                kind: ReduceKind::Mean,
-                ..
-            }
-        )
+        matches!(op, Op::Reduce { .. })
     }
 
     fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         use super::int16_tensor::{from_int16, int16_values};
-        let Op::Reduce {
-            kind: ReduceKind::Mean,
-            keep_dims,
-        } = &ctx.node.op
-        else {
-            super::op_bail!("{} has no 16x8 kernel in qdbg yet", ctx.node.op.name());
+        let Op::Reduce { kind, keep_dims } = &ctx.node.op else {
+            return Err(not_in_family("reduce (16x8)", &ctx.node.op));
         };
         let input = ctx.input(0)?;
         let axes: Vec<i32> = ctx.const_ints(1)?.into_iter().map(|a| a as i32).collect();
-        let k = reduce::Mean::new_int16(
-            input.dims(),
-            &axes,
-            *keep_dims,
+        let (qi, qo) = (
             qparams(ctx, ctx.input_id(0)?)?,
             qparams(ctx, ctx.node.outputs[0])?,
-        )
-        .map_err(OpError::Kernel)?;
-        let shape = k.output_shape().to_vec();
+        );
+        let values = int16_values(input)?;
+        let dims = input.dims();
+        // MEAN has an int16 kernel of its own; SUM and REDUCE_MAX are int8's, generic over
+        // the element (`kernels::int16::reduce`).
+        let (shape, out) = match kind {
+            ReduceKind::Mean => {
+                let k = reduce::Mean::new_int16(dims, &axes, *keep_dims, qi, qo)
+                    .map_err(OpError::Kernel)?;
+                let mut out = vec![0i16; k.output_shape().iter().product()];
+                k.run_int16(&values, &mut out).map_err(OpError::Kernel)?;
+                (k.output_shape().to_vec(), out)
+            }
+            ReduceKind::Sum => {
+                let k =
+                    reduce::Sum::new(dims, &axes, *keep_dims, qi, qo).map_err(OpError::Kernel)?;
+                let mut out = vec![0i16; k.output_shape().iter().product()];
+                k.run(&values, &mut out).map_err(OpError::Kernel)?;
+                (k.output_shape().to_vec(), out)
+            }
+            ReduceKind::Max => {
+                let k = reduce::ReduceMax::new(dims, &axes, *keep_dims, qi, qo)
+                    .map_err(OpError::Kernel)?;
+                let mut out = vec![0i16; k.output_shape().iter().product()];
+                k.run(&values, &mut out).map_err(OpError::Kernel)?;
+                (k.output_shape().to_vec(), out)
+            }
+        };
         expect_output_shape(ctx, 0, &shape)?;
-        let mut out = vec![0i16; shape.iter().product()];
-        k.run_int16(&int16_values(input)?, &mut out)
-            .map_err(OpError::Kernel)?;
         Ok(vec![from_int16(out, ctx.output_shape(0)?, input)?])
     }
 

@@ -124,6 +124,14 @@ impl OpFamily for Resize {
         }])
     }
 
+    fn has_int16_kernel(_op: &Op) -> bool {
+        true
+    }
+
+    fn eval_int16(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
+        Ok(vec![resize_int16(ctx)?])
+    }
+
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         Ok(vec![match &ctx.node.op {
             Op::ResizeBilinear(attrs) => bilinear_int8(ctx, attrs)?,
@@ -227,4 +235,47 @@ fn nearest_int8(ctx: &EvalCtx, attrs: &crate::graph::ResizeAttrs) -> OpResult<CT
         return Ok(out.to_dtype(CDType::U8)?);
     }
     Ok(out)
+}
+
+/// RESIZE_BILINEAR and RESIZE_NEAREST_NEIGHBOR in 16x8 (`kernels::int16::resize`):
+/// int8's fixed-point bilinear kernel on int16 codes, and the nearest-pixel copy.
+fn resize_int16(ctx: &EvalCtx) -> OpResult<CTensor> {
+    use super::int16_tensor::{from_int16, int16_values};
+    use crate::kernels::int16::resize::{ResizeBilinearInt8, ResizeDims, ResizeNearest};
+    let g = geometry(
+        ctx,
+        match &ctx.node.op {
+            Op::ResizeBilinear(attrs) | Op::ResizeNearestNeighbor(attrs) => attrs,
+            other => return Err(not_in_family("resize (16x8)", other)),
+        },
+    )?;
+    let input = ctx.input(0)?;
+    let dims = ResizeDims {
+        batch: g.batch,
+        in_h: g.in_h,
+        in_w: g.in_w,
+        channels: g.channels,
+        out_h: g.out_h,
+        out_w: g.out_w,
+    };
+    let values = int16_values(input)?;
+    let mut out = vec![0i16; g.batch * g.out_h * g.out_w * g.channels];
+    match &ctx.node.op {
+        Op::ResizeBilinear(attrs) => ResizeBilinearInt8::new(
+            qparams(ctx, ctx.input_id(0)?)?,
+            qparams(ctx, ctx.node.outputs[0])?,
+            attrs.align_corners,
+            attrs.half_pixel_centers,
+        )
+        .and_then(|k| k.run_int16(&dims, &values, &mut out)),
+        _ => {
+            let (align, half) = match &ctx.node.op {
+                Op::ResizeNearestNeighbor(a) => (a.align_corners, a.half_pixel_centers),
+                _ => (false, false),
+            };
+            ResizeNearest::new(align, half).run(&dims, &values, &mut out)
+        }
+    }
+    .map_err(OpError::Kernel)?;
+    from_int16(out, &[g.batch, g.out_h, g.out_w, g.channels], input)
 }

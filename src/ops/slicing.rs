@@ -171,6 +171,13 @@ impl OpFamily for Slicing {
         })
     }
 
+    fn has_int16_kernel(_op: &Op) -> bool {
+        // They move codes: the float path runs them on int16 values as on any integers,
+        // and LiteRT's 16x8 kernels keep the input's quantization
+        // (`tests/int16_kernels.rs`).
+        true
+    }
+
     fn eval_int8(ctx: &EvalCtx) -> OpResult<Vec<CTensor>> {
         Err(not_in_family("slicing (int8)", &ctx.node.op))
     }

@@ -10,7 +10,12 @@
 //!   included, and no near-zero widening);
 //! - fixed-output ops (LOGISTIC, TANH, SOFTMAX) write 2^-15, zero point 0: LiteRT's 16x8
 //!   kernels require exactly that;
-//! - a same-scale op (reshapes) takes the parameters of its input, in graph order;
+//! - a same-scale op (reshapes, slicing, PAD, RESIZE_*, REDUCE_MAX, and SUM, which the
+//!   16x8 quantizer gives its input's parameters although LiteRT's kernel rescales) takes
+//!   the parameters of its input, in graph order;
+//! - CONCATENATION, MAXIMUM and MINIMUM keep their output's own parameters and read every
+//!   input whose parameters differ through a QUANTIZE (int16 to int16) to the output's:
+//!   LiteRT's int16 kernels copy or compare codes;
 //! - an op without a 16x8 kernel stays float between DEQUANTIZE and QUANTIZE
 //!   (`TFLITE_BUILTINS` beside the 16x8 op set), and a float tensor read by several int16
 //!   ops gets one QUANTIZE per reader.
@@ -25,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::calibration::{Calibration, TensorRange};
 use super::plan::{tensorflow_inplace_widening, ActivationPlan};
-use crate::graph::{DType, Graph, QuantParams, TensorId};
+use crate::graph::{BinaryKind, DType, Graph, Op, QuantParams, ReduceKind, TensorId};
 use crate::ops::{has_int16_kernel, param_rule, ParamRule};
 
 /// The integer type an op computes in (and stores its activations as).
@@ -61,6 +66,39 @@ pub struct Int16Choice {
     /// Positions in the float graph's `nodes`.
     pub ops: HashSet<usize>,
     pub params: HashMap<TensorId, QuantParams>,
+    /// Inputs an int16 op reads with other parameters than the tensor holds, keyed by
+    /// (op position, tensor): CONCATENATION, MAXIMUM and MINIMUM read each input with
+    /// their output's parameters, through a QUANTIZE the quantizer inserts.
+    pub reads: HashMap<(usize, TensorId), QuantParams>,
+}
+
+/// How TensorFlow's 16x8 quantizer sets an op's int16 parameters, where it differs from
+/// the int8 rule ([`param_rule`]).
+#[derive(Clone, Debug, PartialEq)]
+enum Int16Rule {
+    /// The int8 rule: own range, fixed output, or the input's parameters.
+    AsInt8(ParamRule),
+    /// The output keeps its own range; every input is read with the output's parameters
+    /// (the quantizer's "same input and output scale, any number of inputs" ops).
+    InputsTakeOutput,
+}
+
+fn int16_rule(op: &Op) -> Int16Rule {
+    match op {
+        Op::Concatenation { .. }
+        | Op::Binary {
+            kind: BinaryKind::Maximum | BinaryKind::Minimum,
+            ..
+        } => Int16Rule::InputsTakeOutput,
+        // The 16x8 quantizer copies SUM's input parameters to its output (checked on
+        // tests/fixtures/16x8/ops_spatial.16x8.tflite: the sum of four channels keeps
+        // its input's scale), where the int8 converter calibrates the output.
+        Op::Reduce {
+            kind: ReduceKind::Sum,
+            ..
+        } => Int16Rule::AsInt8(ParamRule::SameScale),
+        _ => Int16Rule::AsInt8(param_rule(op)),
+    }
 }
 
 /// The largest int16 code a symmetric activation uses (TensorFlow leaves -32768 unused).
@@ -120,6 +158,7 @@ impl ActivationPlan {
             if !ops.contains(&pos) || !has_int16_kernel(&node.op) {
                 continue;
             }
+            let rule = int16_rule(&node.op);
             // What it reads: tensors written by another int16 op already have theirs;
             // the rest (model inputs, float or int8 producers) their own range.
             let mut input_params = None;
@@ -138,16 +177,26 @@ impl ActivationPlan {
                 }
             }
             for &out in node.outputs.iter().filter(|&&id| data(id)) {
-                let p = match param_rule(&node.op) {
-                    ParamRule::FixedOutput(_) => Some(fixed_int16_output()),
-                    ParamRule::SameScale => input_params.clone(),
-                    ParamRule::Own => own(out),
+                let p = match &rule {
+                    Int16Rule::AsInt8(ParamRule::FixedOutput(_)) => Some(fixed_int16_output()),
+                    Int16Rule::AsInt8(ParamRule::SameScale) => input_params.clone(),
+                    Int16Rule::AsInt8(ParamRule::Own) | Int16Rule::InputsTakeOutput => own(out),
                 };
                 match p {
                     Some(p) => {
                         choice.params.insert(out, p);
                     }
                     None => complete = false,
+                }
+            }
+            if complete && rule == Int16Rule::InputsTakeOutput {
+                if let Some(out_params) = node.outputs.first().and_then(|o| choice.params.get(o)) {
+                    let out_params = out_params.clone();
+                    for id in node.inputs.iter().flatten().copied().filter(|&id| data(id)) {
+                        if choice.params.get(&id) != Some(&out_params) {
+                            choice.reads.insert((pos, id), out_params.clone());
+                        }
+                    }
                 }
             }
             // An op some of whose tensors have no range stays as the int8 plan has it

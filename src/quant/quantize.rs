@@ -151,9 +151,15 @@ pub fn quantize_graph(
     let mut quantized_copy: HashMap<(TensorId, Option<usize>), TensorId> = HashMap::new();
     let mut requantized_copy: HashMap<(TensorId, usize), TensorId> = HashMap::new();
     // int16 twins: of a float tensor, one per reading op (TensorFlow's 16x8 quantizer
-    // puts a QUANTIZE before each reader); of an integer tensor of the other type, one.
+    // puts a QUANTIZE before each reader), but one for a model input, whose type the
+    // quantizer changes (tests/fixtures/16x8/ops_dense: one QUANTIZE before three
+    // FULLY_CONNECTED); of an integer tensor of the other type, one.
     let mut int16_reader_copy: HashMap<(TensorId, usize), TensorId> = HashMap::new();
     let mut retyped_copy: HashMap<(TensorId, ActivationType), TensorId> = HashMap::new();
+    // int16 copies an int16 op reads with its own parameters (CONCATENATION, MAXIMUM,
+    // MINIMUM: `Int16Choice::reads`), one per reading op and tensor as the converter
+    // writes them.
+    let mut int16_requantized_copy: HashMap<(TensorId, usize), TensorId> = HashMap::new();
     let mut float_copy: HashMap<TensorId, TensorId> = HashMap::new();
     let mut constant_users: HashMap<TensorId, usize> = HashMap::new();
     for node in &float.nodes {
@@ -265,7 +271,14 @@ pub fn quantize_graph(
                         .params_as(&id, ty)
                         .cloned()
                         .ok_or_else(|| missing(float, id))?;
-                    let copy = *int16_reader_copy.entry((id, pos)).or_insert_with(|| {
+                    // A model input is quantized once for all its readers (the converter
+                    // retypes the input itself); other float tensors once per reader.
+                    let reader = if float.inputs.contains(&id) {
+                        usize::MAX
+                    } else {
+                        pos
+                    };
+                    let copy = *int16_reader_copy.entry((id, reader)).or_insert_with(|| {
                         let mut border = Border {
                             graph: &mut g,
                             nodes: &mut nodes,
@@ -375,6 +388,33 @@ pub fn quantize_graph(
                                 read,
                                 node.source_index,
                             )
+                        });
+                        *input = Some(copy);
+                    }
+                }
+                // An int16 op that reads this input with other parameters than it holds:
+                // requantized (int16 to int16) before the op, as TensorFlow's 16x8
+                // quantizer does for the ops whose kernels copy or compare codes.
+                if ty == ActivationType::Int16 && !t.is_constant() {
+                    if let Some(read) = plan.int16.reads.get(&(pos, id)) {
+                        let source = input.unwrap_or(id);
+                        let copy = *int16_requantized_copy.entry((id, pos)).or_insert_with(|| {
+                            let mut border = Border {
+                                graph: &mut g,
+                                nodes: &mut nodes,
+                                origins: &mut origins,
+                                twin_of: &mut twin_of,
+                            };
+                            let copy = border.quantized_twin(
+                                source,
+                                ty,
+                                "requantized",
+                                read,
+                                node.source_index,
+                            );
+                            // It stands for the float tensor, as the first copy does.
+                            border.twin_of.insert(copy, id);
+                            copy
                         });
                         *input = Some(copy);
                     }

@@ -17,7 +17,16 @@
 //! * **General** otherwise: int8's arithmetic with a headroom shift of 15 instead of 20.
 //!   Both inputs, shifted left by 15, are rescaled to twice the larger input scale
 //!   (`QuantizeMultiplierSmallerThanOneExp` multipliers, double rounding), summed (or
-//!   subtracted) in int32, rescaled to the output and clamped.
+//!   subtracted) in int32, rescaled to the output and clamped. That is LiteRT's order
+//!   for a broadcast ADD and for SUB. An ADD of two same-shaped inputs runs LiteRT's
+//!   element-wise loop instead: in 16-lane blocks each input is shifted left by
+//!   `15 + exponent` (its multiplier's, at most 0) before one rounding multiply, instead
+//!   of being multiplied at `<< 15` and then rounded right by the exponent, which gives
+//!   one step more or less on rare inputs and, rarer still, a different output; the tail
+//!   past the last full block is scalar, in the general order. Measured on
+//!   `int16_add_tie_elementwise.npz`, `int16_add_tie_broadcast.npz` and
+//!   `int16_sub_tie_elementwise.npz`, whose inputs are chosen where the two orders disagree (`scripts/kernel_vectors/make_int16_vectors.py`,
+//!   `AddTieProbe`); MobileNetV3-small's `expanded_conv_4_add` had one such code.
 //!
 //! All int16 zero points must be 0 (LiteRT's `Prepare` checks it).
 //!
@@ -36,6 +45,7 @@ use crate::kernels::fixed_point::{
 use crate::kernels::int8::binary::Broadcast;
 /// MAXIMUM / MINIMUM compare codes, the same for int8 and int16: one generic kernel.
 pub use crate::kernels::int8::binary::MinMax;
+use crate::kernels::int8::neon_emulation as neon;
 use crate::kernels::KernelError;
 
 /// The general path's headroom: inputs are shifted left by 15 bits before rescaling.
@@ -179,11 +189,30 @@ impl AddSubInt16 {
         match self.path {
             AddPath::General { in1, in2, out: m } => {
                 let scale = |x: i16, mq| mul_below_one(i32::from(x) << INT16_ADD_LEFT_SHIFT, mq);
-                plan.for_each(|o, ia, ib| {
-                    let (x, y) = (scale(a[ia], in1), scale(b[ib], in2));
-                    let raw = if self.subtract { x - y } else { x + y };
-                    out[o] = mul_below_one(raw, m).clamp(lo, hi) as i16;
-                });
+                let finish = |raw: i32| mul_below_one(raw, m).clamp(lo, hi) as i16;
+                if !self.subtract && a_shape == b_shape {
+                    // LiteRT's element-wise int16 ADD: 16-lane blocks in the vector
+                    // loop's order, then a scalar tail (module docs).
+                    let blocks = out.len() / 16 * 16;
+                    let scale_vector = |x: i16, mq: QuantizedMultiplier| {
+                        saturating_rounding_doubling_high_mul(
+                            neon::shl(i32::from(x), INT16_ADD_LEFT_SHIFT + mq.shift),
+                            mq.multiplier,
+                        )
+                    };
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o = finish(if i < blocks {
+                            scale_vector(a[i], in1) + scale_vector(b[i], in2)
+                        } else {
+                            scale(a[i], in1) + scale(b[i], in2)
+                        });
+                    }
+                } else {
+                    plan.for_each(|o, ia, ib| {
+                        let (x, y) = (scale(a[ia], in1), scale(b[ib], in2));
+                        out[o] = finish(if self.subtract { x - y } else { x + y });
+                    });
+                }
             }
             AddPath::PowerOfTwo {
                 first_shifted,

@@ -10,7 +10,9 @@
 //! itself: 64-bit accumulators rescaled by TFLite's int64 `MultiplyByQuantizedMultiplier`
 //! (a 16-bit multiplier, one rounding: [`QuantizedMultiplier::apply_wide`]) in the
 //! convolutions, a 15-bit (not 20-bit) headroom shift in ADD / SUB, and a power-of-two
-//! ADD / SUB path with saturating int16 arithmetic.
+//! ADD / SUB path with saturating int16 arithmetic. One exception to "reference only":
+//! an ADD of two same-shaped inputs runs LiteRT's element-wise loop, in 16-lane blocks
+//! whose input rescale rounds once where the reference rounds twice ([`binary`]).
 //!
 //! What is here, by op (each with LiteRT vectors in `tests/int16_kernels.rs`):
 //! CONV_2D / DEPTHWISE_CONV_2D ([`conv`]; CONV_2D's int32 bias runs another LiteRT
@@ -23,6 +25,10 @@
 //! SLICE, STRIDED_SLICE, GATHER) need no kernel: LiteRT keeps their quantization and moves
 //! codes untouched (checked on its vectors), and the executor's movement code is
 //! type-agnostic.
+//!
+//! Every kernel here is wired into the executor (each op family's `eval_int16`) and into
+//! whole-model 16x8 (`quant::int16_plan`); `tests/int16_model.rs` runs models holding them
+//! against TensorFlow's 16x8 parameters and LiteRT's values.
 //!
 //! What LiteRT 2.3.0 refuses in 16x8 (so no kernel here): RELU_N1_TO_1, HARD_SWISH,
 //! SQUARED_DIFFERENCE (which TensorFlow's converter writes anyway: the file fails at

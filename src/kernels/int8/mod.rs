@@ -10,7 +10,7 @@
 pub mod binary;
 pub mod conv;
 mod fixed_point_x86;
-mod neon_emulation;
+pub(crate) mod neon_emulation;
 pub mod packed;
 pub mod pool;
 pub mod reduce;
