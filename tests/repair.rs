@@ -352,7 +352,7 @@ fn fix_meets_the_target_on_the_demo_with_no_more_float_ops_than_the_tutorial_rul
     assert!(full_top1 < float_top1 - 0.5, "full int8 {full_top1} %");
 }
 
-/// On the demo, `sqnr_db >= 27` (every sample searched, float remedies only): the greedy step keeps the
+/// On the demo, `sqnr_db >= 27` (every sample searched): the greedy step keeps the
 /// shortest prefix of ops ranked by the noise each adds alone, and once the later ones are
 /// in (and ranges found after them), one added earlier is no longer needed; the drop pass
 /// removes it. The written model meets the target in LiteRT.
@@ -368,8 +368,6 @@ fn the_drop_pass_removes_a_remedy_the_greedy_step_added() {
             "sqnr_db >= 27",
             "--holdout",
             "0",
-            // Float remedies only: the drop pass is shown on float ops.
-            "--no-int16",
             "-o",
             &fixed,
             "--json",
@@ -414,7 +412,7 @@ fn the_drop_pass_removes_a_remedy_the_greedy_step_added() {
 /// `--integer-only` on the demo with a target ranges alone cannot reach (`sqnr_db >= 12`:
 /// its stem convolution was built to break int8): the search puts ops in 16x8 instead of
 /// float, and LiteRT runs the written mixed int8/int16 model at the promised SQNR. With
-/// int16 ruled out (`--no-int16`) the same target is refused integer-only, so int16 is
+/// int16 ruled out (`--int16 no`) the same target is refused integer-only, so int16 is
 /// what met it.
 #[test]
 fn integer_only_fix_meets_the_target_with_int16_in_litert() {
@@ -472,12 +470,13 @@ fn integer_only_fix_meets_the_target_with_int16_in_litert() {
             "--target",
             target,
             "--integer-only",
-            "--no-int16",
+            "--int16",
+            "no",
             "-o",
             &demo.path("never.tflite"),
         ],
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--no-int16"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--int16 no"), "{}", stderr(&o));
     assert!(!Path::new(&demo.path("never.tflite")).exists());
 }

@@ -37,13 +37,15 @@ pub struct FixArgs {
     /// Where to write the chosen model.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Never keep an op float (remedies: better ranges, then int16 activations).
+    /// Never keep an op float (remedies: better ranges, then int16 activations unless
+    /// --int16 no).
     #[arg(long)]
     pub integer_only: bool,
-    /// Never compute an op in 16x8 (remedies: better ranges, then float). LiteRT's 16x8
-    /// kernels are much slower than its int8 ones (see `qdbg select`'s latency estimate).
-    #[arg(long)]
-    pub no_int16: bool,
+    /// int16 (16x8) remedies between ranges and float: auto uses them with --integer-only
+    /// only (LiteRT's 16x8 kernels are far slower than its int8 ones, often slower than a
+    /// float island on a CPU: see `qdbg select`'s latency estimate), yes always, no never.
+    #[arg(long, value_enum, default_value_t = Int16Remedies::Auto)]
+    pub int16: Int16Remedies,
     /// Fraction of the samples (the last ones) the search never sees, to score the result
     /// on (default 0.2 with 50 samples or more, else 0).
     #[arg(long, value_name = "FRACTION")]
@@ -141,6 +143,14 @@ fn values(target: &Target, m: &ModelMetrics) -> Vec<f64> {
         .collect()
 }
 
+/// `qdbg fix --int16`: when the search may compute ops in 16x8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Int16Remedies {
+    Auto,
+    Yes,
+    No,
+}
+
 pub fn fix(args: &FixArgs) -> Result<()> {
     let target = Target::parse(&args.target).map_err(|e| qdbg::Error::usage("--target", e))?;
     let inputs = &args.inputs;
@@ -178,7 +188,11 @@ pub fn fix(args: &FixArgs) -> Result<()> {
         &target,
         SearchOptions {
             integer_only: args.integer_only,
-            no_int16: args.no_int16,
+            int16: match args.int16 {
+                Int16Remedies::Auto => args.integer_only,
+                Int16Remedies::Yes => true,
+                Int16Remedies::No => false,
+            },
         },
         &cancel,
         &mut |c, _| println!("{}", candidate_line(metric, c)),
@@ -264,8 +278,8 @@ pub fn fix(args: &FixArgs) -> Result<()> {
                      int16 activations (16x8) on the ops LiteRT runs in 16x8 were not \
                      enough{}; drop --integer-only (float fallback) or loosen the target",
                     misses.join("; "),
-                    if args.no_int16 {
-                        " (int16 not tried: --no-int16)"
+                    if args.int16 == Int16Remedies::No {
+                        " (int16 not tried: --int16 no)"
                     } else {
                         ""
                     }

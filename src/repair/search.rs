@@ -227,8 +227,11 @@ pub struct Candidate {
 pub struct SearchOptions {
     /// No float remedies.
     pub integer_only: bool,
-    /// No int16 remedies (ranges and float fallback only).
-    pub no_int16: bool,
+    /// int16 (16x8) remedies, tried between ranges and float. Off by default: LiteRT's 16x8
+    /// kernels are its reference ones, measured 40-120x slower than int8 on a convolution
+    /// (`select::int16`'s latency table), so on a CPU a float island usually costs less;
+    /// an integer-only accelerator is what int16 is for.
+    pub int16: bool,
 }
 
 /// How the search ended.
@@ -660,7 +663,7 @@ fn search_steps(
     //    shortest prefix of the ops LiteRT runs in 16x8 that meets the target, by
     //    bisection, tried only when all of them together meet it (one evaluation
     //    otherwise: ops without a 16x8 kernel, HARD_SWISH, can hold most of the noise).
-    let int16_able: Vec<usize> = if options.no_int16 {
+    let int16_able: Vec<usize> = if !options.int16 {
         Vec::new()
     } else {
         order
