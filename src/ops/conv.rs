@@ -11,7 +11,7 @@ use flatbuffers::FlatBufferBuilder;
 use super::family::{
     not_in_family, Int8Support, OpFamily, ParamRule, TfliteOperator, TfliteOptions, WeightSlots,
 };
-use super::int8_conv::{bias, convolution, filter, Stepping};
+use super::int8_conv::{bias, convolution, Stepping};
 use super::int8_tensor::{from_int8, int8_values, qparams};
 use super::{
     activation::apply_fused, expect_output_shape, op_bail, spatial_padding, EvalCtx, OpError,
@@ -642,33 +642,10 @@ fn transpose_conv_int8(
     ctx: &EvalCtx,
     attrs: &crate::graph::TransposeConvAttrs,
 ) -> OpResult<CTensor> {
-    use crate::kernels::int8::conv::transpose_conv::{TransposeConvGeometry, TransposeConvInt8};
-    let shape = ctx.const_ints(0)?;
+    use crate::kernels::int8::conv::transpose_conv::TransposeConvInt8;
     let input = ctx.input(2)?;
-    let (batch, in_h, in_w, in_c) = input.dims4()?;
-    let (weights, scales, fid) = filter(ctx, 1)?;
-    let [out_c, k_h, k_w, _] = ctx.graph.tensor(fid).shape[..] else {
-        op_bail!("filter must have 4 dimensions (OHWI)");
-    };
-    let [_, out_h, out_w, _] = shape[..] else {
-        op_bail!("output_shape must have 4 entries, got {shape:?}");
-    };
-    let (out_h, out_w) = (out_h.max(0) as usize, out_w.max(0) as usize);
-    expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
-    let g = TransposeConvGeometry {
-        batch,
-        in_h,
-        in_w,
-        in_c,
-        out_h,
-        out_w,
-        out_c,
-        k_h,
-        k_w,
-        stride_h: attrs.stride_h,
-        stride_w: attrs.stride_w,
-        padding: attrs.padding,
-    };
+    let (g, weights, scales) = int8_conv::transpose_conv_geometry(ctx, attrs)?;
+    let (batch, out_h, out_w, out_c) = (g.batch, g.out_h, g.out_w, g.out_c);
     let kernel = TransposeConvInt8::new(
         qparams(ctx, ctx.input_id(2)?)?,
         scales,

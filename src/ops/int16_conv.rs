@@ -6,12 +6,12 @@
 use candle_core::Tensor as CTensor;
 
 use super::int16_tensor::{from_int16, int16_values};
-use super::int8_conv::{filter, geometry, Stepping};
+use super::int8_conv::{filter, geometry, transpose_conv_geometry, Stepping};
 use super::int8_tensor::qparams;
 use super::{expect_output_shape, op_bail, EvalCtx, OpError, OpResult};
 use crate::graph::{FusedActivation, TensorData, TransposeConvAttrs};
 use crate::kernels::int16::batch_matmul::BatchMatMulInt16;
-use crate::kernels::int16::transpose_conv::{TransposeConvGeometry, TransposeConvInt16};
+use crate::kernels::int16::transpose_conv::TransposeConvInt16;
 use crate::kernels::int16::{ConvInt16, FullyConnectedInt16};
 
 /// The int64 bias of a 16x8 op, if it has one.
@@ -91,32 +91,9 @@ pub(super) fn fully_connected16(ctx: &EvalCtx, activation: FusedActivation) -> O
 /// 16x8 TRANSPOSE_CONV. TFLite's inputs: the output shape, the OHWI filter, the data
 /// input and the optional int64 bias.
 pub(super) fn transpose_conv16(ctx: &EvalCtx, attrs: &TransposeConvAttrs) -> OpResult<CTensor> {
-    let shape = ctx.const_ints(0)?;
     let input = ctx.input(2)?;
-    let (batch, in_h, in_w, in_c) = input.dims4()?;
-    let (weights, scales, fid) = filter(ctx, 1)?;
-    let [out_c, k_h, k_w, _] = ctx.graph.tensor(fid).shape[..] else {
-        op_bail!("filter must have 4 dimensions (OHWI)");
-    };
-    let [_, out_h, out_w, _] = shape[..] else {
-        op_bail!("output_shape must have 4 entries, got {shape:?}");
-    };
-    let (out_h, out_w) = (out_h.max(0) as usize, out_w.max(0) as usize);
-    expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
-    let g = TransposeConvGeometry {
-        batch,
-        in_h,
-        in_w,
-        in_c,
-        out_h,
-        out_w,
-        out_c,
-        k_h,
-        k_w,
-        stride_h: attrs.stride_h,
-        stride_w: attrs.stride_w,
-        padding: attrs.padding,
-    };
+    let (g, weights, scales) = transpose_conv_geometry(ctx, attrs)?;
+    let (batch, out_h, out_w, out_c) = (g.batch, g.out_h, g.out_w, g.out_c);
     let kernel = TransposeConvInt16::new(
         qparams(ctx, ctx.input_id(2)?)?,
         scales,

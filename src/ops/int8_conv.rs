@@ -82,6 +82,45 @@ pub fn prepare(graph: &Graph, node: &Node, arithmetic: Arithmetic) -> Option<Pre
     }
 }
 
+/// A quantized TRANSPOSE_CONV's geometry, int8 or 16x8 alike: TFLite's inputs are the
+/// output shape (slot 0), the OHWI filter (slot 1) and the data input (slot 2). Also the
+/// filter's codes and per-channel scales.
+pub(super) fn transpose_conv_geometry<'a>(
+    ctx: &'a EvalCtx,
+    attrs: &crate::graph::TransposeConvAttrs,
+) -> OpResult<(
+    crate::kernels::int8::conv::transpose_conv::TransposeConvGeometry,
+    &'a [i8],
+    &'a [f32],
+)> {
+    let shape = ctx.const_ints(0)?;
+    let (batch, in_h, in_w, in_c) = ctx.input(2)?.dims4()?;
+    let (weights, scales, fid) = filter(ctx, 1)?;
+    let [out_c, k_h, k_w, _] = ctx.graph.tensor(fid).shape[..] else {
+        op_bail!("filter must have 4 dimensions (OHWI)");
+    };
+    let [_, out_h, out_w, _] = shape[..] else {
+        op_bail!("output_shape must have 4 entries, got {shape:?}");
+    };
+    let (out_h, out_w) = (out_h.max(0) as usize, out_w.max(0) as usize);
+    super::expect_output_shape(ctx, 0, &[batch, out_h, out_w, out_c])?;
+    let g = crate::kernels::int8::conv::transpose_conv::TransposeConvGeometry {
+        batch,
+        in_h,
+        in_w,
+        in_c,
+        out_h,
+        out_w,
+        out_c,
+        k_h,
+        k_w,
+        stride_h: attrs.stride_h,
+        stride_w: attrs.stride_w,
+        padding: attrs.padding,
+    };
+    Ok((g, weights, scales))
+}
+
 /// The int8 filter of a quantized op and its per-channel (or single) scales.
 pub(super) fn filter<'a>(
     ctx: &'a EvalCtx,
