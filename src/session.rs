@@ -28,7 +28,7 @@ use crate::quant::division_check::keep_refused_divisions_float;
 use crate::quant::int16_plan::whole_model_int16_ops;
 use crate::quant::plan::plan_activations;
 use crate::quant::quantize::{quantize_graph, QuantizeOptions, QuantizedModel};
-use crate::quant::{calibrate_or_load, Calibration, CalibrationSource};
+use crate::quant::{calibrate_or_load_samples, Calibration, CalibrationSource};
 use crate::select::Selector;
 
 /// A float model, read and checked to be one.
@@ -128,6 +128,25 @@ impl Loaded {
         arithmetic: Arithmetic,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Session> {
+        let all = 0..self.dataset.num_samples();
+        self.calibrate_on(all, recalibrate, arithmetic, progress)
+    }
+
+    /// The number of samples the data holds.
+    pub fn num_samples(&self) -> usize {
+        self.dataset.num_samples()
+    }
+
+    /// [`Loaded::calibrate`] on `samples` only (a search holding the others out must not
+    /// calibrate on them: their ranges would leak into the model it scores them on). A part
+    /// of the data is calibrated afresh and not saved; the session still holds every sample.
+    pub fn calibrate_on(
+        self,
+        samples: std::ops::Range<usize>,
+        recalibrate: bool,
+        arithmetic: Arithmetic,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Session> {
         let Loaded {
             model,
             dataset,
@@ -139,10 +158,11 @@ impl Loaded {
         let (calibration, calibration_source) = {
             // Only for calibrating: the debugger and the selector build their own.
             let executor = Executor::new(&model.graph, &device)?;
-            calibrate_or_load(
+            calibrate_or_load_samples(
                 &model.path,
                 &executor,
                 &dataset,
+                samples,
                 recalibrate,
                 Some(&float_outputs),
                 progress,

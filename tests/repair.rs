@@ -480,3 +480,64 @@ fn integer_only_fix_meets_the_target_with_int16_in_litert() {
     assert!(stderr(&o).contains("--int16 no"), "{}", stderr(&o));
     assert!(!Path::new(&demo.path("never.tflite")).exists());
 }
+
+/// The held-out samples shape nothing the search scores them on: `qdbg fix` calibrates on
+/// the searched samples only. The demo's last 20 samples are scaled tenfold (a calibration
+/// that saw them would widen every range); the model `fix` writes (full int8 meets the
+/// target, so it is the plain quantization) has exactly the parameters of the model
+/// `qdbg quantize` makes from the first 80 samples alone, and not those of all 100.
+#[test]
+fn fix_calibrates_on_the_searched_samples_only() {
+    let demo = Demo::new();
+    let data: Array4<f32> = ndarray_npy::read_npy(demo.path("debug.npy")).unwrap();
+    let mut skewed = data.clone();
+    skewed
+        .slice_mut(ndarray::s![80.., .., .., ..])
+        .mapv_inplace(|v| v * 10.0);
+    let first80 = data.slice(ndarray::s![..80, .., .., ..]).to_owned();
+    ndarray_npy::write_npy(demo.path("skewed.npy"), &skewed).unwrap();
+    ndarray_npy::write_npy(demo.path("first80.npy"), &first80).unwrap();
+
+    let (fixed, report) = (demo.path("fixed.tflite"), demo.path("fix.json"));
+    let model = demo.path("model.tflite");
+    let o = qdbg(&[
+        "fix",
+        &model,
+        "--data",
+        &demo.path("skewed.npy"),
+        "--target",
+        "sqnr_db >= 0",
+        "--holdout",
+        "0.2",
+        "-o",
+        &fixed,
+        "--json",
+        &report,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&report);
+    let chosen = &r["candidates"][r["verdict"]["chosen"].as_u64().unwrap() as usize];
+    assert_eq!(
+        chosen["remedies"].as_array().unwrap().len(),
+        0,
+        "{chosen:#}"
+    );
+
+    let quantize = |data: &str, out: &str| {
+        let o = qdbg(&["quantize", &model, "--data", &demo.path(data), "-o", out]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let (on80, on100) = (demo.path("on80.tflite"), demo.path("on100.tflite"));
+    quantize("first80.npy", &on80);
+    quantize("skewed.npy", &on100);
+    let params = |path: &str| -> Vec<(String, Option<qdbg::graph::QuantParams>)> {
+        qdbg::tflite::read_model(Path::new(path))
+            .unwrap()
+            .tensors
+            .into_iter()
+            .map(|t| (t.name, t.quant))
+            .collect()
+    };
+    assert_eq!(params(&fixed), params(&on80));
+    assert_ne!(params(&fixed), params(&on100), "the skew changes nothing");
+}

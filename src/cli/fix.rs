@@ -165,11 +165,18 @@ pub fn fix(args: &FixArgs) -> Result<()> {
             &args.images.options(),
             args.device.device,
         )?
-        .with_tasks(&inputs.tasks)?
-        .calibrate(args.recalibrate, args.arithmetic.arithmetic(), &mut |_| {})?;
-    let selector = &session.selector;
-    let total = session.dataset().num_samples();
+        .with_tasks(&inputs.tasks)?;
+    let total = session.num_samples();
     let held = held_out(total, args.holdout)?;
+    // Calibrated on the searched samples only: the held-out ones are scored on a model
+    // whose ranges they did not shape.
+    let session = session.calibrate_on(
+        0..total - held,
+        args.recalibrate,
+        args.arithmetic.arithmetic(),
+        &mut |_| {},
+    )?;
+    let selector = &session.selector;
     let tuning = selector.on_samples(0..total - held);
     let cancel = AtomicBool::new(false);
 
@@ -177,7 +184,7 @@ pub fn fix(args: &FixArgs) -> Result<()> {
         "target: {target}  (searching on samples 0..{}{})",
         total - held,
         if held > 0 {
-            format!(", {held} held out")
+            format!(", {held} held out: neither calibrated nor searched on")
         } else {
             String::new()
         }

@@ -104,6 +104,9 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
             started.elapsed().as_secs_f64(),
             path.display()
         ),
+        CalibrationSource::Samples(samples) => {
+            println!("calibration: samples {samples:?} only (not saved)")
+        }
         CalibrationSource::NotSaved(e) => {
             println!(
                 "calibration: {} samples (not saved: {e})",

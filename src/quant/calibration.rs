@@ -340,8 +340,9 @@ fn range_of(values: &[f32]) -> TensorRange {
 /// Runs the float model over every sample and records each activation's range.
 /// `progress` is told how many samples are done.
 ///
-/// Samples run in parallel, one chunk of at most one sample per thread of rayon's pool at
-/// a time (so only a chunk's ranges and histograms are held), and merge in sample order:
+/// Samples run in parallel, one chunk of a few samples per thread of rayon's pool at a time
+/// (`threads::sample_chunk`: only a chunk's ranges and histograms are held), and merge in
+/// sample order:
 /// min, max and the histograms (whose merge is exact and order-free) do not depend on the
 /// order, and the first failing sample is the one reported.
 pub fn calibrate(
@@ -362,15 +363,30 @@ pub fn calibrate_keeping_outputs(
     outputs: Option<&FloatOutputCache>,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Calibration> {
+    let all = 0..dataset.num_samples();
+    calibrate_samples(executor, dataset, all, model_sha256, outputs, progress)
+}
+
+/// [`calibrate_keeping_outputs`] on the samples `samples` of `dataset` only (a search that
+/// holds the others out calibrates without them); `progress` counts from 0.
+pub fn calibrate_samples(
+    executor: &Executor,
+    dataset: &Dataset,
+    samples: std::ops::Range<usize>,
+    model_sha256: String,
+    outputs: Option<&FloatOutputCache>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Calibration> {
     let graph = executor.graph();
     let mut ranges: BTreeMap<TensorId, (TensorRange, Histogram)> = BTreeMap::new();
-    let total = dataset.num_samples();
+    let samples = samples.start.min(dataset.num_samples())..samples.end.min(dataset.num_samples());
+    let total = samples.len();
     let chunk = crate::threads::sample_chunk();
     let mut done = 0;
     let mut digests = Vec::with_capacity(total);
     while done < total {
         let end = (done + chunk).min(total);
-        let per_sample: Vec<Result<SampleRanges>> = (done..end)
+        let per_sample: Vec<Result<SampleRanges>> = (samples.start + done..samples.start + end)
             .into_par_iter()
             .map(|i| sample_ranges(executor, dataset, i, outputs))
             .collect();
@@ -397,7 +413,7 @@ pub fn calibrate_keeping_outputs(
         version: CALIBRATION_VERSION,
         model_sha256,
         dataset_blake3: combine_digests(dataset, &digests),
-        samples: dataset.num_samples(),
+        samples: total,
         ranges: ranges
             .into_iter()
             .map(|(id, (range, histogram))| {
@@ -474,6 +490,9 @@ pub enum CalibrationSource {
     Saved(PathBuf),
     /// Computed now; saving failed (read-only folder?), so the next run computes it again.
     NotSaved(Error),
+    /// Computed now on these samples only (a search holding the rest out), not saved: the
+    /// file beside the model stays the calibration on all the data.
+    Samples(std::ops::Range<usize>),
 }
 
 /// The calibration of `model` on `dataset`: the saved one beside the model when its hashes
@@ -486,8 +505,42 @@ pub fn calibrate_or_load(
     outputs: Option<&FloatOutputCache>,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(Calibration, CalibrationSource)> {
+    let all = 0..dataset.num_samples();
+    calibrate_or_load_samples(
+        model,
+        executor,
+        dataset,
+        all,
+        recalibrate,
+        outputs,
+        progress,
+    )
+}
+
+/// [`calibrate_or_load`] on `samples` only: all of them as it does; a part computed afresh
+/// and not saved ([`CalibrationSource::Samples`]).
+pub fn calibrate_or_load_samples(
+    model: &Path,
+    executor: &Executor,
+    dataset: &Dataset,
+    samples: std::ops::Range<usize>,
+    recalibrate: bool,
+    outputs: Option<&FloatOutputCache>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(Calibration, CalibrationSource)> {
     let model_bytes = std::fs::read(model).map_err(|e| Error::io(model, e))?;
     let model_sha = sha256_hex(&model_bytes);
+    if samples != (0..dataset.num_samples()) {
+        let cal = calibrate_samples(
+            executor,
+            dataset,
+            samples.clone(),
+            model_sha,
+            outputs,
+            progress,
+        )?;
+        return Ok((cal, CalibrationSource::Samples(samples)));
+    }
     let path = Calibration::default_path(model);
     if !recalibrate {
         if let Some(cal) = Calibration::load_matching(&path, &model_sha, &dataset_digest(dataset)?)

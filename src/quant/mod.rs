@@ -13,8 +13,8 @@ pub mod quantize;
 pub mod range_search;
 
 pub use calibration::{
-    calibrate, calibrate_keeping_outputs, calibrate_or_load, Calibration, CalibrationSource,
-    TensorRange,
+    calibrate, calibrate_keeping_outputs, calibrate_or_load, calibrate_or_load_samples,
+    calibrate_samples, Calibration, CalibrationSource, TensorRange,
 };
 pub use histogram::Histogram;
 pub use range_search::RangeMethod;
