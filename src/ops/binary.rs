@@ -13,7 +13,7 @@ use super::{
     OpResult,
 };
 use crate::graph::{BinaryKind, DType as GDType, FusedActivation, Graph, Node, Op, TensorId};
-use crate::kernels::int8::binary;
+use crate::kernels::int8::{binary, QParams};
 use crate::kernels::pow_f32;
 use crate::tflite::codec::{read_activation_or_none, write_activation, OpVersionCtx};
 use crate::tflite::fb;
@@ -387,14 +387,14 @@ fn integer_binary(
 fn binary_int16(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResult<CTensor> {
     use super::int16_tensor::{from_int16, int16_values};
     use crate::kernels::int16::binary::{AddSubInt16, MinMax, MulInt16};
-    let (a, b) = (ctx.input(0)?, ctx.input(1)?);
-    let shape = broadcast_shape(a.dims(), b.dims())?;
-    expect_output_shape(ctx, 0, &shape)?;
-    let (qa, qb) = (
-        qparams(ctx, ctx.input_id(0)?)?,
-        qparams(ctx, ctx.input_id(1)?)?,
-    );
-    let qo = qparams(ctx, ctx.node.outputs[0])?;
+    let Operands {
+        a,
+        b,
+        shape,
+        qa,
+        qb,
+        qo,
+    } = quantized_operands(ctx)?;
     let (va, vb) = (int16_values(a)?, int16_values(b)?);
     let mut out = vec![0i16; shape.iter().product()];
     let (da, db) = (a.dims(), b.dims());
@@ -416,19 +416,44 @@ fn binary_int16(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResu
     from_int16(out, &shape, a)
 }
 
+/// A quantized binary op's two inputs, its broadcast output shape (checked against the
+/// model's) and the inputs' and output's parameters: what the int8 and 16x8 paths share.
+struct Operands<'a> {
+    a: &'a CTensor,
+    b: &'a CTensor,
+    shape: Vec<usize>,
+    qa: QParams,
+    qb: QParams,
+    qo: QParams,
+}
+
+fn quantized_operands<'a>(ctx: &'a EvalCtx) -> OpResult<Operands<'a>> {
+    let (a, b) = (ctx.input(0)?, ctx.input(1)?);
+    let shape = broadcast_shape(a.dims(), b.dims())?;
+    expect_output_shape(ctx, 0, &shape)?;
+    Ok(Operands {
+        a,
+        b,
+        shape,
+        qa: qparams(ctx, ctx.input_id(0)?)?,
+        qb: qparams(ctx, ctx.input_id(1)?)?,
+        qo: qparams(ctx, ctx.node.outputs[0])?,
+    })
+}
+
 /// The `pot_scale_int16` option qdbg writes on ADD and SUB, and runs them with: false,
 /// as TensorFlow's 16x8 quantizer writes it (LiteRT's general int16 path).
 pub const ADD_SUB_POT_SCALE_INT16: bool = false;
 
 fn binary_int8(ctx: &EvalCtx, kind: BinaryKind, act: FusedActivation) -> OpResult<CTensor> {
-    let (a, b) = (ctx.input(0)?, ctx.input(1)?);
-    let shape = broadcast_shape(a.dims(), b.dims())?;
-    expect_output_shape(ctx, 0, &shape)?;
-    let (qa, qb) = (
-        qparams(ctx, ctx.input_id(0)?)?,
-        qparams(ctx, ctx.input_id(1)?)?,
-    );
-    let qo = qparams(ctx, ctx.node.outputs[0])?;
+    let Operands {
+        a,
+        b,
+        shape,
+        qa,
+        qb,
+        qo,
+    } = quantized_operands(ctx)?;
     let (va, vb) = (int8_values(a)?, int8_values(b)?);
     let mut out = vec![0i8; shape.iter().product()];
     let (da, db) = (a.dims(), b.dims());
